@@ -1,0 +1,344 @@
+//! Outbound HTTP through `wasi:http/outgoing-handler`.
+//!
+//! The host checks every request against the backend's allowlist and may
+//! refuse it; the refusal reaches the guest as a `wasi:http` error code, which
+//! this client keeps (see [`HttpError`]) so a connector can tell an operator
+//! mistake (`config`) from a flaky network (`retryable`).
+
+use std::fmt;
+
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{
+    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+};
+use wasip2::io::streams::StreamError;
+
+/// An HTTP request to send.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    /// Per-request timeouts in milliseconds; the host applies its own caps too.
+    pub connect_timeout_ms: Option<u64>,
+    pub first_byte_timeout_ms: Option<u64>,
+}
+
+impl Request {
+    pub fn new(method: &str, url: &str) -> Self {
+        Request {
+            method: method.to_string(),
+            url: url.to_string(),
+            headers: Vec::new(),
+            body: None,
+            connect_timeout_ms: None,
+            first_byte_timeout_ms: None,
+        }
+    }
+
+    pub fn get(url: &str) -> Self {
+        Self::new("GET", url)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = Some(body.into());
+        self
+    }
+}
+
+/// A response with its whole body read.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Why a request failed before a complete response arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpError {
+    /// The URL could not be parsed into scheme, host and path.
+    InvalidUrl { url: String, reason: String },
+    /// The host refused the request: the target is not on the backend's
+    /// allowlist, or it resolved to an address the operator did not allow.
+    Denied { host: String, code: String },
+    /// A response or request body exceeded the host's size cap.
+    TooLarge { host: String, code: String },
+    /// Connecting, sending or reading failed or timed out; trying again may help.
+    Transport { host: String, code: String },
+}
+
+impl HttpError {
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, HttpError::Transport { .. })
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::InvalidUrl { url, reason } => write!(f, "invalid url {url:?}: {reason}"),
+            HttpError::Denied { host, code } => write!(
+                f,
+                "request to {host} denied by the host ({code}); ask the operator to allow it in the backend's allowlist"
+            ),
+            HttpError::TooLarge { host, code } => {
+                write!(f, "request to {host} exceeded a size cap ({code})")
+            }
+            HttpError::Transport { host, code } => write!(f, "request to {host} failed ({code})"),
+        }
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+/// The parts of an absolute `http`/`https` URL that `wasi:http` wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlParts {
+    pub https: bool,
+    pub authority: String,
+    pub path_with_query: String,
+}
+
+/// Split an absolute URL; no normalisation, the host does the checking.
+pub fn split_url(url: &str) -> Result<UrlParts, HttpError> {
+    let invalid = |reason: &str| HttpError::InvalidUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| invalid("expected scheme://host/path"))?;
+    let https = match scheme.to_ascii_lowercase().as_str() {
+        "http" => false,
+        "https" => true,
+        _ => return Err(invalid("only http and https are supported")),
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.is_empty() {
+        return Err(invalid("missing host"));
+    }
+    let path_with_query = match path {
+        "" => "/".to_string(),
+        p if p.starts_with('?') => format!("/{p}"),
+        p => p.to_string(),
+    };
+    Ok(UrlParts {
+        https,
+        authority: authority.to_string(),
+        path_with_query,
+    })
+}
+
+fn classify(host: &str, code: &ErrorCode) -> HttpError {
+    let host = host.to_string();
+    let text = format!("{code:?}");
+    match code {
+        ErrorCode::HttpRequestDenied
+        | ErrorCode::DestinationIpProhibited
+        | ErrorCode::DestinationIpUnroutable => HttpError::Denied { host, code: text },
+        ErrorCode::HttpRequestBodySize(_)
+        | ErrorCode::HttpResponseBodySize(_)
+        | ErrorCode::HttpResponseHeaderSectionSize(_) => HttpError::TooLarge { host, code: text },
+        _ => HttpError::Transport { host, code: text },
+    }
+}
+
+fn method(name: &str) -> Method {
+    match name.to_ascii_uppercase().as_str() {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "PATCH" => Method::Patch,
+        "OPTIONS" => Method::Options,
+        other => Method::Other(other.to_string()),
+    }
+}
+
+/// Send a request and read the whole response. Redirects are returned as
+/// they are: neither the host nor this client follows them.
+pub fn send(request: &Request) -> Result<Response, HttpError> {
+    let parts = split_url(&request.url)?;
+    let host = parts.authority.clone();
+    let transport = |what: &str| HttpError::Transport {
+        host: host.clone(),
+        code: what.to_string(),
+    };
+
+    let headers = Fields::new();
+    for (name, value) in &request.headers {
+        headers
+            .append(name, value.as_bytes())
+            .map_err(|e| HttpError::InvalidUrl {
+                url: request.url.clone(),
+                reason: format!("header {name}: {e:?}"),
+            })?;
+    }
+    let outgoing = OutgoingRequest::new(headers);
+    let set = outgoing
+        .set_method(&method(&request.method))
+        .and(outgoing.set_scheme(Some(if parts.https {
+            &Scheme::Https
+        } else {
+            &Scheme::Http
+        })))
+        .and(outgoing.set_authority(Some(&parts.authority)))
+        .and(outgoing.set_path_with_query(Some(&parts.path_with_query)));
+    if set.is_err() {
+        return Err(HttpError::InvalidUrl {
+            url: request.url.clone(),
+            reason: "rejected by wasi:http".to_string(),
+        });
+    }
+    let body = outgoing
+        .body()
+        .map_err(|_| transport("request body unavailable"))?;
+
+    let options = RequestOptions::new();
+    let ms_to_ns = |ms: u64| ms.saturating_mul(1_000_000);
+    if let Some(ms) = request.connect_timeout_ms {
+        let _ = options.set_connect_timeout(Some(ms_to_ns(ms)));
+    }
+    if let Some(ms) = request.first_byte_timeout_ms {
+        let _ = options.set_first_byte_timeout(Some(ms_to_ns(ms)));
+    }
+
+    let pending =
+        outgoing_handler::handle(outgoing, Some(options)).map_err(|e| classify(&host, &e))?;
+
+    if let Some(bytes) = &request.body {
+        let stream = body
+            .write()
+            .map_err(|_| transport("request body stream unavailable"))?;
+        for chunk in bytes.chunks(4096) {
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| stream_error(&host, e))?;
+        }
+        drop(stream);
+    }
+    OutgoingBody::finish(body, None).map_err(|e| classify(&host, &e))?;
+
+    pending.subscribe().block();
+    let incoming = match pending.get() {
+        Some(Ok(Ok(response))) => response,
+        Some(Ok(Err(code))) => return Err(classify(&host, &code)),
+        Some(Err(())) | None => return Err(transport("response future lost")),
+    };
+
+    let status = incoming.status();
+    let headers = incoming
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+        .collect();
+    let body = incoming
+        .consume()
+        .map_err(|_| transport("response body unavailable"))?;
+    let bytes = read_body(&host, &body)?;
+    let trailers = IncomingBody::finish(body);
+    trailers.subscribe().block();
+    if let Some(Ok(Err(code))) = trailers.get() {
+        return Err(classify(&host, &code));
+    }
+    Ok(Response {
+        status,
+        headers,
+        body: bytes,
+    })
+}
+
+fn read_body(host: &str, body: &IncomingBody) -> Result<Vec<u8>, HttpError> {
+    let stream = body.stream().map_err(|_| HttpError::Transport {
+        host: host.to_string(),
+        code: "response body stream unavailable".to_string(),
+    })?;
+    let mut out = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => out.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => return Ok(out),
+            Err(e) => return Err(stream_error(host, e)),
+        }
+    }
+}
+
+fn stream_error(host: &str, error: StreamError) -> HttpError {
+    match error {
+        StreamError::LastOperationFailed(e) => match wasip2::http::types::http_error_code(&e) {
+            Some(code) => classify(host, &code),
+            None => HttpError::Transport {
+                host: host.to_string(),
+                code: e.to_debug_string(),
+            },
+        },
+        StreamError::Closed => HttpError::Transport {
+            host: host.to_string(),
+            code: "stream closed".to_string(),
+        },
+    }
+}
+
+/// `GET url`.
+pub fn get(url: &str) -> Result<Response, HttpError> {
+    send(&Request::get(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_urls_for_wasi_http() {
+        let p = split_url("https://Shop.example.com:8443/rest/V1/products?x=1").unwrap();
+        assert!(p.https);
+        assert_eq!(p.authority, "Shop.example.com:8443");
+        assert_eq!(p.path_with_query, "/rest/V1/products?x=1");
+        assert_eq!(
+            split_url("http://h?q").unwrap().path_with_query,
+            "/?q".to_string()
+        );
+        assert_eq!(split_url("http://h").unwrap().path_with_query, "/");
+        assert!(matches!(
+            split_url("ftp://h/x"),
+            Err(HttpError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            split_url("http:///x"),
+            Err(HttpError::InvalidUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn denied_and_transport_errors_are_told_apart() {
+        assert!(!classify("h", &ErrorCode::HttpRequestDenied).is_retryable());
+        assert!(classify("h", &ErrorCode::ConnectionRefused).is_retryable());
+        let text = classify("evil.example", &ErrorCode::HttpRequestDenied).to_string();
+        assert!(text.contains("evil.example") && text.contains("allowlist"), "{text}");
+    }
+}

@@ -1,0 +1,11 @@
+//! The Rust guest SDK for Junction connectors.
+//!
+//! A connector is a WebAssembly component built for `wasm32-wasip2` that
+//! implements the `junction:connector` contract in `wit/`. This crate gives
+//! it the pieces every connector needs; it never depends on the runtime.
+//!
+//! - [`http`]: an outbound HTTP client on `wasi:http` that reports *why* a
+//!   request failed (denied by the operator's allowlist, a body over the
+//!   host's cap, a timeout), instead of a generic connection error.
+
+pub mod http;

@@ -1,0 +1,265 @@
+//! Capability: outbound HTTP (`wasi:http/outgoing-handler`), filtered.
+//!
+//! Lifecycle, like every capability in this folder:
+//! - *link*: `wasmtime_wasi_http` adds `wasi:http` to the engine's linker
+//!   once (see `host::engine`);
+//! - *configure*: the operator's backend settings become an [`EgressPolicy`]
+//!   (allowlist, internal-address exceptions, credentials, limits), built
+//!   once per backend and shared by all its calls;
+//! - *prepare*: each call gets [`EgressHooks`] holding the policy and the
+//!   call's [`AuditLog`];
+//! - *collect*: after the call the audit entries go into its report.
+//!
+//! Every request is checked against the allowlist; the name is resolved by
+//! the host and every resolved address is checked again before connecting,
+//! to the very address that was checked (no second lookup, so DNS rebinding
+//! cannot swap it). Redirects are never followed on the guest's behalf.
+
+mod allowlist;
+mod audit;
+mod ipclass;
+mod send;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
+
+pub use allowlist::{
+    AllowRule, Allowlist, AllowlistError, Host, Scheme, Target, TargetError, parse_host_port,
+    parse_target,
+};
+pub use audit::{AuditEntry, AuditLog};
+pub use ipclass::internal_class;
+
+use crate::limits::EgressLimits;
+
+/// A secret value: never printed, never logged, never given to the guest.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Credentials the host adds to every allowed request of a backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Auth {
+    Bearer { token: Secret },
+    Basic { username: String, password: Secret },
+    Header { name: String, value: Secret },
+}
+
+impl Auth {
+    /// The header this credential becomes.
+    fn header(&self) -> Result<(http::HeaderName, http::HeaderValue), String> {
+        let (name, value) = match self {
+            Auth::Bearer { token } => (
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", token.expose()),
+            ),
+            Auth::Basic { username, password } => (
+                http::header::AUTHORIZATION,
+                format!(
+                    "Basic {}",
+                    base64(format!("{username}:{}", password.expose()).as_bytes())
+                ),
+            ),
+            Auth::Header { name, value } => (
+                http::HeaderName::try_from(name.as_str())
+                    .map_err(|_| format!("auth header name {name:?} is not a valid header name"))?,
+                value.expose().to_string(),
+            ),
+        };
+        let mut value = http::HeaderValue::try_from(value)
+            .map_err(|_| "auth value contains characters not allowed in a header".to_string())?;
+        value.set_sensitive(true);
+        Ok((name, value))
+    }
+}
+
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Everything that decides where a backend's guest may send requests.
+#[derive(Debug)]
+pub struct EgressPolicy {
+    allowlist: Allowlist,
+    /// Exact `host:port` pairs that may resolve to internal addresses.
+    allow_internal: HashSet<(Host, u16)>,
+    auth: Option<(http::HeaderName, http::HeaderValue)>,
+    limits: EgressLimits,
+    permits: Arc<Semaphore>,
+}
+
+/// A policy that cannot be built from the operator's settings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error(transparent)]
+    Allowlist(#[from] AllowlistError),
+    #[error("backend auth is invalid: {0}")]
+    Auth(String),
+    #[error("egress limit {name} must be greater than zero")]
+    Limit { name: &'static str },
+}
+
+impl EgressPolicy {
+    /// `allow_internal` lists `host:port` pairs (exactly as requested) that
+    /// may resolve to loopback or private addresses, such as a backend on
+    /// the operator's own network.
+    pub fn new<S: AsRef<str>>(
+        allowlist: &[S],
+        allow_internal: &[S],
+        auth: Option<&Auth>,
+        limits: EgressLimits,
+    ) -> Result<EgressPolicy, PolicyError> {
+        let allowlist = Allowlist::parse(allowlist)?;
+        let allow_internal = allow_internal
+            .iter()
+            .map(|e| parse_host_port(e.as_ref().trim()))
+            .collect::<Result<_, _>>()?;
+        let auth = auth.map(Auth::header).transpose().map_err(PolicyError::Auth)?;
+        for (name, zero) in [
+            ("max_concurrent_requests", limits.max_concurrent_requests == 0),
+            ("connect_timeout", limits.connect_timeout.is_zero()),
+            ("total_timeout", limits.total_timeout.is_zero()),
+        ] {
+            if zero {
+                return Err(PolicyError::Limit { name });
+            }
+        }
+        Ok(EgressPolicy {
+            allowlist,
+            allow_internal,
+            auth,
+            permits: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
+            limits,
+        })
+    }
+
+    /// No outbound HTTP at all (for `describe`, `inspect` and mappers).
+    pub fn deny_all() -> EgressPolicy {
+        EgressPolicy::new::<&str>(&[], &[], None, EgressLimits::default())
+            .expect("the empty policy is valid")
+    }
+
+    pub fn allowlist(&self) -> &Allowlist {
+        &self.allowlist
+    }
+
+    pub fn limits(&self) -> &EgressLimits {
+        &self.limits
+    }
+
+    fn internal_allowed(&self, target: &Target) -> bool {
+        self.allow_internal
+            .contains(&(target.host.clone(), target.port))
+    }
+}
+
+/// The `wasi:http` hooks of one call: every request goes through [`send`].
+pub struct EgressHooks {
+    policy: Arc<EgressPolicy>,
+    audit: AuditLog,
+}
+
+impl EgressHooks {
+    pub fn new(policy: Arc<EgressPolicy>, audit: AuditLog) -> Self {
+        EgressHooks { policy, audit }
+    }
+}
+
+impl WasiHttpHooks for EgressHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(send::send(
+            self.policy.clone(),
+            self.audit.clone(),
+            request,
+            options,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let auth = Auth::Bearer {
+            token: Secret::new("hunter2"),
+        };
+        assert!(!format!("{auth:?}").contains("hunter2"));
+        let policy = EgressPolicy::new(&["https://a.example.com"], &[], Some(&auth), EgressLimits::default()).unwrap();
+        assert!(!format!("{policy:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn bad_policy_input_is_named() {
+        let err = EgressPolicy::new(&["https://a.example.com"], &["nohost"], None, EgressLimits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nohost"), "{err}");
+        let limits = EgressLimits {
+            max_concurrent_requests: 0,
+            ..EgressLimits::default()
+        };
+        let err = EgressPolicy::new::<&str>(&[], &[], None, limits).unwrap_err().to_string();
+        assert!(err.contains("max_concurrent_requests"), "{err}");
+    }
+}

@@ -1,0 +1,441 @@
+//! Sends one allowed request: resolve, check every address, connect to a
+//! checked address, TLS, HTTP/1.1, with the backend's caps and timeouts.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{Instant, Sleep};
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
+
+use super::allowlist::{Host, Scheme, Target, parse_target};
+use super::audit::{AuditHandle, AuditLog};
+use super::ipclass::internal_class;
+use super::EgressPolicy;
+
+type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
+
+pub(super) async fn send(
+    policy: Arc<EgressPolicy>,
+    audit: AuditLog,
+    request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> Result<(http::Response<WasiBody>, IoFuture), Error> {
+    let uri = request.uri().clone();
+    let method = request.method().to_string();
+    let target = match parse_target(&uri) {
+        Ok(t) => t,
+        Err(e) => {
+            let host = uri.authority().map(|a| a.host().to_string()).unwrap_or_default();
+            audit.start(&method, None, &host, &uri).denied(e.reason.clone());
+            tracing::info!(%e, "outbound request denied");
+            return Err(Error::HttpRequestDenied);
+        }
+    };
+    let entry = audit.start(&method, Some(&target), "", &uri);
+    let deny = |reason: String, err: Error| {
+        tracing::info!(target = %target, %reason, "outbound request denied");
+        entry.denied(reason);
+        Err(err)
+    };
+
+    if policy.allowlist.find(&target).is_none() {
+        let reason = if policy.allowlist.is_empty() {
+            format!("{target} is not allowed: the backend's allowlist is empty")
+        } else {
+            format!("{target} is not in the backend's allowlist")
+        };
+        return deny(reason, Error::HttpRequestDenied);
+    }
+    let limits = policy.limits.clone();
+    if let Some(len) = content_length(request.headers())
+        && len > limits.max_request_body_bytes
+    {
+        return deny(
+            format!("request body of {len} bytes is over the cap of {} bytes", limits.max_request_body_bytes),
+            Error::HttpRequestBodySize(Some(len)),
+        );
+    }
+
+    let deadline = Instant::now() + limits.total_timeout;
+    let connect_timeout = options
+        .and_then(|o| o.connect_timeout)
+        .map_or(limits.connect_timeout, |t| t.min(limits.connect_timeout));
+
+    let permit = match tokio::time::timeout_at(deadline, policy.permits.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            entry.failed("timed out waiting for a free request slot".to_string());
+            return Err(Error::ConnectionLimitReached);
+        }
+    };
+
+    let addrs = match resolve(&target, connect_timeout).await {
+        Ok(addrs) => addrs,
+        Err((reason, err)) => {
+            entry.failed(reason);
+            return Err(err);
+        }
+    };
+    if !policy.internal_allowed(&target) {
+        for ip in &addrs {
+            if let Some(class) = internal_class(*ip) {
+                let how = match target.host {
+                    Host::Ip(_) => format!("{} is a {class} address", target.host),
+                    Host::Name(_) => format!("{} resolved to {ip} ({class})", target.host),
+                };
+                return deny(
+                    format!(
+                        "{how}; internal addresses are refused unless the operator allows {}:{} explicitly",
+                        target.host, target.port
+                    ),
+                    Error::DestinationIpProhibited,
+                );
+            }
+        }
+    }
+
+    let stream = match connect(&addrs, target.port, connect_timeout).await {
+        Ok(s) => s,
+        Err((reason, err)) => {
+            entry.failed(reason);
+            return Err(err);
+        }
+    };
+
+    let (response, request_bytes) =
+        match exchange(&policy, &target, stream, request, options, deadline).await {
+            Ok(r) => r,
+            Err((reason, err)) => {
+                entry.failed(reason);
+                return Err(err);
+            }
+        };
+    entry.status(response.status().as_u16());
+    entry.request_bytes(request_bytes);
+    let max = limits.max_response_body_bytes;
+    if let Some(len) = content_length(response.headers())
+        && len > max
+    {
+        entry.failed(format!(
+            "response body of {len} bytes is over the cap of {max} bytes"
+        ));
+        return Err(Error::HttpResponseBodySize(Some(len)));
+    }
+    let response = response.map(|inner| {
+        CappedBody {
+            inner,
+            seen: 0,
+            limit: max,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            entry,
+            permit: Some(permit),
+        }
+        .boxed_unsync()
+    });
+    Ok((response, Box::new(async { Ok(()) }) as IoFuture))
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+type Failure = (String, Error);
+
+/// Resolve once; the addresses returned are the only ones connected to.
+async fn resolve(target: &Target, timeout: Duration) -> Result<Vec<IpAddr>, Failure> {
+    let name = match &target.host {
+        Host::Ip(ip) => return Ok(vec![*ip]),
+        Host::Name(name) => name.clone(),
+    };
+    match tokio::time::timeout(timeout, tokio::net::lookup_host((name.as_str(), target.port))).await
+    {
+        Err(_) => Err((format!("resolving {name} timed out"), Error::DnsTimeout)),
+        Ok(Err(e)) => Err((
+            format!("resolving {name} failed: {e}"),
+            Error::DnsError {
+                rcode: Some(e.to_string()),
+                info_code: None,
+            },
+        )),
+        Ok(Ok(addrs)) => {
+            let mut ips: Vec<IpAddr> = addrs
+                .map(|a| match a.ip() {
+                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+                    ip => ip,
+                })
+                .collect();
+            ips.dedup();
+            if ips.is_empty() {
+                return Err((format!("{name} has no addresses"), Error::DestinationNotFound));
+            }
+            Ok(ips)
+        }
+    }
+}
+
+async fn connect(addrs: &[IpAddr], port: u16, timeout: Duration) -> Result<TcpStream, Failure> {
+    let mut last = String::new();
+    for ip in addrs {
+        let addr = SocketAddr::new(*ip, port);
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Ok(Err(e)) => last = format!("connecting to {addr} failed: {e}"),
+            Err(_) => {
+                return Err((
+                    format!("connecting to {addr} timed out after {} ms", timeout.as_millis()),
+                    Error::ConnectionTimeout,
+                ));
+            }
+        }
+    }
+    Err((last, Error::ConnectionRefused))
+}
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+            };
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
+}
+
+/// TLS when asked, then one HTTP/1.1 request on the connection. Returns the
+/// response head and the bytes of request body sent so far.
+async fn exchange(
+    policy: &EgressPolicy,
+    target: &Target,
+    tcp: TcpStream,
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    deadline: Instant,
+) -> Result<(http::Response<hyper::body::Incoming>, u64), Failure> {
+    let timed_out = || ("timed out before the response arrived".to_string(), Error::HttpResponseTimeout);
+    let stream: Box<dyn Stream> = match target.scheme {
+        Scheme::Http => Box::new(tcp),
+        Scheme::Https => {
+            let name = match &target.host {
+                Host::Name(n) => rustls::pki_types::ServerName::try_from(n.clone())
+                    .map_err(|e| (format!("invalid TLS server name: {e}"), Error::TlsProtocolError))?,
+                Host::Ip(ip) => rustls::pki_types::ServerName::from(*ip),
+            };
+            let connector = tokio_rustls::TlsConnector::from(tls_config());
+            let tls = tokio::time::timeout_at(deadline, connector.connect(name, tcp))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| (format!("TLS handshake failed: {e}"), Error::TlsProtocolError))?;
+            Box::new(tls)
+        }
+    };
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| (format!("HTTP handshake failed: {e}"), Error::HttpProtocolError))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%e, "outbound connection ended with an error");
+        }
+    });
+
+    // Only the path goes on the wire, and `Host` is the authority that was
+    // checked, whatever the guest put in its headers.
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    *request.uri_mut() = http::Uri::builder()
+        .path_and_query(path)
+        .build()
+        .map_err(|e| (format!("invalid path: {e}"), Error::HttpRequestUriInvalid))?;
+    let headers = request.headers_mut();
+    headers.remove(http::header::HOST);
+    let host = http::HeaderValue::try_from(target.authority())
+        .map_err(|_| ("invalid host header".to_string(), Error::HttpRequestUriInvalid))?;
+    headers.insert(http::header::HOST, host);
+    if let Some((name, value)) = &policy.auth {
+        headers.insert(name.clone(), value.clone());
+    }
+
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let request = request.map(|inner| {
+        CountedRequestBody {
+            inner,
+            sent: sent.clone(),
+            limit: policy.limits.max_request_body_bytes,
+        }
+        .boxed_unsync()
+    });
+    let first_byte = options
+        .and_then(|o| o.first_byte_timeout)
+        .map_or(deadline, |t| deadline.min(Instant::now() + t));
+    let response = tokio::time::timeout_at(first_byte, sender.send_request(request))
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|e| {
+            let reason = format!("sending the request failed: {e}");
+            match std::error::Error::source(&e).and_then(|s| s.downcast_ref::<BodyCapExceeded>()) {
+                Some(cap) => (reason, Error::HttpRequestBodySize(Some(cap.0))),
+                None => (reason, Error::HttpProtocolError),
+            }
+        })?;
+    Ok((response, sent.load(std::sync::atomic::Ordering::Relaxed)))
+}
+
+#[derive(Debug)]
+struct BodyCapExceeded(u64);
+
+impl std::fmt::Display for BodyCapExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "request body exceeded the cap at {} bytes", self.0)
+    }
+}
+
+impl std::error::Error for BodyCapExceeded {}
+
+/// The guest's request body, counted and cut at the backend's cap.
+struct CountedRequestBody {
+    inner: WasiBody,
+    sent: Arc<std::sync::atomic::AtomicU64>,
+    limit: u64,
+}
+
+impl Body for CountedRequestBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        Poll::Ready(match frame {
+            Some(Ok(frame)) => {
+                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                let total = self.sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+                if total > self.limit {
+                    Some(Err(Box::new(BodyCapExceeded(total))))
+                } else {
+                    Some(Ok(frame))
+                }
+            }
+            Some(Err(e)) => Some(Err(format!("{e:?}").into())),
+            None => None,
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The response body as the guest reads it: capped, under the total
+/// deadline, recorded in the audit entry, holding the backend's request slot
+/// until it ends.
+struct CappedBody {
+    inner: hyper::body::Incoming,
+    seen: u64,
+    limit: u64,
+    deadline: Pin<Box<Sleep>>,
+    entry: AuditHandle,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl CappedBody {
+    fn finish(&mut self, error: Option<String>) {
+        self.entry.response_bytes(self.seen);
+        if let Some(e) = error {
+            self.entry.failed(e);
+        }
+        self.permit = None;
+    }
+}
+
+impl Body for CappedBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        if self.permit.is_none() {
+            return Poll::Ready(None);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.finish(Some("response body not finished before the total timeout".to_string()));
+            return Poll::Ready(Some(Err(Error::HttpResponseTimeout)));
+        }
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        Poll::Ready(match frame {
+            Some(Ok(frame)) => {
+                self.seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if self.seen > self.limit {
+                    let msg = format!(
+                        "response body exceeded the cap of {} bytes",
+                        self.limit
+                    );
+                    let seen = self.seen;
+                    self.finish(Some(msg));
+                    Some(Err(Error::HttpResponseBodySize(Some(seen))))
+                } else {
+                    Some(Ok(frame))
+                }
+            }
+            Some(Err(e)) => {
+                self.finish(Some(format!("reading the response failed: {e}")));
+                Some(Err(Error::Hyper(e)))
+            }
+            None => {
+                self.finish(None);
+                None
+            }
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.permit.is_none() || self.inner.is_end_stream()
+    }
+}
+
+impl Drop for CappedBody {
+    fn drop(&mut self) {
+        if self.permit.is_some() {
+            self.finish(None);
+        }
+    }
+}

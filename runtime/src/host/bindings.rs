@@ -1,0 +1,20 @@
+//! Generated bindings for the `junction:connector` contract.
+//!
+//! Kept apart from the logic that uses them (as wasmtime's
+//! `wasi-http/src/p2/bindings.rs` does): the host trait impls live one file
+//! per interface in `crate::capabilities`, the export calls in `host::call`.
+
+#![allow(missing_docs)]
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "connector",
+    // Host imports reach the store's services, which may do I/O (a database
+    // in later versions), so they are async.
+    imports: { default: async | trappable },
+    exports: { default: async },
+    require_store_data_send: true,
+});
+
+pub use junction::connector::{binder, config, jobs, log, records, state, types};
+pub use exports::junction::connector::{adapter, describe, listener, mapper};

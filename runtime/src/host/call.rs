@@ -1,0 +1,518 @@
+//! Running one export of a [`Unit`] in a fresh sandbox.
+//!
+//! Every call gets its own store and instance (from the unit's
+//! `InstancePre`, pooled memory), a wall-clock deadline that also covers
+//! time spent in host calls (epoch interruption for guest code, a tokio
+//! timeout for waits), optional fuel, and memory/table caps. Whatever
+//! happens, the call's log and HTTP audit are collected into its report,
+//! and the runtime stays usable for the next call.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::Instance;
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::bindings::types as wit;
+use super::store::{CallShared, CallState};
+use super::stdio::LogLine;
+use super::{Unit, UnitInner};
+use crate::capabilities::egress::AuditEntry;
+use crate::capabilities::{CallContext, HostFailure};
+use crate::error::CallError;
+use crate::model::{Dependency, Event, JobRequest, LocalRecord, Manifest, Page, RemoteRecord};
+
+/// The outcome of one call, with what it left behind.
+#[derive(Debug, Clone)]
+pub struct CallReport<T> {
+    pub result: Result<T, CallError>,
+    pub log: Vec<LogLine>,
+    /// Log output past `SandboxLimits::max_log_bytes` was dropped.
+    pub log_truncated: bool,
+    pub audit: Vec<AuditEntry>,
+    /// Audit entries past the per-call cap that were not kept.
+    pub audit_dropped: u64,
+    pub duration: Duration,
+    /// The digest of the component that ran the call.
+    pub digest: String,
+}
+
+impl<T> CallReport<T> {
+    pub fn into_result(self) -> Result<T, CallError> {
+        self.result
+    }
+}
+
+/// Checks a call's output: JSON fields parse, and the total stays under
+/// `SandboxLimits::max_output_bytes`.
+struct Output {
+    export: &'static str,
+    limit: usize,
+    total: usize,
+}
+
+impl Output {
+    fn new(export: &'static str, ctx: &CallContext) -> Self {
+        Output {
+            export,
+            limit: ctx.limits.max_output_bytes,
+            total: 0,
+        }
+    }
+
+    fn text(&mut self, text: &str) -> Result<(), CallError> {
+        self.total += text.len();
+        if self.total > self.limit {
+            return Err(CallError::OutputTooLarge {
+                export: self.export,
+                size: self.total,
+                limit: self.limit,
+            });
+        }
+        Ok(())
+    }
+
+    fn json(&mut self, what: &str, text: &str) -> Result<(), CallError> {
+        self.text(text)?;
+        serde_json::from_str::<serde::de::IgnoredAny>(text)
+            .map(|_| ())
+            .map_err(|e| CallError::InvalidOutput {
+                export: self.export,
+                reason: format!("{what} is not valid JSON: {e}"),
+            })
+    }
+
+    fn record(&mut self, r: &RemoteRecord) -> Result<(), CallError> {
+        self.text(&r.external_id)?;
+        if r.external_id.is_empty() {
+            return Err(CallError::InvalidOutput {
+                export: self.export,
+                reason: "a record has an empty external-id".to_string(),
+            });
+        }
+        self.json(&format!("data of record {:?}", r.external_id), &r.data)
+    }
+}
+
+fn guest<T>(export: &'static str, r: Result<T, wit::Error>) -> Result<T, CallError> {
+    r.map_err(|e| CallError::Guest(e.into(), export))
+}
+
+enum Stage {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Error),
+}
+
+impl Unit {
+    fn require(&self, present: bool, export: &'static str) -> Result<(), CallError> {
+        if present {
+            Ok(())
+        } else {
+            Err(CallError::MissingExport {
+                export,
+                world: self.inner.exports.world().to_string(),
+            })
+        }
+    }
+
+    /// Run `f` on a fresh instance under `ctx`'s limits.
+    async fn run<T, F, Fut>(
+        &self,
+        ctx: &Arc<CallContext>,
+        export: &'static str,
+        f: F,
+    ) -> CallReport<T>
+    where
+        F: FnOnce(Store<CallState>, Instance, Arc<UnitInner>) -> Fut,
+        Fut: Future<Output = wasmtime::Result<Result<T, CallError>>> + Send,
+    {
+        let shared = CallShared::new(ctx.limits.max_log_bytes);
+        let started = Instant::now();
+        let result = self.execute(ctx, export, &shared, f).await;
+        if let Err(e) = &result {
+            tracing::debug!(export, digest = %self.inner.digest, error = %e, "guest call failed");
+        }
+        let (log, log_truncated) = shared.log.snapshot();
+        let (audit, audit_dropped) = shared.audit.snapshot();
+        CallReport {
+            result,
+            log,
+            log_truncated,
+            audit,
+            audit_dropped,
+            duration: started.elapsed(),
+            digest: self.inner.digest.clone(),
+        }
+    }
+
+    async fn execute<T, F, Fut>(
+        &self,
+        ctx: &Arc<CallContext>,
+        export: &'static str,
+        shared: &CallShared,
+        f: F,
+    ) -> Result<T, CallError>
+    where
+        F: FnOnce(Store<CallState>, Instance, Arc<UnitInner>) -> Fut,
+        Fut: Future<Output = wasmtime::Result<Result<T, CallError>>> + Send,
+    {
+        let host = &self.inner.host.inner;
+        let limits = &ctx.limits;
+        let mut store = Store::new(&host.engine, CallState::new(ctx.clone(), shared.clone()));
+        store.limiter(|s| &mut s.limiter);
+        match (limits.fuel, host.config.fuel) {
+            (Some(budget), true) => store.set_fuel(budget).map_err(|e| CallError::Instantiate {
+                export,
+                message: format!("{e:#}"),
+            })?,
+            (Some(_), false) => {
+                return Err(CallError::Instantiate {
+                    export,
+                    message: "a fuel budget is set but the host runs without fuel metering; enable `fuel` in the host config".to_string(),
+                });
+            }
+            (None, true) => store.set_fuel(u64::MAX).map_err(|e| CallError::Instantiate {
+                export,
+                message: format!("{e:#}"),
+            })?,
+            (None, false) => {}
+        }
+        // Epoch deadlines are relative to the current epoch when set, so the
+        // callback compares against wall-clock time and yields in between,
+        // letting the tokio timeout below fire even in a tight guest loop.
+        let deadline = Instant::now() + limits.deadline;
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+
+        let inner = self.inner.clone();
+        let work = async move {
+            let instance = inner
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(Stage::Instantiate)?;
+            f(store, instance, inner).await.map_err(Stage::Call)
+        };
+        match tokio::time::timeout(limits.deadline, work).await {
+            Err(_) => Err(CallError::Deadline {
+                export,
+                limit: limits.deadline,
+            }),
+            Ok(Ok(result)) => result,
+            Ok(Err(Stage::Instantiate(e))) => match classify(e, export, ctx, shared) {
+                CallError::Trap { message, .. } => Err(CallError::Instantiate { export, message }),
+                other => Err(other),
+            },
+            Ok(Err(Stage::Call(e))) => Err(classify(e, export, ctx, shared)),
+        }
+    }
+
+    /// The component's manifest, validated.
+    pub async fn describe(&self, ctx: &Arc<CallContext>) -> CallReport<Manifest> {
+        const EXPORT: &str = "describe";
+        let mut out = Output::new(EXPORT, ctx);
+        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
+            let g = inner.indices.describe.load(&mut store, &instance)?;
+            let m = Manifest::from(g.call_describe(&mut store).await?);
+            let texts = [&m.name, &m.version, &m.backend_kind, &m.backend_versions];
+            let lists = m.hosts.iter().chain(&m.events).chain(&m.secrets);
+            let checked = texts
+                .into_iter()
+                .chain(lists)
+                .try_for_each(|t| out.text(t))
+                .and_then(|()| out.json("settings-schema", &m.settings_schema))
+                .and_then(|()| {
+                    m.validate().map_err(|e| CallError::InvalidOutput {
+                        export: EXPORT,
+                        reason: e.to_string(),
+                    })
+                });
+            Ok(checked.map(|()| m))
+        })
+        .await
+    }
+
+    /// `adapter.check`: verify the backend connection with `settings`.
+    pub async fn check(&self, ctx: &Arc<CallContext>, settings: &str) -> CallReport<String> {
+        const EXPORT: &str = "adapter.check";
+        if let Err(e) = self.require(self.inner.exports.adapter, EXPORT) {
+            return self.refused(e);
+        }
+        let settings = settings.to_string();
+        let mut out = Output::new(EXPORT, ctx);
+        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
+            let g = adapter_of(&inner).load(&mut store, &instance)?;
+            let r = guest(EXPORT, g.call_check(&mut store, &settings).await?);
+            Ok(r.and_then(|line| out.text(&line).map(|()| line)))
+        })
+        .await
+    }
+
+    /// `adapter.search`: one page of records matching `filter`.
+    pub async fn search(
+        &self,
+        ctx: &Arc<CallContext>,
+        model: &str,
+        filter: &str,
+        cursor: Option<&str>,
+        page_size: u32,
+    ) -> CallReport<Page> {
+        const EXPORT: &str = "adapter.search";
+        if let Err(e) = self.require(self.inner.exports.adapter, EXPORT) {
+            return self.refused(e);
+        }
+        let (model, filter, cursor) = (model.to_string(), filter.to_string(), cursor.map(str::to_string));
+        let mut out = Output::new(EXPORT, ctx);
+        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
+            let g = adapter_of(&inner).load(&mut store, &instance)?;
+            let r = g
+                .call_search(&mut store, &model, &filter, cursor.as_deref(), page_size)
+                .await?;
+            Ok(guest(EXPORT, r).map(Page::from).and_then(|page| {
+                page.items.iter().try_for_each(|r| out.record(r))?;
+                if let Some(c) = &page.next_cursor {
+                    out.text(c)?;
+                }
+                Ok(page)
+            }))
+        })
+        .await
+    }
+
+    /// `adapter.read`: one record by external id.
+    pub async fn read(&self, ctx: &Arc<CallContext>, model: &str, id: &str) -> CallReport<RemoteRecord> {
+        const EXPORT: &str = "adapter.read";
+        if let Err(e) = self.require(self.inner.exports.adapter, EXPORT) {
+            return self.refused(e);
+        }
+        let (model, id) = (model.to_string(), id.to_string());
+        let mut out = Output::new(EXPORT, ctx);
+        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
+            let g = adapter_of(&inner).load(&mut store, &instance)?;
+            let r = g.call_read(&mut store, &model, &id).await?;
+            Ok(guest(EXPORT, r)
+                .map(RemoteRecord::from)
+                .and_then(|rec| out.record(&rec).map(|()| rec)))
+        })
+        .await
+    }
+
+    /// `adapter.create`: returns the new record's external id.
+    pub async fn create(&self, ctx: &Arc<CallContext>, model: &str, data: &str) -> CallReport<String> {
+        const EXPORT: &str = "adapter.create";
+        if let Err(e) = self.require(self.inner.exports.adapter, EXPORT) {
+            return self.refused(e);
+        }
+        let (model, data) = (model.to_string(), data.to_string());
+        let mut out = Output::new(EXPORT, ctx);
+        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
+            let g = adapter_of(&inner).load(&mut store, &instance)?;
+            let r = guest(EXPORT, g.call_create(&mut store, &model, &data).await?);
+            Ok(r.and_then(|id| out.text(&id).map(|()| id)))
+        })
+        .await
+    }
+
+    /// `adapter.write`: update a record in the backend.
+    pub async fn write(&self, ctx: &Arc<CallContext>, model: &str, id: &str, data: &str) -> CallReport<()> {
+        const EXPORT: &str = "adapter.write";
+        if let Err(e) = self.require(self.inner.exports.adapter, EXPORT) {
+            return self.refused(e);
+        }
+        let (model, id, data) = (model.to_string(), id.to_string(), data.to_string());
+        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
+            let g = adapter_of(&inner).load(&mut store, &instance)?;
+            Ok(guest(EXPORT, g.call_write(&mut store, &model, &id, &data).await?))
+        })
+        .await
+    }
+
+    /// `adapter.delete`: delete a record in the backend.
+    pub async fn delete(&self, ctx: &Arc<CallContext>, model: &str, id: &str) -> CallReport<()> {
+        const EXPORT: &str = "adapter.delete";
+        if let Err(e) = self.require(self.inner.exports.adapter, EXPORT) {
+            return self.refused(e);
+        }
+        let (model, id) = (model.to_string(), id.to_string());
+        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
+            let g = adapter_of(&inner).load(&mut store, &instance)?;
+            Ok(guest(EXPORT, g.call_delete(&mut store, &model, &id).await?))
+        })
+        .await
+    }
+
+    /// `mapper.map-import`: backend record to local data (a JSON object).
+    pub async fn map_import(&self, ctx: &Arc<CallContext>, model: &str, record: &RemoteRecord) -> CallReport<String> {
+        const EXPORT: &str = "mapper.map-import";
+        if let Err(e) = self.require(self.inner.exports.mapper, EXPORT) {
+            return self.refused(e);
+        }
+        let (model, record) = (model.to_string(), wit::RemoteRecord::from(record));
+        let mut out = Output::new(EXPORT, ctx);
+        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
+            let g = mapper_of(&inner).load(&mut store, &instance)?;
+            let r = guest(EXPORT, g.call_map_import(&mut store, &model, &record).await?);
+            Ok(r.and_then(|data| out.json("mapped data", &data).map(|()| data)))
+        })
+        .await
+    }
+
+    /// `mapper.map-export`: local record to backend data; `changed` is
+    /// `None` on create.
+    pub async fn map_export(
+        &self,
+        ctx: &Arc<CallContext>,
+        model: &str,
+        record: LocalRecord,
+        changed: Option<Vec<String>>,
+    ) -> CallReport<String> {
+        const EXPORT: &str = "mapper.map-export";
+        if let Err(e) = self.require(self.inner.exports.mapper, EXPORT) {
+            return self.refused(e);
+        }
+        let (model, record) = (model.to_string(), wit::LocalRecord::from(record));
+        let mut out = Output::new(EXPORT, ctx);
+        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
+            let g = mapper_of(&inner).load(&mut store, &instance)?;
+            let r = g
+                .call_map_export(&mut store, &model, &record, changed.as_deref())
+                .await?;
+            Ok(guest(EXPORT, r).and_then(|data| out.json("mapped data", &data).map(|()| data)))
+        })
+        .await
+    }
+
+    /// `mapper.dependencies`: records to import before this one.
+    pub async fn dependencies(
+        &self,
+        ctx: &Arc<CallContext>,
+        model: &str,
+        record: &RemoteRecord,
+    ) -> CallReport<Vec<Dependency>> {
+        const EXPORT: &str = "mapper.dependencies";
+        if let Err(e) = self.require(self.inner.exports.mapper, EXPORT) {
+            return self.refused(e);
+        }
+        let (model, record) = (model.to_string(), wit::RemoteRecord::from(record));
+        let mut out = Output::new(EXPORT, ctx);
+        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
+            let g = mapper_of(&inner).load(&mut store, &instance)?;
+            let r = guest(EXPORT, g.call_dependencies(&mut store, &model, &record).await?);
+            Ok(r.map(|deps| deps.into_iter().map(Dependency::from).collect::<Vec<_>>())
+                .and_then(|deps| {
+                    deps.iter()
+                        .try_for_each(|d| out.text(&d.model).and_then(|()| out.text(&d.external_id)))
+                        .map(|()| deps)
+                }))
+        })
+        .await
+    }
+
+    /// `listener.on-event`: the jobs an event should cause (none = skip).
+    pub async fn on_event(&self, ctx: &Arc<CallContext>, backend: &str, event: &Event) -> CallReport<Vec<JobRequest>> {
+        const EXPORT: &str = "listener.on-event";
+        if let Err(e) = self.require(self.inner.exports.listener, EXPORT) {
+            return self.refused(e);
+        }
+        let (backend, event) = (backend.to_string(), wit::Event::from(event));
+        let mut out = Output::new(EXPORT, ctx);
+        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
+            let g = listener_of(&inner).load(&mut store, &instance)?;
+            let r = guest(EXPORT, g.call_on_event(&mut store, &backend, &event).await?);
+            Ok(r.map(|jobs| jobs.into_iter().map(JobRequest::from).collect::<Vec<_>>())
+                .and_then(|jobs| {
+                    jobs.iter()
+                        .try_for_each(|j| {
+                            out.json("job args", &j.args)?;
+                            crate::capabilities::jobs::validate(j).map_err(|reason| {
+                                CallError::InvalidOutput { export: EXPORT, reason }
+                            })
+                        })
+                        .map(|()| jobs)
+                }))
+        })
+        .await
+    }
+
+    fn refused<T>(&self, error: CallError) -> CallReport<T> {
+        CallReport {
+            result: Err(error),
+            log: Vec::new(),
+            log_truncated: false,
+            audit: Vec::new(),
+            audit_dropped: 0,
+            duration: Duration::ZERO,
+            digest: self.inner.digest.clone(),
+        }
+    }
+}
+
+fn adapter_of(inner: &UnitInner) -> &super::adapter::GuestIndices {
+    inner.indices.adapter.as_ref().expect("checked by Unit::require")
+}
+
+fn mapper_of(inner: &UnitInner) -> &super::mapper::GuestIndices {
+    inner.indices.mapper.as_ref().expect("checked by Unit::require")
+}
+
+fn listener_of(inner: &UnitInner) -> &super::listener::GuestIndices {
+    inner.indices.listener.as_ref().expect("checked by Unit::require")
+}
+
+/// Name the limit or fault that ended a call.
+fn classify(error: wasmtime::Error, export: &'static str, ctx: &CallContext, shared: &CallShared) -> CallError {
+    if let Some(h) = error.downcast_ref::<HostFailure>() {
+        return CallError::Host {
+            export,
+            capability: h.capability,
+            message: h.message.clone(),
+        };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => {
+            return CallError::Deadline {
+                export,
+                limit: ctx.limits.deadline,
+            };
+        }
+        Some(Trap::OutOfFuel) => {
+            return CallError::Fuel {
+                export,
+                budget: ctx.limits.fuel.unwrap_or(u64::MAX),
+            };
+        }
+        Some(Trap::StackOverflow) => return CallError::StackOverflow { export },
+        _ => {}
+    }
+    if shared.memory_breach.load(Ordering::Relaxed) > 0 {
+        return CallError::Memory {
+            export,
+            limit: ctx.limits.memory_bytes,
+        };
+    }
+    if shared.table_breach.load(Ordering::Relaxed) > 0 {
+        return CallError::Table {
+            export,
+            limit: ctx.limits.table_elements,
+        };
+    }
+    let mut message = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{error:#}"),
+    };
+    // A Rust guest prints its panic message to stderr just before it traps.
+    let tail = shared.log.stderr_tail(3);
+    if !tail.is_empty() {
+        message.push_str(" (guest stderr: ");
+        message.push_str(&tail.join(" | "));
+        message.push(')');
+    }
+    CallError::Trap { export, message }
+}

@@ -1,0 +1,83 @@
+//! The wasmtime engine and linker shared by every call: component model,
+//! async, pooling allocator, epoch interruption, optional fuel; and the
+//! thread that ticks epochs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::host::bindings;
+use crate::host::store::CallState;
+
+/// Engine-wide settings, fixed for the life of a [`Host`](super::Host).
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Instances alive at once (the pooling allocator's slots).
+    pub max_instances: u32,
+    /// The largest memory any backend's limit may allow; each slot
+    /// reserves this much address space.
+    pub max_memory_bytes: usize,
+    /// Enable fuel metering so `SandboxLimits::fuel` can be used. Costs
+    /// some speed on every call, so it is off unless asked for.
+    pub fuel: bool,
+    /// Epoch tick: the granularity of call deadlines.
+    pub epoch_tick: Duration,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            cache_dir: None,
+            max_instances: 256,
+            max_memory_bytes: 1 << 30,
+            fuel: false,
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+}
+
+pub(crate) fn engine(config: &HostConfig) -> wasmtime::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    let n = config.max_instances;
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(8))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(8))
+        .total_stacks(n)
+        .max_memory_size(config.max_memory_bytes);
+    let mut cfg = Config::new();
+    cfg.wasm_component_model(true)
+        .epoch_interruption(true)
+        .consume_fuel(config.fuel)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&cfg)
+}
+
+pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    bindings::Connector::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+/// Ticks the engine's epoch until the engine is dropped.
+pub(crate) fn start_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("junction-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(tick);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+        .expect("spawning the epoch thread");
+}

@@ -1,0 +1,341 @@
+//! The component host: loads connector components, checks them against the
+//! contract, and runs each call in a fresh sandboxed instance.
+//!
+//! - [`Host`] owns the engine, the linker and the compiled-artifact cache;
+//! - [`Unit`] is one loaded component, ready to instantiate (`InstancePre`);
+//! - `call` runs one export under the call's limits and returns a
+//!   [`CallReport`] with the result, the log and the HTTP audit.
+
+pub(crate) mod bindings;
+mod cache;
+mod call;
+mod convert;
+mod engine;
+pub(crate) mod stdio;
+pub(crate) mod store;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::{InstancePre, Linker};
+
+pub use cache::CompileInfo;
+pub use call::CallReport;
+pub use engine::HostConfig;
+pub use stdio::{LogLevel, LogLine, LogSource};
+
+use bindings::{adapter, describe, listener, mapper};
+use store::CallState;
+
+/// The contract package and version this host speaks.
+pub const CONTRACT_PACKAGE: &str = "junction:connector";
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// Why a file could not be loaded as a connector component.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("not a WebAssembly file: it starts with {found} instead of the \\0asm magic; pass the .wasm a wasm32-wasip2 build produced")]
+    NotWasm { found: String },
+    #[error("this is a core WebAssembly module, not a component; build the connector for wasm32-wasip2 (or wrap the module with `wasm-tools component new`)")]
+    CoreModule,
+    #[error("unsupported WebAssembly binary (version/layer bytes {found}); expected a component")]
+    UnsupportedBinary { found: String },
+    #[error("invalid component: {0}")]
+    Invalid(String),
+    #[error("the component exports none of the {CONTRACT_PACKAGE} interfaces (it exports: {}); implement the adapter-unit, mapper-unit or connector world from wit/", if .exports.is_empty() { "nothing".to_string() } else { .exports.join(", ") })]
+    NoContract { exports: Vec<String> },
+    #[error("the component implements {CONTRACT_PACKAGE} version {found}, but this runtime speaks {CONTRACT_VERSION}; rebuild it against wit/ of this release")]
+    UnknownContractVersion { found: String },
+    #[error("the component does not export {CONTRACT_PACKAGE}/{interface}@{CONTRACT_VERSION}: {hint}")]
+    MissingExport {
+        interface: &'static str,
+        hint: &'static str,
+    },
+    #[error("the export {CONTRACT_PACKAGE}/{interface}@{CONTRACT_VERSION} does not match the contract: {message}")]
+    WrongShape {
+        interface: &'static str,
+        message: String,
+    },
+    #[error("the component needs an import the sandbox does not provide: {0}")]
+    UnsatisfiedImport(String),
+}
+
+/// The engine, linker and cache shared by all calls.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<HostInner>,
+}
+
+struct HostInner {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache: cache::ArtifactCache,
+    config: HostConfig,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("config", &self.inner.config).finish()
+    }
+}
+
+/// The host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot configure the wasmtime engine: {0}")]
+    Engine(String),
+    #[error("cannot use the artifact cache at {path}: {source}")]
+    Cache {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl Host {
+    pub fn new(config: HostConfig) -> Result<Host, HostError> {
+        let engine = engine::engine(&config).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        let linker = engine::linker(&engine).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        let cache = cache::ArtifactCache::new(&engine, config.cache_dir.as_deref()).map_err(|source| {
+            HostError::Cache {
+                path: config
+                    .cache_dir
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                source,
+            }
+        })?;
+        engine::start_ticker(&engine, config.epoch_tick);
+        Ok(Host {
+            inner: Arc::new(HostInner {
+                engine,
+                linker,
+                cache,
+                config,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &HostConfig {
+        &self.inner.config
+    }
+
+    /// Load a component from a file.
+    pub fn load_file(&self, path: &Path) -> Result<Unit, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.load(&bytes)
+    }
+
+    /// Check `bytes` against the contract and prepare it for calls.
+    pub fn load(&self, bytes: &[u8]) -> Result<Unit, LoadError> {
+        check_header(bytes)?;
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let (component, compile) = self
+            .inner
+            .cache
+            .load_or_compile(&self.inner.engine, &digest, bytes)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let exports = contract_exports(&self.inner.engine, &component)?;
+        let pre: InstancePre<CallState> = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::UnsatisfiedImport(format!("{e:#}")))?;
+        let shape = |interface: &'static str| {
+            move |e: wasmtime::Error| LoadError::WrongShape {
+                interface,
+                message: format!("{e:#}"),
+            }
+        };
+        let indices = Indices {
+            describe: describe::GuestIndices::new(&pre).map_err(shape("describe"))?,
+            adapter: exports
+                .adapter
+                .then(|| adapter::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(shape("adapter"))?,
+            mapper: exports
+                .mapper
+                .then(|| mapper::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(shape("mapper"))?,
+            listener: exports
+                .listener
+                .then(|| listener::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(shape("listener"))?,
+        };
+        Ok(Unit {
+            inner: Arc::new(UnitInner {
+                host: self.clone(),
+                digest,
+                size: bytes.len(),
+                exports,
+                compile,
+                pre,
+                indices,
+            }),
+        })
+    }
+}
+
+fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        let found = bytes
+            .iter()
+            .take(4)
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        return Err(LoadError::NotWasm {
+            found: if found.is_empty() {
+                "nothing (empty file)".to_string()
+            } else {
+                found
+            },
+        });
+    }
+    match bytes[4..8] {
+        [1, 0, 0, 0] => Err(LoadError::CoreModule),
+        [_, _, 1, 0] => Ok(()),
+        _ => Err(LoadError::UnsupportedBinary {
+            found: bytes[4..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }),
+    }
+}
+
+/// Which contract interfaces a component exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exports {
+    pub adapter: bool,
+    pub mapper: bool,
+    pub listener: bool,
+}
+
+impl Exports {
+    /// The smallest world of `wit/worlds.wit` the component implements.
+    pub fn world(&self) -> &'static str {
+        match (self.adapter, self.mapper, self.listener) {
+            (true, true, true) => "connector",
+            (true, true, false) => "adapter-unit + mapper-unit",
+            (true, false, _) => "adapter-unit",
+            (false, true, _) => "mapper-unit",
+            (false, false, _) => "none",
+        }
+    }
+}
+
+fn contract_exports(
+    engine: &Engine,
+    component: &wasmtime::component::Component,
+) -> Result<Exports, LoadError> {
+    let names: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let prefix = format!("{CONTRACT_PACKAGE}/");
+    let mut found = std::collections::BTreeSet::new();
+    for name in &names {
+        if let Some(rest) = name.strip_prefix(&prefix) {
+            let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
+            if version != CONTRACT_VERSION {
+                return Err(LoadError::UnknownContractVersion {
+                    found: if version.is_empty() {
+                        "(unversioned)".to_string()
+                    } else {
+                        version.to_string()
+                    },
+                });
+            }
+            found.insert(interface.to_string());
+        }
+    }
+    if found.is_empty() {
+        return Err(LoadError::NoContract { exports: names });
+    }
+    if !found.contains("describe") {
+        return Err(LoadError::MissingExport {
+            interface: "describe",
+            hint: "every unit exports describe so the host can read its manifest",
+        });
+    }
+    let exports = Exports {
+        adapter: found.contains("adapter"),
+        mapper: found.contains("mapper"),
+        listener: found.contains("listener"),
+    };
+    if !exports.adapter && !exports.mapper {
+        return Err(LoadError::MissingExport {
+            interface: "adapter",
+            hint: "a unit exports adapter, mapper, or both",
+        });
+    }
+    Ok(exports)
+}
+
+struct Indices {
+    describe: describe::GuestIndices,
+    adapter: Option<adapter::GuestIndices>,
+    mapper: Option<mapper::GuestIndices>,
+    listener: Option<listener::GuestIndices>,
+}
+
+/// A loaded component: checked against the contract, compiled, and ready
+/// to instantiate a fresh sandbox per call. Cheap to clone.
+#[derive(Clone)]
+pub struct Unit {
+    inner: Arc<UnitInner>,
+}
+
+struct UnitInner {
+    host: Host,
+    digest: String,
+    size: usize,
+    exports: Exports,
+    compile: CompileInfo,
+    pre: InstancePre<CallState>,
+    indices: Indices,
+}
+
+impl std::fmt::Debug for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unit")
+            .field("digest", &self.inner.digest)
+            .field("world", &self.inner.exports.world())
+            .finish()
+    }
+}
+
+impl Unit {
+    /// `sha256:<hex>` of the component's bytes: what pins a version.
+    pub fn digest(&self) -> &str {
+        &self.inner.digest
+    }
+
+    pub fn size(&self) -> usize {
+        self.inner.size
+    }
+
+    pub fn exports(&self) -> Exports {
+        self.inner.exports
+    }
+
+    pub fn compile_info(&self) -> CompileInfo {
+        self.inner.compile
+    }
+}

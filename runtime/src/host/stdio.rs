@@ -1,0 +1,232 @@
+//! The call's log: lines from the guest's `log` import, stdout and stderr,
+//! kept in memory up to a byte cap so a chatty or hostile guest cannot grow
+//! the host without bound.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use serde::{Deserialize, Serialize};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogSource {
+    Guest,
+    Stdout,
+    Stderr,
+}
+
+/// Severity, as the contract's `log.level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub source: LogSource,
+    pub message: String,
+}
+
+/// A call's log lines, shared between the store and the stdio streams.
+#[derive(Debug, Clone)]
+pub struct CallLog {
+    inner: Arc<Mutex<LogInner>>,
+}
+
+#[derive(Debug)]
+struct LogInner {
+    lines: Vec<LogLine>,
+    bytes: usize,
+    cap: usize,
+    truncated: bool,
+    /// Bytes of stdout/stderr not yet ended by a newline.
+    partial: [Vec<u8>; 2],
+}
+
+/// Longest single line kept; the rest of the line is cut.
+const MAX_LINE: usize = 4096;
+
+impl CallLog {
+    pub fn new(cap: usize) -> Self {
+        CallLog {
+            inner: Arc::new(Mutex::new(LogInner {
+                lines: Vec::new(),
+                bytes: 0,
+                cap,
+                truncated: false,
+                partial: [Vec::new(), Vec::new()],
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn push(&self, level: LogLevel, source: LogSource, message: &str) {
+        self.lock().push(level, source, message);
+    }
+
+    fn write_stream(&self, source: LogSource, buf: &[u8]) {
+        let mut inner = self.lock();
+        let slot = if source == LogSource::Stdout { 0 } else { 1 };
+        let level = if source == LogSource::Stdout {
+            LogLevel::Info
+        } else {
+            LogLevel::Warn
+        };
+        for &b in buf {
+            if b == b'\n' {
+                let line = std::mem::take(&mut inner.partial[slot]);
+                inner.push(level, source, &String::from_utf8_lossy(&line));
+            } else if inner.partial[slot].len() < MAX_LINE {
+                inner.partial[slot].push(b);
+            }
+        }
+    }
+
+    /// The lines so far (including unterminated stdout/stderr text), and
+    /// whether any were cut.
+    pub fn snapshot(&self) -> (Vec<LogLine>, bool) {
+        let mut inner = self.lock();
+        for (slot, source, level) in [
+            (0, LogSource::Stdout, LogLevel::Info),
+            (1, LogSource::Stderr, LogLevel::Warn),
+        ] {
+            let rest = std::mem::take(&mut inner.partial[slot]);
+            if !rest.is_empty() {
+                inner.push(level, source, &String::from_utf8_lossy(&rest));
+            }
+        }
+        (inner.lines.clone(), inner.truncated)
+    }
+
+    /// The last few stderr lines: where a Rust guest's panic message lands.
+    pub fn stderr_tail(&self, n: usize) -> Vec<String> {
+        let (lines, _) = self.snapshot();
+        let mut tail: Vec<String> = lines
+            .into_iter()
+            .rev()
+            .filter(|l| l.source == LogSource::Stderr && !l.message.trim().is_empty())
+            .take(n)
+            .map(|l| l.message)
+            .collect();
+        tail.reverse();
+        tail
+    }
+}
+
+impl LogInner {
+    fn push(&mut self, level: LogLevel, source: LogSource, message: &str) {
+        let mut message = message.trim_end_matches('\r').to_string();
+        if message.len() > MAX_LINE {
+            let mut cut = MAX_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str(" [cut]");
+        }
+        if self.bytes + message.len() > self.cap {
+            self.truncated = true;
+            return;
+        }
+        self.bytes += message.len();
+        self.lines.push(LogLine {
+            level,
+            source,
+            message,
+        });
+    }
+}
+
+/// stdout or stderr of a guest, feeding the call's log.
+pub struct LogStream {
+    log: CallLog,
+    source: LogSource,
+}
+
+impl LogStream {
+    pub fn stdout(log: &CallLog) -> Self {
+        LogStream {
+            log: log.clone(),
+            source: LogSource::Stdout,
+        }
+    }
+
+    pub fn stderr(log: &CallLog) -> Self {
+        LogStream {
+            log: log.clone(),
+            source: LogSource::Stderr,
+        }
+    }
+}
+
+impl IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogStream {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(LogWriter {
+            log: self.log.clone(),
+            source: self.source,
+        })
+    }
+}
+
+struct LogWriter {
+    log: CallLog,
+    source: LogSource,
+}
+
+impl tokio::io::AsyncWrite for LogWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        // Output past the cap is accepted and dropped: a guest must not fail
+        // (or panic in `println!`) because its log is full.
+        self.log.write_stream(self.source, buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_and_capped() {
+        let log = CallLog::new(20);
+        log.write_stream(LogSource::Stdout, b"hello\nwor");
+        log.write_stream(LogSource::Stdout, b"ld\n");
+        log.push(LogLevel::Error, LogSource::Guest, "this one is far too long to fit");
+        let (lines, truncated) = log.snapshot();
+        assert_eq!(
+            lines.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+            ["hello", "world"]
+        );
+        assert!(truncated);
+    }
+}

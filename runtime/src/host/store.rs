@@ -1,0 +1,151 @@
+//! The state of one sandboxed call: what the guest's `Store` holds.
+//!
+//! Each call gets a fresh store (and instance) built from its
+//! [`CallContext`]: no preopened directories, no environment, no arguments,
+//! no sockets; clocks and random only; stdout/stderr into the call's log.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::capabilities::egress::{AuditLog, EgressHooks};
+use crate::capabilities::CallContext;
+use crate::host::stdio::{CallLog, LogStream};
+
+/// What a call leaves behind besides its result, readable after the store
+/// is gone (a deadline drops the store mid-call).
+#[derive(Debug, Clone)]
+pub struct CallShared {
+    pub log: CallLog,
+    pub audit: AuditLog,
+    /// The memory size a denied `memory.grow` asked for, or 0.
+    pub memory_breach: Arc<AtomicUsize>,
+    /// The table size a denied `table.grow` asked for, or 0.
+    pub table_breach: Arc<AtomicUsize>,
+}
+
+impl CallShared {
+    pub fn new(max_log_bytes: usize) -> Self {
+        CallShared {
+            log: CallLog::new(max_log_bytes),
+            audit: AuditLog::default(),
+            memory_breach: Arc::new(AtomicUsize::new(0)),
+            table_breach: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+/// The `T` of `Store<T>` for every guest call.
+pub struct CallState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: EgressHooks,
+    pub(crate) limiter: Limiter,
+    pub(crate) ctx: Arc<CallContext>,
+    pub(crate) shared: CallShared,
+}
+
+impl CallState {
+    pub fn new(ctx: Arc<CallContext>, shared: CallShared) -> Self {
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(LogStream::stdout(&shared.log))
+            .stderr(LogStream::stderr(&shared.log))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }));
+        let limiter = Limiter {
+            memory_bytes: ctx.limits.memory_bytes,
+            table_elements: ctx.limits.table_elements,
+            memory_breach: shared.memory_breach.clone(),
+            table_breach: shared.table_breach.clone(),
+        };
+        CallState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: EgressHooks::new(ctx.egress.clone(), shared.audit.clone()),
+            limiter,
+            ctx,
+            shared,
+        }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Memory and table caps of one instance. A denied grow is remembered so
+/// that the trap it usually causes (a Rust guest aborts on allocation
+/// failure) is reported as the memory limit, not as a bare `unreachable`.
+pub struct Limiter {
+    memory_bytes: usize,
+    table_elements: usize,
+    memory_breach: Arc<AtomicUsize>,
+    table_breach: Arc<AtomicUsize>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.memory_breach.store(desired, Ordering::Relaxed);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            self.table_breach.store(desired, Ordering::Relaxed);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        // A component's core instances; Rust components use two or three.
+        16
+    }
+
+    fn memories(&self) -> usize {
+        4
+    }
+
+    fn tables(&self) -> usize {
+        16
+    }
+}
+
+/// `junction:connector/types` has no functions; the linker still wants it.
+impl crate::host::bindings::types::Host for CallState {}

@@ -1,0 +1,102 @@
+//! `junction connector inspect`: load a file as a connector component, call
+//! its `describe`, and report what it is — or precisely why it is not one.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::capabilities::CallContext;
+use crate::error::CallError;
+use crate::host::{Host, LoadError};
+use crate::limits::SandboxLimits;
+use crate::model::Manifest;
+
+/// What `inspect` found in a good component.
+#[derive(Debug, Clone, Serialize)]
+pub struct InspectReport {
+    pub file: String,
+    pub digest: String,
+    pub size_bytes: usize,
+    pub world: &'static str,
+    pub compile_ms: u128,
+    pub compile_cached: bool,
+    pub manifest: Manifest,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error("{file}: {source}")]
+    Load {
+        file: String,
+        #[source]
+        source: LoadError,
+    },
+    #[error("{file}: the component loaded, but describe failed: {source}")]
+    Describe {
+        file: String,
+        #[source]
+        source: CallError,
+    },
+}
+
+/// Load `path`, call `describe` in a sandbox with no backend, validate it.
+pub async fn inspect(host: &Host, path: &Path) -> Result<InspectReport, InspectError> {
+    let file = path.display().to_string();
+    let unit = host.load_file(path).map_err(|source| InspectError::Load {
+        file: file.clone(),
+        source,
+    })?;
+    let ctx = Arc::new(CallContext::detached(SandboxLimits::default()));
+    let manifest = unit
+        .describe(&ctx)
+        .await
+        .into_result()
+        .map_err(|source| InspectError::Describe {
+            file: file.clone(),
+            source,
+        })?;
+    let compile = unit.compile_info();
+    Ok(InspectReport {
+        file,
+        digest: unit.digest().to_string(),
+        size_bytes: unit.size(),
+        world: unit.exports().world(),
+        compile_ms: compile.duration.as_millis(),
+        compile_cached: compile.cached,
+        manifest,
+    })
+}
+
+impl fmt::Display for InspectReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = &self.manifest;
+        writeln!(f, "{} {} ({})", m.name, m.version, self.file)?;
+        writeln!(f, "  world:            {}", self.world)?;
+        writeln!(f, "  backend:          {} {}", m.backend_kind, m.backend_versions)?;
+        writeln!(f, "  digest:           {}", self.digest)?;
+        writeln!(f, "  size:             {} bytes", self.size_bytes)?;
+        writeln!(
+            f,
+            "  compile:          {} ms{}",
+            self.compile_ms,
+            if self.compile_cached { " (from cache)" } else { "" }
+        )?;
+        writeln!(f, "  models:")?;
+        for model in &m.models {
+            writeln!(f, "    {:<16}  {}", model.name, model.operations.join(", "))?;
+        }
+        let list = |items: &[String]| {
+            if items.is_empty() {
+                "(none)".to_string()
+            } else {
+                items.join(", ")
+            }
+        };
+        writeln!(f, "  requested hosts:  {}", list(&m.hosts))?;
+        writeln!(f, "  events:           {}", list(&m.events))?;
+        writeln!(f, "  secrets:          {}", list(&m.secrets))?;
+        write!(f, "  settings schema:  {}", m.settings_schema)
+    }
+}

@@ -1,0 +1,18 @@
+//! Junction's runtime: the sandboxed component host, its capabilities, and
+//! (in later modules) the job queue, storage and synchronizer.
+//!
+//! Start at [`host::Host`]: it loads connector components, checks them
+//! against the `junction:connector` contract in `wit/`, and runs each call
+//! in a fresh sandbox configured by a [`capabilities::CallContext`].
+
+pub mod capabilities;
+pub mod error;
+pub mod host;
+pub mod inspect;
+pub mod limits;
+pub mod model;
+
+pub use capabilities::CallContext;
+pub use error::{CallError, GuestError};
+pub use host::{Host, HostConfig, Unit};
+pub use limits::{EgressLimits, SandboxLimits};

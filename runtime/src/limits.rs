@@ -1,0 +1,80 @@
+//! The limits a sandboxed call runs under, with defaults an operator can
+//! override per backend.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// CPU, memory and output limits of one call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxLimits {
+    /// Wall-clock time for one call, including time spent waiting on host
+    /// calls such as HTTP.
+    #[serde(with = "millis")]
+    pub deadline: Duration,
+    /// Linear memory one instance may grow to.
+    pub memory_bytes: usize,
+    /// Elements one table may grow to.
+    pub table_elements: usize,
+    /// Optional fuel budget per call (needs `HostConfig::fuel`).
+    pub fuel: Option<u64>,
+    /// JSON and text a call may return in total.
+    pub max_output_bytes: usize,
+    /// Log text (guest logs, stdout, stderr) kept per call; the rest is cut.
+    pub max_log_bytes: usize,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        SandboxLimits {
+            deadline: Duration::from_secs(30),
+            memory_bytes: 64 << 20,
+            table_elements: 20_000,
+            fuel: None,
+            max_output_bytes: 16 << 20,
+            max_log_bytes: 64 << 10,
+        }
+    }
+}
+
+/// Limits on a backend's outbound HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EgressLimits {
+    pub max_request_body_bytes: u64,
+    pub max_response_body_bytes: u64,
+    #[serde(with = "millis")]
+    pub connect_timeout: Duration,
+    /// From sending the request to the last byte of the response.
+    #[serde(with = "millis")]
+    pub total_timeout: Duration,
+    /// Requests in flight at once to this backend, across all calls.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for EgressLimits {
+    fn default() -> Self {
+        EgressLimits {
+            max_request_body_bytes: 8 << 20,
+            max_response_body_bytes: 32 << 20,
+            connect_timeout: Duration::from_secs(10),
+            total_timeout: Duration::from_secs(60),
+            max_concurrent_requests: 8,
+        }
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}

@@ -1,0 +1,142 @@
+//! The contract's records as plain host types, independent of the generated
+//! bindings (conversions live in `host::convert`). JSON fields are kept as
+//! validated JSON text.
+
+use serde::{Deserialize, Serialize};
+
+/// A record as the backend has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteRecord {
+    pub external_id: String,
+    pub updated_at: Option<String>,
+    /// JSON text.
+    pub data: String,
+}
+
+/// One page of a search.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    pub items: Vec<RemoteRecord>,
+    pub next_cursor: Option<String>,
+}
+
+/// A record as Junction stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalRecord {
+    pub model: String,
+    pub id: String,
+    /// JSON text.
+    pub data: String,
+    pub version: u64,
+    pub updated_at: String,
+}
+
+/// A record that must be imported before another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    pub model: String,
+    pub external_id: String,
+}
+
+/// Work for the job queue, as a guest asks for it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct JobRequest {
+    pub function: String,
+    /// JSON text of an object.
+    pub args: String,
+    pub priority: Option<u32>,
+    pub eta: Option<String>,
+    pub channel: Option<String>,
+    pub identity_key: Option<String>,
+    pub max_retries: Option<u32>,
+    pub description: Option<String>,
+}
+
+/// A local or custom event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub name: String,
+    pub model: String,
+    pub local_id: Option<String>,
+    pub changed_fields: Vec<String>,
+    /// JSON text.
+    pub payload: String,
+    pub origin_backend: Option<String>,
+}
+
+/// What a unit can do with a model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSupport {
+    pub name: String,
+    /// Among `search`, `read`, `create`, `write`, `delete`, `import`, `export`.
+    pub operations: Vec<String>,
+}
+
+/// What a component says it is, from its `describe` export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub backend_kind: String,
+    pub backend_versions: String,
+    pub models: Vec<ModelSupport>,
+    pub events: Vec<String>,
+    pub hosts: Vec<String>,
+    /// JSON Schema, as JSON text.
+    pub settings_schema: String,
+    pub secrets: Vec<String>,
+}
+
+/// A manifest that does not hold together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("manifest field {field} is invalid: {reason}")]
+pub struct ManifestError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl Manifest {
+    /// Check what the host relies on: semver version and range, the hosts
+    /// as allowlist entries, the settings schema as a JSON object.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        let bad = |field: &str, reason: String| ManifestError {
+            field: field.to_string(),
+            reason,
+        };
+        if self.name.trim().is_empty() {
+            return Err(bad("name", "must not be empty".into()));
+        }
+        if self.backend_kind.trim().is_empty() {
+            return Err(bad("backend-kind", "must not be empty".into()));
+        }
+        semver::Version::parse(&self.version)
+            .map_err(|e| bad("version", format!("{:?} is not a semver version: {e}", self.version)))?;
+        semver::VersionReq::parse(&self.backend_versions).map_err(|e| {
+            bad(
+                "backend-versions",
+                format!("{:?} is not a semver range such as \">=2.4, <3\": {e}", self.backend_versions),
+            )
+        })?;
+        crate::capabilities::egress::Allowlist::parse(&self.hosts)
+            .map_err(|e| bad("hosts", e.to_string()))?;
+        match serde_json::from_str::<serde_json::Value>(&self.settings_schema) {
+            Ok(serde_json::Value::Object(_)) => {}
+            Ok(_) => return Err(bad("settings-schema", "must be a JSON object".into())),
+            Err(e) => return Err(bad("settings-schema", format!("is not JSON: {e}"))),
+        }
+        Ok(())
+    }
+
+    /// Whether this manifest's range covers a backend version.
+    pub fn supports_backend_version(&self, version: &str) -> Result<bool, ManifestError> {
+        let req = semver::VersionReq::parse(&self.backend_versions).map_err(|e| ManifestError {
+            field: "backend-versions".into(),
+            reason: e.to_string(),
+        })?;
+        let v = semver::Version::parse(version).map_err(|e| ManifestError {
+            field: "backend version".into(),
+            reason: format!("{version:?} is not a semver version: {e}"),
+        })?;
+        Ok(req.matches(&v))
+    }
+}
