@@ -292,10 +292,23 @@ fn stream_error(host: &str, error: StreamError) -> HttpError {
     match error {
         StreamError::LastOperationFailed(e) => match wasip2::http::types::http_error_code(&e) {
             Some(code) => classify(host, &code),
-            None => HttpError::Transport {
-                host: host.to_string(),
-                code: e.to_debug_string(),
-            },
+            // wasmtime-wasi-http 48 hands body errors to the guest as plain
+            // I/O errors (no error-code), so a host cap that cut the body is
+            // recognised by its text; otherwise it would look retryable.
+            None => {
+                let text = e.to_debug_string();
+                if text.contains("body size") {
+                    HttpError::TooLarge {
+                        host: host.to_string(),
+                        code: text,
+                    }
+                } else {
+                    HttpError::Transport {
+                        host: host.to_string(),
+                        code: text,
+                    }
+                }
+            }
         },
         StreamError::Closed => HttpError::Transport {
             host: host.to_string(),

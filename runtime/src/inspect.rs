@@ -27,35 +27,32 @@ pub struct InspectReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
-    #[error("{file}: {source}")]
-    Load {
-        file: String,
-        #[source]
-        source: LoadError,
-    },
-    #[error("{file}: the component loaded, but describe failed: {source}")]
-    Describe {
-        file: String,
-        #[source]
-        source: CallError,
-    },
+    // The inner error is part of the message, not a `source`, so that
+    // `{:#}` does not print it twice.
+    #[error("{file}: {error}")]
+    Load { file: String, error: LoadError },
+    #[error("{file}: the component loaded, but describe failed: {error}")]
+    Describe { file: String, error: CallError },
 }
 
 /// Load `path`, call `describe` in a sandbox with no backend, validate it.
 pub async fn inspect(host: &Host, path: &Path) -> Result<InspectReport, InspectError> {
     let file = path.display().to_string();
-    let unit = host.load_file(path).map_err(|source| InspectError::Load {
-        file: file.clone(),
-        source,
-    })?;
+    let unit = host
+        .load_file(path)
+        .await
+        .map_err(|error| InspectError::Load {
+            file: file.clone(),
+            error,
+        })?;
     let ctx = Arc::new(CallContext::detached(SandboxLimits::default()));
     let manifest = unit
         .describe(&ctx)
         .await
         .into_result()
-        .map_err(|source| InspectError::Describe {
+        .map_err(|error| InspectError::Describe {
             file: file.clone(),
-            source,
+            error,
         })?;
     let compile = unit.compile_info();
     Ok(InspectReport {

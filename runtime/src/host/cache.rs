@@ -101,9 +101,12 @@ fn store(component: &Component, path: &Path) -> wasmtime::Result<()> {
 
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // Read into memory rather than `deserialize_file`: a mapped file that
+    // someone truncates or rewrites while in use kills the process (SIGBUS).
+    let bytes = std::fs::read(path)?;
     // SAFETY: the file is one this cache wrote with `Component::serialize`
     // from a component whose digest is in its name, in a directory the
     // operator owns; wasmtime checks that it was compiled by a compatible
     // engine and refuses it otherwise (we then recompile).
-    unsafe { Component::deserialize_file(engine, path) }
+    unsafe { Component::deserialize(engine, &bytes) }
 }

@@ -214,6 +214,34 @@ impl Unit {
         }
     }
 
+    /// Instantiate once and resolve every export's functions, which checks
+    /// their types against the contract.
+    pub(super) async fn typecheck(&self) -> Result<(), super::LoadError> {
+        let ctx = Arc::new(CallContext::detached(crate::limits::SandboxLimits::default()));
+        let report = self
+            .run(&ctx, "load", |mut store, instance, inner| async move {
+                let i = &inner.indices;
+                let checks: [(&'static str, Option<wasmtime::Result<()>>); 4] = [
+                    ("describe", Some(i.describe.load(&mut store, &instance).map(drop))),
+                    ("adapter", i.adapter.as_ref().map(|x| x.load(&mut store, &instance).map(drop))),
+                    ("mapper", i.mapper.as_ref().map(|x| x.load(&mut store, &instance).map(drop))),
+                    ("listener", i.listener.as_ref().map(|x| x.load(&mut store, &instance).map(drop))),
+                ];
+                for (interface, check) in checks {
+                    if let Some(Err(e)) = check {
+                        return Ok(Ok(Some((interface, format!("{e:#}")))));
+                    }
+                }
+                Ok(Ok(None))
+            })
+            .await;
+        match report.result {
+            Ok(None) => Ok(()),
+            Ok(Some((interface, message))) => Err(super::LoadError::WrongShape { interface, message }),
+            Err(e) => Err(super::LoadError::Invalid(format!("instantiating it in the sandbox failed: {e}"))),
+        }
+    }
+
     /// The component's manifest, validated.
     pub async fn describe(&self, ctx: &Arc<CallContext>) -> CallReport<Manifest> {
         const EXPORT: &str = "describe";

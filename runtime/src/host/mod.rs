@@ -128,16 +128,18 @@ impl Host {
     }
 
     /// Load a component from a file.
-    pub fn load_file(&self, path: &Path) -> Result<Unit, LoadError> {
+    pub async fn load_file(&self, path: &Path) -> Result<Unit, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
             path: path.display().to_string(),
             source,
         })?;
-        self.load(&bytes)
+        self.load(&bytes).await
     }
 
-    /// Check `bytes` against the contract and prepare it for calls.
-    pub fn load(&self, bytes: &[u8]) -> Result<Unit, LoadError> {
+    /// Check `bytes` against the contract and prepare it for calls. The
+    /// component is instantiated once in a sandbox so that an export whose
+    /// functions have the wrong types is refused here, not at its first call.
+    pub async fn load(&self, bytes: &[u8]) -> Result<Unit, LoadError> {
         check_header(bytes)?;
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
         let (component, compile) = self
@@ -175,7 +177,7 @@ impl Host {
                 .transpose()
                 .map_err(shape("listener"))?,
         };
-        Ok(Unit {
+        let unit = Unit {
             inner: Arc::new(UnitInner {
                 host: self.clone(),
                 digest,
@@ -185,7 +187,9 @@ impl Host {
                 pre,
                 indices,
             }),
-        })
+        };
+        unit.typecheck().await?;
+        Ok(unit)
     }
 }
 

@@ -326,8 +326,13 @@ fn normalize_host(raw: &str) -> Result<Host, String> {
 mod tests {
     use super::*;
 
+    /// A URI `http` itself rejects never reaches the matcher: refused too.
     fn target(uri: &str) -> Result<Target, TargetError> {
-        parse_target(&uri.parse().unwrap())
+        let parsed = uri.parse().map_err(|e| TargetError {
+            uri: uri.to_string(),
+            reason: format!("{e}"),
+        })?;
+        parse_target(&parsed)
     }
 
     fn allowed(entries: &[&str], uri: &str) -> bool {
@@ -398,7 +403,7 @@ mod tests {
             ("https://*.com", "dot"),
             ("https://x.com:0", "1 to 65535"),
             ("https://::1", "brackets"),
-            ("https://*.10.0.0.1", "numeric"),
+            ("https://*.10.0.0.1", "IP address"),
         ] {
             let err = AllowRule::parse(entry).unwrap_err().to_string();
             assert!(err.contains(needle), "{entry}: {err}");

@@ -1,0 +1,10 @@
+//! Integration tests of the runtime: one binary, one module per area.
+//! Guest fixtures come from `tests/fixtures`, built by
+//! `junction-test-artifacts`.
+
+mod cache;
+mod egress;
+mod inspect;
+mod sandbox;
+mod support;
+mod units;

@@ -1,0 +1,80 @@
+//! Components implementing the smaller worlds, and the mapper and listener
+//! exports.
+
+use junction_runtime::CallError;
+use junction_runtime::model::{Event, LocalRecord, RemoteRecord};
+
+use crate::support::{Ctx, host, probe};
+
+#[tokio::test]
+async fn a_mapper_unit_maps_and_has_no_adapter() {
+    let unit = host()
+        .load_file(junction_test_artifacts::MAPPER_ONLY.as_ref()).await
+        .unwrap();
+    assert_eq!(unit.exports().world(), "mapper-unit");
+    let ctx = Ctx::default().build();
+    let record = RemoteRecord {
+        external_id: "1".into(),
+        updated_at: None,
+        data: r#"{"name":"ada"}"#.into(),
+    };
+    let mapped = unit.map_import(&ctx, "echo", &record).await.into_result().unwrap();
+    assert_eq!(mapped, r#"{"NAME":"ADA"}"#);
+    let local = LocalRecord {
+        model: "echo".into(),
+        id: "l1".into(),
+        data: r#"{"NAME":"ADA"}"#.into(),
+        version: 1,
+        updated_at: "2026-11-29T10:00:00Z".into(),
+    };
+    let back = unit
+        .map_export(&ctx, "echo", local, Some(vec!["NAME".into()]))
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(back, r#"{"name":"ada"}"#);
+    let err = unit.read(&ctx, "echo", "1").await.into_result().unwrap_err();
+    assert!(matches!(err, CallError::MissingExport { .. }), "{err:?}");
+    assert!(err.to_string().contains("adapter.read"), "{err}");
+    assert!(err.to_string().contains("mapper-unit"), "{err}");
+    let manifest = unit.describe(&ctx).await.into_result().unwrap();
+    assert!(manifest.supports_backend_version("1.2.0").unwrap());
+    assert!(!manifest.supports_backend_version("1.5.0").unwrap());
+}
+
+#[tokio::test]
+async fn the_listener_turns_events_into_jobs_and_skips_echoes() {
+    let ctx = Ctx::default().build();
+    let mut event = Event {
+        name: "record-written".into(),
+        model: "echo".into(),
+        local_id: Some("l1".into()),
+        changed_fields: vec!["name".into()],
+        payload: "{}".into(),
+        origin_backend: None,
+    };
+    let jobs = probe().on_event(&ctx, "test", &event).await.into_result().unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].function, "export-record");
+    event.origin_backend = Some("test".into());
+    let jobs = probe().on_event(&ctx, "test", &event).await.into_result().unwrap();
+    assert!(jobs.is_empty());
+}
+
+#[tokio::test]
+async fn the_other_adapter_exports_answer() {
+    let ctx = Ctx::default().build();
+    assert_eq!(
+        probe().create(&ctx, "echo", "{}").await.into_result().unwrap(),
+        "created-2"
+    );
+    probe().write(&ctx, "echo", "1", "{}").await.into_result().unwrap();
+    probe().delete(&ctx, "echo", "1").await.into_result().unwrap();
+    assert_eq!(probe().check(&ctx, "{}").await.into_result().unwrap(), "probe ok");
+    let record = RemoteRecord {
+        external_id: "1".into(),
+        updated_at: None,
+        data: "{}".into(),
+    };
+    assert!(probe().dependencies(&ctx, "echo", &record).await.into_result().unwrap().is_empty());
+}
