@@ -352,6 +352,9 @@ mod tests {
         assert!(!classify("h", &ErrorCode::HttpRequestDenied).is_retryable());
         assert!(classify("h", &ErrorCode::ConnectionRefused).is_retryable());
         let text = classify("evil.example", &ErrorCode::HttpRequestDenied).to_string();
-        assert!(text.contains("evil.example") && text.contains("allowlist"), "{text}");
+        assert!(
+            text.contains("evil.example") && text.contains("allowlist"),
+            "{text}"
+        );
     }
 }

@@ -96,10 +96,7 @@ pub enum CallError {
         message: String,
     },
     #[error("{export} is not exported by this component ({world})")]
-    MissingExport {
-        export: &'static str,
-        world: String,
-    },
+    MissingExport { export: &'static str, world: String },
     #[error("{export} failed in the host's {capability} capability: {message}")]
     Host {
         export: &'static str,

@@ -46,14 +46,14 @@ pub async fn inspect(host: &Host, path: &Path) -> Result<InspectReport, InspectE
             error,
         })?;
     let ctx = Arc::new(CallContext::detached(SandboxLimits::default()));
-    let manifest = unit
-        .describe(&ctx)
-        .await
-        .into_result()
-        .map_err(|error| InspectError::Describe {
-            file: file.clone(),
-            error,
-        })?;
+    let manifest =
+        unit.describe(&ctx)
+            .await
+            .into_result()
+            .map_err(|error| InspectError::Describe {
+                file: file.clone(),
+                error,
+            })?;
     let compile = unit.compile_info();
     Ok(InspectReport {
         file,
@@ -71,14 +71,22 @@ impl fmt::Display for InspectReport {
         let m = &self.manifest;
         writeln!(f, "{} {} ({})", m.name, m.version, self.file)?;
         writeln!(f, "  world:            {}", self.world)?;
-        writeln!(f, "  backend:          {} {}", m.backend_kind, m.backend_versions)?;
+        writeln!(
+            f,
+            "  backend:          {} {}",
+            m.backend_kind, m.backend_versions
+        )?;
         writeln!(f, "  digest:           {}", self.digest)?;
         writeln!(f, "  size:             {} bytes", self.size_bytes)?;
         writeln!(
             f,
             "  compile:          {} ms{}",
             self.compile_ms,
-            if self.compile_cached { " (from cache)" } else { "" }
+            if self.compile_cached {
+                " (from cache)"
+            } else {
+                ""
+            }
         )?;
         writeln!(f, "  models:")?;
         for model in &m.models {

@@ -109,12 +109,19 @@ impl Manifest {
         if self.backend_kind.trim().is_empty() {
             return Err(bad("backend-kind", "must not be empty".into()));
         }
-        semver::Version::parse(&self.version)
-            .map_err(|e| bad("version", format!("{:?} is not a semver version: {e}", self.version)))?;
+        semver::Version::parse(&self.version).map_err(|e| {
+            bad(
+                "version",
+                format!("{:?} is not a semver version: {e}", self.version),
+            )
+        })?;
         semver::VersionReq::parse(&self.backend_versions).map_err(|e| {
             bad(
                 "backend-versions",
-                format!("{:?} is not a semver range such as \">=2.4, <3\": {e}", self.backend_versions),
+                format!(
+                    "{:?} is not a semver range such as \">=2.4, <3\": {e}",
+                    self.backend_versions
+                ),
             )
         })?;
         crate::capabilities::egress::Allowlist::parse(&self.hosts)

@@ -11,7 +11,13 @@ const FIXTURES: &[&str] = &["probe", "mapper-only", "broken-describe"];
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.join("../..").canonicalize().unwrap();
-    for dir in ["tests/fixtures", "wit", "guest-sdk/src", "guest-sdk/Cargo.toml", "Cargo.lock"] {
+    for dir in [
+        "tests/fixtures",
+        "wit",
+        "guest-sdk/src",
+        "guest-sdk/Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 
@@ -20,37 +26,42 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     let target_dir = guest_target_dir(&out_dir);
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let mut cmd = Command::new(cargo);
-    cmd.arg("build")
-        .arg("--release")
-        .arg("--target")
-        .arg(TARGET)
-        .arg("--manifest-path")
-        .arg(root.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir);
+    // One `cargo rustc` per fixture: it is the only way to ask for a cdylib
+    // for wasm alone while native workspace builds see a plain rlib.
     for name in FIXTURES {
-        cmd.arg("-p").arg(format!("fixture-{name}"));
+        let mut cmd = Command::new(&cargo);
+        cmd.arg("rustc")
+            .arg("--release")
+            .arg("--target")
+            .arg(TARGET)
+            .arg("--crate-type")
+            .arg("cdylib")
+            .arg("--manifest-path")
+            .arg(root.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .arg("-p")
+            .arg(format!("fixture-{name}"));
+        // The outer build's flags and wrappers (clippy, coverage) are for the host.
+        for var in [
+            "CARGO_ENCODED_RUSTFLAGS",
+            "RUSTFLAGS",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "RUSTC_WRAPPER",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_TARGET",
+            "CARGO_PRIMARY_PACKAGE",
+        ] {
+            cmd.env_remove(var);
+        }
+        let status = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("failed to run cargo to build fixture {name}: {e}"));
+        assert!(
+            status.success(),
+            "building guest fixture {name} for {TARGET} failed; see the cargo output above"
+        );
     }
-    // The outer build's flags and wrappers (clippy, coverage) are for the host.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_WRAPPER",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "CARGO_PRIMARY_PACKAGE",
-    ] {
-        cmd.env_remove(var);
-    }
-    let status = cmd
-        .status()
-        .expect("failed to run cargo to build the guest fixtures");
-    assert!(
-        status.success(),
-        "building the guest fixtures for {TARGET} failed; see the cargo output above"
-    );
 
     let mut consts = String::new();
     for name in FIXTURES {
@@ -58,7 +69,11 @@ fn main() {
             .join(TARGET)
             .join("release")
             .join(format!("fixture_{}.wasm", name.replace('-', "_")));
-        assert!(file.exists(), "guest fixture missing after build: {}", file.display());
+        assert!(
+            file.exists(),
+            "guest fixture missing after build: {}",
+            file.display()
+        );
         consts.push_str(&format!(
             "/// `tests/fixtures/{name}` built for {TARGET}.\npub const {}: &str = {:?};\n",
             name.replace('-', "_").to_uppercase(),

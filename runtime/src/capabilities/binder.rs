@@ -9,7 +9,11 @@ use crate::host::store::CallState;
 const NAME: &str = "binder";
 
 impl Host for CallState {
-    async fn to_local(&mut self, model: String, external_id: String) -> wasmtime::Result<Option<String>> {
+    async fn to_local(
+        &mut self,
+        model: String,
+        external_id: String,
+    ) -> wasmtime::Result<Option<String>> {
         self.ctx
             .services
             .binder
@@ -18,7 +22,11 @@ impl Host for CallState {
             .map_err(|e| host_failure(NAME, e))
     }
 
-    async fn to_external(&mut self, model: String, local_id: String) -> wasmtime::Result<Option<String>> {
+    async fn to_external(
+        &mut self,
+        model: String,
+        local_id: String,
+    ) -> wasmtime::Result<Option<String>> {
         self.ctx
             .services
             .binder
@@ -43,7 +51,13 @@ impl Host for CallState {
             .ctx
             .services
             .binder
-            .bind(&self.ctx.backend.name, &model, &external_id, &local_id, sync_date.as_deref())
+            .bind(
+                &self.ctx.backend.name,
+                &model,
+                &external_id,
+                &local_id,
+                sync_date.as_deref(),
+            )
             .await;
         match result {
             Ok(()) => Ok(Ok(())),

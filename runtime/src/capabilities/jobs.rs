@@ -48,7 +48,9 @@ pub fn validate(request: &JobRequest) -> Result<(), String> {
     if let Some(channel) = &request.channel
         && (channel.is_empty() || channel.split('.').any(str::is_empty))
     {
-        return Err(format!("job channel {channel:?} must be dot-separated names such as root.shop"));
+        return Err(format!(
+            "job channel {channel:?} must be dot-separated names such as root.shop"
+        ));
     }
     Ok(())
 }
@@ -59,7 +61,13 @@ impl Host for CallState {
         if let Err(reason) = validate(&request) {
             return Ok(Err(Error::Permanent(reason)));
         }
-        match self.ctx.services.jobs.enqueue(&self.ctx.backend.name, &request).await {
+        match self
+            .ctx
+            .services
+            .jobs
+            .enqueue(&self.ctx.backend.name, &request)
+            .await
+        {
             Ok(id) => Ok(Ok(id)),
             Err(ServiceError::Rejected(m)) => Ok(Err(Error::Permanent(m))),
             Err(e) => Err(host_failure("jobs", e)),

@@ -51,7 +51,12 @@ fn key(a: &str, b: &str, c: &str) -> (String, String, String) {
 
 #[async_trait]
 impl BinderService for MemoryServices {
-    async fn to_local(&self, backend: &str, model: &str, external_id: &str) -> ServiceResult<Option<String>> {
+    async fn to_local(
+        &self,
+        backend: &str,
+        model: &str,
+        external_id: &str,
+    ) -> ServiceResult<Option<String>> {
         Ok(self
             .lock()
             .by_external
@@ -59,8 +64,17 @@ impl BinderService for MemoryServices {
             .map(|(local, _)| local.clone()))
     }
 
-    async fn to_external(&self, backend: &str, model: &str, local_id: &str) -> ServiceResult<Option<String>> {
-        Ok(self.lock().by_local.get(&key(backend, model, local_id)).cloned())
+    async fn to_external(
+        &self,
+        backend: &str,
+        model: &str,
+        local_id: &str,
+    ) -> ServiceResult<Option<String>> {
+        Ok(self
+            .lock()
+            .by_local
+            .get(&key(backend, model, local_id))
+            .cloned())
     }
 
     async fn bind(
@@ -88,9 +102,10 @@ impl BinderService for MemoryServices {
                 "local {model} {local_id} is already bound to {other} on {backend}"
             )));
         }
-        inner
-            .by_external
-            .insert(ext_key, (local_id.to_string(), sync_date.map(str::to_string)));
+        inner.by_external.insert(
+            ext_key,
+            (local_id.to_string(), sync_date.map(str::to_string)),
+        );
         inner.by_local.insert(loc_key, external_id.to_string());
         Ok(())
     }
@@ -120,7 +135,9 @@ impl JobService for MemoryServices {
             return Ok(id.clone());
         }
         let id = format!("mem-{}", inner.jobs.len() + 1);
-        inner.jobs.push((id.clone(), backend.to_string(), request.clone()));
+        inner
+            .jobs
+            .push((id.clone(), backend.to_string(), request.clone()));
         Ok(id)
     }
 }
@@ -151,12 +168,26 @@ mod tests {
     async fn bindings_are_unique_both_ways() {
         let s = MemoryServices::default();
         s.bind("shop", "product", "e1", "l1", None).await.unwrap();
-        s.bind("shop", "product", "e1", "l1", Some("2026-01-01T00:00:00Z")).await.unwrap();
+        s.bind("shop", "product", "e1", "l1", Some("2026-01-01T00:00:00Z"))
+            .await
+            .unwrap();
         assert!(s.bind("shop", "product", "e1", "l2", None).await.is_err());
         assert!(s.bind("shop", "product", "e2", "l1", None).await.is_err());
         s.bind("other", "product", "e1", "l2", None).await.unwrap();
-        assert_eq!(s.to_local("shop", "product", "e1").await.unwrap().as_deref(), Some("l1"));
-        assert_eq!(s.to_external("shop", "product", "l1").await.unwrap().as_deref(), Some("e1"));
+        assert_eq!(
+            s.to_local("shop", "product", "e1")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("l1")
+        );
+        assert_eq!(
+            s.to_external("shop", "product", "l1")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("e1")
+        );
     }
 
     #[tokio::test]

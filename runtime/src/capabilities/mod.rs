@@ -60,8 +60,18 @@ pub type ServiceResult<T> = Result<T, ServiceError>;
 /// External id ↔ local id, per backend and model.
 #[async_trait]
 pub trait BinderService: Send + Sync {
-    async fn to_local(&self, backend: &str, model: &str, external_id: &str) -> ServiceResult<Option<String>>;
-    async fn to_external(&self, backend: &str, model: &str, local_id: &str) -> ServiceResult<Option<String>>;
+    async fn to_local(
+        &self,
+        backend: &str,
+        model: &str,
+        external_id: &str,
+    ) -> ServiceResult<Option<String>>;
+    async fn to_external(
+        &self,
+        backend: &str,
+        model: &str,
+        local_id: &str,
+    ) -> ServiceResult<Option<String>>;
     /// Fails with `Rejected` when either id is already bound to another.
     async fn bind(
         &self,

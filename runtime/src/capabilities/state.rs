@@ -32,7 +32,13 @@ impl Host for CallState {
                 value.len()
             ))));
         }
-        match self.ctx.services.state.set(&self.ctx.backend.name, &key, &value).await {
+        match self
+            .ctx
+            .services
+            .state
+            .set(&self.ctx.backend.name, &key, &value)
+            .await
+        {
             Ok(()) => Ok(Ok(())),
             Err(ServiceError::Rejected(m)) => Ok(Err(Error::Permanent(m))),
             Err(e) => Err(host_failure("state", e)),

@@ -16,5 +16,5 @@ wasmtime::component::bindgen!({
     require_store_data_send: true,
 });
 
-pub use junction::connector::{binder, config, jobs, log, records, state, types};
 pub use exports::junction::connector::{adapter, describe, listener, mapper};
+pub use junction::connector::{binder, config, jobs, log, records, state, types};

@@ -15,8 +15,8 @@ use wasmtime::component::Instance;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::types as wit;
-use super::store::{CallShared, CallState};
 use super::stdio::LogLine;
+use super::store::{CallShared, CallState};
 use super::{Unit, UnitInner};
 use crate::capabilities::egress::AuditEntry;
 use crate::capabilities::{CallContext, HostFailure};
@@ -172,10 +172,12 @@ impl Unit {
                     message: "a fuel budget is set but the host runs without fuel metering; enable `fuel` in the host config".to_string(),
                 });
             }
-            (None, true) => store.set_fuel(u64::MAX).map_err(|e| CallError::Instantiate {
-                export,
-                message: format!("{e:#}"),
-            })?,
+            (None, true) => store
+                .set_fuel(u64::MAX)
+                .map_err(|e| CallError::Instantiate {
+                    export,
+                    message: format!("{e:#}"),
+                })?,
             (None, false) => {}
         }
         // Epoch deadlines are relative to the current epoch when set, so the
@@ -217,15 +219,35 @@ impl Unit {
     /// Instantiate once and resolve every export's functions, which checks
     /// their types against the contract.
     pub(super) async fn typecheck(&self) -> Result<(), super::LoadError> {
-        let ctx = Arc::new(CallContext::detached(crate::limits::SandboxLimits::default()));
+        let ctx = Arc::new(CallContext::detached(
+            crate::limits::SandboxLimits::default(),
+        ));
         let report = self
             .run(&ctx, "load", |mut store, instance, inner| async move {
                 let i = &inner.indices;
                 let checks: [(&'static str, Option<wasmtime::Result<()>>); 4] = [
-                    ("describe", Some(i.describe.load(&mut store, &instance).map(drop))),
-                    ("adapter", i.adapter.as_ref().map(|x| x.load(&mut store, &instance).map(drop))),
-                    ("mapper", i.mapper.as_ref().map(|x| x.load(&mut store, &instance).map(drop))),
-                    ("listener", i.listener.as_ref().map(|x| x.load(&mut store, &instance).map(drop))),
+                    (
+                        "describe",
+                        Some(i.describe.load(&mut store, &instance).map(drop)),
+                    ),
+                    (
+                        "adapter",
+                        i.adapter
+                            .as_ref()
+                            .map(|x| x.load(&mut store, &instance).map(drop)),
+                    ),
+                    (
+                        "mapper",
+                        i.mapper
+                            .as_ref()
+                            .map(|x| x.load(&mut store, &instance).map(drop)),
+                    ),
+                    (
+                        "listener",
+                        i.listener
+                            .as_ref()
+                            .map(|x| x.load(&mut store, &instance).map(drop)),
+                    ),
                 ];
                 for (interface, check) in checks {
                     if let Some(Err(e)) = check {
@@ -237,8 +259,12 @@ impl Unit {
             .await;
         match report.result {
             Ok(None) => Ok(()),
-            Ok(Some((interface, message))) => Err(super::LoadError::WrongShape { interface, message }),
-            Err(e) => Err(super::LoadError::Invalid(format!("instantiating it in the sandbox failed: {e}"))),
+            Ok(Some((interface, message))) => {
+                Err(super::LoadError::WrongShape { interface, message })
+            }
+            Err(e) => Err(super::LoadError::Invalid(format!(
+                "instantiating it in the sandbox failed: {e}"
+            ))),
         }
     }
 
@@ -296,7 +322,11 @@ impl Unit {
         if let Err(e) = self.require(self.inner.exports.adapter, EXPORT) {
             return self.refused(e);
         }
-        let (model, filter, cursor) = (model.to_string(), filter.to_string(), cursor.map(str::to_string));
+        let (model, filter, cursor) = (
+            model.to_string(),
+            filter.to_string(),
+            cursor.map(str::to_string),
+        );
         let mut out = Output::new(EXPORT, ctx);
         self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
             let g = adapter_of(&inner).load(&mut store, &instance)?;
@@ -315,7 +345,12 @@ impl Unit {
     }
 
     /// `adapter.read`: one record by external id.
-    pub async fn read(&self, ctx: &Arc<CallContext>, model: &str, id: &str) -> CallReport<RemoteRecord> {
+    pub async fn read(
+        &self,
+        ctx: &Arc<CallContext>,
+        model: &str,
+        id: &str,
+    ) -> CallReport<RemoteRecord> {
         const EXPORT: &str = "adapter.read";
         if let Err(e) = self.require(self.inner.exports.adapter, EXPORT) {
             return self.refused(e);
@@ -333,7 +368,12 @@ impl Unit {
     }
 
     /// `adapter.create`: returns the new record's external id.
-    pub async fn create(&self, ctx: &Arc<CallContext>, model: &str, data: &str) -> CallReport<String> {
+    pub async fn create(
+        &self,
+        ctx: &Arc<CallContext>,
+        model: &str,
+        data: &str,
+    ) -> CallReport<String> {
         const EXPORT: &str = "adapter.create";
         if let Err(e) = self.require(self.inner.exports.adapter, EXPORT) {
             return self.refused(e);
@@ -349,7 +389,13 @@ impl Unit {
     }
 
     /// `adapter.write`: update a record in the backend.
-    pub async fn write(&self, ctx: &Arc<CallContext>, model: &str, id: &str, data: &str) -> CallReport<()> {
+    pub async fn write(
+        &self,
+        ctx: &Arc<CallContext>,
+        model: &str,
+        id: &str,
+        data: &str,
+    ) -> CallReport<()> {
         const EXPORT: &str = "adapter.write";
         if let Err(e) = self.require(self.inner.exports.adapter, EXPORT) {
             return self.refused(e);
@@ -357,7 +403,10 @@ impl Unit {
         let (model, id, data) = (model.to_string(), id.to_string(), data.to_string());
         self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
             let g = adapter_of(&inner).load(&mut store, &instance)?;
-            Ok(guest(EXPORT, g.call_write(&mut store, &model, &id, &data).await?))
+            Ok(guest(
+                EXPORT,
+                g.call_write(&mut store, &model, &id, &data).await?,
+            ))
         })
         .await
     }
@@ -377,7 +426,12 @@ impl Unit {
     }
 
     /// `mapper.map-import`: backend record to local data (a JSON object).
-    pub async fn map_import(&self, ctx: &Arc<CallContext>, model: &str, record: &RemoteRecord) -> CallReport<String> {
+    pub async fn map_import(
+        &self,
+        ctx: &Arc<CallContext>,
+        model: &str,
+        record: &RemoteRecord,
+    ) -> CallReport<String> {
         const EXPORT: &str = "mapper.map-import";
         if let Err(e) = self.require(self.inner.exports.mapper, EXPORT) {
             return self.refused(e);
@@ -386,7 +440,10 @@ impl Unit {
         let mut out = Output::new(EXPORT, ctx);
         self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
             let g = mapper_of(&inner).load(&mut store, &instance)?;
-            let r = guest(EXPORT, g.call_map_import(&mut store, &model, &record).await?);
+            let r = guest(
+                EXPORT,
+                g.call_map_import(&mut store, &model, &record).await?,
+            );
             Ok(r.and_then(|data| out.json("mapped data", &data).map(|()| data)))
         })
         .await
@@ -432,19 +489,31 @@ impl Unit {
         let mut out = Output::new(EXPORT, ctx);
         self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
             let g = mapper_of(&inner).load(&mut store, &instance)?;
-            let r = guest(EXPORT, g.call_dependencies(&mut store, &model, &record).await?);
-            Ok(r.map(|deps| deps.into_iter().map(Dependency::from).collect::<Vec<_>>())
-                .and_then(|deps| {
-                    deps.iter()
-                        .try_for_each(|d| out.text(&d.model).and_then(|()| out.text(&d.external_id)))
-                        .map(|()| deps)
-                }))
+            let r = guest(
+                EXPORT,
+                g.call_dependencies(&mut store, &model, &record).await?,
+            );
+            Ok(
+                r.map(|deps| deps.into_iter().map(Dependency::from).collect::<Vec<_>>())
+                    .and_then(|deps| {
+                        deps.iter()
+                            .try_for_each(|d| {
+                                out.text(&d.model).and_then(|()| out.text(&d.external_id))
+                            })
+                            .map(|()| deps)
+                    }),
+            )
         })
         .await
     }
 
     /// `listener.on-event`: the jobs an event should cause (none = skip).
-    pub async fn on_event(&self, ctx: &Arc<CallContext>, backend: &str, event: &Event) -> CallReport<Vec<JobRequest>> {
+    pub async fn on_event(
+        &self,
+        ctx: &Arc<CallContext>,
+        backend: &str,
+        event: &Event,
+    ) -> CallReport<Vec<JobRequest>> {
         const EXPORT: &str = "listener.on-event";
         if let Err(e) = self.require(self.inner.exports.listener, EXPORT) {
             return self.refused(e);
@@ -454,19 +523,50 @@ impl Unit {
         self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
             let g = listener_of(&inner).load(&mut store, &instance)?;
             let r = guest(EXPORT, g.call_on_event(&mut store, &backend, &event).await?);
-            Ok(r.map(|jobs| jobs.into_iter().map(JobRequest::from).collect::<Vec<_>>())
-                .and_then(|jobs| {
-                    jobs.iter()
-                        .try_for_each(|j| {
-                            out.json("job args", &j.args)?;
-                            crate::capabilities::jobs::validate(j).map_err(|reason| {
-                                CallError::InvalidOutput { export: EXPORT, reason }
+            Ok(
+                r.map(|jobs| jobs.into_iter().map(JobRequest::from).collect::<Vec<_>>())
+                    .and_then(|jobs| {
+                        jobs.iter()
+                            .try_for_each(|j| {
+                                out.json("job args", &j.args)?;
+                                crate::capabilities::jobs::validate(j).map_err(|reason| {
+                                    CallError::InvalidOutput {
+                                        export: EXPORT,
+                                        reason,
+                                    }
+                                })
                             })
-                        })
-                        .map(|()| jobs)
-                }))
+                            .map(|()| jobs)
+                    }),
+            )
         })
         .await
+    }
+
+    /// For the benchmark only: `n` calls of `adapter.delete` on one reused
+    /// instance (no fresh sandbox per call), returning the time they took.
+    /// Production calls always get a fresh instance.
+    #[doc(hidden)]
+    pub async fn bench_reused_delete(
+        &self,
+        ctx: &Arc<CallContext>,
+        n: u32,
+    ) -> Result<Duration, CallError> {
+        const EXPORT: &str = "adapter.delete";
+        self.require(self.inner.exports.adapter, EXPORT)?;
+        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
+            let g = adapter_of(&inner).load(&mut store, &instance)?;
+            let (model, id) = ("noop".to_string(), "1".to_string());
+            let started = Instant::now();
+            for _ in 0..n {
+                if let Err(e) = g.call_delete(&mut store, &model, &id).await? {
+                    return Ok(Err(CallError::Guest(e.into(), EXPORT)));
+                }
+            }
+            Ok(Ok(started.elapsed()))
+        })
+        .await
+        .result
     }
 
     fn refused<T>(&self, error: CallError) -> CallReport<T> {
@@ -483,19 +583,36 @@ impl Unit {
 }
 
 fn adapter_of(inner: &UnitInner) -> &super::adapter::GuestIndices {
-    inner.indices.adapter.as_ref().expect("checked by Unit::require")
+    inner
+        .indices
+        .adapter
+        .as_ref()
+        .expect("checked by Unit::require")
 }
 
 fn mapper_of(inner: &UnitInner) -> &super::mapper::GuestIndices {
-    inner.indices.mapper.as_ref().expect("checked by Unit::require")
+    inner
+        .indices
+        .mapper
+        .as_ref()
+        .expect("checked by Unit::require")
 }
 
 fn listener_of(inner: &UnitInner) -> &super::listener::GuestIndices {
-    inner.indices.listener.as_ref().expect("checked by Unit::require")
+    inner
+        .indices
+        .listener
+        .as_ref()
+        .expect("checked by Unit::require")
 }
 
 /// Name the limit or fault that ended a call.
-fn classify(error: wasmtime::Error, export: &'static str, ctx: &CallContext, shared: &CallShared) -> CallError {
+fn classify(
+    error: wasmtime::Error,
+    export: &'static str,
+    ctx: &CallContext,
+    shared: &CallShared,
+) -> CallError {
     if let Some(h) = error.downcast_ref::<HostFailure>() {
         return CallError::Host {
             export,

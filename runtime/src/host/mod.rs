@@ -41,9 +41,13 @@ pub enum LoadError {
         path: String,
         source: std::io::Error,
     },
-    #[error("not a WebAssembly file: it starts with {found} instead of the \\0asm magic; pass the .wasm a wasm32-wasip2 build produced")]
+    #[error(
+        "not a WebAssembly file: it starts with {found} instead of the \\0asm magic; pass the .wasm a wasm32-wasip2 build produced"
+    )]
     NotWasm { found: String },
-    #[error("this is a core WebAssembly module, not a component; build the connector for wasm32-wasip2 (or wrap the module with `wasm-tools component new`)")]
+    #[error(
+        "this is a core WebAssembly module, not a component; build the connector for wasm32-wasip2 (or wrap the module with `wasm-tools component new`)"
+    )]
     CoreModule,
     #[error("unsupported WebAssembly binary (version/layer bytes {found}); expected a component")]
     UnsupportedBinary { found: String },
@@ -51,14 +55,20 @@ pub enum LoadError {
     Invalid(String),
     #[error("the component exports none of the {CONTRACT_PACKAGE} interfaces (it exports: {}); implement the adapter-unit, mapper-unit or connector world from wit/", if .exports.is_empty() { "nothing".to_string() } else { .exports.join(", ") })]
     NoContract { exports: Vec<String> },
-    #[error("the component implements {CONTRACT_PACKAGE} version {found}, but this runtime speaks {CONTRACT_VERSION}; rebuild it against wit/ of this release")]
+    #[error(
+        "the component implements {CONTRACT_PACKAGE} version {found}, but this runtime speaks {CONTRACT_VERSION}; rebuild it against wit/ of this release"
+    )]
     UnknownContractVersion { found: String },
-    #[error("the component does not export {CONTRACT_PACKAGE}/{interface}@{CONTRACT_VERSION}: {hint}")]
+    #[error(
+        "the component does not export {CONTRACT_PACKAGE}/{interface}@{CONTRACT_VERSION}: {hint}"
+    )]
     MissingExport {
         interface: &'static str,
         hint: &'static str,
     },
-    #[error("the export {CONTRACT_PACKAGE}/{interface}@{CONTRACT_VERSION} does not match the contract: {message}")]
+    #[error(
+        "the export {CONTRACT_PACKAGE}/{interface}@{CONTRACT_VERSION} does not match the contract: {message}"
+    )]
     WrongShape {
         interface: &'static str,
         message: String,
@@ -82,7 +92,9 @@ struct HostInner {
 
 impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Host").field("config", &self.inner.config).finish()
+        f.debug_struct("Host")
+            .field("config", &self.inner.config)
+            .finish()
     }
 }
 
@@ -102,16 +114,17 @@ impl Host {
     pub fn new(config: HostConfig) -> Result<Host, HostError> {
         let engine = engine::engine(&config).map_err(|e| HostError::Engine(format!("{e:#}")))?;
         let linker = engine::linker(&engine).map_err(|e| HostError::Engine(format!("{e:#}")))?;
-        let cache = cache::ArtifactCache::new(&engine, config.cache_dir.as_deref()).map_err(|source| {
-            HostError::Cache {
-                path: config
-                    .cache_dir
-                    .as_deref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-                source,
-            }
-        })?;
+        let cache =
+            cache::ArtifactCache::new(&engine, config.cache_dir.as_deref()).map_err(|source| {
+                HostError::Cache {
+                    path: config
+                        .cache_dir
+                        .as_deref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    source,
+                }
+            })?;
         engine::start_ticker(&engine, config.epoch_tick);
         Ok(Host {
             inner: Arc::new(HostInner {

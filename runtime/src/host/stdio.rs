@@ -221,7 +221,11 @@ mod tests {
         let log = CallLog::new(20);
         log.write_stream(LogSource::Stdout, b"hello\nwor");
         log.write_stream(LogSource::Stdout, b"ld\n");
-        log.push(LogLevel::Error, LogSource::Guest, "this one is far too long to fit");
+        log.push(
+            LogLevel::Error,
+            LogSource::Guest,
+            "this one is far too long to fit",
+        );
         let (lines, truncated) = log.snapshot();
         assert_eq!(
             lines.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),

@@ -12,8 +12,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::capabilities::egress::{AuditLog, EgressHooks};
 use crate::capabilities::CallContext;
+use crate::capabilities::egress::{AuditLog, EgressHooks};
 use crate::host::stdio::{CallLog, LogStream};
 
 /// What a call leaves behind besides its result, readable after the store

@@ -32,5 +32,12 @@ async fn a_restart_loads_from_the_cache() {
     let third = host_with_cache(dir.path()).load_file(path).await.unwrap();
     assert!(!third.compile_info().cached);
     third.describe(&ctx).await.into_result().unwrap();
-    assert!(host_with_cache(dir.path()).load_file(path).await.unwrap().compile_info().cached);
+    assert!(
+        host_with_cache(dir.path())
+            .load_file(path)
+            .await
+            .unwrap()
+            .compile_info()
+            .cached
+    );
 }

@@ -21,7 +21,9 @@ fn config_error(err: &CallError) -> &str {
 async fn an_allowed_request_goes_through_and_is_audited() {
     let server = Server::start().await;
     let ctx = Ctx::server(&server).build();
-    let report = probe().read(&ctx, "http", &server.url("/ok?token=s3cret&page=2")).await;
+    let report = probe()
+        .read(&ctx, "http", &server.url("/ok?token=s3cret&page=2"))
+        .await;
     let audit = report.audit.clone();
     let v = data(&report.into_result().unwrap());
     assert_eq!(v["status"], 200);
@@ -31,7 +33,10 @@ async fn an_allowed_request_goes_through_and_is_audited() {
     assert_eq!(entry.method, "GET");
     assert_eq!(entry.host, "127.0.0.1");
     assert_eq!(entry.port, server.addr.port());
-    assert_eq!(entry.path, "/ok?token&page", "query values are not recorded");
+    assert_eq!(
+        entry.path, "/ok?token&page",
+        "query values are not recorded"
+    );
     assert_eq!(entry.status, Some(200));
     assert_eq!(entry.response_bytes, 5);
     assert!(entry.denied.is_none());
@@ -41,7 +46,9 @@ async fn an_allowed_request_goes_through_and_is_audited() {
 async fn a_host_off_the_list_is_denied_with_its_name() {
     let server = Server::start().await;
     let ctx = Ctx::server(&server).build();
-    let report = probe().read(&ctx, "http", "http://evil.example.com/steal").await;
+    let report = probe()
+        .read(&ctx, "http", "http://evil.example.com/steal")
+        .await;
     let audit = report.audit.clone();
     let err = report.into_result().unwrap_err();
     let message = config_error(&err);
@@ -49,7 +56,10 @@ async fn a_host_off_the_list_is_denied_with_its_name() {
     assert!(message.contains("denied"), "{message}");
     assert_eq!(audit.len(), 1);
     let reason = audit[0].denied.as_deref().unwrap();
-    assert!(reason.contains("not in the backend's allowlist"), "{reason}");
+    assert!(
+        reason.contains("not in the backend's allowlist"),
+        "{reason}"
+    );
     // Nothing reached the network: the test server saw no request either.
     assert_eq!(server.max_in_flight.load(Ordering::SeqCst), 0);
 }
@@ -73,9 +83,14 @@ async fn an_allowed_name_resolving_to_loopback_is_refused() {
         ..Ctx::default()
     }
     .build();
-    let report = probe().read(&ctx, "http", &format!("http://localhost:{port}/ok")).await;
+    let report = probe()
+        .read(&ctx, "http", &format!("http://localhost:{port}/ok"))
+        .await;
     let reason = report.audit[0].denied.clone().unwrap();
-    assert!(reason.contains("localhost resolved to 127.0.0.1 (loopback)"), "{reason}");
+    assert!(
+        reason.contains("localhost resolved to 127.0.0.1 (loopback)"),
+        "{reason}"
+    );
     assert!(reason.contains(&format!("localhost:{port}")), "{reason}");
     config_error(&report.into_result().unwrap_err());
     assert_eq!(server.max_in_flight.load(Ordering::SeqCst), 0);
@@ -87,7 +102,9 @@ async fn an_allowed_name_resolving_to_loopback_is_refused() {
         ..Ctx::default()
     }
     .build();
-    let record = probe().read(&ctx, "http", &format!("http://LOCALHOST.:{port}/ok")).await;
+    let record = probe()
+        .read(&ctx, "http", &format!("http://LOCALHOST.:{port}/ok"))
+        .await;
     assert_eq!(data(&record.into_result().unwrap())["status"], 200);
 }
 
@@ -120,7 +137,11 @@ async fn metadata_and_userinfo_tricks_are_refused() {
         format!("http://user@{}/ok", server.addr),
     ] {
         let report = probe().read(&ctx, "http", &url).await;
-        assert!(report.audit[0].denied.is_some(), "{url}: {:?}", report.audit);
+        assert!(
+            report.audit[0].denied.is_some(),
+            "{url}: {:?}",
+            report.audit
+        );
         assert!(report.result.is_err(), "{url}");
     }
     assert_eq!(server.max_in_flight.load(Ordering::SeqCst), 0);
@@ -131,8 +152,17 @@ async fn redirects_are_not_followed_and_following_one_off_the_list_is_denied() {
     let server = Server::start().await;
     let ctx = Ctx::server(&server).build();
     let url = server.url("/redirect?to=http://evil.example.com/x");
-    let first = data(&probe().read(&ctx, "http", &url).await.into_result().unwrap());
-    assert_eq!(first["status"], 302, "the host returns the redirect as it is");
+    let first = data(
+        &probe()
+            .read(&ctx, "http", &url)
+            .await
+            .into_result()
+            .unwrap(),
+    );
+    assert_eq!(
+        first["status"], 302,
+        "the host returns the redirect as it is"
+    );
     assert_eq!(first["location"], "http://evil.example.com/x");
 
     let report = probe().read(&ctx, "follow-redirect", &url).await;
@@ -155,19 +185,28 @@ async fn oversized_responses_are_cut_at_the_cap() {
     }
     .build();
     // Declared too large up front.
-    let report = probe().read(&ctx, "http", &server.url("/big?bytes=200000")).await;
+    let report = probe()
+        .read(&ctx, "http", &server.url("/big?bytes=200000"))
+        .await;
     let failure = report.audit[0].error.clone().unwrap();
     assert!(failure.contains("over the cap of 65536 bytes"), "{failure}");
     let err = report.result.unwrap_err();
     assert!(err.to_string().contains("size cap"), "{err}");
     // Streamed without a length: cut while reading.
-    let report = probe().read(&ctx, "http", &server.url("/stream?bytes=500000")).await;
+    let report = probe()
+        .read(&ctx, "http", &server.url("/stream?bytes=500000"))
+        .await;
     let failure = report.audit[0].error.clone().unwrap();
-    assert!(failure.contains("exceeded the cap of 65536 bytes"), "{failure}");
+    assert!(
+        failure.contains("exceeded the cap of 65536 bytes"),
+        "{failure}"
+    );
     let err = report.result.unwrap_err();
     assert!(err.to_string().contains("size cap"), "{err}");
     // Under the cap is fine.
-    let ok = probe().read(&ctx, "http", &server.url("/big?bytes=1000")).await;
+    let ok = probe()
+        .read(&ctx, "http", &server.url("/big?bytes=1000"))
+        .await;
     assert_eq!(ok.audit[0].response_bytes, 1000);
     ok.into_result().unwrap();
 }
@@ -190,7 +229,11 @@ async fn a_slow_host_hits_the_call_deadline() {
         .unwrap_err();
     assert!(matches!(err, CallError::Deadline { .. }), "{err:?}");
     let ctx = Ctx::server(&server).build();
-    probe().read(&ctx, "http", &server.url("/ok")).await.into_result().unwrap();
+    probe()
+        .read(&ctx, "http", &server.url("/ok"))
+        .await
+        .into_result()
+        .unwrap();
 }
 
 #[tokio::test]
@@ -204,10 +247,24 @@ async fn a_slow_host_hits_the_egress_timeout_as_a_retryable_error() {
         ..Ctx::server(&server)
     }
     .build();
-    let report = probe().read(&ctx, "http", &server.url("/slow?ms=3000")).await;
-    assert!(report.audit[0].error.as_deref().unwrap().contains("timed out"));
+    let report = probe()
+        .read(&ctx, "http", &server.url("/slow?ms=3000"))
+        .await;
+    assert!(
+        report.audit[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("timed out")
+    );
     let err = report.result.unwrap_err();
-    assert!(matches!(err.guest(), Some(junction_runtime::GuestError::Retryable { .. })), "{err:?}");
+    assert!(
+        matches!(
+            err.guest(),
+            Some(junction_runtime::GuestError::Retryable { .. })
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -222,11 +279,20 @@ async fn the_host_adds_credentials_and_the_checked_host_header() {
     .build();
     let report = probe().read(&ctx, "http", &server.url("/headers")).await;
     let text = format!("{:?} {:?}", report.log, report.audit);
-    assert!(!text.contains("tok-123-secret"), "secret leaked into log or audit");
+    assert!(
+        !text.contains("tok-123-secret"),
+        "secret leaked into log or audit"
+    );
     report.into_result().unwrap();
     let headers = server.last_headers.lock().unwrap().clone();
-    assert!(headers.contains(&"authorization: Bearer tok-123-secret".to_string()), "{headers:?}");
-    assert!(headers.contains(&format!("host: {}", server.addr)), "{headers:?}");
+    assert!(
+        headers.contains(&"authorization: Bearer tok-123-secret".to_string()),
+        "{headers:?}"
+    );
+    assert!(
+        headers.contains(&format!("host: {}", server.addr)),
+        "{headers:?}"
+    );
 }
 
 #[tokio::test]

@@ -109,21 +109,46 @@ fn bad_files_are_explained() {
     )
     .unwrap();
     let cases: [(&str, &[u8], &[&str]); 8] = [
-        ("notes.txt", b"hello, this is text", &["not a WebAssembly file", "68 65 6c 6c"]),
+        (
+            "notes.txt",
+            b"hello, this is text",
+            &["not a WebAssembly file", "68 65 6c 6c"],
+        ),
         ("empty.wasm", b"", &["not a WebAssembly file", "empty file"]),
-        ("core.wasm", &core, &["core WebAssembly module, not a component", "wasm32-wasip2"]),
-        ("nothing.wasm", &empty, &["exports none of the junction:connector interfaces", "exports: nothing"]),
+        (
+            "core.wasm",
+            &core,
+            &["core WebAssembly module, not a component", "wasm32-wasip2"],
+        ),
+        (
+            "nothing.wasm",
+            &empty,
+            &[
+                "exports none of the junction:connector interfaces",
+                "exports: nothing",
+            ],
+        ),
         ("future.wasm", &future, &["version 0.9.0", "speaks 0.1.0"]),
-        ("no-describe.wasm", &no_describe, &["does not export junction:connector/describe@0.1.0"]),
+        (
+            "no-describe.wasm",
+            &no_describe,
+            &["does not export junction:connector/describe@0.1.0"],
+        ),
         (
             "missing-function.wasm",
             &missing_function,
-            &["junction:connector/adapter@0.1.0 does not match the contract", "`check`"],
+            &[
+                "junction:connector/adapter@0.1.0 does not match the contract",
+                "`check`",
+            ],
         ),
         (
             "wrong-types.wasm",
             &wrong_types,
-            &["junction:connector/describe@0.1.0 does not match the contract", "type"],
+            &[
+                "junction:connector/describe@0.1.0 does not match the contract",
+                "type",
+            ],
         ),
     ];
     for (name, bytes, needles) in cases {
@@ -136,5 +161,8 @@ fn bad_files_are_explained() {
     }
     let (ok, _, err) = inspect(&dir.path().join("missing.wasm"), false);
     assert!(!ok);
-    assert!(err.contains("cannot read") && err.contains("missing.wasm"), "{err}");
+    assert!(
+        err.contains("cannot read") && err.contains("missing.wasm"),
+        "{err}"
+    );
 }

@@ -10,7 +10,11 @@ use crate::support::{Ctx, data, probe};
 /// A well-behaved call, to show the runtime is fine after a hostile one.
 async fn still_works() {
     let ctx = Ctx::default().build();
-    let record = probe().read(&ctx, "echo", "after").await.into_result().unwrap();
+    let record = probe()
+        .read(&ctx, "echo", "after")
+        .await
+        .into_result()
+        .unwrap();
     assert_eq!(data(&record)["id"], "after");
 }
 
@@ -27,7 +31,11 @@ fn short(deadline_ms: u64) -> Ctx {
 #[tokio::test]
 async fn infinite_loop_hits_the_deadline() {
     let ctx = short(300).build();
-    let err = probe().read(&ctx, "loop", "").await.into_result().unwrap_err();
+    let err = probe()
+        .read(&ctx, "loop", "")
+        .await
+        .into_result()
+        .unwrap_err();
     assert!(matches!(err, CallError::Deadline { .. }), "{err:?}");
     assert!(err.to_string().contains("deadline of 300 ms"), "{err}");
     assert!(err.is_limit_breach());
@@ -44,8 +52,15 @@ async fn memory_bomb_hits_the_memory_cap() {
         ..Ctx::default()
     }
     .build();
-    let err = probe().read(&ctx, "memory-bomb", "").await.into_result().unwrap_err();
-    assert!(matches!(err, CallError::Memory { limit, .. } if limit == 32 << 20), "{err:?}");
+    let err = probe()
+        .read(&ctx, "memory-bomb", "")
+        .await
+        .into_result()
+        .unwrap_err();
+    assert!(
+        matches!(err, CallError::Memory { limit, .. } if limit == 32 << 20),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("33554432 bytes"), "{err}");
     still_works().await;
 }
@@ -53,7 +68,11 @@ async fn memory_bomb_hits_the_memory_cap() {
 #[tokio::test]
 async fn deep_recursion_overflows_the_stack() {
     let ctx = Ctx::default().build();
-    let err = probe().read(&ctx, "recursion", "").await.into_result().unwrap_err();
+    let err = probe()
+        .read(&ctx, "recursion", "")
+        .await
+        .into_result()
+        .unwrap_err();
     assert!(matches!(err, CallError::StackOverflow { .. }), "{err:?}");
     still_works().await;
 }
@@ -64,7 +83,11 @@ async fn panic_is_a_trap_with_the_panic_message() {
     let report = probe().read(&ctx, "panic", "boom-7").await;
     let err = report.result.unwrap_err();
     assert!(matches!(err, CallError::Trap { .. }), "{err:?}");
-    assert!(err.to_string().contains("probe panicked on purpose: boom-7"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("probe panicked on purpose: boom-7"),
+        "{err}"
+    );
     assert!(report.log.iter().any(|l| l.message.contains("panicked")));
     still_works().await;
 }
@@ -79,7 +102,11 @@ async fn oversized_output_is_refused() {
         ..Ctx::default()
     }
     .build();
-    let err = probe().read(&ctx, "big-output", &(2 << 20).to_string()).await.into_result().unwrap_err();
+    let err = probe()
+        .read(&ctx, "big-output", &(2 << 20).to_string())
+        .await
+        .into_result()
+        .unwrap_err();
     assert!(
         matches!(err, CallError::OutputTooLarge { limit, .. } if limit == 1 << 20),
         "{err:?}"
@@ -90,7 +117,11 @@ async fn oversized_output_is_refused() {
 #[tokio::test]
 async fn invalid_json_output_is_refused() {
     let ctx = Ctx::default().build();
-    let err = probe().read(&ctx, "bad-json", "x").await.into_result().unwrap_err();
+    let err = probe()
+        .read(&ctx, "bad-json", "x")
+        .await
+        .into_result()
+        .unwrap_err();
     assert!(matches!(err, CallError::InvalidOutput { .. }), "{err:?}");
     assert!(err.to_string().contains("not valid JSON"), "{err}");
     still_works().await;
@@ -99,7 +130,11 @@ async fn invalid_json_output_is_refused() {
 #[tokio::test]
 async fn no_environment_arguments_filesystem_or_sockets() {
     let ctx = Ctx::default().build();
-    let record = probe().read(&ctx, "ambient", "127.0.0.1:5432").await.into_result().unwrap();
+    let record = probe()
+        .read(&ctx, "ambient", "127.0.0.1:5432")
+        .await
+        .into_result()
+        .unwrap();
     let v = data(&record);
     assert_eq!(v["env"], serde_json::json!([]), "{v}");
     assert_eq!(v["args"], serde_json::json!([]), "{v}");
@@ -138,13 +173,24 @@ async fn guest_errors_are_not_traps() {
         ("config", "config"),
         ("nothing-to-do", "nothing-to-do"),
     ] {
-        let err = probe().read(&ctx, "fail", which).await.into_result().unwrap_err();
+        let err = probe()
+            .read(&ctx, "fail", which)
+            .await
+            .into_result()
+            .unwrap_err();
         let guest = err.guest().unwrap_or_else(|| panic!("{which}: {err:?}"));
         assert_eq!(guest.kind(), kind);
         assert!(!err.is_limit_breach());
     }
-    let err = probe().read(&ctx, "fail", "rate-limited").await.into_result().unwrap_err();
-    assert_eq!(err.guest().unwrap().retry_after(), Some(Duration::from_secs(60)));
+    let err = probe()
+        .read(&ctx, "fail", "rate-limited")
+        .await
+        .into_result()
+        .unwrap_err();
+    assert_eq!(
+        err.guest().unwrap().retry_after(),
+        Some(Duration::from_secs(60))
+    );
     assert!(matches!(
         err.guest(),
         Some(GuestError::RateLimited { message, .. }) if message == "slow down"
@@ -159,7 +205,10 @@ async fn fuel_budget_stops_a_busy_guest() {
         ..HostConfig::default()
     })
     .unwrap();
-    let unit = host.load_file(junction_test_artifacts::PROBE.as_ref()).await.unwrap();
+    let unit = host
+        .load_file(junction_test_artifacts::PROBE.as_ref())
+        .await
+        .unwrap();
     let ctx = Ctx {
         limits: SandboxLimits {
             fuel: Some(50_000_000),
@@ -169,7 +218,16 @@ async fn fuel_budget_stops_a_busy_guest() {
     }
     .build();
     let err = unit.read(&ctx, "loop", "").await.into_result().unwrap_err();
-    assert!(matches!(err, CallError::Fuel { budget: 50_000_000, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            CallError::Fuel {
+                budget: 50_000_000,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let ok = unit.read(&ctx, "echo", "x").await.into_result().unwrap();
     assert_eq!(ok.external_id, "x");
 }
@@ -184,7 +242,11 @@ async fn fuel_budget_without_metering_is_a_clear_error() {
         ..Ctx::default()
     }
     .build();
-    let err = probe().read(&ctx, "echo", "x").await.into_result().unwrap_err();
+    let err = probe()
+        .read(&ctx, "echo", "x")
+        .await
+        .into_result()
+        .unwrap_err();
     assert!(err.to_string().contains("fuel metering"), "{err}");
 }
 
@@ -204,7 +266,10 @@ async fn host_imports_reach_the_backends_services() {
     assert_eq!(v["external"], "ext-1");
     assert_eq!(v["cursor"], "42");
     assert_eq!(v["missing"], true);
-    assert!(log.iter().any(|l| l.message == "probe calling host imports"));
+    assert!(
+        log.iter()
+            .any(|l| l.message == "probe calling host imports")
+    );
     let jobs = services.jobs();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].1, "test");
@@ -220,7 +285,12 @@ async fn many_calls_run_concurrently_in_separate_instances() {
     let ctx = Ctx::default().build();
     let calls = (0..32).map(|i| {
         let ctx = ctx.clone();
-        tokio::spawn(async move { probe().read(&ctx, "echo", &i.to_string()).await.into_result() })
+        tokio::spawn(async move {
+            probe()
+                .read(&ctx, "echo", &i.to_string())
+                .await
+                .into_result()
+        })
     });
     for (i, call) in calls.enumerate() {
         let record = call.await.unwrap().unwrap();

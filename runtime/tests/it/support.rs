@@ -91,8 +91,13 @@ impl Ctx {
             },
             settings: r#"{"region":"eu"}"#.into(),
             egress: Arc::new(
-                EgressPolicy::new(&self.allow, &self.allow_internal, self.auth.as_ref(), self.egress.clone())
-                    .expect("valid policy"),
+                EgressPolicy::new(
+                    &self.allow,
+                    &self.allow_internal,
+                    self.auth.as_ref(),
+                    self.egress.clone(),
+                )
+                .expect("valid policy"),
             ),
             limits: self.limits.clone(),
             services: Services::from_one(self.services.clone()),
@@ -119,10 +124,16 @@ impl Server {
         let in_flight = Arc::new(AtomicUsize::new(0));
         let max_in_flight = Arc::new(AtomicUsize::new(0));
         let last_headers = Arc::new(Mutex::new(Vec::new()));
-        let (inf, maxf, last) = (in_flight.clone(), max_in_flight.clone(), last_headers.clone());
+        let (inf, maxf, last) = (
+            in_flight.clone(),
+            max_in_flight.clone(),
+            last_headers.clone(),
+        );
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { break };
+                let Ok((stream, _)) = listener.accept().await else {
+                    break;
+                };
                 let (inf, maxf, last) = (inf.clone(), maxf.clone(), last.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
@@ -176,18 +187,25 @@ async fn route(req: Request<Incoming>, last: &Mutex<Vec<String>>) -> Response<Bo
     match req.uri().path() {
         "/ok" => Response::new(full("hello".into())),
         "/slow" => {
-            let ms: u64 = param(&req, "ms").and_then(|v| v.parse().ok()).unwrap_or(1000);
+            let ms: u64 = param(&req, "ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000);
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Response::new(full("slow".into()))
         }
         "/big" => {
-            let n: usize = param(&req, "bytes").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let n: usize = param(&req, "bytes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
             Response::new(full("x".repeat(n)))
         }
         "/stream" => {
-            let n: usize = param(&req, "bytes").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let n: usize = param(&req, "bytes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
             let chunk = Bytes::from(vec![b'y'; 16 * 1024]);
-            let frames = (0..n.div_ceil(16 * 1024)).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone())));
+            let frames = (0..n.div_ceil(16 * 1024))
+                .map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone())));
             Response::new(StreamBody::new(futures_stream(frames)).boxed())
         }
         "/redirect" => Response::builder()
@@ -196,7 +214,10 @@ async fn route(req: Request<Incoming>, last: &Mutex<Vec<String>>) -> Response<Bo
             .body(full(String::new()))
             .unwrap(),
         "/headers" => Response::new(full(last.lock().unwrap().join("\n"))),
-        _ => Response::builder().status(404).body(full("no route".into())).unwrap(),
+        _ => Response::builder()
+            .status(404)
+            .body(full("no route".into()))
+            .unwrap(),
     }
 }
 

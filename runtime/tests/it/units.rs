@@ -9,7 +9,8 @@ use crate::support::{Ctx, host, probe};
 #[tokio::test]
 async fn a_mapper_unit_maps_and_has_no_adapter() {
     let unit = host()
-        .load_file(junction_test_artifacts::MAPPER_ONLY.as_ref()).await
+        .load_file(junction_test_artifacts::MAPPER_ONLY.as_ref())
+        .await
         .unwrap();
     assert_eq!(unit.exports().world(), "mapper-unit");
     let ctx = Ctx::default().build();
@@ -18,7 +19,11 @@ async fn a_mapper_unit_maps_and_has_no_adapter() {
         updated_at: None,
         data: r#"{"name":"ada"}"#.into(),
     };
-    let mapped = unit.map_import(&ctx, "echo", &record).await.into_result().unwrap();
+    let mapped = unit
+        .map_import(&ctx, "echo", &record)
+        .await
+        .into_result()
+        .unwrap();
     assert_eq!(mapped, r#"{"NAME":"ADA"}"#);
     let local = LocalRecord {
         model: "echo".into(),
@@ -33,7 +38,11 @@ async fn a_mapper_unit_maps_and_has_no_adapter() {
         .into_result()
         .unwrap();
     assert_eq!(back, r#"{"name":"ada"}"#);
-    let err = unit.read(&ctx, "echo", "1").await.into_result().unwrap_err();
+    let err = unit
+        .read(&ctx, "echo", "1")
+        .await
+        .into_result()
+        .unwrap_err();
     assert!(matches!(err, CallError::MissingExport { .. }), "{err:?}");
     assert!(err.to_string().contains("adapter.read"), "{err}");
     assert!(err.to_string().contains("mapper-unit"), "{err}");
@@ -53,11 +62,19 @@ async fn the_listener_turns_events_into_jobs_and_skips_echoes() {
         payload: "{}".into(),
         origin_backend: None,
     };
-    let jobs = probe().on_event(&ctx, "test", &event).await.into_result().unwrap();
+    let jobs = probe()
+        .on_event(&ctx, "test", &event)
+        .await
+        .into_result()
+        .unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].function, "export-record");
     event.origin_backend = Some("test".into());
-    let jobs = probe().on_event(&ctx, "test", &event).await.into_result().unwrap();
+    let jobs = probe()
+        .on_event(&ctx, "test", &event)
+        .await
+        .into_result()
+        .unwrap();
     assert!(jobs.is_empty());
 }
 
@@ -65,16 +82,38 @@ async fn the_listener_turns_events_into_jobs_and_skips_echoes() {
 async fn the_other_adapter_exports_answer() {
     let ctx = Ctx::default().build();
     assert_eq!(
-        probe().create(&ctx, "echo", "{}").await.into_result().unwrap(),
+        probe()
+            .create(&ctx, "echo", "{}")
+            .await
+            .into_result()
+            .unwrap(),
         "created-2"
     );
-    probe().write(&ctx, "echo", "1", "{}").await.into_result().unwrap();
-    probe().delete(&ctx, "echo", "1").await.into_result().unwrap();
-    assert_eq!(probe().check(&ctx, "{}").await.into_result().unwrap(), "probe ok");
+    probe()
+        .write(&ctx, "echo", "1", "{}")
+        .await
+        .into_result()
+        .unwrap();
+    probe()
+        .delete(&ctx, "echo", "1")
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(
+        probe().check(&ctx, "{}").await.into_result().unwrap(),
+        "probe ok"
+    );
     let record = RemoteRecord {
         external_id: "1".into(),
         updated_at: None,
         data: "{}".into(),
     };
-    assert!(probe().dependencies(&ctx, "echo", &record).await.into_result().unwrap().is_empty());
+    assert!(
+        probe()
+            .dependencies(&ctx, "echo", &record)
+            .await
+            .into_result()
+            .unwrap()
+            .is_empty()
+    );
 }

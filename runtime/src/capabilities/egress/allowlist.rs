@@ -130,11 +130,15 @@ impl AllowRule {
                 Host::Name(name) if name.contains('.') || name == "localhost" => {
                     HostPattern::Subdomains(name)
                 }
-                Host::Name(_) => return Err(bad("a wildcard needs a domain with a dot: *.example.com")),
+                Host::Name(_) => {
+                    return Err(bad("a wildcard needs a domain with a dot: *.example.com"));
+                }
                 Host::Ip(_) => return Err(bad("a wildcard cannot cover an IP address")),
             }
         } else if host_text.contains('*') {
-            return Err(bad("a wildcard is only allowed as the leading label: *.example.com"));
+            return Err(bad(
+                "a wildcard is only allowed as the leading label: *.example.com",
+            ));
         } else {
             HostPattern::Exact(normalize_host(host_text).map_err(|r| bad(&r))?)
         };
@@ -247,7 +251,10 @@ pub fn parse_host_port(entry: &str) -> Result<(Host, u16), AllowlistError> {
     };
     let (host, port) = split_host_port(entry).map_err(bad)?;
     let port = port.ok_or_else(|| bad("expected host:port".to_string()))?;
-    Ok((normalize_host(host).map_err(bad)?, parse_port(port).map_err(bad)?))
+    Ok((
+        normalize_host(host).map_err(bad)?,
+        parse_port(port).map_err(bad)?,
+    ))
 }
 
 fn parse_port(p: &str) -> Result<u16, String> {
@@ -337,7 +344,9 @@ mod tests {
 
     fn allowed(entries: &[&str], uri: &str) -> bool {
         let list = Allowlist::parse(entries).unwrap();
-        target(uri).map(|t| list.find(&t).is_some()).unwrap_or(false)
+        target(uri)
+            .map(|t| list.find(&t).is_some())
+            .unwrap_or(false)
     }
 
     #[test]
@@ -368,9 +377,18 @@ mod tests {
     #[test]
     fn ip_literals_are_normalised() {
         assert!(allowed(&["http://[::1]:8080"], "http://[0:0::1]:8080/"));
-        assert!(allowed(&["http://127.0.0.1:8080"], "http://[::ffff:127.0.0.1]:8080/"));
-        assert!(allowed(&["http://[::ffff:7f00:1]:8080"], "http://127.0.0.1:8080/"));
-        assert!(!allowed(&["http://127.0.0.1:8080"], "http://127.0.0.2:8080/"));
+        assert!(allowed(
+            &["http://127.0.0.1:8080"],
+            "http://[::ffff:127.0.0.1]:8080/"
+        ));
+        assert!(allowed(
+            &["http://[::ffff:7f00:1]:8080"],
+            "http://127.0.0.1:8080/"
+        ));
+        assert!(!allowed(
+            &["http://127.0.0.1:8080"],
+            "http://127.0.0.2:8080/"
+        ));
     }
 
     #[test]
@@ -412,7 +430,10 @@ mod tests {
 
     #[test]
     fn authority_omits_default_port() {
-        assert_eq!(target("https://a.example.com:443/").unwrap().authority(), "a.example.com");
+        assert_eq!(
+            target("https://a.example.com:443/").unwrap().authority(),
+            "a.example.com"
+        );
         assert_eq!(target("http://[::1]:81/").unwrap().authority(), "[::1]:81");
     }
 }

@@ -55,11 +55,19 @@ pub struct AuditHandle {
 impl AuditLog {
     /// Open an entry for a request to `target` (or, when the target could
     /// not be parsed, to the raw text in `host`).
-    pub fn start(&self, method: &str, target: Option<&Target>, host: &str, uri: &http::Uri) -> AuditHandle {
+    pub fn start(
+        &self,
+        method: &str,
+        target: Option<&Target>,
+        host: &str,
+        uri: &http::Uri,
+    ) -> AuditHandle {
         let entry = AuditEntry {
             method: method.to_string(),
             scheme: target.map(|t| t.scheme.to_string()).unwrap_or_default(),
-            host: target.map(|t| t.host.to_string()).unwrap_or_else(|| host.to_string()),
+            host: target
+                .map(|t| t.host.to_string())
+                .unwrap_or_else(|| host.to_string()),
             port: target.map(|t| t.port).unwrap_or(0),
             path: redact(uri),
             status: None,

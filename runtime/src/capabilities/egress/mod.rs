@@ -99,7 +99,11 @@ fn base64(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -149,9 +153,15 @@ impl EgressPolicy {
             .iter()
             .map(|e| parse_host_port(e.as_ref().trim()))
             .collect::<Result<_, _>>()?;
-        let auth = auth.map(Auth::header).transpose().map_err(PolicyError::Auth)?;
+        let auth = auth
+            .map(Auth::header)
+            .transpose()
+            .map_err(PolicyError::Auth)?;
         for (name, zero) in [
-            ("max_concurrent_requests", limits.max_concurrent_requests == 0),
+            (
+                "max_concurrent_requests",
+                limits.max_concurrent_requests == 0,
+            ),
             ("connect_timeout", limits.connect_timeout.is_zero()),
             ("total_timeout", limits.total_timeout.is_zero()),
         ] {
@@ -245,21 +255,34 @@ mod tests {
             token: Secret::new("hunter2"),
         };
         assert!(!format!("{auth:?}").contains("hunter2"));
-        let policy = EgressPolicy::new(&["https://a.example.com"], &[], Some(&auth), EgressLimits::default()).unwrap();
+        let policy = EgressPolicy::new(
+            &["https://a.example.com"],
+            &[],
+            Some(&auth),
+            EgressLimits::default(),
+        )
+        .unwrap();
         assert!(!format!("{policy:?}").contains("hunter2"));
     }
 
     #[test]
     fn bad_policy_input_is_named() {
-        let err = EgressPolicy::new(&["https://a.example.com"], &["nohost"], None, EgressLimits::default())
-            .unwrap_err()
-            .to_string();
+        let err = EgressPolicy::new(
+            &["https://a.example.com"],
+            &["nohost"],
+            None,
+            EgressLimits::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("nohost"), "{err}");
         let limits = EgressLimits {
             max_concurrent_requests: 0,
             ..EgressLimits::default()
         };
-        let err = EgressPolicy::new::<&str>(&[], &[], None, limits).unwrap_err().to_string();
+        let err = EgressPolicy::new::<&str>(&[], &[], None, limits)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("max_concurrent_requests"), "{err}");
     }
 }

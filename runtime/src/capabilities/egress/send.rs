@@ -16,10 +16,10 @@ use tokio::time::{Instant, Sleep};
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
+use super::EgressPolicy;
 use super::allowlist::{Host, Scheme, Target, parse_target};
 use super::audit::{AuditHandle, AuditLog};
 use super::ipclass::internal_class;
-use super::EgressPolicy;
 
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 
@@ -34,8 +34,13 @@ pub(super) async fn send(
     let target = match parse_target(&uri) {
         Ok(t) => t,
         Err(e) => {
-            let host = uri.authority().map(|a| a.host().to_string()).unwrap_or_default();
-            audit.start(&method, None, &host, &uri).denied(e.reason.clone());
+            let host = uri
+                .authority()
+                .map(|a| a.host().to_string())
+                .unwrap_or_default();
+            audit
+                .start(&method, None, &host, &uri)
+                .denied(e.reason.clone());
             tracing::info!(%e, "outbound request denied");
             return Err(Error::HttpRequestDenied);
         }
@@ -60,7 +65,10 @@ pub(super) async fn send(
         && len > limits.max_request_body_bytes
     {
         return deny(
-            format!("request body of {len} bytes is over the cap of {} bytes", limits.max_request_body_bytes),
+            format!(
+                "request body of {len} bytes is over the cap of {} bytes",
+                limits.max_request_body_bytes
+            ),
             Error::HttpRequestBodySize(Some(len)),
         );
     }
@@ -70,13 +78,14 @@ pub(super) async fn send(
         .and_then(|o| o.connect_timeout)
         .map_or(limits.connect_timeout, |t| t.min(limits.connect_timeout));
 
-    let permit = match tokio::time::timeout_at(deadline, policy.permits.clone().acquire_owned()).await {
-        Ok(Ok(permit)) => permit,
-        _ => {
-            entry.failed("timed out waiting for a free request slot".to_string());
-            return Err(Error::ConnectionLimitReached);
-        }
-    };
+    let permit =
+        match tokio::time::timeout_at(deadline, policy.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                entry.failed("timed out waiting for a free request slot".to_string());
+                return Err(Error::ConnectionLimitReached);
+            }
+        };
 
     let addrs = match resolve(&target, connect_timeout).await {
         Ok(addrs) => addrs,
@@ -162,7 +171,11 @@ async fn resolve(target: &Target, timeout: Duration) -> Result<Vec<IpAddr>, Fail
         Host::Ip(ip) => return Ok(vec![*ip]),
         Host::Name(name) => name.clone(),
     };
-    match tokio::time::timeout(timeout, tokio::net::lookup_host((name.as_str(), target.port))).await
+    match tokio::time::timeout(
+        timeout,
+        tokio::net::lookup_host((name.as_str(), target.port)),
+    )
+    .await
     {
         Err(_) => Err((format!("resolving {name} timed out"), Error::DnsTimeout)),
         Ok(Err(e)) => Err((
@@ -181,7 +194,10 @@ async fn resolve(target: &Target, timeout: Duration) -> Result<Vec<IpAddr>, Fail
                 .collect();
             ips.dedup();
             if ips.is_empty() {
-                return Err((format!("{name} has no addresses"), Error::DestinationNotFound));
+                return Err((
+                    format!("{name} has no addresses"),
+                    Error::DestinationNotFound,
+                ));
             }
             Ok(ips)
         }
@@ -200,7 +216,10 @@ async fn connect(addrs: &[IpAddr], port: u16, timeout: Duration) -> Result<TcpSt
             Ok(Err(e)) => last = format!("connecting to {addr} failed: {e}"),
             Err(_) => {
                 return Err((
-                    format!("connecting to {addr} timed out after {} ms", timeout.as_millis()),
+                    format!(
+                        "connecting to {addr} timed out after {} ms",
+                        timeout.as_millis()
+                    ),
                     Error::ConnectionTimeout,
                 ));
             }
@@ -241,26 +260,47 @@ async fn exchange(
     options: Option<RequestOptions>,
     deadline: Instant,
 ) -> Result<(http::Response<hyper::body::Incoming>, u64), Failure> {
-    let timed_out = || ("timed out before the response arrived".to_string(), Error::HttpResponseTimeout);
+    let timed_out = || {
+        (
+            "timed out before the response arrived".to_string(),
+            Error::HttpResponseTimeout,
+        )
+    };
     let stream: Box<dyn Stream> = match target.scheme {
         Scheme::Http => Box::new(tcp),
         Scheme::Https => {
             let name = match &target.host {
-                Host::Name(n) => rustls::pki_types::ServerName::try_from(n.clone())
-                    .map_err(|e| (format!("invalid TLS server name: {e}"), Error::TlsProtocolError))?,
+                Host::Name(n) => {
+                    rustls::pki_types::ServerName::try_from(n.clone()).map_err(|e| {
+                        (
+                            format!("invalid TLS server name: {e}"),
+                            Error::TlsProtocolError,
+                        )
+                    })?
+                }
                 Host::Ip(ip) => rustls::pki_types::ServerName::from(*ip),
             };
             let connector = tokio_rustls::TlsConnector::from(tls_config());
             let tls = tokio::time::timeout_at(deadline, connector.connect(name, tcp))
                 .await
                 .map_err(|_| timed_out())?
-                .map_err(|e| (format!("TLS handshake failed: {e}"), Error::TlsProtocolError))?;
+                .map_err(|e| {
+                    (
+                        format!("TLS handshake failed: {e}"),
+                        Error::TlsProtocolError,
+                    )
+                })?;
             Box::new(tls)
         }
     };
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| (format!("HTTP handshake failed: {e}"), Error::HttpProtocolError))?;
+        .map_err(|e| {
+            (
+                format!("HTTP handshake failed: {e}"),
+                Error::HttpProtocolError,
+            )
+        })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(%e, "outbound connection ended with an error");
@@ -280,8 +320,12 @@ async fn exchange(
         .map_err(|e| (format!("invalid path: {e}"), Error::HttpRequestUriInvalid))?;
     let headers = request.headers_mut();
     headers.remove(http::header::HOST);
-    let host = http::HeaderValue::try_from(target.authority())
-        .map_err(|_| ("invalid host header".to_string(), Error::HttpRequestUriInvalid))?;
+    let host = http::HeaderValue::try_from(target.authority()).map_err(|_| {
+        (
+            "invalid host header".to_string(),
+            Error::HttpRequestUriInvalid,
+        )
+    })?;
     headers.insert(http::header::HOST, host);
     if let Some((name, value)) = &policy.auth {
         headers.insert(name.clone(), value.clone());
@@ -397,7 +441,9 @@ impl Body for CappedBody {
             return Poll::Ready(None);
         }
         if self.deadline.as_mut().poll(cx).is_ready() {
-            self.finish(Some("response body not finished before the total timeout".to_string()));
+            self.finish(Some(
+                "response body not finished before the total timeout".to_string(),
+            ));
             return Poll::Ready(Some(Err(Error::HttpResponseTimeout)));
         }
         let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
@@ -405,10 +451,7 @@ impl Body for CappedBody {
             Some(Ok(frame)) => {
                 self.seen += frame.data_ref().map_or(0, |d| d.len() as u64);
                 if self.seen > self.limit {
-                    let msg = format!(
-                        "response body exceeded the cap of {} bytes",
-                        self.limit
-                    );
+                    let msg = format!("response body exceeded the cap of {} bytes", self.limit);
                     let seen = self.seen;
                     self.finish(Some(msg));
                     Some(Err(Error::HttpResponseBodySize(Some(seen))))
