@@ -230,18 +230,27 @@ pub fn send(request: &Request) -> Result<Response, HttpError> {
     let pending =
         outgoing_handler::handle(outgoing, Some(options)).map_err(|e| classify(&host, &e))?;
 
+    // A failed body write usually means the host refused the request (a
+    // body over its cap); the response future then carries the reason, so
+    // it is consulted before the bare write error.
+    let mut write_error = None;
     if let Some(bytes) = &request.body {
         let stream = body
             .write()
             .map_err(|_| transport("request body stream unavailable"))?;
         for chunk in bytes.chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| stream_error(&host, e))?;
+            if let Err(e) = stream.blocking_write_and_flush(chunk) {
+                write_error = Some(stream_error(&host, e));
+                break;
+            }
         }
         drop(stream);
     }
-    OutgoingBody::finish(body, None).map_err(|e| classify(&host, &e))?;
+    if write_error.is_none() {
+        OutgoingBody::finish(body, None).map_err(|e| classify(&host, &e))?;
+    } else {
+        drop(body);
+    }
 
     pending.subscribe().block();
     let incoming = match pending.get() {
@@ -249,6 +258,9 @@ pub fn send(request: &Request) -> Result<Response, HttpError> {
         Some(Ok(Err(code))) => return Err(classify(&host, &code)),
         Some(Err(())) | None => return Err(transport("response future lost")),
     };
+    if let Some(e) = write_error {
+        return Err(e);
+    }
 
     let status = incoming.status();
     let headers = incoming

@@ -159,6 +159,22 @@ impl Unit {
     {
         let host = &self.inner.host.inner;
         let limits = &ctx.limits;
+        if limits.memory_bytes > host.config.max_memory_bytes {
+            return Err(CallError::Instantiate {
+                export,
+                message: format!(
+                    "the memory limit of {} bytes is above the host's max_memory_bytes of {}; lower it or raise the host's",
+                    limits.memory_bytes, host.config.max_memory_bytes
+                ),
+            });
+        }
+        // Wait for a free pooling slot rather than fail when more calls run
+        // at once than the host has instances.
+        let _slot = host
+            .slots
+            .acquire()
+            .await
+            .expect("the slot semaphore is never closed");
         let mut store = Store::new(&host.engine, CallState::new(ctx.clone(), shared.clone()));
         store.limiter(|s| &mut s.limiter);
         match (limits.fuel, host.config.fuel) {

@@ -88,6 +88,8 @@ struct HostInner {
     linker: Linker<CallState>,
     cache: cache::ArtifactCache,
     config: HostConfig,
+    /// One permit per pooling-allocator instance slot.
+    slots: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Host {
@@ -131,6 +133,7 @@ impl Host {
                 engine,
                 linker,
                 cache,
+                slots: tokio::sync::Semaphore::new(config.max_instances as usize),
                 config,
             }),
         })

@@ -318,3 +318,61 @@ async fn concurrent_requests_per_backend_are_capped() {
     }
     assert_eq!(server.max_in_flight.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn oversized_request_bodies_are_refused() {
+    let server = Server::start().await;
+    let ctx = Ctx {
+        egress: EgressLimits {
+            max_request_body_bytes: 10_000,
+            ..EgressLimits::default()
+        },
+        ..Ctx::server(&server)
+    }
+    .build();
+    let ok = probe()
+        .read(&ctx, "post", &format!("5000@{}", server.url("/ok")))
+        .await;
+    assert_eq!(ok.audit[0].request_bytes, 5000);
+    assert_eq!(data(&ok.into_result().unwrap())["status"], 200);
+    let report = probe()
+        .read(&ctx, "post", &format!("50000@{}", server.url("/ok")))
+        .await;
+    let failure = report.audit[0]
+        .error
+        .clone()
+        .unwrap_or_else(|| panic!("{report:?}"));
+    assert!(
+        failure.contains("request body exceeded the cap of 10000 bytes"),
+        "{failure}"
+    );
+    // Refused before connecting: the backend never saw half a request.
+    assert_eq!(report.audit[0].status, None);
+    let err = report.result.unwrap_err();
+    assert!(err.to_string().contains("size cap"), "{err}");
+}
+
+#[tokio::test]
+async fn more_calls_than_instance_slots_wait_instead_of_failing() {
+    let host = junction_runtime::Host::new(junction_runtime::HostConfig {
+        max_instances: 2,
+        ..junction_runtime::HostConfig::default()
+    })
+    .unwrap();
+    let unit = host
+        .load_file(junction_test_artifacts::PROBE.as_ref())
+        .await
+        .unwrap();
+    let server = Server::start().await;
+    let ctx = Ctx::server(&server).build();
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let (unit, ctx, url) = (unit.clone(), ctx.clone(), server.url("/slow?ms=50"));
+            tokio::spawn(async move { unit.read(&ctx, "http", &url).await.into_result() })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    assert!(server.max_in_flight.load(Ordering::SeqCst) <= 2);
+}

@@ -317,3 +317,21 @@ async fn search_pages_with_a_cursor() {
     }
     assert_eq!(seen, ["0", "1", "2", "3", "4"]);
 }
+
+#[tokio::test]
+async fn a_memory_limit_above_the_hosts_maximum_is_a_clear_error() {
+    let ctx = Ctx {
+        limits: SandboxLimits {
+            memory_bytes: 8 << 30,
+            ..SandboxLimits::default()
+        },
+        ..Ctx::default()
+    }
+    .build();
+    let err = probe()
+        .read(&ctx, "echo", "x")
+        .await
+        .into_result()
+        .unwrap_err();
+    assert!(err.to_string().contains("max_memory_bytes"), "{err}");
+}

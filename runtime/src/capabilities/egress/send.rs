@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
+use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
@@ -74,6 +74,19 @@ pub(super) async fn send(
     }
 
     let deadline = Instant::now() + limits.total_timeout;
+    // The body is read in full (under the cap) before anything is sent, so
+    // an oversized body is refused with its reason and the backend never
+    // sees half a request.
+    let (parts, body) = request.into_parts();
+    let body = match collect_capped(body, limits.max_request_body_bytes, deadline).await {
+        Ok(bytes) => bytes,
+        Err((reason, err)) => {
+            entry.failed(reason);
+            return Err(err);
+        }
+    };
+    entry.request_bytes(body.len() as u64);
+    let request = http::Request::from_parts(parts, http_body_util::Full::new(body));
     let connect_timeout = options
         .and_then(|o| o.connect_timeout)
         .map_or(limits.connect_timeout, |t| t.min(limits.connect_timeout));
@@ -120,16 +133,14 @@ pub(super) async fn send(
         }
     };
 
-    let (response, request_bytes) =
-        match exchange(&policy, &target, stream, request, options, deadline).await {
-            Ok(r) => r,
-            Err((reason, err)) => {
-                entry.failed(reason);
-                return Err(err);
-            }
-        };
+    let response = match exchange(&policy, &target, stream, request, options, deadline).await {
+        Ok(r) => r,
+        Err((reason, err)) => {
+            entry.failed(reason);
+            return Err(err);
+        }
+    };
     entry.status(response.status().as_u16());
-    entry.request_bytes(request_bytes);
     let max = limits.max_response_body_bytes;
     if let Some(len) = content_length(response.headers())
         && len > max
@@ -164,6 +175,36 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
 }
 
 type Failure = (String, Error);
+
+async fn collect_capped(mut body: WasiBody, cap: u64, deadline: Instant) -> Result<Bytes, Failure> {
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                return Err((
+                    "the guest did not finish the request body before the total timeout"
+                        .to_string(),
+                    Error::HttpRequestBodySize(Some(buf.len() as u64)),
+                ));
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(e))) => {
+                return Err((format!("reading the request body failed: {e:?}"), e));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() as u64 + data.len() as u64 > cap {
+                let seen = buf.len() as u64 + data.len() as u64;
+                return Err((
+                    format!("request body exceeded the cap of {cap} bytes"),
+                    Error::HttpRequestBodySize(Some(seen)),
+                ));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+}
 
 /// Resolve once; the addresses returned are the only ones connected to.
 async fn resolve(target: &Target, timeout: Duration) -> Result<Vec<IpAddr>, Failure> {
@@ -256,10 +297,10 @@ async fn exchange(
     policy: &EgressPolicy,
     target: &Target,
     tcp: TcpStream,
-    mut request: http::Request<WasiBody>,
+    mut request: http::Request<http_body_util::Full<Bytes>>,
     options: Option<RequestOptions>,
     deadline: Instant,
-) -> Result<(http::Response<hyper::body::Incoming>, u64), Failure> {
+) -> Result<http::Response<hyper::body::Incoming>, Failure> {
     let timed_out = || {
         (
             "timed out before the response arrived".to_string(),
@@ -331,80 +372,18 @@ async fn exchange(
         headers.insert(name.clone(), value.clone());
     }
 
-    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let request = request.map(|inner| {
-        CountedRequestBody {
-            inner,
-            sent: sent.clone(),
-            limit: policy.limits.max_request_body_bytes,
-        }
-        .boxed_unsync()
-    });
     let first_byte = options
         .and_then(|o| o.first_byte_timeout)
         .map_or(deadline, |t| deadline.min(Instant::now() + t));
-    let response = tokio::time::timeout_at(first_byte, sender.send_request(request))
+    tokio::time::timeout_at(first_byte, sender.send_request(request))
         .await
         .map_err(|_| timed_out())?
         .map_err(|e| {
-            let reason = format!("sending the request failed: {e}");
-            match std::error::Error::source(&e).and_then(|s| s.downcast_ref::<BodyCapExceeded>()) {
-                Some(cap) => (reason, Error::HttpRequestBodySize(Some(cap.0))),
-                None => (reason, Error::HttpProtocolError),
-            }
-        })?;
-    Ok((response, sent.load(std::sync::atomic::Ordering::Relaxed)))
-}
-
-#[derive(Debug)]
-struct BodyCapExceeded(u64);
-
-impl std::fmt::Display for BodyCapExceeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "request body exceeded the cap at {} bytes", self.0)
-    }
-}
-
-impl std::error::Error for BodyCapExceeded {}
-
-/// The guest's request body, counted and cut at the backend's cap.
-struct CountedRequestBody {
-    inner: WasiBody,
-    sent: Arc<std::sync::atomic::AtomicU64>,
-    limit: u64,
-}
-
-impl Body for CountedRequestBody {
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        Poll::Ready(match frame {
-            Some(Ok(frame)) => {
-                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
-                let total = self.sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
-                if total > self.limit {
-                    Some(Err(Box::new(BodyCapExceeded(total))))
-                } else {
-                    Some(Ok(frame))
-                }
-            }
-            Some(Err(e)) => Some(Err(format!("{e:?}").into())),
-            None => None,
+            (
+                format!("sending the request failed: {e}"),
+                Error::HttpProtocolError,
+            )
         })
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 /// The response body as the guest reads it: capped, under the total
