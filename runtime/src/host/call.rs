@@ -105,28 +105,25 @@ enum Stage {
 }
 
 impl Unit {
-    fn require(&self, present: bool, export: &'static str) -> Result<(), CallError> {
-        if present {
-            Ok(())
-        } else {
-            Err(CallError::MissingExport {
-                export,
-                world: self.inner.exports.world().to_string(),
-            })
-        }
-    }
-
-    /// Run `f` on a fresh instance under `ctx`'s limits.
+    /// Run `f` on a fresh instance under `ctx`'s limits; `present` says
+    /// whether the component exports the interface `export` belongs to.
     async fn run<T, F, Fut>(
         &self,
         ctx: &Arc<CallContext>,
         export: &'static str,
+        present: bool,
         f: F,
     ) -> CallReport<T>
     where
-        F: FnOnce(Store<CallState>, Instance, Arc<UnitInner>) -> Fut,
+        F: FnOnce(Store<CallState>, Instance, Arc<UnitInner>, Output) -> Fut,
         Fut: Future<Output = wasmtime::Result<Result<T, CallError>>> + Send,
     {
+        if !present {
+            return self.refused(CallError::MissingExport {
+                export,
+                world: self.inner.exports.world().to_string(),
+            });
+        }
         let shared = CallShared::new(ctx.limits.max_log_bytes);
         let started = Instant::now();
         let result = self.execute(ctx, export, &shared, f).await;
@@ -154,7 +151,7 @@ impl Unit {
         f: F,
     ) -> Result<T, CallError>
     where
-        F: FnOnce(Store<CallState>, Instance, Arc<UnitInner>) -> Fut,
+        F: FnOnce(Store<CallState>, Instance, Arc<UnitInner>, Output) -> Fut,
         Fut: Future<Output = wasmtime::Result<Result<T, CallError>>> + Send,
     {
         let host = &self.inner.host.inner;
@@ -210,13 +207,14 @@ impl Unit {
         store.set_epoch_deadline(1);
 
         let inner = self.inner.clone();
+        let out = Output::new(export, ctx);
         let work = async move {
             let instance = inner
                 .pre
                 .instantiate_async(&mut store)
                 .await
                 .map_err(Stage::Instantiate)?;
-            f(store, instance, inner).await.map_err(Stage::Call)
+            f(store, instance, inner, out).await.map_err(Stage::Call)
         };
         match tokio::time::timeout(limits.deadline, work).await {
             Err(_) => Err(CallError::Deadline {
@@ -239,39 +237,44 @@ impl Unit {
             crate::limits::SandboxLimits::default(),
         ));
         let report = self
-            .run(&ctx, "load", |mut store, instance, inner| async move {
-                let i = &inner.indices;
-                let checks: [(&'static str, Option<wasmtime::Result<()>>); 4] = [
-                    (
-                        "describe",
-                        Some(i.describe.load(&mut store, &instance).map(drop)),
-                    ),
-                    (
-                        "adapter",
-                        i.adapter
-                            .as_ref()
-                            .map(|x| x.load(&mut store, &instance).map(drop)),
-                    ),
-                    (
-                        "mapper",
-                        i.mapper
-                            .as_ref()
-                            .map(|x| x.load(&mut store, &instance).map(drop)),
-                    ),
-                    (
-                        "listener",
-                        i.listener
-                            .as_ref()
-                            .map(|x| x.load(&mut store, &instance).map(drop)),
-                    ),
-                ];
-                for (interface, check) in checks {
-                    if let Some(Err(e)) = check {
-                        return Ok(Ok(Some((interface, format!("{e:#}")))));
+            .run(
+                &ctx,
+                "load",
+                true,
+                |mut store, instance, inner, _| async move {
+                    let i = &inner.indices;
+                    let checks: [(&'static str, Option<wasmtime::Result<()>>); 4] = [
+                        (
+                            "describe",
+                            Some(i.describe.load(&mut store, &instance).map(drop)),
+                        ),
+                        (
+                            "adapter",
+                            i.adapter
+                                .as_ref()
+                                .map(|x| x.load(&mut store, &instance).map(drop)),
+                        ),
+                        (
+                            "mapper",
+                            i.mapper
+                                .as_ref()
+                                .map(|x| x.load(&mut store, &instance).map(drop)),
+                        ),
+                        (
+                            "listener",
+                            i.listener
+                                .as_ref()
+                                .map(|x| x.load(&mut store, &instance).map(drop)),
+                        ),
+                    ];
+                    for (interface, check) in checks {
+                        if let Some(Err(e)) = check {
+                            return Ok(Ok(Some((interface, format!("{e:#}")))));
+                        }
                     }
-                }
-                Ok(Ok(None))
-            })
+                    Ok(Ok(None))
+                },
+            )
             .await;
         match report.result {
             Ok(None) => Ok(()),
@@ -287,41 +290,47 @@ impl Unit {
     /// The component's manifest, validated.
     pub async fn describe(&self, ctx: &Arc<CallContext>) -> CallReport<Manifest> {
         const EXPORT: &str = "describe";
-        let mut out = Output::new(EXPORT, ctx);
-        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
-            let g = inner.indices.describe.load(&mut store, &instance)?;
-            let m = Manifest::from(g.call_describe(&mut store).await?);
-            let texts = [&m.name, &m.version, &m.backend_kind, &m.backend_versions];
-            let lists = m.hosts.iter().chain(&m.events).chain(&m.secrets);
-            let checked = texts
-                .into_iter()
-                .chain(lists)
-                .try_for_each(|t| out.text(t))
-                .and_then(|()| out.json("settings-schema", &m.settings_schema))
-                .and_then(|()| {
-                    m.validate().map_err(|e| CallError::InvalidOutput {
-                        export: EXPORT,
-                        reason: e.to_string(),
-                    })
-                });
-            Ok(checked.map(|()| m))
-        })
+        self.run(
+            ctx,
+            EXPORT,
+            true,
+            move |mut store, instance, inner, mut out| async move {
+                let g = inner.indices.describe.load(&mut store, &instance)?;
+                let m = Manifest::from(g.call_describe(&mut store).await?);
+                let texts = [&m.name, &m.version, &m.backend_kind, &m.backend_versions];
+                let lists = m.hosts.iter().chain(&m.events).chain(&m.secrets);
+                let checked = texts
+                    .into_iter()
+                    .chain(lists)
+                    .try_for_each(|t| out.text(t))
+                    .and_then(|()| out.json("settings-schema", &m.settings_schema))
+                    .and_then(|()| {
+                        m.validate().map_err(|e| CallError::InvalidOutput {
+                            export: EXPORT,
+                            reason: e.to_string(),
+                        })
+                    });
+                Ok(checked.map(|()| m))
+            },
+        )
         .await
     }
 
     /// `adapter.check`: verify the backend connection with `settings`.
     pub async fn check(&self, ctx: &Arc<CallContext>, settings: &str) -> CallReport<String> {
         const EXPORT: &str = "adapter.check";
-        if let Err(e) = self.require(self.inner.exports.adapter, EXPORT) {
-            return self.refused(e);
-        }
+        let present = self.inner.exports.adapter;
         let settings = settings.to_string();
-        let mut out = Output::new(EXPORT, ctx);
-        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
-            let g = adapter_of(&inner).load(&mut store, &instance)?;
-            let r = guest(EXPORT, g.call_check(&mut store, &settings).await?);
-            Ok(r.and_then(|line| out.text(&line).map(|()| line)))
-        })
+        self.run(
+            ctx,
+            EXPORT,
+            present,
+            move |mut store, instance, inner, mut out| async move {
+                let g = adapter_of(&inner).load(&mut store, &instance)?;
+                let r = guest(EXPORT, g.call_check(&mut store, &settings).await?);
+                Ok(r.and_then(|line| out.text(&line).map(|()| line)))
+            },
+        )
         .await
     }
 
@@ -335,28 +344,30 @@ impl Unit {
         page_size: u32,
     ) -> CallReport<Page> {
         const EXPORT: &str = "adapter.search";
-        if let Err(e) = self.require(self.inner.exports.adapter, EXPORT) {
-            return self.refused(e);
-        }
+        let present = self.inner.exports.adapter;
         let (model, filter, cursor) = (
             model.to_string(),
             filter.to_string(),
             cursor.map(str::to_string),
         );
-        let mut out = Output::new(EXPORT, ctx);
-        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
-            let g = adapter_of(&inner).load(&mut store, &instance)?;
-            let r = g
-                .call_search(&mut store, &model, &filter, cursor.as_deref(), page_size)
-                .await?;
-            Ok(guest(EXPORT, r).map(Page::from).and_then(|page| {
-                page.items.iter().try_for_each(|r| out.record(r))?;
-                if let Some(c) = &page.next_cursor {
-                    out.text(c)?;
-                }
-                Ok(page)
-            }))
-        })
+        self.run(
+            ctx,
+            EXPORT,
+            present,
+            move |mut store, instance, inner, mut out| async move {
+                let g = adapter_of(&inner).load(&mut store, &instance)?;
+                let r = g
+                    .call_search(&mut store, &model, &filter, cursor.as_deref(), page_size)
+                    .await?;
+                Ok(guest(EXPORT, r).map(Page::from).and_then(|page| {
+                    page.items.iter().try_for_each(|r| out.record(r))?;
+                    if let Some(c) = &page.next_cursor {
+                        out.text(c)?;
+                    }
+                    Ok(page)
+                }))
+            },
+        )
         .await
     }
 
@@ -368,18 +379,20 @@ impl Unit {
         id: &str,
     ) -> CallReport<RemoteRecord> {
         const EXPORT: &str = "adapter.read";
-        if let Err(e) = self.require(self.inner.exports.adapter, EXPORT) {
-            return self.refused(e);
-        }
+        let present = self.inner.exports.adapter;
         let (model, id) = (model.to_string(), id.to_string());
-        let mut out = Output::new(EXPORT, ctx);
-        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
-            let g = adapter_of(&inner).load(&mut store, &instance)?;
-            let r = g.call_read(&mut store, &model, &id).await?;
-            Ok(guest(EXPORT, r)
-                .map(RemoteRecord::from)
-                .and_then(|rec| out.record(&rec).map(|()| rec)))
-        })
+        self.run(
+            ctx,
+            EXPORT,
+            present,
+            move |mut store, instance, inner, mut out| async move {
+                let g = adapter_of(&inner).load(&mut store, &instance)?;
+                let r = g.call_read(&mut store, &model, &id).await?;
+                Ok(guest(EXPORT, r)
+                    .map(RemoteRecord::from)
+                    .and_then(|rec| out.record(&rec).map(|()| rec)))
+            },
+        )
         .await
     }
 
@@ -391,16 +404,18 @@ impl Unit {
         data: &str,
     ) -> CallReport<String> {
         const EXPORT: &str = "adapter.create";
-        if let Err(e) = self.require(self.inner.exports.adapter, EXPORT) {
-            return self.refused(e);
-        }
+        let present = self.inner.exports.adapter;
         let (model, data) = (model.to_string(), data.to_string());
-        let mut out = Output::new(EXPORT, ctx);
-        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
-            let g = adapter_of(&inner).load(&mut store, &instance)?;
-            let r = guest(EXPORT, g.call_create(&mut store, &model, &data).await?);
-            Ok(r.and_then(|id| out.text(&id).map(|()| id)))
-        })
+        self.run(
+            ctx,
+            EXPORT,
+            present,
+            move |mut store, instance, inner, mut out| async move {
+                let g = adapter_of(&inner).load(&mut store, &instance)?;
+                let r = guest(EXPORT, g.call_create(&mut store, &model, &data).await?);
+                Ok(r.and_then(|id| out.text(&id).map(|()| id)))
+            },
+        )
         .await
     }
 
@@ -413,31 +428,37 @@ impl Unit {
         data: &str,
     ) -> CallReport<()> {
         const EXPORT: &str = "adapter.write";
-        if let Err(e) = self.require(self.inner.exports.adapter, EXPORT) {
-            return self.refused(e);
-        }
+        let present = self.inner.exports.adapter;
         let (model, id, data) = (model.to_string(), id.to_string(), data.to_string());
-        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
-            let g = adapter_of(&inner).load(&mut store, &instance)?;
-            Ok(guest(
-                EXPORT,
-                g.call_write(&mut store, &model, &id, &data).await?,
-            ))
-        })
+        self.run(
+            ctx,
+            EXPORT,
+            present,
+            move |mut store, instance, inner, _| async move {
+                let g = adapter_of(&inner).load(&mut store, &instance)?;
+                Ok(guest(
+                    EXPORT,
+                    g.call_write(&mut store, &model, &id, &data).await?,
+                ))
+            },
+        )
         .await
     }
 
     /// `adapter.delete`: delete a record in the backend.
     pub async fn delete(&self, ctx: &Arc<CallContext>, model: &str, id: &str) -> CallReport<()> {
         const EXPORT: &str = "adapter.delete";
-        if let Err(e) = self.require(self.inner.exports.adapter, EXPORT) {
-            return self.refused(e);
-        }
+        let present = self.inner.exports.adapter;
         let (model, id) = (model.to_string(), id.to_string());
-        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
-            let g = adapter_of(&inner).load(&mut store, &instance)?;
-            Ok(guest(EXPORT, g.call_delete(&mut store, &model, &id).await?))
-        })
+        self.run(
+            ctx,
+            EXPORT,
+            present,
+            move |mut store, instance, inner, _| async move {
+                let g = adapter_of(&inner).load(&mut store, &instance)?;
+                Ok(guest(EXPORT, g.call_delete(&mut store, &model, &id).await?))
+            },
+        )
         .await
     }
 
@@ -449,19 +470,21 @@ impl Unit {
         record: &RemoteRecord,
     ) -> CallReport<String> {
         const EXPORT: &str = "mapper.map-import";
-        if let Err(e) = self.require(self.inner.exports.mapper, EXPORT) {
-            return self.refused(e);
-        }
+        let present = self.inner.exports.mapper;
         let (model, record) = (model.to_string(), wit::RemoteRecord::from(record));
-        let mut out = Output::new(EXPORT, ctx);
-        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
-            let g = mapper_of(&inner).load(&mut store, &instance)?;
-            let r = guest(
-                EXPORT,
-                g.call_map_import(&mut store, &model, &record).await?,
-            );
-            Ok(r.and_then(|data| out.json("mapped data", &data).map(|()| data)))
-        })
+        self.run(
+            ctx,
+            EXPORT,
+            present,
+            move |mut store, instance, inner, mut out| async move {
+                let g = mapper_of(&inner).load(&mut store, &instance)?;
+                let r = guest(
+                    EXPORT,
+                    g.call_map_import(&mut store, &model, &record).await?,
+                );
+                Ok(r.and_then(|data| out.json("mapped data", &data).map(|()| data)))
+            },
+        )
         .await
     }
 
@@ -475,18 +498,20 @@ impl Unit {
         changed: Option<Vec<String>>,
     ) -> CallReport<String> {
         const EXPORT: &str = "mapper.map-export";
-        if let Err(e) = self.require(self.inner.exports.mapper, EXPORT) {
-            return self.refused(e);
-        }
+        let present = self.inner.exports.mapper;
         let (model, record) = (model.to_string(), wit::LocalRecord::from(record));
-        let mut out = Output::new(EXPORT, ctx);
-        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
-            let g = mapper_of(&inner).load(&mut store, &instance)?;
-            let r = g
-                .call_map_export(&mut store, &model, &record, changed.as_deref())
-                .await?;
-            Ok(guest(EXPORT, r).and_then(|data| out.json("mapped data", &data).map(|()| data)))
-        })
+        self.run(
+            ctx,
+            EXPORT,
+            present,
+            move |mut store, instance, inner, mut out| async move {
+                let g = mapper_of(&inner).load(&mut store, &instance)?;
+                let r = g
+                    .call_map_export(&mut store, &model, &record, changed.as_deref())
+                    .await?;
+                Ok(guest(EXPORT, r).and_then(|data| out.json("mapped data", &data).map(|()| data)))
+            },
+        )
         .await
     }
 
@@ -498,28 +523,30 @@ impl Unit {
         record: &RemoteRecord,
     ) -> CallReport<Vec<Dependency>> {
         const EXPORT: &str = "mapper.dependencies";
-        if let Err(e) = self.require(self.inner.exports.mapper, EXPORT) {
-            return self.refused(e);
-        }
+        let present = self.inner.exports.mapper;
         let (model, record) = (model.to_string(), wit::RemoteRecord::from(record));
-        let mut out = Output::new(EXPORT, ctx);
-        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
-            let g = mapper_of(&inner).load(&mut store, &instance)?;
-            let r = guest(
-                EXPORT,
-                g.call_dependencies(&mut store, &model, &record).await?,
-            );
-            Ok(
-                r.map(|deps| deps.into_iter().map(Dependency::from).collect::<Vec<_>>())
-                    .and_then(|deps| {
-                        deps.iter()
-                            .try_for_each(|d| {
-                                out.text(&d.model).and_then(|()| out.text(&d.external_id))
-                            })
-                            .map(|()| deps)
-                    }),
-            )
-        })
+        self.run(
+            ctx,
+            EXPORT,
+            present,
+            move |mut store, instance, inner, mut out| async move {
+                let g = mapper_of(&inner).load(&mut store, &instance)?;
+                let r = guest(
+                    EXPORT,
+                    g.call_dependencies(&mut store, &model, &record).await?,
+                );
+                Ok(
+                    r.map(|deps| deps.into_iter().map(Dependency::from).collect::<Vec<_>>())
+                        .and_then(|deps| {
+                            deps.iter()
+                                .try_for_each(|d| {
+                                    out.text(&d.model).and_then(|()| out.text(&d.external_id))
+                                })
+                                .map(|()| deps)
+                        }),
+                )
+            },
+        )
         .await
     }
 
@@ -531,31 +558,33 @@ impl Unit {
         event: &Event,
     ) -> CallReport<Vec<JobRequest>> {
         const EXPORT: &str = "listener.on-event";
-        if let Err(e) = self.require(self.inner.exports.listener, EXPORT) {
-            return self.refused(e);
-        }
+        let present = self.inner.exports.listener;
         let (backend, event) = (backend.to_string(), wit::Event::from(event));
-        let mut out = Output::new(EXPORT, ctx);
-        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
-            let g = listener_of(&inner).load(&mut store, &instance)?;
-            let r = guest(EXPORT, g.call_on_event(&mut store, &backend, &event).await?);
-            Ok(
-                r.map(|jobs| jobs.into_iter().map(JobRequest::from).collect::<Vec<_>>())
-                    .and_then(|jobs| {
-                        jobs.iter()
-                            .try_for_each(|j| {
-                                out.json("job args", &j.args)?;
-                                crate::capabilities::jobs::validate(j).map_err(|reason| {
-                                    CallError::InvalidOutput {
-                                        export: EXPORT,
-                                        reason,
-                                    }
+        self.run(
+            ctx,
+            EXPORT,
+            present,
+            move |mut store, instance, inner, mut out| async move {
+                let g = listener_of(&inner).load(&mut store, &instance)?;
+                let r = guest(EXPORT, g.call_on_event(&mut store, &backend, &event).await?);
+                Ok(
+                    r.map(|jobs| jobs.into_iter().map(JobRequest::from).collect::<Vec<_>>())
+                        .and_then(|jobs| {
+                            jobs.iter()
+                                .try_for_each(|j| {
+                                    out.json("job args", &j.args)?;
+                                    crate::capabilities::jobs::validate(j).map_err(|reason| {
+                                        CallError::InvalidOutput {
+                                            export: EXPORT,
+                                            reason,
+                                        }
+                                    })
                                 })
-                            })
-                            .map(|()| jobs)
-                    }),
-            )
-        })
+                                .map(|()| jobs)
+                        }),
+                )
+            },
+        )
         .await
     }
 
@@ -569,18 +598,23 @@ impl Unit {
         n: u32,
     ) -> Result<Duration, CallError> {
         const EXPORT: &str = "adapter.delete";
-        self.require(self.inner.exports.adapter, EXPORT)?;
-        self.run(ctx, EXPORT, move |mut store, instance, inner| async move {
-            let g = adapter_of(&inner).load(&mut store, &instance)?;
-            let (model, id) = ("noop".to_string(), "1".to_string());
-            let started = Instant::now();
-            for _ in 0..n {
-                if let Err(e) = g.call_delete(&mut store, &model, &id).await? {
-                    return Ok(Err(CallError::Guest(e.into(), EXPORT)));
+        let present = self.inner.exports.adapter;
+        self.run(
+            ctx,
+            EXPORT,
+            present,
+            move |mut store, instance, inner, _| async move {
+                let g = adapter_of(&inner).load(&mut store, &instance)?;
+                let (model, id) = ("noop".to_string(), "1".to_string());
+                let started = Instant::now();
+                for _ in 0..n {
+                    if let Err(e) = g.call_delete(&mut store, &model, &id).await? {
+                        return Ok(Err(CallError::Guest(e.into(), EXPORT)));
+                    }
                 }
-            }
-            Ok(Ok(started.elapsed()))
-        })
+                Ok(Ok(started.elapsed()))
+            },
+        )
         .await
         .result
     }

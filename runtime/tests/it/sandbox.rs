@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use junction_runtime::{CallError, GuestError, Host, HostConfig, SandboxLimits};
+use junction_runtime::{CallError, GuestError, Host, HostConfig};
 
 use crate::support::{Ctx, data, probe};
 
@@ -18,19 +18,9 @@ async fn still_works() {
     assert_eq!(data(&record)["id"], "after");
 }
 
-fn short(deadline_ms: u64) -> Ctx {
-    Ctx {
-        limits: SandboxLimits {
-            deadline: Duration::from_millis(deadline_ms),
-            ..SandboxLimits::default()
-        },
-        ..Ctx::default()
-    }
-}
-
 #[tokio::test]
 async fn infinite_loop_hits_the_deadline() {
-    let ctx = short(300).build();
+    let ctx = Ctx::limited(|l| l.deadline = Duration::from_millis(300));
     let err = probe()
         .read(&ctx, "loop", "")
         .await
@@ -44,14 +34,7 @@ async fn infinite_loop_hits_the_deadline() {
 
 #[tokio::test]
 async fn memory_bomb_hits_the_memory_cap() {
-    let ctx = Ctx {
-        limits: SandboxLimits {
-            memory_bytes: 32 << 20,
-            ..SandboxLimits::default()
-        },
-        ..Ctx::default()
-    }
-    .build();
+    let ctx = Ctx::limited(|l| l.memory_bytes = 32 << 20);
     let err = probe()
         .read(&ctx, "memory-bomb", "")
         .await
@@ -94,14 +77,7 @@ async fn panic_is_a_trap_with_the_panic_message() {
 
 #[tokio::test]
 async fn oversized_output_is_refused() {
-    let ctx = Ctx {
-        limits: SandboxLimits {
-            max_output_bytes: 1 << 20,
-            ..SandboxLimits::default()
-        },
-        ..Ctx::default()
-    }
-    .build();
+    let ctx = Ctx::limited(|l| l.max_output_bytes = 1 << 20);
     let err = probe()
         .read(&ctx, "big-output", &(2 << 20).to_string())
         .await
@@ -146,14 +122,7 @@ async fn no_environment_arguments_filesystem_or_sockets() {
 
 #[tokio::test]
 async fn stdout_goes_to_a_bounded_log() {
-    let ctx = Ctx {
-        limits: SandboxLimits {
-            max_log_bytes: 4096,
-            ..SandboxLimits::default()
-        },
-        ..Ctx::default()
-    }
-    .build();
+    let ctx = Ctx::limited(|l| l.max_log_bytes = 4096);
     let report = probe().read(&ctx, "stdout", "10000").await;
     report.result.as_ref().unwrap();
     assert!(report.log_truncated);
@@ -209,14 +178,7 @@ async fn fuel_budget_stops_a_busy_guest() {
         .load_file(junction_test_artifacts::PROBE.as_ref())
         .await
         .unwrap();
-    let ctx = Ctx {
-        limits: SandboxLimits {
-            fuel: Some(50_000_000),
-            ..SandboxLimits::default()
-        },
-        ..Ctx::default()
-    }
-    .build();
+    let ctx = Ctx::limited(|l| l.fuel = Some(50_000_000));
     let err = unit.read(&ctx, "loop", "").await.into_result().unwrap_err();
     assert!(
         matches!(
@@ -234,14 +196,7 @@ async fn fuel_budget_stops_a_busy_guest() {
 
 #[tokio::test]
 async fn fuel_budget_without_metering_is_a_clear_error() {
-    let ctx = Ctx {
-        limits: SandboxLimits {
-            fuel: Some(1000),
-            ..SandboxLimits::default()
-        },
-        ..Ctx::default()
-    }
-    .build();
+    let ctx = Ctx::limited(|l| l.fuel = Some(1000));
     let err = probe()
         .read(&ctx, "echo", "x")
         .await
@@ -320,14 +275,7 @@ async fn search_pages_with_a_cursor() {
 
 #[tokio::test]
 async fn a_memory_limit_above_the_hosts_maximum_is_a_clear_error() {
-    let ctx = Ctx {
-        limits: SandboxLimits {
-            memory_bytes: 8 << 30,
-            ..SandboxLimits::default()
-        },
-        ..Ctx::default()
-    }
-    .build();
+    let ctx = Ctx::limited(|l| l.memory_bytes = 8 << 30);
     let err = probe()
         .read(&ctx, "echo", "x")
         .await

@@ -81,6 +81,13 @@ impl Ctx {
         }
     }
 
+    /// A backend-less context with changed sandbox limits.
+    pub fn limited(change: impl FnOnce(&mut SandboxLimits)) -> Arc<CallContext> {
+        let mut ctx = Ctx::default();
+        change(&mut ctx.limits);
+        ctx.build()
+    }
+
     pub fn build(&self) -> Arc<CallContext> {
         Arc::new(CallContext {
             backend: BackendInfo {
