@@ -11,6 +11,8 @@ pub mod host;
 pub mod inspect;
 pub mod limits;
 pub mod model;
+pub mod queue;
+pub mod storage;
 
 pub use capabilities::CallContext;
 pub use error::{CallError, GuestError};

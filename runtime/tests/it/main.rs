@@ -6,5 +6,6 @@ mod cache;
 mod egress;
 mod inspect;
 mod sandbox;
+mod storage;
 mod support;
 mod units;

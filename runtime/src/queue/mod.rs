@@ -1,0 +1,303 @@
+//! The durable job queue: validation, enqueueing (with identity-key dedup
+//! and dependencies), channels, retries, and the worker pool that runs jobs.
+//!
+//! Jobs live in [`Storage`]; this module owns the rules around them. Times
+//! are Unix milliseconds.
+
+pub mod channels;
+pub mod job;
+pub mod retry;
+pub mod worker;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::model::JobRequest;
+use crate::storage::{Storage, StorageError};
+use channels::{ChannelConfig, ChannelConfigError};
+use job::{Enqueued, JobId, NewJob, Parent};
+use retry::RetryPolicy;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Arguments larger than this are refused: jobs carry ids, not payloads.
+pub const MAX_ARGS_BYTES: usize = crate::capabilities::jobs::MAX_ARGS_BYTES;
+
+/// The queue's tunables; channels and retry patterns can be reloaded while
+/// running.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    pub channels: ChannelConfig,
+    /// Retry policy per job function; others use the default back-off.
+    pub retry: HashMap<String, RetryPolicy>,
+    /// Tries a job gets when its request does not say (0 = unlimited).
+    pub default_max_retries: u32,
+    /// How long a started job's lease lasts without a heartbeat.
+    pub lease: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            channels: ChannelConfig::default(),
+            retry: HashMap::new(),
+            default_max_retries: 5,
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a job could not be enqueued. Nothing of the batch was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("job {index} of the batch is invalid: {reason}")]
+    Invalid { index: usize, reason: String },
+    #[error(
+        "job {index} of the batch names function {function:?}, which no worker knows; known functions: {known}"
+    )]
+    UnknownFunction {
+        index: usize,
+        function: String,
+        known: String,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// What to enqueue: the guest-facing request plus host-side fields.
+#[derive(Debug, Clone, Default)]
+pub struct JobSpec {
+    pub request: JobRequest,
+    pub backend: Option<String>,
+    /// Run no earlier than this long from now (alternative to `request.eta`).
+    pub delay: Option<Duration>,
+    pub parents: Vec<Parent>,
+}
+
+impl JobSpec {
+    pub fn new(function: &str, args: serde_json::Value) -> Self {
+        JobSpec {
+            request: JobRequest {
+                function: function.to_string(),
+                args: args.to_string(),
+                ..JobRequest::default()
+            },
+            ..JobSpec::default()
+        }
+    }
+
+    pub fn channel(mut self, channel: &str) -> Self {
+        self.request.channel = Some(channel.to_string());
+        self
+    }
+
+    pub fn identity_key(mut self, key: &str) -> Self {
+        self.request.identity_key = Some(key.to_string());
+        self
+    }
+
+    pub fn priority(mut self, priority: u32) -> Self {
+        self.request.priority = Some(priority);
+        self
+    }
+
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.request.max_retries = Some(n);
+        self
+    }
+
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    pub fn after(mut self, parent: Parent) -> Self {
+        self.parents.push(parent);
+        self
+    }
+}
+
+/// The queue: storage plus its rules, shared by enqueuers and workers.
+#[derive(Debug)]
+pub struct Queue {
+    storage: Arc<dyn Storage>,
+    config: RwLock<QueueConfig>,
+    functions: RwLock<HashSet<String>>,
+    /// Wakes this process's workers the moment something is enqueued.
+    pub(crate) wake: Notify,
+}
+
+impl Queue {
+    pub fn new(storage: Arc<dyn Storage>, config: QueueConfig) -> Arc<Queue> {
+        Arc::new(Queue {
+            storage,
+            config: RwLock::new(config),
+            functions: RwLock::new(HashSet::new()),
+            wake: Notify::new(),
+        })
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    pub fn config(&self) -> QueueConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replace the channel configuration while running.
+    pub fn reload_channels(&self, text: &str) -> Result<(), ChannelConfigError> {
+        let channels = ChannelConfig::parse(text)?;
+        self.config
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .channels = channels;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Set the retry policy of a job function.
+    pub fn set_retry_policy(&self, function: &str, policy: RetryPolicy) {
+        self.config
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retry
+            .insert(function.to_string(), policy);
+    }
+
+    /// Make a job function known (the worker pool does this for its handlers).
+    pub fn register_function(&self, name: &str) {
+        self.functions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string());
+    }
+
+    /// Validate and convert a spec; the error names the field.
+    pub fn prepare(&self, index: usize, spec: &JobSpec, now: i64) -> Result<NewJob, QueueError> {
+        let r = &spec.request;
+        let invalid = |reason: String| QueueError::Invalid { index, reason };
+        crate::capabilities::jobs::validate(r).map_err(invalid)?;
+        {
+            let functions = self.functions.read().unwrap_or_else(|p| p.into_inner());
+            if !functions.contains(&r.function) {
+                let mut known: Vec<&str> = functions.iter().map(String::as_str).collect();
+                known.sort_unstable();
+                return Err(QueueError::UnknownFunction {
+                    index,
+                    function: r.function.clone(),
+                    known: if known.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        known.join(", ")
+                    },
+                });
+            }
+        }
+        let channel = r.channel.clone().unwrap_or_else(|| "root".to_string());
+        channels::check_name(&channel).map_err(|e| invalid(format!("channel {channel:?}: {e}")))?;
+        let eta = match (&r.eta, spec.delay) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("give an eta or a delay, not both".to_string()));
+            }
+            (Some(text), None) => {
+                let at = time::OffsetDateTime::parse(
+                    text,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map_err(|e| invalid(format!("eta {text:?} is not an RFC 3339 timestamp ({e})")))?;
+                (at.unix_timestamp_nanos() / 1_000_000) as i64
+            }
+            (None, Some(d)) => now.saturating_add(d.as_millis() as i64),
+            (None, None) => now,
+        };
+        if eta < 0 {
+            return Err(invalid("eta is before 1970".to_string()));
+        }
+        let priority = r.priority.unwrap_or(10);
+        if priority > 1_000_000 {
+            return Err(invalid(format!(
+                "priority {priority} is above the maximum of 1000000"
+            )));
+        }
+        if let Some(key) = &r.identity_key
+            && (key.is_empty() || key.len() > 512)
+        {
+            return Err(invalid("identity key must be 1 to 512 bytes".to_string()));
+        }
+        for parent in &spec.parents {
+            if let Parent::InBatch(i) = parent
+                && *i >= index
+            {
+                return Err(invalid(format!(
+                    "depends on job {i} of the batch, which does not come before it"
+                )));
+            }
+        }
+        Ok(NewJob {
+            function: r.function.clone(),
+            args: r.args.clone(),
+            backend: spec.backend.clone(),
+            priority: priority as i32,
+            eta,
+            channel,
+            identity_key: r.identity_key.clone(),
+            max_retries: r.max_retries.unwrap_or(
+                self.config
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .default_max_retries,
+            ),
+            description: r.description.clone(),
+            parents: spec.parents.clone(),
+        })
+    }
+
+    /// Enqueue a batch atomically: every job is validated first, and either
+    /// all are stored or none.
+    pub async fn enqueue_batch(&self, specs: &[JobSpec]) -> Result<Vec<Enqueued>, QueueError> {
+        let now = now_ms();
+        let jobs = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| self.prepare(i, s, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self.storage.enqueue(&jobs, now).await?;
+        self.wake.notify_one();
+        Ok(out)
+    }
+
+    pub async fn enqueue(&self, spec: JobSpec) -> Result<Enqueued, QueueError> {
+        Ok(self.enqueue_batch(std::slice::from_ref(&spec)).await?[0])
+    }
+
+    /// Cancel a job and its dependents.
+    pub async fn cancel(&self, id: JobId) -> Result<Vec<JobId>, QueueError> {
+        Ok(self.storage.cancel(id, now_ms()).await?)
+    }
+
+    /// Put a failed or cancelled job back in the queue.
+    pub async fn requeue(&self, id: JobId) -> Result<(), QueueError> {
+        self.storage.requeue(id, now_ms()).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Mark a job done by hand (its dependents may start).
+    pub async fn mark_done(&self, id: JobId) -> Result<(), QueueError> {
+        self.storage.mark_done(id, now_ms()).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+}

@@ -1,0 +1,465 @@
+//! The worker pool: claims jobs as channel capacity frees up, runs their
+//! handlers on tokio tasks, records outcomes in batches, renews leases,
+//! returns expired leases to the queue, purges old jobs, and shuts down
+//! gracefully.
+//!
+//! One loop per pool decides what starts; it wakes on an in-process enqueue
+//! (so a new job starts within milliseconds, no polling lag), on a finished
+//! job, or on a timer for jobs whose ETA comes due.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::channels::Occupancy;
+use super::job::{Completion, Job, JobId, Outcome};
+use super::{Queue, now_ms};
+use crate::capabilities::egress::AuditEntry;
+use crate::error::{CallError, GuestError};
+use crate::host::LogLine;
+use crate::storage::{ClaimRequest, StorageError};
+
+/// Why a try did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobFailure {
+    /// Try again, after at least `after` when given; `count_try` false for
+    /// contention that says nothing about the job (a lock held elsewhere).
+    Retry {
+        after: Option<Duration>,
+        count_try: bool,
+        kind: String,
+        message: String,
+    },
+    /// Retrying cannot help.
+    Fail { kind: String, message: String },
+}
+
+impl JobFailure {
+    pub fn retry(kind: &str, message: impl Into<String>) -> Self {
+        JobFailure::Retry {
+            after: None,
+            count_try: true,
+            kind: kind.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub fn fail(kind: &str, message: impl Into<String>) -> Self {
+        JobFailure::Fail {
+            kind: kind.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<&CallError> for JobFailure {
+    fn from(e: &CallError) -> Self {
+        let message = e.to_string();
+        match e {
+            CallError::Guest(g, _) => match g {
+                GuestError::Retryable { .. } | GuestError::RateLimited { .. } => {
+                    JobFailure::Retry {
+                        after: g.retry_after(),
+                        count_try: true,
+                        kind: g.kind().to_string(),
+                        message,
+                    }
+                }
+                _ => JobFailure::fail(g.kind(), message),
+            },
+            CallError::MissingExport { .. } | CallError::Instantiate { .. } => {
+                JobFailure::fail(e.kind(), message)
+            }
+            // Deadlines, traps and limit breaches may be transient (a slow
+            // backend, one bad page); the job's max retries bound them.
+            _ => JobFailure::retry(e.kind(), message),
+        }
+    }
+}
+
+/// What a handler reports for one try.
+#[derive(Debug, Clone, Default)]
+pub struct Handled {
+    pub result: Option<Result<Option<String>, JobFailure>>,
+    pub log: Vec<LogLine>,
+    pub audit: Vec<AuditEntry>,
+    pub connector_digest: Option<String>,
+}
+
+impl Handled {
+    pub fn done(result: Option<String>) -> Self {
+        Handled {
+            result: Some(Ok(result)),
+            ..Handled::default()
+        }
+    }
+
+    pub fn failed(failure: JobFailure) -> Self {
+        Handled {
+            result: Some(Err(failure)),
+            ..Handled::default()
+        }
+    }
+}
+
+/// Runs one job function.
+#[async_trait]
+pub trait Handler: Send + Sync {
+    async fn run(&self, job: &Job) -> Handled;
+}
+
+/// The pool's settings.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// This node's name, recorded on every job it runs.
+    pub node: String,
+    /// Jobs running at once in this process (channels may allow fewer).
+    pub concurrency: usize,
+    /// How often to look for jobs whose ETA came due.
+    pub poll_interval: Duration,
+    /// How often to look for expired leases.
+    pub reap_interval: Duration,
+    /// Done and cancelled jobs older than this are deleted; `None` keeps them.
+    pub retention: Option<Duration>,
+    /// Rows deleted per housekeeping transaction.
+    pub purge_batch: u32,
+    pub housekeeping_interval: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            node: default_node_name(),
+            concurrency: 4,
+            poll_interval: Duration::from_millis(500),
+            reap_interval: Duration::from_secs(5),
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            purge_batch: 1000,
+            housekeeping_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `hostname-pid`.
+pub fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "node".to_string());
+    format!("{host}-{}", std::process::id())
+}
+
+/// A pool being configured; `start` runs it.
+pub struct WorkerPool {
+    queue: Arc<Queue>,
+    config: PoolConfig,
+    handlers: HashMap<String, Arc<dyn Handler>>,
+}
+
+/// A running pool.
+pub struct PoolHandle {
+    stop: watch::Sender<Option<Duration>>,
+    task: JoinHandle<Result<PoolReport, StorageError>>,
+}
+
+/// What a pool did by the time it stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolReport {
+    pub finished: u64,
+    /// Jobs still running at the end of the grace period, given back to the
+    /// queue without counting a try.
+    pub released: u64,
+}
+
+impl WorkerPool {
+    pub fn new(queue: Arc<Queue>, config: PoolConfig) -> Self {
+        WorkerPool {
+            queue,
+            config,
+            handlers: HashMap::new(),
+        }
+    }
+
+    /// Run `function` jobs with `handler`.
+    pub fn register(&mut self, function: &str, handler: Arc<dyn Handler>) -> &mut Self {
+        self.queue.register_function(function);
+        self.handlers.insert(function.to_string(), handler);
+        self
+    }
+
+    pub fn start(self) -> PoolHandle {
+        let (stop, stop_rx) = watch::channel(None);
+        let task = tokio::spawn(run(self, stop_rx));
+        PoolHandle { stop, task }
+    }
+}
+
+impl PoolHandle {
+    /// Stop claiming, let running jobs finish within `grace`, give the rest
+    /// back to the queue.
+    pub async fn shutdown(self, grace: Duration) -> Result<PoolReport, StorageError> {
+        let _ = self.stop.send(Some(grace));
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(StorageError::Database(sqlx::Error::Protocol(format!(
+                "the worker pool task ended abnormally: {e}"
+            )))),
+        }
+    }
+}
+
+struct Finished {
+    completion: Completion,
+    channel: String,
+}
+
+async fn run(
+    pool: WorkerPool,
+    mut stop: watch::Receiver<Option<Duration>>,
+) -> Result<PoolReport, StorageError> {
+    let WorkerPool {
+        queue,
+        config,
+        handlers,
+    } = pool;
+    let handlers = Arc::new(handlers);
+    let storage = queue.storage().clone();
+    let running: Arc<Mutex<HashSet<JobId>>> = Arc::default();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
+    let mut occupancy = Occupancy::default();
+    let mut report = PoolReport::default();
+    let mut deadline: Option<Instant> = None;
+    let maintenance = spawn_maintenance(queue.clone(), config.clone(), running.clone());
+    let mut batch: Vec<Finished> = Vec::new();
+
+    loop {
+        // Record every finished try that is ready, in one transaction.
+        while let Ok(f) = done_rx.try_recv() {
+            batch.push(f);
+        }
+        if !batch.is_empty() {
+            let completions: Vec<Completion> = batch.iter().map(|f| f.completion.clone()).collect();
+            if let Err(e) = storage.complete(&completions, now_ms()).await {
+                // The leases stay; if the database stays away they expire and
+                // the jobs run again elsewhere. Keep the batch and retry.
+                tracing::error!(%e, "recording finished jobs failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            let cfg = queue.config();
+            let mut held = running.lock().unwrap_or_else(|p| p.into_inner());
+            for f in batch.drain(..) {
+                held.remove(&f.completion.id);
+                occupancy.finish(&cfg.channels, &f.channel);
+                report.finished += 1;
+            }
+        }
+
+        let stopping = *stop.borrow();
+        if let Some(grace) = stopping {
+            let end = *deadline.get_or_insert_with(|| Instant::now() + grace);
+            let held: Vec<JobId> = running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .copied()
+                .collect();
+            if held.is_empty() {
+                break;
+            }
+            if Instant::now() >= end {
+                storage.release(&config.node, &held, now_ms()).await?;
+                report.released = held.len() as u64;
+                break;
+            }
+            tokio::select! {
+                Some(f) = done_rx.recv() => batch.push(f),
+                _ = tokio::time::sleep_until(end.into()) => {}
+            }
+            continue;
+        }
+
+        // Claim what the channels and the pool have room for.
+        let cfg = queue.config();
+        let in_flight = running.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let mut budget = occupancy.budget(&cfg.channels, Instant::now());
+        let room = (budget.total() as usize).min(config.concurrency.saturating_sub(in_flight));
+        if room > 0 {
+            let now = now_ms();
+            let request = ClaimRequest {
+                node: config.node.clone(),
+                worker: format!("{}/pool", config.node),
+                now,
+                lease_until: now + cfg.lease.as_millis() as i64,
+                limit: (room * 4).max(16) as u32,
+                full_channels: budget.full(),
+                sequential_channels: cfg.channels.sequential().map(str::to_string).collect(),
+            };
+            let candidates = storage.candidates(&request).await?;
+            let picks: Vec<JobId> = candidates
+                .into_iter()
+                .filter(|(_, channel)| budget.try_take(channel))
+                .take(room)
+                .map(|(id, _)| id)
+                .collect();
+            let started = storage.mark_started(&picks, &request).await?;
+            let moment = Instant::now();
+            for job in started {
+                occupancy.start(&cfg.channels, &job.channel, moment);
+                running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(job.id);
+                let retry = cfg.retry.get(&job.function).cloned().unwrap_or_default();
+                tokio::spawn(run_one(
+                    job,
+                    handlers.clone(),
+                    retry,
+                    config.node.clone(),
+                    done_tx.clone(),
+                ));
+            }
+            if !picks.is_empty() {
+                // More may be ready right away.
+                continue;
+            }
+        }
+
+        tokio::select! {
+            _ = queue.wake.notified() => {}
+            Some(f) = done_rx.recv() => batch.push(f),
+            _ = tokio::time::sleep(config.poll_interval) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    maintenance.abort();
+    Ok(report)
+}
+
+async fn run_one(
+    job: Job,
+    handlers: Arc<HashMap<String, Arc<dyn Handler>>>,
+    retry: super::retry::RetryPolicy,
+    node: String,
+    done: mpsc::UnboundedSender<Finished>,
+) {
+    let handled = match handlers.get(&job.function).cloned() {
+        Some(handler) => {
+            let job = job.clone();
+            // A panicking handler fails its try, not the pool.
+            match tokio::spawn(async move { handler.run(&job).await }).await {
+                Ok(h) => h,
+                Err(e) => Handled::failed(JobFailure::retry(
+                    "panic",
+                    format!("the job's handler panicked: {e}"),
+                )),
+            }
+        }
+        None => Handled::failed(JobFailure::fail(
+            "unknown-function",
+            format!(
+                "node {node} has no handler for job function {:?}",
+                job.function
+            ),
+        )),
+    };
+    let now = now_ms();
+    let outcome = match handled.result.unwrap_or(Ok(None)) {
+        Ok(result) => Outcome::Done { result },
+        Err(JobFailure::Fail { kind, message }) => Outcome::Failed { kind, message },
+        Err(JobFailure::Retry {
+            after,
+            count_try,
+            kind,
+            message,
+        }) => {
+            let tries = job.tries + u32::from(count_try);
+            if count_try && job.max_retries > 0 && tries >= job.max_retries {
+                Outcome::Failed {
+                    kind,
+                    message: format!("{message} (gave up after {tries} tries)"),
+                }
+            } else {
+                // The guest's own delay (retryable, rate-limited) sets the
+                // ETA; otherwise the function's policy, or a short pause for
+                // contention that did not count.
+                let wait = after.unwrap_or_else(|| {
+                    if count_try {
+                        retry.delay(tries, rand::random::<f64>())
+                    } else {
+                        Duration::from_millis(200)
+                    }
+                });
+                Outcome::Retry {
+                    eta: now + wait.as_millis() as i64,
+                    count_try,
+                    kind,
+                    message,
+                }
+            }
+        }
+    };
+    let _ = done.send(Finished {
+        channel: job.channel.clone(),
+        completion: Completion {
+            id: job.id,
+            outcome,
+            finished_at: now,
+            connector_digest: handled.connector_digest,
+            log: handled.log,
+            audit: handled.audit,
+        },
+    });
+}
+
+/// Heartbeats, the lease reaper and housekeeping, on their own timers.
+fn spawn_maintenance(
+    queue: Arc<Queue>,
+    config: PoolConfig,
+    running: Arc<Mutex<HashSet<JobId>>>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let storage = queue.storage().clone();
+        let lease = queue.config().lease;
+        let mut beat = tokio::time::interval((lease / 3).max(Duration::from_millis(50)));
+        let mut reap = tokio::time::interval(config.reap_interval);
+        let mut house = tokio::time::interval(config.housekeeping_interval);
+        loop {
+            tokio::select! {
+                _ = beat.tick() => {
+                    let held: Vec<JobId> = running.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+                    let until = now_ms() + queue.config().lease.as_millis() as i64;
+                    if let Err(e) = storage.heartbeat(&config.node, &held, until).await {
+                        tracing::warn!(%e, "renewing job leases failed");
+                    }
+                }
+                _ = reap.tick() => match storage.requeue_expired(now_ms()).await {
+                    Ok(ids) if !ids.is_empty() => {
+                        tracing::warn!(count = ids.len(), "jobs whose lease expired went back to the queue");
+                        queue.wake.notify_one();
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(%e, "returning expired leases failed"),
+                },
+                _ = house.tick() => {
+                    if let Some(retention) = config.retention {
+                        let before = now_ms() - retention.as_millis() as i64;
+                        loop {
+                            match storage.purge(before, config.purge_batch).await {
+                                Ok(n) if n == u64::from(config.purge_batch) => continue,
+                                Ok(_) => break,
+                                Err(e) => {
+                                    tracing::warn!(%e, "purging old jobs failed");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,558 @@
+//! The storage conformance suite, written against the `Storage` trait so
+//! every implementation runs the same checks. SQLite always runs; other
+//! databases join when their implementation lands.
+
+use std::sync::Arc;
+
+use junction_runtime::capabilities::egress::AuditEntry;
+use junction_runtime::host::{LogLevel, LogLine, LogSource};
+use junction_runtime::queue::job::{Completion, JobFilter, JobState, NewJob, Outcome, Parent};
+use junction_runtime::storage::sqlite::SqliteStorage;
+use junction_runtime::storage::{ClaimRequest, Storage, StorageError};
+
+/// Every storage implementation under test, each on a fresh database.
+async fn storages() -> Vec<(&'static str, Arc<dyn Storage>, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStorage::open(&dir.path().join("junction.db"))
+        .await
+        .unwrap();
+    vec![("sqlite", Arc::new(sqlite), dir)]
+}
+
+fn job(function: &str) -> NewJob {
+    NewJob {
+        function: function.to_string(),
+        args: "{}".to_string(),
+        backend: None,
+        priority: 10,
+        eta: 0,
+        channel: "root".to_string(),
+        identity_key: None,
+        max_retries: 3,
+        description: None,
+        parents: Vec::new(),
+    }
+}
+
+fn claim(now: i64) -> ClaimRequest {
+    ClaimRequest {
+        node: "node-a".into(),
+        worker: "w1".into(),
+        now,
+        lease_until: now + 1000,
+        limit: 100,
+        full_channels: Vec::new(),
+        sequential_channels: Vec::new(),
+    }
+}
+
+async fn start_all(s: &dyn Storage, now: i64) -> Vec<i64> {
+    let ids: Vec<i64> = s
+        .candidates(&claim(now))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    s.mark_started(&ids, &claim(now))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect()
+}
+
+fn done(id: i64) -> Completion {
+    Completion {
+        id,
+        outcome: Outcome::Done {
+            result: Some("\"ok\"".into()),
+        },
+        finished_at: 50,
+        connector_digest: Some("sha256:abc".into()),
+        log: Vec::new(),
+        audit: Vec::new(),
+    }
+}
+
+async fn state(s: &dyn Storage, id: i64) -> JobState {
+    s.job(id).await.unwrap().unwrap().state
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dir/junction.db");
+    let s = SqliteStorage::open(&path).await.unwrap();
+    assert_eq!(s.schema_version().await.unwrap(), 1);
+    s.enqueue(&[job("f")], 1).await.unwrap();
+    drop(s);
+    let s = SqliteStorage::open(&path).await.unwrap();
+    assert_eq!(s.schema_version().await.unwrap(), 1);
+    assert_eq!(s.jobs(&JobFilter::default()).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_database_that_cannot_be_created_is_named() {
+    let err = SqliteStorage::open(std::path::Path::new("/proc/junction/x.db"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("/proc/junction"), "{err}");
+}
+
+#[tokio::test]
+async fn jobs_round_trip() {
+    for (name, s, _dir) in storages().await {
+        let mut j = job("import-record");
+        j.args = r#"{"id":7}"#.into();
+        j.backend = Some("shop".into());
+        j.priority = 3;
+        j.eta = 42;
+        j.channel = "root.shop".into();
+        j.description = Some("import 7".into());
+        let out = s.enqueue(&[j], 5).await.unwrap();
+        let got = s.job(out[0].id).await.unwrap().unwrap();
+        assert_eq!(got.function, "import-record", "{name}");
+        assert_eq!(got.args, r#"{"id":7}"#);
+        assert_eq!(got.backend.as_deref(), Some("shop"));
+        assert_eq!((got.priority, got.eta, got.created_at), (3, 42, 5));
+        assert_eq!(got.channel, "root.shop");
+        assert_eq!(got.state, JobState::Pending);
+        assert_eq!(got.max_retries, 3);
+        assert!(s.job(9999).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn identity_keys_collapse_live_jobs_only() {
+    for (name, s, _dir) in storages().await {
+        let mut j = job("f");
+        j.identity_key = Some("k1".into());
+        let out = s.enqueue(&[j.clone(), j.clone()], 1).await.unwrap();
+        assert!(!out[0].deduplicated && out[1].deduplicated, "{name}");
+        assert_eq!(out[0].id, out[1].id);
+        let again = s.enqueue(&[j.clone()], 2).await.unwrap();
+        assert_eq!(again[0].id, out[0].id);
+        // Once the job started, a new one with the same key is a new job.
+        start_all(&*s, 10).await;
+        let fresh = s.enqueue(&[j], 11).await.unwrap();
+        assert!(!fresh[0].deduplicated);
+        assert_ne!(fresh[0].id, out[0].id);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_enqueues_of_one_key_create_one_job() {
+    for (name, s, _dir) in storages().await {
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let mut j = job("f");
+                    j.identity_key = Some("same".into());
+                    s.enqueue(&[j], 1).await.unwrap()[0].id
+                })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(t.await.unwrap());
+        }
+        ids.dedup();
+        assert_eq!(ids.len(), 1, "{name}");
+        assert_eq!(s.jobs(&JobFilter::default()).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn candidates_come_in_run_order_and_respect_eta() {
+    for (name, s, _dir) in storages().await {
+        let mut a = job("a");
+        a.priority = 5;
+        a.eta = 10;
+        let mut b = job("b");
+        b.priority = 1;
+        b.eta = 20;
+        let mut c = job("c");
+        c.priority = 5;
+        c.eta = 5;
+        let mut later = job("later");
+        later.eta = 1000;
+        let ids: Vec<i64> = s
+            .enqueue(&[a, b, c, later], 1)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        let got: Vec<i64> = s
+            .candidates(&claim(100))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(got, [ids[1], ids[2], ids[0]], "{name}");
+    }
+}
+
+#[tokio::test]
+async fn full_and_stopped_channels_are_skipped() {
+    for (name, s, _dir) in storages().await {
+        let mut shop = job("a");
+        shop.channel = "root.shop".into();
+        let mut orders = job("b");
+        orders.channel = "root.shop.orders".into();
+        let mut shopping = job("c");
+        shopping.channel = "root.shopping".into();
+        let mut crm = job("d");
+        crm.channel = "root.crm".into();
+        let ids: Vec<i64> = s
+            .enqueue(&[shop, orders, shopping, crm], 1)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        let mut req = claim(100);
+        req.full_channels = vec!["root.shop".into()];
+        let got: Vec<i64> = s
+            .candidates(&req)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(
+            got,
+            [ids[2], ids[3]],
+            "{name}: root.shop and root.shop.orders are full"
+        );
+
+        // A sequential channel stops while it holds a failed job.
+        let mut failed = job("e");
+        failed.channel = "root.crm".into();
+        let f = s.enqueue(&[failed], 2).await.unwrap()[0].id;
+        s.mark_started(&[f], &claim(100)).await.unwrap();
+        let mut c = done(f);
+        c.outcome = Outcome::Failed {
+            kind: "permanent".into(),
+            message: "no".into(),
+        };
+        s.complete(&[c], 101).await.unwrap();
+        let mut req = claim(100);
+        req.sequential_channels = vec!["root.crm".into()];
+        let got: Vec<i64> = s
+            .candidates(&req)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert!(
+            !got.contains(&ids[3]),
+            "{name}: root.crm is stopped by its failed job"
+        );
+    }
+}
+
+#[tokio::test]
+async fn mark_started_takes_only_pending_jobs() {
+    for (name, s, _dir) in storages().await {
+        let id = s.enqueue(&[job("f")], 1).await.unwrap()[0].id;
+        let first = s.mark_started(&[id], &claim(10)).await.unwrap();
+        assert_eq!(first.len(), 1, "{name}");
+        assert_eq!(first[0].state, JobState::Started);
+        assert_eq!(first[0].lease_until, Some(1010));
+        assert_eq!(first[0].node.as_deref(), Some("node-a"));
+        assert!(s.mark_started(&[id], &claim(11)).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn completions_record_outcomes_logs_and_audit() {
+    for (name, s, _dir) in storages().await {
+        let ids: Vec<i64> = s
+            .enqueue(&[job("a"), job("b"), job("c")], 1)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        start_all(&*s, 10).await;
+        let mut ok = done(ids[0]);
+        ok.log = vec![LogLine {
+            level: LogLevel::Info,
+            source: LogSource::Guest,
+            message: "hello".into(),
+        }];
+        ok.audit = vec![AuditEntry {
+            method: "GET".into(),
+            scheme: "https".into(),
+            host: "shop.example.com".into(),
+            port: 443,
+            path: "/p?x".into(),
+            status: Some(200),
+            denied: None,
+            error: None,
+            request_bytes: 0,
+            response_bytes: 10,
+            duration_ms: 3,
+        }];
+        let retry = Completion {
+            outcome: Outcome::Retry {
+                eta: 500,
+                count_try: true,
+                kind: "retryable".into(),
+                message: "later".into(),
+            },
+            ..done(ids[1])
+        };
+        let fail = Completion {
+            outcome: Outcome::Failed {
+                kind: "permanent".into(),
+                message: "broken".into(),
+            },
+            ..done(ids[2])
+        };
+        s.complete(&[ok, retry, fail], 50).await.unwrap();
+        let a = s.job(ids[0]).await.unwrap().unwrap();
+        assert_eq!((a.state, a.tries), (JobState::Done, 1), "{name}");
+        assert_eq!(a.result.as_deref(), Some("\"ok\""));
+        assert_eq!(a.connector_digest.as_deref(), Some("sha256:abc"));
+        assert_eq!(s.job_log(ids[0]).await.unwrap()[0].message, "hello");
+        assert_eq!(
+            s.job_audit(ids[0]).await.unwrap()[0].entry.host,
+            "shop.example.com"
+        );
+        let b = s.job(ids[1]).await.unwrap().unwrap();
+        assert_eq!((b.state, b.tries, b.eta), (JobState::Pending, 1, 500));
+        assert_eq!(b.error_message.as_deref(), Some("later"));
+        let c = s.job(ids[2]).await.unwrap().unwrap();
+        assert_eq!(
+            (c.state, c.error_kind.as_deref()),
+            (JobState::Failed, Some("permanent"))
+        );
+        // A report for a job that is no longer running is ignored.
+        s.complete(&[done(ids[2])], 60).await.unwrap();
+        assert_eq!(state(&*s, ids[2]).await, JobState::Failed);
+    }
+}
+
+#[tokio::test]
+async fn retries_that_do_not_count_keep_the_try_count() {
+    for (name, s, _dir) in storages().await {
+        let id = s.enqueue(&[job("f")], 1).await.unwrap()[0].id;
+        start_all(&*s, 10).await;
+        let c = Completion {
+            outcome: Outcome::Retry {
+                eta: 20,
+                count_try: false,
+                kind: "locked".into(),
+                message: "busy".into(),
+            },
+            ..done(id)
+        };
+        s.complete(&[c], 15).await.unwrap();
+        assert_eq!(s.job(id).await.unwrap().unwrap().tries, 0, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn dependencies_chain_group_fail_and_cancel() {
+    for (name, s, _dir) in storages().await {
+        // a → b, and c waits for both a and b (a group).
+        let mut b = job("b");
+        b.parents = vec![Parent::InBatch(0)];
+        let mut c = job("c");
+        c.parents = vec![Parent::InBatch(0), Parent::InBatch(1)];
+        let ids: Vec<i64> = s
+            .enqueue(&[job("a"), b, c], 1)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(
+            state(&*s, ids[1]).await,
+            JobState::WaitDependencies,
+            "{name}"
+        );
+        assert_eq!(s.parents(ids[2]).await.unwrap(), [ids[0], ids[1]]);
+        assert_eq!(start_all(&*s, 10).await, [ids[0]], "only a is ready");
+        s.complete(&[done(ids[0])], 20).await.unwrap();
+        assert_eq!(state(&*s, ids[1]).await, JobState::Pending);
+        assert_eq!(
+            state(&*s, ids[2]).await,
+            JobState::WaitDependencies,
+            "c still waits for b"
+        );
+        // b fails: c stays visibly waiting.
+        start_all(&*s, 30).await;
+        let fail = Completion {
+            outcome: Outcome::Failed {
+                kind: "permanent".into(),
+                message: "no".into(),
+            },
+            ..done(ids[1])
+        };
+        s.complete(&[fail], 40).await.unwrap();
+        assert_eq!(state(&*s, ids[2]).await, JobState::WaitDependencies);
+        // Requeue b, finish it: c becomes pending.
+        s.requeue(ids[1], 50).await.unwrap();
+        assert_eq!(s.job(ids[1]).await.unwrap().unwrap().tries, 0);
+        start_all(&*s, 60).await;
+        s.complete(&[done(ids[1])], 70).await.unwrap();
+        assert_eq!(state(&*s, ids[2]).await, JobState::Pending);
+
+        // Cancel cascades to every dependent, transitively.
+        let mut y = job("y");
+        y.parents = vec![Parent::InBatch(0)];
+        let mut z = job("z");
+        z.parents = vec![Parent::InBatch(1)];
+        let t: Vec<i64> = s
+            .enqueue(&[job("x"), y, z], 80)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        let mut cancelled = s.cancel(t[0], 90).await.unwrap();
+        cancelled.sort();
+        assert_eq!(cancelled, t);
+        let err = s.cancel(t[0], 91).await.unwrap_err();
+        assert!(matches!(err, StorageError::WrongState { .. }), "{err}");
+        // A parent marked done by hand releases its child.
+        let mut q = job("q");
+        q.parents = vec![Parent::InBatch(0)];
+        let m: Vec<i64> = s
+            .enqueue(&[job("p"), q], 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        s.mark_done(m[0], 110).await.unwrap();
+        assert_eq!(state(&*s, m[1]).await, JobState::Pending);
+        // A dependency on a job that does not exist is refused.
+        let mut orphan = job("o");
+        orphan.parents = vec![Parent::Stored(123456)];
+        assert!(matches!(
+            s.enqueue(&[orphan], 1).await,
+            Err(StorageError::MissingParent { .. })
+        ));
+    }
+}
+
+#[tokio::test]
+async fn expired_leases_return_to_the_queue_and_count_a_try() {
+    for (name, s, _dir) in storages().await {
+        let mut once = job("once");
+        once.max_retries = 1;
+        let ids: Vec<i64> = s
+            .enqueue(&[job("f"), once], 1)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        start_all(&*s, 10).await; // lease until 1010
+        assert!(s.requeue_expired(1000).await.unwrap().is_empty(), "{name}");
+        s.heartbeat("node-b", &ids, 5000).await.unwrap(); // another node's beat changes nothing
+        let mut back = s.requeue_expired(1011).await.unwrap();
+        back.sort();
+        assert_eq!(back, ids);
+        let f = s.job(ids[0]).await.unwrap().unwrap();
+        assert_eq!((f.state, f.tries), (JobState::Pending, 1));
+        assert_eq!(f.error_kind.as_deref(), Some("lease-expired"));
+        let once = s.job(ids[1]).await.unwrap().unwrap();
+        assert_eq!(once.state, JobState::Failed, "out of tries");
+        // A heartbeat keeps a running job's lease alive.
+        start_all(&*s, 2000).await;
+        s.heartbeat("node-a", &[ids[0]], 9000).await.unwrap();
+        assert!(s.requeue_expired(5000).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn released_jobs_go_back_without_counting() {
+    for (name, s, _dir) in storages().await {
+        let id = s.enqueue(&[job("f")], 1).await.unwrap()[0].id;
+        start_all(&*s, 10).await;
+        s.release("node-a", &[id], 20).await.unwrap();
+        let j = s.job(id).await.unwrap().unwrap();
+        assert_eq!((j.state, j.tries), (JobState::Pending, 0), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn purge_removes_old_finished_jobs_in_batches() {
+    for (name, s, _dir) in storages().await {
+        let specs: Vec<NewJob> = (0..5).map(|_| job("f")).collect();
+        let ids: Vec<i64> = s
+            .enqueue(&specs, 1)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        start_all(&*s, 10).await;
+        s.complete(&ids.iter().map(|id| done(*id)).collect::<Vec<_>>(), 50)
+            .await
+            .unwrap();
+        s.enqueue(&[job("live")], 60).await.unwrap();
+        assert_eq!(s.purge(51, 2).await.unwrap(), 2, "{name}");
+        assert_eq!(s.purge(51, 10).await.unwrap(), 3);
+        assert_eq!(s.purge(51, 10).await.unwrap(), 0);
+        let left = s.jobs(&JobFilter::default()).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].function, "live");
+    }
+}
+
+#[tokio::test]
+async fn listing_filters_and_counts() {
+    for (name, s, _dir) in storages().await {
+        let mut a = job("a");
+        a.channel = "root.shop".into();
+        a.backend = Some("shop".into());
+        s.enqueue(&[a, job("b"), job("b")], 1).await.unwrap();
+        let filter = JobFilter {
+            function: Some("b".into()),
+            ..JobFilter::default()
+        };
+        assert_eq!(s.jobs(&filter).await.unwrap().len(), 2, "{name}");
+        let filter = JobFilter {
+            backend: Some("shop".into()),
+            ..JobFilter::default()
+        };
+        assert_eq!(s.jobs(&filter).await.unwrap()[0].channel, "root.shop");
+        let filter = JobFilter {
+            state: Some(JobState::Done),
+            ..JobFilter::default()
+        };
+        assert!(s.jobs(&filter).await.unwrap().is_empty());
+        let page = s
+            .jobs(&JobFilter {
+                limit: 2,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 2);
+        let rest = s
+            .jobs(&JobFilter {
+                before: Some(page[1].id),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rest.len(), 1);
+        let counts = s.counts().await.unwrap();
+        let pending_root = counts
+            .iter()
+            .find(|c| c.channel == "root" && c.state == JobState::Pending)
+            .unwrap();
+        assert_eq!(pending_root.count, 2);
+    }
+}
