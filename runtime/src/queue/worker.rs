@@ -463,3 +463,66 @@ fn spawn_maintenance(
         }
     })
 }
+
+/// A handler from an async closure.
+pub struct FnHandler<F>(F);
+
+#[async_trait]
+impl<F, Fut> Handler for FnHandler<F>
+where
+    F: Fn(Job) -> Fut + Send + Sync,
+    Fut: Future<Output = Handled> + Send,
+{
+    async fn run(&self, job: &Job) -> Handled {
+        (self.0)(job.clone()).await
+    }
+}
+
+/// Wrap an async closure as a [`Handler`].
+pub fn handler_fn<F, Fut>(f: F) -> Arc<dyn Handler>
+where
+    F: Fn(Job) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Handled> + Send + 'static,
+{
+    Arc::new(FnHandler(f))
+}
+
+/// The built-in job functions every node knows: `junction.noop` (does
+/// nothing; for benchmarks and smoke tests) and `junction.sleep`
+/// (`{"ms": N}`: waits N milliseconds).
+pub fn builtins() -> Vec<(&'static str, Arc<dyn Handler>)> {
+    vec![
+        (
+            "junction.noop",
+            handler_fn(|_job| async { Handled::done(None) }),
+        ),
+        (
+            "junction.sleep",
+            handler_fn(|job| async move {
+                let ms = serde_json::from_str::<serde_json::Value>(&job.args)
+                    .ok()
+                    .and_then(|v| v.get("ms").and_then(serde_json::Value::as_u64));
+                match ms {
+                    Some(ms) => {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        Handled::done(None)
+                    }
+                    None => Handled::failed(JobFailure::fail(
+                        "invalid-args",
+                        "junction.sleep needs {\"ms\": <milliseconds>}",
+                    )),
+                }
+            }),
+        ),
+    ]
+}
+
+impl WorkerPool {
+    /// Register the built-in functions (see [`builtins`]).
+    pub fn with_builtins(mut self) -> Self {
+        for (name, handler) in builtins() {
+            self.register(name, handler);
+        }
+        self
+    }
+}

@@ -5,6 +5,7 @@
 mod cache;
 mod egress;
 mod inspect;
+mod queue;
 mod sandbox;
 mod storage;
 mod support;

@@ -1,0 +1,465 @@
+//! The job queue with its worker pool: validation, channels, retries,
+//! dependencies, leases and shutdown, on SQLite.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use junction_runtime::queue::job::{JobFilter, JobState, Parent};
+use junction_runtime::queue::worker::{Handled, JobFailure, PoolConfig, WorkerPool, handler_fn};
+use junction_runtime::queue::{JobSpec, Queue, QueueConfig, QueueError};
+use junction_runtime::storage::Storage;
+use junction_runtime::storage::sqlite::SqliteStorage;
+use serde_json::json;
+
+async fn queue_with(config: QueueConfig) -> (Arc<Queue>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = SqliteStorage::open(&dir.path().join("q.db")).await.unwrap();
+    let queue = Queue::new(Arc::new(storage), config);
+    (queue, dir)
+}
+
+fn fast_pool() -> PoolConfig {
+    PoolConfig {
+        node: "test-node".into(),
+        concurrency: 8,
+        poll_interval: Duration::from_millis(20),
+        reap_interval: Duration::from_millis(50),
+        ..PoolConfig::default()
+    }
+}
+
+/// Wait until no job is pending, waiting or running (bounded).
+async fn drain(queue: &Queue) {
+    for _ in 0..500 {
+        let counts = queue.storage().counts().await.unwrap();
+        if counts.iter().all(|c| c.state.is_final() || c.count == 0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "jobs did not finish: {:?}",
+        queue.storage().counts().await.unwrap()
+    );
+}
+
+async fn job_states(storage: &dyn Storage) -> Vec<JobState> {
+    let mut jobs = storage
+        .jobs(&JobFilter {
+            limit: 10_000,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    jobs.sort_by_key(|j| j.id);
+    jobs.into_iter().map(|j| j.state).collect()
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_nothing_is_stored() {
+    let (queue, _dir) = queue_with(QueueConfig::default()).await;
+    queue.register_function("f");
+    let good = JobSpec::new("f", json!({}));
+    let cases: Vec<(JobSpec, &str)> = vec![
+        (JobSpec::new("nope", json!({})), "no worker knows"),
+        (JobSpec::new("f", json!([1])), "JSON object"),
+        (
+            JobSpec::new("f", json!({})).channel("shop"),
+            "start with `root`",
+        ),
+        (JobSpec::new("f", json!({})).channel("root..x"), "channel"),
+        (
+            JobSpec {
+                request: junction_runtime::model::JobRequest {
+                    eta: Some("next tuesday".into()),
+                    ..good.request.clone()
+                },
+                ..JobSpec::default()
+            },
+            "RFC 3339",
+        ),
+        (
+            JobSpec {
+                request: junction_runtime::model::JobRequest {
+                    eta: Some("1960-01-01T00:00:00Z".into()),
+                    ..good.request.clone()
+                },
+                ..JobSpec::default()
+            },
+            "before 1970",
+        ),
+        (
+            JobSpec::new("f", json!({ "blob": "x".repeat(300_000) })),
+            "over the limit",
+        ),
+        (
+            JobSpec::new("f", json!({})).after(Parent::InBatch(5)),
+            "does not come before it",
+        ),
+    ];
+    for (bad, needle) in cases {
+        let err = queue.enqueue_batch(&[good.clone(), bad]).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                QueueError::Invalid { index: 1, .. } | QueueError::UnknownFunction { index: 1, .. }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+    }
+    assert!(
+        job_states(&**queue.storage()).await.is_empty(),
+        "nothing half-enqueued"
+    );
+    let err = queue.reload_channels("root:0").unwrap_err();
+    assert!(err.to_string().contains("root:0"), "{err}");
+}
+
+#[tokio::test]
+async fn the_pool_runs_jobs_to_done() {
+    let (queue, _dir) = queue_with(QueueConfig::default()).await;
+    let mut pool = WorkerPool::new(queue.clone(), fast_pool()).with_builtins();
+    pool.register(
+        "echo",
+        handler_fn(|job| async move { Handled::done(Some(job.args)) }),
+    );
+    let handle = pool.start();
+    let specs: Vec<JobSpec> = (0..50)
+        .map(|i| JobSpec::new("echo", json!({ "n": i })))
+        .collect();
+    let ids = queue.enqueue_batch(&specs).await.unwrap();
+    drain(&queue).await;
+    let job = queue.storage().job(ids[7].id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Done);
+    assert_eq!(job.result.as_deref(), Some(r#"{"n":7}"#));
+    assert_eq!(job.node.as_deref(), Some("test-node"));
+    assert_eq!(job.tries, 1);
+    let report = handle.shutdown(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(report.finished, 50);
+}
+
+/// A handler that records the most jobs it saw running at once.
+fn counting(
+    running: Arc<AtomicU32>,
+    peak: Arc<AtomicU32>,
+    ms: u64,
+) -> Arc<dyn junction_runtime::queue::worker::Handler> {
+    handler_fn(move |_job| {
+        let (running, peak) = (running.clone(), peak.clone());
+        async move {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            running.fetch_sub(1, Ordering::SeqCst);
+            Handled::done(None)
+        }
+    })
+}
+
+#[tokio::test]
+async fn channel_capacities_hold_and_reload_without_restart() {
+    let mut config = QueueConfig::default();
+    config.channels =
+        junction_runtime::queue::channels::ChannelConfig::parse("root:4, root.shop:1").unwrap();
+    let (queue, _dir) = queue_with(config).await;
+    let (running, peak) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let mut pool = WorkerPool::new(queue.clone(), fast_pool());
+    pool.register("work", counting(running.clone(), peak.clone(), 30));
+    let handle = pool.start();
+    let specs: Vec<JobSpec> = (0..8)
+        .map(|_| JobSpec::new("work", json!({})).channel("root.shop.orders"))
+        .collect();
+    queue.enqueue_batch(&specs).await.unwrap();
+    drain(&queue).await;
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        1,
+        "root.shop.orders counts against root.shop:1"
+    );
+
+    queue.reload_channels("root:4, root.shop:3").unwrap();
+    peak.store(0, Ordering::SeqCst);
+    queue.enqueue_batch(&specs).await.unwrap();
+    drain(&queue).await;
+    assert_eq!(peak.load(Ordering::SeqCst), 3);
+    handle.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn failures_retry_then_succeed_or_give_up() {
+    let (queue, _dir) = queue_with(QueueConfig::default()).await;
+    let attempts = Arc::new(AtomicU32::new(0));
+    let a = attempts.clone();
+    let mut pool = WorkerPool::new(queue.clone(), fast_pool());
+    pool.register(
+        "flaky",
+        handler_fn(move |_job| {
+            let a = a.clone();
+            async move {
+                if a.fetch_add(1, Ordering::SeqCst) < 2 {
+                    Handled::failed(JobFailure::Retry {
+                        after: Some(Duration::ZERO),
+                        count_try: true,
+                        kind: "retryable".into(),
+                        message: "try later".into(),
+                    })
+                } else {
+                    Handled::done(None)
+                }
+            }
+        }),
+    );
+    pool.register(
+        "broken",
+        handler_fn(|_job| async {
+            Handled::failed(JobFailure::Retry {
+                after: Some(Duration::ZERO),
+                count_try: true,
+                kind: "retryable".into(),
+                message: "still down".into(),
+            })
+        }),
+    );
+    pool.register(
+        "permanent",
+        handler_fn(|_job| async { Handled::failed(JobFailure::fail("permanent", "bad record")) }),
+    );
+    let handle = pool.start();
+    let ids = queue
+        .enqueue_batch(&[
+            JobSpec::new("flaky", json!({})),
+            JobSpec::new("broken", json!({})).max_retries(2),
+            JobSpec::new("permanent", json!({})),
+        ])
+        .await
+        .unwrap();
+    drain(&queue).await;
+    let s = queue.storage();
+    let flaky = s.job(ids[0].id).await.unwrap().unwrap();
+    assert_eq!((flaky.state, flaky.tries), (JobState::Done, 3));
+    let broken = s.job(ids[1].id).await.unwrap().unwrap();
+    assert_eq!((broken.state, broken.tries), (JobState::Failed, 2));
+    assert!(
+        broken
+            .error_message
+            .unwrap()
+            .contains("gave up after 2 tries")
+    );
+    let permanent = s.job(ids[2].id).await.unwrap().unwrap();
+    assert_eq!((permanent.state, permanent.tries), (JobState::Failed, 1));
+    assert_eq!(permanent.error_kind.as_deref(), Some("permanent"));
+    handle.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_guests_delay_sets_the_next_eta() {
+    let (queue, _dir) = queue_with(QueueConfig::default()).await;
+    let mut pool = WorkerPool::new(queue.clone(), fast_pool());
+    pool.register(
+        "limited",
+        handler_fn(|_job| async {
+            Handled::failed(JobFailure::Retry {
+                after: Some(Duration::from_secs(60)),
+                count_try: true,
+                kind: "rate-limited".into(),
+                message: "slow down".into(),
+            })
+        }),
+    );
+    let handle = pool.start();
+    let before = junction_runtime::queue::now_ms();
+    let id = queue
+        .enqueue(JobSpec::new("limited", json!({})))
+        .await
+        .unwrap()
+        .id;
+    for _ in 0..200 {
+        if queue.storage().job(id).await.unwrap().unwrap().tries == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let job = queue.storage().job(id).await.unwrap().unwrap();
+    assert_eq!((job.state, job.tries), (JobState::Pending, 1));
+    assert!(
+        job.eta >= before + 60_000,
+        "eta {} should be a minute out",
+        job.eta - before
+    );
+    assert_eq!(job.error_kind.as_deref(), Some("rate-limited"));
+    handle.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn dependencies_run_in_order() {
+    let (queue, _dir) = queue_with(QueueConfig::default()).await;
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let o = order.clone();
+    let mut pool = WorkerPool::new(queue.clone(), fast_pool());
+    pool.register(
+        "step",
+        handler_fn(move |job| {
+            let o = o.clone();
+            async move {
+                o.lock().unwrap().push(job.args.clone());
+                Handled::done(None)
+            }
+        }),
+    );
+    let handle = pool.start();
+    queue
+        .enqueue_batch(&[
+            JobSpec::new("step", json!({"n": "c"}))
+                .after(Parent::InBatch(1))
+                .after(Parent::InBatch(2)),
+            JobSpec::new("step", json!({"n": "a"})),
+            JobSpec::new("step", json!({"n": "b"})).after(Parent::InBatch(1)),
+        ])
+        .await
+        .unwrap_err();
+    // Parents come first in a batch; the error above says so. In order:
+    queue
+        .enqueue_batch(&[
+            JobSpec::new("step", json!({"n": "a"})),
+            JobSpec::new("step", json!({"n": "b"})).after(Parent::InBatch(0)),
+            JobSpec::new("step", json!({"n": "c"}))
+                .after(Parent::InBatch(0))
+                .after(Parent::InBatch(1)),
+        ])
+        .await
+        .unwrap();
+    drain(&queue).await;
+    assert_eq!(
+        *order.lock().unwrap(),
+        [r#"{"n":"a"}"#, r#"{"n":"b"}"#, r#"{"n":"c"}"#]
+    );
+    handle.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_sequential_channel_stops_at_a_failed_job() {
+    let mut config = QueueConfig::default();
+    config.channels =
+        junction_runtime::queue::channels::ChannelConfig::parse("root:4, root.orders:1:sequential")
+            .unwrap();
+    let (queue, _dir) = queue_with(config).await;
+    let mut pool = WorkerPool::new(queue.clone(), fast_pool());
+    pool.register(
+        "order",
+        handler_fn(|job| async move {
+            if job.args.contains("bad") {
+                Handled::failed(JobFailure::fail("permanent", "bad order"))
+            } else {
+                Handled::done(None)
+            }
+        }),
+    );
+    let handle = pool.start();
+    let ids = queue
+        .enqueue_batch(&[
+            JobSpec::new("order", json!({"o": "bad"}))
+                .channel("root.orders")
+                .priority(1),
+            JobSpec::new("order", json!({"o": "next"}))
+                .channel("root.orders")
+                .priority(2),
+        ])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = queue.storage();
+    assert_eq!(
+        s.job(ids[0].id).await.unwrap().unwrap().state,
+        JobState::Failed
+    );
+    assert_eq!(
+        s.job(ids[1].id).await.unwrap().unwrap().state,
+        JobState::Pending,
+        "stopped behind the failure"
+    );
+    queue.mark_done(ids[0].id).await.unwrap();
+    drain(&queue).await;
+    assert_eq!(
+        s.job(ids[1].id).await.unwrap().unwrap().state,
+        JobState::Done
+    );
+    handle.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_short_jobs_and_releases_long_ones() {
+    let (queue, _dir) = queue_with(QueueConfig::default()).await;
+    let handle = WorkerPool::new(queue.clone(), fast_pool())
+        .with_builtins()
+        .start();
+    let ids = queue
+        .enqueue_batch(&[
+            JobSpec::new("junction.sleep", json!({"ms": 100})),
+            JobSpec::new("junction.sleep", json!({"ms": 60_000})),
+        ])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let report = handle.shutdown(Duration::from_millis(400)).await.unwrap();
+    assert_eq!((report.finished, report.released), (1, 1));
+    let s = queue.storage();
+    assert_eq!(
+        s.job(ids[0].id).await.unwrap().unwrap().state,
+        JobState::Done
+    );
+    let long = s.job(ids[1].id).await.unwrap().unwrap();
+    assert_eq!(
+        (long.state, long.tries),
+        (JobState::Pending, 0),
+        "released without counting a try"
+    );
+}
+
+#[tokio::test]
+async fn jobs_of_a_dead_node_come_back_when_the_lease_expires() {
+    let config = QueueConfig {
+        lease: Duration::from_millis(300),
+        ..QueueConfig::default()
+    };
+    let (queue, _dir) = queue_with(config).await;
+    queue.register_function("junction.noop");
+    let id = queue
+        .enqueue(JobSpec::new("junction.noop", json!({})))
+        .await
+        .unwrap()
+        .id;
+    // Another node takes the job and dies without a word.
+    let now = junction_runtime::queue::now_ms();
+    let request = junction_runtime::storage::ClaimRequest {
+        node: "dead-node".into(),
+        worker: "w".into(),
+        now,
+        lease_until: now + 300,
+        limit: 1,
+        full_channels: Vec::new(),
+        sequential_channels: Vec::new(),
+    };
+    assert_eq!(
+        queue
+            .storage()
+            .mark_started(&[id], &request)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let handle = WorkerPool::new(queue.clone(), fast_pool())
+        .with_builtins()
+        .start();
+    drain(&queue).await;
+    let job = queue.storage().job(id).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state, job.tries),
+        (JobState::Done, 2),
+        "the lost try counts"
+    );
+    assert_eq!(job.node.as_deref(), Some("test-node"));
+    handle.shutdown(Duration::from_secs(1)).await.unwrap();
+}
