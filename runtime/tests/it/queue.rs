@@ -19,6 +19,13 @@ async fn queue_with(config: QueueConfig) -> (Arc<Queue>, tempfile::TempDir) {
     (queue, dir)
 }
 
+fn channels(text: &str) -> QueueConfig {
+    QueueConfig {
+        channels: junction_runtime::queue::channels::ChannelConfig::parse(text).unwrap(),
+        ..QueueConfig::default()
+    }
+}
+
 fn fast_pool() -> PoolConfig {
     PoolConfig {
         node: "test-node".into(),
@@ -160,9 +167,7 @@ fn counting(
 
 #[tokio::test]
 async fn channel_capacities_hold_and_reload_without_restart() {
-    let mut config = QueueConfig::default();
-    config.channels =
-        junction_runtime::queue::channels::ChannelConfig::parse("root:4, root.shop:1").unwrap();
+    let config = channels("root:4, root.shop:1");
     let (queue, _dir) = queue_with(config).await;
     let (running, peak) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
     let mut pool = WorkerPool::new(queue.clone(), fast_pool());
@@ -340,10 +345,7 @@ async fn dependencies_run_in_order() {
 
 #[tokio::test]
 async fn a_sequential_channel_stops_at_a_failed_job() {
-    let mut config = QueueConfig::default();
-    config.channels =
-        junction_runtime::queue::channels::ChannelConfig::parse("root:4, root.orders:1:sequential")
-            .unwrap();
+    let config = channels("root:4, root.orders:1:sequential");
     let (queue, _dir) = queue_with(config).await;
     let mut pool = WorkerPool::new(queue.clone(), fast_pool());
     pool.register(
