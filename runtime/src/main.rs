@@ -31,6 +31,42 @@ enum Command {
         #[command(subcommand)]
         command: ConnectorCommand,
     },
+    /// Work with the job queue.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Run a worker pool on a database until stopped (SIGINT or SIGTERM).
+    ///
+    /// Runs the built-in job functions (`junction.noop`, `junction.sleep`).
+    /// On SIGINT/SIGTERM it stops claiming, lets running jobs finish within
+    /// the grace period and gives the rest back to the queue. If the process
+    /// is killed instead, its jobs return to the queue when their lease
+    /// expires, and the lost try counts.
+    Work {
+        /// The SQLite database file.
+        #[arg(long, default_value = "junction-data/junction.db")]
+        database: PathBuf,
+        /// Jobs running at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Channel capacities, e.g. "root:4, root.shop:2, root.shop.orders:1:sequential".
+        #[arg(long, default_value = "root:4")]
+        channels: String,
+        /// How long a started job's lease lasts without a heartbeat.
+        #[arg(long, default_value_t = 30_000)]
+        lease_ms: u64,
+        /// How long running jobs may take to finish on shutdown.
+        #[arg(long, default_value_t = 30_000)]
+        grace_ms: u64,
+        /// This node's name in job records (default: hostname-pid).
+        #[arg(long)]
+        node: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -90,6 +126,70 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Ok(())
             }
+            Command::Queue {
+                command:
+                    QueueCommand::Work {
+                        database,
+                        concurrency,
+                        channels,
+                        lease_ms,
+                        grace_ms,
+                        node,
+                    },
+            } => work(database, concurrency, &channels, lease_ms, grace_ms, node).await,
         }
     })
+}
+
+async fn work(
+    database: PathBuf,
+    concurrency: usize,
+    channels: &str,
+    lease_ms: u64,
+    grace_ms: u64,
+    node: Option<String>,
+) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use junction_runtime::queue::channels::ChannelConfig;
+    use junction_runtime::queue::worker::{PoolConfig, WorkerPool, default_node_name};
+    use junction_runtime::queue::{Queue, QueueConfig};
+    use junction_runtime::storage::sqlite::SqliteStorage;
+
+    anyhow::ensure!(concurrency > 0, "--concurrency must be at least 1");
+    anyhow::ensure!(lease_ms >= 100, "--lease-ms must be at least 100");
+    let channels = ChannelConfig::parse(channels)?;
+    let storage = SqliteStorage::open(&database).await?;
+    let lease = Duration::from_millis(lease_ms);
+    let queue = Queue::new(
+        Arc::new(storage),
+        QueueConfig {
+            channels,
+            lease,
+            ..QueueConfig::default()
+        },
+    );
+    let pool = WorkerPool::new(
+        queue,
+        PoolConfig {
+            node: node.unwrap_or_else(default_node_name),
+            concurrency,
+            reap_interval: (lease / 2).max(Duration::from_millis(50)),
+            ..PoolConfig::default()
+        },
+    )
+    .with_builtins()
+    .start();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    let report = pool.shutdown(Duration::from_millis(grace_ms)).await?;
+    eprintln!(
+        "stopped: {} jobs finished, {} given back to the queue",
+        report.finished, report.released
+    );
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! `junction-test-artifacts`.
 
 mod cache;
+mod crash;
 mod egress;
 mod inspect;
 mod queue;
