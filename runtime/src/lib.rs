@@ -7,6 +7,7 @@
 
 pub mod capabilities;
 pub mod error;
+pub mod events;
 pub mod host;
 pub mod inspect;
 pub mod limits;

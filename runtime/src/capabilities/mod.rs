@@ -25,6 +25,7 @@ pub mod log;
 pub mod memory;
 pub mod records;
 pub mod state;
+pub mod stored;
 
 use std::sync::Arc;
 

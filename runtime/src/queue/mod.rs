@@ -7,6 +7,7 @@
 pub mod channels;
 pub mod job;
 pub mod retry;
+pub mod testing;
 pub mod worker;
 
 use std::collections::{HashMap, HashSet};

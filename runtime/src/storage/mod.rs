@@ -12,6 +12,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 
+use crate::model::{Event, LocalRecord};
 use crate::queue::job::{
     Completion, Enqueued, Job, JobAuditEntry, JobFilter, JobId, JobLogLine, JobState, NewJob,
 };
@@ -42,6 +43,15 @@ pub enum StorageError {
     },
     #[error("job {child} depends on {parent}, which does not exist")]
     MissingParent { child: usize, parent: JobId },
+    #[error("record {model} {id} is at version {found}, not {expected}; read it again and retry")]
+    VersionConflict {
+        model: String,
+        id: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error("{0}")]
+    Rejected(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -67,6 +77,29 @@ pub struct StateCount {
     pub state: JobState,
     pub channel: String,
     pub count: i64,
+}
+
+/// A change to a local record, as the synchronizer or an operator makes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordWrite {
+    pub model: String,
+    pub id: String,
+    /// A JSON object, as text.
+    pub data: String,
+    /// Refuse the write unless the record is at this version (0 = must not
+    /// exist yet); `None` writes whatever is there.
+    pub expected_version: Option<u64>,
+    /// The backend an import came from, so its listeners do not export the
+    /// change straight back to it.
+    pub origin_backend: Option<String>,
+}
+
+/// An event waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub event: Event,
+    pub created_at: i64,
 }
 
 /// The storage boundary. Every method is one transaction.
@@ -131,4 +164,80 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Delete done and cancelled jobs finished before `before`, at most
     /// `batch` of them; returns how many were deleted.
     async fn purge(&self, before: i64, batch: u32) -> Result<u64, StorageError>;
+
+    /// Create or update a local record and put its `record-created` or
+    /// `record-written` event (with the changed top-level fields) in the
+    /// outbox, in one transaction. An update that changes nothing stores
+    /// nothing and returns `None`.
+    async fn put_record(
+        &self,
+        write: &RecordWrite,
+        now: i64,
+    ) -> Result<Option<(LocalRecord, StoredEvent)>, StorageError>;
+
+    /// Delete a local record and put its `record-deleted` event in the
+    /// outbox. `None` when there was no such record.
+    async fn delete_record(
+        &self,
+        model: &str,
+        id: &str,
+        origin_backend: Option<&str>,
+        now: i64,
+    ) -> Result<Option<StoredEvent>, StorageError>;
+
+    async fn record(&self, model: &str, id: &str) -> Result<Option<LocalRecord>, StorageError>;
+
+    /// Records of a model in id order, after `after` when given.
+    async fn records(
+        &self,
+        model: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<LocalRecord>, StorageError>;
+
+    /// Put a custom event in the outbox.
+    async fn emit(&self, event: &Event, now: i64) -> Result<StoredEvent, StorageError>;
+
+    /// Outbox events not dispatched yet, oldest first.
+    async fn undispatched(&self, limit: u32) -> Result<Vec<StoredEvent>, StorageError>;
+
+    /// Enqueue the jobs an event caused and mark it dispatched, in one
+    /// transaction: an event's jobs exist exactly once, or not yet.
+    async fn dispatch(
+        &self,
+        event_id: i64,
+        jobs: &[NewJob],
+        now: i64,
+    ) -> Result<Vec<Enqueued>, StorageError>;
+
+    async fn binding_to_local(
+        &self,
+        backend: &str,
+        model: &str,
+        external_id: &str,
+    ) -> Result<Option<String>, StorageError>;
+    async fn binding_to_external(
+        &self,
+        backend: &str,
+        model: &str,
+        local_id: &str,
+    ) -> Result<Option<String>, StorageError>;
+    /// Bind the pair; `Rejected` when either id is bound to another.
+    async fn bind(
+        &self,
+        backend: &str,
+        model: &str,
+        external_id: &str,
+        local_id: &str,
+        sync_date: i64,
+    ) -> Result<(), StorageError>;
+
+    async fn state_get(&self, backend: &str, key: &str) -> Result<Option<String>, StorageError>;
+    async fn state_set(
+        &self,
+        backend: &str,
+        key: &str,
+        value: &str,
+        now: i64,
+    ) -> Result<(), StorageError>;
 }

@@ -19,8 +19,9 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::migrate::{self, Migration};
-use super::{ClaimRequest, StateCount, Storage, StorageError};
+use super::{ClaimRequest, RecordWrite, StateCount, Storage, StorageError, StoredEvent};
 use crate::capabilities::egress::AuditEntry;
+use crate::model::{Event, LocalRecord};
 use crate::queue::job::{
     Completion, Enqueued, Job, JobAuditEntry, JobFilter, JobId, JobLogLine, JobState, NewJob,
     Outcome, Parent,
@@ -183,51 +184,145 @@ async fn release_children(
     Ok(())
 }
 
-#[async_trait]
-impl Storage for SqliteStorage {
-    async fn enqueue(&self, jobs: &[NewJob], now: i64) -> Result<Vec<Enqueued>, StorageError> {
-        let mut tx = self.writer.begin_with(BEGIN).await?;
-        let mut out: Vec<Enqueued> = Vec::with_capacity(jobs.len());
-        for (index, job) in jobs.iter().enumerate() {
-            let mut parent_ids = Vec::with_capacity(job.parents.len());
-            for parent in &job.parents {
-                let id = match parent {
-                    Parent::Stored(id) => *id,
-                    Parent::InBatch(i) if *i < index => out[*i].id,
-                    Parent::InBatch(i) => {
-                        return Err(StorageError::MissingParent {
-                            child: index,
-                            parent: *i as JobId,
-                        });
-                    }
-                };
-                parent_ids.push(id);
-            }
-            // A parent that is done no longer holds its child back.
-            let mut waiting = 0i64;
-            for id in &parent_ids {
-                let state: Option<String> =
-                    sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                match state.as_deref() {
-                    None => {
-                        return Err(StorageError::MissingParent {
-                            child: index,
-                            parent: *id,
-                        });
-                    }
-                    Some("done") => {}
-                    Some(_) => waiting += 1,
+/// Unix milliseconds as RFC 3339 (UTC).
+pub(crate) fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn record_from_row(row: &SqliteRow) -> Result<LocalRecord, sqlx::Error> {
+    Ok(LocalRecord {
+        model: row.try_get("model")?,
+        id: row.try_get("id")?,
+        data: row.try_get("data")?,
+        version: row.try_get::<i64, _>("version")? as u64,
+        updated_at: rfc3339(row.try_get("updated_at")?),
+    })
+}
+
+fn event_from_row(row: &SqliteRow) -> Result<StoredEvent, sqlx::Error> {
+    let fields: String = row.try_get("changed_fields")?;
+    Ok(StoredEvent {
+        id: row.try_get("id")?,
+        created_at: row.try_get("created_at")?,
+        event: Event {
+            name: row.try_get("name")?,
+            model: row.try_get("model")?,
+            local_id: row.try_get("local_id")?,
+            changed_fields: serde_json::from_str(&fields)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            payload: row.try_get("payload")?,
+            origin_backend: row.try_get("origin_backend")?,
+        },
+    })
+}
+
+async fn outbox_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    event: &Event,
+    now: i64,
+) -> Result<StoredEvent, StorageError> {
+    let fields = serde_json::to_string(&event.changed_fields).unwrap_or_else(|_| "[]".into());
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO outbox (name, model, local_id, changed_fields, payload, origin_backend, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(&event.name)
+    .bind(&event.model)
+    .bind(&event.local_id)
+    .bind(fields)
+    .bind(&event.payload)
+    .bind(&event.origin_backend)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(StoredEvent {
+        id,
+        event: event.clone(),
+        created_at: now,
+    })
+}
+
+/// Top-level fields that differ between two JSON objects.
+fn changed_fields(
+    old: &serde_json::Map<String, serde_json::Value>,
+    new: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<String> {
+    let mut fields: Vec<String> = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .chain(old.keys().filter(|k| !new.contains_key(*k)).cloned())
+        .collect();
+    fields.sort();
+    fields
+}
+
+fn json_object(
+    text: &str,
+    what: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, StorageError> {
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(StorageError::Rejected(format!(
+            "{what} must be a JSON object"
+        ))),
+        Err(e) => Err(StorageError::Rejected(format!("{what} is not JSON: {e}"))),
+    }
+}
+
+/// Insert a batch of jobs inside an open transaction (shared by enqueue and
+/// event dispatch, so an event's jobs commit with its processed mark).
+async fn enqueue_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    jobs: &[NewJob],
+    now: i64,
+) -> Result<Vec<Enqueued>, StorageError> {
+    let mut out: Vec<Enqueued> = Vec::with_capacity(jobs.len());
+    for (index, job) in jobs.iter().enumerate() {
+        let mut parent_ids = Vec::with_capacity(job.parents.len());
+        for parent in &job.parents {
+            let id = match parent {
+                Parent::Stored(id) => *id,
+                Parent::InBatch(i) if *i < index => out[*i].id,
+                Parent::InBatch(i) => {
+                    return Err(StorageError::MissingParent {
+                        child: index,
+                        parent: *i as JobId,
+                    });
                 }
-            }
-            let state = if waiting > 0 {
-                "wait_dependencies"
-            } else {
-                "pending"
             };
-            let inserted: Option<i64> = sqlx::query_scalar(
+            parent_ids.push(id);
+        }
+        // A parent that is done no longer holds its child back.
+        let mut waiting = 0i64;
+        for id in &parent_ids {
+            let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            match state.as_deref() {
+                None => {
+                    return Err(StorageError::MissingParent {
+                        child: index,
+                        parent: *id,
+                    });
+                }
+                Some("done") => {}
+                Some(_) => waiting += 1,
+            }
+        }
+        let state = if waiting > 0 {
+            "wait_dependencies"
+        } else {
+            "pending"
+        };
+        let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO jobs (function, args, backend, state, priority, eta, channel, identity_key,
                                    max_retries, description, pending_parents, created_at)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -246,39 +341,47 @@ impl Storage for SqliteStorage {
             .bind(&job.description)
             .bind(waiting)
             .bind(now)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
-            match inserted {
-                Some(id) => {
-                    for parent in &parent_ids {
-                        sqlx::query(
-                            "INSERT OR IGNORE INTO job_dependencies (parent, child) VALUES (?, ?)",
-                        )
-                        .bind(parent)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    out.push(Enqueued {
-                        id,
-                        deduplicated: false,
-                    });
-                }
-                None => {
-                    let id: i64 = sqlx::query_scalar(
-                        "SELECT id FROM jobs WHERE identity_key = ?
-                           AND state IN ('wait_dependencies', 'pending', 'enqueued')",
+        match inserted {
+            Some(id) => {
+                for parent in &parent_ids {
+                    sqlx::query(
+                        "INSERT OR IGNORE INTO job_dependencies (parent, child) VALUES (?, ?)",
                     )
-                    .bind(&job.identity_key)
-                    .fetch_one(&mut *tx)
+                    .bind(parent)
+                    .bind(id)
+                    .execute(&mut **tx)
                     .await?;
-                    out.push(Enqueued {
-                        id,
-                        deduplicated: true,
-                    });
                 }
+                out.push(Enqueued {
+                    id,
+                    deduplicated: false,
+                });
+            }
+            None => {
+                let id: i64 = sqlx::query_scalar(
+                    "SELECT id FROM jobs WHERE identity_key = ?
+                           AND state IN ('wait_dependencies', 'pending', 'enqueued')",
+                )
+                .bind(&job.identity_key)
+                .fetch_one(&mut **tx)
+                .await?;
+                out.push(Enqueued {
+                    id,
+                    deduplicated: true,
+                });
             }
         }
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    async fn enqueue(&self, jobs: &[NewJob], now: i64) -> Result<Vec<Enqueued>, StorageError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let out = enqueue_in(&mut tx, jobs, now).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -774,5 +877,290 @@ impl Storage for SqliteStorage {
         .await?;
         tx.commit().await?;
         Ok(done.rows_affected())
+    }
+    async fn put_record(
+        &self,
+        write: &RecordWrite,
+        now: i64,
+    ) -> Result<Option<(LocalRecord, StoredEvent)>, StorageError> {
+        let new = json_object(
+            &write.data,
+            &format!("data of {} {}", write.model, write.id),
+        )?;
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let old = sqlx::query(
+            "SELECT model, id, data, version, updated_at FROM records WHERE model = ? AND id = ?",
+        )
+        .bind(&write.model)
+        .bind(&write.id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| record_from_row(&r))
+        .transpose()?;
+        let found = old.as_ref().map_or(0, |r| r.version);
+        if let Some(expected) = write.expected_version
+            && expected != found
+        {
+            return Err(StorageError::VersionConflict {
+                model: write.model.clone(),
+                id: write.id.clone(),
+                expected,
+                found,
+            });
+        }
+        let (name, fields) = match &old {
+            None => ("record-created", new.keys().cloned().collect::<Vec<_>>()),
+            Some(r) => {
+                let before = json_object(&r.data, "stored data")?;
+                let fields = changed_fields(&before, &new);
+                if fields.is_empty() {
+                    return Ok(None);
+                }
+                ("record-written", fields)
+            }
+        };
+        let version = found + 1;
+        sqlx::query(
+            "INSERT INTO records (model, id, data, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (model, id) DO UPDATE SET data = excluded.data, version = excluded.version,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(&write.model)
+        .bind(&write.id)
+        .bind(&write.data)
+        .bind(version as i64)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let event = Event {
+            name: name.to_string(),
+            model: write.model.clone(),
+            local_id: Some(write.id.clone()),
+            changed_fields: fields,
+            payload: write.data.clone(),
+            origin_backend: write.origin_backend.clone(),
+        };
+        let stored = outbox_in(&mut tx, &event, now).await?;
+        tx.commit().await?;
+        let record = LocalRecord {
+            model: write.model.clone(),
+            id: write.id.clone(),
+            data: write.data.clone(),
+            version,
+            updated_at: rfc3339(now),
+        };
+        Ok(Some((record, stored)))
+    }
+
+    async fn delete_record(
+        &self,
+        model: &str,
+        id: &str,
+        origin_backend: Option<&str>,
+        now: i64,
+    ) -> Result<Option<StoredEvent>, StorageError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let data: Option<String> =
+            sqlx::query_scalar("DELETE FROM records WHERE model = ? AND id = ? RETURNING data")
+                .bind(model)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(data) = data else {
+            return Ok(None);
+        };
+        let event = Event {
+            name: "record-deleted".to_string(),
+            model: model.to_string(),
+            local_id: Some(id.to_string()),
+            changed_fields: Vec::new(),
+            payload: data,
+            origin_backend: origin_backend.map(str::to_string),
+        };
+        let stored = outbox_in(&mut tx, &event, now).await?;
+        tx.commit().await?;
+        Ok(Some(stored))
+    }
+
+    async fn record(&self, model: &str, id: &str) -> Result<Option<LocalRecord>, StorageError> {
+        let row = sqlx::query(
+            "SELECT model, id, data, version, updated_at FROM records WHERE model = ? AND id = ?",
+        )
+        .bind(model)
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(|r| record_from_row(&r)).transpose()?)
+    }
+
+    async fn records(
+        &self,
+        model: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<LocalRecord>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT model, id, data, version, updated_at FROM records
+             WHERE model = ? AND (? IS NULL OR id > ?) ORDER BY id LIMIT ?",
+        )
+        .bind(model)
+        .bind(after)
+        .bind(after)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| record_from_row(r).map_err(Into::into))
+            .collect()
+    }
+
+    async fn emit(&self, event: &Event, now: i64) -> Result<StoredEvent, StorageError> {
+        json_object(&event.payload, "event payload")?;
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let stored = outbox_in(&mut tx, event, now).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn undispatched(&self, limit: u32) -> Result<Vec<StoredEvent>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, name, model, local_id, changed_fields, payload, origin_backend, created_at
+             FROM outbox WHERE processed_at IS NULL ORDER BY id LIMIT ?",
+        )
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| event_from_row(r).map_err(Into::into))
+            .collect()
+    }
+
+    async fn dispatch(
+        &self,
+        event_id: i64,
+        jobs: &[NewJob],
+        now: i64,
+    ) -> Result<Vec<Enqueued>, StorageError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let marked =
+            sqlx::query("UPDATE outbox SET processed_at = ? WHERE id = ? AND processed_at IS NULL")
+                .bind(now)
+                .bind(event_id)
+                .execute(&mut *tx)
+                .await?;
+        // Already dispatched (by another dispatcher): its jobs exist.
+        if marked.rows_affected() == 0 {
+            return Ok(Vec::new());
+        }
+        let out = enqueue_in(&mut tx, jobs, now).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn binding_to_local(
+        &self,
+        backend: &str,
+        model: &str,
+        external_id: &str,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT local_id FROM bindings WHERE backend = ? AND model = ? AND external_id = ?",
+        )
+        .bind(backend)
+        .bind(model)
+        .bind(external_id)
+        .fetch_optional(&self.reader)
+        .await?)
+    }
+
+    async fn binding_to_external(
+        &self,
+        backend: &str,
+        model: &str,
+        local_id: &str,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT external_id FROM bindings WHERE backend = ? AND model = ? AND local_id = ?",
+        )
+        .bind(backend)
+        .bind(model)
+        .bind(local_id)
+        .fetch_optional(&self.reader)
+        .await?)
+    }
+
+    async fn bind(
+        &self,
+        backend: &str,
+        model: &str,
+        external_id: &str,
+        local_id: &str,
+        sync_date: i64,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let other: Option<(String, String)> = sqlx::query_as(
+            "SELECT external_id, local_id FROM bindings
+             WHERE backend = ? AND model = ? AND (external_id = ? OR local_id = ?)
+               AND NOT (external_id = ? AND local_id = ?)",
+        )
+        .bind(backend)
+        .bind(model)
+        .bind(external_id)
+        .bind(local_id)
+        .bind(external_id)
+        .bind(local_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((ext, loc)) = other {
+            return Err(StorageError::Rejected(format!(
+                "{model} on {backend}: external id {ext} is already bound to local id {loc}; cannot bind {external_id} ↔ {local_id}"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO bindings (backend, model, external_id, local_id, sync_date) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (backend, model, external_id) DO UPDATE SET sync_date = excluded.sync_date",
+        )
+        .bind(backend)
+        .bind(model)
+        .bind(external_id)
+        .bind(local_id)
+        .bind(sync_date)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn state_get(&self, backend: &str, key: &str) -> Result<Option<String>, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM stream_state WHERE backend = ? AND key = ?")
+                .bind(backend)
+                .bind(key)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
+    }
+
+    async fn state_set(
+        &self,
+        backend: &str,
+        key: &str,
+        value: &str,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        sqlx::query(
+            "INSERT INTO stream_state (backend, key, value, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (backend, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(backend)
+        .bind(key)
+        .bind(value)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }

@@ -5,6 +5,7 @@
 mod cache;
 mod crash;
 mod egress;
+mod events;
 mod inspect;
 mod queue;
 mod sandbox;

@@ -1,0 +1,268 @@
+//! Events: local record changes and custom events, through an outbox.
+//!
+//! A record change and its event commit in one transaction (the outbox
+//! row); the dispatcher then asks every listener which jobs the event
+//! causes and enqueues them in the same transaction that marks the event
+//! dispatched. A crash between the two leaves the event in the outbox, to
+//! be dispatched on restart: no lost event, no orphan job, no job twice.
+//! Events from an import carry the backend they came from, and listeners of
+//! that backend skip them, so an import never echoes back as an export.
+//! In-process subscribers (the dashboard, tests) get a live stream of
+//! dispatched events.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinHandle;
+
+use crate::capabilities::CallContext;
+use crate::host::Unit;
+use crate::model::{Event, LocalRecord};
+use crate::queue::{JobSpec, Queue, QueueError, now_ms};
+use crate::storage::{RecordWrite, StorageError, StoredEvent};
+
+/// Why a listener could not decide; the event stays in the outbox and is
+/// offered again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("listener {listener} failed on event {event}: {message}")]
+pub struct ListenerError {
+    pub listener: String,
+    pub event: i64,
+    pub message: String,
+}
+
+/// Decides which jobs an event causes; an empty list skips it.
+#[async_trait]
+pub trait Listener: Send + Sync {
+    fn name(&self) -> String;
+    async fn on_event(&self, event: &StoredEvent) -> Result<Vec<JobSpec>, ListenerError>;
+}
+
+/// Whether a manifest's event pattern (`record-written:product`,
+/// `record-written`, `*:product`, `*`) covers an event.
+pub fn pattern_matches(pattern: &str, event: &Event) -> bool {
+    let (name, model) = pattern.split_once(':').unwrap_or((pattern, "*"));
+    (name == "*" || name == event.name) && (model == "*" || model == event.model)
+}
+
+/// A connector's `listener` export, for one backend.
+pub struct GuestListener {
+    pub backend: String,
+    pub unit: Unit,
+    pub ctx: Arc<CallContext>,
+    /// The manifest's `events`.
+    pub patterns: Vec<String>,
+}
+
+#[async_trait]
+impl Listener for GuestListener {
+    fn name(&self) -> String {
+        format!("{} ({})", self.backend, self.unit.digest())
+    }
+
+    async fn on_event(&self, stored: &StoredEvent) -> Result<Vec<JobSpec>, ListenerError> {
+        let event = &stored.event;
+        // The "no export" marker: a change imported from this backend is
+        // never sent back to it, whatever the guest would decide.
+        if event.origin_backend.as_deref() == Some(self.backend.as_str())
+            || !self.patterns.iter().any(|p| pattern_matches(p, event))
+        {
+            return Ok(Vec::new());
+        }
+        let requests = self
+            .unit
+            .on_event(&self.ctx, &self.backend, event)
+            .await
+            .into_result()
+            .map_err(|e| ListenerError {
+                listener: self.name(),
+                event: stored.id,
+                message: e.to_string(),
+            })?;
+        Ok(requests
+            .into_iter()
+            .map(|request| JobSpec {
+                request,
+                backend: Some(self.backend.clone()),
+                ..JobSpec::default()
+            })
+            .collect())
+    }
+}
+
+/// Errors of the event bus.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Listener(#[from] ListenerError),
+}
+
+/// Records, events and their listeners.
+pub struct EventBus {
+    queue: Arc<Queue>,
+    listeners: RwLock<Vec<Arc<dyn Listener>>>,
+    live: broadcast::Sender<StoredEvent>,
+    wake: Notify,
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus").finish_non_exhaustive()
+    }
+}
+
+impl EventBus {
+    pub fn new(queue: Arc<Queue>) -> Arc<EventBus> {
+        Arc::new(EventBus {
+            queue,
+            listeners: RwLock::new(Vec::new()),
+            live: broadcast::channel(1024).0,
+            wake: Notify::new(),
+        })
+    }
+
+    pub fn add_listener(&self, listener: Arc<dyn Listener>) {
+        self.listeners
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(listener);
+    }
+
+    /// A live stream of dispatched events. A subscriber that falls more
+    /// than 1024 events behind is told how many it missed.
+    pub fn subscribe(&self) -> broadcast::Receiver<StoredEvent> {
+        self.live.subscribe()
+    }
+
+    /// Create or update a local record (its event goes to the outbox in
+    /// the same transaction). `None` when nothing changed.
+    pub async fn put_record(&self, write: &RecordWrite) -> Result<Option<LocalRecord>, EventError> {
+        let out = self.queue.storage().put_record(write, now_ms()).await?;
+        self.wake.notify_one();
+        Ok(out.map(|(record, _)| record))
+    }
+
+    /// Delete a local record; returns whether it existed.
+    pub async fn delete_record(
+        &self,
+        model: &str,
+        id: &str,
+        origin_backend: Option<&str>,
+    ) -> Result<bool, EventError> {
+        let out = self
+            .queue
+            .storage()
+            .delete_record(model, id, origin_backend, now_ms())
+            .await?;
+        self.wake.notify_one();
+        Ok(out.is_some())
+    }
+
+    /// A custom event (for example from a connector).
+    pub async fn emit(&self, event: &Event) -> Result<i64, EventError> {
+        let stored = self.queue.storage().emit(event, now_ms()).await?;
+        self.wake.notify_one();
+        Ok(stored.id)
+    }
+
+    /// Dispatch what is in the outbox now; returns how many events were
+    /// dispatched. An event whose listener failed stays for the next pass.
+    pub async fn dispatch_pending(&self) -> Result<usize, EventError> {
+        let storage = self.queue.storage();
+        let listeners: Vec<Arc<dyn Listener>> = self
+            .listeners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut dispatched = 0;
+        for stored in storage.undispatched(256).await? {
+            let mut specs = Vec::new();
+            let mut failed = None;
+            for listener in &listeners {
+                match listener.on_event(&stored).await {
+                    Ok(mut jobs) => specs.append(&mut jobs),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                tracing::warn!(%e, "event stays in the outbox");
+                continue;
+            }
+            let now = now_ms();
+            let jobs = match specs
+                .iter()
+                .enumerate()
+                .map(|(i, s)| self.queue.prepare(i, s, now))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(event = stored.id, %e, "a listener asked for an invalid job; event stays in the outbox");
+                    continue;
+                }
+            };
+            storage.dispatch(stored.id, &jobs, now).await?;
+            dispatched += 1;
+            let _ = self.live.send(stored);
+        }
+        if dispatched > 0 {
+            self.queue.wake.notify_one();
+        }
+        Ok(dispatched)
+    }
+
+    /// Run the dispatcher until the handle is aborted: on every change, and
+    /// every `poll` for events another process wrote or a listener refused.
+    pub fn start(self: &Arc<Self>, poll: Duration) -> JoinHandle<()> {
+        let bus = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match bus.dispatch_pending().await {
+                    Ok(n) if n > 0 => continue,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(%e, "dispatching events failed"),
+                }
+                tokio::select! {
+                    _ = bus.wake.notified() => {}
+                    _ = tokio::time::sleep(poll) => {}
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(name: &str, model: &str) -> Event {
+        Event {
+            name: name.into(),
+            model: model.into(),
+            local_id: None,
+            changed_fields: Vec::new(),
+            payload: "{}".into(),
+            origin_backend: None,
+        }
+    }
+
+    #[test]
+    fn patterns_match_name_and_model() {
+        let e = event("record-written", "product");
+        assert!(pattern_matches("record-written:product", &e));
+        assert!(pattern_matches("record-written", &e));
+        assert!(pattern_matches("*:product", &e));
+        assert!(pattern_matches("*", &e));
+        assert!(!pattern_matches("record-written:order", &e));
+        assert!(!pattern_matches("record-created", &e));
+    }
+}
