@@ -465,3 +465,27 @@ async fn jobs_of_a_dead_node_come_back_when_the_lease_expires() {
     assert_eq!(job.node.as_deref(), Some("test-node"));
     handle.shutdown(Duration::from_secs(1)).await.unwrap();
 }
+
+#[tokio::test]
+async fn housekeeping_purges_finished_jobs_after_their_retention() {
+    let (queue, _dir) = queue_with(QueueConfig::default()).await;
+    let pool = PoolConfig {
+        retention: Some(Duration::from_millis(100)),
+        housekeeping_interval: Duration::from_millis(50),
+        purge_batch: 7,
+        ..fast_pool()
+    };
+    let handle = WorkerPool::new(queue.clone(), pool).with_builtins().start();
+    let specs: Vec<JobSpec> = (0..30).map(|_| JobSpec::new("junction.noop", json!({}))).collect();
+    queue.enqueue_batch(&specs).await.unwrap();
+    let mut left = usize::MAX;
+    for _ in 0..200 {
+        left = job_states(&**queue.storage()).await.len();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(left, 0, "done jobs are purged in bounded batches");
+    handle.shutdown(Duration::from_secs(1)).await.unwrap();
+}
