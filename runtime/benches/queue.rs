@@ -120,9 +120,9 @@ async fn latency(dir: &tempfile::TempDir) -> (Duration, Duration) {
     )
 }
 
-/// The same work as plain SQL on the same schema and settings: batched
-/// inserts, then claim (pending → started) and complete (→ done) in
-/// batches of 100.
+/// The same work as plain SQL on the same schema and settings: inserts of
+/// 500 rows per statement, then claim (pending → started) and complete
+/// (→ done) 100 jobs per statement — the raw batched limit.
 async fn raw_limit(dir: &tempfile::TempDir) -> (f64, f64) {
     let storage = SqliteStorage::open(&dir.path().join("raw.db"))
         .await
@@ -139,13 +139,14 @@ async fn raw_limit(dir: &tempfile::TempDir) -> (f64, f64) {
         .await
         .unwrap();
     let started = Instant::now();
+    let rows = vec!["('bench.noop', '{}', 'pending', 10, 0, 'root', 5, 0)"; 500].join(", ");
     for _ in 0..JOBS / 1000 {
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
-        for _ in 0..1000 {
-            sqlx::query(
+        for _ in 0..2 {
+            sqlx::query(&format!(
                 "INSERT INTO jobs (function, args, state, priority, eta, channel, max_retries, created_at)
-                 VALUES ('bench.noop', '{}', 'pending', 10, 0, 'root', 5, 0)",
-            )
+                 VALUES {rows}"
+            ))
             .execute(&mut *tx)
             .await
             .unwrap();
@@ -168,14 +169,18 @@ async fn raw_limit(dir: &tempfile::TempDir) -> (f64, f64) {
         .unwrap();
         tx.commit().await.unwrap();
         let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        let list = ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
-        for id in &ids {
-            sqlx::query("UPDATE jobs SET state = 'done', tries = 1, finished_at = 3 WHERE id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-        }
+        sqlx::query(&format!(
+            "UPDATE jobs SET state = 'done', tries = 1, finished_at = 3 WHERE id IN ({list})"
+        ))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
         processed += ids.len() as u64;
     }

@@ -33,7 +33,6 @@ CREATE UNIQUE INDEX jobs_identity_live ON jobs (identity_key)
 CREATE INDEX jobs_ready ON jobs (priority, eta, id) WHERE state = 'pending';
 CREATE INDEX jobs_leased ON jobs (lease_until) WHERE state IN ('enqueued', 'started');
 CREATE INDEX jobs_finished ON jobs (state, finished_at) WHERE state IN ('done', 'cancelled');
-CREATE INDEX jobs_state_channel ON jobs (state, channel);
 
 CREATE TABLE job_dependencies (
     parent INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,

@@ -168,19 +168,32 @@ async fn job_in(tx: &mut Transaction<'_, Sqlite>, id: JobId) -> Result<Job, Stor
     Ok(job_from_row(&row)?)
 }
 
-/// A job is done: every dependent that waited only for it becomes pending.
-async fn release_children(
+/// Jobs are done: their dependents count them off, and those with no
+/// parent left to wait for become pending. One statement for the batch.
+async fn release_children_of(
     tx: &mut Transaction<'_, Sqlite>,
-    parent: JobId,
+    parents: &[JobId],
 ) -> Result<(), StorageError> {
-    sqlx::query(
-        "UPDATE jobs SET pending_parents = pending_parents - 1,
-             state = CASE WHEN pending_parents - 1 <= 0 AND state = 'wait_dependencies' THEN 'pending' ELSE state END
-         WHERE id IN (SELECT child FROM job_dependencies WHERE parent = ?)",
-    )
-    .bind(parent)
-    .execute(&mut **tx)
-    .await?;
+    for chunk in parents.chunks(500) {
+        let list = placeholders(chunk.len());
+        let sql = format!(
+            "UPDATE jobs SET
+                 pending_parents = pending_parents - (SELECT COUNT(*) FROM job_dependencies d
+                                                     WHERE d.child = jobs.id AND d.parent IN ({list})),
+                 state = CASE WHEN state = 'wait_dependencies'
+                                   AND pending_parents - (SELECT COUNT(*) FROM job_dependencies d
+                                                          WHERE d.child = jobs.id AND d.parent IN ({list})) <= 0
+                              THEN 'pending' ELSE state END
+             WHERE id IN (SELECT child FROM job_dependencies WHERE parent IN ({list}))"
+        );
+        let mut query = sqlx::query(&sql);
+        for _ in 0..3 {
+            for id in chunk {
+                query = query.bind(id);
+            }
+        }
+        query.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
@@ -283,6 +296,43 @@ async fn enqueue_in(
     jobs: &[NewJob],
     now: i64,
 ) -> Result<Vec<Enqueued>, StorageError> {
+    // Jobs with no identity key and no parents cannot collide or wait:
+    // insert them many rows per statement. Rowids are assigned in VALUES
+    // order, so the sorted returned ids map back to the batch in order.
+    if jobs
+        .iter()
+        .all(|j| j.identity_key.is_none() && j.parents.is_empty())
+    {
+        let mut out = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(500) {
+            let sql = format!(
+                "INSERT INTO jobs (function, args, backend, state, priority, eta, channel, max_retries,
+                                   description, created_at)
+                 VALUES {} RETURNING id",
+                vec!["(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query_scalar::<_, i64>(&sql);
+            for job in chunk {
+                query = query
+                    .bind(&job.function)
+                    .bind(&job.args)
+                    .bind(&job.backend)
+                    .bind(job.priority)
+                    .bind(job.eta)
+                    .bind(&job.channel)
+                    .bind(i64::from(job.max_retries))
+                    .bind(&job.description)
+                    .bind(now);
+            }
+            let mut ids = query.fetch_all(&mut **tx).await?;
+            ids.sort_unstable();
+            out.extend(ids.into_iter().map(|id| Enqueued {
+                id,
+                deduplicated: false,
+            }));
+        }
+        return Ok(out);
+    }
     let mut out: Vec<Enqueued> = Vec::with_capacity(jobs.len());
     for (index, job) in jobs.iter().enumerate() {
         let mut parent_ids = Vec::with_capacity(job.parents.len());
@@ -457,7 +507,37 @@ impl Storage for SqliteStorage {
 
     async fn complete(&self, completions: &[Completion], now: i64) -> Result<(), StorageError> {
         let mut tx = self.writer.begin_with(BEGIN).await?;
-        for c in completions {
+        // The common case — done, nothing logged — is one statement per
+        // chunk: with SQLite, statements are what a transaction pays for.
+        let (plain, rest): (Vec<&Completion>, Vec<&Completion>) =
+            completions.iter().partition(|c| {
+                matches!(c.outcome, Outcome::Done { .. }) && c.log.is_empty() && c.audit.is_empty()
+            });
+        let mut finished = Vec::with_capacity(plain.len());
+        for chunk in plain.chunks(200) {
+            let sql = format!(
+                "UPDATE jobs SET state = 'done', tries = tries + 1, result = v.column2, error_kind = NULL,
+                     error_message = NULL, finished_at = v.column3, lease_until = NULL, connector_digest = v.column4
+                 FROM (VALUES {}) AS v
+                 WHERE jobs.id = v.column1 AND jobs.state IN ('started', 'enqueued')
+                 RETURNING jobs.id",
+                vec!["(?, ?, ?, ?)"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query_scalar::<_, i64>(&sql);
+            for c in chunk {
+                let Outcome::Done { result } = &c.outcome else {
+                    unreachable!("partitioned")
+                };
+                query = query
+                    .bind(c.id)
+                    .bind(result)
+                    .bind(c.finished_at)
+                    .bind(&c.connector_digest);
+            }
+            finished.extend(query.fetch_all(&mut *tx).await?);
+        }
+        release_children_of(&mut tx, &finished).await?;
+        for c in rest {
             let tries: Option<i64> = sqlx::query_scalar(
                 "SELECT tries FROM jobs WHERE id = ? AND state IN ('started', 'enqueued')",
             )
@@ -482,7 +562,7 @@ impl Storage for SqliteStorage {
                     .bind(c.id)
                     .execute(&mut *tx)
                     .await?;
-                    release_children(&mut tx, c.id).await?;
+                    release_children_of(&mut tx, &[c.id]).await?;
                 }
                 Outcome::Retry {
                     eta,
@@ -728,7 +808,7 @@ impl Storage for SqliteStorage {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        release_children(&mut tx, id).await?;
+        release_children_of(&mut tx, &[id]).await?;
         tx.commit().await?;
         Ok(())
     }

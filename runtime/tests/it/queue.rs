@@ -476,7 +476,9 @@ async fn housekeeping_purges_finished_jobs_after_their_retention() {
         ..fast_pool()
     };
     let handle = WorkerPool::new(queue.clone(), pool).with_builtins().start();
-    let specs: Vec<JobSpec> = (0..30).map(|_| JobSpec::new("junction.noop", json!({}))).collect();
+    let specs: Vec<JobSpec> = (0..30)
+        .map(|_| JobSpec::new("junction.noop", json!({})))
+        .collect();
     queue.enqueue_batch(&specs).await.unwrap();
     let mut left = usize::MAX;
     for _ in 0..200 {
