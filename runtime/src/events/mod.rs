@@ -210,9 +210,10 @@ impl EventBus {
                     continue;
                 }
             };
-            storage.dispatch(stored.id, &jobs, now).await?;
-            dispatched += 1;
-            let _ = self.live.send(stored);
+            if storage.dispatch(stored.id, &jobs, now).await?.is_some() {
+                dispatched += 1;
+                let _ = self.live.send(stored);
+            }
         }
         if dispatched > 0 {
             self.queue.wake.notify_one();

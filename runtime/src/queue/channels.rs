@@ -219,6 +219,27 @@ impl Occupancy {
         self.running.get(name).copied().unwrap_or(0)
     }
 
+    /// A budget for claiming ahead: capacities times `factor`, except
+    /// sequential and throttled channels, which are never claimed ahead.
+    pub fn budget_scaled<'a>(
+        &self,
+        config: &'a ChannelConfig,
+        now: Instant,
+        factor: u32,
+    ) -> Budget<'a> {
+        let mut budget = self.budget(config, now);
+        for (name, spec) in config.iter() {
+            if !spec.sequential && spec.throttle.is_none() {
+                let free = spec
+                    .capacity
+                    .saturating_mul(factor.max(1))
+                    .saturating_sub(self.running(name));
+                budget.free.insert(name.to_string(), free);
+            }
+        }
+        budget
+    }
+
     /// A budget for one claim: how many more jobs may start, by channel.
     pub fn budget<'a>(&self, config: &'a ChannelConfig, now: Instant) -> Budget<'a> {
         let free = config

@@ -98,7 +98,7 @@ impl JobTrap {
             if ids.is_empty() {
                 return Ok(ran);
             }
-            for job in storage.mark_started(&ids, &request).await? {
+            for job in storage.claim(&ids, &request).await? {
                 let handled = match self.handlers.get(&job.function) {
                     Some(h) => h.run(&job).await,
                     None => super::worker::Handled::failed(JobFailure::fail(
@@ -123,6 +123,7 @@ impl JobTrap {
                             log: handled.log,
                             audit: handled.audit,
                         }],
+                        &[(job.id, now)],
                         now,
                     )
                     .await?;

@@ -7,7 +7,7 @@
 //! (so a new job starts within milliseconds, no polling lag), on a finished
 //! job, or on a timer for jobs whose ETA comes due.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -119,6 +119,12 @@ pub struct PoolConfig {
     pub node: String,
     /// Jobs running at once in this process (channels may allow fewer).
     pub concurrency: usize,
+    /// Jobs claimed ahead of free slots, so that one claim feeds many
+    /// starts; they wait in this process as `enqueued`.
+    pub prefetch: usize,
+    /// How far past its capacity a channel may be claimed ahead
+    /// (sequential and throttled channels are never claimed ahead).
+    pub prefetch_factor: u32,
     /// How often to look for jobs whose ETA came due.
     pub poll_interval: Duration,
     /// How often to look for expired leases.
@@ -135,6 +141,8 @@ impl Default for PoolConfig {
         PoolConfig {
             node: default_node_name(),
             concurrency: 4,
+            prefetch: 256,
+            prefetch_factor: 64,
             poll_interval: Duration::from_millis(500),
             reap_interval: Duration::from_secs(5),
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
@@ -227,52 +235,73 @@ async fn run(
     } = pool;
     let handlers = Arc::new(handlers);
     let storage = queue.storage().clone();
-    let running: Arc<Mutex<HashSet<JobId>>> = Arc::default();
+    // Claimed by this node (buffered or running): what heartbeats renew.
+    let held: Arc<Mutex<HashSet<JobId>>> = Arc::default();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
-    let mut occupancy = Occupancy::default();
+    // Running jobs, against the channels' capacities.
+    let mut running = Occupancy::default();
+    // Running and buffered jobs, against the claim budget.
+    let mut claimed = Occupancy::default();
+    let mut in_flight = 0usize;
+    // Claimed jobs waiting for a slot, in run order.
+    let mut buffer: VecDeque<Job> = VecDeque::new();
+    let mut begun: Vec<(JobId, i64)> = Vec::new();
     let mut report = PoolReport::default();
     let mut deadline: Option<Instant> = None;
-    let maintenance = spawn_maintenance(queue.clone(), config.clone(), running.clone());
+    let maintenance = spawn_maintenance(queue.clone(), config.clone(), held.clone());
     let mut batch: Vec<Finished> = Vec::new();
 
     loop {
-        // Record every finished try that is ready, in one transaction.
+        // Record finished tries and newly started jobs, in one transaction.
         while let Ok(f) = done_rx.try_recv() {
             batch.push(f);
         }
-        if !batch.is_empty() {
+        if !batch.is_empty() || !begun.is_empty() {
             let completions: Vec<Completion> = batch.iter().map(|f| f.completion.clone()).collect();
-            if let Err(e) = storage.complete(&completions, now_ms()).await {
+            if let Err(e) = storage.complete(&completions, &begun, now_ms()).await {
                 // The leases stay; if the database stays away they expire and
                 // the jobs run again elsewhere. Keep the batch and retry.
                 tracing::error!(%e, "recording finished jobs failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
+            begun.clear();
             let cfg = queue.config();
-            let mut held = running.lock().unwrap_or_else(|p| p.into_inner());
+            let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
             for f in batch.drain(..) {
-                held.remove(&f.completion.id);
-                occupancy.finish(&cfg.channels, &f.channel);
+                h.remove(&f.completion.id);
+                running.finish(&cfg.channels, &f.channel);
+                claimed.finish(&cfg.channels, &f.channel);
+                in_flight -= 1;
                 report.finished += 1;
             }
         }
 
         let stopping = *stop.borrow();
         if let Some(grace) = stopping {
+            // Buffered jobs never started: give them back right away.
+            if !buffer.is_empty() {
+                let ids: Vec<JobId> = buffer.drain(..).map(|j| j.id).collect();
+                storage.release(&config.node, &ids, now_ms()).await?;
+                let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
+                for id in &ids {
+                    h.remove(id);
+                }
+                report.released += ids.len() as u64;
+            }
             let end = *deadline.get_or_insert_with(|| Instant::now() + grace);
-            let held: Vec<JobId> = running
+            let left: Vec<JobId> = held
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
                 .copied()
                 .collect();
-            if held.is_empty() {
+            if left.is_empty() {
                 break;
             }
             if Instant::now() >= end {
-                storage.release(&config.node, &held, now_ms()).await?;
-                report.released = held.len() as u64;
+                storage.release(&config.node, &left, now_ms()).await?;
+                report.released += left.len() as u64;
                 break;
             }
             tokio::select! {
@@ -282,37 +311,17 @@ async fn run(
             continue;
         }
 
-        // Claim what the channels and the pool have room for.
         let cfg = queue.config();
-        let in_flight = running.lock().unwrap_or_else(|p| p.into_inner()).len();
-        let mut budget = occupancy.budget(&cfg.channels, Instant::now());
-        let room = (budget.total() as usize).min(config.concurrency.saturating_sub(in_flight));
-        if room > 0 {
-            let now = now_ms();
-            let request = ClaimRequest {
-                node: config.node.clone(),
-                worker: format!("{}/pool", config.node),
-                now,
-                lease_until: now + cfg.lease.as_millis() as i64,
-                limit: (room * 4).max(16) as u32,
-                full_channels: budget.full(),
-                sequential_channels: cfg.channels.sequential().map(str::to_string).collect(),
-            };
-            let candidates = storage.candidates(&request).await?;
-            let picks: Vec<JobId> = candidates
-                .into_iter()
-                .filter(|(_, channel)| budget.try_take(channel))
-                .take(room)
-                .map(|(id, _)| id)
-                .collect();
-            let started = storage.mark_started(&picks, &request).await?;
-            let moment = Instant::now();
-            for job in started {
-                occupancy.start(&cfg.channels, &job.channel, moment);
-                running
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(job.id);
+
+        // Start buffered jobs that have a free slot, in order.
+        let moment = Instant::now();
+        let mut budget = running.budget(&cfg.channels, moment);
+        let mut waiting = VecDeque::with_capacity(buffer.len());
+        while let Some(job) = buffer.pop_front() {
+            if in_flight < config.concurrency && budget.try_take(&job.channel) {
+                running.start(&cfg.channels, &job.channel, moment);
+                in_flight += 1;
+                begun.push((job.id, now_ms()));
                 let retry = cfg.retry.get(&job.function).cloned().unwrap_or_default();
                 tokio::spawn(run_one(
                     job,
@@ -321,9 +330,46 @@ async fn run(
                     config.node.clone(),
                     done_tx.clone(),
                 ));
+            } else {
+                waiting.push_back(job);
             }
-            if !picks.is_empty() {
-                // More may be ready right away.
+        }
+        buffer = waiting;
+
+        // Claim ahead, so one round trip to the database feeds many jobs.
+        let want = config
+            .prefetch
+            .max(config.concurrency)
+            .saturating_sub(buffer.len());
+        let mut ahead = claimed.budget_scaled(&cfg.channels, moment, config.prefetch_factor);
+        let room = (ahead.total() as usize).min(want);
+        if room > 0 {
+            let now = now_ms();
+            let request = ClaimRequest {
+                node: config.node.clone(),
+                worker: format!("{}/pool", config.node),
+                now,
+                lease_until: now + cfg.lease.as_millis() as i64,
+                limit: (room * 2).max(16) as u32,
+                full_channels: ahead.full(),
+                sequential_channels: cfg.channels.sequential().map(str::to_string).collect(),
+            };
+            let candidates = storage.candidates(&request).await?;
+            let picks: Vec<JobId> = candidates
+                .into_iter()
+                .filter(|(_, channel)| ahead.try_take(channel))
+                .take(room)
+                .map(|(id, _)| id)
+                .collect();
+            let claimed_jobs = storage.claim(&picks, &request).await?;
+            if !claimed_jobs.is_empty() {
+                let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
+                for job in claimed_jobs {
+                    claimed.start(&cfg.channels, &job.channel, moment);
+                    h.insert(job.id);
+                    buffer.push_back(job);
+                }
+                // Start them right away.
                 continue;
             }
         }
@@ -419,7 +465,7 @@ async fn run_one(
 fn spawn_maintenance(
     queue: Arc<Queue>,
     config: PoolConfig,
-    running: Arc<Mutex<HashSet<JobId>>>,
+    held: Arc<Mutex<HashSet<JobId>>>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let storage = queue.storage().clone();
@@ -430,7 +476,7 @@ fn spawn_maintenance(
         loop {
             tokio::select! {
                 _ = beat.tick() => {
-                    let held: Vec<JobId> = running.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+                    let held: Vec<JobId> = held.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
                     let until = now_ms() + queue.config().lease.as_millis() as i64;
                     if let Err(e) = storage.heartbeat(&config.node, &held, until).await {
                         tracing::warn!(%e, "renewing job leases failed");

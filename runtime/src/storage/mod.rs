@@ -111,23 +111,27 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn enqueue(&self, jobs: &[NewJob], now: i64) -> Result<Vec<Enqueued>, StorageError>;
 
     /// Ready candidates for a claim (pending, eta passed, channel not full),
-    /// in run order: priority, then eta, then id. `mark_started` takes them.
+    /// in run order: priority, then eta, then id. `claim` takes them.
     async fn candidates(
         &self,
         request: &ClaimRequest,
     ) -> Result<Vec<(JobId, String)>, StorageError>;
 
-    /// Mark these pending jobs started under a lease; returns the ones that
-    /// were still pending (another node may have taken some).
-    async fn mark_started(
-        &self,
-        ids: &[JobId],
-        request: &ClaimRequest,
-    ) -> Result<Vec<Job>, StorageError>;
+    /// Claim these pending jobs for `request.node` under a lease (state
+    /// `enqueued`); returns the ones that were still pending (another node
+    /// may have taken some).
+    async fn claim(&self, ids: &[JobId], request: &ClaimRequest) -> Result<Vec<Job>, StorageError>;
 
-    /// Record finished tries: done, retry or failed, with logs and audit;
-    /// releases dependents of jobs that are done.
-    async fn complete(&self, completions: &[Completion], now: i64) -> Result<(), StorageError>;
+    /// In one transaction: mark claimed jobs that began running as
+    /// `started` (`begun`: id and start time), and record finished tries —
+    /// done, retry or failed, with logs and audit — releasing dependents of
+    /// jobs that are done.
+    async fn complete(
+        &self,
+        completions: &[Completion],
+        begun: &[(JobId, i64)],
+        now: i64,
+    ) -> Result<(), StorageError>;
 
     /// Extend the lease of running jobs held by `node`.
     async fn heartbeat(
@@ -202,13 +206,14 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn undispatched(&self, limit: u32) -> Result<Vec<StoredEvent>, StorageError>;
 
     /// Enqueue the jobs an event caused and mark it dispatched, in one
-    /// transaction: an event's jobs exist exactly once, or not yet.
+    /// transaction: an event's jobs exist exactly once, or not yet. `None`
+    /// when the event was already dispatched (by another dispatcher).
     async fn dispatch(
         &self,
         event_id: i64,
         jobs: &[NewJob],
         now: i64,
-    ) -> Result<Vec<Enqueued>, StorageError>;
+    ) -> Result<Option<Vec<Enqueued>>, StorageError>;
 
     async fn binding_to_local(
         &self,

@@ -475,23 +475,18 @@ impl Storage for SqliteStorage {
             .map_err(Into::into)
     }
 
-    async fn mark_started(
-        &self,
-        ids: &[JobId],
-        request: &ClaimRequest,
-    ) -> Result<Vec<Job>, StorageError> {
+    async fn claim(&self, ids: &[JobId], request: &ClaimRequest) -> Result<Vec<Job>, StorageError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.writer.begin_with(BEGIN).await?;
         let sql = format!(
-            "UPDATE jobs SET state = 'started', started_at = ?, lease_until = ?, node = ?, worker = ?
+            "UPDATE jobs SET state = 'enqueued', started_at = NULL, lease_until = ?, node = ?, worker = ?
              WHERE state = 'pending' AND id IN ({})
              RETURNING {JOB_COLUMNS}",
             placeholders(ids.len())
         );
         let mut query = sqlx::query(&sql)
-            .bind(request.now)
             .bind(request.lease_until)
             .bind(&request.node)
             .bind(&request.worker);
@@ -505,8 +500,25 @@ impl Storage for SqliteStorage {
             .collect()
     }
 
-    async fn complete(&self, completions: &[Completion], now: i64) -> Result<(), StorageError> {
+    async fn complete(
+        &self,
+        completions: &[Completion],
+        begun: &[(JobId, i64)],
+        now: i64,
+    ) -> Result<(), StorageError> {
         let mut tx = self.writer.begin_with(BEGIN).await?;
+        for chunk in begun.chunks(400) {
+            let sql = format!(
+                "UPDATE jobs SET state = 'started', started_at = v.column2 FROM (VALUES {}) AS v
+                 WHERE jobs.id = v.column1 AND jobs.state = 'enqueued'",
+                vec!["(?, ?)"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (id, at) in chunk {
+                query = query.bind(id).bind(at);
+            }
+            query.execute(&mut *tx).await?;
+        }
         // The common case — done, nothing logged — is one statement per
         // chunk: with SQLite, statements are what a transaction pays for.
         let (plain, rest): (Vec<&Completion>, Vec<&Completion>) =
@@ -1121,7 +1133,7 @@ impl Storage for SqliteStorage {
         event_id: i64,
         jobs: &[NewJob],
         now: i64,
-    ) -> Result<Vec<Enqueued>, StorageError> {
+    ) -> Result<Option<Vec<Enqueued>>, StorageError> {
         let mut tx = self.writer.begin_with(BEGIN).await?;
         let marked =
             sqlx::query("UPDATE outbox SET processed_at = ? WHERE id = ? AND processed_at IS NULL")
@@ -1131,11 +1143,11 @@ impl Storage for SqliteStorage {
                 .await?;
         // Already dispatched (by another dispatcher): its jobs exist.
         if marked.rows_affected() == 0 {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let out = enqueue_in(&mut tx, jobs, now).await?;
         tx.commit().await?;
-        Ok(out)
+        Ok(Some(out))
     }
 
     async fn binding_to_local(

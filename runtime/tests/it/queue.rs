@@ -444,12 +444,7 @@ async fn jobs_of_a_dead_node_come_back_when_the_lease_expires() {
         sequential_channels: Vec::new(),
     };
     assert_eq!(
-        queue
-            .storage()
-            .mark_started(&[id], &request)
-            .await
-            .unwrap()
-            .len(),
+        queue.storage().claim(&[id], &request).await.unwrap().len(),
         1
     );
     let handle = WorkerPool::new(queue.clone(), fast_pool())

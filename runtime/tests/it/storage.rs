@@ -54,7 +54,7 @@ async fn start_all(s: &dyn Storage, now: i64) -> Vec<i64> {
         .into_iter()
         .map(|(id, _)| id)
         .collect();
-    s.mark_started(&ids, &claim(now))
+    s.claim(&ids, &claim(now))
         .await
         .unwrap()
         .into_iter()
@@ -133,8 +133,12 @@ async fn identity_keys_collapse_live_jobs_only() {
         assert_eq!(out[0].id, out[1].id);
         let again = s.enqueue(&[j.clone()], 2).await.unwrap();
         assert_eq!(again[0].id, out[0].id);
-        // Once the job started, a new one with the same key is a new job.
+        // Claimed but not started, it still collapses; once started, a new
+        // job with the same key is a new job (the old one may have read
+        // its input already).
         start_all(&*s, 10).await;
+        assert!(s.enqueue(&[j.clone()], 10).await.unwrap()[0].deduplicated);
+        s.complete(&[], &[(out[0].id, 10)], 10).await.unwrap();
         let fresh = s.enqueue(&[j], 11).await.unwrap();
         assert!(!fresh[0].deduplicated);
         assert_ne!(fresh[0].id, out[0].id);
@@ -233,13 +237,13 @@ async fn full_and_stopped_channels_are_skipped() {
         let mut failed = job("e");
         failed.channel = "root.crm".into();
         let f = s.enqueue(&[failed], 2).await.unwrap()[0].id;
-        s.mark_started(&[f], &claim(100)).await.unwrap();
+        s.claim(&[f], &claim(100)).await.unwrap();
         let mut c = done(f);
         c.outcome = Outcome::Failed {
             kind: "permanent".into(),
             message: "no".into(),
         };
-        s.complete(&[c], 101).await.unwrap();
+        s.complete(&[c], &[], 101).await.unwrap();
         let mut req = claim(100);
         req.sequential_channels = vec!["root.crm".into()];
         let got: Vec<i64> = s
@@ -257,15 +261,15 @@ async fn full_and_stopped_channels_are_skipped() {
 }
 
 #[tokio::test]
-async fn mark_started_takes_only_pending_jobs() {
+async fn claims_take_only_pending_jobs() {
     for (name, s, _dir) in storages().await {
         let id = s.enqueue(&[job("f")], 1).await.unwrap()[0].id;
-        let first = s.mark_started(&[id], &claim(10)).await.unwrap();
+        let first = s.claim(&[id], &claim(10)).await.unwrap();
         assert_eq!(first.len(), 1, "{name}");
-        assert_eq!(first[0].state, JobState::Started);
+        assert_eq!(first[0].state, JobState::Enqueued);
         assert_eq!(first[0].lease_until, Some(1010));
         assert_eq!(first[0].node.as_deref(), Some("node-a"));
-        assert!(s.mark_started(&[id], &claim(11)).await.unwrap().is_empty());
+        assert!(s.claim(&[id], &claim(11)).await.unwrap().is_empty());
     }
 }
 
@@ -315,7 +319,7 @@ async fn completions_record_outcomes_logs_and_audit() {
             },
             ..done(ids[2])
         };
-        s.complete(&[ok, retry, fail], 50).await.unwrap();
+        s.complete(&[ok, retry, fail], &[], 50).await.unwrap();
         let a = s.job(ids[0]).await.unwrap().unwrap();
         assert_eq!((a.state, a.tries), (JobState::Done, 1), "{name}");
         assert_eq!(a.result.as_deref(), Some("\"ok\""));
@@ -334,8 +338,26 @@ async fn completions_record_outcomes_logs_and_audit() {
             (JobState::Failed, Some("permanent"))
         );
         // A report for a job that is no longer running is ignored.
-        s.complete(&[done(ids[2])], 60).await.unwrap();
+        s.complete(&[done(ids[2])], &[], 60).await.unwrap();
         assert_eq!(state(&*s, ids[2]).await, JobState::Failed);
+    }
+}
+
+#[tokio::test]
+async fn begun_jobs_are_marked_started_with_their_start_time() {
+    for (name, s, _dir) in storages().await {
+        let id = s.enqueue(&[job("f")], 1).await.unwrap()[0].id;
+        start_all(&*s, 10).await;
+        s.complete(&[], &[(id, 12)], 13).await.unwrap();
+        let j = s.job(id).await.unwrap().unwrap();
+        assert_eq!(
+            (j.state, j.started_at),
+            (JobState::Started, Some(12)),
+            "{name}"
+        );
+        s.complete(&[done(id)], &[], 20).await.unwrap();
+        let j = s.job(id).await.unwrap().unwrap();
+        assert_eq!((j.state, j.started_at), (JobState::Done, Some(12)));
     }
 }
 
@@ -353,7 +375,7 @@ async fn retries_that_do_not_count_keep_the_try_count() {
             },
             ..done(id)
         };
-        s.complete(&[c], 15).await.unwrap();
+        s.complete(&[c], &[], 15).await.unwrap();
         assert_eq!(s.job(id).await.unwrap().unwrap().tries, 0, "{name}");
     }
 }
@@ -380,7 +402,7 @@ async fn dependencies_chain_group_fail_and_cancel() {
         );
         assert_eq!(s.parents(ids[2]).await.unwrap(), [ids[0], ids[1]]);
         assert_eq!(start_all(&*s, 10).await, [ids[0]], "only a is ready");
-        s.complete(&[done(ids[0])], 20).await.unwrap();
+        s.complete(&[done(ids[0])], &[], 20).await.unwrap();
         assert_eq!(state(&*s, ids[1]).await, JobState::Pending);
         assert_eq!(
             state(&*s, ids[2]).await,
@@ -396,13 +418,13 @@ async fn dependencies_chain_group_fail_and_cancel() {
             },
             ..done(ids[1])
         };
-        s.complete(&[fail], 40).await.unwrap();
+        s.complete(&[fail], &[], 40).await.unwrap();
         assert_eq!(state(&*s, ids[2]).await, JobState::WaitDependencies);
         // Requeue b, finish it: c becomes pending.
         s.requeue(ids[1], 50).await.unwrap();
         assert_eq!(s.job(ids[1]).await.unwrap().unwrap().tries, 0);
         start_all(&*s, 60).await;
-        s.complete(&[done(ids[1])], 70).await.unwrap();
+        s.complete(&[done(ids[1])], &[], 70).await.unwrap();
         assert_eq!(state(&*s, ids[2]).await, JobState::Pending);
 
         // Cancel cascades to every dependent, transitively.
@@ -497,7 +519,7 @@ async fn purge_removes_old_finished_jobs_in_batches() {
             .map(|e| e.id)
             .collect();
         start_all(&*s, 10).await;
-        s.complete(&ids.iter().map(|id| done(*id)).collect::<Vec<_>>(), 50)
+        s.complete(&ids.iter().map(|id| done(*id)).collect::<Vec<_>>(), &[], 50)
             .await
             .unwrap();
         s.enqueue(&[job("live")], 60).await.unwrap();
