@@ -219,6 +219,11 @@ impl PoolHandle {
     }
 }
 
+/// Finished tries are recorded at most this long after they finish...
+const FLUSH_AFTER: Duration = Duration::from_millis(10);
+/// ...or as soon as this many are waiting.
+const FLUSH_BATCH: usize = 512;
+
 struct Finished {
     completion: Completion,
     channel: String,
@@ -251,12 +256,24 @@ async fn run(
     let maintenance = spawn_maintenance(queue.clone(), config.clone(), held.clone());
     let mut batch: Vec<Finished> = Vec::new();
 
+    // When the oldest unrecorded finish or start happened.
+    let mut unflushed_since: Option<Instant> = None;
+
     loop {
-        // Record finished tries and newly started jobs, in one transaction.
+        // A finished job frees its slot at once; its record is written with
+        // others (group commit), within `FLUSH_AFTER`.
         while let Ok(f) = done_rx.try_recv() {
+            running.finish(&queue.config().channels, &f.channel);
+            in_flight -= 1;
+            unflushed_since.get_or_insert_with(Instant::now);
             batch.push(f);
         }
-        if !batch.is_empty() || !begun.is_empty() {
+        let idle = in_flight == 0 && buffer.is_empty();
+        let due = unflushed_since.is_some_and(|t| t.elapsed() >= FLUSH_AFTER);
+        let stopping = stop.borrow().is_some();
+        if (!batch.is_empty() || !begun.is_empty())
+            && (idle || due || stopping || batch.len() >= FLUSH_BATCH || begun.len() >= FLUSH_BATCH)
+        {
             let completions: Vec<Completion> = batch.iter().map(|f| f.completion.clone()).collect();
             if let Err(e) = storage.complete(&completions, &begun, now_ms()).await {
                 // The leases stay; if the database stays away they expire and
@@ -266,13 +283,14 @@ async fn run(
                 continue;
             }
             begun.clear();
+            unflushed_since = None;
             let cfg = queue.config();
             let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
             for f in batch.drain(..) {
                 h.remove(&f.completion.id);
-                running.finish(&cfg.channels, &f.channel);
+                // Claim-ahead room (and a sequential channel's turn) comes
+                // back only once the outcome is recorded.
                 claimed.finish(&cfg.channels, &f.channel);
-                in_flight -= 1;
                 report.finished += 1;
             }
         }
@@ -305,7 +323,12 @@ async fn run(
                 break;
             }
             tokio::select! {
-                Some(f) = done_rx.recv() => batch.push(f),
+                Some(f) = done_rx.recv() => {
+                    running.finish(&queue.config().channels, &f.channel);
+                    in_flight -= 1;
+                    unflushed_since.get_or_insert_with(Instant::now);
+                    batch.push(f);
+                }
                 _ = tokio::time::sleep_until(end.into()) => {}
             }
             continue;
@@ -374,10 +397,19 @@ async fn run(
             }
         }
 
+        let wait = match unflushed_since {
+            Some(t) => FLUSH_AFTER.saturating_sub(t.elapsed()),
+            None => config.poll_interval,
+        };
         tokio::select! {
             _ = queue.wake.notified() => {}
-            Some(f) = done_rx.recv() => batch.push(f),
-            _ = tokio::time::sleep(config.poll_interval) => {}
+            Some(f) = done_rx.recv() => {
+                running.finish(&queue.config().channels, &f.channel);
+                in_flight -= 1;
+                unflushed_since.get_or_insert_with(Instant::now);
+                batch.push(f);
+            }
+            _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {}
         }
     }
