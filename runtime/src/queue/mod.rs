@@ -130,7 +130,7 @@ impl JobSpec {
 #[derive(Debug)]
 pub struct Queue {
     storage: Arc<dyn Storage>,
-    config: RwLock<QueueConfig>,
+    config: RwLock<Arc<QueueConfig>>,
     functions: RwLock<HashSet<String>>,
     /// Wakes this process's workers the moment something is enqueued.
     pub(crate) wake: Notify,
@@ -140,7 +140,7 @@ impl Queue {
     pub fn new(storage: Arc<dyn Storage>, config: QueueConfig) -> Arc<Queue> {
         Arc::new(Queue {
             storage,
-            config: RwLock::new(config),
+            config: RwLock::new(Arc::new(config)),
             functions: RwLock::new(HashSet::new()),
             wake: Notify::new(),
         })
@@ -150,31 +150,34 @@ impl Queue {
         &self.storage
     }
 
-    pub fn config(&self) -> QueueConfig {
+    /// The current configuration (cheap: shared until the next reload).
+    pub fn config(&self) -> Arc<QueueConfig> {
         self.config
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
+    fn update(&self, change: impl FnOnce(&mut QueueConfig)) {
+        let mut current = self.config.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = (**current).clone();
+        change(&mut next);
+        *current = Arc::new(next);
+    }
+
     /// Replace the channel configuration while running.
     pub fn reload_channels(&self, text: &str) -> Result<(), ChannelConfigError> {
         let channels = ChannelConfig::parse(text)?;
-        self.config
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .channels = channels;
+        self.update(|c| c.channels = channels);
         self.wake.notify_one();
         Ok(())
     }
 
     /// Set the retry policy of a job function.
     pub fn set_retry_policy(&self, function: &str, policy: RetryPolicy) {
-        self.config
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retry
-            .insert(function.to_string(), policy);
+        self.update(|c| {
+            c.retry.insert(function.to_string(), policy);
+        });
     }
 
     /// Make a job function known (the worker pool does this for its handlers).

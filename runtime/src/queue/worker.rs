@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -360,10 +361,13 @@ async fn run(
         buffer = waiting;
 
         // Claim ahead, so one round trip to the database feeds many jobs.
-        let want = config
-            .prefetch
-            .max(config.concurrency)
-            .saturating_sub(buffer.len());
+        // Claim in big batches: only once the buffer ran low, then fill it.
+        let target = config.prefetch.max(config.concurrency);
+        let want = if buffer.len() <= (target / 4).max(config.concurrency) {
+            target - buffer.len()
+        } else {
+            0
+        };
         let mut ahead = claimed.budget_scaled(&cfg.channels, moment, config.prefetch_factor);
         let room = (ahead.total() as usize).min(want);
         if room > 0 {
@@ -426,14 +430,23 @@ async fn run_one(
 ) {
     let handled = match handlers.get(&job.function).cloned() {
         Some(handler) => {
-            let job = job.clone();
             // A panicking handler fails its try, not the pool.
-            match tokio::spawn(async move { handler.run(&job).await }).await {
+            match std::panic::AssertUnwindSafe(handler.run(&job))
+                .catch_unwind()
+                .await
+            {
                 Ok(h) => h,
-                Err(e) => Handled::failed(JobFailure::retry(
-                    "panic",
-                    format!("the job's handler panicked: {e}"),
-                )),
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Handled::failed(JobFailure::retry(
+                        "panic",
+                        format!("the job's handler panicked: {what}"),
+                    ))
+                }
             }
         }
         None => Handled::failed(JobFailure::fail(

@@ -486,3 +486,28 @@ async fn housekeeping_purges_finished_jobs_after_their_retention() {
     assert_eq!(left, 0, "done jobs are purged in bounded batches");
     handle.shutdown(Duration::from_secs(1)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_panicking_handler_fails_its_try_not_the_pool() {
+    let (queue, _dir) = queue_with(QueueConfig::default()).await;
+    let mut pool = WorkerPool::new(queue.clone(), fast_pool()).with_builtins();
+    pool.register(
+        "explode",
+        handler_fn(|_job| async { panic!("handler exploded") }),
+    );
+    let handle = pool.start();
+    let ids = queue
+        .enqueue_batch(&[
+            JobSpec::new("explode", json!({})).max_retries(1),
+            JobSpec::new("junction.noop", json!({})),
+        ])
+        .await
+        .unwrap();
+    drain(&queue).await;
+    let s = queue.storage();
+    let exploded = s.job(ids[0].id).await.unwrap().unwrap();
+    assert_eq!(exploded.state, JobState::Failed);
+    assert!(exploded.error_message.unwrap().contains("handler exploded"));
+    assert_eq!(s.job(ids[1].id).await.unwrap().unwrap().state, JobState::Done);
+    handle.shutdown(Duration::from_secs(1)).await.unwrap();
+}
