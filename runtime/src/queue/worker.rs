@@ -240,6 +240,7 @@ async fn run(
         handlers,
     } = pool;
     let handlers = Arc::new(handlers);
+    let node: Arc<str> = Arc::from(config.node.as_str());
     let storage = queue.storage().clone();
     // Claimed by this node (buffered or running): what heartbeats renew.
     let held: Arc<Mutex<HashSet<JobId>>> = Arc::default();
@@ -275,11 +276,20 @@ async fn run(
         if (!batch.is_empty() || !begun.is_empty())
             && (idle || due || stopping || batch.len() >= FLUSH_BATCH || begun.len() >= FLUSH_BATCH)
         {
-            let completions: Vec<Completion> = batch.iter().map(|f| f.completion.clone()).collect();
+            let (completions, channels): (Vec<Completion>, Vec<String>) =
+                batch.drain(..).map(|f| (f.completion, f.channel)).unzip();
             if let Err(e) = storage.complete(&completions, &begun, now_ms()).await {
                 // The leases stay; if the database stays away they expire and
                 // the jobs run again elsewhere. Keep the batch and retry.
                 tracing::error!(%e, "recording finished jobs failed; retrying");
+                batch = completions
+                    .into_iter()
+                    .zip(channels)
+                    .map(|(completion, channel)| Finished {
+                        completion,
+                        channel,
+                    })
+                    .collect();
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
@@ -287,11 +297,11 @@ async fn run(
             unflushed_since = None;
             let cfg = queue.config();
             let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
-            for f in batch.drain(..) {
-                h.remove(&f.completion.id);
+            for (completion, channel) in completions.iter().zip(&channels) {
+                h.remove(&completion.id);
                 // Claim-ahead room (and a sequential channel's turn) comes
                 // back only once the outcome is recorded.
-                claimed.finish(&cfg.channels, &f.channel);
+                claimed.finish(&cfg.channels, channel);
                 report.finished += 1;
             }
         }
@@ -337,28 +347,30 @@ async fn run(
 
         let cfg = queue.config();
 
-        // Start buffered jobs that have a free slot, in order.
+        // Start buffered jobs that have a free slot, in order; a job whose
+        // channel is full lets later jobs of other channels go first.
         let moment = Instant::now();
-        let mut budget = running.budget(&cfg.channels, moment);
-        let mut waiting = VecDeque::with_capacity(buffer.len());
-        while let Some(job) = buffer.pop_front() {
-            if in_flight < config.concurrency && budget.try_take(&job.channel) {
+        if in_flight < config.concurrency && !buffer.is_empty() {
+            let mut budget = running.budget(&cfg.channels, moment);
+            let mut i = 0;
+            while i < buffer.len() && in_flight < config.concurrency {
+                if !budget.try_take(&buffer[i].channel) {
+                    i += 1;
+                    continue;
+                }
+                let job = buffer.remove(i).expect("index is in bounds");
                 running.start(&cfg.channels, &job.channel, moment);
                 in_flight += 1;
                 begun.push((job.id, now_ms()));
-                let retry = cfg.retry.get(&job.function).cloned().unwrap_or_default();
                 tokio::spawn(run_one(
                     job,
                     handlers.clone(),
-                    retry,
-                    config.node.clone(),
+                    cfg.clone(),
+                    node.clone(),
                     done_tx.clone(),
                 ));
-            } else {
-                waiting.push_back(job);
             }
         }
-        buffer = waiting;
 
         // Claim ahead, so one round trip to the database feeds many jobs.
         // Claim in big batches: only once the buffer ran low, then fill it.
@@ -368,36 +380,38 @@ async fn run(
         } else {
             0
         };
-        let mut ahead = claimed.budget_scaled(&cfg.channels, moment, config.prefetch_factor);
-        let room = (ahead.total() as usize).min(want);
-        if room > 0 {
-            let now = now_ms();
-            let request = ClaimRequest {
-                node: config.node.clone(),
-                worker: format!("{}/pool", config.node),
-                now,
-                lease_until: now + cfg.lease.as_millis() as i64,
-                limit: (room * 2).max(16) as u32,
-                full_channels: ahead.full(),
-                sequential_channels: cfg.channels.sequential().map(str::to_string).collect(),
-            };
-            let candidates = storage.candidates(&request).await?;
-            let picks: Vec<JobId> = candidates
-                .into_iter()
-                .filter(|(_, channel)| ahead.try_take(channel))
-                .take(room)
-                .map(|(id, _)| id)
-                .collect();
-            let claimed_jobs = storage.claim(&picks, &request).await?;
-            if !claimed_jobs.is_empty() {
-                let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
-                for job in claimed_jobs {
-                    claimed.start(&cfg.channels, &job.channel, moment);
-                    h.insert(job.id);
-                    buffer.push_back(job);
+        if want > 0 {
+            let mut ahead = claimed.budget_scaled(&cfg.channels, moment, config.prefetch_factor);
+            let room = (ahead.total() as usize).min(want);
+            if room > 0 {
+                let now = now_ms();
+                let request = ClaimRequest {
+                    node: config.node.clone(),
+                    worker: format!("{}/pool", config.node),
+                    now,
+                    lease_until: now + cfg.lease.as_millis() as i64,
+                    limit: (room * 2).max(16) as u32,
+                    full_channels: ahead.full(),
+                    sequential_channels: cfg.channels.sequential().map(str::to_string).collect(),
+                };
+                let candidates = storage.candidates(&request).await?;
+                let picks: Vec<JobId> = candidates
+                    .into_iter()
+                    .filter(|(_, channel)| ahead.try_take(channel))
+                    .take(room)
+                    .map(|(id, _)| id)
+                    .collect();
+                let claimed_jobs = storage.claim(&picks, &request).await?;
+                if !claimed_jobs.is_empty() {
+                    let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
+                    for job in claimed_jobs {
+                        claimed.start(&cfg.channels, &job.channel, moment);
+                        h.insert(job.id);
+                        buffer.push_back(job);
+                    }
+                    // Start them right away.
+                    continue;
                 }
-                // Start them right away.
-                continue;
             }
         }
 
@@ -424,8 +438,8 @@ async fn run(
 async fn run_one(
     job: Job,
     handlers: Arc<HashMap<String, Arc<dyn Handler>>>,
-    retry: super::retry::RetryPolicy,
-    node: String,
+    config: Arc<super::QueueConfig>,
+    node: Arc<str>,
     done: mpsc::UnboundedSender<Finished>,
 ) {
     let handled = match handlers.get(&job.function).cloned() {
@@ -479,7 +493,8 @@ async fn run_one(
                 // contention that did not count.
                 let wait = after.unwrap_or_else(|| {
                     if count_try {
-                        retry.delay(tries, rand::random::<f64>())
+                        let policy = config.retry.get(&job.function).cloned().unwrap_or_default();
+                        policy.delay(tries, rand::random::<f64>())
                     } else {
                         Duration::from_millis(200)
                     }

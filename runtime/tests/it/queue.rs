@@ -508,6 +508,9 @@ async fn a_panicking_handler_fails_its_try_not_the_pool() {
     let exploded = s.job(ids[0].id).await.unwrap().unwrap();
     assert_eq!(exploded.state, JobState::Failed);
     assert!(exploded.error_message.unwrap().contains("handler exploded"));
-    assert_eq!(s.job(ids[1].id).await.unwrap().unwrap().state, JobState::Done);
+    assert_eq!(
+        s.job(ids[1].id).await.unwrap().unwrap().state,
+        JobState::Done
+    );
     handle.shutdown(Duration::from_secs(1)).await.unwrap();
 }
