@@ -199,11 +199,22 @@ pub struct Occupancy {
 impl Occupancy {
     /// Count a started job against its chain.
     pub fn start(&mut self, config: &ChannelConfig, channel: &str, now: Instant) {
+        // On the hot path of every job: allocate a key only the first time.
         for name in config.chain(channel) {
-            *self.running.entry(name.to_string()).or_default() += 1;
+            match self.running.get_mut(name) {
+                Some(n) => *n += 1,
+                None => {
+                    self.running.insert(name.to_string(), 1);
+                }
+            }
         }
-        self.last_start
-            .insert(config.resolve(channel).to_string(), now);
+        let resolved = config.resolve(channel);
+        match self.last_start.get_mut(resolved) {
+            Some(t) => *t = now,
+            None => {
+                self.last_start.insert(resolved.to_string(), now);
+            }
+        }
     }
 
     /// Release a finished job's slots.
