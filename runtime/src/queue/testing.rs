@@ -99,13 +99,7 @@ impl JobTrap {
                 return Ok(ran);
             }
             for job in storage.claim(&ids, &request).await? {
-                let handled = match self.handlers.get(&job.function) {
-                    Some(h) => h.run(&job).await,
-                    None => super::worker::Handled::failed(JobFailure::fail(
-                        "unknown-function",
-                        format!("the job trap has no handler for {}", job.function),
-                    )),
-                };
+                let handled = super::worker::handle(&self.handlers, &job, "the job trap").await;
                 let outcome = match handled.result.unwrap_or(Ok(None)) {
                     Ok(result) => Outcome::Done { result },
                     Err(JobFailure::Fail { kind, message })

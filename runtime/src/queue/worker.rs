@@ -240,7 +240,8 @@ async fn run(
         handlers,
     } = pool;
     let handlers = Arc::new(handlers);
-    let node: Arc<str> = Arc::from(config.node.as_str());
+    // Who runs the jobs, as a missing-handler error names it.
+    let runner: Arc<str> = Arc::from(format!("node {}", config.node).as_str());
     let storage = queue.storage().clone();
     // Claimed by this node (buffered or running): what heartbeats renew.
     let held: Arc<Mutex<HashSet<JobId>>> = Arc::default();
@@ -366,7 +367,7 @@ async fn run(
                     job,
                     handlers.clone(),
                     cfg.clone(),
-                    node.clone(),
+                    runner.clone(),
                     done_tx.clone(),
                 ));
             }
@@ -439,38 +440,10 @@ async fn run_one(
     job: Job,
     handlers: Arc<HashMap<String, Arc<dyn Handler>>>,
     config: Arc<super::QueueConfig>,
-    node: Arc<str>,
+    runner: Arc<str>,
     done: mpsc::UnboundedSender<Finished>,
 ) {
-    let handled = match handlers.get(&job.function).cloned() {
-        Some(handler) => {
-            // A panicking handler fails its try, not the pool.
-            match std::panic::AssertUnwindSafe(handler.run(&job))
-                .catch_unwind()
-                .await
-            {
-                Ok(h) => h,
-                Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    Handled::failed(JobFailure::retry(
-                        "panic",
-                        format!("the job's handler panicked: {what}"),
-                    ))
-                }
-            }
-        }
-        None => Handled::failed(JobFailure::fail(
-            "unknown-function",
-            format!(
-                "node {node} has no handler for job function {:?}",
-                job.function
-            ),
-        )),
-    };
+    let handled = handle(&handlers, &job, &runner).await;
     let now = now_ms();
     let outcome = match handled.result.unwrap_or(Ok(None)) {
         Ok(result) => Outcome::Done { result },
@@ -519,6 +492,41 @@ async fn run_one(
             audit: handled.audit,
         },
     });
+}
+
+/// Run a job's handler: a missing handler fails the job, a panicking one
+/// fails the try (not the process). `runner` names who lacked the handler.
+pub(crate) async fn handle(
+    handlers: &HashMap<String, Arc<dyn Handler>>,
+    job: &Job,
+    runner: &str,
+) -> Handled {
+    let Some(handler) = handlers.get(&job.function) else {
+        return Handled::failed(JobFailure::fail(
+            "unknown-function",
+            format!(
+                "{runner} has no handler for job function {:?}",
+                job.function
+            ),
+        ));
+    };
+    match std::panic::AssertUnwindSafe(handler.run(job))
+        .catch_unwind()
+        .await
+    {
+        Ok(h) => h,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Handled::failed(JobFailure::retry(
+                "panic",
+                format!("the job's handler panicked: {what}"),
+            ))
+        }
+    }
 }
 
 /// Heartbeats, the lease reaper and housekeeping, on their own timers.
