@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::error::{DEFAULT_RETRY_SECONDS, Error};
+
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
     ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
@@ -61,6 +63,79 @@ pub struct Response {
 }
 
 impl Response {
+    /// `Retry-After` in seconds from now (delta-seconds or an HTTP date).
+    pub fn retry_after(&self) -> Option<u32> {
+        let value = self.header("retry-after")?.trim();
+        if let Ok(seconds) = value.parse::<u32>() {
+            return Some(seconds);
+        }
+        let at = parse_http_date(value)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs() as i64;
+        Some(at.saturating_sub(now).clamp(0, i64::from(u32::MAX)) as u32)
+    }
+
+    /// The response if it is a success (2xx), else the contract error its
+    /// status means: 429 → rate-limited and 503 → retryable (after
+    /// `Retry-After`), other 5xx → retryable, 404 → not-found, 401/403 →
+    /// config (credentials), other 4xx → permanent. The message carries the
+    /// backend's own (`{"message": ...}` bodies are read).
+    pub fn error_for_status(self) -> Result<Response, Error> {
+        let status = self.status;
+        if (200..300).contains(&status) {
+            return Ok(self);
+        }
+        let detail = self.message();
+        let message = format!("HTTP {status}: {detail}");
+        Err(match status {
+            429 => Error::RateLimited {
+                reset_seconds: self.retry_after().unwrap_or(60),
+                message,
+            },
+            503 => Error::Retryable {
+                after_seconds: self.retry_after().unwrap_or(DEFAULT_RETRY_SECONDS),
+                message,
+            },
+            404 => Error::NotFound(message),
+            401 | 403 => Error::Config(format!(
+                "{message} (the backend refused the credentials the operator configured)"
+            )),
+            400..=499 => Error::Permanent(message),
+            _ => Error::Retryable {
+                after_seconds: DEFAULT_RETRY_SECONDS,
+                message,
+            },
+        })
+    }
+
+    /// The body as JSON.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        Ok(serde_json::from_slice(&self.body)?)
+    }
+
+    /// The backend's error text: `message` of a JSON body, else the body.
+    fn message(&self) -> String {
+        let from_json = serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| {
+                v.get("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            });
+        let mut text = from_json.unwrap_or_else(|| self.text());
+        if text.len() > 300 {
+            let mut cut = 300;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push('…');
+        }
+        text
+    }
+
     /// The first header with this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -334,9 +409,148 @@ pub fn get(url: &str) -> Result<Response, HttpError> {
     send(&Request::get(url))
 }
 
+/// Send a request with a JSON body (or none) and read a successful JSON
+/// response; every failure is already the contract's error.
+pub fn json<T: serde::de::DeserializeOwned>(
+    mut request: Request,
+    body: Option<&impl serde::Serialize>,
+) -> Result<T, Error> {
+    request = request.header("accept", "application/json");
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(body)?);
+    }
+    send(&request)?.error_for_status()?.json()
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) as Unix seconds.
+fn parse_http_date(text: &str) -> Option<i64> {
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)? as i64
+        + 1;
+    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let mut hms = time.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + m * 60 + s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
+        Response {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn statuses_become_contract_errors() {
+        assert!(response(200, &[], "{}").error_for_status().is_ok());
+        assert_eq!(
+            response(429, &[("Retry-After", "17")], "")
+                .error_for_status()
+                .unwrap_err(),
+            Error::RateLimited {
+                reset_seconds: 17,
+                message: "HTTP 429: ".into()
+            }
+        );
+        assert!(matches!(
+            response(503, &[], "busy").error_for_status(),
+            Err(Error::Retryable {
+                after_seconds: 30,
+                ..
+            })
+        ));
+        assert!(matches!(
+            response(502, &[], "").error_for_status(),
+            Err(Error::Retryable { .. })
+        ));
+        let missing = response(
+            404,
+            &[],
+            r#"{"message":"The product that was requested doesn't exist."}"#,
+        );
+        assert_eq!(
+            missing.error_for_status().unwrap_err(),
+            Error::NotFound("HTTP 404: The product that was requested doesn't exist.".into())
+        );
+        assert!(
+            matches!(response(401, &[], "").error_for_status(), Err(Error::Config(m)) if m.contains("credentials"))
+        );
+        assert!(
+            matches!(response(422, &[], "bad sku").error_for_status(), Err(Error::Permanent(m)) if m.contains("bad sku"))
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        assert_eq!(
+            response(429, &[("retry-after", " 5 ")], "").retry_after(),
+            Some(5)
+        );
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_http_date("yesterday"), None);
+        // A date in the past means: now.
+        assert_eq!(
+            response(429, &[("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT")], "").retry_after(),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn http_failures_map_to_the_contract() {
+        let denied: Error = HttpError::Denied {
+            host: "evil.example".into(),
+            code: "HttpRequestDenied".into(),
+        }
+        .into();
+        assert!(matches!(denied, Error::Config(m) if m.contains("evil.example")));
+        let flaky: Error = HttpError::Transport {
+            host: "h".into(),
+            code: "ConnectionRefused".into(),
+        }
+        .into();
+        assert!(matches!(
+            flaky,
+            Error::Retryable {
+                after_seconds: 5,
+                ..
+            }
+        ));
+        let big: Error = HttpError::TooLarge {
+            host: "h".into(),
+            code: "HttpResponseBodySize".into(),
+        }
+        .into();
+        assert!(matches!(big, Error::Permanent(_)));
+    }
 
     #[test]
     fn splits_urls_for_wasi_http() {

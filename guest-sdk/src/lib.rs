@@ -6,6 +6,11 @@
 //!
 //! - [`http`]: an outbound HTTP client on `wasi:http` that reports *why* a
 //!   request failed (denied by the operator's allowlist, a body over the
-//!   host's cap, a timeout), instead of a generic connection error.
+//!   host's cap, a timeout), instead of a generic connection error, and
+//!   turns statuses into the contract's errors (`Retry-After` included).
+//! - [`Error`]: the contract's error variant on the guest side.
 
+pub mod error;
 pub mod http;
+
+pub use error::Error;
