@@ -9,8 +9,12 @@
 //!   host's cap, a timeout), instead of a generic connection error, and
 //!   turns statuses into the contract's errors (`Retry-After` included).
 //! - [`Error`]: the contract's error variant on the guest side.
+//! - [`mapping`]: declarative record mapping (direct, converted, relations
+//!   through the binder, children, create-only, changed-only), natively
+//!   testable.
 
 pub mod error;
 pub mod http;
+pub mod mapping;
 
 pub use error::Error;
