@@ -1,0 +1,393 @@
+//! `demo-shop`: a reference shop backend shaped like the Magento 2 REST API
+//! (same paths, `searchCriteria` syntax and JSON field names for the parts
+//! it covers), for Junction's demo, end-to-end tests and benchmarks.
+//!
+//! Covered: `POST /rest/V1/integration/admin/token`; categories
+//! (`GET /rest/V1/categories/list`), products (`GET /rest/V1/products`,
+//! `GET|PUT /rest/V1/products/{sku}`), customers
+//! (`GET /rest/V1/customers/search`, `GET /rest/V1/customers/{id}`), orders
+//! (`GET /rest/V1/orders`, `GET /rest/V1/orders/{id}`,
+//! `POST /rest/V1/orders/{id}/hold|unhold|cancel`). Bearer-token auth on
+//! everything but the token endpoint, a rate limit answering 429 with
+//! `Retry-After`, and switchable faults (latency, 5xx, dropped connections).
+
+pub mod data;
+pub mod search;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+pub use data::Seed;
+use data::{Data, magento_time, now_secs};
+
+/// Faults to inject, switchable while running.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faults {
+    /// Added to every response.
+    pub latency: Duration,
+    /// Share of requests (0.0–1.0) answered 503.
+    pub error_rate: f64,
+    /// Share of requests (0.0–1.0) whose connection is dropped unanswered.
+    pub drop_rate: f64,
+}
+
+/// How the shop behaves.
+#[derive(Debug, Clone)]
+pub struct ShopConfig {
+    pub seed: Seed,
+    pub username: String,
+    pub password: String,
+    /// Requests per second before 429s; `None` for no limit.
+    pub rate_limit: Option<u32>,
+}
+
+impl Default for ShopConfig {
+    fn default() -> Self {
+        ShopConfig {
+            seed: Seed::default(),
+            username: "admin".into(),
+            password: "admin123".into(),
+            rate_limit: None,
+        }
+    }
+}
+
+struct State {
+    config: ShopConfig,
+    data: Mutex<Data>,
+    tokens: Mutex<Vec<String>>,
+    faults: Mutex<Faults>,
+    bucket: Mutex<(f64, Instant)>,
+    counter: Mutex<u64>,
+}
+
+/// A running shop.
+#[derive(Clone)]
+pub struct Shop {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+}
+
+impl std::fmt::Debug for Shop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shop").field("addr", &self.addr).finish()
+    }
+}
+
+impl Shop {
+    /// Seed the data and serve on `addr` (use port 0 for any free port).
+    pub async fn start(config: ShopConfig, addr: SocketAddr) -> std::io::Result<Shop> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let burst = f64::from(config.rate_limit.unwrap_or(0));
+        let state = Arc::new(State {
+            data: Mutex::new(Data::seeded(&config.seed)),
+            config,
+            tokens: Mutex::new(Vec::new()),
+            faults: Mutex::new(Faults::default()),
+            bucket: Mutex::new((burst, Instant::now())),
+            counter: Mutex::new(0),
+        });
+        let s = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let s = s.clone();
+                        async move { serve(&s, req).await }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Shop { addr, state })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.state.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
+    }
+
+    /// Change a product as a shop admin would (its `updated_at` moves).
+    pub fn edit_product(&self, sku: &str, change: impl FnOnce(&mut Value)) -> bool {
+        let mut data = self.state.data.lock().unwrap_or_else(|p| p.into_inner());
+        match data.products.get_mut(sku) {
+            Some(p) => {
+                change(p);
+                p["updated_at"] = json!(magento_time(now_secs()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A copy of a product, or `None`.
+    pub fn product(&self, sku: &str) -> Option<Value> {
+        self.state
+            .data
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .products
+            .get(sku)
+            .cloned()
+    }
+
+    pub fn order(&self, id: i64) -> Option<Value> {
+        self.state
+            .data
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .orders
+            .get(&id)
+            .cloned()
+    }
+}
+
+type Body = Full<Bytes>;
+
+fn reply(status: StatusCode, body: Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid response")
+}
+
+fn message(status: StatusCode, text: &str) -> Response<Body> {
+    reply(status, json!({ "message": text }))
+}
+
+/// Deterministic "random" in [0, 1) per request, so fault rates hold on
+/// average without a random source.
+fn roll(state: &State) -> f64 {
+    let mut n = state.counter.lock().unwrap_or_else(|p| p.into_inner());
+    *n += 1;
+    let x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+async fn serve(state: &State, req: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
+    let faults = state
+        .faults
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    if faults.drop_rate > 0.0 && roll(state) < faults.drop_rate {
+        // An error from the service makes hyper close the connection
+        // without an answer: a dropped connection, as the client sees it.
+        return Err(std::io::Error::other("fault injection: dropped"));
+    }
+    if faults.error_rate > 0.0 && roll(state) < faults.error_rate {
+        return Ok(message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service temporarily unavailable",
+        ));
+    }
+    if let Some(limit) = state.config.rate_limit {
+        let mut bucket = state.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let elapsed = bucket.1.elapsed().as_secs_f64();
+        bucket.0 = (bucket.0 + elapsed * f64::from(limit)).min(f64::from(limit));
+        bucket.1 = Instant::now();
+        if bucket.0 < 1.0 {
+            let mut r = message(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests. Try again later.",
+            );
+            r.headers_mut()
+                .insert("retry-after", "1".parse().expect("a valid header"));
+            return Ok(r);
+        }
+        bucket.0 -= 1.0;
+    }
+    Ok(route(state, req).await)
+}
+
+async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let authorized = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| {
+            state
+                .tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|k| k == t)
+        });
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return message(StatusCode::BAD_REQUEST, "Could not read the request body."),
+    };
+    let segments: Vec<&str> = path.trim_start_matches("/rest/V1/").split('/').collect();
+    if method == Method::POST && path == "/rest/V1/integration/admin/token" {
+        return token(state, &body);
+    }
+    if !path.starts_with("/rest/V1/") {
+        return message(StatusCode::NOT_FOUND, "Request does not match any route.");
+    }
+    if !authorized {
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            json!({"message": "The consumer isn't authorized to access %resources.", "parameters": {"resources": "Magento_Backend::admin"}}),
+        );
+    }
+    let mut data = state.data.lock().unwrap_or_else(|p| p.into_inner());
+    let search = |items: Vec<Value>| match search::parse(&query) {
+        Ok(c) => {
+            let echo = json!({ "query": query });
+            reply(StatusCode::OK, c.apply(items, echo))
+        }
+        Err(e) => message(
+            StatusCode::BAD_REQUEST,
+            &format!("Invalid search criteria: {e}"),
+        ),
+    };
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["categories", "list"]) => {
+            search(data.categories.values().cloned().collect())
+        }
+        (&Method::GET, ["products"]) => search(data.products.values().cloned().collect()),
+        (&Method::GET, ["customers", "search"]) => {
+            search(data.customers.values().cloned().collect())
+        }
+        (&Method::GET, ["orders"]) => search(data.orders.values().cloned().collect()),
+        (&Method::GET, ["products", sku]) => {
+            match data.products.get(&search::percent_decode(sku)) {
+                Some(p) => reply(StatusCode::OK, p.clone()),
+                None => message(
+                    StatusCode::NOT_FOUND,
+                    "The product that was requested doesn't exist. Verify the product and try again.",
+                ),
+            }
+        }
+        (&Method::PUT, ["products", sku]) => {
+            let sku = search::percent_decode(sku);
+            let Ok(update) = serde_json::from_slice::<Value>(&body) else {
+                return message(
+                    StatusCode::BAD_REQUEST,
+                    "Decoding error: the body is not JSON.",
+                );
+            };
+            let Some(fields) = update.get("product").and_then(Value::as_object) else {
+                return message(
+                    StatusCode::BAD_REQUEST,
+                    "\"product\" is required. Enter and try again.",
+                );
+            };
+            let Some(product) = data.products.get_mut(&sku) else {
+                return message(
+                    StatusCode::NOT_FOUND,
+                    "The product that was requested doesn't exist. Verify the product and try again.",
+                );
+            };
+            for (k, v) in fields {
+                match k.as_str() {
+                    "sku" | "id" => {}
+                    "extension_attributes" => {
+                        if let Some(stock) = v.get("stock_item") {
+                            let item = &mut product["extension_attributes"]["stock_item"];
+                            for (sk, sv) in stock.as_object().into_iter().flatten() {
+                                item[sk] = sv.clone();
+                            }
+                        }
+                    }
+                    _ => product[k] = v.clone(),
+                }
+            }
+            product["updated_at"] = json!(magento_time(now_secs()));
+            reply(StatusCode::OK, product.clone())
+        }
+        (&Method::GET, ["customers", id]) => match id
+            .parse::<i64>()
+            .ok()
+            .and_then(|id| data.customers.get(&id))
+        {
+            Some(c) => reply(StatusCode::OK, c.clone()),
+            None => message(StatusCode::NOT_FOUND, "No such entity with customerId"),
+        },
+        (&Method::GET, ["orders", id]) => {
+            match id.parse::<i64>().ok().and_then(|id| data.orders.get(&id)) {
+                Some(o) => reply(StatusCode::OK, o.clone()),
+                None => message(
+                    StatusCode::NOT_FOUND,
+                    "The entity that was requested doesn't exist. Verify the entity and try again.",
+                ),
+            }
+        }
+        (&Method::POST, ["orders", id, action @ ("hold" | "unhold" | "cancel")]) => {
+            let Some(order) = id
+                .parse::<i64>()
+                .ok()
+                .and_then(|id| data.orders.get_mut(&id))
+            else {
+                return message(
+                    StatusCode::NOT_FOUND,
+                    "The entity that was requested doesn't exist. Verify the entity and try again.",
+                );
+            };
+            let (state_now, allowed) = match *action {
+                "hold" => ("holded", order["state"] != "canceled"),
+                "unhold" => ("new", order["state"] == "holded"),
+                _ => ("canceled", order["state"] != "canceled"),
+            };
+            if !allowed {
+                return message(
+                    StatusCode::BAD_REQUEST,
+                    &format!("You can't {action} this order."),
+                );
+            }
+            order["state"] = json!(state_now);
+            order["status"] = json!(state_now);
+            order["updated_at"] = json!(magento_time(now_secs()));
+            reply(StatusCode::OK, json!(true))
+        }
+        _ => message(StatusCode::NOT_FOUND, "Request does not match any route."),
+    }
+}
+
+fn token(state: &State, body: &[u8]) -> Response<Body> {
+    let creds: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let ok = creds["username"] == state.config.username.as_str()
+        && creds["password"] == state.config.password.as_str();
+    if !ok {
+        return message(
+            StatusCode::UNAUTHORIZED,
+            "The account sign-in was incorrect or your account is disabled temporarily. Please wait and try again later.",
+        );
+    }
+    let mut tokens = state.tokens.lock().unwrap_or_else(|p| p.into_inner());
+    let token = format!(
+        "ds{:016x}{:04}",
+        now_secs().unsigned_abs().wrapping_mul(0x9E37_79B9),
+        tokens.len()
+    );
+    tokens.push(token.clone());
+    reply(StatusCode::OK, json!(token))
+}
