@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod limits;
 pub mod model;
 pub mod queue;
+pub mod registry;
 pub mod storage;
 
 pub use capabilities::CallContext;
