@@ -1,0 +1,228 @@
+//! A backend as the operator configures it — kind, version, base URL,
+//! allowlist, credentials, settings, limits — validated, and turned into
+//! the [`CallContext`] its calls run with.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::capabilities::egress::{Auth, EgressPolicy, PolicyError, parse_target};
+use crate::capabilities::{BackendInfo, CallContext, Services};
+use crate::limits::{EgressLimits, SandboxLimits};
+
+/// One backend of the operator's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// The operator's name for it: letters, digits, `-` and `_`.
+    pub name: String,
+    /// The kind of system, matched against connectors' `backend-kind`.
+    pub kind: String,
+    /// Its version (semver), matched against connectors' ranges.
+    pub version: String,
+    /// Where it is, e.g. `https://shop.example.com`. Its origin is allowed
+    /// for outbound requests without repeating it in `allow`.
+    pub base_url: String,
+    /// More outbound targets, as `scheme://host[:port]` entries.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// `host:port` pairs that may resolve to internal addresses.
+    #[serde(default)]
+    pub allow_internal: Vec<String>,
+    /// Credentials the host adds to allowed requests.
+    #[serde(default)]
+    pub auth: Option<Auth>,
+    /// Non-secret settings the connector reads (a JSON object).
+    #[serde(default)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub limits: SandboxLimits,
+    #[serde(default)]
+    pub egress: EgressLimits,
+}
+
+/// A backend configuration that cannot be used; names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendConfigError {
+    #[error("backend {backend:?}: {field} is invalid: {reason}")]
+    Field {
+        backend: String,
+        field: &'static str,
+        reason: String,
+    },
+    #[error("backend {backend:?}: {source}")]
+    Policy {
+        backend: String,
+        #[source]
+        source: PolicyError,
+    },
+}
+
+impl BackendConfig {
+    fn bad(&self, field: &'static str, reason: impl Into<String>) -> BackendConfigError {
+        BackendConfigError::Field {
+            backend: self.name.clone(),
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The base URL's origin as an allowlist entry.
+    fn origin(&self) -> Result<String, BackendConfigError> {
+        let uri: http::Uri = self
+            .base_url
+            .parse()
+            .map_err(|e| self.bad("base_url", format!("{:?} is not a URL: {e}", self.base_url)))?;
+        let target = parse_target(&uri).map_err(|e| self.bad("base_url", e.reason))?;
+        Ok(format!(
+            "{}://{}:{}",
+            target.scheme, target.host, target.port
+        ))
+    }
+
+    /// Check everything a call would trip over later.
+    pub fn validate(&self) -> Result<(), BackendConfigError> {
+        if self.name.is_empty()
+            || self.name.len() > 64
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(self.bad("name", "use 1 to 64 letters, digits, '-' or '_'"));
+        }
+        if self.kind.trim().is_empty() {
+            return Err(self.bad("kind", "must not be empty"));
+        }
+        semver::Version::parse(&self.version).map_err(|e| {
+            self.bad(
+                "version",
+                format!(
+                    "{:?} is not a semver version such as 2.4.6: {e}",
+                    self.version
+                ),
+            )
+        })?;
+        self.origin()?;
+        if self.limits.deadline.is_zero() {
+            return Err(self.bad("limits.deadline", "must be above 0"));
+        }
+        if self.limits.memory_bytes < 1 << 20 {
+            return Err(self.bad("limits.memory_bytes", "must be at least 1 MiB"));
+        }
+        self.policy().map(|_| ())
+    }
+
+    fn policy(&self) -> Result<EgressPolicy, BackendConfigError> {
+        let mut allow = vec![self.origin()?];
+        allow.extend(self.allow.iter().cloned());
+        EgressPolicy::new(
+            &allow,
+            &self.allow_internal,
+            self.auth.as_ref(),
+            self.egress.clone(),
+        )
+        .map_err(|source| BackendConfigError::Policy {
+            backend: self.name.clone(),
+            source,
+        })
+    }
+
+    /// The context this backend's calls run in, on `services`.
+    pub fn context(&self, services: Services) -> Result<Arc<CallContext>, BackendConfigError> {
+        self.validate()?;
+        Ok(Arc::new(CallContext {
+            backend: BackendInfo {
+                name: self.name.clone(),
+                kind: self.kind.clone(),
+                version: self.version.clone(),
+                base_url: self.base_url.clone(),
+            },
+            settings: serde_json::Value::Object(self.settings.clone()).to_string(),
+            egress: Arc::new(self.policy()?),
+            limits: self.limits.clone(),
+            services,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capabilities::egress::{Host, Scheme, Target};
+    use crate::capabilities::memory::MemoryServices;
+
+    fn shop() -> BackendConfig {
+        serde_json::from_value(serde_json::json!({
+            "name": "shop-eu",
+            "kind": "magento",
+            "version": "2.4.6",
+            "base_url": "https://Shop.Example.com/",
+            "allow": ["https://cdn.example.com"],
+            "auth": {"type": "bearer", "token": "s3cret"},
+            "settings": {"store": "default"},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_backend_becomes_a_call_context() {
+        let ctx = shop()
+            .context(Services::from_one(Arc::new(MemoryServices::default())))
+            .unwrap();
+        assert_eq!(ctx.backend.name, "shop-eu");
+        assert_eq!(ctx.settings, r#"{"store":"default"}"#);
+        let allowed = |host: &str| {
+            ctx.egress
+                .allowlist()
+                .find(&Target {
+                    scheme: Scheme::Https,
+                    host: Host::Name(host.into()),
+                    port: 443,
+                })
+                .is_some()
+        };
+        assert!(
+            allowed("shop.example.com"),
+            "the base URL's origin is allowed"
+        );
+        assert!(allowed("cdn.example.com"));
+        assert!(!allowed("evil.example.com"));
+        assert!(!format!("{ctx:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn bad_configuration_names_the_field() {
+        let cases: Vec<(Box<dyn Fn(&mut BackendConfig)>, &str)> = vec![
+            (Box::new(|b| b.name = "shop eu".into()), "name"),
+            (Box::new(|b| b.version = "2.4".into()), "version"),
+            (Box::new(|b| b.base_url = "ftp://shop".into()), "base_url"),
+            (Box::new(|b| b.base_url = "not a url".into()), "base_url"),
+            (
+                Box::new(|b| b.allow = vec!["shop.example.com".into()]),
+                "allowlist entry",
+            ),
+            (
+                Box::new(|b| b.allow_internal = vec!["nohost".into()]),
+                "nohost",
+            ),
+            (
+                Box::new(|b| b.limits.memory_bytes = 10),
+                "limits.memory_bytes",
+            ),
+        ];
+        for (change, needle) in cases {
+            let mut b = shop();
+            change(&mut b);
+            let err = b.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("shop") && err.contains(needle),
+                "{needle}: {err}"
+            );
+        }
+        let unknown = serde_json::from_value::<BackendConfig>(serde_json::json!({
+            "name": "x", "kind": "k", "version": "1.0.0", "base_url": "http://h", "alow": []
+        }));
+        assert!(unknown.unwrap_err().to_string().contains("alow"));
+    }
+}
