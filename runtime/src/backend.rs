@@ -191,9 +191,11 @@ mod tests {
         assert!(!format!("{ctx:?}").contains("s3cret"));
     }
 
+    type Change = Box<dyn Fn(&mut BackendConfig)>;
+
     #[test]
     fn bad_configuration_names_the_field() {
-        let cases: Vec<(Box<dyn Fn(&mut BackendConfig)>, &str)> = vec![
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|b| b.name = "shop eu".into()), "name"),
             (Box::new(|b| b.version = "2.4".into()), "version"),
             (Box::new(|b| b.base_url = "ftp://shop".into()), "base_url"),
