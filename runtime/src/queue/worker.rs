@@ -363,6 +363,9 @@ async fn run(
                 running.start(&cfg.channels, &job.channel, moment);
                 in_flight += 1;
                 begun.push((job.id, now_ms()));
+                // A start is recorded within the same delay as a finish,
+                // so a long job shows `started` while it runs.
+                unflushed_since.get_or_insert_with(Instant::now);
                 tokio::spawn(run_one(
                     job,
                     handlers.clone(),

@@ -514,3 +514,29 @@ async fn a_panicking_handler_fails_its_try_not_the_pool() {
     );
     handle.shutdown(Duration::from_secs(1)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_long_job_shows_started_while_it_runs() {
+    let (queue, _dir) = queue_with(QueueConfig::default()).await;
+    let handle = WorkerPool::new(queue.clone(), fast_pool())
+        .with_builtins()
+        .start();
+    let id = queue
+        .enqueue(JobSpec::new("junction.sleep", json!({"ms": 2000})))
+        .await
+        .unwrap()
+        .id;
+    let mut state = JobState::Pending;
+    for _ in 0..100 {
+        state = queue.storage().job(id).await.unwrap().unwrap().state;
+        if state == JobState::Started {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(state, JobState::Started);
+    let job = queue.storage().job(id).await.unwrap().unwrap();
+    assert!(job.started_at.is_some());
+    let report = handle.shutdown(Duration::from_millis(10)).await.unwrap();
+    assert_eq!(report.released, 1);
+}
