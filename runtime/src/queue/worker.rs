@@ -142,7 +142,7 @@ impl Default for PoolConfig {
         PoolConfig {
             node: default_node_name(),
             concurrency: 4,
-            prefetch: 256,
+            prefetch: 1024,
             prefetch_factor: 64,
             poll_interval: Duration::from_millis(500),
             reap_interval: Duration::from_secs(5),
