@@ -4,6 +4,25 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Unix milliseconds of an RFC 3339 timestamp (the contract's time
+/// format); the error names the text.
+pub fn parse_timestamp(text: &str) -> Result<i64, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|e| format!("{text:?} is not an RFC 3339 timestamp ({e})"))
+}
+
+/// Unix milliseconds as RFC 3339 (UTC).
+pub fn format_timestamp(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 /// A record as the backend has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteRecord {

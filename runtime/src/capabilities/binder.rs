@@ -43,7 +43,7 @@ impl Host for CallState {
         sync_date: Option<String>,
     ) -> wasmtime::Result<Result<(), Error>> {
         if let Some(date) = &sync_date
-            && let Err(reason) = super::jobs::check_timestamp(date)
+            && let Err(reason) = crate::model::parse_timestamp(date)
         {
             return Ok(Err(Error::Permanent(format!("bind: sync-date {reason}"))));
         }

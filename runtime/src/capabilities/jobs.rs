@@ -11,13 +11,6 @@ use crate::model::JobRequest;
 /// Arguments larger than this are refused: jobs carry ids, not payloads.
 pub const MAX_ARGS_BYTES: usize = 256 * 1024;
 
-/// Check an RFC 3339 timestamp; the error says what is wrong.
-pub fn check_timestamp(text: &str) -> Result<(), String> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map(|_| ())
-        .map_err(|e| format!("{text:?} is not an RFC 3339 timestamp ({e})"))
-}
-
 /// Validate a job request; the message names the field.
 pub fn validate(request: &JobRequest) -> Result<(), String> {
     let f = &request.function;
@@ -43,7 +36,7 @@ pub fn validate(request: &JobRequest) -> Result<(), String> {
         Err(e) => return Err(format!("job args are not JSON: {e}")),
     }
     if let Some(eta) = &request.eta {
-        check_timestamp(eta).map_err(|r| format!("job eta {r}"))?;
+        crate::model::parse_timestamp(eta).map_err(|r| format!("job eta {r}"))?;
     }
     if let Some(channel) = &request.channel
         && (channel.is_empty() || channel.split('.').any(str::is_empty))

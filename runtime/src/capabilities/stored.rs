@@ -33,9 +33,7 @@ fn service_error(e: StorageError) -> ServiceError {
 }
 
 fn parse_time(text: &str) -> ServiceResult<i64> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .map_err(|e| ServiceError::Rejected(format!("{text:?} is not an RFC 3339 timestamp ({e})")))
+    crate::model::parse_timestamp(text).map_err(ServiceError::Rejected)
 }
 
 #[async_trait]

@@ -216,12 +216,7 @@ impl Queue {
                 return Err(invalid("give an eta or a delay, not both".to_string()));
             }
             (Some(text), None) => {
-                let at = time::OffsetDateTime::parse(
-                    text,
-                    &time::format_description::well_known::Rfc3339,
-                )
-                .map_err(|e| invalid(format!("eta {text:?} is not an RFC 3339 timestamp ({e})")))?;
-                (at.unix_timestamp_nanos() / 1_000_000) as i64
+                crate::model::parse_timestamp(text).map_err(|e| invalid(format!("eta {e}")))?
             }
             (None, Some(d)) => now.saturating_add(d.as_millis() as i64),
             (None, None) => now,

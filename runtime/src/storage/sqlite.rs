@@ -21,7 +21,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::migrate::{self, Migration};
 use super::{ClaimRequest, RecordWrite, StateCount, Storage, StorageError, StoredEvent};
 use crate::capabilities::egress::AuditEntry;
-use crate::model::{Event, LocalRecord};
+use crate::model::{Event, LocalRecord, format_timestamp};
 use crate::queue::job::{
     Completion, Enqueued, Job, JobAuditEntry, JobFilter, JobId, JobLogLine, JobState, NewJob,
     Outcome, Parent,
@@ -197,24 +197,13 @@ async fn release_children_of(
     Ok(())
 }
 
-/// Unix milliseconds as RFC 3339 (UTC).
-pub(crate) fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 fn record_from_row(row: &SqliteRow) -> Result<LocalRecord, sqlx::Error> {
     Ok(LocalRecord {
         model: row.try_get("model")?,
         id: row.try_get("id")?,
         data: row.try_get("data")?,
         version: row.try_get::<i64, _>("version")? as u64,
-        updated_at: rfc3339(row.try_get("updated_at")?),
+        updated_at: format_timestamp(row.try_get("updated_at")?),
     })
 }
 
@@ -1040,7 +1029,7 @@ impl Storage for SqliteStorage {
             id: write.id.clone(),
             data: write.data.clone(),
             version,
-            updated_at: rfc3339(now),
+            updated_at: format_timestamp(now),
         };
         Ok(Some((record, stored)))
     }
