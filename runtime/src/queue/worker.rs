@@ -261,12 +261,16 @@ async fn run(
 
     // When the oldest unrecorded finish or start happened.
     let mut unflushed_since: Option<Instant> = None;
+    // A finish the last wait woke up for.
+    let mut arrived: Option<Finished> = None;
 
     loop {
+        let cfg = queue.config();
         // A finished job frees its slot at once; its record is written with
         // others (group commit), within `FLUSH_AFTER`.
-        while let Ok(f) = done_rx.try_recv() {
-            running.finish(&queue.config().channels, &f.channel);
+        let ready = std::iter::from_fn(|| done_rx.try_recv().ok());
+        for f in arrived.take().into_iter().chain(ready) {
+            running.finish(&cfg.channels, &f.channel);
             in_flight -= 1;
             unflushed_since.get_or_insert_with(Instant::now);
             batch.push(f);
@@ -296,7 +300,6 @@ async fn run(
             }
             begun.clear();
             unflushed_since = None;
-            let cfg = queue.config();
             let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
             for (completion, channel) in completions.iter().zip(&channels) {
                 h.remove(&completion.id);
@@ -335,18 +338,11 @@ async fn run(
                 break;
             }
             tokio::select! {
-                Some(f) = done_rx.recv() => {
-                    running.finish(&queue.config().channels, &f.channel);
-                    in_flight -= 1;
-                    unflushed_since.get_or_insert_with(Instant::now);
-                    batch.push(f);
-                }
+                Some(f) = done_rx.recv() => arrived = Some(f),
                 _ = tokio::time::sleep_until(end.into()) => {}
             }
             continue;
         }
-
-        let cfg = queue.config();
 
         // Start buffered jobs that have a free slot, in order; a job whose
         // channel is full lets later jobs of other channels go first.
@@ -425,12 +421,7 @@ async fn run(
         };
         tokio::select! {
             _ = queue.wake.notified() => {}
-            Some(f) = done_rx.recv() => {
-                running.finish(&queue.config().channels, &f.channel);
-                in_flight -= 1;
-                unflushed_since.get_or_insert_with(Instant::now);
-                batch.push(f);
-            }
+            Some(f) = done_rx.recv() => arrived = Some(f),
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {}
         }
