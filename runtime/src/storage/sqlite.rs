@@ -493,7 +493,7 @@ impl Storage for SqliteStorage {
         &self,
         completions: &[Completion],
         begun: &[(JobId, i64)],
-        now: i64,
+        _now: i64,
     ) -> Result<(), StorageError> {
         let mut tx = self.writer.begin_with(BEGIN).await?;
         for chunk in begun.chunks(400) {
@@ -651,7 +651,6 @@ impl Storage for SqliteStorage {
                 }
             }
         }
-        let _ = now;
         tx.commit().await?;
         Ok(())
     }
