@@ -3,13 +3,14 @@
 //! it covers), for Junction's demo, end-to-end tests and benchmarks.
 //!
 //! Covered: `POST /rest/V1/integration/admin/token`; categories
-//! (`GET /rest/V1/categories/list`), products (`GET /rest/V1/products`,
-//! `GET|PUT /rest/V1/products/{sku}`), customers
+//! (`GET /rest/V1/categories/list`, `GET /rest/V1/categories/{id}`), products (`GET /rest/V1/products`,
+//! `GET|PUT|DELETE /rest/V1/products/{sku}`), customers
 //! (`GET /rest/V1/customers/search`, `GET /rest/V1/customers/{id}`), orders
 //! (`GET /rest/V1/orders`, `GET /rest/V1/orders/{id}`,
 //! `POST /rest/V1/orders/{id}/hold|unhold|cancel`). Bearer-token auth on
 //! everything but the token endpoint, a rate limit answering 429 with
-//! `Retry-After`, and switchable faults (latency, 5xx, dropped connections).
+//! `Retry-After`, switchable faults (latency, 5xx, dropped connections),
+//! and a legacy mode that serves products in an older API version's shape.
 
 pub mod data;
 pub mod search;
@@ -48,6 +49,10 @@ pub struct ShopConfig {
     pub password: String,
     /// Requests per second before 429s; `None` for no limit.
     pub rate_limit: Option<u32>,
+    /// Serve products in the older (2.2) shape: stock as top-level `qty`
+    /// and `is_in_stock`, categories as `category_ids`, no
+    /// `extension_attributes`. Connectors need a mapper for that version.
+    pub legacy: bool,
 }
 
 impl Default for ShopConfig {
@@ -57,6 +62,7 @@ impl Default for ShopConfig {
             username: "admin".into(),
             password: "admin123".into(),
             rate_limit: None,
+            legacy: false,
         }
     }
 }
@@ -273,14 +279,28 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, ["categories", "list"]) => {
             search(data.categories.values().cloned().collect())
         }
-        (&Method::GET, ["products"]) => search(data.products.values().cloned().collect()),
+        (&Method::GET, ["products"]) => search(
+            data.products
+                .values()
+                .map(|p| shaped(&state.config, p))
+                .collect(),
+        ),
+        (&Method::GET, ["categories", id]) => {
+            match id.parse::<i64>().ok().and_then(|id| data.categories.get(&id)) {
+                Some(c) => reply(StatusCode::OK, c.clone()),
+                None => message(
+                    StatusCode::NOT_FOUND,
+                    &format!("No such entity with id = {id}"),
+                ),
+            }
+        }
         (&Method::GET, ["customers", "search"]) => {
             search(data.customers.values().cloned().collect())
         }
         (&Method::GET, ["orders"]) => search(data.orders.values().cloned().collect()),
         (&Method::GET, ["products", sku]) => {
             match data.products.get(&search::percent_decode(sku)) {
-                Some(p) => reply(StatusCode::OK, p.clone()),
+                Some(p) => reply(StatusCode::OK, shaped(&state.config, p)),
                 None => message(
                     StatusCode::NOT_FOUND,
                     "The product that was requested doesn't exist. Verify the product and try again.",
@@ -310,6 +330,9 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
             for (k, v) in fields {
                 match k.as_str() {
                     "sku" | "id" => {}
+                    "qty" | "is_in_stock" if state.config.legacy => {
+                        product["extension_attributes"]["stock_item"][k.as_str()] = v.clone();
+                    }
                     "extension_attributes" => {
                         if let Some(stock) = v.get("stock_item") {
                             let item = &mut product["extension_attributes"]["stock_item"];
@@ -322,7 +345,16 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
                 }
             }
             product["updated_at"] = json!(magento_time(now_secs()));
-            reply(StatusCode::OK, product.clone())
+            reply(StatusCode::OK, shaped(&state.config, product))
+        }
+        (&Method::DELETE, ["products", sku]) => {
+            match data.products.remove(&search::percent_decode(sku)) {
+                Some(_) => reply(StatusCode::OK, json!(true)),
+                None => message(
+                    StatusCode::NOT_FOUND,
+                    "The product that was requested doesn't exist. Verify the product and try again.",
+                ),
+            }
         }
         (&Method::GET, ["customers", id]) => match id
             .parse::<i64>()
@@ -370,6 +402,29 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
         }
         _ => message(StatusCode::NOT_FOUND, "Request does not match any route."),
     }
+}
+
+/// A product as this shop's API version shows it.
+fn shaped(config: &ShopConfig, product: &Value) -> Value {
+    if !config.legacy {
+        return product.clone();
+    }
+    let mut p = product.clone();
+    let ext = p
+        .as_object_mut()
+        .and_then(|o| o.remove("extension_attributes"))
+        .unwrap_or(Value::Null);
+    p["qty"] = ext["stock_item"]["qty"].clone();
+    p["is_in_stock"] = ext["stock_item"]["is_in_stock"].clone();
+    p["category_ids"] = Value::Array(
+        ext["category_links"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| l["category_id"].clone())
+            .collect(),
+    );
+    p
 }
 
 fn token(state: &State, body: &[u8]) -> Response<Body> {

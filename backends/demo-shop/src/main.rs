@@ -27,6 +27,9 @@ struct Args {
     rate_limit: Option<u32>,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Serve products in the older 2.2 shape (top-level `qty`, `category_ids`).
+    #[arg(long)]
+    legacy: bool,
 }
 
 #[tokio::main]
@@ -41,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
             orders: args.orders,
         },
         rate_limit: args.rate_limit,
+        legacy: args.legacy,
         ..ShopConfig::default()
     };
     let shop = Shop::start(config, args.listen).await?;
