@@ -10,7 +10,10 @@ const CONNECTORS: &[(&str, &str)] = &[
 
 fn main() {
     let packages: Vec<&str> = CONNECTORS.iter().map(|(_, p)| *p).collect();
-    let files = guests::build(&packages, &["connectors/magento", "connectors/magento-legacy"]);
+    let files = guests::build(
+        &packages,
+        &["connectors/magento", "connectors/magento-legacy"],
+    );
     let mut consts = String::new();
     for ((name, package), file) in CONNECTORS.iter().zip(files) {
         consts.push_str(&format!(

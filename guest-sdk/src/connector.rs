@@ -15,7 +15,9 @@ use crate::bindings::exports::junction::connector::{adapter, describe, listener,
 use crate::bindings::junction::connector::types as wit;
 use crate::host::HostBinder;
 use crate::mapping::Binder;
-use crate::types::{Dependency, Event, JobRequest, LocalRecord, Manifest, Page, RemoteRecord, parse};
+use crate::types::{
+    Dependency, Event, JobRequest, LocalRecord, Manifest, Page, RemoteRecord, parse,
+};
 
 fn unsupported(what: &str, model: &str) -> Error {
     Error::permanent(format!("this connector does not {what} {model} records"))
@@ -59,7 +61,11 @@ pub trait Adapter {
 /// Transforms records (OCA's Mapper). The binder is an argument so that a
 /// mapper runs natively in `cargo test` with a binder the test builds.
 pub trait Mapper {
-    fn map_import(model: &str, _record: &RemoteRecord, _binder: &dyn Binder) -> Result<Value, Error> {
+    fn map_import(
+        model: &str,
+        _record: &RemoteRecord,
+        _binder: &dyn Binder,
+    ) -> Result<Value, Error> {
         Err(unsupported("import", model))
     }
     /// `changed` is `None` on create (map everything).
@@ -123,7 +129,11 @@ impl<T: Adapter> adapter::Guest for T {
     }
 
     fn write(model: String, id: String, data: String) -> Result<(), wit::Error> {
-        Ok(T::write(&model, &id, &parse("the record to write", &data)?)?)
+        Ok(T::write(
+            &model,
+            &id,
+            &parse("the record to write", &data)?,
+        )?)
     }
 
     fn delete(model: String, id: String) -> Result<(), wit::Error> {
@@ -134,7 +144,10 @@ impl<T: Adapter> adapter::Guest for T {
 impl<T: Mapper> mapper::Guest for T {
     fn map_import(model: String, record: wit::RemoteRecord) -> Result<String, wit::Error> {
         let record = RemoteRecord::try_from(record)?;
-        object(T::map_import(&model, &record, &HostBinder)?, "a mapped record")
+        object(
+            T::map_import(&model, &record, &HostBinder)?,
+            "a mapped record",
+        )
     }
 
     fn map_export(

@@ -52,7 +52,9 @@ pub fn settings() -> Result<Value, Error> {
 
 /// A local record, if it exists.
 pub fn record(model: &str, id: &str) -> Result<Option<LocalRecord>, Error> {
-    records::get(model, id).map(LocalRecord::try_from).transpose()
+    records::get(model, id)
+        .map(LocalRecord::try_from)
+        .transpose()
 }
 
 /// Enqueue a job; returns its id.

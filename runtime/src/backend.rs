@@ -39,6 +39,20 @@ pub struct BackendConfig {
     pub limits: SandboxLimits,
     #[serde(default)]
     pub egress: EgressLimits,
+    /// Recurring incremental imports.
+    #[serde(default)]
+    pub schedules: Vec<Schedule>,
+}
+
+/// "Import `model` from this backend every `every`": a batch import that
+/// never overlaps the previous run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub model: String,
+    /// Milliseconds between the starts of two runs.
+    #[serde(with = "crate::limits::millis")]
+    pub every: std::time::Duration,
 }
 
 /// A backend configuration that cannot be used; names the field.
@@ -106,6 +120,17 @@ impl BackendConfig {
         self.origin()?;
         if self.limits.deadline.is_zero() {
             return Err(self.bad("limits.deadline", "must be above 0"));
+        }
+        for (i, s) in self.schedules.iter().enumerate() {
+            if s.model.trim().is_empty() {
+                return Err(self.bad("schedules", format!("entry {i} has no model")));
+            }
+            if s.every < std::time::Duration::from_secs(1) {
+                return Err(self.bad(
+                    "schedules",
+                    format!("{}: every must be at least 1000 ms", s.model),
+                ));
+            }
         }
         if self.limits.memory_bytes < 1 << 20 {
             return Err(self.bad("limits.memory_bytes", "must be at least 1 MiB"));

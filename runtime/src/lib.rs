@@ -13,9 +13,11 @@ pub mod host;
 pub mod inspect;
 pub mod limits;
 pub mod model;
+pub mod node;
 pub mod queue;
 pub mod registry;
 pub mod storage;
+pub mod sync;
 
 pub use capabilities::CallContext;
 pub use error::{CallError, GuestError};

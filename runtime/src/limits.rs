@@ -65,7 +65,8 @@ impl Default for EgressLimits {
     }
 }
 
-mod millis {
+/// A duration as whole milliseconds in configuration files.
+pub(crate) mod millis {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};

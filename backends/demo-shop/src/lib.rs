@@ -129,6 +129,18 @@ impl Shop {
         format!("http://{}", self.addr)
     }
 
+    /// An access token, as an admin creating an integration token would
+    /// get one (the same as `POST /rest/V1/integration/admin/token`).
+    pub fn issue_token(&self) -> String {
+        issue(&self.state)
+    }
+
+    /// Delete a product as a shop admin would; `false` if there was none.
+    pub fn remove_product(&self, sku: &str) -> bool {
+        let mut data = self.state.data.lock().unwrap_or_else(|p| p.into_inner());
+        data.products.remove(sku).is_some()
+    }
+
     pub fn set_faults(&self, faults: Faults) {
         *self.state.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
     }
@@ -155,6 +167,19 @@ impl Shop {
             .products
             .get(sku)
             .cloned()
+    }
+
+    /// Change an order as the shop would (its `updated_at` moves).
+    pub fn edit_order(&self, id: i64, change: impl FnOnce(&mut Value)) -> bool {
+        let mut data = self.state.data.lock().unwrap_or_else(|p| p.into_inner());
+        match data.orders.get_mut(&id) {
+            Some(o) => {
+                change(o);
+                o["updated_at"] = json!(magento_time(now_secs()));
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn order(&self, id: i64) -> Option<Value> {
@@ -206,10 +231,13 @@ async fn serve(state: &State, req: Request<Incoming>) -> Result<Response<Body>, 
         return Err(std::io::Error::other("fault injection: dropped"));
     }
     if faults.error_rate > 0.0 && roll(state) < faults.error_rate {
-        return Ok(message(
+        let mut r = message(
             StatusCode::SERVICE_UNAVAILABLE,
             "Service temporarily unavailable",
-        ));
+        );
+        r.headers_mut()
+            .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+        return Ok(r);
     }
     if let Some(limit) = state.config.rate_limit {
         let mut bucket = state.bucket.lock().unwrap_or_else(|p| p.into_inner());
@@ -286,7 +314,11 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
                 .collect(),
         ),
         (&Method::GET, ["categories", id]) => {
-            match id.parse::<i64>().ok().and_then(|id| data.categories.get(&id)) {
+            match id
+                .parse::<i64>()
+                .ok()
+                .and_then(|id| data.categories.get(&id))
+            {
                 Some(c) => reply(StatusCode::OK, c.clone()),
                 None => message(
                     StatusCode::NOT_FOUND,
@@ -427,6 +459,17 @@ fn shaped(config: &ShopConfig, product: &Value) -> Value {
     p
 }
 
+fn issue(state: &State) -> String {
+    let mut tokens = state.tokens.lock().unwrap_or_else(|p| p.into_inner());
+    let token = format!(
+        "ds{:016x}{:04}",
+        now_secs().unsigned_abs().wrapping_mul(0x9E37_79B9),
+        tokens.len()
+    );
+    tokens.push(token.clone());
+    token
+}
+
 fn token(state: &State, body: &[u8]) -> Response<Body> {
     let creds: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let ok = creds["username"] == state.config.username.as_str()
@@ -437,12 +480,5 @@ fn token(state: &State, body: &[u8]) -> Response<Body> {
             "The account sign-in was incorrect or your account is disabled temporarily. Please wait and try again later.",
         );
     }
-    let mut tokens = state.tokens.lock().unwrap_or_else(|p| p.into_inner());
-    let token = format!(
-        "ds{:016x}{:04}",
-        now_secs().unsigned_abs().wrapping_mul(0x9E37_79B9),
-        tokens.len()
-    );
-    tokens.push(token.clone());
-    reply(StatusCode::OK, json!(token))
+    reply(StatusCode::OK, json!(issue(state)))
 }

@@ -20,11 +20,16 @@ pub struct MagentoLegacy;
 impl Connector for MagentoLegacy {
     fn manifest() -> Manifest {
         let import = Operations::IMPORT;
-        Manifest::new("magento-legacy", env!("CARGO_PKG_VERSION"), "magento", ">=2.0.0, <2.3.0")
-            .model("category", import)
-            .model("product", import | Operations::EXPORT)
-            .model("customer", import)
-            .model("order", import | Operations::EXPORT)
+        Manifest::new(
+            "magento-legacy",
+            env!("CARGO_PKG_VERSION"),
+            "magento",
+            ">=2.0.0, <2.3.0",
+        )
+        .model("category", import)
+        .model("product", import | Operations::EXPORT)
+        .model("customer", import)
+        .model("order", import | Operations::EXPORT)
     }
 }
 

@@ -74,7 +74,12 @@ pub fn check() -> Result<String, Error> {
     ))
 }
 
-pub fn search(model: &str, filter: &Value, cursor: Option<&str>, page_size: u32) -> Result<Page, Error> {
+pub fn search(
+    model: &str,
+    filter: &Value,
+    cursor: Option<&str>,
+    page_size: u32,
+) -> Result<Page, Error> {
     let page = match cursor {
         None => 1,
         Some(c) => c
@@ -106,7 +111,9 @@ pub fn search(model: &str, filter: &Value, cursor: Option<&str>, page_size: u32)
 pub fn read(model: &str, id: &str) -> Result<RemoteRecord, Error> {
     let url = format!("{}/{}", base(), record_path(model, id)?);
     let data: Value = http::json(Request::get(&url), None::<&()>).map_err(|e| match e {
-        Error::NotFound(m) => Error::NotFound(format!("{model} {id} is gone from the backend: {m}")),
+        Error::NotFound(m) => {
+            Error::NotFound(format!("{model} {id} is gone from the backend: {m}"))
+        }
         other => other,
     })?;
     remote(model, data)

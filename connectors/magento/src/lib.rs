@@ -21,16 +21,21 @@ impl Connector for Magento {
     fn manifest() -> Manifest {
         let read = Operations::SEARCH | Operations::READ | Operations::IMPORT;
         let both = read | Operations::WRITE | Operations::EXPORT;
-        Manifest::new("magento", env!("CARGO_PKG_VERSION"), "magento", ">=2.0.0, <3.0.0")
-            .model("category", read)
-            .model("product", both | Operations::DELETE)
-            .model("customer", read)
-            .model("order", both)
-            .event("record-written:product")
-            .event("record-written:order")
-            .event("record-deleted:product")
-            .settings_schema(json!({"type": "object", "properties": {}, "additionalProperties": false}))
-            .secret("token")
+        Manifest::new(
+            "magento",
+            env!("CARGO_PKG_VERSION"),
+            "magento",
+            ">=2.0.0, <3.0.0",
+        )
+        .model("category", read)
+        .model("product", both | Operations::DELETE)
+        .model("customer", read)
+        .model("order", both)
+        .event("record-written:product")
+        .event("record-written:order")
+        .event("record-deleted:product")
+        .settings_schema(json!({"type": "object", "properties": {}, "additionalProperties": false}))
+        .secret("token")
     }
 }
 
@@ -38,7 +43,12 @@ impl Adapter for Magento {
     fn check(_settings: &Value) -> Result<String, Error> {
         adapter::check()
     }
-    fn search(model: &str, filter: &Value, cursor: Option<&str>, page_size: u32) -> Result<Page, Error> {
+    fn search(
+        model: &str,
+        filter: &Value,
+        cursor: Option<&str>,
+        page_size: u32,
+    ) -> Result<Page, Error> {
         adapter::search(model, filter, cursor, page_size)
     }
     fn read(model: &str, id: &str) -> Result<RemoteRecord, Error> {
@@ -78,7 +88,11 @@ impl Listener for Magento {
             return Ok(Vec::new());
         };
         if event.name == "record-deleted" {
-            return Ok(vec![JobRequest::delete_remote(backend, &event.model, local_id)]);
+            return Ok(vec![JobRequest::delete_remote(
+                backend,
+                &event.model,
+                local_id,
+            )]);
         }
         let Some((_, fields)) = EXPORTED.iter().find(|(m, _)| *m == event.model) else {
             return Ok(Vec::new());
@@ -92,7 +106,12 @@ impl Listener for Magento {
         if changed.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(vec![JobRequest::export_record(backend, &event.model, local_id, &changed)])
+        Ok(vec![JobRequest::export_record(
+            backend,
+            &event.model,
+            local_id,
+            &changed,
+        )])
     }
 }
 

@@ -115,7 +115,11 @@ fn stock_of(data: &Value, shape: Shape) -> (Value, Value) {
 }
 
 /// The records to import before this one.
-pub fn dependencies(model: &str, record: &RemoteRecord, shape: Shape) -> Result<Vec<Dependency>, Error> {
+pub fn dependencies(
+    model: &str,
+    record: &RemoteRecord,
+    shape: Shape,
+) -> Result<Vec<Dependency>, Error> {
     let d = &record.data;
     Ok(match model {
         "product" => category_of(d, shape)
@@ -129,7 +133,9 @@ pub fn dependencies(model: &str, record: &RemoteRecord, shape: Shape) -> Result<
             }
             for item in d["items"].as_array().into_iter().flatten() {
                 if let Some(sku) = item["sku"].as_str()
-                    && !deps.iter().any(|x| x.model == "product" && x.external_id == sku)
+                    && !deps
+                        .iter()
+                        .any(|x| x.model == "product" && x.external_id == sku)
                 {
                     deps.push(Dependency::new("product", sku));
                 }
@@ -187,9 +193,9 @@ pub fn map_import(
         out["stock"] = number(&qty)?;
         out["in_stock"] = in_stock;
         if let Some(category) = category_of(&record.data, shape) {
-            let local = binder.to_local("category", &category).ok_or_else(|| {
-                Error::retryable(format!("category {category} is not bound yet"))
-            })?;
+            let local = binder
+                .to_local("category", &category)
+                .ok_or_else(|| Error::retryable(format!("category {category} is not bound yet")))?;
             out["category_id"] = Value::String(local);
         }
     }
@@ -334,7 +340,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             dependencies("order", &order, Shape::Current).unwrap(),
-            vec![Dependency::new("customer", 7), Dependency::new("product", "MB-1")]
+            vec![
+                Dependency::new("customer", 7),
+                Dependency::new("product", "MB-1")
+            ]
         );
         let local = map_import("order", &order, &bindings(), Shape::Current).unwrap();
         assert_eq!(local["customer_id"], "cus-1");
@@ -373,9 +382,20 @@ mod tests {
 
     #[test]
     fn times_convert_both_ways_and_bad_ones_are_named() {
-        assert_eq!(magento_time("2026-11-29T10:00:00Z").unwrap(), "2026-11-29 10:00:00");
-        assert_eq!(magento_time("2026-11-29T10:00:00.123Z").unwrap(), "2026-11-29 10:00:00");
-        assert!(magento_time("yesterday").unwrap_err().to_string().contains("yesterday"));
+        assert_eq!(
+            magento_time("2026-11-29T10:00:00Z").unwrap(),
+            "2026-11-29 10:00:00"
+        );
+        assert_eq!(
+            magento_time("2026-11-29T10:00:00.123Z").unwrap(),
+            "2026-11-29 10:00:00"
+        );
+        assert!(
+            magento_time("yesterday")
+                .unwrap_err()
+                .to_string()
+                .contains("yesterday")
+        );
         assert_eq!(rfc3339("garbage"), None);
         assert!(remote("invoice", json!({})).is_err());
     }

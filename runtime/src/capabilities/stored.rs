@@ -78,7 +78,7 @@ impl BinderService for StoredServices {
             .unwrap_or_else(now_ms);
         self.queue
             .storage()
-            .bind(backend, model, external_id, local_id, date)
+            .bind(backend, model, external_id, local_id, date, None)
             .await
             .map_err(service_error)
     }

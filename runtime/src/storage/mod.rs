@@ -92,6 +92,54 @@ pub struct RecordWrite {
     /// The backend an import came from, so its listeners do not export the
     /// change straight back to it.
     pub origin_backend: Option<String>,
+    /// Bind the record to its external id in the same transaction (an
+    /// import), even when the data did not change.
+    pub bind: Option<BindWrite>,
+}
+
+/// The binding an import writes with its record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindWrite {
+    pub backend: String,
+    pub external_id: String,
+    /// When the record was read from the backend (Unix ms).
+    pub sync_date: i64,
+    /// The mapped values as synced (a JSON object); `None` keeps the last.
+    pub synced: Option<String>,
+}
+
+/// An external id ↔ local id pair and when it was last synced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub backend: String,
+    pub model: String,
+    pub external_id: String,
+    pub local_id: String,
+    /// Unix ms.
+    pub sync_date: i64,
+    /// The mapped values as last synced (a JSON object), if recorded.
+    pub synced: Option<String>,
+}
+
+/// A connector component installed in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledConnector {
+    pub digest: String,
+    pub name: String,
+    pub version: String,
+    pub backend_kind: String,
+    pub backend_versions: String,
+    /// The manifest as JSON.
+    pub manifest: String,
+    pub installed_at: i64,
+}
+
+/// A backend's configuration as stored (JSON of `BackendConfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBackend {
+    pub name: String,
+    pub config: String,
+    pub updated_at: i64,
 }
 
 /// An event waiting in the outbox.
@@ -228,6 +276,7 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         local_id: &str,
     ) -> Result<Option<String>, StorageError>;
     /// Bind the pair; `Rejected` when either id is bound to another.
+    /// `synced` replaces the values as last synced; `None` keeps them.
     async fn bind(
         &self,
         backend: &str,
@@ -235,7 +284,64 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         external_id: &str,
         local_id: &str,
         sync_date: i64,
+        synced: Option<&str>,
     ) -> Result<(), StorageError>;
+
+    async fn binding(
+        &self,
+        backend: &str,
+        model: &str,
+        external_id: &str,
+    ) -> Result<Option<Binding>, StorageError>;
+    async fn binding_of_local(
+        &self,
+        backend: &str,
+        model: &str,
+        local_id: &str,
+    ) -> Result<Option<Binding>, StorageError>;
+    /// Remove the binding of a local record; `false` when there was none.
+    async fn unbind(
+        &self,
+        backend: &str,
+        model: &str,
+        local_id: &str,
+    ) -> Result<bool, StorageError>;
+    /// Bindings per model of a backend.
+    async fn binding_counts(&self, backend: &str) -> Result<Vec<(String, i64)>, StorageError>;
+
+    /// Take the lease `key` for `holder` until `until` (Unix ms): `false`
+    /// when another holder has it and it has not expired.
+    async fn lock(
+        &self,
+        key: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StorageError>;
+    /// Give the lease back (only if `holder` still has it).
+    async fn unlock(&self, key: &str, holder: &str) -> Result<(), StorageError>;
+
+    /// Store a connector component; `false` when that digest was there.
+    async fn install_connector(
+        &self,
+        connector: &InstalledConnector,
+        component: &[u8],
+    ) -> Result<bool, StorageError>;
+    async fn connectors(&self) -> Result<Vec<InstalledConnector>, StorageError>;
+    async fn connector_component(&self, digest: &str) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Remove an installed connector; `false` when there was none.
+    async fn remove_connector(&self, digest: &str) -> Result<bool, StorageError>;
+
+    /// Create or replace a backend's configuration.
+    async fn put_backend(
+        &self,
+        name: &str,
+        kind: &str,
+        version: &str,
+        config: &str,
+        now: i64,
+    ) -> Result<(), StorageError>;
+    async fn backends(&self) -> Result<Vec<StoredBackend>, StorageError>;
 
     async fn state_get(&self, backend: &str, key: &str) -> Result<Option<String>, StorageError>;
     async fn state_set(

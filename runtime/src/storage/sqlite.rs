@@ -19,7 +19,10 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::migrate::{self, Migration};
-use super::{ClaimRequest, RecordWrite, StateCount, Storage, StorageError, StoredEvent};
+use super::{
+    Binding, ClaimRequest, InstalledConnector, RecordWrite, StateCount, Storage, StorageError,
+    StoredBackend, StoredEvent,
+};
 use crate::capabilities::egress::AuditEntry;
 use crate::model::{Event, LocalRecord, format_timestamp};
 use crate::queue::job::{
@@ -994,6 +997,19 @@ impl Storage for SqliteStorage {
                 let before = json_object(&r.data, "stored data")?;
                 let fields = changed_fields(&before, &new);
                 if fields.is_empty() {
+                    if let Some(b) = &write.bind {
+                        bind_in(
+                            &mut tx,
+                            &b.backend,
+                            &write.model,
+                            &b.external_id,
+                            &write.id,
+                            b.sync_date,
+                            b.synced.as_deref(),
+                        )
+                        .await?;
+                        tx.commit().await?;
+                    }
                     return Ok(None);
                 }
                 ("record-written", fields)
@@ -1022,6 +1038,18 @@ impl Storage for SqliteStorage {
             origin_backend: write.origin_backend.clone(),
         };
         let stored = outbox_in(&mut tx, &event, now).await?;
+        if let Some(b) = &write.bind {
+            bind_in(
+                &mut tx,
+                &b.backend,
+                &write.model,
+                &b.external_id,
+                &write.id,
+                b.sync_date,
+                b.synced.as_deref(),
+            )
+            .await?;
+        }
         tx.commit().await?;
         let record = LocalRecord {
             model: write.model.clone(),
@@ -1177,39 +1205,251 @@ impl Storage for SqliteStorage {
         external_id: &str,
         local_id: &str,
         sync_date: i64,
+        synced: Option<&str>,
     ) -> Result<(), StorageError> {
         let mut tx = self.writer.begin_with(BEGIN).await?;
-        let other: Option<(String, String)> = sqlx::query_as(
-            "SELECT external_id, local_id FROM bindings
-             WHERE backend = ? AND model = ? AND (external_id = ? OR local_id = ?)
-               AND NOT (external_id = ? AND local_id = ?)",
+        bind_in(
+            &mut tx,
+            backend,
+            model,
+            external_id,
+            local_id,
+            sync_date,
+            synced,
         )
-        .bind(backend)
-        .bind(model)
-        .bind(external_id)
-        .bind(local_id)
-        .bind(external_id)
-        .bind(local_id)
-        .fetch_optional(&mut *tx)
         .await?;
-        if let Some((ext, loc)) = other {
-            return Err(StorageError::Rejected(format!(
-                "{model} on {backend}: external id {ext} is already bound to local id {loc}; cannot bind {external_id} ↔ {local_id}"
-            )));
-        }
-        sqlx::query(
-            "INSERT INTO bindings (backend, model, external_id, local_id, sync_date) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (backend, model, external_id) DO UPDATE SET sync_date = excluded.sync_date",
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn binding(
+        &self,
+        backend: &str,
+        model: &str,
+        external_id: &str,
+    ) -> Result<Option<Binding>, StorageError> {
+        let row: Option<(String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT local_id, sync_date, synced FROM bindings WHERE backend = ? AND model = ? AND external_id = ?",
         )
         .bind(backend)
         .bind(model)
         .bind(external_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(|(local_id, sync_date, synced)| Binding {
+            backend: backend.to_string(),
+            model: model.to_string(),
+            external_id: external_id.to_string(),
+            local_id,
+            sync_date,
+            synced,
+        }))
+    }
+
+    async fn binding_of_local(
+        &self,
+        backend: &str,
+        model: &str,
+        local_id: &str,
+    ) -> Result<Option<Binding>, StorageError> {
+        let row: Option<(String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT external_id, sync_date, synced FROM bindings WHERE backend = ? AND model = ? AND local_id = ?",
+        )
+        .bind(backend)
+        .bind(model)
         .bind(local_id)
-        .bind(sync_date)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(|(external_id, sync_date, synced)| Binding {
+            backend: backend.to_string(),
+            model: model.to_string(),
+            external_id,
+            local_id: local_id.to_string(),
+            sync_date,
+            synced,
+        }))
+    }
+
+    async fn unbind(
+        &self,
+        backend: &str,
+        model: &str,
+        local_id: &str,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let n =
+            sqlx::query("DELETE FROM bindings WHERE backend = ? AND model = ? AND local_id = ?")
+                .bind(backend)
+                .bind(model)
+                .bind(local_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn binding_counts(&self, backend: &str) -> Result<Vec<(String, i64)>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT model, COUNT(*) FROM bindings WHERE backend = ? GROUP BY model ORDER BY model",
+        )
+        .bind(backend)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn lock(
+        &self,
+        key: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let n = sqlx::query(
+            "INSERT INTO sync_locks (key, holder, until) VALUES (?, ?, ?)
+             ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, until = excluded.until
+             WHERE sync_locks.until < ? OR sync_locks.holder = excluded.holder",
+        )
+        .bind(key)
+        .bind(holder)
+        .bind(until)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn unlock(&self, key: &str, holder: &str) -> Result<(), StorageError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        sqlx::query("DELETE FROM sync_locks WHERE key = ? AND holder = ?")
+            .bind(key)
+            .bind(holder)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn install_connector(
+        &self,
+        c: &InstalledConnector,
+        component: &[u8],
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let n = sqlx::query(
+            "INSERT INTO connectors (digest, name, version, backend_kind, backend_versions, manifest, component, active, installed_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(&c.digest)
+        .bind(&c.name)
+        .bind(&c.version)
+        .bind(&c.backend_kind)
+        .bind(&c.backend_versions)
+        .bind(&c.manifest)
+        .bind(component)
+        .bind(c.installed_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn connectors(&self) -> Result<Vec<InstalledConnector>, StorageError> {
+        let rows: Vec<(String, String, String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT digest, name, version, backend_kind, backend_versions, manifest, installed_at
+             FROM connectors ORDER BY name, installed_at",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(
+                    digest,
+                    name,
+                    version,
+                    backend_kind,
+                    backend_versions,
+                    manifest,
+                    installed_at,
+                )| {
+                    InstalledConnector {
+                        digest,
+                        name,
+                        version,
+                        backend_kind,
+                        backend_versions,
+                        manifest,
+                        installed_at,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    async fn connector_component(&self, digest: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT component FROM connectors WHERE digest = ?")
+                .bind(digest)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
+    }
+
+    async fn remove_connector(&self, digest: &str) -> Result<bool, StorageError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let n = sqlx::query("DELETE FROM connectors WHERE digest = ?")
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn put_backend(
+        &self,
+        name: &str,
+        kind: &str,
+        version: &str,
+        config: &str,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        sqlx::query(
+            "INSERT INTO backends (name, kind, version, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, version = excluded.version,
+                 config = excluded.config, updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(kind)
+        .bind(version)
+        .bind(config)
+        .bind(now)
+        .bind(now)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn backends(&self) -> Result<Vec<StoredBackend>, StorageError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT name, config, updated_at FROM backends ORDER BY name")
+                .fetch_all(&self.reader)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, config, updated_at)| StoredBackend {
+                name,
+                config,
+                updated_at,
+            })
+            .collect())
     }
 
     async fn state_get(&self, backend: &str, key: &str) -> Result<Option<String>, StorageError> {
@@ -1243,4 +1483,48 @@ impl Storage for SqliteStorage {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Bind inside a transaction; `Rejected` when either id is bound to another.
+async fn bind_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    backend: &str,
+    model: &str,
+    external_id: &str,
+    local_id: &str,
+    sync_date: i64,
+    synced: Option<&str>,
+) -> Result<(), StorageError> {
+    let other: Option<(String, String)> = sqlx::query_as(
+        "SELECT external_id, local_id FROM bindings
+         WHERE backend = ? AND model = ? AND (external_id = ? OR local_id = ?)
+           AND NOT (external_id = ? AND local_id = ?)",
+    )
+    .bind(backend)
+    .bind(model)
+    .bind(external_id)
+    .bind(local_id)
+    .bind(external_id)
+    .bind(local_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some((ext, loc)) = other {
+        return Err(StorageError::Rejected(format!(
+            "{model} on {backend}: external id {ext} is already bound to local id {loc}; cannot bind {external_id} ↔ {local_id}"
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO bindings (backend, model, external_id, local_id, sync_date, synced) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (backend, model, external_id) DO UPDATE SET sync_date = excluded.sync_date,
+             synced = COALESCE(excluded.synced, bindings.synced)",
+    )
+    .bind(backend)
+    .bind(model)
+    .bind(external_id)
+    .bind(local_id)
+    .bind(sync_date)
+    .bind(synced)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -34,6 +34,7 @@ fn write(model: &str, id: &str, data: serde_json::Value, origin: Option<&str>) -
         data: data.to_string(),
         expected_version: None,
         origin_backend: origin.map(str::to_string),
+        bind: None,
     }
 }
 
@@ -338,9 +339,11 @@ async fn guest_host_imports_reach_the_database() {
     assert_eq!(job.identity_key.as_deref(), Some("echo:ext-1"));
     assert_eq!(v["job"].as_str(), Some(job.id.to_string().as_str()));
     // Binding the same external id to another local id is the guest's error.
-    s.bind("shop", "echo", "ext-2", "loc-2", 0).await.unwrap();
+    s.bind("shop", "echo", "ext-2", "loc-2", 0, None)
+        .await
+        .unwrap();
     let err = s
-        .bind("shop", "echo", "ext-2", "loc-3", 0)
+        .bind("shop", "echo", "ext-2", "loc-3", 0, None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already bound"), "{err}");

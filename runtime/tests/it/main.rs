@@ -11,4 +11,5 @@ mod queue;
 mod sandbox;
 mod storage;
 mod support;
+mod sync;
 mod units;

@@ -1,0 +1,178 @@
+//! One Junction node assembled: storage, job queue, event dispatcher,
+//! synchronizer with its job functions, schedules and a worker pool. The
+//! `junction` binary, the end-to-end tests and the sync benchmark all run
+//! this, so that what is tested is what ships.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::events::EventBus;
+use crate::host::{Host, HostConfig, HostError};
+use crate::queue::channels::ChannelConfig;
+use crate::queue::job::JobState;
+use crate::queue::worker::{PoolConfig, PoolHandle, PoolReport, WorkerPool, default_node_name};
+use crate::queue::{Queue, QueueConfig};
+use crate::storage::{Storage, StorageError};
+use crate::sync::{SyncSettings, Synchronizer};
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub name: String,
+    /// Jobs running at once on this node.
+    pub concurrency: usize,
+    /// Jobs claimed ahead of free slots (see `PoolConfig::prefetch`).
+    pub prefetch: usize,
+    pub channels: ChannelConfig,
+    /// A started job's lease without a heartbeat.
+    pub lease: Duration,
+    pub host: HostConfig,
+    pub sync: SyncSettings,
+    /// How often the dispatcher looks at the outbox when idle.
+    pub event_poll: Duration,
+    /// How often schedules are checked.
+    pub schedule_tick: Duration,
+    /// Job functions' tries when a request does not say (0 = unlimited).
+    pub default_max_retries: u32,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: default_node_name(),
+            concurrency: 8,
+            prefetch: PoolConfig::default().prefetch,
+            channels: ChannelConfig::default(),
+            lease: Duration::from_secs(60),
+            host: HostConfig::default(),
+            sync: SyncSettings::default(),
+            event_poll: Duration::from_millis(50),
+            schedule_tick: Duration::from_secs(1),
+            default_max_retries: 5,
+        }
+    }
+}
+
+/// Starting a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A running node.
+pub struct Node {
+    pub queue: Arc<Queue>,
+    pub bus: Arc<EventBus>,
+    pub sync: Arc<Synchronizer>,
+    pool: PoolHandle,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("sync", &self.sync).finish()
+    }
+}
+
+impl Node {
+    /// Start every part on `storage`.
+    pub fn start(storage: Arc<dyn Storage>, config: NodeConfig) -> Result<Node, NodeError> {
+        let host = Host::new(config.host.clone())?;
+        let queue = Queue::new(
+            storage,
+            QueueConfig {
+                channels: config.channels.clone(),
+                lease: config.lease,
+                default_max_retries: config.default_max_retries,
+                ..QueueConfig::default()
+            },
+        );
+        let bus = EventBus::new(queue.clone());
+        let sync = Synchronizer::new(
+            queue.clone(),
+            host,
+            bus.clone(),
+            &config.name,
+            config.sync.clone(),
+        );
+        let mut pool = WorkerPool::new(
+            queue.clone(),
+            PoolConfig {
+                node: config.name.clone(),
+                concurrency: config.concurrency,
+                prefetch: config.prefetch,
+                reap_interval: (config.lease / 2).max(Duration::from_millis(50)),
+                ..PoolConfig::default()
+            },
+        )
+        .with_builtins();
+        sync.register(&mut pool);
+        let tasks = vec![
+            bus.start(config.event_poll),
+            sync.start_schedules(config.schedule_tick),
+        ];
+        Ok(Node {
+            pool: pool.start(),
+            queue,
+            bus,
+            sync,
+            tasks,
+        })
+    }
+
+    /// Jobs not finished yet (waiting, pending, enqueued or started) and
+    /// events not dispatched yet.
+    pub async fn outstanding(&self) -> Result<(i64, usize), StorageError> {
+        let storage = self.queue.storage();
+        let live = storage
+            .counts()
+            .await?
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.state,
+                    JobState::WaitDependencies
+                        | JobState::Pending
+                        | JobState::Enqueued
+                        | JobState::Started
+                )
+            })
+            .map(|c| c.count)
+            .sum();
+        let events = storage.undispatched(1).await?.len();
+        Ok((live, events))
+    }
+
+    /// Wait until nothing is outstanding (checked twice in a row, since a
+    /// finishing job may emit events that create jobs), or `timeout`.
+    /// Returns whether the node settled.
+    pub async fn settle(&self, timeout: Duration) -> Result<bool, StorageError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut quiet = 0;
+        while tokio::time::Instant::now() < deadline {
+            if self.outstanding().await? == (0, 0) {
+                quiet += 1;
+                if quiet == 3 {
+                    return Ok(true);
+                }
+            } else {
+                quiet = 0;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(false)
+    }
+
+    /// Stop: running jobs get `grace` to finish, the rest go back.
+    pub async fn stop(self, grace: Duration) -> Result<PoolReport, StorageError> {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.pool.shutdown(grace).await
+    }
+}

@@ -1,0 +1,300 @@
+//! Exporting (OCA's Exporter) and deleting (OCA's Deleter), both ways.
+//!
+//! Export of a bound record: if the backend's copy changed since the last
+//! sync it is imported first (OCA's `_should_import`) and the backend wins
+//! for the fields it changed; the rest of the changed fields are mapped
+//! and written. An unbound record is mapped whole, created, and bound.
+//! Relations the mapper cannot resolve yet (an order's product not yet in
+//! the backend) come back as retryable errors, so the job waits for them.
+
+use serde_json::Value;
+
+use super::trail::{Trail, nothing_to_do};
+use super::{BackendUnits, Synchronizer, storage_failure};
+use crate::model::{LocalRecord, parse_timestamp};
+use crate::queue::now_ms;
+use crate::queue::worker::JobFailure;
+
+fn object(text: &str) -> serde_json::Map<String, Value> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+impl Synchronizer {
+    /// Export local `model` `local_id` to the backend; `fields` are the
+    /// changed fields (`None`: all).
+    pub async fn export_record(
+        &self,
+        b: &BackendUnits,
+        model: &str,
+        local_id: &str,
+        fields: Option<&[String]>,
+        holder: &str,
+        trail: &mut Trail,
+    ) -> Result<String, JobFailure> {
+        let binding = self
+            .storage
+            .binding_of_local(b.name(), model, local_id)
+            .await
+            .map_err(storage_failure)?;
+        let key = match &binding {
+            Some(bd) => format!("record:{}:{model}:{}", b.name(), bd.external_id),
+            None => format!("record:{}:{model}:local:{local_id}", b.name()),
+        };
+        self.lock(&key, holder).await?;
+        let result = self
+            .export_locked(b, model, local_id, fields, holder, trail)
+            .await;
+        self.unlock(&key, holder).await;
+        result
+    }
+
+    async fn export_locked(
+        &self,
+        b: &BackendUnits,
+        model: &str,
+        local_id: &str,
+        fields: Option<&[String]>,
+        holder: &str,
+        trail: &mut Trail,
+    ) -> Result<String, JobFailure> {
+        let Some(mut record) = self
+            .storage
+            .record(model, local_id)
+            .await
+            .map_err(storage_failure)?
+        else {
+            return Ok(format!(
+                "nothing to export: local {model} {local_id} no longer exists"
+            ));
+        };
+        // Read again under the lease: an import may have bound it meanwhile.
+        let binding = self
+            .storage
+            .binding_of_local(b.name(), model, local_id)
+            .await
+            .map_err(storage_failure)?;
+        let started = now_ms();
+        let Some(binding) = binding else {
+            let snapshot = record.data.clone();
+            let data = trail.call(
+                &format!("mapping {model} {local_id} for {}", b.name()),
+                b.mapper.map_export(&b.ctx, model, record, None).await,
+            )?;
+            let external_id = trail.call(
+                &format!("creating {model} {local_id} in {}", b.name()),
+                b.adapter.create(&b.ctx, model, &data).await,
+            )?;
+            self.storage
+                .bind(
+                    b.name(),
+                    model,
+                    &external_id,
+                    local_id,
+                    started,
+                    Some(&snapshot),
+                )
+                .await
+                .map_err(storage_failure)?;
+            return Ok(format!(
+                "created {model} {external_id} in {} from local {local_id}",
+                b.name()
+            ));
+        };
+        let ext = &binding.external_id;
+        let mut fields: Option<Vec<String>> = fields.map(<[String]>::to_vec);
+        let mut note = String::new();
+        // OCA's `_should_import`: has the backend's copy changed since we
+        // last synced it?
+        let remote = trail.call(
+            &format!("reading {model} {ext} from {} before exporting", b.name()),
+            b.adapter.read(&b.ctx, model, ext).await,
+        )?;
+        let changed_remotely = remote
+            .updated_at
+            .as_deref()
+            .and_then(|t| parse_timestamp(t).ok())
+            .is_some_and(|t| t > binding.sync_date);
+        if changed_remotely {
+            let (_, theirs) = self.import_leased(b, model, remote, holder, trail).await?;
+            let Some(after) = self
+                .storage
+                .record(model, local_id)
+                .await
+                .map_err(storage_failure)?
+            else {
+                return Ok(format!(
+                    "nothing to export: local {model} {local_id} is gone"
+                ));
+            };
+            // A field both sides changed is a conflict, and the backend
+            // wins; the fields only we changed still go out.
+            let wanted = fields
+                .clone()
+                .unwrap_or_else(|| object(&after.data).keys().cloned().collect());
+            let (lost, keep): (Vec<String>, Vec<String>) =
+                wanted.into_iter().partition(|f| theirs.contains(f));
+            note = format!(
+                "; {ext} had changed in {} since the last sync, so it was imported first{}",
+                b.name(),
+                if lost.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and its values won for {}", lost.join(", "))
+                }
+            );
+            if keep.is_empty() {
+                return Ok(format!("nothing left to export{note}"));
+            }
+            fields = Some(keep);
+            record = after;
+        }
+        let local = object(&record.data);
+        let exported: Vec<String> = fields
+            .clone()
+            .unwrap_or_else(|| local.keys().cloned().collect());
+        let data = self
+            .map_for_export(b, model, local_id, record, fields, trail)
+            .await?;
+        let Some(data) = data else {
+            return Ok(format!("nothing to export{note}"));
+        };
+        trail.call(
+            &format!("writing {model} {ext} in {}", b.name()),
+            b.adapter.write(&b.ctx, model, ext, &data).await,
+        )?;
+        // What the backend now has for the exported fields is what we sent;
+        // and the sync date must be after our own write, or the next import
+        // would take our write for theirs.
+        let mut synced = self
+            .storage
+            .binding(b.name(), model, ext)
+            .await
+            .map_err(storage_failure)?
+            .and_then(|bd| bd.synced)
+            .map(|t| object(&t))
+            .unwrap_or_default();
+        for f in &exported {
+            if let Some(v) = local.get(f) {
+                synced.insert(f.clone(), v.clone());
+            }
+        }
+        let synced = Value::Object(synced).to_string();
+        self.storage
+            .bind(b.name(), model, ext, local_id, now_ms(), Some(&synced))
+            .await
+            .map_err(storage_failure)?;
+        Ok(format!(
+            "wrote {data} to {model} {ext} in {}{note}",
+            b.name()
+        ))
+    }
+
+    /// The mapped data, or `None` when the mapper had nothing to send.
+    async fn map_for_export(
+        &self,
+        b: &BackendUnits,
+        model: &str,
+        local_id: &str,
+        record: LocalRecord,
+        fields: Option<Vec<String>>,
+        trail: &mut Trail,
+    ) -> Result<Option<String>, JobFailure> {
+        let report = b.mapper.map_export(&b.ctx, model, record, fields).await;
+        match trail.take(report) {
+            Ok(data) if object(&data).is_empty() => Ok(None),
+            Ok(data) => Ok(Some(data)),
+            Err(e) if nothing_to_do(&e).is_some() => Ok(None),
+            Err(e) => Err(super::trail::failure(
+                &format!("mapping {model} {local_id} for {}", b.name()),
+                &e,
+            )),
+        }
+    }
+
+    /// Delete the backend's copy of a deleted local record, then unbind.
+    pub async fn delete_remote(
+        &self,
+        b: &BackendUnits,
+        model: &str,
+        local_id: &str,
+        holder: &str,
+        trail: &mut Trail,
+    ) -> Result<String, JobFailure> {
+        let Some(binding) = self
+            .storage
+            .binding_of_local(b.name(), model, local_id)
+            .await
+            .map_err(storage_failure)?
+        else {
+            return Ok(format!(
+                "nothing to delete: local {model} {local_id} is not bound to {}",
+                b.name()
+            ));
+        };
+        let ext = &binding.external_id;
+        let key = format!("record:{}:{model}:{ext}", b.name());
+        self.lock(&key, holder).await?;
+        let report = b.adapter.delete(&b.ctx, model, ext).await;
+        let result = match trail.take(report) {
+            Ok(()) => Ok(()),
+            Err(e) if nothing_to_do(&e).is_some() => Ok(()),
+            Err(e) => Err(super::trail::failure(
+                &format!("deleting {model} {ext} in {}", b.name()),
+                &e,
+            )),
+        };
+        let result = match result {
+            Ok(()) => self
+                .storage
+                .unbind(b.name(), model, local_id)
+                .await
+                .map(|_| format!("deleted {model} {ext} in {}", b.name()))
+                .map_err(storage_failure),
+            Err(f) => Err(f),
+        };
+        self.unlock(&key, holder).await;
+        result
+    }
+
+    /// Delete the local record bound to a record the backend deleted,
+    /// marked as coming from that backend, then unbind.
+    pub async fn delete_local(
+        &self,
+        b: &BackendUnits,
+        model: &str,
+        external_id: &str,
+        holder: &str,
+    ) -> Result<String, JobFailure> {
+        let key = format!("record:{}:{model}:{external_id}", b.name());
+        self.lock(&key, holder).await?;
+        let result = async {
+            let Some(binding) = self
+                .storage
+                .binding(b.name(), model, external_id)
+                .await
+                .map_err(storage_failure)?
+            else {
+                return Ok(format!(
+                    "nothing to delete: {model} {external_id} of {} is not bound",
+                    b.name()
+                ));
+            };
+            self.storage
+                .delete_record(model, &binding.local_id, Some(b.name()), now_ms())
+                .await
+                .map_err(storage_failure)?;
+            self.storage
+                .unbind(b.name(), model, &binding.local_id)
+                .await
+                .map_err(storage_failure)?;
+            Ok(format!(
+                "deleted local {model} {} ({external_id} was deleted in {})",
+                binding.local_id,
+                b.name()
+            ))
+        }
+        .await;
+        self.unlock(&key, holder).await;
+        result
+    }
+}

@@ -1,0 +1,588 @@
+//! The synchronizer: OCA's Importer, BatchImporter, Exporter and Deleter,
+//! run by the host for every connector. A connector supplies only adapter
+//! and mapper units; locking, binding, dependencies, cursors, retries and
+//! the "no export back" marker come from here.
+//!
+//! - [`Synchronizer`] installs connector components, stores backend
+//!   configurations, and resolves each backend's units through the
+//!   [`registry`](crate::registry) (cached until [`Synchronizer::reload`]).
+//! - [`import`], [`batch`], [`export`]: the flows, one per job function
+//!   (`junction.import-record`, `junction.import-batch`,
+//!   `junction.export-record`, `junction.delete-remote`,
+//!   `junction.delete-local`), registered on a worker pool by
+//!   [`Synchronizer::register`].
+//! - [`schedule`]: recurring batch imports per backend.
+//! - [`trail`]: what the guest calls of one job left behind (log, audit),
+//!   and how their errors become the job's outcome.
+
+pub mod batch;
+pub mod export;
+pub mod import;
+pub mod schedule;
+pub mod trail;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use crate::backend::{BackendConfig, BackendConfigError};
+use crate::capabilities::stored::StoredServices;
+use crate::capabilities::{CallContext, Services};
+use crate::events::{EventBus, GuestListener};
+use crate::host::{Host, LoadError, Unit};
+use crate::limits::SandboxLimits;
+use crate::model::Manifest;
+use crate::queue::job::Job;
+use crate::queue::worker::{Handled, Handler, JobFailure, WorkerPool};
+use crate::queue::{Queue, now_ms};
+use crate::registry::{Candidate, RegistryError, UnitRole, pick};
+use crate::storage::{InstalledConnector, Storage, StorageError};
+
+use trail::Trail;
+
+pub const IMPORT_RECORD: &str = "junction.import-record";
+pub const IMPORT_BATCH: &str = "junction.import-batch";
+pub const EXPORT_RECORD: &str = "junction.export-record";
+pub const DELETE_REMOTE: &str = "junction.delete-remote";
+pub const DELETE_LOCAL: &str = "junction.delete-local";
+
+/// How the flows behave.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// Subtracted from a stream's cursor before searching: changes in
+    /// transactions still open when the last batch ran (OCA uses 30 s).
+    pub safety_buffer: Duration,
+    /// Records per search page.
+    pub page_size: u32,
+    /// How long a record or batch lease lasts if its holder dies.
+    pub lease: Duration,
+    /// Dependencies of dependencies of … imported inline, at most this deep.
+    pub max_dependency_depth: u32,
+    /// Records a direct batch import (no job per record) imports at once.
+    pub direct_concurrency: usize,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            safety_buffer: Duration::from_secs(30),
+            page_size: 100,
+            lease: Duration::from_secs(300),
+            max_dependency_depth: 4,
+            direct_concurrency: 8,
+        }
+    }
+}
+
+/// Installing, configuring or resolving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Backend(#[from] BackendConfigError),
+    #[error("connector {name}: {reason}")]
+    Connector { name: String, reason: String },
+    #[error("backend {0:?} is not configured; configure it first")]
+    UnknownBackend(String),
+    #[error("stored configuration of backend {name:?} is unreadable: {reason}")]
+    StoredBackend { name: String, reason: String },
+}
+
+/// A backend ready to run: its configuration, call context and units.
+pub struct BackendUnits {
+    pub config: BackendConfig,
+    pub ctx: Arc<CallContext>,
+    pub adapter: Unit,
+    pub mapper: Unit,
+    /// `name version` of each unit's component, for messages.
+    pub adapter_label: String,
+    pub mapper_label: String,
+}
+
+impl BackendUnits {
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+}
+
+/// The synchronizer of one node.
+pub struct Synchronizer {
+    storage: Arc<dyn Storage>,
+    queue: Arc<Queue>,
+    host: Host,
+    bus: Arc<EventBus>,
+    services: Services,
+    settings: SyncSettings,
+    node: String,
+    backends: RwLock<HashMap<String, Arc<BackendUnits>>>,
+    units: RwLock<HashMap<String, Unit>>,
+    listening: RwLock<HashSet<(String, String)>>,
+}
+
+impl std::fmt::Debug for Synchronizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Synchronizer")
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+/// Which roles a component can play, from its manifest's operations and
+/// its exports: an adapter declares search/read/create/write/delete, a
+/// mapper import/export.
+fn roles(manifest: &Manifest) -> (bool, bool) {
+    let ops = |names: &[&str]| {
+        manifest
+            .models
+            .iter()
+            .any(|m| m.operations.iter().any(|o| names.contains(&o.as_str())))
+    };
+    (
+        ops(&["search", "read", "create", "write", "delete"]),
+        ops(&["import", "export"]),
+    )
+}
+
+impl Synchronizer {
+    pub fn new(
+        queue: Arc<Queue>,
+        host: Host,
+        bus: Arc<EventBus>,
+        node: &str,
+        settings: SyncSettings,
+    ) -> Arc<Synchronizer> {
+        for f in [
+            IMPORT_RECORD,
+            IMPORT_BATCH,
+            EXPORT_RECORD,
+            DELETE_REMOTE,
+            DELETE_LOCAL,
+        ] {
+            queue.register_function(f);
+        }
+        Arc::new(Synchronizer {
+            storage: queue.storage().clone(),
+            services: Services::from_one(Arc::new(StoredServices::new(queue.clone()))),
+            queue,
+            host,
+            bus,
+            settings,
+            node: node.to_string(),
+            backends: RwLock::new(HashMap::new()),
+            units: RwLock::new(HashMap::new()),
+            listening: RwLock::new(HashSet::new()),
+        })
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    pub fn queue(&self) -> &Arc<Queue> {
+        &self.queue
+    }
+
+    pub fn settings(&self) -> &SyncSettings {
+        &self.settings
+    }
+
+    /// Install a connector component: it is loaded (type-checked), its
+    /// manifest read and validated, and its exports checked against the
+    /// operations it declares. Installing the same bytes again is a no-op.
+    pub async fn install(&self, bytes: &[u8]) -> Result<InstalledConnector, SyncError> {
+        let unit = self.host.load(bytes).await?;
+        let ctx = Arc::new(CallContext::detached(SandboxLimits::default()));
+        let manifest =
+            unit.describe(&ctx)
+                .await
+                .into_result()
+                .map_err(|e| SyncError::Connector {
+                    name: unit.digest().to_string(),
+                    reason: format!("its manifest could not be read: {e}"),
+                })?;
+        let exports = unit.exports();
+        let (adapter, mapper) = roles(&manifest);
+        let bad = |reason: String| SyncError::Connector {
+            name: format!("{} {}", manifest.name, manifest.version),
+            reason,
+        };
+        if adapter && !exports.adapter {
+            return Err(bad("declares adapter operations (search, read, create, write, delete) but does not export the adapter interface".into()));
+        }
+        if mapper && !exports.mapper {
+            return Err(bad(
+                "declares import or export but does not export the mapper interface".into(),
+            ));
+        }
+        if !adapter && !mapper {
+            return Err(bad("declares no operations on any model, so it can serve as neither adapter nor mapper".into()));
+        }
+        let installed = InstalledConnector {
+            digest: unit.digest().to_string(),
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            backend_kind: manifest.backend_kind.clone(),
+            backend_versions: manifest.backend_versions.clone(),
+            manifest: serde_json::to_string(&manifest).map_err(|e| bad(e.to_string()))?,
+            installed_at: now_ms(),
+        };
+        self.storage.install_connector(&installed, bytes).await?;
+        self.units
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(installed.digest.clone(), unit);
+        self.reload();
+        Ok(installed)
+    }
+
+    /// Store a backend's configuration (validated) and resolve its units,
+    /// so that a configuration no installed connector serves is refused
+    /// with the candidates listed.
+    pub async fn configure(&self, config: &BackendConfig) -> Result<Arc<BackendUnits>, SyncError> {
+        config.validate()?;
+        let candidates = self.candidates().await?;
+        pick(
+            &candidates,
+            UnitRole::Adapter,
+            &config.kind,
+            &config.version,
+        )?;
+        pick(&candidates, UnitRole::Mapper, &config.kind, &config.version)?;
+        let text = serde_json::to_string(config).map_err(|e| SyncError::StoredBackend {
+            name: config.name.clone(),
+            reason: e.to_string(),
+        })?;
+        self.storage
+            .put_backend(&config.name, &config.kind, &config.version, &text, now_ms())
+            .await?;
+        self.backends
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&config.name);
+        self.backend(&config.name).await
+    }
+
+    /// Forget resolved backends, so that the next job resolves them again
+    /// against the installed connectors and stored configurations.
+    pub fn reload(&self) {
+        self.backends
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    async fn candidates(&self) -> Result<Vec<Candidate>, SyncError> {
+        let mut out = Vec::new();
+        for c in self.storage.connectors().await? {
+            let manifest: Manifest =
+                serde_json::from_str(&c.manifest).map_err(|e| SyncError::Connector {
+                    name: format!("{} {}", c.name, c.version),
+                    reason: format!("its stored manifest is unreadable: {e}"),
+                })?;
+            let (adapter, mapper) = roles(&manifest);
+            out.push(Candidate {
+                digest: c.digest,
+                name: c.name,
+                version: c.version,
+                backend_kind: c.backend_kind,
+                backend_versions: c.backend_versions,
+                adapter,
+                mapper,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn unit(&self, digest: &str) -> Result<Unit, SyncError> {
+        if let Some(u) = self
+            .units
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(digest)
+        {
+            return Ok(u.clone());
+        }
+        let bytes = self
+            .storage
+            .connector_component(digest)
+            .await?
+            .ok_or_else(|| SyncError::Connector {
+                name: digest.to_string(),
+                reason: "was removed while in use".into(),
+            })?;
+        let unit = self.host.load(&bytes).await?;
+        self.units
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest.to_string(), unit.clone());
+        Ok(unit)
+    }
+
+    /// The configured backends.
+    pub async fn backend_configs(&self) -> Result<Vec<BackendConfig>, SyncError> {
+        self.storage
+            .backends()
+            .await?
+            .into_iter()
+            .map(|b| {
+                serde_json::from_str(&b.config).map_err(|e| SyncError::StoredBackend {
+                    name: b.name,
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// A backend's units, resolved through the registry.
+    pub async fn backend(&self, name: &str) -> Result<Arc<BackendUnits>, SyncError> {
+        if let Some(b) = self
+            .backends
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Ok(b.clone());
+        }
+        let config = self
+            .backend_configs()
+            .await?
+            .into_iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| SyncError::UnknownBackend(name.to_string()))?;
+        let candidates = self.candidates().await?;
+        let a = pick(
+            &candidates,
+            UnitRole::Adapter,
+            &config.kind,
+            &config.version,
+        )?;
+        let m = pick(&candidates, UnitRole::Mapper, &config.kind, &config.version)?;
+        let adapter = self.unit(&a.digest).await?;
+        let mapper = self.unit(&m.digest).await?;
+        let ctx = config.context(self.services.clone())?;
+        // The adapter's component is the connector that knows the backend;
+        // its listener (if any) turns local events into exports.
+        if adapter.exports().listener {
+            let manifest: Option<Manifest> = self
+                .storage
+                .connectors()
+                .await?
+                .into_iter()
+                .find(|c| c.digest == a.digest)
+                .and_then(|c| serde_json::from_str(&c.manifest).ok());
+            let key = (name.to_string(), a.digest.clone());
+            let new = self
+                .listening
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key);
+            if let Some(manifest) = manifest.filter(|m| !m.events.is_empty())
+                && new
+            {
+                self.bus.add_listener(Arc::new(GuestListener {
+                    backend: name.to_string(),
+                    unit: adapter.clone(),
+                    ctx: ctx.clone(),
+                    patterns: manifest.events,
+                }));
+            }
+        }
+        let units = Arc::new(BackendUnits {
+            adapter_label: format!("{} {}", a.name, a.version),
+            mapper_label: format!("{} {}", m.name, m.version),
+            config,
+            ctx,
+            adapter,
+            mapper,
+        });
+        self.backends
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), units.clone());
+        Ok(units)
+    }
+
+    /// Register the sync job functions on a worker pool.
+    pub fn register(self: &Arc<Self>, pool: &mut WorkerPool) {
+        for function in [
+            IMPORT_RECORD,
+            IMPORT_BATCH,
+            EXPORT_RECORD,
+            DELETE_REMOTE,
+            DELETE_LOCAL,
+        ] {
+            pool.register(
+                function,
+                Arc::new(SyncHandler {
+                    sync: self.clone(),
+                    function,
+                }),
+            );
+        }
+    }
+
+    /// Take the lease `key` for this job, or fail with a retry that does
+    /// not count as a try: another worker is syncing the same thing.
+    pub(crate) async fn lock(&self, key: &str, holder: &str) -> Result<(), JobFailure> {
+        let now = now_ms();
+        let until = now + self.settings.lease.as_millis() as i64;
+        match self.storage.lock(key, holder, now, until).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(JobFailure::Retry {
+                after: Some(Duration::from_millis(500)),
+                count_try: false,
+                kind: "locked".into(),
+                message: format!("{key} is being synced by another worker"),
+            }),
+            Err(e) => Err(storage_failure(e)),
+        }
+    }
+
+    pub(crate) async fn unlock(&self, key: &str, holder: &str) {
+        if let Err(e) = self.storage.unlock(key, holder).await {
+            // The lease expires on its own; only its holder's speed suffers.
+            tracing::warn!(key, error = %e, "could not release a sync lease");
+        }
+    }
+}
+
+/// A storage failure inside a flow: transient unless it is a conflict.
+pub(crate) fn storage_failure(e: StorageError) -> JobFailure {
+    match e {
+        StorageError::VersionConflict { .. } => JobFailure::Retry {
+            after: Some(Duration::from_millis(200)),
+            count_try: false,
+            kind: "conflict".into(),
+            message: e.to_string(),
+        },
+        StorageError::Rejected(m) => JobFailure::fail("rejected", m),
+        other => JobFailure::retry("storage", other.to_string()),
+    }
+}
+
+/// The arguments every sync job carries.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Args {
+    backend: String,
+    model: String,
+    #[serde(default)]
+    external_id: Option<String>,
+    #[serde(default)]
+    local_id: Option<String>,
+    #[serde(default)]
+    force: bool,
+    /// Export: the changed local fields (`None` maps all).
+    #[serde(default)]
+    fields: Option<Vec<String>>,
+    /// Batch: import in this job instead of one job per record.
+    #[serde(default)]
+    direct: bool,
+    /// Batch: search from this RFC 3339 time instead of the cursor.
+    #[serde(default)]
+    since: Option<String>,
+}
+
+fn required<'a>(
+    value: &'a Option<String>,
+    field: &str,
+    function: &str,
+) -> Result<&'a str, JobFailure> {
+    value.as_deref().ok_or_else(|| {
+        JobFailure::fail(
+            "bad-arguments",
+            format!("{function} needs \"{field}\" in its arguments"),
+        )
+    })
+}
+
+struct SyncHandler {
+    sync: Arc<Synchronizer>,
+    function: &'static str,
+}
+
+impl SyncHandler {
+    async fn run_flow(&self, job: &Job, trail: &mut Trail) -> Result<String, JobFailure> {
+        let args: Args = serde_json::from_str(&job.args).map_err(|e| {
+            JobFailure::fail(
+                "bad-arguments",
+                format!("{} arguments are invalid: {e}", self.function),
+            )
+        })?;
+        let backend = self
+            .sync
+            .backend(&args.backend)
+            .await
+            .map_err(|e| match e {
+                SyncError::Storage(e) => storage_failure(e),
+                other => JobFailure::fail("config", other.to_string()),
+            })?;
+        trail.digest = Some(backend.adapter.digest().to_string());
+        let holder = format!("{}:{}", self.sync.node, job.id);
+        let s = &self.sync;
+        match self.function {
+            IMPORT_RECORD => {
+                let id = required(&args.external_id, "external_id", self.function)?;
+                let outcome = s
+                    .import_record(&backend, &args.model, id, args.force, &holder, trail)
+                    .await?;
+                Ok(outcome.to_string())
+            }
+            IMPORT_BATCH => {
+                let report = s
+                    .import_batch(
+                        &backend,
+                        &args.model,
+                        args.direct,
+                        args.since.as_deref(),
+                        &holder,
+                        trail,
+                    )
+                    .await?;
+                Ok(report.to_string())
+            }
+            EXPORT_RECORD => {
+                let id = required(&args.local_id, "local_id", self.function)?;
+                s.export_record(
+                    &backend,
+                    &args.model,
+                    id,
+                    args.fields.as_deref(),
+                    &holder,
+                    trail,
+                )
+                .await
+            }
+            DELETE_REMOTE => {
+                let id = required(&args.local_id, "local_id", self.function)?;
+                s.delete_remote(&backend, &args.model, id, &holder, trail)
+                    .await
+            }
+            DELETE_LOCAL => {
+                let id = required(&args.external_id, "external_id", self.function)?;
+                s.delete_local(&backend, &args.model, id, &holder).await
+            }
+            other => Err(JobFailure::fail(
+                "bad-function",
+                format!("{other} is not a sync function"),
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for SyncHandler {
+    async fn run(&self, job: &Job) -> Handled {
+        let mut trail = Trail::default();
+        let result = self.run_flow(job, &mut trail).await;
+        trail.into_handled(result)
+    }
+}

@@ -1,0 +1,69 @@
+//! Recurring batch imports: each backend's `schedules` ("import product
+//! every 5 minutes") become `junction.import-batch` jobs. Whether a
+//! schedule is due is decided through a lease that lasts one period, so
+//! that several nodes on one database start it once per period; the batch
+//! job's own lease keeps two runs from overlapping when one runs long.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use super::{IMPORT_BATCH, SyncError, Synchronizer};
+use crate::queue::{JobSpec, now_ms};
+
+impl Synchronizer {
+    /// Enqueue the batch imports that are due; returns how many.
+    pub async fn run_due_schedules(&self) -> Result<usize, SyncError> {
+        let mut started = 0;
+        for backend in self.backend_configs().await? {
+            for s in &backend.schedules {
+                let now = now_ms();
+                let key = format!("schedule:{}:{}", backend.name, s.model);
+                // A fresh holder name each time: the lease is taken only
+                // once the previous period's has expired.
+                let holder = format!("{}:{now}", self.node);
+                let until = now + s.every.as_millis() as i64;
+                if !self.storage.lock(&key, &holder, now, until).await? {
+                    continue;
+                }
+                let mut spec = JobSpec::new(
+                    IMPORT_BATCH,
+                    serde_json::json!({"backend": backend.name, "model": s.model}),
+                )
+                .identity_key(&format!("batch:{}:{}", backend.name, s.model));
+                spec.backend = Some(backend.name.clone());
+                spec.request.description = Some(format!(
+                    "scheduled import of {} from {} (every {} s)",
+                    s.model,
+                    backend.name,
+                    s.every.as_secs()
+                ));
+                self.queue
+                    .enqueue(spec)
+                    .await
+                    .map_err(|e| SyncError::Connector {
+                        name: backend.name.clone(),
+                        reason: format!("its scheduled import could not be enqueued: {e}"),
+                    })?;
+                started += 1;
+            }
+        }
+        Ok(started)
+    }
+
+    /// Check the schedules every `tick` until the task is aborted.
+    pub fn start_schedules(self: &Arc<Self>, tick: Duration) -> JoinHandle<()> {
+        let sync = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(tick);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(e) = sync.run_due_schedules().await {
+                    tracing::warn!(error = %e, "scheduled imports could not be checked");
+                }
+            }
+        })
+    }
+}

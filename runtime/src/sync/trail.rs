@@ -1,0 +1,74 @@
+//! What the guest calls of one sync job leave behind — log lines and the
+//! HTTP audit of every call, in order — and how a call's error becomes the
+//! job's outcome, with the step that failed named in the message.
+
+use crate::capabilities::egress::AuditEntry;
+use crate::error::{CallError, GuestError};
+use crate::host::{CallReport, LogLine};
+use crate::queue::worker::{Handled, JobFailure};
+
+#[derive(Debug, Default)]
+pub struct Trail {
+    pub log: Vec<LogLine>,
+    pub audit: Vec<AuditEntry>,
+    /// The component the job ran (its adapter's).
+    pub digest: Option<String>,
+}
+
+impl Trail {
+    /// Keep a call's log and audit; return its result.
+    pub fn take<T>(&mut self, report: CallReport<T>) -> Result<T, CallError> {
+        self.log.extend(report.log);
+        self.audit.extend(report.audit);
+        report.result
+    }
+
+    /// Keep a call's trail; a failure becomes the job's, prefixed with
+    /// `step` (what the synchronizer was doing).
+    pub fn call<T>(&mut self, step: &str, report: CallReport<T>) -> Result<T, JobFailure> {
+        self.take(report).map_err(|e| failure(step, &e))
+    }
+
+    pub fn into_handled(self, result: Result<String, JobFailure>) -> Handled {
+        Handled {
+            result: Some(result.map(Some)),
+            log: self.log,
+            audit: self.audit,
+            connector_digest: self.digest,
+        }
+    }
+}
+
+/// A call's error as the job's failure, its message prefixed with `step`.
+pub fn failure(step: &str, e: &CallError) -> JobFailure {
+    prefixed(step, JobFailure::from(e))
+}
+
+/// Put `step: ` in front of a failure's message.
+pub fn prefixed(step: &str, f: JobFailure) -> JobFailure {
+    match f {
+        JobFailure::Retry {
+            after,
+            count_try,
+            kind,
+            message,
+        } => JobFailure::Retry {
+            after,
+            count_try,
+            kind,
+            message: format!("{step}: {message}"),
+        },
+        JobFailure::Fail { kind, message } => JobFailure::Fail {
+            kind,
+            message: format!("{step}: {message}"),
+        },
+    }
+}
+
+/// Whether a call's error is the guest saying there was nothing to do.
+pub fn nothing_to_do(e: &CallError) -> Option<&str> {
+    match e {
+        CallError::Guest(GuestError::NothingToDo { message }, _) => Some(message),
+        _ => None,
+    }
+}

@@ -1,0 +1,727 @@
+//! End to end: demo-shop on loopback, the Magento connector built from
+//! source and run in the sandbox, a node on a fresh SQLite file — full and
+//! incremental imports, concurrent workers, exports, deletes both ways,
+//! rate limits, faults, permanent errors, failed dependencies, per-version
+//! mappers and schedules.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use junction_demo_shop::{Faults, Seed, Shop, ShopConfig};
+use junction_runtime::backend::BackendConfig;
+use junction_runtime::host::HostConfig;
+use junction_runtime::node::{Node, NodeConfig};
+use junction_runtime::queue::JobSpec;
+use junction_runtime::queue::job::{Job, JobFilter, JobState};
+use junction_runtime::storage::sqlite::SqliteStorage;
+use junction_runtime::storage::{RecordWrite, Storage};
+use junction_runtime::sync::{DELETE_LOCAL, IMPORT_BATCH, IMPORT_RECORD, SyncError, SyncSettings};
+use serde_json::{Value, json};
+
+/// Compiled components are shared by every test of this binary.
+fn cache_dir() -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap())
+        .path()
+        .to_path_buf()
+}
+
+fn small() -> Seed {
+    Seed {
+        seed: 7,
+        categories: 4,
+        products: 40,
+        customers: 12,
+        orders: 15,
+    }
+}
+
+struct World {
+    shop: Shop,
+    node: Node,
+    storage: Arc<SqliteStorage>,
+    dir: tempfile::TempDir,
+}
+
+fn node_config(name: &str) -> NodeConfig {
+    NodeConfig {
+        name: name.to_string(),
+        concurrency: 4,
+        // Little claimed ahead, so that a second node gets work too.
+        prefetch: 4,
+        host: HostConfig {
+            cache_dir: Some(cache_dir()),
+            max_instances: 64,
+            ..HostConfig::default()
+        },
+        sync: SyncSettings {
+            page_size: 25,
+            ..SyncSettings::default()
+        },
+        ..NodeConfig::default()
+    }
+}
+
+fn backend(shop: &Shop, version: &str) -> BackendConfig {
+    serde_json::from_value(json!({
+        "name": "shop",
+        "kind": "magento",
+        "version": version,
+        "base_url": shop.base_url(),
+        "allow_internal": [shop.addr.to_string()],
+        "auth": {"type": "bearer", "token": shop.issue_token()},
+    }))
+    .unwrap()
+}
+
+async fn world_with(config: ShopConfig, version: &str) -> World {
+    let shop = Shop::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(
+        SqliteStorage::open(&dir.path().join("junction.db"))
+            .await
+            .unwrap(),
+    );
+    let node = Node::start(storage.clone(), node_config("node-a")).unwrap();
+    node.sync
+        .install(junction_connectors::MAGENTO)
+        .await
+        .unwrap();
+    node.sync
+        .install(junction_connectors::MAGENTO_LEGACY)
+        .await
+        .unwrap();
+    node.sync.configure(&backend(&shop, version)).await.unwrap();
+    World {
+        shop,
+        node,
+        storage,
+        dir,
+    }
+}
+
+async fn world() -> World {
+    world_with(
+        ShopConfig {
+            seed: small(),
+            ..ShopConfig::default()
+        },
+        "2.4.6",
+    )
+    .await
+}
+
+fn batch(model: &str) -> JobSpec {
+    let mut spec = JobSpec::new(IMPORT_BATCH, json!({"backend": "shop", "model": model}));
+    spec.backend = Some("shop".into());
+    spec
+}
+
+fn import(model: &str, id: &str) -> JobSpec {
+    JobSpec::new(
+        IMPORT_RECORD,
+        json!({"backend": "shop", "model": model, "external_id": id}),
+    )
+}
+
+impl World {
+    async fn run(&self, specs: Vec<JobSpec>) {
+        self.node.queue.enqueue_batch(&specs).await.unwrap();
+        self.settle().await;
+    }
+
+    async fn settle(&self) {
+        assert!(
+            self.node.settle(Duration::from_secs(60)).await.unwrap(),
+            "the node did not settle within 60 s: {:?}",
+            self.node.outstanding().await
+        );
+    }
+
+    async fn import_all(&self) {
+        self.run(
+            ["category", "product", "customer", "order"]
+                .iter()
+                .map(|m| batch(m))
+                .collect(),
+        )
+        .await;
+    }
+
+    async fn jobs(&self, function: &str) -> Vec<Job> {
+        self.storage
+            .jobs(&JobFilter {
+                function: Some(function.into()),
+                limit: 100_000,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn failed(&self) -> Vec<Job> {
+        self.storage
+            .jobs(&JobFilter {
+                state: Some(JobState::Failed),
+                limit: 100_000,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn bound(&self, model: &str) -> i64 {
+        self.storage
+            .binding_counts("shop")
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|(m, _)| m == model)
+            .map_or(0, |(_, n)| n)
+    }
+
+    async fn local(&self, model: &str, external_id: &str) -> Value {
+        let b = self
+            .storage
+            .binding("shop", model, external_id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{model} {external_id} is not bound"));
+        let r = self
+            .storage
+            .record(model, &b.local_id)
+            .await
+            .unwrap()
+            .unwrap();
+        serde_json::from_str(&r.data).unwrap()
+    }
+
+    /// Change a local record as a user of Junction would (no origin).
+    async fn edit_local(&self, model: &str, external_id: &str, change: impl FnOnce(&mut Value)) {
+        let b = self
+            .storage
+            .binding("shop", model, external_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let r = self
+            .storage
+            .record(model, &b.local_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut data: Value = serde_json::from_str(&r.data).unwrap();
+        change(&mut data);
+        self.node
+            .bus
+            .put_record(&RecordWrite {
+                model: model.into(),
+                id: b.local_id.clone(),
+                data: data.to_string(),
+                expected_version: Some(r.version),
+                origin_backend: None,
+                bind: None,
+            })
+            .await
+            .unwrap();
+    }
+}
+
+/// demo-shop's seeded SKUs: `DS-00001`, `DS-00002`, …
+fn sku(i: usize) -> String {
+    format!("DS-{i:05}")
+}
+
+/// The first `n` products' SKUs.
+async fn first_skus(_w: &World, n: usize) -> Vec<String> {
+    (1..=n).map(sku).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_import_brings_in_every_record_with_its_relations() {
+    let w = world().await;
+    w.import_all().await;
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    let seed = small();
+    assert_eq!(w.bound("category").await, seed.categories as i64);
+    assert_eq!(w.bound("product").await, seed.products as i64);
+    assert_eq!(w.bound("customer").await, seed.customers as i64);
+    assert_eq!(w.bound("order").await, seed.orders as i64);
+
+    let order = w.shop.order(1).unwrap();
+    let local = w.local("order", "1").await;
+    assert_eq!(local["number"], order["increment_id"]);
+    let customer = w
+        .storage
+        .binding("shop", "customer", &order["customer_id"].to_string())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(local["customer_id"], customer.local_id.as_str());
+    let line_sku = order["items"][0]["sku"].as_str().unwrap();
+    let product = w
+        .storage
+        .binding("shop", "product", line_sku)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(local["lines"][0]["product_id"], product.local_id.as_str());
+
+    let p = w.shop.product(line_sku).unwrap();
+    let lp = w.local("product", line_sku).await;
+    assert_eq!(lp["price"], p["price"]);
+    assert_eq!(
+        lp["stock"].as_f64(),
+        p["extension_attributes"]["stock_item"]["qty"].as_f64()
+    );
+    assert!(lp["category_id"].as_str().unwrap().starts_with("category-"));
+    // Imports are marked as coming from the shop: nothing was exported back.
+    assert!(w.jobs("junction.export-record").await.is_empty());
+    // Every import job logged its HTTP calls with the job.
+    let job = &w.jobs(IMPORT_RECORD).await[0];
+    assert!(!w.storage.job_audit(job.id).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_import_picks_only_the_changes() {
+    let w = world().await;
+    w.import_all().await;
+    let before = w.jobs(IMPORT_RECORD).await.len();
+    let skus = first_skus(&w, 3).await;
+    for s in &skus {
+        assert!(w.shop.edit_product(s, |p| p["price"] = json!(1234.5)));
+    }
+    w.run(vec![batch("product")]).await;
+    let after = w.jobs(IMPORT_RECORD).await.len();
+    assert_eq!(
+        after - before,
+        3,
+        "only the three changed products are imported again"
+    );
+    for s in &skus {
+        assert_eq!(w.local("product", s).await["price"], json!(1234.5));
+    }
+    let runs = w.jobs(IMPORT_BATCH).await;
+    let last = runs.iter().max_by_key(|j| j.id).unwrap();
+    let result = last.result.as_deref().unwrap();
+    assert!(result.contains("3 found since"), "{result}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_workers_on_two_nodes_never_double_import() {
+    let w = world().await;
+    // A second node on the same database, racing the first; a slow shop
+    // keeps the run long enough for the second node's poll to find work.
+    let other = Node::start(w.storage.clone(), node_config("node-b")).unwrap();
+    w.shop.set_faults(Faults {
+        latency: Duration::from_millis(20),
+        ..Faults::default()
+    });
+    // Every order three times over, without identity keys: the same
+    // records (and their shared customers and products) are imported by
+    // several workers at once.
+    let mut specs = Vec::new();
+    for _ in 0..3 {
+        for id in 1..=small().orders {
+            specs.push(import("order", &id.to_string()));
+        }
+    }
+    w.run(specs).await;
+    assert!(other.settle(Duration::from_secs(30)).await.unwrap());
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    let orders = w.storage.records("order", None, 1000).await.unwrap();
+    assert_eq!(
+        orders.len(),
+        small().orders,
+        "one local order per shop order"
+    );
+    assert_eq!(w.bound("order").await, small().orders as i64);
+    let customers = w.storage.records("customer", None, 1000).await.unwrap();
+    assert_eq!(customers.len() as i64, w.bound("customer").await);
+    let products = w.storage.records("product", None, 1000).await.unwrap();
+    assert_eq!(products.len() as i64, w.bound("product").await);
+    let nodes: std::collections::HashSet<_> = w
+        .jobs(IMPORT_RECORD)
+        .await
+        .into_iter()
+        .filter_map(|j| j.node)
+        .collect();
+    assert_eq!(nodes.len(), 2, "both nodes ran imports: {nodes:?}");
+    other.stop(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_changes_are_exported_back_and_not_imported_again() {
+    let w = world().await;
+    w.import_all().await;
+    let s = first_skus(&w, 1).await.remove(0);
+    w.edit_local("product", &s, |d| {
+        d["price"] = json!(99.95);
+        d["stock"] = json!(0);
+        d["note"] = json!("local only");
+    })
+    .await;
+    w.edit_local("order", "2", |d| d["state"] = json!("holded"))
+        .await;
+    w.settle().await;
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    let p = w.shop.product(&s).unwrap();
+    assert_eq!(p["price"], json!(99.95));
+    assert_eq!(p["extension_attributes"]["stock_item"]["qty"], json!(0));
+    assert_eq!(
+        p["extension_attributes"]["stock_item"]["is_in_stock"],
+        json!(false)
+    );
+    assert_eq!(w.shop.order(2).unwrap()["state"], "holded");
+    let exports = w.jobs("junction.export-record").await;
+    assert_eq!(exports.len(), 2, "one export per changed record");
+    let product_export = exports.iter().find(|j| j.args.contains("product")).unwrap();
+    assert!(
+        product_export.args.contains("price") && !product_export.args.contains("note"),
+        "only exported fields that changed: {}",
+        product_export.args
+    );
+    // The shop's copy moved because of our write; the next incremental
+    // import does not take it for a remote change.
+    let before = w.jobs(IMPORT_RECORD).await.len();
+    w.run(vec![batch("product")]).await;
+    let imported_again = w.jobs(IMPORT_RECORD).await.len() - before;
+    assert!(imported_again <= 1, "{imported_again} re-imports");
+    let local = w.local("product", &s).await;
+    assert_eq!(local["price"], json!(99.95));
+    assert_eq!(
+        local["note"], "local only",
+        "local-only fields survive imports"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_change_since_the_last_sync_is_imported_before_exporting() {
+    let w = world().await;
+    w.import_all().await;
+    let s = first_skus(&w, 1).await.remove(0);
+    // The shop admin changes the price; locally someone changes stock and
+    // price before the shop's change was imported.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    w.shop.edit_product(&s, |p| p["price"] = json!(10.0));
+    w.edit_local("product", &s, |d| {
+        d["price"] = json!(20.0);
+        d["stock"] = json!(5);
+    })
+    .await;
+    w.settle().await;
+    let p = w.shop.product(&s).unwrap();
+    assert_eq!(p["price"], json!(10.0), "the backend's newer price wins");
+    assert_eq!(p["extension_attributes"]["stock_item"]["qty"], json!(5));
+    assert_eq!(w.local("product", &s).await["price"], json!(10.0));
+    let export = w.jobs("junction.export-record").await.remove(0);
+    let result = export.result.unwrap();
+    assert!(result.contains("imported first"), "{result}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_propagate_both_ways_without_echo() {
+    let w = world().await;
+    w.import_all().await;
+    let skus = first_skus(&w, 2).await;
+    // Local → shop.
+    let b = w
+        .storage
+        .binding("shop", "product", &skus[0])
+        .await
+        .unwrap()
+        .unwrap();
+    w.node
+        .bus
+        .delete_record("product", &b.local_id, None)
+        .await
+        .unwrap();
+    w.settle().await;
+    assert!(w.shop.product(&skus[0]).is_none(), "deleted in the shop");
+    assert!(
+        w.storage
+            .binding("shop", "product", &skus[0])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Shop → local.
+    assert!(w.shop.remove_product(&skus[1]));
+    let b = w
+        .storage
+        .binding("shop", "product", &skus[1])
+        .await
+        .unwrap()
+        .unwrap();
+    w.run(vec![JobSpec::new(
+        DELETE_LOCAL,
+        json!({"backend": "shop", "model": "product", "external_id": skus[1]}),
+    )])
+    .await;
+    assert!(
+        w.storage
+            .record("product", &b.local_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let deletes = w.jobs("junction.delete-remote").await;
+    assert_eq!(
+        deletes.len(),
+        1,
+        "the shop's own delete is not sent back to it"
+    );
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_backend_converges_with_no_failed_jobs() {
+    let w = world_with(
+        ShopConfig {
+            seed: small(),
+            rate_limit: Some(25),
+            ..ShopConfig::default()
+        },
+        "2.4.6",
+    )
+    .await;
+    w.run(vec![batch("product")]).await;
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    assert_eq!(w.bound("product").await, small().products as i64);
+    let retried = w
+        .jobs(IMPORT_RECORD)
+        .await
+        .into_iter()
+        .filter(|j| j.tries > 1)
+        .count();
+    assert!(retried > 0, "the limit of 25 requests/s was hit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried_until_the_backend_recovers() {
+    let w = world().await;
+    w.shop.set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    w.node.queue.enqueue(import("customer", "3")).await.unwrap();
+    // Wait for a failed try, then let the shop recover.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let jobs = w.jobs(IMPORT_RECORD).await;
+        if jobs
+            .first()
+            .is_some_and(|j| j.tries >= 1 && j.state == JobState::Pending)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no retry scheduled: {jobs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    w.shop.set_faults(Faults::default());
+    w.settle().await;
+    let job = w.jobs(IMPORT_RECORD).await.remove(0);
+    assert_eq!(job.state, JobState::Done);
+    assert!(job.tries >= 2, "{job:?}");
+    assert_eq!(w.bound("customer").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_error_fails_one_job_and_the_others_go_through() {
+    let w = world().await;
+    let bad = sku(3);
+    assert!(w.shop.edit_product(&bad, |p| p["price"] = json!("lots")));
+    w.run(vec![batch("product")]).await;
+    let failed = w.failed().await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let message = failed[0].error_message.as_deref().unwrap();
+    assert!(
+        message.contains("mapping product DS-00003")
+            && message.contains("\"lots\" is not a number"),
+        "{message}"
+    );
+    assert_eq!(failed[0].tries, 1, "a permanent error is not retried");
+    assert_eq!(w.bound("product").await, small().products as i64 - 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_whose_customer_cannot_be_imported_stays_failed_with_the_reason() {
+    let w = world().await;
+    w.shop.edit_order(4, |o| o["customer_id"] = json!(9999));
+    w.run(vec![import("order", "4"), import("order", "5")])
+        .await;
+    let failed = w.failed().await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let message = failed[0].error_message.as_deref().unwrap();
+    assert!(
+        message.contains("order 4 needs customer 9999 imported first")
+            && message.contains("not found"),
+        "{message}"
+    );
+    assert!(
+        w.storage
+            .binding("shop", "order", "4")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        w.storage
+            .binding("shop", "order", "5")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_gone_from_the_backend_is_a_clear_permanent_error() {
+    let w = world().await;
+    w.run(vec![import("product", "no-such-sku")]).await;
+    let failed = w.failed().await;
+    assert_eq!(failed.len(), 1);
+    let message = failed[0].error_message.as_deref().unwrap();
+    assert!(
+        message.contains("reading product no-such-sku from shop")
+            && message.contains("gone from the backend"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_version_picks_the_mapper() {
+    let w = world_with(
+        ShopConfig {
+            seed: small(),
+            legacy: true,
+            ..ShopConfig::default()
+        },
+        "2.2.9",
+    )
+    .await;
+    let units = w.node.sync.backend("shop").await.unwrap();
+    assert!(
+        units.mapper_label.starts_with("magento-legacy "),
+        "{}",
+        units.mapper_label
+    );
+    assert!(
+        units.adapter_label.starts_with("magento "),
+        "{}",
+        units.adapter_label
+    );
+    w.run(vec![batch("product")]).await;
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    let s = first_skus(&w, 1).await.remove(0);
+    // `Shop::product` shows the stored record, whatever the API's shape.
+    let shop = w.shop.product(&s).unwrap();
+    let local = w.local("product", &s).await;
+    assert_eq!(
+        local["stock"].as_f64(),
+        shop["extension_attributes"]["stock_item"]["qty"].as_f64()
+    );
+    assert!(local["stock"].is_number());
+
+    // 2.4 takes the main mapper; 3.x has no connector, and says so.
+    let current = w
+        .node
+        .sync
+        .configure(&backend(&w.shop, "2.4.6"))
+        .await
+        .unwrap();
+    assert!(
+        current.mapper_label.starts_with("magento "),
+        "{}",
+        current.mapper_label
+    );
+    let err = w
+        .node
+        .sync
+        .configure(&backend(&w.shop, "3.1.0"))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, SyncError::Registry(_)), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("no installed adapter supports magento 3.1.0"),
+        "{text}"
+    );
+    assert!(text.contains("magento 0.1.0"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_run_batch_imports_without_overlap() {
+    let w = world().await;
+    let mut config = backend(&w.shop, "2.4.6");
+    config.schedules = vec![junction_runtime::backend::Schedule {
+        model: "customer".into(),
+        every: Duration::from_secs(1),
+    }];
+    w.node.sync.configure(&config).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    w.settle().await;
+    let mut runs: Vec<Job> = w
+        .jobs(IMPORT_BATCH)
+        .await
+        .into_iter()
+        .filter(|j| j.state == JobState::Done)
+        .collect();
+    assert!(runs.len() >= 2, "{runs:?}");
+    runs.sort_by_key(|j| j.started_at);
+    for pair in runs.windows(2) {
+        assert!(
+            pair[1].started_at >= pair[0].finished_at,
+            "runs overlapped: {pair:?}"
+        );
+    }
+    assert_eq!(w.bound("customer").await, small().customers as i64);
+    let _ = &w.dir;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_sync_jobs_are_refused_with_the_reason() {
+    let w = world().await;
+    w.run(vec![
+        JobSpec::new(
+            IMPORT_RECORD,
+            json!({"backend": "shop", "model": "product"}),
+        ),
+        JobSpec::new(
+            IMPORT_RECORD,
+            json!({"backend": "nope", "model": "product", "external_id": "1"}),
+        ),
+        import("invoice", "1"),
+    ])
+    .await;
+    let mut messages: Vec<String> = w
+        .failed()
+        .await
+        .into_iter()
+        .map(|j| j.error_message.unwrap())
+        .collect();
+    messages.sort();
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert!(
+        messages.iter().any(|m| m.contains("needs \"external_id\"")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("backend \"nope\" is not configured")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("\"invoice\" is not synced by this connector")),
+        "{messages:?}"
+    );
+}
