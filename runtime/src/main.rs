@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 use junction_runtime::host::{Host, HostConfig};
 
+mod cli;
+
 /// Junction: a WebAssembly-sandboxed connector runtime.
 ///
 /// Connectors are WebAssembly components (built for wasm32-wasip2) that
@@ -36,13 +38,22 @@ enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
+    /// Watch a full sync: starts a Magento-shaped shop on loopback, installs
+    /// the Magento connector, imports everything, exports local changes
+    /// back, imports shop-side changes incrementally, and prints a summary.
+    Demo(cli::demo::DemoArgs),
 }
 
 #[derive(Subcommand)]
 enum QueueCommand {
     /// Run a worker pool on a database until stopped (SIGINT or SIGTERM).
     ///
-    /// Runs the built-in job functions (`junction.noop`, `junction.sleep`).
+    /// Runs the sync job functions (`junction.import-record`,
+    /// `junction.import-batch`, `junction.export-record`,
+    /// `junction.delete-remote`, `junction.delete-local`) for the backends
+    /// and connectors stored in the database, the event dispatcher, the
+    /// backends' schedules, and the built-ins (`junction.noop`,
+    /// `junction.sleep`). Several workers may share one database.
     /// On SIGINT/SIGTERM it stops claiming, lets running jobs finish within
     /// the grace period and gives the rest back to the queue. If the process
     /// is killed instead, its jobs return to the queue when their lease
@@ -54,9 +65,10 @@ enum QueueCommand {
         /// Jobs running at once.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
-        /// Channel capacities, e.g. "root:4, root.shop:2, root.shop.orders:1:sequential".
-        #[arg(long, default_value = "root:4")]
-        channels: String,
+        /// Channel capacities, e.g. "root:4, root.shop:2, root.shop.orders:1:sequential"
+        /// (default: the root channel gets --concurrency).
+        #[arg(long)]
+        channels: Option<String>,
         /// How long a started job's lease lasts without a heartbeat.
         #[arg(long, default_value_t = 30_000)]
         lease_ms: u64,
@@ -136,15 +148,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         grace_ms,
                         node,
                     },
-            } => work(database, concurrency, &channels, lease_ms, grace_ms, node).await,
+            } => {
+                work(
+                    database,
+                    cli.cache_dir,
+                    concurrency,
+                    channels.as_deref(),
+                    lease_ms,
+                    grace_ms,
+                    node,
+                )
+                .await
+            }
+            Command::Demo(args) => cli::demo::run(args, cli.cache_dir).await,
         }
     })
 }
 
 async fn work(
     database: PathBuf,
+    cache_dir: Option<PathBuf>,
     concurrency: usize,
-    channels: &str,
+    channels: Option<&str>,
     lease_ms: u64,
     grace_ms: u64,
     node: Option<String>,
@@ -152,41 +177,32 @@ async fn work(
     use std::sync::Arc;
     use std::time::Duration;
 
+    use junction_runtime::node::{Node, NodeConfig};
     use junction_runtime::queue::channels::ChannelConfig;
-    use junction_runtime::queue::worker::{PoolConfig, WorkerPool, default_node_name};
-    use junction_runtime::queue::{Queue, QueueConfig};
     use junction_runtime::storage::sqlite::SqliteStorage;
 
     anyhow::ensure!(concurrency > 0, "--concurrency must be at least 1");
     anyhow::ensure!(lease_ms >= 100, "--lease-ms must be at least 100");
-    let channels = ChannelConfig::parse(channels)?;
+    let defaults = NodeConfig::default();
+    let config = NodeConfig {
+        name: node.unwrap_or(defaults.name.clone()),
+        concurrency,
+        channels: channels.map(ChannelConfig::parse).transpose()?,
+        lease: Duration::from_millis(lease_ms),
+        host: HostConfig {
+            cache_dir,
+            ..HostConfig::default()
+        },
+        ..defaults
+    };
     let storage = SqliteStorage::open(&database).await?;
-    let lease = Duration::from_millis(lease_ms);
-    let queue = Queue::new(
-        Arc::new(storage),
-        QueueConfig {
-            channels,
-            lease,
-            ..QueueConfig::default()
-        },
-    );
-    let pool = WorkerPool::new(
-        queue,
-        PoolConfig {
-            node: node.unwrap_or_else(default_node_name),
-            concurrency,
-            reap_interval: (lease / 2).max(Duration::from_millis(50)),
-            ..PoolConfig::default()
-        },
-    )
-    .with_builtins()
-    .start();
+    let node = Node::start(Arc::new(storage), config)?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    let report = pool.shutdown(Duration::from_millis(grace_ms)).await?;
+    let report = node.stop(Duration::from_millis(grace_ms)).await?;
     eprintln!(
         "stopped: {} jobs finished, {} given back to the queue",
         report.finished, report.released

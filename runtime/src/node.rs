@@ -25,7 +25,9 @@ pub struct NodeConfig {
     pub concurrency: usize,
     /// Jobs claimed ahead of free slots (see `PoolConfig::prefetch`).
     pub prefetch: usize,
-    pub channels: ChannelConfig,
+    /// Channel capacities; `None` gives the root channel the node's
+    /// concurrency.
+    pub channels: Option<ChannelConfig>,
     /// A started job's lease without a heartbeat.
     pub lease: Duration,
     pub host: HostConfig,
@@ -44,7 +46,7 @@ impl Default for NodeConfig {
             name: default_node_name(),
             concurrency: 8,
             prefetch: PoolConfig::default().prefetch,
-            channels: ChannelConfig::default(),
+            channels: None,
             lease: Duration::from_secs(60),
             host: HostConfig::default(),
             sync: SyncSettings::default(),
@@ -86,7 +88,11 @@ impl Node {
         let queue = Queue::new(
             storage,
             QueueConfig {
-                channels: config.channels.clone(),
+                channels: match &config.channels {
+                    Some(c) => c.clone(),
+                    None => ChannelConfig::parse(&format!("root:{}", config.concurrency.max(1)))
+                        .expect("a root capacity is a valid channel configuration"),
+                },
                 lease: config.lease,
                 default_max_retries: config.default_max_retries,
                 ..QueueConfig::default()

@@ -293,10 +293,10 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
         );
     }
     let mut data = state.data.lock().unwrap_or_else(|p| p.into_inner());
-    let search = |items: Vec<Value>| match search::parse(&query) {
+    let search = |items: &mut dyn Iterator<Item = &Value>, shape: &dyn Fn(&Value) -> Value| match search::parse(&query) {
         Ok(c) => {
             let echo = json!({ "query": query });
-            reply(StatusCode::OK, c.apply(items, echo))
+            reply(StatusCode::OK, c.apply(items, shape, echo))
         }
         Err(e) => message(
             StatusCode::BAD_REQUEST,
@@ -305,14 +305,11 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
     };
     match (&method, segments.as_slice()) {
         (&Method::GET, ["categories", "list"]) => {
-            search(data.categories.values().cloned().collect())
+            search(&mut data.categories.values(), &Value::clone)
         }
-        (&Method::GET, ["products"]) => search(
-            data.products
-                .values()
-                .map(|p| shaped(&state.config, p))
-                .collect(),
-        ),
+        (&Method::GET, ["products"]) => search(&mut data.products.values(), &|p| {
+            shaped(&state.config, p)
+        }),
         (&Method::GET, ["categories", id]) => {
             match id
                 .parse::<i64>()
@@ -327,9 +324,9 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
             }
         }
         (&Method::GET, ["customers", "search"]) => {
-            search(data.customers.values().cloned().collect())
+            search(&mut data.customers.values(), &Value::clone)
         }
-        (&Method::GET, ["orders"]) => search(data.orders.values().cloned().collect()),
+        (&Method::GET, ["orders"]) => search(&mut data.orders.values(), &Value::clone),
         (&Method::GET, ["products", sku]) => {
             match data.products.get(&search::percent_decode(sku)) {
                 Some(p) => reply(StatusCode::OK, shaped(&state.config, p)),

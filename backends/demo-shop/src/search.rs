@@ -134,10 +134,14 @@ fn text(v: &Value) -> String {
 }
 
 fn compare(a: &Value, b: &str) -> std::cmp::Ordering {
-    let a = text(a);
+    compare_text(&text(a), b)
+}
+
+/// Numbers as numbers, anything else as text.
+fn compare_text(a: &str, b: &str) -> std::cmp::Ordering {
     match (a.parse::<f64>(), b.parse::<f64>()) {
         (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
-        _ => a.as_str().cmp(b),
+        _ => a.cmp(b),
     }
 }
 
@@ -191,35 +195,46 @@ impl Criteria {
     /// Filter, sort and page `items` into Magento's search result shape.
     /// Like Magento, a page past the end returns the last page again:
     /// clients must stop on `total_count`.
-    pub fn apply(&self, items: Vec<Value>, query_echo: Value) -> Value {
-        let mut hits: Vec<Value> = items
-            .into_iter()
+    /// Filter, sort and page `items`; only the page is copied.
+    pub fn apply<'a>(
+        &self,
+        items: impl Iterator<Item = &'a Value>,
+        shape: impl Fn(&Value) -> Value,
+        query_echo: Value,
+    ) -> Value {
+        let hits: Vec<&Value> = items
             .filter(|item| {
                 self.groups
                     .iter()
                     .all(|g| g.iter().any(|f| f.matches(item)))
             })
             .collect();
-        if let Some((field, desc)) = &self.sort {
-            hits.sort_by(|a, b| {
-                let o = compare(
-                    a.get(field).unwrap_or(&Value::Null),
-                    &text(b.get(field).unwrap_or(&Value::Null)),
-                );
+        let mut hits: Vec<(String, &Value)> = match &self.sort {
+            // Each sort key is rendered once, not once per comparison.
+            Some((field, _)) => hits
+                .into_iter()
+                .map(|v| (text(v.get(field).unwrap_or(&Value::Null)), v))
+                .collect(),
+            None => hits.into_iter().map(|v| (String::new(), v)).collect(),
+        };
+        if let Some((_, desc)) = &self.sort {
+            hits.sort_by(|(a, _), (b, _)| {
+                let o = compare_text(a, b);
                 if *desc { o.reverse() } else { o }
             });
         }
         let total = hits.len();
-        let page = match self.page_size {
+        let page: Vec<Value> = match self.page_size {
             Some(size) if size > 0 => {
                 let last_page = total.div_ceil(size).max(1);
                 let page = self.current_page.min(last_page);
                 hits.into_iter()
                     .skip((page - 1) * size)
                     .take(size)
+                    .map(|(_, v)| shape(v))
                     .collect()
             }
-            _ => hits,
+            _ => hits.into_iter().map(|(_, v)| shape(v)).collect(),
         };
         json!({ "items": page, "search_criteria": query_echo, "total_count": total })
     }

@@ -180,7 +180,8 @@ impl EventBus {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let mut dispatched = 0;
+        let mut batch = Vec::new();
+        let mut events = Vec::new();
         for stored in storage.undispatched(256).await? {
             let mut specs = Vec::new();
             let mut failed = None;
@@ -210,9 +211,19 @@ impl EventBus {
                     continue;
                 }
             };
-            if storage.dispatch(stored.id, &jobs, now).await?.is_some() {
-                dispatched += 1;
-                let _ = self.live.send(stored);
+            batch.push((stored.id, jobs));
+            events.push(stored);
+        }
+        // One transaction for the whole batch: an event's jobs still exist
+        // exactly once, and a busy outbox costs one write, not one per event.
+        let mut dispatched = 0;
+        if !batch.is_empty() {
+            let results = storage.dispatch(&batch, now_ms()).await?;
+            for (stored, result) in events.into_iter().zip(results) {
+                if result.is_some() {
+                    dispatched += 1;
+                    let _ = self.live.send(stored);
+                }
             }
         }
         if dispatched > 0 {

@@ -142,6 +142,10 @@ pub struct StoredBackend {
     pub updated_at: i64,
 }
 
+/// What one write of [`Storage::put_records`] did: the stored record and
+/// its event, `None` when nothing changed, or why it was refused.
+pub type PutOutcome = Result<Option<(LocalRecord, StoredEvent)>, StorageError>;
+
 /// An event waiting in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
@@ -225,7 +229,22 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         &self,
         write: &RecordWrite,
         now: i64,
-    ) -> Result<Option<(LocalRecord, StoredEvent)>, StorageError>;
+    ) -> Result<Option<(LocalRecord, StoredEvent)>, StorageError> {
+        self.put_records(std::slice::from_ref(write), now)
+            .await?
+            .pop()
+            .unwrap_or(Ok(None))
+    }
+
+    /// [`Storage::put_record`] for many records in one transaction. Each
+    /// write is applied or refused on its own (a version conflict, a
+    /// binding taken by another record, data that is not an object); the
+    /// outer error is for the transaction as a whole.
+    async fn put_records(
+        &self,
+        writes: &[RecordWrite],
+        now: i64,
+    ) -> Result<Vec<PutOutcome>, StorageError>;
 
     /// Delete a local record and put its `record-deleted` event in the
     /// outbox. `None` when there was no such record.
@@ -238,6 +257,10 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<StoredEvent>, StorageError>;
 
     async fn record(&self, model: &str, id: &str) -> Result<Option<LocalRecord>, StorageError>;
+
+    /// Many records of one model by id (those that exist).
+    async fn records_of(&self, model: &str, ids: &[String])
+    -> Result<Vec<LocalRecord>, StorageError>;
 
     /// Records of a model in id order, after `after` when given.
     async fn records(
@@ -253,15 +276,14 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Outbox events not dispatched yet, oldest first.
     async fn undispatched(&self, limit: u32) -> Result<Vec<StoredEvent>, StorageError>;
 
-    /// Enqueue the jobs an event caused and mark it dispatched, in one
+    /// Enqueue the jobs events caused and mark them dispatched, in one
     /// transaction: an event's jobs exist exactly once, or not yet. `None`
-    /// when the event was already dispatched (by another dispatcher).
+    /// for an event already dispatched (by another dispatcher).
     async fn dispatch(
         &self,
-        event_id: i64,
-        jobs: &[NewJob],
+        events: &[(i64, Vec<NewJob>)],
         now: i64,
-    ) -> Result<Option<Vec<Enqueued>>, StorageError>;
+    ) -> Result<Vec<Option<Vec<Enqueued>>>, StorageError>;
 
     async fn binding_to_local(
         &self,
@@ -293,6 +315,13 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         model: &str,
         external_id: &str,
     ) -> Result<Option<Binding>, StorageError>;
+    /// The bindings of many external ids of one model (those that exist).
+    async fn bindings_of(
+        &self,
+        backend: &str,
+        model: &str,
+        external_ids: &[String],
+    ) -> Result<Vec<Binding>, StorageError>;
     async fn binding_of_local(
         &self,
         backend: &str,
@@ -309,17 +338,18 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Bindings per model of a backend.
     async fn binding_counts(&self, backend: &str) -> Result<Vec<(String, i64)>, StorageError>;
 
-    /// Take the lease `key` for `holder` until `until` (Unix ms): `false`
-    /// when another holder has it and it has not expired.
+    /// Take the leases `keys` for `holder` until `until` (Unix ms), in one
+    /// transaction; per key, `false` when another holder has it and it has
+    /// not expired.
     async fn lock(
         &self,
-        key: &str,
+        keys: &[String],
         holder: &str,
         now: i64,
         until: i64,
-    ) -> Result<bool, StorageError>;
-    /// Give the lease back (only if `holder` still has it).
-    async fn unlock(&self, key: &str, holder: &str) -> Result<(), StorageError>;
+    ) -> Result<Vec<bool>, StorageError>;
+    /// Give leases back (those `holder` still has).
+    async fn unlock(&self, keys: &[String], holder: &str) -> Result<(), StorageError>;
 
     /// Store a connector component; `false` when that digest was there.
     async fn install_connector(

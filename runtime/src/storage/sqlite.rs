@@ -20,8 +20,8 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::migrate::{self, Migration};
 use super::{
-    Binding, ClaimRequest, InstalledConnector, RecordWrite, StateCount, Storage, StorageError,
-    StoredBackend, StoredEvent,
+    Binding, ClaimRequest, InstalledConnector, PutOutcome, RecordWrite, StateCount, Storage,
+    StorageError, StoredBackend, StoredEvent,
 };
 use crate::capabilities::egress::AuditEntry;
 use crate::model::{Event, LocalRecord, format_timestamp};
@@ -155,11 +155,6 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, sqlx::Error> {
         worker: row.try_get("worker")?,
         connector_digest: row.try_get("connector_digest")?,
     })
-}
-
-/// `?, ?, ?` for `n` parameters.
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
 }
 
 async fn job_in(tx: &mut Transaction<'_, Sqlite>, id: JobId) -> Result<Job, StorageError> {
@@ -961,104 +956,29 @@ impl Storage for SqliteStorage {
         tx.commit().await?;
         Ok(done.rows_affected())
     }
-    async fn put_record(
+    async fn put_records(
         &self,
-        write: &RecordWrite,
+        writes: &[RecordWrite],
         now: i64,
-    ) -> Result<Option<(LocalRecord, StoredEvent)>, StorageError> {
-        let new = json_object(
-            &write.data,
-            &format!("data of {} {}", write.model, write.id),
-        )?;
+    ) -> Result<Vec<PutOutcome>, StorageError> {
         let mut tx = self.writer.begin_with(BEGIN).await?;
-        let old = sqlx::query(
-            "SELECT model, id, data, version, updated_at FROM records WHERE model = ? AND id = ?",
-        )
-        .bind(&write.model)
-        .bind(&write.id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| record_from_row(&r))
-        .transpose()?;
-        let found = old.as_ref().map_or(0, |r| r.version);
-        if let Some(expected) = write.expected_version
-            && expected != found
-        {
-            return Err(StorageError::VersionConflict {
-                model: write.model.clone(),
-                id: write.id.clone(),
-                expected,
-                found,
-            });
-        }
-        let (name, fields) = match &old {
-            None => ("record-created", new.keys().cloned().collect::<Vec<_>>()),
-            Some(r) => {
-                let before = json_object(&r.data, "stored data")?;
-                let fields = changed_fields(&before, &new);
-                if fields.is_empty() {
-                    if let Some(b) = &write.bind {
-                        bind_in(
-                            &mut tx,
-                            &b.backend,
-                            &write.model,
-                            &b.external_id,
-                            &write.id,
-                            b.sync_date,
-                            b.synced.as_deref(),
-                        )
-                        .await?;
-                        tx.commit().await?;
-                    }
-                    return Ok(None);
-                }
-                ("record-written", fields)
+        let mut out = Vec::with_capacity(writes.len());
+        for write in writes {
+            // A savepoint per write, so that one refused write leaves the
+            // others of the batch in place.
+            sqlx::query("SAVEPOINT put").execute(&mut *tx).await?;
+            let result = put_in(&mut tx, write, now).await;
+            if result.is_err() {
+                sqlx::query("ROLLBACK TO put").execute(&mut *tx).await?;
             }
-        };
-        let version = found + 1;
-        sqlx::query(
-            "INSERT INTO records (model, id, data, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (model, id) DO UPDATE SET data = excluded.data, version = excluded.version,
-                 updated_at = excluded.updated_at",
-        )
-        .bind(&write.model)
-        .bind(&write.id)
-        .bind(&write.data)
-        .bind(version as i64)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let event = Event {
-            name: name.to_string(),
-            model: write.model.clone(),
-            local_id: Some(write.id.clone()),
-            changed_fields: fields,
-            payload: write.data.clone(),
-            origin_backend: write.origin_backend.clone(),
-        };
-        let stored = outbox_in(&mut tx, &event, now).await?;
-        if let Some(b) = &write.bind {
-            bind_in(
-                &mut tx,
-                &b.backend,
-                &write.model,
-                &b.external_id,
-                &write.id,
-                b.sync_date,
-                b.synced.as_deref(),
-            )
-            .await?;
+            sqlx::query("RELEASE put").execute(&mut *tx).await?;
+            match result {
+                Err(StorageError::Database(e)) => return Err(StorageError::Database(e)),
+                other => out.push(other),
+            }
         }
         tx.commit().await?;
-        let record = LocalRecord {
-            model: write.model.clone(),
-            id: write.id.clone(),
-            data: write.data.clone(),
-            version,
-            updated_at: format_timestamp(now),
-        };
-        Ok(Some((record, stored)))
+        Ok(out)
     }
 
     async fn delete_record(
@@ -1100,6 +1020,28 @@ impl Storage for SqliteStorage {
         .fetch_optional(&self.reader)
         .await?;
         Ok(row.map(|r| record_from_row(&r)).transpose()?)
+    }
+
+    async fn records_of(
+        &self,
+        model: &str,
+        ids: &[String],
+    ) -> Result<Vec<LocalRecord>, StorageError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT model, id, data, version, updated_at FROM records WHERE model = ? AND id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(model);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.reader).await? {
+                out.push(record_from_row(&row)?);
+            }
+        }
+        Ok(out)
     }
 
     async fn records(
@@ -1146,24 +1088,28 @@ impl Storage for SqliteStorage {
 
     async fn dispatch(
         &self,
-        event_id: i64,
-        jobs: &[NewJob],
+        events: &[(i64, Vec<NewJob>)],
         now: i64,
-    ) -> Result<Option<Vec<Enqueued>>, StorageError> {
+    ) -> Result<Vec<Option<Vec<Enqueued>>>, StorageError> {
         let mut tx = self.writer.begin_with(BEGIN).await?;
-        let marked =
-            sqlx::query("UPDATE outbox SET processed_at = ? WHERE id = ? AND processed_at IS NULL")
-                .bind(now)
-                .bind(event_id)
-                .execute(&mut *tx)
-                .await?;
-        // Already dispatched (by another dispatcher): its jobs exist.
-        if marked.rows_affected() == 0 {
-            return Ok(None);
+        let mut out = Vec::with_capacity(events.len());
+        for (event_id, jobs) in events {
+            let marked = sqlx::query(
+                "UPDATE outbox SET processed_at = ? WHERE id = ? AND processed_at IS NULL",
+            )
+            .bind(now)
+            .bind(event_id)
+            .execute(&mut *tx)
+            .await?;
+            // Already dispatched (by another dispatcher): its jobs exist.
+            if marked.rows_affected() == 0 {
+                out.push(None);
+                continue;
+            }
+            out.push(Some(enqueue_in(&mut tx, jobs, now).await?));
         }
-        let out = enqueue_in(&mut tx, jobs, now).await?;
         tx.commit().await?;
-        Ok(Some(out))
+        Ok(out)
     }
 
     async fn binding_to_local(
@@ -1246,6 +1192,39 @@ impl Storage for SqliteStorage {
         }))
     }
 
+    async fn bindings_of(
+        &self,
+        backend: &str,
+        model: &str,
+        external_ids: &[String],
+    ) -> Result<Vec<Binding>, StorageError> {
+        let mut out = Vec::with_capacity(external_ids.len());
+        for chunk in external_ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT external_id, local_id, sync_date, synced FROM bindings
+                 WHERE backend = ? AND model = ? AND external_id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, (String, String, i64, Option<String>)>(&sql)
+                .bind(backend)
+                .bind(model);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for (external_id, local_id, sync_date, synced) in q.fetch_all(&self.reader).await? {
+                out.push(Binding {
+                    backend: backend.to_string(),
+                    model: model.to_string(),
+                    external_id,
+                    local_id,
+                    sync_date,
+                    synced,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     async fn binding_of_local(
         &self,
         backend: &str,
@@ -1300,35 +1279,41 @@ impl Storage for SqliteStorage {
 
     async fn lock(
         &self,
-        key: &str,
+        keys: &[String],
         holder: &str,
         now: i64,
         until: i64,
-    ) -> Result<bool, StorageError> {
+    ) -> Result<Vec<bool>, StorageError> {
         let mut tx = self.writer.begin_with(BEGIN).await?;
-        let n = sqlx::query(
-            "INSERT INTO sync_locks (key, holder, until) VALUES (?, ?, ?)
-             ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, until = excluded.until
-             WHERE sync_locks.until < ? OR sync_locks.holder = excluded.holder",
-        )
-        .bind(key)
-        .bind(holder)
-        .bind(until)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(n > 0)
-    }
-
-    async fn unlock(&self, key: &str, holder: &str) -> Result<(), StorageError> {
-        let mut tx = self.writer.begin_with(BEGIN).await?;
-        sqlx::query("DELETE FROM sync_locks WHERE key = ? AND holder = ?")
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let n = sqlx::query(
+                "INSERT INTO sync_locks (key, holder, until) VALUES (?, ?, ?)
+                 ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, until = excluded.until
+                 WHERE sync_locks.until < ? OR sync_locks.holder = excluded.holder",
+            )
             .bind(key)
             .bind(holder)
+            .bind(until)
+            .bind(now)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            out.push(n > 0);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn unlock(&self, keys: &[String], holder: &str) -> Result<(), StorageError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        for key in keys {
+            sqlx::query("DELETE FROM sync_locks WHERE key = ? AND holder = ?")
+                .bind(key)
+                .bind(holder)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -1483,6 +1468,112 @@ impl Storage for SqliteStorage {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// One write of `put_records`, inside its transaction.
+async fn put_in(
+tx: &mut Transaction<'_, Sqlite>,
+write: &RecordWrite,
+now: i64,
+) -> PutOutcome {
+    let new = json_object(
+        &write.data,
+        &format!("data of {} {}", write.model, write.id),
+    )?;
+    let old = sqlx::query(
+        "SELECT model, id, data, version, updated_at FROM records WHERE model = ? AND id = ?",
+    )
+    .bind(&write.model)
+    .bind(&write.id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|r| record_from_row(&r))
+    .transpose()?;
+    let found = old.as_ref().map_or(0, |r| r.version);
+    if let Some(expected) = write.expected_version
+        && expected != found
+    {
+        return Err(StorageError::VersionConflict {
+            model: write.model.clone(),
+            id: write.id.clone(),
+            expected,
+            found,
+        });
+    }
+    let (name, fields) = match &old {
+        None => ("record-created", new.keys().cloned().collect::<Vec<_>>()),
+        Some(r) => {
+            let before = json_object(&r.data, "stored data")?;
+            let fields = changed_fields(&before, &new);
+            if fields.is_empty() {
+                if let Some(b) = &write.bind {
+                    bind_in(
+                        tx,
+                        &b.backend,
+                        &write.model,
+                        &b.external_id,
+                        &write.id,
+                        b.sync_date,
+                        b.synced.as_deref(),
+                    )
+                    .await?;
+                }
+                return Ok(None);
+            }
+            ("record-written", fields)
+        }
+    };
+    let version = found + 1;
+    sqlx::query(
+        "INSERT INTO records (model, id, data, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (model, id) DO UPDATE SET data = excluded.data, version = excluded.version,
+             updated_at = excluded.updated_at",
+    )
+    .bind(&write.model)
+    .bind(&write.id)
+    .bind(&write.data)
+    .bind(version as i64)
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let event = Event {
+        name: name.to_string(),
+        model: write.model.clone(),
+        local_id: Some(write.id.clone()),
+        changed_fields: fields,
+        payload: write.data.clone(),
+        origin_backend: write.origin_backend.clone(),
+    };
+    let stored = outbox_in(tx, &event, now).await?;
+    if let Some(b) = &write.bind {
+        bind_in(
+            tx,
+            &b.backend,
+            &write.model,
+            &b.external_id,
+            &write.id,
+            b.sync_date,
+            b.synced.as_deref(),
+        )
+        .await?;
+    }
+    let record = LocalRecord {
+        model: write.model.clone(),
+        id: write.id.clone(),
+        data: write.data.clone(),
+        version,
+        updated_at: format_timestamp(now),
+    };
+    Ok(Some((record, stored)))
+}
+
+/// Ids per `IN (...)` list, under SQLite's bound-parameter limit.
+const IN_CHUNK: usize = 500;
+
+/// `?, ?, ?` for `n` parameters.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
 }
 
 /// Bind inside a transaction; `Rejected` when either id is bound to another.

@@ -7,12 +7,11 @@
 
 use std::fmt;
 
-use futures_util::StreamExt;
-use futures_util::stream;
 
-use super::import::{Imported, is_older};
+use super::import::{Imported, is_older, record_key};
 use super::trail::Trail;
-use super::{BackendUnits, IMPORT_RECORD, Synchronizer, storage_failure};
+use super::{BackendUnits, IMPORT_BATCH, IMPORT_RECORD, Synchronizer, storage_failure};
+use crate::queue::job::Parent;
 use crate::model::{format_timestamp, parse_timestamp};
 use crate::queue::worker::JobFailure;
 use crate::queue::{JobSpec, now_ms};
@@ -48,6 +47,30 @@ impl fmt::Display for BatchReport {
             self.cursor
         )
     }
+}
+
+/// One batch import job per model, each waiting for the one before, so
+/// that records are mostly imported after what they depend on (categories
+/// before products, customers and products before orders). `direct`
+/// imports in the batch jobs instead of one job per record.
+pub fn batch_jobs(backend: &str, models: &[&str], direct: bool) -> Vec<JobSpec> {
+    models
+        .iter()
+        .enumerate()
+        .map(|(i, model)| {
+            let mut spec = JobSpec::new(
+                IMPORT_BATCH,
+                serde_json::json!({"backend": backend, "model": model, "direct": direct}),
+            )
+            .identity_key(&format!("batch:{backend}:{model}"));
+            spec.backend = Some(backend.to_string());
+            spec.request.description = Some(format!("import {model} from {backend}"));
+            if i > 0 {
+                spec = spec.after(Parent::InBatch(i - 1));
+            }
+            spec
+        })
+        .collect()
 }
 
 /// The state key of a model's import cursor.
@@ -203,27 +226,54 @@ impl Synchronizer {
         trail: &mut Trail,
         report: &mut BatchReport,
     ) -> Result<(), JobFailure> {
-        // Each concurrent import holds its leases under its own name, so
-        // that two of them never share a record.
-        let results: Vec<(Result<Imported, JobFailure>, Trail)> =
-            stream::iter(items.into_iter().enumerate())
-                .map(|(i, record)| async move {
-                    let mut t = Trail::default();
-                    let holder = format!("{holder}:{i}");
-                    let r = self.import_found(b, model, record, &holder, &mut t).await;
-                    (r, t)
-                })
-                .buffer_unordered(self.settings.direct_concurrency.max(1))
-                .collect()
-                .await;
+        // The page's leases, reads of the binder and records, and writes
+        // each go to the database as one transaction: a page costs a few
+        // writes, not a few per record.
+        let keys: Vec<String> = items
+            .iter()
+            .map(|r| record_key(b.name(), model, &r.external_id))
+            .collect();
+        let now = now_ms();
+        let until = now + self.settings.lease.as_millis() as i64;
+        let taken = self
+            .storage
+            .lock(&keys, holder, now, until)
+            .await
+            .map_err(storage_failure)?;
+        let mut mine = Vec::new();
+        let mut busy = Vec::new();
+        for (record, taken) in items.into_iter().zip(&taken) {
+            if *taken {
+                mine.push(record);
+            } else {
+                busy.push(record);
+            }
+        }
+        // Records another worker is syncing right now get a job of their
+        // own, which waits for the lease.
+        self.enqueue_page(b, model, busy, report).await?;
+        let wanted: Vec<(String, Option<crate::model::RemoteRecord>)> = mine
+            .into_iter()
+            .map(|r| (r.external_id.clone(), Some(r)))
+            .collect();
+        let results = self
+            .import_many(b, model, wanted, false, holder, trail, 0)
+            .await;
+        let taken_keys: Vec<String> = keys
+            .into_iter()
+            .zip(taken)
+            .filter(|(_, t)| *t)
+            .map(|(k, _)| k)
+            .collect();
+        if let Err(e) = self.storage.unlock(&taken_keys, holder).await {
+            tracing::warn!(error = %e, "could not release a page's leases; they expire on their own");
+        }
         let mut first_failure = None;
-        for (result, t) in results {
-            trail.log.extend(t.log);
-            trail.audit.extend(t.audit);
+        for result in results {
             match result {
-                Ok(Imported::Created { .. }) => report.created += 1,
-                Ok(Imported::Updated { .. }) => report.updated += 1,
-                Ok(Imported::Unchanged { .. } | Imported::Skipped { .. }) => report.skipped += 1,
+                Ok((Imported::Created { .. }, _)) => report.created += 1,
+                Ok((Imported::Updated { .. }, _)) => report.updated += 1,
+                Ok(_) => report.skipped += 1,
                 Err(f) => {
                     first_failure.get_or_insert(f);
                 }

@@ -9,6 +9,7 @@
 
 use serde_json::Value;
 
+use super::import::record_key;
 use super::trail::{Trail, nothing_to_do};
 use super::{BackendUnits, Synchronizer, storage_failure};
 use crate::model::{LocalRecord, parse_timestamp};
@@ -37,7 +38,7 @@ impl Synchronizer {
             .await
             .map_err(storage_failure)?;
         let key = match &binding {
-            Some(bd) => format!("record:{}:{model}:{}", b.name(), bd.external_id),
+            Some(bd) => record_key(b.name(), model, &bd.external_id),
             None => format!("record:{}:{model}:local:{local_id}", b.name()),
         };
         self.lock(&key, holder).await?;
@@ -232,7 +233,7 @@ impl Synchronizer {
             ));
         };
         let ext = &binding.external_id;
-        let key = format!("record:{}:{model}:{ext}", b.name());
+        let key = record_key(b.name(), model, ext);
         self.lock(&key, holder).await?;
         let report = b.adapter.delete(&b.ctx, model, ext).await;
         let result = match trail.take(report) {
@@ -265,7 +266,7 @@ impl Synchronizer {
         external_id: &str,
         holder: &str,
     ) -> Result<String, JobFailure> {
-        let key = format!("record:{}:{model}:{external_id}", b.name());
+        let key = record_key(b.name(), model, external_id);
         self.lock(&key, holder).await?;
         let result = async {
             let Some(binding) = self

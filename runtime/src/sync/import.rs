@@ -1,21 +1,32 @@
-//! Importing one record (OCA's Importer): lease the record, read it through
+//! Importing records (OCA's Importer): lease the record, read it through
 //! the adapter, skip it when the binding is newer, import what it depends
 //! on first, map it, merge it into the local record and bind it — record,
 //! binding and event in one transaction, marked as coming from the backend
 //! so that it is not exported straight back.
+//!
+//! One pipeline serves a single record and a search page alike: the
+//! database is asked once per page for the bindings, the related records'
+//! bindings (which the mapper's binder then finds without a query) and the
+//! local records, and the page's writes go in one transaction; the guest
+//! calls of the page run concurrently.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
+use futures_util::{StreamExt, stream};
 use serde_json::{Map, Value};
 
+use super::binder::PrefetchedBinder;
 use super::trail::{Trail, prefixed};
 use super::{BackendUnits, Synchronizer, storage_failure};
-use crate::model::{RemoteRecord, parse_timestamp};
+use crate::capabilities::{CallContext, Services};
+use crate::model::{Dependency, RemoteRecord, parse_timestamp};
 use crate::queue::now_ms;
 use crate::queue::worker::JobFailure;
-use crate::storage::{BindWrite, RecordWrite};
+use crate::storage::{Binding, BindWrite, PutOutcome, RecordWrite};
 
 /// What importing one record did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +46,17 @@ pub enum Imported {
     Skipped {
         local_id: String,
     },
+}
+
+impl Imported {
+    pub fn local_id(&self) -> &str {
+        match self {
+            Imported::Created { local_id }
+            | Imported::Updated { local_id }
+            | Imported::Unchanged { local_id }
+            | Imported::Skipped { local_id } => local_id,
+        }
+    }
 }
 
 impl fmt::Display for Imported {
@@ -81,21 +103,6 @@ impl Synchronizer {
             .map(|(i, _)| i)
     }
 
-    /// Import a record a search already returned, without reading it again.
-    pub(crate) async fn import_found(
-        &self,
-        b: &BackendUnits,
-        model: &str,
-        record: RemoteRecord,
-        holder: &str,
-        trail: &mut Trail,
-    ) -> Result<Imported, JobFailure> {
-        let id = record.external_id.clone();
-        self.import_one(b, model, &id, Some(record), false, holder, trail, 0)
-            .await
-            .map(|(i, _)| i)
-    }
-
     /// Import a record whose lease the caller already holds (an export
     /// that found the backend's copy newer).
     pub(crate) async fn import_leased(
@@ -107,8 +114,10 @@ impl Synchronizer {
         trail: &mut Trail,
     ) -> Result<Done, JobFailure> {
         let id = record.external_id.clone();
-        self.import_locked(b, model, &id, Some(record), false, holder, trail, 0)
+        self.import_many(b, model, vec![(id, Some(record))], false, holder, trail, 0)
             .await
+            .pop()
+            .unwrap_or_else(|| Err(JobFailure::fail("import", "nothing was imported")))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -124,165 +133,384 @@ impl Synchronizer {
         depth: u32,
     ) -> Flow<'a> {
         Box::pin(async move {
-            let key = format!("record:{}:{model}:{external_id}", b.name());
+            let key = record_key(b.name(), model, external_id);
             self.lock(&key, holder).await?;
             let result = self
-                .import_locked(b, model, external_id, found, force, holder, trail, depth)
-                .await;
+                .import_many(
+                    b,
+                    model,
+                    vec![(external_id.to_string(), found)],
+                    force,
+                    holder,
+                    trail,
+                    depth,
+                )
+                .await
+                .pop()
+                .unwrap_or_else(|| Err(JobFailure::fail("import", "nothing was imported")));
             self.unlock(&key, holder).await;
             result
         })
     }
 
+    /// Import records of one model whose leases the caller holds; each is
+    /// given by id and, when a search already returned it, as found. The
+    /// results are in the order of `wanted`.
     #[allow(clippy::too_many_arguments)]
-    async fn import_locked(
+    pub(crate) async fn import_many(
         &self,
         b: &BackendUnits,
         model: &str,
-        external_id: &str,
-        found: Option<RemoteRecord>,
+        wanted: Vec<(String, Option<RemoteRecord>)>,
         force: bool,
         holder: &str,
         trail: &mut Trail,
         depth: u32,
-    ) -> Result<Done, JobFailure> {
+    ) -> Vec<Result<Done, JobFailure>> {
+        let n = wanted.len();
+        let mut results: Vec<Option<Result<Done, JobFailure>>> = (0..n).map(|_| None).collect();
+        let fail_all = |f: JobFailure, results: &mut Vec<Option<Result<Done, JobFailure>>>| {
+            for r in results.iter_mut().filter(|r| r.is_none()) {
+                *r = Some(Err(f.clone()));
+            }
+        };
         // The sync date is when the read began: a change made while this
         // import runs is newer and will be imported by the next run.
         let started = now_ms();
-        let binding = self
-            .storage
-            .binding(b.name(), model, external_id)
-            .await
-            .map_err(storage_failure)?;
-        let record = match found {
-            Some(r) => r,
-            None => trail.call(
-                &format!("reading {model} {external_id} from {}", b.name()),
-                b.adapter.read(&b.ctx, model, external_id).await,
-            )?,
-        };
-        if let Some(bound) = &binding
-            && !force
-            && is_older(record.updated_at.as_deref(), bound.sync_date)
-        {
-            return Ok((
-                Imported::Skipped {
-                    local_id: bound.local_id.clone(),
-                },
-                Vec::new(),
-            ));
-        }
-        let deps = trail.call(
-            &format!("listing what {model} {external_id} depends on"),
-            b.mapper.dependencies(&b.ctx, model, &record).await,
-        )?;
-        for dep in deps {
-            let bound = self
-                .storage
-                .binding(b.name(), &dep.model, &dep.external_id)
-                .await
-                .map_err(storage_failure)?;
-            if bound.is_some() {
-                continue;
-            }
-            let step = format!(
-                "{model} {external_id} needs {} {} imported first",
-                dep.model, dep.external_id
-            );
-            if depth >= self.settings.max_dependency_depth {
-                return Err(JobFailure::fail(
-                    "dependencies",
-                    format!(
-                        "{step}, but dependencies nest deeper than {} levels; check the mapper's dependencies for a cycle",
-                        self.settings.max_dependency_depth
+        let ids: Vec<String> = wanted.iter().map(|(id, _)| id.clone()).collect();
+        let bound: HashMap<String, Binding> =
+            match self.storage.bindings_of(b.name(), model, &ids).await {
+                Ok(v) => v.into_iter().map(|bd| (bd.external_id.clone(), bd)).collect(),
+                Err(e) => {
+                    fail_all(storage_failure(e), &mut results);
+                    return collect(results);
+                }
+            };
+        let concurrency = self.settings.direct_concurrency.max(1);
+
+        // Read what a search did not return.
+        let calls: Vec<_> = wanted
+            .into_iter()
+            .enumerate()
+            .map(|(i, (id, found))| async move {
+                let mut t = Trail::default();
+                let r = match found {
+                    Some(r) => Ok(r),
+                    None => t.call(
+                        &format!("reading {model} {id} from {}", b.name()),
+                        b.adapter.read(&b.ctx, model, &id).await,
                     ),
-                ));
-            }
-            self.import_one(
-                b,
-                &dep.model,
-                &dep.external_id,
-                None,
-                false,
-                holder,
-                trail,
-                depth + 1,
-            )
-            .await
-            .map_err(|f| prefixed(&step, f))?;
-        }
-        let mapped = trail.call(
-            &format!("mapping {model} {external_id}"),
-            b.mapper.map_import(&b.ctx, model, &record).await,
-        )?;
-        let Ok(Value::Object(mapped)) = serde_json::from_str::<Value>(&mapped) else {
-            return Err(JobFailure::fail(
-                "mapper",
-                format!(
-                    "mapping {model} {external_id}: {} returned something other than a JSON object",
-                    b.mapper_label
-                ),
-            ));
-        };
-        // Three-way merge: only the fields the backend changed since the
-        // last sync are applied, so a local change still waiting for its
-        // export is not overwritten by the backend's older value.
-        let snapshot: Option<Map<String, Value>> = binding
-            .as_ref()
-            .and_then(|bd| bd.synced.as_deref())
-            .and_then(|t| serde_json::from_str(t).ok());
-        let changed: Vec<String> = mapped
-            .iter()
-            .filter(|(k, v)| force || snapshot.as_ref().is_none_or(|s| s.get(*k) != Some(*v)))
-            .map(|(k, _)| k.clone())
+                };
+                (i, r, t)
+            })
             .collect();
-        let synced = Value::Object(mapped.clone()).to_string();
-        let local_id = binding
-            .map(|bd| bd.local_id)
-            .unwrap_or_else(|| new_local_id(model));
-        let existing = self
-            .storage
-            .record(model, &local_id)
-            .await
-            .map_err(storage_failure)?;
-        let (data, expected) = match existing {
-            Some(r) => {
-                let mut merged: Map<String, Value> =
-                    serde_json::from_str(&r.data).unwrap_or_default();
-                for (k, v) in mapped {
-                    if changed.contains(&k) || !merged.contains_key(&k) {
-                        merged.insert(k, v);
+        let read: Vec<(usize, Result<RemoteRecord, JobFailure>, Trail)> =
+            stream::iter(calls).buffer_unordered(concurrency).collect().await;
+        let mut records: Vec<(usize, RemoteRecord)> = Vec::new();
+        for (i, r, t) in read {
+            trail.absorb(t);
+            match r {
+                Err(f) => results[i] = Some(Err(f)),
+                Ok(record) => match bound.get(&ids[i]) {
+                    Some(bd) if !force && is_older(record.updated_at.as_deref(), bd.sync_date) => {
+                        results[i] = Some(Ok((
+                            Imported::Skipped {
+                                local_id: bd.local_id.clone(),
+                            },
+                            Vec::new(),
+                        )));
+                    }
+                    _ => records.push((i, record)),
+                },
+            }
+        }
+
+        // What each record depends on, and those dependencies' bindings.
+        // Futures built before streaming them: a stream over borrowed items
+        // inside this boxed, recursive future trips a higher-ranked
+        // lifetime limit of the compiler.
+        let calls: Vec<_> = records
+            .iter()
+            .map(|(i, record)| async move {
+                let mut t = Trail::default();
+                let r = t.call(
+                    &format!("listing what {model} {} depends on", record.external_id),
+                    b.mapper.dependencies(&b.ctx, model, record).await,
+                );
+                (*i, r, t)
+            })
+            .collect();
+        let deps: Vec<(usize, Result<Vec<Dependency>, JobFailure>, Trail)> = stream::iter(calls)
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let mut needs: HashMap<usize, Vec<Dependency>> = HashMap::new();
+        for (i, r, t) in deps {
+            trail.absorb(t);
+            match r {
+                Ok(d) => {
+                    needs.insert(i, d);
+                }
+                Err(f) => results[i] = Some(Err(f)),
+            }
+        }
+        let mut known: HashMap<(String, String), String> = HashMap::new();
+        let mut by_model: HashMap<&str, HashSet<&str>> = HashMap::new();
+        for d in needs.values().flatten() {
+            by_model.entry(&d.model).or_default().insert(&d.external_id);
+        }
+        for (dep_model, dep_ids) in &by_model {
+            let dep_ids: Vec<String> = dep_ids.iter().map(|s| s.to_string()).collect();
+            match self.storage.bindings_of(b.name(), dep_model, &dep_ids).await {
+                Ok(found) => {
+                    for bd in found {
+                        known.insert((bd.model, bd.external_id), bd.local_id);
                     }
                 }
-                (merged, r.version)
+                Err(e) => {
+                    fail_all(storage_failure(e), &mut results);
+                    return collect(results);
+                }
             }
-            None => (mapped, 0),
-        };
-        let write = RecordWrite {
-            model: model.to_string(),
-            id: local_id.clone(),
-            data: Value::Object(data).to_string(),
-            expected_version: Some(expected),
-            origin_backend: Some(b.name().to_string()),
-            bind: Some(BindWrite {
-                backend: b.name().to_string(),
-                external_id: external_id.to_string(),
-                sync_date: started,
-                synced: Some(synced),
-            }),
-        };
-        let stored = self
-            .storage
-            .put_record(&write, now_ms())
-            .await
-            .map_err(storage_failure)?;
-        let outcome = match stored {
-            Some((r, _)) if r.version == 1 => Imported::Created { local_id },
-            Some(_) => Imported::Updated { local_id },
-            None => Imported::Unchanged { local_id },
-        };
-        Ok((outcome, changed))
+        }
+
+        // Dependencies not imported yet are imported now, each once.
+        let mut missing: Vec<&Dependency> = Vec::new();
+        for d in needs.values().flatten() {
+            if !known.contains_key(&(d.model.clone(), d.external_id.clone()))
+                && !missing.iter().any(|m| m.model == d.model && m.external_id == d.external_id)
+            {
+                missing.push(d);
+            }
+        }
+        let mut dep_failures: HashMap<(String, String), JobFailure> = HashMap::new();
+        if !missing.is_empty() && depth >= self.settings.max_dependency_depth {
+            for d in &missing {
+                dep_failures.insert(
+                    (d.model.clone(), d.external_id.clone()),
+                    JobFailure::fail(
+                        "dependencies",
+                        format!(
+                            "dependencies nest deeper than {} levels; check the mapper's dependencies for a cycle",
+                            self.settings.max_dependency_depth
+                        ),
+                    ),
+                );
+            }
+        } else {
+            let calls: Vec<_> = missing
+                .iter()
+                .enumerate()
+                .map(|(k, d)| async move {
+                    let mut t = Trail::default();
+                    // Each dependency import leases under a name of its own.
+                    let holder = format!("{holder}:{k}");
+                    let r = self
+                        .import_one(b, &d.model, &d.external_id, None, false, &holder, &mut t, depth + 1)
+                        .await;
+                    (*d, r, t)
+                })
+                .collect();
+            let imported: Vec<(&Dependency, Result<Done, JobFailure>, Trail)> =
+                stream::iter(calls).buffer_unordered(concurrency).collect().await;
+            for (d, r, t) in imported {
+                trail.absorb(t);
+                let key = (d.model.clone(), d.external_id.clone());
+                match r {
+                    Ok((outcome, _)) => {
+                        known.insert(key, outcome.local_id().to_string());
+                    }
+                    Err(f) => {
+                        dep_failures.insert(key, f);
+                    }
+                }
+            }
+        }
+        records.retain(|(i, record)| {
+            let failed = needs.get(i).into_iter().flatten().find_map(|d| {
+                dep_failures
+                    .get(&(d.model.clone(), d.external_id.clone()))
+                    .map(|f| (d, f))
+            });
+            match failed {
+                Some((d, f)) => {
+                    let step = format!(
+                        "{model} {} needs {} {} imported first",
+                        record.external_id, d.model, d.external_id
+                    );
+                    results[*i] = Some(Err(prefixed(&step, f.clone())));
+                    false
+                }
+                None => results[*i].is_none(),
+            }
+        });
+
+        // Map, with the relations' bindings already at hand.
+        let ctx = Arc::new(CallContext {
+            services: Services {
+                binder: Arc::new(PrefetchedBinder::new(
+                    b.name(),
+                    known,
+                    b.ctx.services.binder.clone(),
+                )),
+                ..b.ctx.services.clone()
+            },
+            ..(*b.ctx).clone()
+        });
+        let calls: Vec<_> = records
+            .iter()
+            .map(|(i, record)| {
+                let ctx = ctx.clone();
+                async move {
+                    let mut t = Trail::default();
+                    let r = t.call(
+                        &format!("mapping {model} {}", record.external_id),
+                        b.mapper.map_import(&ctx, model, record).await,
+                    );
+                    (*i, r, t)
+                }
+            })
+            .collect();
+        let mapped: Vec<(usize, Result<String, JobFailure>, Trail)> =
+            stream::iter(calls).buffer_unordered(concurrency).collect().await;
+        let local_ids: Vec<String> = bound.values().map(|bd| bd.local_id.clone()).collect();
+        let existing: HashMap<String, crate::model::LocalRecord> =
+            match self.storage.records_of(model, &local_ids).await {
+                Ok(v) => v.into_iter().map(|r| (r.id.clone(), r)).collect(),
+                Err(e) => {
+                    fail_all(storage_failure(e), &mut results);
+                    return collect(results);
+                }
+            };
+        let mut writes = Vec::new();
+        let mut pending = Vec::new();
+        for (i, r, t) in mapped {
+            trail.absorb(t);
+            let id = &ids[i];
+            let mapped = match r {
+                Ok(text) => text,
+                Err(f) => {
+                    results[i] = Some(Err(f));
+                    continue;
+                }
+            };
+            let Ok(Value::Object(mapped)) = serde_json::from_str::<Value>(&mapped) else {
+                results[i] = Some(Err(JobFailure::fail(
+                    "mapper",
+                    format!(
+                        "mapping {model} {id}: {} returned something other than a JSON object",
+                        b.mapper_label
+                    ),
+                )));
+                continue;
+            };
+            let binding = bound.get(id);
+            let (write, changed) = merge(
+                b.name(),
+                model,
+                id,
+                mapped,
+                binding,
+                binding.and_then(|bd| existing.get(&bd.local_id)),
+                force,
+                started,
+            );
+            writes.push(write);
+            pending.push((i, changed));
+        }
+        if !writes.is_empty() {
+            match self.storage.put_records(&writes, now_ms()).await {
+                Ok(stored) => {
+                    for ((outcome, write), (i, changed)) in stored.into_iter().zip(writes).zip(pending) {
+                        results[i] = Some(finish(outcome, write.id, changed));
+                    }
+                }
+                Err(e) => fail_all(storage_failure(e), &mut results),
+            }
+        }
+        collect(results)
     }
+}
+
+/// The write for a mapped record. Three-way merge: only the fields the
+/// backend changed since the last sync are applied, so a local change
+/// still waiting for its export is not overwritten by the backend's older
+/// value; fields only the local side has stay.
+#[allow(clippy::too_many_arguments)]
+fn merge(
+    backend: &str,
+    model: &str,
+    external_id: &str,
+    mapped: Map<String, Value>,
+    binding: Option<&Binding>,
+    existing: Option<&crate::model::LocalRecord>,
+    force: bool,
+    started: i64,
+) -> (RecordWrite, Vec<String>) {
+    let snapshot: Option<Map<String, Value>> = binding
+        .and_then(|bd| bd.synced.as_deref())
+        .and_then(|t| serde_json::from_str(t).ok());
+    let changed: Vec<String> = mapped
+        .iter()
+        .filter(|(k, v)| force || snapshot.as_ref().is_none_or(|s| s.get(*k) != Some(*v)))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let synced = Value::Object(mapped.clone()).to_string();
+    let local_id = binding
+        .map(|bd| bd.local_id.clone())
+        .unwrap_or_else(|| new_local_id(model));
+    let (data, expected) = match existing {
+        Some(r) => {
+            let mut merged: Map<String, Value> = serde_json::from_str(&r.data).unwrap_or_default();
+            for (k, v) in mapped {
+                if changed.contains(&k) || !merged.contains_key(&k) {
+                    merged.insert(k, v);
+                }
+            }
+            (merged, r.version)
+        }
+        None => (mapped, 0),
+    };
+    let write = RecordWrite {
+        model: model.to_string(),
+        id: local_id,
+        data: Value::Object(data).to_string(),
+        expected_version: Some(expected),
+        origin_backend: Some(backend.to_string()),
+        bind: Some(BindWrite {
+            backend: backend.to_string(),
+            external_id: external_id.to_string(),
+            sync_date: started,
+            synced: Some(synced),
+        }),
+    };
+    (write, changed)
+}
+
+fn collect(results: Vec<Option<Result<Done, JobFailure>>>) -> Vec<Result<Done, JobFailure>> {
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(JobFailure::fail("import", "the record was not handled"))))
+        .collect()
+}
+
+/// The outcome of an import's write.
+pub(crate) fn finish(
+    stored: PutOutcome,
+    local_id: String,
+    changed: Vec<String>,
+) -> Result<Done, JobFailure> {
+    let outcome = match stored.map_err(storage_failure)? {
+        Some((r, _)) if r.version == 1 => Imported::Created { local_id },
+        Some(_) => Imported::Updated { local_id },
+        None => Imported::Unchanged { local_id },
+    };
+    Ok((outcome, changed))
+}
+
+/// The lease name of a record of a backend.
+pub(crate) fn record_key(backend: &str, model: &str, external_id: &str) -> String {
+    format!("record:{backend}:{model}:{external_id}")
 }
 
 /// Whether a backend change at `updated_at` is older than a sync at

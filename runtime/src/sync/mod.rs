@@ -16,6 +16,7 @@
 //!   and how their errors become the job's outcome.
 
 pub mod batch;
+mod binder;
 pub mod export;
 pub mod import;
 pub mod schedule;
@@ -32,9 +33,9 @@ use crate::backend::{BackendConfig, BackendConfigError};
 use crate::capabilities::stored::StoredServices;
 use crate::capabilities::{CallContext, Services};
 use crate::events::{EventBus, GuestListener};
-use crate::host::{Host, LoadError, Unit};
+use crate::host::{CallReport, Host, LoadError, Unit};
 use crate::limits::SandboxLimits;
-use crate::model::Manifest;
+use crate::model::{Dependency, LocalRecord, Manifest, RemoteRecord};
 use crate::queue::job::Job;
 use crate::queue::worker::{Handled, Handler, JobFailure, WorkerPool};
 use crate::queue::{Queue, now_ms};
@@ -96,12 +97,67 @@ pub enum SyncError {
     StoredBackend { name: String, reason: String },
 }
 
+/// The mapper a backend uses. In production it is always a component
+/// ([`Unit`]); the sync benchmark plugs in the same mapping code compiled
+/// natively to measure what the sandbox costs.
+#[async_trait]
+pub trait MapperUnit: Send + Sync {
+    async fn dependencies(
+        &self,
+        ctx: &Arc<CallContext>,
+        model: &str,
+        record: &RemoteRecord,
+    ) -> CallReport<Vec<Dependency>>;
+    async fn map_import(
+        &self,
+        ctx: &Arc<CallContext>,
+        model: &str,
+        record: &RemoteRecord,
+    ) -> CallReport<String>;
+    async fn map_export(
+        &self,
+        ctx: &Arc<CallContext>,
+        model: &str,
+        record: LocalRecord,
+        changed: Option<Vec<String>>,
+    ) -> CallReport<String>;
+}
+
+#[async_trait]
+impl MapperUnit for Unit {
+    async fn dependencies(
+        &self,
+        ctx: &Arc<CallContext>,
+        model: &str,
+        record: &RemoteRecord,
+    ) -> CallReport<Vec<Dependency>> {
+        Unit::dependencies(self, ctx, model, record).await
+    }
+    async fn map_import(
+        &self,
+        ctx: &Arc<CallContext>,
+        model: &str,
+        record: &RemoteRecord,
+    ) -> CallReport<String> {
+        Unit::map_import(self, ctx, model, record).await
+    }
+    async fn map_export(
+        &self,
+        ctx: &Arc<CallContext>,
+        model: &str,
+        record: LocalRecord,
+        changed: Option<Vec<String>>,
+    ) -> CallReport<String> {
+        Unit::map_export(self, ctx, model, record, changed).await
+    }
+}
+
 /// A backend ready to run: its configuration, call context and units.
 pub struct BackendUnits {
     pub config: BackendConfig,
     pub ctx: Arc<CallContext>,
     pub adapter: Unit,
-    pub mapper: Unit,
+    pub mapper: Arc<dyn MapperUnit>,
     /// `name version` of each unit's component, for messages.
     pub adapter_label: String,
     pub mapper_label: String,
@@ -401,13 +457,37 @@ impl Synchronizer {
             config,
             ctx,
             adapter,
-            mapper,
+            mapper: Arc::new(mapper),
         });
         self.backends
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_string(), units.clone());
         Ok(units)
+    }
+
+    /// Use `mapper` for `backend` until the next [`Synchronizer::reload`]
+    /// (the sync benchmark's native baseline).
+    pub async fn replace_mapper(
+        &self,
+        backend: &str,
+        mapper: Arc<dyn MapperUnit>,
+        label: &str,
+    ) -> Result<(), SyncError> {
+        let b = self.backend(backend).await?;
+        let replaced = Arc::new(BackendUnits {
+            config: b.config.clone(),
+            ctx: b.ctx.clone(),
+            adapter: b.adapter.clone(),
+            mapper,
+            adapter_label: b.adapter_label.clone(),
+            mapper_label: label.to_string(),
+        });
+        self.backends
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(backend.to_string(), replaced);
+        Ok(())
     }
 
     /// Register the sync job functions on a worker pool.
@@ -434,7 +514,12 @@ impl Synchronizer {
     pub(crate) async fn lock(&self, key: &str, holder: &str) -> Result<(), JobFailure> {
         let now = now_ms();
         let until = now + self.settings.lease.as_millis() as i64;
-        match self.storage.lock(key, holder, now, until).await {
+        match self
+            .storage
+            .lock(&[key.to_string()], holder, now, until)
+            .await
+            .map(|v| v.first().copied().unwrap_or(false))
+        {
             Ok(true) => Ok(()),
             Ok(false) => Err(JobFailure::Retry {
                 after: Some(Duration::from_millis(500)),
@@ -447,7 +532,7 @@ impl Synchronizer {
     }
 
     pub(crate) async fn unlock(&self, key: &str, holder: &str) {
-        if let Err(e) = self.storage.unlock(key, holder).await {
+        if let Err(e) = self.storage.unlock(&[key.to_string()], holder).await {
             // The lease expires on its own; only its holder's speed suffers.
             tracing::warn!(key, error = %e, "could not release a sync lease");
         }

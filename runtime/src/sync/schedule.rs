@@ -24,7 +24,8 @@ impl Synchronizer {
                 // once the previous period's has expired.
                 let holder = format!("{}:{now}", self.node);
                 let until = now + s.every.as_millis() as i64;
-                if !self.storage.lock(&key, &holder, now, until).await? {
+                let taken = self.storage.lock(&[key], &holder, now, until).await?;
+                if !taken.first().copied().unwrap_or(false) {
                     continue;
                 }
                 let mut spec = JobSpec::new(

@@ -23,6 +23,12 @@ impl Trail {
         report.result
     }
 
+    /// Append another trail (of a task run alongside).
+    pub fn absorb(&mut self, other: Trail) {
+        self.log.extend(other.log);
+        self.audit.extend(other.audit);
+    }
+
     /// Keep a call's trail; a failure becomes the job's, prefixed with
     /// `step` (what the synchronizer was doing).
     pub fn call<T>(&mut self, step: &str, report: CallReport<T>) -> Result<T, JobFailure> {
