@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use junction_connector_magento::mapping::{self, Shape};
 use junction_demo_shop::{Seed, Shop, ShopConfig};
 use junction_guest::mapping::Binder;
+use junction_runtime::CallContext;
 use junction_runtime::backend::BackendConfig;
 use junction_runtime::error::{CallError, GuestError};
 use junction_runtime::host::{CallReport, HostConfig};
@@ -22,7 +23,6 @@ use junction_runtime::storage::Storage;
 use junction_runtime::storage::sqlite::SqliteStorage;
 use junction_runtime::sync::MapperUnit;
 use junction_runtime::sync::batch::batch_jobs;
-use junction_runtime::CallContext;
 use serde_json::json;
 
 const MODELS: [&str; 4] = ["category", "customer", "product", "order"];
@@ -49,7 +49,9 @@ struct PrefetchedBinder(HashMap<(String, String), String>);
 
 impl Binder for PrefetchedBinder {
     fn to_local(&self, model: &str, external_id: &str) -> Option<String> {
-        self.0.get(&(model.to_string(), external_id.to_string())).cloned()
+        self.0
+            .get(&(model.to_string(), external_id.to_string()))
+            .cloned()
     }
     fn to_external(&self, _model: &str, _local_id: &str) -> Option<String> {
         None
@@ -58,7 +60,14 @@ impl Binder for PrefetchedBinder {
 
 fn report<T>(result: Result<T, junction_guest::Error>, started: Instant) -> CallReport<T> {
     CallReport {
-        result: result.map_err(|e| CallError::Guest(GuestError::Permanent { message: e.to_string() }, "native")),
+        result: result.map_err(|e| {
+            CallError::Guest(
+                GuestError::Permanent {
+                    message: e.to_string(),
+                },
+                "native",
+            )
+        }),
         log: Vec::new(),
         log_truncated: false,
         audit: Vec::new(),
@@ -147,8 +156,11 @@ struct Run {
 
 async fn import(shop: &Shop, native: bool, direct: bool, concurrency: usize) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let storage: Arc<SqliteStorage> =
-        Arc::new(SqliteStorage::open(&dir.path().join("bench.db")).await.unwrap());
+    let storage: Arc<SqliteStorage> = Arc::new(
+        SqliteStorage::open(&dir.path().join("bench.db"))
+            .await
+            .unwrap(),
+    );
     let node = Node::start(
         storage.clone(),
         NodeConfig {
@@ -162,7 +174,10 @@ async fn import(shop: &Shop, native: bool, direct: bool, concurrency: usize) -> 
         },
     )
     .unwrap();
-    node.sync.install(junction_connectors::MAGENTO).await.unwrap();
+    node.sync
+        .install(junction_connectors::MAGENTO)
+        .await
+        .unwrap();
     let config: BackendConfig = serde_json::from_value(json!({
         "name": "shop", "kind": "magento", "version": "2.4.6",
         "base_url": shop.base_url(), "allow_internal": [shop.addr.to_string()],
@@ -172,15 +187,33 @@ async fn import(shop: &Shop, native: bool, direct: bool, concurrency: usize) -> 
     node.sync.configure(&config).await.unwrap();
     if native {
         node.sync
-            .replace_mapper("shop", Arc::new(NativeMagento { storage: storage.clone() }), "native")
+            .replace_mapper(
+                "shop",
+                Arc::new(NativeMagento {
+                    storage: storage.clone(),
+                }),
+                "native",
+            )
             .await
             .unwrap();
     }
     let started = Instant::now();
-    node.queue.enqueue_batch(&batch_jobs("shop", &MODELS, direct)).await.unwrap();
-    assert!(node.settle(Duration::from_secs(900)).await.unwrap(), "the import did not finish");
+    node.queue
+        .enqueue_batch(&batch_jobs("shop", &MODELS, direct))
+        .await
+        .unwrap();
+    assert!(
+        node.settle(Duration::from_secs(900)).await.unwrap(),
+        "the import did not finish"
+    );
     let elapsed = started.elapsed();
-    let records = storage.binding_counts("shop").await.unwrap().iter().map(|(_, n)| n).sum();
+    let records = storage
+        .binding_counts("shop")
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
     let failed = storage
         .jobs(&junction_runtime::queue::job::JobFilter {
             state: Some(junction_runtime::queue::job::JobState::Failed),
@@ -199,7 +232,10 @@ fn main() {
         println!("sync benchmark: skipped (run with `cargo bench`)");
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let shop = Shop::start(
             ShopConfig {

@@ -293,23 +293,25 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
         );
     }
     let mut data = state.data.lock().unwrap_or_else(|p| p.into_inner());
-    let search = |items: &mut dyn Iterator<Item = &Value>, shape: &dyn Fn(&Value) -> Value| match search::parse(&query) {
-        Ok(c) => {
-            let echo = json!({ "query": query });
-            reply(StatusCode::OK, c.apply(items, shape, echo))
+    let search = |items: &mut dyn Iterator<Item = &Value>, shape: &dyn Fn(&Value) -> Value| {
+        match search::parse(&query) {
+            Ok(c) => {
+                let echo = json!({ "query": query });
+                reply(StatusCode::OK, c.apply(items, shape, echo))
+            }
+            Err(e) => message(
+                StatusCode::BAD_REQUEST,
+                &format!("Invalid search criteria: {e}"),
+            ),
         }
-        Err(e) => message(
-            StatusCode::BAD_REQUEST,
-            &format!("Invalid search criteria: {e}"),
-        ),
     };
     match (&method, segments.as_slice()) {
         (&Method::GET, ["categories", "list"]) => {
             search(&mut data.categories.values(), &Value::clone)
         }
-        (&Method::GET, ["products"]) => search(&mut data.products.values(), &|p| {
-            shaped(&state.config, p)
-        }),
+        (&Method::GET, ["products"]) => {
+            search(&mut data.products.values(), &|p| shaped(&state.config, p))
+        }
         (&Method::GET, ["categories", id]) => {
             match id
                 .parse::<i64>()

@@ -21,10 +21,12 @@ use junction_runtime::queue::JobSpec;
 use junction_runtime::queue::job::{Job, JobFilter, JobState};
 use junction_runtime::storage::sqlite::SqliteStorage;
 use junction_runtime::storage::{RecordWrite, Storage};
+use junction_runtime::sync::batch::batch_jobs;
 use junction_runtime::sync::{EXPORT_RECORD, IMPORT_BATCH};
 use serde_json::{Value, json};
 
-const MODELS: [&str; 4] = ["category", "product", "customer", "order"];
+/// In dependency order: what a model's records point to comes first.
+const MODELS: [&str; 4] = ["category", "customer", "product", "order"];
 const BACKEND: &str = "demo-shop";
 
 #[derive(Args, Debug)]
@@ -87,7 +89,7 @@ pub async fn run(args: DemoArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<(
     let in_shop: BTreeMap<&str, usize> = MODELS
         .iter()
         .copied()
-        .zip([seed.categories, seed.products, seed.customers, seed.orders])
+        .zip([seed.categories, seed.customers, seed.products, seed.orders])
         .collect();
     let shop = Shop::start(
         ShopConfig {
@@ -172,39 +174,57 @@ pub async fn run(args: DemoArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<(
         ),
     );
 
-    step(5, "full import (one batch job per model, one import job per record):");
+    step(
+        5,
+        "full import (one batch job per model, in dependency order; each imports its search pages directly):",
+    );
     let import_began = Instant::now();
-    let specs: Vec<JobSpec> = MODELS
-        .iter()
-        .map(|m| {
-            let mut s = JobSpec::new(IMPORT_BATCH, json!({"backend": BACKEND, "model": m}));
-            s.backend = Some(BACKEND.into());
-            s
-        })
-        .collect();
-    node.queue.enqueue_batch(&specs).await?;
+    node.queue
+        .enqueue_batch(&batch_jobs(BACKEND, &MODELS, true))
+        .await?;
     watch(&node, storage.as_ref(), &in_shop).await?;
     let import_time = import_began.elapsed();
-    let imported: i64 = storage.binding_counts(BACKEND).await?.iter().map(|(_, n)| n).sum();
+    let imported: i64 = storage
+        .binding_counts(BACKEND)
+        .await?
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
     println!(
         "   {imported} records in {:.1} s ({:.0} records/s)",
         import_time.as_secs_f64(),
         imported as f64 / import_time.as_secs_f64()
     );
 
-    step(6, "local changes flow back to the shop (listener → export jobs):");
+    step(
+        6,
+        "local changes flow back to the shop (listener → export jobs):",
+    );
     let changes = local_changes(&node, storage.as_ref()).await?;
     settle(&node).await?;
     for (what, check) in changes {
         println!("   {what}: shop now says {}", check(&shop));
     }
 
-    step(7, "shop-side changes come in incrementally (cursor minus a 30 s safety buffer):");
-    let edited: Vec<String> = (1..=5.min(seed.products)).map(|i| format!("DS-{i:05}")).collect();
+    step(
+        7,
+        "shop-side changes come in incrementally (since the cursor minus a 30 s safety buffer, one import job per record):",
+    );
+    let edited: Vec<String> = (1..=5.min(seed.products))
+        .map(|i| format!("DS-{i:05}"))
+        .collect();
     for sku in &edited {
-        shop.edit_product(sku, |p| p["name"] = json!(format!("{} (renamed in the shop)", p["name"].as_str().unwrap_or(""))));
+        shop.edit_product(sku, |p| {
+            p["name"] = json!(format!(
+                "{} (renamed in the shop)",
+                p["name"].as_str().unwrap_or("")
+            ))
+        });
     }
-    let mut s = JobSpec::new(IMPORT_BATCH, json!({"backend": BACKEND, "model": "product"}));
+    let mut s = JobSpec::new(
+        IMPORT_BATCH,
+        json!({"backend": BACKEND, "model": "product"}),
+    );
     s.backend = Some(BACKEND.into());
     let batch = node.queue.enqueue(s).await?;
     settle(&node).await?;
@@ -223,7 +243,9 @@ pub async fn run(args: DemoArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<(
 
 async fn settle(node: &Node) -> anyhow::Result<()> {
     if !node.settle(Duration::from_secs(600)).await? {
-        bail!("the sync did not finish within 10 minutes; see `junction_runtime` jobs in the database");
+        bail!(
+            "the sync did not finish within 10 minutes; see `junction_runtime` jobs in the database"
+        );
     }
     Ok(())
 }
@@ -235,8 +257,9 @@ async fn watch(
     in_shop: &BTreeMap<&str, usize>,
 ) -> anyhow::Result<()> {
     let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
-    let style = ProgressStyle::with_template("   {prefix:>9} [{bar:40}] {pos:>6}/{len:6} {per_sec}")?
-        .progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template("   {prefix:>9} [{bar:40}] {pos:>6}/{len:6} {per_sec}")?
+            .progress_chars("=> ");
     let mut by_model = BTreeMap::new();
     for m in MODELS {
         let bar = bars.add(ProgressBar::new(in_shop[m] as u64).with_style(style.clone()));
@@ -272,7 +295,9 @@ type Check = Box<dyn Fn(&Shop) -> String>;
 /// Edit a few local records as a user of Junction would.
 async fn local_changes(node: &Node, storage: &dyn Storage) -> anyhow::Result<Vec<(String, Check)>> {
     let mut out: Vec<(String, Check)> = Vec::new();
-    let edit = |model: &'static str, external_id: String, change: Box<dyn Fn(&mut Value) + Send>| async move {
+    let edit = |model: &'static str,
+                external_id: String,
+                change: Box<dyn Fn(&mut Value) + Send>| async move {
         let b = storage
             .binding(BACKEND, model, &external_id)
             .await?
@@ -309,14 +334,25 @@ async fn local_changes(node: &Node, storage: &dyn Storage) -> anyhow::Result<Vec
             .await?;
             let sku = sku.to_string();
             out.push((
-                format!("product {sku} price {} → {}", before["price"], after["price"]),
-                Box::new(move |shop| shop.product(&sku).map(|p| p["price"].to_string()).unwrap_or_default()),
+                format!(
+                    "product {sku} price {} → {}",
+                    before["price"], after["price"]
+                ),
+                Box::new(move |shop| {
+                    shop.product(&sku)
+                        .map(|p| p["price"].to_string())
+                        .unwrap_or_default()
+                }),
             ));
         } else {
-            let (before, after) = edit("product", sku.into(), Box::new(|d| d["stock"] = json!(0))).await?;
+            let (before, after) =
+                edit("product", sku.into(), Box::new(|d| d["stock"] = json!(0))).await?;
             let sku = sku.to_string();
             out.push((
-                format!("product {sku} stock {} → {}", before["stock"], after["stock"]),
+                format!(
+                    "product {sku} stock {} → {}",
+                    before["stock"], after["stock"]
+                ),
                 Box::new(move |shop| {
                     shop.product(&sku)
                         .map(|p| {
@@ -328,10 +364,24 @@ async fn local_changes(node: &Node, storage: &dyn Storage) -> anyhow::Result<Vec
             ));
         }
     }
-    let (before, after) = edit("order", "3".into(), Box::new(|d| d["state"] = json!("holded"))).await?;
+    let (before, after) = edit(
+        "order",
+        "3".into(),
+        Box::new(|d| d["state"] = json!("holded")),
+    )
+    .await?;
     out.push((
-        format!("order {} state {} → {}", after["number"], before["state"], after["state"]),
-        Box::new(|shop| shop.order(3).map(|o| o["state"].to_string()).unwrap_or_default()),
+        format!(
+            "order {} state {} → {}",
+            after["number"].as_str().unwrap_or("?"),
+            before["state"].as_str().unwrap_or("?"),
+            after["state"].as_str().unwrap_or("?")
+        ),
+        Box::new(|shop| {
+            shop.order(3)
+                .and_then(|o| o["state"].as_str().map(str::to_string))
+                .unwrap_or_default()
+        }),
     ));
     Ok(out)
 }
@@ -355,12 +405,20 @@ async fn summary(
     let bound: BTreeMap<String, i64> = storage.binding_counts(BACKEND).await?.into_iter().collect();
     let jobs = all_jobs(storage).await?;
     let mut exported: BTreeMap<String, i64> = BTreeMap::new();
-    for j in jobs.iter().filter(|j| j.function == EXPORT_RECORD && j.state == JobState::Done) {
+    for j in jobs
+        .iter()
+        .filter(|j| j.function == EXPORT_RECORD && j.state == JobState::Done)
+    {
         let args: Value = serde_json::from_str(&j.args).unwrap_or_default();
-        *exported.entry(args["model"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+        *exported
+            .entry(args["model"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
     }
     println!("\nSummary");
-    println!("   {:<10} {:>8} {:>9} {:>9}", "model", "in shop", "imported", "exported");
+    println!(
+        "   {:<10} {:>8} {:>9} {:>9}",
+        "model", "in shop", "imported", "exported"
+    );
     for m in MODELS {
         println!(
             "   {:<10} {:>8} {:>9} {:>9}",
@@ -387,16 +445,25 @@ async fn summary(
         );
     }
     println!("   elapsed: {:.1} s", elapsed.as_secs_f64());
-    println!("   data: {} (SQLite; tables records, bindings, jobs, job_logs, job_http_audit)", db.display());
+    println!(
+        "   data: {} (SQLite; tables records, bindings, jobs, job_logs, job_http_audit)",
+        db.display()
+    );
     println!("\nNext");
     println!(
         "   sqlite3 {} \"SELECT data FROM records WHERE model = 'order' LIMIT 1\"",
         db.display()
     );
-    println!("   junction demo --rate-limit 300        watch 429 answers get waited out and retried");
+    println!(
+        "   junction demo --rate-limit 300        watch 429 answers get waited out and retried"
+    );
     println!("   cargo test --workspace                the end-to-end tests");
-    println!("   cargo bench -p junction-runtime --bench sync   records/s and the sandbox's overhead");
-    println!("   connectors/magento                    the connector's source; guest-sdk/ for your own");
+    println!(
+        "   cargo bench -p junction-runtime --bench sync   records/s and the sandbox's overhead"
+    );
+    println!(
+        "   connectors/magento                    the connector's source; guest-sdk/ for your own"
+    );
     let _ = node;
     Ok(())
 }

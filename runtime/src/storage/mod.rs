@@ -259,8 +259,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn record(&self, model: &str, id: &str) -> Result<Option<LocalRecord>, StorageError>;
 
     /// Many records of one model by id (those that exist).
-    async fn records_of(&self, model: &str, ids: &[String])
-    -> Result<Vec<LocalRecord>, StorageError>;
+    async fn records_of(
+        &self,
+        model: &str,
+        ids: &[String],
+    ) -> Result<Vec<LocalRecord>, StorageError>;
 
     /// Records of a model in id order, after `after` when given.
     async fn records(

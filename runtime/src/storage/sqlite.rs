@@ -1471,11 +1471,7 @@ impl Storage for SqliteStorage {
 }
 
 /// One write of `put_records`, inside its transaction.
-async fn put_in(
-tx: &mut Transaction<'_, Sqlite>,
-write: &RecordWrite,
-now: i64,
-) -> PutOutcome {
+async fn put_in(tx: &mut Transaction<'_, Sqlite>, write: &RecordWrite, now: i64) -> PutOutcome {
     let new = json_object(
         &write.data,
         &format!("data of {} {}", write.model, write.id),

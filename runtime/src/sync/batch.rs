@@ -7,12 +7,11 @@
 
 use std::fmt;
 
-
 use super::import::{Imported, is_older, record_key};
 use super::trail::Trail;
 use super::{BackendUnits, IMPORT_BATCH, IMPORT_RECORD, Synchronizer, storage_failure};
-use crate::queue::job::Parent;
 use crate::model::{format_timestamp, parse_timestamp};
+use crate::queue::job::Parent;
 use crate::queue::worker::JobFailure;
 use crate::queue::{JobSpec, now_ms};
 
@@ -71,6 +70,28 @@ pub fn batch_jobs(backend: &str, models: &[&str], direct: bool) -> Vec<JobSpec> 
             spec
         })
         .collect()
+}
+
+/// Waits a batch job sits out within itself before giving up.
+const MAX_WAITS: u32 = 10;
+/// The longest single wait; longer delays fail the job, which the queue
+/// retries later instead of holding a worker.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sleep for a retryable failure's delay (1 s when it names none) and say
+/// so; `false` for failures that are not worth waiting for here.
+async fn wait_for(f: &JobFailure) -> bool {
+    match f {
+        JobFailure::Retry { after, .. } => {
+            let delay = after.unwrap_or(std::time::Duration::from_secs(1));
+            if delay > MAX_WAIT {
+                return false;
+            }
+            tokio::time::sleep(delay).await;
+            true
+        }
+        JobFailure::Fail { .. } => false,
+    }
 }
 
 /// The state key of a model's import cursor.
@@ -144,18 +165,27 @@ impl Synchronizer {
         };
         let mut cursor: Option<String> = None;
         loop {
-            let page = trail.call(
-                &format!("searching {model} in {}", b.name()),
-                b.adapter
-                    .search(
-                        &b.ctx,
-                        model,
-                        &filter,
-                        cursor.as_deref(),
-                        self.settings.page_size,
-                    )
-                    .await,
-            )?;
+            let mut waits = 0;
+            let page = loop {
+                let found = trail.call(
+                    &format!("searching {model} in {}", b.name()),
+                    b.adapter
+                        .search(
+                            &b.ctx,
+                            model,
+                            &filter,
+                            cursor.as_deref(),
+                            self.settings.page_size,
+                        )
+                        .await,
+                );
+                // A throttled or briefly failing backend is waited out here,
+                // on this page: failing the job would start the scan over.
+                match found {
+                    Err(f) if waits < MAX_WAITS && wait_for(&f).await => waits += 1,
+                    other => break other?,
+                }
+            };
             report.found += page.items.len() as u64;
             if direct {
                 self.import_page(b, model, page.items, holder, trail, &mut report)
@@ -256,9 +286,32 @@ impl Synchronizer {
             .into_iter()
             .map(|r| (r.external_id.clone(), Some(r)))
             .collect();
-        let results = self
-            .import_many(b, model, wanted, false, holder, trail, 0)
+        let mut results = self
+            .import_many(b, model, wanted.clone(), false, holder, trail, 0)
             .await;
+        // Records that failed with a delay (a rate limit, a 503) are tried
+        // again in this job, after the delay, a few times.
+        for _ in 0..MAX_WAITS {
+            let again: Vec<usize> = results
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| matches!(r, Err(JobFailure::Retry { .. })))
+                .map(|(i, _)| i)
+                .collect();
+            let Some(first) = again.first() else { break };
+            let Err(f) = &results[*first] else { break };
+            if !wait_for(f).await {
+                break;
+            }
+            let retry: Vec<(String, Option<crate::model::RemoteRecord>)> =
+                again.iter().map(|i| wanted[*i].clone()).collect();
+            let redone = self
+                .import_many(b, model, retry, false, holder, trail, 0)
+                .await;
+            for (i, r) in again.into_iter().zip(redone) {
+                results[i] = r;
+            }
+        }
         let taken_keys: Vec<String> = keys
             .into_iter()
             .zip(taken)

@@ -26,7 +26,7 @@ use crate::capabilities::{CallContext, Services};
 use crate::model::{Dependency, RemoteRecord, parse_timestamp};
 use crate::queue::now_ms;
 use crate::queue::worker::JobFailure;
-use crate::storage::{Binding, BindWrite, PutOutcome, RecordWrite};
+use crate::storage::{BindWrite, Binding, PutOutcome, RecordWrite};
 
 /// What importing one record did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,7 +180,10 @@ impl Synchronizer {
         let ids: Vec<String> = wanted.iter().map(|(id, _)| id.clone()).collect();
         let bound: HashMap<String, Binding> =
             match self.storage.bindings_of(b.name(), model, &ids).await {
-                Ok(v) => v.into_iter().map(|bd| (bd.external_id.clone(), bd)).collect(),
+                Ok(v) => v
+                    .into_iter()
+                    .map(|bd| (bd.external_id.clone(), bd))
+                    .collect(),
                 Err(e) => {
                     fail_all(storage_failure(e), &mut results);
                     return collect(results);
@@ -204,8 +207,10 @@ impl Synchronizer {
                 (i, r, t)
             })
             .collect();
-        let read: Vec<(usize, Result<RemoteRecord, JobFailure>, Trail)> =
-            stream::iter(calls).buffer_unordered(concurrency).collect().await;
+        let read: Vec<(usize, Result<RemoteRecord, JobFailure>, Trail)> = stream::iter(calls)
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
         let mut records: Vec<(usize, RemoteRecord)> = Vec::new();
         for (i, r, t) in read {
             trail.absorb(t);
@@ -261,7 +266,11 @@ impl Synchronizer {
         }
         for (dep_model, dep_ids) in &by_model {
             let dep_ids: Vec<String> = dep_ids.iter().map(|s| s.to_string()).collect();
-            match self.storage.bindings_of(b.name(), dep_model, &dep_ids).await {
+            match self
+                .storage
+                .bindings_of(b.name(), dep_model, &dep_ids)
+                .await
+            {
                 Ok(found) => {
                     for bd in found {
                         known.insert((bd.model, bd.external_id), bd.local_id);
@@ -278,7 +287,9 @@ impl Synchronizer {
         let mut missing: Vec<&Dependency> = Vec::new();
         for d in needs.values().flatten() {
             if !known.contains_key(&(d.model.clone(), d.external_id.clone()))
-                && !missing.iter().any(|m| m.model == d.model && m.external_id == d.external_id)
+                && !missing
+                    .iter()
+                    .any(|m| m.model == d.model && m.external_id == d.external_id)
             {
                 missing.push(d);
             }
@@ -306,13 +317,24 @@ impl Synchronizer {
                     // Each dependency import leases under a name of its own.
                     let holder = format!("{holder}:{k}");
                     let r = self
-                        .import_one(b, &d.model, &d.external_id, None, false, &holder, &mut t, depth + 1)
+                        .import_one(
+                            b,
+                            &d.model,
+                            &d.external_id,
+                            None,
+                            false,
+                            &holder,
+                            &mut t,
+                            depth + 1,
+                        )
                         .await;
                     (*d, r, t)
                 })
                 .collect();
-            let imported: Vec<(&Dependency, Result<Done, JobFailure>, Trail)> =
-                stream::iter(calls).buffer_unordered(concurrency).collect().await;
+            let imported: Vec<(&Dependency, Result<Done, JobFailure>, Trail)> = stream::iter(calls)
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
             for (d, r, t) in imported {
                 trail.absorb(t);
                 let key = (d.model.clone(), d.external_id.clone());
@@ -371,8 +393,10 @@ impl Synchronizer {
                 }
             })
             .collect();
-        let mapped: Vec<(usize, Result<String, JobFailure>, Trail)> =
-            stream::iter(calls).buffer_unordered(concurrency).collect().await;
+        let mapped: Vec<(usize, Result<String, JobFailure>, Trail)> = stream::iter(calls)
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
         let local_ids: Vec<String> = bound.values().map(|bd| bd.local_id.clone()).collect();
         let existing: HashMap<String, crate::model::LocalRecord> =
             match self.storage.records_of(model, &local_ids).await {
@@ -421,7 +445,9 @@ impl Synchronizer {
         if !writes.is_empty() {
             match self.storage.put_records(&writes, now_ms()).await {
                 Ok(stored) => {
-                    for ((outcome, write), (i, changed)) in stored.into_iter().zip(writes).zip(pending) {
+                    for ((outcome, write), (i, changed)) in
+                        stored.into_iter().zip(writes).zip(pending)
+                    {
                         results[i] = Some(finish(outcome, write.id, changed));
                     }
                 }

@@ -16,6 +16,7 @@ use junction_runtime::queue::JobSpec;
 use junction_runtime::queue::job::{Job, JobFilter, JobState};
 use junction_runtime::storage::sqlite::SqliteStorage;
 use junction_runtime::storage::{RecordWrite, Storage};
+use junction_runtime::sync::batch::batch_jobs;
 use junction_runtime::sync::{DELETE_LOCAL, IMPORT_BATCH, IMPORT_RECORD, SyncError, SyncSettings};
 use serde_json::{Value, json};
 
@@ -498,6 +499,34 @@ async fn a_rate_limited_backend_converges_with_no_failed_jobs() {
         .filter(|j| j.tries > 1)
         .count();
     assert!(retried > 0, "the limit of 25 requests/s was hit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_batch_waits_out_rate_limits_on_its_page_instead_of_starting_over() {
+    let w = world_with(
+        ShopConfig {
+            seed: small(),
+            rate_limit: Some(3),
+            ..ShopConfig::default()
+        },
+        "2.4.6",
+    )
+    .await;
+    w.run(batch_jobs("shop", &["product"], true)).await;
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    assert_eq!(w.bound("product").await, small().products as i64);
+    let run = w.jobs(IMPORT_BATCH).await.remove(0);
+    assert_eq!(run.state, JobState::Done);
+    assert_eq!(run.tries, 1, "the run waited inside its job: {run:?}");
+    assert!(
+        w.storage
+            .job_audit(run.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.entry.status == Some(429)),
+        "the shop did answer 429"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
