@@ -8,7 +8,9 @@ use junction_runtime::capabilities::egress::AuditEntry;
 use junction_runtime::host::{LogLevel, LogLine, LogSource};
 use junction_runtime::queue::job::{Completion, JobFilter, JobState, NewJob, Outcome, Parent};
 use junction_runtime::storage::sqlite::SqliteStorage;
-use junction_runtime::storage::{ClaimRequest, Storage, StorageError};
+use junction_runtime::storage::{
+    BindWrite, ClaimRequest, InstalledConnector, RecordWrite, Storage, StorageError,
+};
 
 /// Every storage implementation under test, each on a fresh database.
 async fn storages() -> Vec<(&'static str, Arc<dyn Storage>, tempfile::TempDir)> {
@@ -84,11 +86,11 @@ async fn migrations_apply_once_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/dir/junction.db");
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 1);
+    assert_eq!(s.schema_version().await.unwrap(), 2);
     s.enqueue(&[job("f")], 1).await.unwrap();
     drop(s);
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 1);
+    assert_eq!(s.schema_version().await.unwrap(), 2);
     assert_eq!(s.jobs(&JobFilter::default()).await.unwrap().len(), 1);
 }
 
@@ -576,5 +578,178 @@ async fn listing_filters_and_counts() {
             .find(|c| c.channel == "root" && c.state == JobState::Pending)
             .unwrap();
         assert_eq!(pending_root.count, 2);
+    }
+}
+
+fn put(model: &str, id: &str, data: serde_json::Value, expected: Option<u64>) -> RecordWrite {
+    RecordWrite {
+        model: model.into(),
+        id: id.into(),
+        data: data.to_string(),
+        expected_version: expected,
+        origin_backend: Some("shop".into()),
+        bind: None,
+    }
+}
+
+#[tokio::test]
+async fn a_batch_of_record_writes_refuses_one_and_keeps_the_others() {
+    for (name, s, _dir) in storages().await {
+        s.put_record(&put("product", "p1", serde_json::json!({"a": 1}), None), 1)
+            .await
+            .unwrap();
+        let mut bound = put("product", "p2", serde_json::json!({"a": 2}), Some(0));
+        bound.bind = Some(BindWrite {
+            backend: "shop".into(),
+            external_id: "E2".into(),
+            sync_date: 5,
+            synced: Some(r#"{"a":2}"#.into()),
+        });
+        // p3 wants E2 too: the binding is taken, so p3 is refused whole.
+        let mut clash = put("product", "p3", serde_json::json!({"a": 3}), Some(0));
+        clash.bind = Some(BindWrite {
+            backend: "shop".into(),
+            external_id: "E2".into(),
+            sync_date: 5,
+            synced: None,
+        });
+        let out = s
+            .put_records(
+                &[
+                    put("product", "p1", serde_json::json!({"a": 9}), Some(7)),
+                    bound,
+                    clash,
+                    put("product", "p4", serde_json::json!([1]), None),
+                ],
+                2,
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(out[0], Err(StorageError::VersionConflict { .. })),
+            "{name}: {:?}",
+            out[0]
+        );
+        assert!(matches!(out[1], Ok(Some(_))), "{name}");
+        assert!(
+            matches!(out[2], Err(StorageError::Rejected(_))),
+            "{name}: {:?}",
+            out[2]
+        );
+        assert!(out[3].is_err(), "{name}: not an object");
+        assert_eq!(
+            s.record("product", "p1").await.unwrap().unwrap().version,
+            1,
+            "{name}"
+        );
+        assert!(s.record("product", "p2").await.unwrap().is_some(), "{name}");
+        assert!(
+            s.record("product", "p3").await.unwrap().is_none(),
+            "{name}: nothing half-written"
+        );
+        let b = s.binding("shop", "product", "E2").await.unwrap().unwrap();
+        assert_eq!((b.local_id.as_str(), b.sync_date), ("p2", 5), "{name}");
+        assert_eq!(b.synced.as_deref(), Some(r#"{"a":2}"#), "{name}");
+        // A bind without a snapshot keeps the last one.
+        s.bind("shop", "product", "E2", "p2", 9, None)
+            .await
+            .unwrap();
+        let b = s.binding("shop", "product", "E2").await.unwrap().unwrap();
+        assert_eq!(
+            (b.sync_date, b.synced.as_deref()),
+            (9, Some(r#"{"a":2}"#)),
+            "{name}"
+        );
+        let many = s
+            .bindings_of("shop", "product", &["E2".into(), "E9".into()])
+            .await
+            .unwrap();
+        assert_eq!(many.len(), 1, "{name}");
+        let records = s
+            .records_of("product", &["p1".into(), "p2".into(), "p404".into()])
+            .await
+            .unwrap();
+        assert_eq!(records.len(), 2, "{name}");
+        assert!(s.unbind("shop", "product", "p2").await.unwrap(), "{name}");
+        assert!(!s.unbind("shop", "product", "p2").await.unwrap(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn leases_exclude_other_holders_until_they_expire() {
+    for (name, s, _dir) in storages().await {
+        let keys = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(
+            s.lock(&keys, "w1", 0, 100).await.unwrap(),
+            vec![true, true],
+            "{name}"
+        );
+        assert_eq!(
+            s.lock(&["b".into(), "c".into()], "w2", 50, 150)
+                .await
+                .unwrap(),
+            vec![false, true],
+            "{name}"
+        );
+        // The holder itself may take it again; a lapsed lease is free.
+        assert_eq!(
+            s.lock(&["a".into()], "w1", 60, 160).await.unwrap(),
+            vec![true],
+            "{name}"
+        );
+        assert_eq!(
+            s.lock(&["b".into()], "w2", 101, 200).await.unwrap(),
+            vec![true],
+            "{name}"
+        );
+        // Only the holder gives a lease back.
+        s.unlock(&["a".into()], "w2").await.unwrap();
+        assert_eq!(
+            s.lock(&["a".into()], "w3", 70, 170).await.unwrap(),
+            vec![false],
+            "{name}"
+        );
+        s.unlock(&["a".into()], "w1").await.unwrap();
+        assert_eq!(
+            s.lock(&["a".into()], "w3", 70, 170).await.unwrap(),
+            vec![true],
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn connectors_and_backends_are_stored_once() {
+    for (name, s, _dir) in storages().await {
+        let c = InstalledConnector {
+            digest: "sha256:1".into(),
+            name: "magento".into(),
+            version: "0.1.0".into(),
+            backend_kind: "magento".into(),
+            backend_versions: ">=2".into(),
+            manifest: "{}".into(),
+            installed_at: 1,
+        };
+        assert!(s.install_connector(&c, b"wasm").await.unwrap(), "{name}");
+        assert!(
+            !s.install_connector(&c, b"wasm").await.unwrap(),
+            "{name}: same digest"
+        );
+        assert_eq!(s.connectors().await.unwrap(), vec![c.clone()], "{name}");
+        assert_eq!(
+            s.connector_component("sha256:1").await.unwrap().as_deref(),
+            Some(&b"wasm"[..])
+        );
+        s.put_backend("shop", "magento", "2.4.6", "{\"a\":1}", 1)
+            .await
+            .unwrap();
+        s.put_backend("shop", "magento", "2.4.7", "{\"a\":2}", 2)
+            .await
+            .unwrap();
+        let backends = s.backends().await.unwrap();
+        assert_eq!(backends.len(), 1, "{name}");
+        assert_eq!(backends[0].config, "{\"a\":2}", "{name}");
+        assert!(s.remove_connector("sha256:1").await.unwrap(), "{name}");
+        assert!(s.connectors().await.unwrap().is_empty(), "{name}");
     }
 }
