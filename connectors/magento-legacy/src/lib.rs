@@ -6,12 +6,7 @@
 #[path = "../../magento/src/mapping.rs"]
 pub mod mapping;
 
-use junction_guest::mapping::Binder;
-use junction_guest::serde_json::Value;
-use junction_guest::{
-    Adapter, Connector, Dependency, Error, Listener, LocalRecord, Manifest, Mapper, Operations,
-    RemoteRecord,
-};
+use junction_guest::{Adapter, Connector, Listener, Manifest, Operations};
 
 use mapping::Shape;
 
@@ -37,21 +32,6 @@ impl Adapter for MagentoLegacy {}
 
 impl Listener for MagentoLegacy {}
 
-impl Mapper for MagentoLegacy {
-    fn map_import(model: &str, record: &RemoteRecord, binder: &dyn Binder) -> Result<Value, Error> {
-        mapping::map_import(model, record, binder, Shape::Legacy)
-    }
-    fn map_export(
-        model: &str,
-        record: &LocalRecord,
-        changed: Option<&[String]>,
-        _binder: &dyn Binder,
-    ) -> Result<Value, Error> {
-        mapping::map_export(model, record, changed, Shape::Legacy)
-    }
-    fn dependencies(model: &str, record: &RemoteRecord) -> Result<Vec<Dependency>, Error> {
-        mapping::dependencies(model, record, Shape::Legacy)
-    }
-}
+magento_mapper!(MagentoLegacy, Shape::Legacy);
 
 junction_guest::export!(MagentoLegacy);

@@ -6,11 +6,10 @@
 mod adapter;
 pub mod mapping;
 
-use junction_guest::mapping::Binder;
 use junction_guest::serde_json::{Value, json};
 use junction_guest::{
-    Adapter, Connector, Dependency, Error, Event, JobRequest, Listener, LocalRecord, Manifest,
-    Mapper, Operations, Page, RemoteRecord,
+    Adapter, Connector, Error, Event, JobRequest, Listener, Manifest, Operations, Page,
+    RemoteRecord,
 };
 
 use mapping::Shape;
@@ -62,22 +61,7 @@ impl Adapter for Magento {
     }
 }
 
-impl Mapper for Magento {
-    fn map_import(model: &str, record: &RemoteRecord, binder: &dyn Binder) -> Result<Value, Error> {
-        mapping::map_import(model, record, binder, Shape::Current)
-    }
-    fn map_export(
-        model: &str,
-        record: &LocalRecord,
-        changed: Option<&[String]>,
-        _binder: &dyn Binder,
-    ) -> Result<Value, Error> {
-        mapping::map_export(model, record, changed, Shape::Current)
-    }
-    fn dependencies(model: &str, record: &RemoteRecord) -> Result<Vec<Dependency>, Error> {
-        mapping::dependencies(model, record, Shape::Current)
-    }
-}
+magento_mapper!(Magento, Shape::Current);
 
 /// Fields whose local change goes back to the shop.
 const EXPORTED: &[(&str, &[&str])] = &[("product", &["price", "stock"]), ("order", &["state"])];

@@ -26,6 +26,38 @@ pub enum Shape {
     Legacy,
 }
 
+/// `impl Mapper for $ty` with the mapping functions of this module for one
+/// product shape: the main connector and the legacy mapper differ only in
+/// the shape.
+#[macro_export]
+macro_rules! magento_mapper {
+    ($ty:ty, $shape:expr) => {
+        impl junction_guest::Mapper for $ty {
+            fn map_import(
+                model: &str,
+                record: &junction_guest::RemoteRecord,
+                binder: &dyn junction_guest::mapping::Binder,
+            ) -> Result<junction_guest::serde_json::Value, junction_guest::Error> {
+                mapping::map_import(model, record, binder, $shape)
+            }
+            fn map_export(
+                model: &str,
+                record: &junction_guest::LocalRecord,
+                changed: Option<&[String]>,
+                _binder: &dyn junction_guest::mapping::Binder,
+            ) -> Result<junction_guest::serde_json::Value, junction_guest::Error> {
+                mapping::map_export(model, record, changed, $shape)
+            }
+            fn dependencies(
+                model: &str,
+                record: &junction_guest::RemoteRecord,
+            ) -> Result<Vec<junction_guest::Dependency>, junction_guest::Error> {
+                mapping::dependencies(model, record, $shape)
+            }
+        }
+    };
+}
+
 /// Magento's `2026-11-29 10:00:00` (UTC) as RFC 3339.
 pub fn rfc3339(magento_time: &str) -> Option<String> {
     let t = magento_time.trim();

@@ -19,8 +19,8 @@ use junction_runtime::host::HostConfig;
 use junction_runtime::node::{Node, NodeConfig};
 use junction_runtime::queue::JobSpec;
 use junction_runtime::queue::job::{Job, JobFilter, JobState};
+use junction_runtime::storage::Storage;
 use junction_runtime::storage::sqlite::SqliteStorage;
-use junction_runtime::storage::{RecordWrite, Storage};
 use junction_runtime::sync::batch::batch_jobs;
 use junction_runtime::sync::{EXPORT_RECORD, IMPORT_BATCH};
 use serde_json::{Value, json};
@@ -302,24 +302,10 @@ async fn local_changes(node: &Node, storage: &dyn Storage) -> anyhow::Result<Vec
             .binding(BACKEND, model, &external_id)
             .await?
             .with_context(|| format!("{model} {external_id} was not imported"))?;
-        let r = storage
-            .record(model, &b.local_id)
-            .await?
-            .with_context(|| format!("local {model} {} is missing", b.local_id))?;
-        let mut data: Value = serde_json::from_str(&r.data)?;
-        let before = data.clone();
-        change(&mut data);
         node.bus
-            .put_record(&RecordWrite {
-                model: model.into(),
-                id: b.local_id.clone(),
-                data: data.to_string(),
-                expected_version: Some(r.version),
-                origin_backend: None,
-                bind: None,
-            })
-            .await?;
-        anyhow::Ok((before, data))
+            .edit_record(model, &b.local_id, change)
+            .await?
+            .with_context(|| format!("local {model} {} is missing", b.local_id))
     };
     for (i, sku) in ["DS-00001", "DS-00002"].into_iter().enumerate() {
         if i == 0 {

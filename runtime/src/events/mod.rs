@@ -148,6 +148,37 @@ impl EventBus {
         Ok(out.map(|(record, _)| record))
     }
 
+    /// Change a local record as a user of Junction would (no origin
+    /// backend, so listeners may export it): read it, apply `change` to
+    /// its data, write it back if no one wrote it meanwhile. Returns the
+    /// data before and after, or `None` when there is no such record.
+    pub async fn edit_record(
+        &self,
+        model: &str,
+        id: &str,
+        change: impl FnOnce(&mut serde_json::Value),
+    ) -> Result<Option<(serde_json::Value, serde_json::Value)>, EventError> {
+        let storage = self.queue.storage();
+        let Some(record) = storage.record(model, id).await? else {
+            return Ok(None);
+        };
+        let before: serde_json::Value = serde_json::from_str(&record.data).map_err(|e| {
+            StorageError::Rejected(format!("stored data of {model} {id} is not JSON: {e}"))
+        })?;
+        let mut after = before.clone();
+        change(&mut after);
+        self.put_record(&RecordWrite {
+            model: model.to_string(),
+            id: id.to_string(),
+            data: after.to_string(),
+            expected_version: Some(record.version),
+            origin_backend: None,
+            bind: None,
+        })
+        .await?;
+        Ok(Some((before, after)))
+    }
+
     /// Delete a local record; returns whether it existed.
     pub async fn delete_record(
         &self,

@@ -1496,24 +1496,27 @@ async fn put_in(tx: &mut Transaction<'_, Sqlite>, write: &RecordWrite, now: i64)
             found,
         });
     }
+    // The binding first: it is written even when the data did not change
+    // (the sync date moves), and a binding taken by another record refuses
+    // the whole write.
+    if let Some(b) = &write.bind {
+        bind_in(
+            tx,
+            &b.backend,
+            &write.model,
+            &b.external_id,
+            &write.id,
+            b.sync_date,
+            b.synced.as_deref(),
+        )
+        .await?;
+    }
     let (name, fields) = match &old {
         None => ("record-created", new.keys().cloned().collect::<Vec<_>>()),
         Some(r) => {
             let before = json_object(&r.data, "stored data")?;
             let fields = changed_fields(&before, &new);
             if fields.is_empty() {
-                if let Some(b) = &write.bind {
-                    bind_in(
-                        tx,
-                        &b.backend,
-                        &write.model,
-                        &b.external_id,
-                        &write.id,
-                        b.sync_date,
-                        b.synced.as_deref(),
-                    )
-                    .await?;
-                }
                 return Ok(None);
             }
             ("record-written", fields)
@@ -1542,18 +1545,6 @@ async fn put_in(tx: &mut Transaction<'_, Sqlite>, write: &RecordWrite, now: i64)
         origin_backend: write.origin_backend.clone(),
     };
     let stored = outbox_in(tx, &event, now).await?;
-    if let Some(b) = &write.bind {
-        bind_in(
-            tx,
-            &b.backend,
-            &write.model,
-            &b.external_id,
-            &write.id,
-            b.sync_date,
-            b.synced.as_deref(),
-        )
-        .await?;
-    }
     let record = LocalRecord {
         model: write.model.clone(),
         id: write.id.clone(),

@@ -14,8 +14,8 @@ use junction_runtime::host::HostConfig;
 use junction_runtime::node::{Node, NodeConfig};
 use junction_runtime::queue::JobSpec;
 use junction_runtime::queue::job::{Job, JobFilter, JobState};
+use junction_runtime::storage::Storage;
 use junction_runtime::storage::sqlite::SqliteStorage;
-use junction_runtime::storage::{RecordWrite, Storage};
 use junction_runtime::sync::batch::batch_jobs;
 use junction_runtime::sync::{DELETE_LOCAL, IMPORT_BATCH, IMPORT_RECORD, SyncError, SyncSettings};
 use serde_json::{Value, json};
@@ -208,25 +208,11 @@ impl World {
             .await
             .unwrap()
             .unwrap();
-        let r = self
-            .storage
-            .record(model, &b.local_id)
-            .await
-            .unwrap()
-            .unwrap();
-        let mut data: Value = serde_json::from_str(&r.data).unwrap();
-        change(&mut data);
         self.node
             .bus
-            .put_record(&RecordWrite {
-                model: model.into(),
-                id: b.local_id.clone(),
-                data: data.to_string(),
-                expected_version: Some(r.version),
-                origin_backend: None,
-                bind: None,
-            })
+            .edit_record(model, &b.local_id, change)
             .await
+            .unwrap()
             .unwrap();
     }
 }
