@@ -173,6 +173,7 @@ async fn import(shop: &Shop, native: bool, direct: bool, concurrency: usize) -> 
             ..NodeConfig::default()
         },
     )
+    .await
     .unwrap();
     node.sync
         .install(junction_connectors::MAGENTO)

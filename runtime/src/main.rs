@@ -196,7 +196,7 @@ async fn work(
         ..defaults
     };
     let storage = SqliteStorage::open(&database).await?;
-    let node = Node::start(Arc::new(storage), config)?;
+    let node = Node::start(Arc::new(storage), config).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -82,8 +82,11 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    /// Start every part on `storage`.
-    pub fn start(storage: Arc<dyn Storage>, config: NodeConfig) -> Result<Node, NodeError> {
+    /// Start every part on `storage`. The configured backends are
+    /// resolved first, so that their connectors' listeners hear the first
+    /// event; a backend that cannot be resolved is logged and retried by
+    /// its first job, which then fails with the reason.
+    pub async fn start(storage: Arc<dyn Storage>, config: NodeConfig) -> Result<Node, NodeError> {
         let host = Host::new(config.host.clone())?;
         let queue = Queue::new(
             storage,
@@ -118,6 +121,9 @@ impl Node {
         )
         .with_builtins();
         sync.register(&mut pool);
+        for (backend, e) in sync.resolve_all().await? {
+            tracing::warn!(backend, error = %e, "backend not ready");
+        }
         let tasks = vec![
             bus.start(config.event_poll),
             sync.start_schedules(config.schedule_tick),

@@ -133,7 +133,8 @@ pub async fn run(args: DemoArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<(
             },
             ..NodeConfig::default()
         },
-    )?;
+    )
+    .await?;
     step(2, &format!("database: {} (SQLite, fresh)", db.display()));
 
     let mut installed = Vec::new();

@@ -397,6 +397,18 @@ impl Synchronizer {
             .collect()
     }
 
+    /// Resolve every configured backend (registering its listener); the
+    /// backends that could not be resolved, with the reason.
+    pub async fn resolve_all(&self) -> Result<Vec<(String, SyncError)>, StorageError> {
+        let mut failed = Vec::new();
+        for stored in self.storage.backends().await? {
+            if let Err(e) = self.backend(&stored.name).await {
+                failed.push((stored.name, e));
+            }
+        }
+        Ok(failed)
+    }
+
     /// A backend's units, resolved through the registry.
     pub async fn backend(&self, name: &str) -> Result<Arc<BackendUnits>, SyncError> {
         if let Some(b) = self

@@ -86,7 +86,9 @@ async fn world_with(config: ShopConfig, version: &str) -> World {
             .await
             .unwrap(),
     );
-    let node = Node::start(storage.clone(), node_config("node-a")).unwrap();
+    let node = Node::start(storage.clone(), node_config("node-a"))
+        .await
+        .unwrap();
     node.sync
         .install(junction_connectors::MAGENTO)
         .await
@@ -302,7 +304,9 @@ async fn concurrent_workers_on_two_nodes_never_double_import() {
     let w = world().await;
     // A second node on the same database, racing the first; a slow shop
     // keeps the run long enough for the second node's poll to find work.
-    let other = Node::start(w.storage.clone(), node_config("node-b")).unwrap();
+    let other = Node::start(w.storage.clone(), node_config("node-b"))
+        .await
+        .unwrap();
     w.shop.set_faults(Faults {
         latency: Duration::from_millis(20),
         ..Faults::default()
@@ -383,6 +387,33 @@ async fn local_changes_are_exported_back_and_not_imported_again() {
         local["note"], "local only",
         "local-only fields survive imports"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_exports_local_changes_before_any_sync_job_runs() {
+    let w = world().await;
+    w.import_all().await;
+    let World {
+        shop,
+        node,
+        storage,
+        dir,
+    } = w;
+    node.stop(Duration::from_secs(5)).await.unwrap();
+    let node = Node::start(storage.clone(), node_config("node-restarted"))
+        .await
+        .unwrap();
+    let w = World {
+        shop,
+        node,
+        storage,
+        dir,
+    };
+    let s = sku(4);
+    w.edit_local("product", &s, |d| d["price"] = json!(4.5))
+        .await;
+    w.settle().await;
+    assert_eq!(w.shop.product(&s).unwrap()["price"], json!(4.5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
