@@ -28,7 +28,7 @@ pub fn build(packages: &[&str], watch: &[&str]) -> Vec<PathBuf> {
     }
     ensure_target();
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let target_dir = guest_target_dir(&out_dir);
+    let target_dir = guest_target_dir(&out_dir, &root);
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut files = Vec::new();
     // One `cargo rustc` per package: it is the only way to ask for a cdylib
@@ -118,8 +118,14 @@ fn has_std(libdir: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// `<target>/wasm-guests`, shared by every profile of the outer build.
-fn guest_target_dir(out_dir: &Path) -> PathBuf {
+/// `<target>/wasm-guests/<checkout>`, shared by every profile of the outer
+/// build. Several checkouts may share one target directory (CI reuses a
+/// cache); the final `.wasm` files have fixed names, so each checkout gets
+/// a folder of its own, or one would embed another's components.
+fn guest_target_dir(out_dir: &Path, root: &Path) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    root.hash(&mut hasher);
     out_dir
         .ancestors()
         .find(|p| p.file_name().is_some_and(|n| n == "build"))
@@ -127,4 +133,5 @@ fn guest_target_dir(out_dir: &Path) -> PathBuf {
         .and_then(|profile| profile.parent())
         .unwrap_or(out_dir)
         .join("wasm-guests")
+        .join(format!("{:016x}", hasher.finish()))
 }

@@ -16,7 +16,8 @@ use crate::bindings::junction::connector::types as wit;
 use crate::host::HostBinder;
 use crate::mapping::Binder;
 use crate::types::{
-    Dependency, Event, JobRequest, LocalRecord, Manifest, Page, RemoteRecord, parse,
+    Dependency, Event, JobRequest, LocalDependency, LocalRecord, Manifest, Page, RemoteRecord,
+    parse,
 };
 
 fn unsupported(what: &str, model: &str) -> Error {
@@ -79,6 +80,14 @@ pub trait Mapper {
     }
     /// Records to import before this one (an order's customer).
     fn dependencies(_model: &str, _record: &RemoteRecord) -> Result<Vec<Dependency>, Error> {
+        Ok(Vec::new())
+    }
+    /// Local records to export before this one (a new order's customer);
+    /// the host exports those the backend does not have yet.
+    fn export_dependencies(
+        _model: &str,
+        _record: &LocalRecord,
+    ) -> Result<Vec<LocalDependency>, Error> {
         Ok(Vec::new())
     }
 }
@@ -168,6 +177,17 @@ impl<T: Mapper> mapper::Guest for T {
     ) -> Result<Vec<wit::Dependency>, wit::Error> {
         let record = RemoteRecord::try_from(record)?;
         Ok(T::dependencies(&model, &record)?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    fn export_dependencies(
+        model: String,
+        record: wit::LocalRecord,
+    ) -> Result<Vec<wit::LocalDependency>, wit::Error> {
+        let record = LocalRecord::try_from(record)?;
+        Ok(T::export_dependencies(&model, &record)?
             .into_iter()
             .map(Into::into)
             .collect())

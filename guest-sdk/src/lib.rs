@@ -30,7 +30,8 @@ pub mod types;
 pub use connector::{Adapter, Connector, Listener, Mapper};
 pub use error::Error;
 pub use types::{
-    Dependency, Event, JobRequest, LocalRecord, Manifest, Operations, Page, RemoteRecord,
+    Dependency, Event, JobRequest, LocalDependency, LocalRecord, Manifest, Operations, Page,
+    RemoteRecord,
 };
 
 /// Re-exported so that connectors use the same `serde_json` as the SDK.

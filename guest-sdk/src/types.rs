@@ -108,6 +108,22 @@ impl Dependency {
     }
 }
 
+/// A local record that must be exported before the one being exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalDependency {
+    pub model: String,
+    pub local_id: String,
+}
+
+impl LocalDependency {
+    pub fn new(model: &str, local_id: impl ToString) -> Self {
+        LocalDependency {
+            model: model.to_string(),
+            local_id: local_id.to_string(),
+        }
+    }
+}
+
 /// A local or custom event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -282,6 +298,15 @@ impl From<Dependency> for wit::Dependency {
         wit::Dependency {
             model: d.model,
             external_id: d.external_id,
+        }
+    }
+}
+
+impl From<LocalDependency> for wit::LocalDependency {
+    fn from(d: LocalDependency) -> Self {
+        wit::LocalDependency {
+            model: d.model,
+            local_id: d.local_id,
         }
     }
 }

@@ -17,7 +17,7 @@ use junction_runtime::CallContext;
 use junction_runtime::backend::BackendConfig;
 use junction_runtime::error::{CallError, GuestError};
 use junction_runtime::host::{CallReport, HostConfig};
-use junction_runtime::model::{Dependency, LocalRecord, RemoteRecord};
+use junction_runtime::model::{Dependency, LocalDependency, LocalRecord, RemoteRecord};
 use junction_runtime::node::{Node, NodeConfig};
 use junction_runtime::storage::Storage;
 use junction_runtime::storage::sqlite::SqliteStorage;
@@ -85,6 +85,16 @@ fn guest_record(r: &RemoteRecord) -> junction_guest::RemoteRecord {
     }
 }
 
+fn guest_local(r: LocalRecord) -> junction_guest::LocalRecord {
+    junction_guest::LocalRecord {
+        data: serde_json::from_str(&r.data).unwrap_or_default(),
+        model: r.model,
+        id: r.id,
+        version: r.version,
+        updated_at: r.updated_at,
+    }
+}
+
 #[async_trait]
 impl MapperUnit for NativeMagento {
     async fn dependencies(
@@ -136,16 +146,31 @@ impl MapperUnit for NativeMagento {
         changed: Option<Vec<String>>,
     ) -> CallReport<String> {
         let started = Instant::now();
-        let local = junction_guest::LocalRecord {
-            data: serde_json::from_str(&record.data).unwrap_or_default(),
-            model: record.model,
-            id: record.id,
-            version: record.version,
-            updated_at: record.updated_at,
-        };
-        let r = mapping::map_export(model, &local, changed.as_deref(), Shape::Current)
-            .map(|v| v.to_string());
+        let r = mapping::map_export(
+            model,
+            &guest_local(record),
+            changed.as_deref(),
+            Shape::Current,
+        )
+        .map(|v| v.to_string());
         report(r, started)
+    }
+
+    async fn export_dependencies(
+        &self,
+        _ctx: &Arc<CallContext>,
+        model: &str,
+        record: LocalRecord,
+    ) -> CallReport<Vec<LocalDependency>> {
+        let started = Instant::now();
+        let deps = mapping::export_dependencies(model, &guest_local(record))
+            .into_iter()
+            .map(|d| LocalDependency {
+                model: d.model,
+                local_id: d.local_id,
+            })
+            .collect();
+        report(Ok(deps), started)
     }
 }
 

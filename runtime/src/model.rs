@@ -57,6 +57,13 @@ pub struct Dependency {
     pub external_id: String,
 }
 
+/// A local record that must be exported before another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalDependency {
+    pub model: String,
+    pub local_id: String,
+}
+
 /// Work for the job queue, as a guest asks for it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct JobRequest {

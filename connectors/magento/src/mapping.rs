@@ -13,7 +13,7 @@
 
 use junction_guest::mapping::{Binder, Direction, Mapping};
 use junction_guest::serde_json::{Map, Value, json};
-use junction_guest::{Dependency, Error, LocalRecord, RemoteRecord};
+use junction_guest::{Dependency, Error, LocalDependency, LocalRecord, RemoteRecord};
 
 /// How the backend's API version shapes a product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,12 @@ macro_rules! magento_mapper {
                 record: &junction_guest::RemoteRecord,
             ) -> Result<Vec<junction_guest::Dependency>, junction_guest::Error> {
                 mapping::dependencies(model, record, $shape)
+            }
+            fn export_dependencies(
+                model: &str,
+                record: &junction_guest::LocalRecord,
+            ) -> Result<Vec<junction_guest::LocalDependency>, junction_guest::Error> {
+                Ok(mapping::export_dependencies(model, record))
             }
         }
     };
@@ -177,6 +183,33 @@ pub fn dependencies(
         "category" | "customer" => Vec::new(),
         other => return Err(unknown(other)),
     })
+}
+
+/// The local records a local record points to: a product's category, an
+/// order's customer and products.
+pub fn export_dependencies(model: &str, record: &LocalRecord) -> Vec<LocalDependency> {
+    let d = &record.data;
+    let mut out = Vec::new();
+    let mut add = |model: &str, id: &Value| {
+        if let Some(id) = id.as_str()
+            && !out
+                .iter()
+                .any(|x: &LocalDependency| x.model == model && x.local_id == id)
+        {
+            out.push(LocalDependency::new(model, id));
+        }
+    };
+    match model {
+        "product" => add("category", &d["category_id"]),
+        "order" => {
+            add("customer", &d["customer_id"]);
+            for line in d["lines"].as_array().into_iter().flatten() {
+                add("product", &line["product_id"]);
+            }
+        }
+        _ => {}
+    }
+    out
 }
 
 /// A Magento record as local data.
@@ -381,6 +414,20 @@ mod tests {
         assert_eq!(local["customer_id"], "cus-1");
         assert_eq!(local["lines"][1]["product_id"], "pro-1");
         assert_eq!(local["total"], 69.0);
+        let local = LocalRecord {
+            model: "order".into(),
+            id: "ord-1".into(),
+            data: local.clone(),
+            version: 1,
+            updated_at: "2026-11-29T10:00:00Z".into(),
+        };
+        assert_eq!(
+            export_dependencies("order", &local),
+            vec![
+                LocalDependency::new("customer", "cus-1"),
+                LocalDependency::new("product", "pro-1")
+            ]
+        );
         let unbound = Bindings(HashMap::new());
         let err = map_import("order", &order, &unbound, Shape::Current).unwrap_err();
         assert!(matches!(err, Error::Retryable { .. }), "{err}");

@@ -21,7 +21,9 @@ use super::{Unit, UnitInner};
 use crate::capabilities::egress::AuditEntry;
 use crate::capabilities::{CallContext, HostFailure};
 use crate::error::CallError;
-use crate::model::{Dependency, Event, JobRequest, LocalRecord, Manifest, Page, RemoteRecord};
+use crate::model::{
+    Dependency, Event, JobRequest, LocalDependency, LocalRecord, Manifest, Page, RemoteRecord,
+};
 
 /// The outcome of one call, with what it left behind.
 #[derive(Debug, Clone)]
@@ -545,6 +547,42 @@ impl Unit {
                                 .map(|()| deps)
                         }),
                 )
+            },
+        )
+        .await
+    }
+
+    /// `mapper.export-dependencies`: local records to export before this one.
+    pub async fn export_dependencies(
+        &self,
+        ctx: &Arc<CallContext>,
+        model: &str,
+        record: LocalRecord,
+    ) -> CallReport<Vec<LocalDependency>> {
+        const EXPORT: &str = "mapper.export-dependencies";
+        let present = self.inner.exports.mapper;
+        let (model, record) = (model.to_string(), wit::LocalRecord::from(record));
+        self.run(
+            ctx,
+            EXPORT,
+            present,
+            move |mut store, instance, inner, mut out| async move {
+                let g = mapper_of(&inner).load(&mut store, &instance)?;
+                let r = guest(
+                    EXPORT,
+                    g.call_export_dependencies(&mut store, &model, &record)
+                        .await?,
+                );
+                Ok(r.map(|deps| {
+                    deps.into_iter()
+                        .map(LocalDependency::from)
+                        .collect::<Vec<_>>()
+                })
+                .and_then(|deps| {
+                    deps.iter()
+                        .try_for_each(|d| out.text(&d.model).and_then(|()| out.text(&d.local_id)))
+                        .map(|()| deps)
+                }))
             },
         )
         .await

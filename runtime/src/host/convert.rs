@@ -74,6 +74,15 @@ impl From<wit::Dependency> for model::Dependency {
     }
 }
 
+impl From<wit::LocalDependency> for model::LocalDependency {
+    fn from(d: wit::LocalDependency) -> Self {
+        model::LocalDependency {
+            model: d.model,
+            local_id: d.local_id,
+        }
+    }
+}
+
 impl From<&model::Event> for wit::Event {
     fn from(e: &model::Event) -> Self {
         wit::Event {

@@ -287,7 +287,7 @@ impl Synchronizer {
             .map(|r| (r.external_id.clone(), Some(r)))
             .collect();
         let mut results = self
-            .import_many(b, model, wanted.clone(), false, holder, trail, 0)
+            .import_many(b, model, wanted.clone(), false, holder, trail, &[])
             .await;
         // Records that failed with a delay (a rate limit, a 503) are tried
         // again in this job, after the delay, a few times.
@@ -306,7 +306,7 @@ impl Synchronizer {
             let retry: Vec<(String, Option<crate::model::RemoteRecord>)> =
                 again.iter().map(|i| wanted[*i].clone()).collect();
             let redone = self
-                .import_many(b, model, retry, false, holder, trail, 0)
+                .import_many(b, model, retry, false, holder, trail, &[])
                 .await;
             for (i, r) in again.into_iter().zip(redone) {
                 results[i] = r;

@@ -7,10 +7,13 @@
 //! Relations the mapper cannot resolve yet (an order's product not yet in
 //! the backend) come back as retryable errors, so the job waits for them.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use serde_json::Value;
 
 use super::import::record_key;
-use super::trail::{Trail, nothing_to_do};
+use super::trail::{Trail, nothing_to_do, prefixed};
 use super::{BackendUnits, Synchronizer, storage_failure};
 use crate::model::{LocalRecord, parse_timestamp};
 use crate::queue::now_ms;
@@ -32,23 +35,100 @@ impl Synchronizer {
         holder: &str,
         trail: &mut Trail,
     ) -> Result<String, JobFailure> {
-        let binding = self
-            .storage
-            .binding_of_local(b.name(), model, local_id)
+        self.export_one(b, model, local_id, fields, holder, trail, &[])
             .await
-            .map_err(storage_failure)?;
-        let key = match &binding {
-            Some(bd) => record_key(b.name(), model, &bd.external_id),
-            None => format!("record:{}:{model}:local:{local_id}", b.name()),
-        };
-        self.lock(&key, holder).await?;
-        let result = self
-            .export_locked(b, model, local_id, fields, holder, trail)
-            .await;
-        self.unlock(&key, holder).await;
-        result
     }
 
+    #[allow(clippy::too_many_arguments)]
+    fn export_one<'a>(
+        &'a self,
+        b: &'a BackendUnits,
+        model: &'a str,
+        local_id: &'a str,
+        fields: Option<&'a [String]>,
+        holder: &'a str,
+        trail: &'a mut Trail,
+        ancestors: &'a [(String, String)],
+    ) -> Pin<Box<dyn Future<Output = Result<String, JobFailure>> + Send + 'a>> {
+        Box::pin(async move {
+            let binding = self
+                .storage
+                .binding_of_local(b.name(), model, local_id)
+                .await
+                .map_err(storage_failure)?;
+            let key = match &binding {
+                Some(bd) => record_key(b.name(), model, &bd.external_id),
+                None => format!("record:{}:{model}:local:{local_id}", b.name()),
+            };
+            self.lock(&key, holder).await?;
+            let result = self
+                .export_locked(b, model, local_id, fields, holder, trail, ancestors)
+                .await;
+            self.unlock(&key, holder).await;
+            result
+        })
+    }
+
+    /// Export the local records `record` points to that the backend does
+    /// not have yet (OCA's `_export_dependencies`).
+    #[allow(clippy::too_many_arguments)]
+    async fn export_dependencies(
+        &self,
+        b: &BackendUnits,
+        model: &str,
+        record: &LocalRecord,
+        holder: &str,
+        trail: &mut Trail,
+        ancestors: &[(String, String)],
+    ) -> Result<(), JobFailure> {
+        let mut chain = ancestors.to_vec();
+        chain.push((model.to_string(), record.id.clone()));
+        let deps = trail.call(
+            &format!("listing what {model} {} needs exported first", record.id),
+            b.mapper
+                .export_dependencies(&b.ctx, model, record.clone())
+                .await,
+        )?;
+        for (k, dep) in deps.iter().enumerate() {
+            let bound = self
+                .storage
+                .binding_of_local(b.name(), &dep.model, &dep.local_id)
+                .await
+                .map_err(storage_failure)?;
+            if bound.is_some() {
+                continue;
+            }
+            let step = format!(
+                "{model} {} needs {} {} exported first",
+                record.id, dep.model, dep.local_id
+            );
+            if chain.contains(&(dep.model.clone(), dep.local_id.clone())) {
+                return Err(JobFailure::fail(
+                    "dependencies",
+                    format!(
+                        "{step}, but it is already being exported on the way here: the mapper's export dependencies form a cycle"
+                    ),
+                ));
+            }
+            if ancestors.len() as u32 >= self.settings.max_dependency_depth {
+                return Err(JobFailure::fail(
+                    "dependencies",
+                    format!(
+                        "{step}, but dependencies nest deeper than {} levels; check the mapper's export dependencies for a cycle",
+                        self.settings.max_dependency_depth
+                    ),
+                ));
+            }
+            // Each dependency leases under a name of its own.
+            let holder = format!("{holder}:{}:{k}", chain.len());
+            self.export_one(b, &dep.model, &dep.local_id, None, &holder, trail, &chain)
+                .await
+                .map_err(|f| prefixed(&step, f))?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn export_locked(
         &self,
         b: &BackendUnits,
@@ -57,6 +137,7 @@ impl Synchronizer {
         fields: Option<&[String]>,
         holder: &str,
         trail: &mut Trail,
+        ancestors: &[(String, String)],
     ) -> Result<String, JobFailure> {
         let Some(mut record) = self
             .storage
@@ -68,6 +149,8 @@ impl Synchronizer {
                 "nothing to export: local {model} {local_id} no longer exists"
             ));
         };
+        self.export_dependencies(b, model, &record, holder, trail, ancestors)
+            .await?;
         // Read again under the lease: an import may have bound it meanwhile.
         let binding = self
             .storage

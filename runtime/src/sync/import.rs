@@ -98,7 +98,7 @@ impl Synchronizer {
         holder: &str,
         trail: &mut Trail,
     ) -> Result<Imported, JobFailure> {
-        self.import_one(b, model, external_id, None, force, holder, trail, 0)
+        self.import_one(b, model, external_id, None, force, holder, trail, &[])
             .await
             .map(|(i, _)| i)
     }
@@ -114,10 +114,18 @@ impl Synchronizer {
         trail: &mut Trail,
     ) -> Result<Done, JobFailure> {
         let id = record.external_id.clone();
-        self.import_many(b, model, vec![(id, Some(record))], false, holder, trail, 0)
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(JobFailure::fail("import", "nothing was imported")))
+        self.import_many(
+            b,
+            model,
+            vec![(id, Some(record))],
+            false,
+            holder,
+            trail,
+            &[],
+        )
+        .await
+        .pop()
+        .unwrap_or_else(|| Err(JobFailure::fail("import", "nothing was imported")))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -130,7 +138,7 @@ impl Synchronizer {
         force: bool,
         holder: &'a str,
         trail: &'a mut Trail,
-        depth: u32,
+        ancestors: &'a [(String, String)],
     ) -> Flow<'a> {
         Box::pin(async move {
             let key = record_key(b.name(), model, external_id);
@@ -143,7 +151,7 @@ impl Synchronizer {
                     force,
                     holder,
                     trail,
-                    depth,
+                    ancestors,
                 )
                 .await
                 .pop()
@@ -165,7 +173,7 @@ impl Synchronizer {
         force: bool,
         holder: &str,
         trail: &mut Trail,
-        depth: u32,
+        ancestors: &[(String, String)],
     ) -> Vec<Result<Done, JobFailure>> {
         let n = wanted.len();
         let mut results: Vec<Option<Result<Done, JobFailure>>> = (0..n).map(|_| None).collect();
@@ -295,7 +303,30 @@ impl Synchronizer {
             }
         }
         let mut dep_failures: HashMap<(String, String), JobFailure> = HashMap::new();
-        if !missing.is_empty() && depth >= self.settings.max_dependency_depth {
+        // The records being imported on the way here, these included: a
+        // dependency among them is a cycle, which would otherwise wait on
+        // its own lease forever.
+        let mut chain: Vec<(String, String)> = ancestors.to_vec();
+        chain.extend(ids.iter().map(|id| (model.to_string(), id.clone())));
+        missing.retain(|d| {
+            let key = (d.model.clone(), d.external_id.clone());
+            if chain.contains(&key) {
+                dep_failures.insert(
+                    key,
+                    JobFailure::fail(
+                        "dependencies",
+                        format!(
+                            "{} {} is already being imported on the way here: the mapper's dependencies form a cycle",
+                            d.model, d.external_id
+                        ),
+                    ),
+                );
+                false
+            } else {
+                true
+            }
+        });
+        if !missing.is_empty() && ancestors.len() as u32 >= self.settings.max_dependency_depth {
             for d in &missing {
                 dep_failures.insert(
                     (d.model.clone(), d.external_id.clone()),
@@ -312,23 +343,26 @@ impl Synchronizer {
             let calls: Vec<_> = missing
                 .iter()
                 .enumerate()
-                .map(|(k, d)| async move {
-                    let mut t = Trail::default();
-                    // Each dependency import leases under a name of its own.
-                    let holder = format!("{holder}:{k}");
-                    let r = self
-                        .import_one(
-                            b,
-                            &d.model,
-                            &d.external_id,
-                            None,
-                            false,
-                            &holder,
-                            &mut t,
-                            depth + 1,
-                        )
-                        .await;
-                    (*d, r, t)
+                .map(|(k, d)| {
+                    let chain = &chain;
+                    async move {
+                        let mut t = Trail::default();
+                        // Each dependency import leases under a name of its own.
+                        let holder = format!("{holder}:{}:{k}", chain.len());
+                        let r = self
+                            .import_one(
+                                b,
+                                &d.model,
+                                &d.external_id,
+                                None,
+                                false,
+                                &holder,
+                                &mut t,
+                                chain,
+                            )
+                            .await;
+                        (*d, r, t)
+                    }
                 })
                 .collect();
             let imported: Vec<(&Dependency, Result<Done, JobFailure>, Trail)> = stream::iter(calls)

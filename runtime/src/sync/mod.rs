@@ -35,7 +35,7 @@ use crate::capabilities::{CallContext, Services};
 use crate::events::{EventBus, GuestListener};
 use crate::host::{CallReport, Host, LoadError, Unit};
 use crate::limits::SandboxLimits;
-use crate::model::{Dependency, LocalRecord, Manifest, RemoteRecord};
+use crate::model::{Dependency, LocalDependency, LocalRecord, Manifest, RemoteRecord};
 use crate::queue::job::Job;
 use crate::queue::worker::{Handled, Handler, JobFailure, WorkerPool};
 use crate::queue::{Queue, now_ms};
@@ -121,6 +121,12 @@ pub trait MapperUnit: Send + Sync {
         record: LocalRecord,
         changed: Option<Vec<String>>,
     ) -> CallReport<String>;
+    async fn export_dependencies(
+        &self,
+        ctx: &Arc<CallContext>,
+        model: &str,
+        record: LocalRecord,
+    ) -> CallReport<Vec<LocalDependency>>;
 }
 
 #[async_trait]
@@ -149,6 +155,14 @@ impl MapperUnit for Unit {
         changed: Option<Vec<String>>,
     ) -> CallReport<String> {
         Unit::map_export(self, ctx, model, record, changed).await
+    }
+    async fn export_dependencies(
+        &self,
+        ctx: &Arc<CallContext>,
+        model: &str,
+        record: LocalRecord,
+    ) -> CallReport<Vec<LocalDependency>> {
+        Unit::export_dependencies(self, ctx, model, record).await
     }
 }
 

@@ -771,3 +771,103 @@ async fn bad_sync_jobs_are_refused_with_the_reason() {
         "{messages:?}"
     );
 }
+
+/// The probe fixture's mapper names a local record's `needs` as its export
+/// dependencies, and its adapter creates anything: enough to see the
+/// synchronizer export what a record needs first, and refuse a cycle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_creates_what_the_record_needs_first_and_names_a_cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(
+        SqliteStorage::open(&dir.path().join("junction.db"))
+            .await
+            .unwrap(),
+    );
+    let node = Node::start(storage.clone(), node_config("node-a"))
+        .await
+        .unwrap();
+    let probe = std::fs::read(junction_test_artifacts::PROBE).unwrap();
+    node.sync.install(&probe).await.unwrap();
+    let config: BackendConfig = serde_json::from_value(json!({
+        "name": "lab", "kind": "probe", "version": "1.2.0", "base_url": "http://127.0.0.1:9",
+    }))
+    .unwrap();
+    node.sync.configure(&config).await.unwrap();
+    let records = [
+        ("category", "c1", json!([])),
+        (
+            "product",
+            "p1",
+            json!([{"model": "category", "local_id": "c1"}]),
+        ),
+        (
+            "product",
+            "p2",
+            json!([{"model": "product", "local_id": "p3"}]),
+        ),
+        (
+            "product",
+            "p3",
+            json!([{"model": "product", "local_id": "p2"}]),
+        ),
+    ];
+    for (model, id, needs) in records {
+        node.bus
+            .put_record(&junction_runtime::storage::RecordWrite {
+                model: model.into(),
+                id: id.into(),
+                data: json!({"name": id, "needs": needs}).to_string(),
+                expected_version: None,
+                origin_backend: None,
+                bind: None,
+            })
+            .await
+            .unwrap();
+    }
+    let export = |model: &str, id: &str| {
+        JobSpec::new(
+            junction_runtime::sync::EXPORT_RECORD,
+            json!({"backend": "lab", "model": model, "local_id": id}),
+        )
+    };
+    node.queue
+        .enqueue_batch(&[export("product", "p1"), export("product", "p2")])
+        .await
+        .unwrap();
+    assert!(node.settle(Duration::from_secs(60)).await.unwrap());
+    let c1 = storage
+        .binding_of_local("lab", "category", "c1")
+        .await
+        .unwrap();
+    let p1 = storage
+        .binding_of_local("lab", "product", "p1")
+        .await
+        .unwrap();
+    assert!(c1.is_some() && p1.is_some(), "{c1:?} {p1:?}");
+    assert!(
+        c1.unwrap().sync_date <= p1.unwrap().sync_date,
+        "the category went first"
+    );
+    let failed = storage
+        .jobs(&JobFilter {
+            state: Some(JobState::Failed),
+            limit: 10,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let message = failed[0].error_message.as_deref().unwrap();
+    assert!(
+        message.contains("product p2 needs product p3 exported first") && message.contains("cycle"),
+        "{message}"
+    );
+    assert!(
+        storage
+            .binding_of_local("lab", "product", "p2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    node.stop(Duration::from_secs(5)).await.unwrap();
+}
