@@ -76,6 +76,18 @@ pub async fn run(args: DemoArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<(
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
+    // The demo edits two products and the third order, and every order
+    // needs a customer and products, every product a category.
+    for (flag, value, least) in [
+        ("--products", args.products, 2),
+        ("--orders", args.orders, 3),
+        ("--customers", args.customers, 1),
+        ("--categories", args.categories, 1),
+    ] {
+        if value < least {
+            bail!("{flag} must be at least {least} for the demo (got {value})");
+        }
+    }
     let began = Instant::now();
     println!("Junction demo: a full sync with a Magento-shaped shop, through the Wasm sandbox");
 
@@ -234,6 +246,16 @@ pub async fn run(args: DemoArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<(
             "   renamed {} products in the shop; batch import: {}",
             edited.len(),
             job.result.or(job.error_message).unwrap_or_default()
+        );
+    }
+    if let Some(first) = edited.first()
+        && let Some(b) = storage.binding(BACKEND, "product", first).await?
+        && let Some(r) = storage.record("product", &b.local_id).await?
+    {
+        let data: Value = serde_json::from_str(&r.data)?;
+        println!(
+            "   local product {} ({}) is now named {}",
+            b.external_id, b.local_id, data["name"]
         );
     }
 
