@@ -464,7 +464,7 @@ async fn summary(
         db.display()
     );
     println!(
-        "   junction demo --rate-limit 300        watch 429 answers get waited out and retried"
+        "   junction demo --rate-limit 5          watch 429 answers get waited out and retried"
     );
     println!("   cargo test --workspace                the end-to-end tests");
     println!(

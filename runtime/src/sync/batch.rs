@@ -78,19 +78,19 @@ const MAX_WAITS: u32 = 10;
 /// retries later instead of holding a worker.
 const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Sleep for a retryable failure's delay (1 s when it names none) and say
-/// so; `false` for failures that are not worth waiting for here.
+/// Sleep for the delay a failure names (a rate limit's reset, a 503's
+/// `Retry-After`, a lease held elsewhere) and say so; `false` for failures
+/// that name none (traps, deadlines: the queue's back-off handles those)
+/// or a delay too long to hold a worker for.
 async fn wait_for(f: &JobFailure) -> bool {
     match f {
-        JobFailure::Retry { after, .. } => {
-            let delay = after.unwrap_or(std::time::Duration::from_secs(1));
-            if delay > MAX_WAIT {
-                return false;
-            }
-            tokio::time::sleep(delay).await;
+        JobFailure::Retry {
+            after: Some(delay), ..
+        } if *delay <= MAX_WAIT => {
+            tokio::time::sleep(*delay).await;
             true
         }
-        JobFailure::Fail { .. } => false,
+        _ => false,
     }
 }
 
