@@ -1,9 +1,12 @@
 -- Leases on a name (a record being synced, a batch import running), so that
 -- two workers — on this node or another — never run the same sync at once.
--- A holder that dies leaves a lease that simply expires.
+-- A lease held by a job lapses as soon as that job is no longer claimed or
+-- running (a crashed node's jobs go back to pending); any lease lapses at
+-- `until`.
 CREATE TABLE sync_locks (
     key    TEXT    PRIMARY KEY,
     holder TEXT    NOT NULL,
+    job    INTEGER,
     until  INTEGER NOT NULL
 );
 

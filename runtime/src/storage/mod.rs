@@ -343,7 +343,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
     /// Take the leases `keys` for `holder` until `until` (Unix ms), in one
     /// transaction; per key, `false` when another holder has it and it has
-    /// not expired.
+    /// not lapsed. A holder named `job-<id>…` is that job: its leases lapse
+    /// as soon as the job is no longer claimed or running (a crashed node's
+    /// jobs go back to pending), not only at `until`.
     async fn lock(
         &self,
         keys: &[String],

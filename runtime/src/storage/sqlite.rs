@@ -1284,16 +1284,22 @@ impl Storage for SqliteStorage {
         now: i64,
         until: i64,
     ) -> Result<Vec<bool>, StorageError> {
+        let job = holder_job(holder);
         let mut tx = self.writer.begin_with(BEGIN).await?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             let n = sqlx::query(
-                "INSERT INTO sync_locks (key, holder, until) VALUES (?, ?, ?)
-                 ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, until = excluded.until
-                 WHERE sync_locks.until < ? OR sync_locks.holder = excluded.holder",
+                "INSERT INTO sync_locks (key, holder, job, until) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, job = excluded.job,
+                     until = excluded.until
+                 WHERE sync_locks.until < ? OR sync_locks.holder = excluded.holder
+                    OR (sync_locks.job IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM jobs WHERE jobs.id = sync_locks.job
+                          AND jobs.state IN ('enqueued', 'started')))",
             )
             .bind(key)
             .bind(holder)
+            .bind(job)
             .bind(until)
             .bind(now)
             .execute(&mut *tx)
@@ -1553,6 +1559,15 @@ async fn put_in(tx: &mut Transaction<'_, Sqlite>, write: &RecordWrite, now: i64)
         updated_at: format_timestamp(now),
     };
     Ok(Some((record, stored)))
+}
+
+/// The job a lease holder named `job-<id>…` stands for.
+fn holder_job(holder: &str) -> Option<i64> {
+    let rest = holder.strip_prefix("job-")?;
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..digits].parse().ok()
 }
 
 /// Ids per `IN (...)` list, under SQLite's bound-parameter limit.

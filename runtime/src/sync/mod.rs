@@ -637,7 +637,9 @@ impl SyncHandler {
                 other => JobFailure::fail("config", other.to_string()),
             })?;
         trail.digest = Some(backend.adapter.digest().to_string());
-        let holder = format!("{}:{}", self.sync.node, job.id);
+        // Leases named after the job lapse when the job stops running,
+        // even if this node dies holding them.
+        let holder = format!("job-{}:{}", job.id, self.sync.node);
         let s = &self.sync;
         match self.function {
             IMPORT_RECORD => {

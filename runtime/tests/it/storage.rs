@@ -753,3 +753,29 @@ async fn connectors_and_backends_are_stored_once() {
         assert!(s.connectors().await.unwrap().is_empty(), "{name}");
     }
 }
+
+#[tokio::test]
+async fn a_jobs_lease_lapses_when_the_job_stops_running() {
+    for (name, s, _dir) in storages().await {
+        let id = s.enqueue(&[job("f")], 1).await.unwrap()[0].id;
+        assert_eq!(start_all(s.as_ref(), 2).await, vec![id], "{name}");
+        let holder = format!("job-{id}:node-a");
+        let r = vec!["r".to_string()];
+        assert_eq!(
+            s.lock(&r, &holder, 3, 1_000_000).await.unwrap(),
+            vec![true],
+            "{name}"
+        );
+        assert_eq!(
+            s.lock(&r, "job-999:node-b", 4, 1_000_000).await.unwrap(),
+            vec![false],
+            "{name}: held while the job runs"
+        );
+        s.complete(&[done(id)], &[], 5).await.unwrap();
+        assert_eq!(
+            s.lock(&r, "job-999:node-b", 6, 1_000_000).await.unwrap(),
+            vec![true],
+            "{name}: the holder job is done, so its lease lapsed"
+        );
+    }
+}
