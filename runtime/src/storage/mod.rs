@@ -142,6 +142,33 @@ pub struct StoredBackend {
     pub updated_at: i64,
 }
 
+/// One write of a [`Storage::write_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    Lock {
+        keys: Vec<String>,
+        holder: String,
+        now: i64,
+        until: i64,
+    },
+    Unlock {
+        keys: Vec<String>,
+        holder: String,
+    },
+    Put {
+        writes: Vec<RecordWrite>,
+        now: i64,
+    },
+}
+
+/// What one [`WriteOp`] did, as its own method would have answered.
+#[derive(Debug)]
+pub enum WriteDone {
+    Locked(Vec<bool>),
+    Unlocked,
+    Put(Vec<PutOutcome>),
+}
+
 /// What one write of [`Storage::put_records`] did: the stored record and
 /// its event, `None` when nothing changed, or why it was refused.
 pub type PutOutcome = Result<Option<(LocalRecord, StoredEvent)>, StorageError>;
@@ -355,6 +382,12 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<bool>, StorageError>;
     /// Give leases back (those `holder` still has).
     async fn unlock(&self, keys: &[String], holder: &str) -> Result<(), StorageError>;
+
+    /// Several lease and record writes in one transaction, in order, each
+    /// answered as its own method would (the synchronizer's group commit:
+    /// concurrent jobs share a transaction instead of queueing for the
+    /// writer one by one).
+    async fn write_batch(&self, ops: &[WriteOp]) -> Result<Vec<WriteDone>, StorageError>;
 
     /// Store a connector component; `false` when that digest was there.
     async fn install_connector(

@@ -21,7 +21,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::migrate::{self, Migration};
 use super::{
     Binding, ClaimRequest, InstalledConnector, PutOutcome, RecordWrite, StateCount, Storage,
-    StorageError, StoredBackend, StoredEvent,
+    StorageError, StoredBackend, StoredEvent, WriteDone, WriteOp,
 };
 use crate::capabilities::egress::AuditEntry;
 use crate::model::{Event, LocalRecord, format_timestamp};
@@ -962,20 +962,30 @@ impl Storage for SqliteStorage {
         now: i64,
     ) -> Result<Vec<PutOutcome>, StorageError> {
         let mut tx = self.writer.begin_with(BEGIN).await?;
-        let mut out = Vec::with_capacity(writes.len());
-        for write in writes {
-            // A savepoint per write, so that one refused write leaves the
-            // others of the batch in place.
-            sqlx::query("SAVEPOINT put").execute(&mut *tx).await?;
-            let result = put_in(&mut tx, write, now).await;
-            if result.is_err() {
-                sqlx::query("ROLLBACK TO put").execute(&mut *tx).await?;
-            }
-            sqlx::query("RELEASE put").execute(&mut *tx).await?;
-            match result {
-                Err(StorageError::Database(e)) => return Err(StorageError::Database(e)),
-                other => out.push(other),
-            }
+        let out = put_many_in(&mut tx, writes, now).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn write_batch(&self, ops: &[WriteOp]) -> Result<Vec<WriteDone>, StorageError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(match op {
+                WriteOp::Lock {
+                    keys,
+                    holder,
+                    now,
+                    until,
+                } => WriteDone::Locked(lock_in(&mut tx, keys, holder, *now, *until).await?),
+                WriteOp::Unlock { keys, holder } => {
+                    unlock_in(&mut tx, keys, holder).await?;
+                    WriteDone::Unlocked
+                }
+                WriteOp::Put { writes, now } => {
+                    WriteDone::Put(put_many_in(&mut tx, writes, *now).await?)
+                }
+            });
         }
         tx.commit().await?;
         Ok(out)
@@ -1284,42 +1294,15 @@ impl Storage for SqliteStorage {
         now: i64,
         until: i64,
     ) -> Result<Vec<bool>, StorageError> {
-        let job = holder_job(holder);
         let mut tx = self.writer.begin_with(BEGIN).await?;
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            let n = sqlx::query(
-                "INSERT INTO sync_locks (key, holder, job, until) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, job = excluded.job,
-                     until = excluded.until
-                 WHERE sync_locks.until < ? OR sync_locks.holder = excluded.holder
-                    OR (sync_locks.job IS NOT NULL AND NOT EXISTS (
-                        SELECT 1 FROM jobs WHERE jobs.id = sync_locks.job
-                          AND jobs.state IN ('enqueued', 'started')))",
-            )
-            .bind(key)
-            .bind(holder)
-            .bind(job)
-            .bind(until)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            out.push(n > 0);
-        }
+        let out = lock_in(&mut tx, keys, holder, now, until).await?;
         tx.commit().await?;
         Ok(out)
     }
 
     async fn unlock(&self, keys: &[String], holder: &str) -> Result<(), StorageError> {
         let mut tx = self.writer.begin_with(BEGIN).await?;
-        for key in keys {
-            sqlx::query("DELETE FROM sync_locks WHERE key = ? AND holder = ?")
-                .bind(key)
-                .bind(holder)
-                .execute(&mut *tx)
-                .await?;
-        }
+        unlock_in(&mut tx, keys, holder).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1559,6 +1542,78 @@ async fn put_in(tx: &mut Transaction<'_, Sqlite>, write: &RecordWrite, now: i64)
         updated_at: format_timestamp(now),
     };
     Ok(Some((record, stored)))
+}
+
+/// Record writes inside a transaction, a savepoint each, so that one
+/// refused write leaves the others in place.
+async fn put_many_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    writes: &[RecordWrite],
+    now: i64,
+) -> Result<Vec<PutOutcome>, StorageError> {
+    let mut out = Vec::with_capacity(writes.len());
+    for write in writes {
+        sqlx::query("SAVEPOINT put").execute(&mut **tx).await?;
+        let result = put_in(tx, write, now).await;
+        if result.is_err() {
+            sqlx::query("ROLLBACK TO put").execute(&mut **tx).await?;
+        }
+        sqlx::query("RELEASE put").execute(&mut **tx).await?;
+        match result {
+            Err(StorageError::Database(e)) => return Err(StorageError::Database(e)),
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
+/// Take leases inside a transaction (see `Storage::lock`).
+async fn lock_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    keys: &[String],
+    holder: &str,
+    now: i64,
+    until: i64,
+) -> Result<Vec<bool>, StorageError> {
+    let job = holder_job(holder);
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        let n = sqlx::query(
+            "INSERT INTO sync_locks (key, holder, job, until) VALUES (?, ?, ?, ?)
+             ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, job = excluded.job,
+                 until = excluded.until
+             WHERE sync_locks.until < ? OR sync_locks.holder = excluded.holder
+                OR (sync_locks.job IS NOT NULL AND NOT EXISTS (
+                    SELECT 1 FROM jobs WHERE jobs.id = sync_locks.job
+                      AND jobs.state IN ('enqueued', 'started')))",
+        )
+        .bind(key)
+        .bind(holder)
+        .bind(job)
+        .bind(until)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        out.push(n > 0);
+    }
+    Ok(out)
+}
+
+/// Give leases back inside a transaction.
+async fn unlock_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    keys: &[String],
+    holder: &str,
+) -> Result<(), StorageError> {
+    for key in keys {
+        sqlx::query("DELETE FROM sync_locks WHERE key = ? AND holder = ?")
+            .bind(key)
+            .bind(holder)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The job a lease holder named `job-<id>…` stands for.

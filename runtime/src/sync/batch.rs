@@ -266,8 +266,8 @@ impl Synchronizer {
         let now = now_ms();
         let until = now + self.settings.lease.as_millis() as i64;
         let taken = self
-            .storage
-            .lock(&keys, holder, now, until)
+            .commit
+            .lock(keys.clone(), holder, now, until)
             .await
             .map_err(storage_failure)?;
         let mut mine = Vec::new();
@@ -318,7 +318,7 @@ impl Synchronizer {
             .filter(|(_, t)| *t)
             .map(|(k, _)| k)
             .collect();
-        if let Err(e) = self.storage.unlock(&taken_keys, holder).await {
+        if let Err(e) = self.commit.unlock(taken_keys, holder).await {
             tracing::warn!(error = %e, "could not release a page's leases; they expire on their own");
         }
         let mut first_failure = None;

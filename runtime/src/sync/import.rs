@@ -477,12 +477,13 @@ impl Synchronizer {
             pending.push((i, changed));
         }
         if !writes.is_empty() {
-            match self.storage.put_records(&writes, now_ms()).await {
+            let local_ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
+            match self.commit.put(writes, now_ms()).await {
                 Ok(stored) => {
-                    for ((outcome, write), (i, changed)) in
-                        stored.into_iter().zip(writes).zip(pending)
+                    for ((outcome, local_id), (i, changed)) in
+                        stored.into_iter().zip(local_ids).zip(pending)
                     {
-                        results[i] = Some(finish(outcome, write.id, changed));
+                        results[i] = Some(finish(outcome, local_id, changed));
                     }
                 }
                 Err(e) => fail_all(storage_failure(e), &mut results),

@@ -17,6 +17,7 @@
 
 pub mod batch;
 mod binder;
+mod commit;
 pub mod export;
 pub mod import;
 pub mod schedule;
@@ -195,6 +196,7 @@ pub struct Synchronizer {
     backends: RwLock<HashMap<String, Arc<BackendUnits>>>,
     units: RwLock<HashMap<String, Unit>>,
     listening: RwLock<HashSet<(String, String)>>,
+    commit: commit::Committer,
 }
 
 impl std::fmt::Debug for Synchronizer {
@@ -239,6 +241,7 @@ impl Synchronizer {
             queue.register_function(f);
         }
         Arc::new(Synchronizer {
+            commit: commit::Committer::start(queue.storage().clone()),
             storage: queue.storage().clone(),
             services: Services::from_one(Arc::new(StoredServices::new(queue.clone()))),
             queue,
@@ -541,8 +544,8 @@ impl Synchronizer {
         let now = now_ms();
         let until = now + self.settings.lease.as_millis() as i64;
         match self
-            .storage
-            .lock(&[key.to_string()], holder, now, until)
+            .commit
+            .lock(vec![key.to_string()], holder, now, until)
             .await
             .map(|v| v.first().copied().unwrap_or(false))
         {
@@ -558,7 +561,7 @@ impl Synchronizer {
     }
 
     pub(crate) async fn unlock(&self, key: &str, holder: &str) {
-        if let Err(e) = self.storage.unlock(&[key.to_string()], holder).await {
+        if let Err(e) = self.commit.unlock(vec![key.to_string()], holder).await {
             // The lease expires on its own; only its holder's speed suffers.
             tracing::warn!(key, error = %e, "could not release a sync lease");
         }

@@ -779,3 +779,63 @@ async fn a_jobs_lease_lapses_when_the_job_stops_running() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_write_batch_answers_each_write_as_its_own_method_would() {
+    use junction_runtime::storage::{WriteDone, WriteOp};
+    for (name, s, _dir) in storages().await {
+        let out = s
+            .write_batch(&[
+                WriteOp::Lock {
+                    keys: vec!["k".into()],
+                    holder: "a".into(),
+                    now: 1,
+                    until: 100,
+                },
+                WriteOp::Lock {
+                    keys: vec!["k".into()],
+                    holder: "b".into(),
+                    now: 1,
+                    until: 100,
+                },
+                WriteOp::Put {
+                    writes: vec![
+                        put("product", "p1", serde_json::json!({"a": 1}), Some(0)),
+                        put("product", "p2", serde_json::json!({"a": 1}), Some(3)),
+                    ],
+                    now: 2,
+                },
+                WriteOp::Unlock {
+                    keys: vec!["k".into()],
+                    holder: "a".into(),
+                },
+            ])
+            .await
+            .unwrap();
+        assert!(
+            matches!(&out[0], WriteDone::Locked(t) if t == &[true]),
+            "{name}: {out:?}"
+        );
+        assert!(
+            matches!(&out[1], WriteDone::Locked(t) if t == &[false]),
+            "{name}: {out:?}"
+        );
+        match &out[2] {
+            WriteDone::Put(p) => {
+                assert!(matches!(p[0], Ok(Some(_))), "{name}");
+                assert!(
+                    matches!(p[1], Err(StorageError::VersionConflict { .. })),
+                    "{name}"
+                );
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        assert!(matches!(out[3], WriteDone::Unlocked), "{name}");
+        assert_eq!(
+            s.lock(&["k".into()], "b", 3, 100).await.unwrap(),
+            vec![true],
+            "{name}"
+        );
+        assert!(s.record("product", "p2").await.unwrap().is_none(), "{name}");
+    }
+}
