@@ -59,11 +59,13 @@ pub struct SyncSettings {
     pub safety_buffer: Duration,
     /// Records per search page.
     pub page_size: u32,
-    /// How long a record or batch lease lasts if its holder dies.
+    /// How long a record or batch lease lasts at most. A lease held by a
+    /// job lapses earlier, as soon as the job stops running.
     pub lease: Duration,
     /// Dependencies of dependencies of … imported inline, at most this deep.
     pub max_dependency_depth: u32,
-    /// Records a direct batch import (no job per record) imports at once.
+    /// Guest calls (reads, dependencies, mappings) a page import runs at
+    /// once.
     pub direct_concurrency: usize,
 }
 
@@ -94,6 +96,14 @@ pub enum SyncError {
     Connector { name: String, reason: String },
     #[error("backend {0:?} is not configured; configure it first")]
     UnknownBackend(String),
+    #[error(
+        "the scheduled import of {model} from backend {backend:?} could not be enqueued: {reason}"
+    )]
+    Schedule {
+        backend: String,
+        model: String,
+        reason: String,
+    },
     #[error("stored configuration of backend {name:?} is unreadable: {reason}")]
     StoredBackend { name: String, reason: String },
 }

@@ -22,7 +22,7 @@ impl Synchronizer {
                 let key = format!("schedule:{}:{}", backend.name, s.model);
                 // A fresh holder name each time: the lease is taken only
                 // once the previous period's has expired.
-                let holder = format!("{}:{now}", self.node);
+                let holder = format!("schedule@{}:{now}", self.node);
                 let until = now + s.every.as_millis() as i64;
                 let taken = self.storage.lock(&[key], &holder, now, until).await?;
                 if !taken.first().copied().unwrap_or(false) {
@@ -43,9 +43,10 @@ impl Synchronizer {
                 self.queue
                     .enqueue(spec)
                     .await
-                    .map_err(|e| SyncError::Connector {
-                        name: backend.name.clone(),
-                        reason: format!("its scheduled import could not be enqueued: {e}"),
+                    .map_err(|e| SyncError::Schedule {
+                        backend: backend.name.clone(),
+                        model: s.model.clone(),
+                        reason: e.to_string(),
                     })?;
                 started += 1;
             }
