@@ -322,18 +322,25 @@ impl Synchronizer {
             tracing::warn!(error = %e, "could not release a page's leases; they expire on their own");
         }
         let mut first_failure = None;
-        for result in results {
+        let mut refused = Vec::new();
+        for (result, (_, record)) in results.into_iter().zip(wanted) {
             match result {
                 Ok((Imported::Created { .. }, _)) => report.created += 1,
                 Ok((Imported::Updated { .. }, _)) => report.updated += 1,
                 Ok(_) => report.skipped += 1,
+                // A record that cannot be imported gets a job of its own,
+                // which fails visibly with the reason and can be requeued
+                // once fixed; the stream moves on.
+                Err(JobFailure::Fail { .. }) => refused.extend(record),
                 Err(f) => {
                     first_failure.get_or_insert(f);
                 }
             }
         }
-        // The cursor must not pass a record that failed: the run fails and
-        // is retried over the same window (the imported ones are skipped).
+        self.enqueue_page(b, model, refused, report).await?;
+        // The cursor must not pass a record that may still import: the run
+        // fails and is retried over the same window (the imported ones are
+        // skipped then).
         match first_failure {
             Some(f) => Err(f),
             None => Ok(()),

@@ -597,6 +597,30 @@ async fn a_permanent_error_fails_one_job_and_the_others_go_through() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_batch_hands_a_bad_record_to_its_own_failed_job_and_moves_on() {
+    let w = world().await;
+    let bad = sku(5);
+    assert!(w.shop.edit_product(&bad, |p| p["price"] = json!("lots")));
+    w.run(batch_jobs("shop", &["product"], true)).await;
+    let run = w.jobs(IMPORT_BATCH).await.remove(0);
+    assert_eq!(run.state, JobState::Done, "{run:?}");
+    let failed = w.failed().await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].function, IMPORT_RECORD);
+    let message = failed[0].error_message.as_deref().unwrap();
+    assert!(message.contains("\"lots\" is not a number"), "{message}");
+    assert_eq!(w.bound("product").await, small().products as i64 - 1);
+    assert!(
+        w.storage
+            .state_get("shop", "import:product:since")
+            .await
+            .unwrap()
+            .is_some(),
+        "the cursor moved on"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_whose_customer_cannot_be_imported_stays_failed_with_the_reason() {
     let w = world().await;
     w.shop.edit_order(4, |o| o["customer_id"] = json!(9999));
