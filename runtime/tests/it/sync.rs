@@ -76,10 +76,8 @@ fn backend(shop: &Shop, version: &str) -> BackendConfig {
     .unwrap()
 }
 
-async fn world_with(config: ShopConfig, version: &str) -> World {
-    let shop = Shop::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+/// A node on a fresh SQLite file.
+async fn fresh_node() -> (tempfile::TempDir, Arc<SqliteStorage>, Node) {
     let dir = tempfile::tempdir().unwrap();
     let storage = Arc::new(
         SqliteStorage::open(&dir.path().join("junction.db"))
@@ -89,6 +87,14 @@ async fn world_with(config: ShopConfig, version: &str) -> World {
     let node = Node::start(storage.clone(), node_config("node-a"))
         .await
         .unwrap();
+    (dir, storage, node)
+}
+
+async fn world_with(config: ShopConfig, version: &str) -> World {
+    let shop = Shop::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (dir, storage, node) = fresh_node().await;
     node.sync
         .install(junction_connectors::MAGENTO)
         .await
@@ -801,15 +807,7 @@ async fn bad_sync_jobs_are_refused_with_the_reason() {
 /// synchronizer export what a record needs first, and refuse a cycle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_creates_what_the_record_needs_first_and_names_a_cycle() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(
-        SqliteStorage::open(&dir.path().join("junction.db"))
-            .await
-            .unwrap(),
-    );
-    let node = Node::start(storage.clone(), node_config("node-a"))
-        .await
-        .unwrap();
+    let (_dir, storage, node) = fresh_node().await;
     let probe = std::fs::read(junction_test_artifacts::PROBE).unwrap();
     node.sync.install(&probe).await.unwrap();
     let config: BackendConfig = serde_json::from_value(json!({
