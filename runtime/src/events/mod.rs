@@ -248,12 +248,37 @@ impl EventBus {
         // One transaction for the whole batch: an event's jobs still exist
         // exactly once, and a busy outbox costs one write, not one per event.
         let mut dispatched = 0;
-        if !batch.is_empty() {
-            let results = storage.dispatch(&batch, now_ms()).await?;
-            for (stored, result) in events.into_iter().zip(results) {
-                if result.is_some() {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let results = match storage.dispatch(&batch, now_ms()).await {
+            Ok(results) => results.into_iter().map(Ok).collect(),
+            // One event whose jobs cannot be stored must not hold up the
+            // others: go one by one, and leave only that one in the outbox.
+            Err(StorageError::Database(e)) => return Err(StorageError::Database(e).into()),
+            Err(_) if batch.len() > 1 => {
+                let mut one_by_one = Vec::with_capacity(batch.len());
+                for item in batch {
+                    one_by_one.push(
+                        storage
+                            .dispatch(std::slice::from_ref(&item), now_ms())
+                            .await
+                            .map(|mut r| r.pop().flatten()),
+                    );
+                }
+                one_by_one
+            }
+            Err(e) => vec![Err(e)],
+        };
+        for (stored, result) in events.into_iter().zip(results) {
+            match result {
+                Ok(Some(_)) => {
                     dispatched += 1;
                     let _ = self.live.send(stored);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(event = stored.id, %e, "its jobs could not be stored; event stays in the outbox")
                 }
             }
         }
