@@ -17,12 +17,11 @@ use junction_demo_shop::{Seed, Shop, ShopConfig};
 use junction_runtime::backend::BackendConfig;
 use junction_runtime::host::HostConfig;
 use junction_runtime::node::{Node, NodeConfig};
-use junction_runtime::queue::JobSpec;
 use junction_runtime::queue::job::{Job, JobFilter, JobState};
 use junction_runtime::storage::Storage;
 use junction_runtime::storage::sqlite::SqliteStorage;
-use junction_runtime::sync::batch::batch_jobs;
-use junction_runtime::sync::{EXPORT_RECORD, IMPORT_BATCH};
+use junction_runtime::sync::EXPORT_RECORD;
+use junction_runtime::sync::batch::{batch_job, batch_jobs};
 use serde_json::{Value, json};
 
 /// In dependency order: what a model's records point to comes first.
@@ -234,12 +233,10 @@ pub async fn run(args: DemoArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<(
             ))
         });
     }
-    let mut s = JobSpec::new(
-        IMPORT_BATCH,
-        json!({"backend": BACKEND, "model": "product"}),
-    );
-    s.backend = Some(BACKEND.into());
-    let batch = node.queue.enqueue(s).await?;
+    let batch = node
+        .queue
+        .enqueue(batch_job(BACKEND, "product", false))
+        .await?;
     settle(&node).await?;
     if let Some(job) = storage.job(batch.id).await? {
         println!(

@@ -1184,22 +1184,10 @@ impl Storage for SqliteStorage {
         model: &str,
         external_id: &str,
     ) -> Result<Option<Binding>, StorageError> {
-        let row: Option<(String, i64, Option<String>)> = sqlx::query_as(
-            "SELECT local_id, sync_date, synced FROM bindings WHERE backend = ? AND model = ? AND external_id = ?",
-        )
-        .bind(backend)
-        .bind(model)
-        .bind(external_id)
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(row.map(|(local_id, sync_date, synced)| Binding {
-            backend: backend.to_string(),
-            model: model.to_string(),
-            external_id: external_id.to_string(),
-            local_id,
-            sync_date,
-            synced,
-        }))
+        Ok(self
+            .bindings_of(backend, model, &[external_id.to_string()])
+            .await?
+            .pop())
     }
 
     async fn bindings_of(

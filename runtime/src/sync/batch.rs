@@ -5,6 +5,7 @@
 //! moves to this run's start only after every page was handled, so a crash
 //! means the next run searches the same window again — never a gap.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use super::import::{Imported, is_older, record_key};
@@ -57,19 +58,27 @@ pub fn batch_jobs(backend: &str, models: &[&str], direct: bool) -> Vec<JobSpec> 
         .iter()
         .enumerate()
         .map(|(i, model)| {
-            let mut spec = JobSpec::new(
-                IMPORT_BATCH,
-                serde_json::json!({"backend": backend, "model": model, "direct": direct}),
-            )
-            .identity_key(&format!("batch:{backend}:{model}"));
-            spec.backend = Some(backend.to_string());
-            spec.request.description = Some(format!("import {model} from {backend}"));
+            let spec = batch_job(backend, model, direct);
             if i > 0 {
-                spec = spec.after(Parent::InBatch(i - 1));
+                spec.after(Parent::InBatch(i - 1))
+            } else {
+                spec
             }
-            spec
         })
         .collect()
+}
+
+/// One batch import of `model` from `backend`; its identity key collapses
+/// it with a run of the same import still waiting.
+pub fn batch_job(backend: &str, model: &str, direct: bool) -> JobSpec {
+    let mut spec = JobSpec::new(
+        IMPORT_BATCH,
+        serde_json::json!({"backend": backend, "model": model, "direct": direct}),
+    )
+    .identity_key(&format!("batch:{backend}:{model}"));
+    spec.backend = Some(backend.to_string());
+    spec.request.description = Some(format!("import {model} from {backend}"));
+    spec
 }
 
 /// Waits a batch job sits out within itself before giving up.
@@ -113,12 +122,8 @@ impl Synchronizer {
     ) -> Result<BatchReport, JobFailure> {
         // One run per backend and model at a time, across nodes.
         let key = format!("batch:{}:{model}", b.name());
-        self.lock(&key, holder).await?;
-        let result = self
-            .batch_locked(b, model, direct, since, holder, trail)
-            .await;
-        self.unlock(&key, holder).await;
-        result
+        let run = self.batch_locked(b, model, direct, since, holder, trail);
+        self.leased(&key, holder, run).await
     }
 
     async fn batch_locked(
@@ -213,15 +218,25 @@ impl Synchronizer {
         items: Vec<crate::model::RemoteRecord>,
         report: &mut BatchReport,
     ) -> Result<(), JobFailure> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = items.iter().map(|r| r.external_id.clone()).collect();
+        let synced: HashMap<String, i64> = self
+            .storage
+            .bindings_of(b.name(), model, &ids)
+            .await
+            .map_err(storage_failure)?
+            .into_iter()
+            .map(|bd| (bd.external_id, bd.sync_date))
+            .collect();
         let mut specs = Vec::with_capacity(items.len());
         for item in items {
             // Records synced after their last change need no job at all.
-            let bound = self
-                .storage
-                .binding(b.name(), model, &item.external_id)
-                .await
-                .map_err(storage_failure)?;
-            if bound.is_some_and(|bd| is_older(item.updated_at.as_deref(), bd.sync_date)) {
+            if synced
+                .get(&item.external_id)
+                .is_some_and(|at| is_older(item.updated_at.as_deref(), *at))
+            {
                 report.skipped += 1;
                 continue;
             }

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use serde_json::Value;
 
 use super::import::record_key;
-use super::trail::{Trail, nothing_to_do, prefixed};
+use super::trail::{Trail, prefixed};
 use super::{BackendUnits, Synchronizer, storage_failure};
 use crate::model::{LocalRecord, parse_timestamp};
 use crate::queue::now_ms;
@@ -60,12 +60,8 @@ impl Synchronizer {
                 Some(bd) => record_key(b.name(), model, &bd.external_id),
                 None => format!("record:{}:{model}:local:{local_id}", b.name()),
             };
-            self.lock(&key, holder).await?;
-            let result = self
-                .export_locked(b, model, local_id, fields, holder, trail, ancestors)
-                .await;
-            self.unlock(&key, holder).await;
-            result
+            let export = self.export_locked(b, model, local_id, fields, holder, trail, ancestors);
+            self.leased(&key, holder, export).await
         })
     }
 
@@ -284,15 +280,11 @@ impl Synchronizer {
         trail: &mut Trail,
     ) -> Result<Option<String>, JobFailure> {
         let report = b.mapper.map_export(&b.ctx, model, record, fields).await;
-        match trail.take(report) {
-            Ok(data) if object(&data).is_empty() => Ok(None),
-            Ok(data) => Ok(Some(data)),
-            Err(e) if nothing_to_do(&e).is_some() => Ok(None),
-            Err(e) => Err(super::trail::failure(
-                &format!("mapping {model} {local_id} for {}", b.name()),
-                &e,
-            )),
-        }
+        let data = trail.call_unless_nothing_to_do(
+            &format!("mapping {model} {local_id} for {}", b.name()),
+            report,
+        )?;
+        Ok(data.filter(|d| !object(d).is_empty()))
     }
 
     /// Delete the backend's copy of a deleted local record, then unbind.
@@ -317,27 +309,19 @@ impl Synchronizer {
         };
         let ext = &binding.external_id;
         let key = record_key(b.name(), model, ext);
-        self.lock(&key, holder).await?;
-        let report = b.adapter.delete(&b.ctx, model, ext).await;
-        let result = match trail.take(report) {
-            Ok(()) => Ok(()),
-            Err(e) if nothing_to_do(&e).is_some() => Ok(()),
-            Err(e) => Err(super::trail::failure(
+        let delete = async {
+            let report = b.adapter.delete(&b.ctx, model, ext).await;
+            trail.call_unless_nothing_to_do(
                 &format!("deleting {model} {ext} in {}", b.name()),
-                &e,
-            )),
-        };
-        let result = match result {
-            Ok(()) => self
-                .storage
+                report,
+            )?;
+            self.storage
                 .unbind(b.name(), model, local_id)
                 .await
-                .map(|_| format!("deleted {model} {ext} in {}", b.name()))
-                .map_err(storage_failure),
-            Err(f) => Err(f),
+                .map_err(storage_failure)?;
+            Ok(format!("deleted {model} {ext} in {}", b.name()))
         };
-        self.unlock(&key, holder).await;
-        result
+        self.leased(&key, holder, delete).await
     }
 
     /// Delete the local record bound to a record the backend deleted,
@@ -350,8 +334,7 @@ impl Synchronizer {
         holder: &str,
     ) -> Result<String, JobFailure> {
         let key = record_key(b.name(), model, external_id);
-        self.lock(&key, holder).await?;
-        let result = async {
+        let delete = async {
             let Some(binding) = self
                 .storage
                 .binding(b.name(), model, external_id)
@@ -376,9 +359,7 @@ impl Synchronizer {
                 binding.local_id,
                 b.name()
             ))
-        }
-        .await;
-        self.unlock(&key, holder).await;
-        result
+        };
+        self.leased(&key, holder, delete).await
     }
 }

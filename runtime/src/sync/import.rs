@@ -142,22 +142,22 @@ impl Synchronizer {
     ) -> Flow<'a> {
         Box::pin(async move {
             let key = record_key(b.name(), model, external_id);
-            self.lock(&key, holder).await?;
-            let result = self
-                .import_many(
-                    b,
-                    model,
-                    vec![(external_id.to_string(), found)],
-                    force,
-                    holder,
-                    trail,
-                    ancestors,
-                )
-                .await
-                .pop()
-                .unwrap_or_else(|| Err(JobFailure::fail("import", "nothing was imported")));
-            self.unlock(&key, holder).await;
-            result
+            let import = self.import_many(
+                b,
+                model,
+                vec![(external_id.to_string(), found)],
+                force,
+                holder,
+                trail,
+                ancestors,
+            );
+            self.leased(&key, holder, async {
+                import
+                    .await
+                    .pop()
+                    .unwrap_or_else(|| Err(JobFailure::fail("import", "nothing was imported")))
+            })
+            .await
         })
     }
 

@@ -24,6 +24,7 @@ pub mod schedule;
 pub mod trail;
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -41,7 +42,7 @@ use crate::queue::job::Job;
 use crate::queue::worker::{Handled, Handler, JobFailure, WorkerPool};
 use crate::queue::{Queue, now_ms};
 use crate::registry::{Candidate, RegistryError, UnitRole, pick};
-use crate::storage::{InstalledConnector, Storage, StorageError};
+use crate::storage::{InstalledConnector, Storage, StorageError, StoredBackend};
 
 use trail::Trail;
 
@@ -185,6 +186,9 @@ pub struct BackendUnits {
     pub mapper: Arc<dyn MapperUnit>,
     /// `name version` of each unit's component, for messages.
     pub adapter_label: String,
+    /// Event patterns the adapter component's listener wants (none: no
+    /// listener).
+    pub listens: Vec<String>,
     pub mapper_label: String,
 }
 
@@ -331,14 +335,7 @@ impl Synchronizer {
     /// with the candidates listed.
     pub async fn configure(&self, config: &BackendConfig) -> Result<Arc<BackendUnits>, SyncError> {
         config.validate()?;
-        let candidates = self.candidates().await?;
-        pick(
-            &candidates,
-            UnitRole::Adapter,
-            &config.kind,
-            &config.version,
-        )?;
-        pick(&candidates, UnitRole::Mapper, &config.kind, &config.version)?;
+        let units = self.resolve(config.clone()).await?;
         let text = serde_json::to_string(config).map_err(|e| SyncError::StoredBackend {
             name: config.name.clone(),
             reason: e.to_string(),
@@ -346,11 +343,8 @@ impl Synchronizer {
         self.storage
             .put_backend(&config.name, &config.kind, &config.version, &text, now_ms())
             .await?;
-        self.backends
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&config.name);
-        self.backend(&config.name).await
+        self.activate(units.clone());
+        Ok(units)
     }
 
     /// Forget resolved backends, so that the next job resolves them again
@@ -362,7 +356,9 @@ impl Synchronizer {
             .clear();
     }
 
-    async fn candidates(&self) -> Result<Vec<Candidate>, SyncError> {
+    /// The installed components, as registry candidates with their
+    /// manifests.
+    async fn installed(&self) -> Result<Vec<(Candidate, Manifest)>, SyncError> {
         let mut out = Vec::new();
         for c in self.storage.connectors().await? {
             let manifest: Manifest =
@@ -371,7 +367,7 @@ impl Synchronizer {
                     reason: format!("its stored manifest is unreadable: {e}"),
                 })?;
             let (adapter, mapper) = roles(&manifest);
-            out.push(Candidate {
+            let candidate = Candidate {
                 digest: c.digest,
                 name: c.name,
                 version: c.version,
@@ -379,7 +375,8 @@ impl Synchronizer {
                 backend_versions: c.backend_versions,
                 adapter,
                 mapper,
-            });
+            };
+            out.push((candidate, manifest));
         }
         Ok(out)
     }
@@ -415,36 +412,43 @@ impl Synchronizer {
             .backends()
             .await?
             .into_iter()
-            .map(|b| {
-                serde_json::from_str(&b.config).map_err(|e| SyncError::StoredBackend {
-                    name: b.name,
-                    reason: e.to_string(),
-                })
-            })
+            .map(parse_backend)
             .collect()
     }
 
-    /// Resolve every configured backend (registering its listener); the
-    /// backends that could not be resolved, with the reason.
+    /// Resolve every configured backend not resolved yet (registering its
+    /// listener); the backends that could not be resolved, with the reason.
     pub async fn resolve_all(&self) -> Result<Vec<(String, SyncError)>, StorageError> {
         let mut failed = Vec::new();
         for stored in self.storage.backends().await? {
-            if let Err(e) = self.backend(&stored.name).await {
-                failed.push((stored.name, e));
+            if self.cached(&stored.name).is_some() {
+                continue;
+            }
+            let name = stored.name.clone();
+            let resolved = match parse_backend(stored) {
+                Ok(config) => self.resolve(config).await,
+                Err(e) => Err(e),
+            };
+            match resolved {
+                Ok(units) => self.activate(units),
+                Err(e) => failed.push((name, e)),
             }
         }
         Ok(failed)
     }
 
-    /// A backend's units, resolved through the registry.
-    pub async fn backend(&self, name: &str) -> Result<Arc<BackendUnits>, SyncError> {
-        if let Some(b) = self
-            .backends
+    fn cached(&self, name: &str) -> Option<Arc<BackendUnits>> {
+        self.backends
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
-        {
-            return Ok(b.clone());
+            .cloned()
+    }
+
+    /// A backend's units, resolved through the registry.
+    pub async fn backend(&self, name: &str) -> Result<Arc<BackendUnits>, SyncError> {
+        if let Some(b) = self.cached(name) {
+            return Ok(b);
         }
         let config = self
             .backend_configs()
@@ -452,7 +456,16 @@ impl Synchronizer {
             .into_iter()
             .find(|b| b.name == name)
             .ok_or_else(|| SyncError::UnknownBackend(name.to_string()))?;
-        let candidates = self.candidates().await?;
+        let units = self.resolve(config).await?;
+        self.activate(units.clone());
+        Ok(units)
+    }
+
+    /// Pick and load a backend's units; no side effects, so that a
+    /// configuration nothing serves is refused before anything changes.
+    async fn resolve(&self, config: BackendConfig) -> Result<Arc<BackendUnits>, SyncError> {
+        let installed = self.installed().await?;
+        let candidates: Vec<Candidate> = installed.iter().map(|(c, _)| c.clone()).collect();
         let a = pick(
             &candidates,
             UnitRole::Adapter,
@@ -465,44 +478,48 @@ impl Synchronizer {
         let ctx = config.context(self.services.clone())?;
         // The adapter's component is the connector that knows the backend;
         // its listener (if any) turns local events into exports.
-        if adapter.exports().listener {
-            let manifest: Option<Manifest> = self
-                .storage
-                .connectors()
-                .await?
-                .into_iter()
-                .find(|c| c.digest == a.digest)
-                .and_then(|c| serde_json::from_str(&c.manifest).ok());
-            let key = (name.to_string(), a.digest.clone());
-            let new = self
-                .listening
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key);
-            if let Some(manifest) = manifest.filter(|m| !m.events.is_empty())
-                && new
-            {
-                self.bus.add_listener(Arc::new(GuestListener {
-                    backend: name.to_string(),
-                    unit: adapter.clone(),
-                    ctx: ctx.clone(),
-                    patterns: manifest.events,
-                }));
-            }
-        }
-        let units = Arc::new(BackendUnits {
+        let listens = if adapter.exports().listener {
+            installed
+                .iter()
+                .find(|(c, _)| c.digest == a.digest)
+                .map(|(_, manifest)| manifest.events.clone())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        Ok(Arc::new(BackendUnits {
             adapter_label: format!("{} {}", a.name, a.version),
             mapper_label: format!("{} {}", m.name, m.version),
+            listens,
             config,
             ctx,
             adapter,
             mapper: Arc::new(mapper),
-        });
+        }))
+    }
+
+    /// Put resolved units to use: cache them and register the connector's
+    /// listener for the backend (once per backend and component).
+    fn activate(&self, units: Arc<BackendUnits>) {
+        let name = units.name().to_string();
+        let key = (name.clone(), units.adapter.digest().to_string());
+        let new = self
+            .listening
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key);
+        if new && !units.listens.is_empty() {
+            self.bus.add_listener(Arc::new(GuestListener {
+                backend: name.clone(),
+                unit: units.adapter.clone(),
+                ctx: units.ctx.clone(),
+                patterns: units.listens.clone(),
+            }));
+        }
         self.backends
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), units.clone());
-        Ok(units)
+            .insert(name, units);
     }
 
     /// Use `mapper` for `backend` until the next [`Synchronizer::reload`]
@@ -520,6 +537,7 @@ impl Synchronizer {
             adapter: b.adapter.clone(),
             mapper,
             adapter_label: b.adapter_label.clone(),
+            listens: b.listens.clone(),
             mapper_label: label.to_string(),
         });
         self.backends
@@ -576,6 +594,28 @@ impl Synchronizer {
             tracing::warn!(key, error = %e, "could not release a sync lease");
         }
     }
+
+    /// Run `work` under the lease `key` and give the lease back however it
+    /// ended. `work` is built by the caller but starts only once the lease
+    /// is held.
+    pub(crate) async fn leased<T>(
+        &self,
+        key: &str,
+        holder: &str,
+        work: impl Future<Output = Result<T, JobFailure>>,
+    ) -> Result<T, JobFailure> {
+        self.lock(key, holder).await?;
+        let result = work.await;
+        self.unlock(key, holder).await;
+        result
+    }
+}
+
+fn parse_backend(stored: StoredBackend) -> Result<BackendConfig, SyncError> {
+    serde_json::from_str(&stored.config).map_err(|e| SyncError::StoredBackend {
+        name: stored.name,
+        reason: e.to_string(),
+    })
 }
 
 /// A storage failure inside a flow: transient unless it is a conflict.

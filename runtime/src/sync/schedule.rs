@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use super::{IMPORT_BATCH, SyncError, Synchronizer};
-use crate::queue::{JobSpec, now_ms};
+use super::batch::batch_job;
+use super::{SyncError, Synchronizer};
+use crate::queue::now_ms;
 
 impl Synchronizer {
     /// Enqueue the batch imports that are due; returns how many.
@@ -28,12 +29,7 @@ impl Synchronizer {
                 if !taken.first().copied().unwrap_or(false) {
                     continue;
                 }
-                let mut spec = JobSpec::new(
-                    IMPORT_BATCH,
-                    serde_json::json!({"backend": backend.name, "model": s.model}),
-                )
-                .identity_key(&format!("batch:{}:{}", backend.name, s.model));
-                spec.backend = Some(backend.name.clone());
+                let mut spec = batch_job(&backend.name, &s.model, false);
                 spec.request.description = Some(format!(
                     "scheduled import of {} from {} (every {} s)",
                     s.model,

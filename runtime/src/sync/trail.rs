@@ -35,6 +35,20 @@ impl Trail {
         self.take(report).map_err(|e| failure(step, &e))
     }
 
+    /// Like [`Trail::call`], but the guest saying there was nothing to do
+    /// is `None`, not a failure.
+    pub fn call_unless_nothing_to_do<T>(
+        &mut self,
+        step: &str,
+        report: CallReport<T>,
+    ) -> Result<Option<T>, JobFailure> {
+        match self.take(report) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if nothing_to_do(&e).is_some() => Ok(None),
+            Err(e) => Err(failure(step, &e)),
+        }
+    }
+
     pub fn into_handled(self, result: Result<String, JobFailure>) -> Handled {
         Handled {
             result: Some(result.map(Some)),

@@ -16,7 +16,7 @@ use junction_runtime::queue::JobSpec;
 use junction_runtime::queue::job::{Job, JobFilter, JobState};
 use junction_runtime::storage::Storage;
 use junction_runtime::storage::sqlite::SqliteStorage;
-use junction_runtime::sync::batch::batch_jobs;
+use junction_runtime::sync::batch::{batch_job, batch_jobs};
 use junction_runtime::sync::{DELETE_LOCAL, IMPORT_BATCH, IMPORT_RECORD, SyncError, SyncSettings};
 use serde_json::{Value, json};
 
@@ -124,9 +124,7 @@ async fn world() -> World {
 }
 
 fn batch(model: &str) -> JobSpec {
-    let mut spec = JobSpec::new(IMPORT_BATCH, json!({"backend": "shop", "model": model}));
-    spec.backend = Some("shop".into());
-    spec
+    batch_job("shop", model, false)
 }
 
 fn import(model: &str, id: &str) -> JobSpec {
