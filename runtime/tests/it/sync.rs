@@ -307,7 +307,7 @@ async fn an_incremental_import_picks_only_the_changes() {
 async fn concurrent_workers_on_two_nodes_never_double_import() {
     let w = world().await;
     // A second node on the same database, racing the first; a slow shop
-    // keeps the run long enough for the second node's poll to find work.
+    // keeps several imports of the same records in flight at once.
     let other = Node::start(w.storage.clone(), node_config("node-b"))
         .await
         .unwrap();
@@ -324,7 +324,16 @@ async fn concurrent_workers_on_two_nodes_never_double_import() {
             specs.push(import("order", &id.to_string()));
         }
     }
-    w.run(specs).await;
+    // Half enqueued through each node, so both are woken at once instead
+    // of one waiting for its next poll (which a fast run may never reach).
+    let (a, b) = specs.split_at(specs.len() / 2);
+    let (ra, rb) = tokio::join!(
+        w.node.queue.enqueue_batch(a),
+        other.queue.enqueue_batch(b)
+    );
+    ra.unwrap();
+    rb.unwrap();
+    w.settle().await;
     assert!(other.settle(Duration::from_secs(30)).await.unwrap());
     assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
     let orders = w.storage.records("order", None, 1000).await.unwrap();
