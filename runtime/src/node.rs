@@ -36,6 +36,9 @@ pub struct NodeConfig {
     pub event_poll: Duration,
     /// How often schedules are checked.
     pub schedule_tick: Duration,
+    /// How often the node looks for connector or backend changes made by
+    /// other nodes.
+    pub registry_poll: Duration,
     /// Job functions' tries when a request does not say (0 = unlimited).
     pub default_max_retries: u32,
 }
@@ -52,6 +55,7 @@ impl Default for NodeConfig {
             sync: SyncSettings::default(),
             event_poll: Duration::from_millis(50),
             schedule_tick: Duration::from_secs(1),
+            registry_poll: Duration::from_secs(1),
             default_max_retries: 5,
         }
     }
@@ -127,6 +131,7 @@ impl Node {
         let tasks = vec![
             bus.start(config.event_poll),
             sync.start_schedules(config.schedule_tick),
+            sync.start_following(config.registry_poll),
         ];
         Ok(Node {
             pool: pool.start(),

@@ -34,6 +34,9 @@ pub struct Candidate {
     pub backend_versions: String,
     pub adapter: bool,
     pub mapper: bool,
+    /// The version of its connector that new calls use; inactive versions
+    /// are kept for rollback.
+    pub active: bool,
 }
 
 impl Candidate {
@@ -237,6 +240,7 @@ mod tests {
             backend_versions: range.into(),
             adapter,
             mapper,
+            active: true,
         }
     }
 

@@ -106,7 +106,8 @@ pub enum EventError {
 /// Records, events and their listeners.
 pub struct EventBus {
     queue: Arc<Queue>,
-    listeners: RwLock<Vec<Arc<dyn Listener>>>,
+    /// With the key they were set under, if any.
+    listeners: RwLock<Vec<(Option<String>, Arc<dyn Listener>)>>,
     live: broadcast::Sender<StoredEvent>,
     wake: Notify,
 }
@@ -131,7 +132,17 @@ impl EventBus {
         self.listeners
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .push(listener);
+            .push((None, listener));
+    }
+
+    /// Register, replace (`Some`) or remove (`None`) the listener known
+    /// as `key`. An event being handled by the old one finishes on it.
+    pub fn set_listener(&self, key: &str, listener: Option<Arc<dyn Listener>>) {
+        let mut all = self.listeners.write().unwrap_or_else(|p| p.into_inner());
+        all.retain(|(k, _)| k.as_deref() != Some(key));
+        if let Some(l) = listener {
+            all.push((Some(key.to_string()), l));
+        }
     }
 
     /// A live stream of dispatched events. A subscriber that falls more
@@ -210,7 +221,9 @@ impl EventBus {
             .listeners
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect();
         let mut batch = Vec::new();
         let mut events = Vec::new();
         for stored in storage.undispatched(256).await? {

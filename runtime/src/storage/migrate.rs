@@ -19,6 +19,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "sync",
         sql: include_str!("../../migrations/sqlite/0002_sync.sql"),
     },
+    Migration {
+        version: 3,
+        name: "operate",
+        sql: include_str!("../../migrations/sqlite/0003_operate.sql"),
+    },
 ];
 
 pub(crate) fn latest(migrations: &[Migration]) -> i64 {

@@ -132,6 +132,8 @@ pub struct InstalledConnector {
     /// The manifest as JSON.
     pub manifest: String,
     pub installed_at: i64,
+    /// The version of its connector (by name) that new calls use.
+    pub active: bool,
 }
 
 /// A backend's configuration as stored (JSON of `BackendConfig`).
@@ -389,7 +391,8 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// writer one by one).
     async fn write_batch(&self, ops: &[WriteOp]) -> Result<Vec<WriteDone>, StorageError>;
 
-    /// Store a connector component; `false` when that digest was there.
+    /// Store a connector component (inactive); `false` when that digest
+    /// was there.
     async fn install_connector(
         &self,
         connector: &InstalledConnector,
@@ -397,8 +400,20 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     ) -> Result<bool, StorageError>;
     async fn connectors(&self) -> Result<Vec<InstalledConnector>, StorageError>;
     async fn connector_component(&self, digest: &str) -> Result<Option<Vec<u8>>, StorageError>;
-    /// Remove an installed connector; `false` when there was none.
+    /// Remove an installed connector; `false` when there was none. Its
+    /// activations go with it.
     async fn remove_connector(&self, digest: &str) -> Result<bool, StorageError>;
+    /// Make an installed component the active version of its connector
+    /// (the others of that name become inactive); `false` when no such
+    /// digest is installed.
+    async fn activate_connector(&self, digest: &str, now: i64) -> Result<bool, StorageError>;
+    /// Make the version active before the current one again; the digest
+    /// now active, or `None` when there is nothing to go back to.
+    async fn rollback_connector(&self, name: &str, now: i64)
+    -> Result<Option<String>, StorageError>;
+    /// A number that changes whenever connectors or backends change, on
+    /// any node.
+    async fn registry_generation(&self) -> Result<i64, StorageError>;
 
     /// Create or replace a backend's configuration.
     async fn put_backend(

@@ -1303,7 +1303,7 @@ impl Storage for SqliteStorage {
         let mut tx = self.writer.begin_with(BEGIN).await?;
         let n = sqlx::query(
             "INSERT INTO connectors (digest, name, version, backend_kind, backend_versions, manifest, component, active, installed_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (digest) DO NOTHING",
+             VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (digest) DO NOTHING",
         )
         .bind(&c.digest)
         .bind(&c.name)
@@ -1321,8 +1321,8 @@ impl Storage for SqliteStorage {
     }
 
     async fn connectors(&self) -> Result<Vec<InstalledConnector>, StorageError> {
-        let rows: Vec<(String, String, String, String, String, String, i64)> = sqlx::query_as(
-            "SELECT digest, name, version, backend_kind, backend_versions, manifest, installed_at
+        let rows: Vec<(String, String, String, String, String, String, i64, bool)> = sqlx::query_as(
+            "SELECT digest, name, version, backend_kind, backend_versions, manifest, installed_at, active
              FROM connectors ORDER BY name, installed_at",
         )
         .fetch_all(&self.reader)
@@ -1338,6 +1338,7 @@ impl Storage for SqliteStorage {
                     backend_versions,
                     manifest,
                     installed_at,
+                    active,
                 )| {
                     InstalledConnector {
                         digest,
@@ -1347,6 +1348,7 @@ impl Storage for SqliteStorage {
                         backend_versions,
                         manifest,
                         installed_at,
+                        active,
                     }
                 },
             )
@@ -1369,8 +1371,92 @@ impl Storage for SqliteStorage {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        sqlx::query("DELETE FROM connector_activations WHERE digest = ?")
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
+        bump_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(n > 0)
+    }
+
+    async fn activate_connector(&self, digest: &str, now: i64) -> Result<bool, StorageError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let name: Option<String> =
+            sqlx::query_scalar("SELECT name FROM connectors WHERE digest = ?")
+                .bind(digest)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(name) = name else {
+            return Ok(false);
+        };
+        sqlx::query("UPDATE connectors SET active = (digest = ?) WHERE name = ?")
+            .bind(digest)
+            .bind(&name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO connector_activations (name, digest, at) VALUES (?, ?, ?)")
+            .bind(&name)
+            .bind(digest)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        bump_generation(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn rollback_connector(
+        &self,
+        name: &str,
+        _now: i64,
+    ) -> Result<Option<String>, StorageError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let current: Option<(i64, String)> = sqlx::query_as(
+            "SELECT seq, digest FROM connector_activations
+             WHERE name = ? AND rolled_back = 0 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((seq, digest)) = current else {
+            return Ok(None);
+        };
+        let previous: Option<(i64, String)> = sqlx::query_as(
+            "SELECT a.seq, a.digest FROM connector_activations a
+             WHERE a.name = ? AND a.rolled_back = 0 AND a.seq < ? AND a.digest <> ?
+               AND EXISTS (SELECT 1 FROM connectors c WHERE c.digest = a.digest)
+             ORDER BY a.seq DESC LIMIT 1",
+        )
+        .bind(name)
+        .bind(seq)
+        .bind(&digest)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((back_to, previous)) = previous else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE connector_activations SET rolled_back = 1 WHERE name = ? AND seq > ?")
+            .bind(name)
+            .bind(back_to)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE connectors SET active = (digest = ?) WHERE name = ?")
+            .bind(&previous)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        bump_generation(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Some(previous))
+    }
+
+    async fn registry_generation(&self) -> Result<i64, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM registry_generation WHERE id = 1")
+                .fetch_one(&self.reader)
+                .await?,
+        )
     }
 
     async fn put_backend(
@@ -1395,6 +1481,7 @@ impl Storage for SqliteStorage {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        bump_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1448,6 +1535,13 @@ impl Storage for SqliteStorage {
 }
 
 /// One write of `put_records`, inside its transaction.
+async fn bump_generation(tx: &mut Transaction<'_, Sqlite>) -> Result<(), StorageError> {
+    sqlx::query("UPDATE registry_generation SET value = value + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 async fn put_in(tx: &mut Transaction<'_, Sqlite>, write: &RecordWrite, now: i64) -> PutOutcome {
     let new = json_object(
         &write.data,

@@ -14,6 +14,8 @@
 //! - [`schedule`]: recurring batch imports per backend.
 //! - [`trail`]: what the guest calls of one job left behind (log, audit),
 //!   and how their errors become the job's outcome.
+//! - `watch`: following installs, activations and backend changes made
+//!   by other nodes.
 
 pub mod batch;
 mod binder;
@@ -22,8 +24,9 @@ pub mod export;
 pub mod import;
 pub mod schedule;
 pub mod trail;
+mod watch;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -107,6 +110,10 @@ pub enum SyncError {
     },
     #[error("stored configuration of backend {name:?} is unreadable: {reason}")]
     StoredBackend { name: String, reason: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{connector} was not activated: {reason}; the active version keeps running")]
+    Refused { connector: String, reason: String },
 }
 
 /// The mapper a backend uses. In production it is always a component
@@ -209,7 +216,9 @@ pub struct Synchronizer {
     node: String,
     backends: RwLock<HashMap<String, Arc<BackendUnits>>>,
     units: RwLock<HashMap<String, Unit>>,
-    listening: RwLock<HashSet<(String, String)>>,
+    /// Per backend, the digest whose listener is registered (`None`: the
+    /// active adapter has none).
+    listening: RwLock<HashMap<String, Option<String>>>,
     commit: commit::Committer,
 }
 
@@ -265,7 +274,7 @@ impl Synchronizer {
             node: node.to_string(),
             backends: RwLock::new(HashMap::new()),
             units: RwLock::new(HashMap::new()),
-            listening: RwLock::new(HashSet::new()),
+            listening: RwLock::new(HashMap::new()),
         })
     }
 
@@ -281,10 +290,23 @@ impl Synchronizer {
         &self.settings
     }
 
+    /// Install a connector component and make it the active version of
+    /// its connector ([`Synchronizer::install_as`] with `activate`).
+    pub async fn install(&self, bytes: &[u8]) -> Result<InstalledConnector, SyncError> {
+        self.install_as(bytes, true).await
+    }
+
     /// Install a connector component: it is loaded (type-checked), its
     /// manifest read and validated, and its exports checked against the
-    /// operations it declares. Installing the same bytes again is a no-op.
-    pub async fn install(&self, bytes: &[u8]) -> Result<InstalledConnector, SyncError> {
+    /// operations it declares. Installing the same bytes again changes
+    /// nothing. With `activate`, it then becomes the active version
+    /// ([`Synchronizer::activate_connector`], which may refuse it; it
+    /// stays installed then, inactive).
+    pub async fn install_as(
+        &self,
+        bytes: &[u8],
+        activate: bool,
+    ) -> Result<InstalledConnector, SyncError> {
         let unit = self.host.load(bytes).await?;
         let ctx = Arc::new(CallContext::detached(SandboxLimits::default()));
         let manifest =
@@ -320,14 +342,157 @@ impl Synchronizer {
             backend_versions: manifest.backend_versions.clone(),
             manifest: serde_json::to_string(&manifest).map_err(|e| bad(e.to_string()))?,
             installed_at: now_ms(),
+            active: false,
         };
         self.storage.install_connector(&installed, bytes).await?;
         self.units
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(installed.digest.clone(), unit);
+        if activate {
+            return self.activate_connector(&installed.digest).await;
+        }
+        self.connector(&installed.digest).await
+    }
+
+    /// An installed component by digest (`sha256:…`, or a unique prefix
+    /// of its hex).
+    pub async fn connector(&self, digest: &str) -> Result<InstalledConnector, SyncError> {
+        let want = digest.strip_prefix("sha256:").unwrap_or(digest);
+        let all = self.storage.connectors().await?;
+        let found: Vec<_> = all
+            .into_iter()
+            .filter(|c| {
+                c.digest
+                    .strip_prefix("sha256:")
+                    .unwrap_or(&c.digest)
+                    .starts_with(want)
+            })
+            .collect();
+        match found.len() {
+            1 => Ok(found.into_iter().next().expect("one")),
+            0 => Err(SyncError::NotFound(format!(
+                "no installed connector has digest {digest}; `junction connector list` shows them"
+            ))),
+            n => Err(SyncError::NotFound(format!(
+                "{n} installed connectors have a digest starting with {digest}; give more of it"
+            ))),
+        }
+    }
+
+    /// Make an installed component the active version of its connector:
+    /// new calls use it, calls already running finish on the version they
+    /// started with. Refused, with the old version still active, when a
+    /// configured backend it would serve as adapter fails its `check`, or
+    /// when a backend served today would be left without a unit.
+    pub async fn activate_connector(&self, digest: &str) -> Result<InstalledConnector, SyncError> {
+        let target = self.connector(digest).await?;
+        self.preflight(&target).await?;
+        self.storage
+            .activate_connector(&target.digest, now_ms())
+            .await?;
+        self.reload_listening().await?;
+        self.connector(&target.digest).await
+    }
+
+    /// Make the version that was active before the current one active
+    /// again, as safely as an activation.
+    pub async fn rollback_connector(&self, name: &str) -> Result<InstalledConnector, SyncError> {
+        let digest = self
+            .storage
+            .rollback_connector(name, now_ms())
+            .await?
+            .ok_or_else(|| {
+                SyncError::NotFound(format!(
+                    "connector {name:?} has no earlier version to roll back to"
+                ))
+            })?;
+        self.reload_listening().await?;
+        self.connector(&digest).await
+    }
+
+    /// Remove an installed component that is not active.
+    pub async fn remove_connector(&self, digest: &str) -> Result<InstalledConnector, SyncError> {
+        let target = self.connector(digest).await?;
+        if target.active {
+            return Err(SyncError::Connector {
+                name: format!("{} {}", target.name, target.version),
+                reason: "is the active version and backends may be using it; activate another version (or roll back) first".into(),
+            });
+        }
+        self.storage.remove_connector(&target.digest).await?;
+        self.units
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&target.digest);
+        Ok(target)
+    }
+
+    /// Before `target` becomes active: every configured backend must still
+    /// resolve, and each one it would serve as adapter must pass `check`.
+    async fn preflight(&self, target: &InstalledConnector) -> Result<(), SyncError> {
+        let installed = self.installed().await?;
+        let refuse = |reason: String| SyncError::Refused {
+            connector: format!("{} {}", target.name, target.version),
+            reason,
+        };
+        let after: Vec<(Candidate, Manifest)> = installed
+            .iter()
+            .filter(|(c, _)| c.name != target.name || c.digest == target.digest)
+            .map(|(c, m)| {
+                let mut c = c.clone();
+                c.active = c.active || c.digest == target.digest;
+                (c, m.clone())
+            })
+            .collect();
+        for config in self.backend_configs().await? {
+            let before = self.resolve_among(config.clone(), &installed).await;
+            let now = self.resolve_among(config.clone(), &after).await;
+            match (before, now) {
+                (Ok(_), Err(e)) => {
+                    return Err(refuse(format!(
+                        "backend {:?} would be left without a unit: {e}",
+                        config.name
+                    )));
+                }
+                (_, Ok(units)) if units.adapter.digest() == target.digest => {
+                    let report = units.adapter.check(&units.ctx, &units.ctx.settings).await;
+                    if let Err(e) = report.into_result() {
+                        return Err(refuse(format!(
+                            "its check against backend {:?} failed: {e}",
+                            config.name
+                        )));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Forget resolved backends and resolve them again now, so that
+    /// listeners follow the active versions.
+    async fn reload_listening(&self) -> Result<(), SyncError> {
         self.reload();
-        Ok(installed)
+        for (backend, e) in self.resolve_all().await? {
+            tracing::warn!(backend, error = %e, "backend not ready");
+        }
+        Ok(())
+    }
+
+    /// `check` a configured backend with the adapter it resolves to.
+    pub async fn check_backend(&self, name: &str) -> Result<(String, String), SyncError> {
+        let units = self.backend(name).await?;
+        let line = units
+            .adapter
+            .check(&units.ctx, &units.ctx.settings)
+            .await
+            .into_result()
+            .map_err(|e| SyncError::Connector {
+                name: units.adapter_label.clone(),
+                reason: format!("check against backend {name:?} failed: {e}"),
+            })?;
+        Ok((line, units.adapter_label.clone()))
     }
 
     /// Store a backend's configuration (validated) and resolve its units,
@@ -368,6 +533,7 @@ impl Synchronizer {
                 })?;
             let (adapter, mapper) = roles(&manifest);
             let candidate = Candidate {
+                active: c.active,
                 digest: c.digest,
                 name: c.name,
                 version: c.version,
@@ -465,7 +631,20 @@ impl Synchronizer {
     /// configuration nothing serves is refused before anything changes.
     async fn resolve(&self, config: BackendConfig) -> Result<Arc<BackendUnits>, SyncError> {
         let installed = self.installed().await?;
-        let candidates: Vec<Candidate> = installed.iter().map(|(c, _)| c.clone()).collect();
+        self.resolve_among(config, &installed).await
+    }
+
+    /// Resolve among the active ones of `installed`.
+    async fn resolve_among(
+        &self,
+        config: BackendConfig,
+        installed: &[(Candidate, Manifest)],
+    ) -> Result<Arc<BackendUnits>, SyncError> {
+        let candidates: Vec<Candidate> = installed
+            .iter()
+            .filter(|(c, _)| c.active)
+            .map(|(c, _)| c.clone())
+            .collect();
         let a = pick(
             &candidates,
             UnitRole::Adapter,
@@ -498,24 +677,26 @@ impl Synchronizer {
         }))
     }
 
-    /// Put resolved units to use: cache them and register the connector's
-    /// listener for the backend (once per backend and component).
+    /// Put resolved units to use: cache them and make the adapter
+    /// component's listener the backend's listener (replacing the one of
+    /// a version no longer active; an event being handled finishes on it).
     fn activate(&self, units: Arc<BackendUnits>) {
         let name = units.name().to_string();
-        let key = (name.clone(), units.adapter.digest().to_string());
-        let new = self
-            .listening
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key);
-        if new && !units.listens.is_empty() {
-            self.bus.add_listener(Arc::new(GuestListener {
-                backend: name.clone(),
-                unit: units.adapter.clone(),
-                ctx: units.ctx.clone(),
-                patterns: units.listens.clone(),
-            }));
+        let listening = (!units.listens.is_empty()).then(|| units.adapter.digest().to_string());
+        let mut current = self.listening.write().unwrap_or_else(|p| p.into_inner());
+        if current.get(&name) != Some(&listening) {
+            let listener = listening.as_ref().map(|_| {
+                Arc::new(GuestListener {
+                    backend: name.clone(),
+                    unit: units.adapter.clone(),
+                    ctx: units.ctx.clone(),
+                    patterns: units.listens.clone(),
+                }) as Arc<dyn crate::events::Listener>
+            });
+            self.bus.set_listener(&format!("backend:{name}"), listener);
+            current.insert(name.clone(), listening);
         }
+        drop(current);
         self.backends
             .write()
             .unwrap_or_else(|p| p.into_inner())
