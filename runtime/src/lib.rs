@@ -12,6 +12,7 @@ pub mod events;
 pub mod host;
 pub mod inspect;
 pub mod limits;
+pub mod metrics;
 pub mod model;
 pub mod node;
 pub mod queue;

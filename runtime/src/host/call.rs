@@ -134,6 +134,7 @@ impl Unit {
         }
         let (log, log_truncated) = shared.log.snapshot();
         let (audit, audit_dropped) = shared.audit.snapshot();
+        count(&self.inner.digest, export, &ctx.backend.name, &result, &audit);
         CallReport {
             result,
             log,
@@ -748,4 +749,36 @@ fn classify(
         message.push(')');
     }
     CallError::Trap { export, message }
+}
+
+/// What a call did, in the process's metrics.
+fn count<T>(
+    digest: &str,
+    export: &str,
+    backend: &str,
+    result: &Result<T, CallError>,
+    audit: &[AuditEntry],
+) {
+    use crate::metrics::CallOutcome;
+    let m = crate::metrics::global();
+    let outcome = match result {
+        Ok(_) => CallOutcome::Ok,
+        Err(CallError::Guest(..)) => CallOutcome::GuestError,
+        Err(
+            e @ (CallError::Deadline { .. }
+            | CallError::Fuel { .. }
+            | CallError::Memory { .. }
+            | CallError::Table { .. }
+            | CallError::StackOverflow { .. }),
+        ) => CallOutcome::Limit(e.kind()),
+        Err(_) => CallOutcome::Trap,
+    };
+    m.call(digest, export, outcome);
+    for entry in audit {
+        if entry.denied.is_some() {
+            m.denied(backend, &entry.host);
+        } else {
+            m.request(backend, entry.status);
+        }
+    }
 }

@@ -437,7 +437,9 @@ async fn run_one(
     runner: Arc<str>,
     done: mpsc::UnboundedSender<Finished>,
 ) {
+    let started = std::time::Instant::now();
     let handled = handle(&handlers, &job, &runner).await;
+    let took = started.elapsed();
     let now = now_ms();
     let outcome = match handled.result.unwrap_or(Ok(None)) {
         Ok(result) => Outcome::Done { result },
@@ -475,6 +477,15 @@ async fn run_one(
             }
         }
     };
+    crate::metrics::global().job(
+        &job.function,
+        match &outcome {
+            Outcome::Done { .. } => "done",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Failed { .. } => "failed",
+        },
+        took,
+    );
     let _ = done.send(Finished {
         channel: job.channel.clone(),
         completion: Completion {
