@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod capabilities;
+pub mod config;
 pub mod error;
 pub mod events;
 pub mod host;

@@ -1,0 +1,267 @@
+//! `junction.toml`, the service's configuration: where data lives, where
+//! the admin API listens and how it is protected, how many jobs run, the
+//! channels, default sandbox limits and the backends. Parsed strictly: an
+//! unknown key, a wrong type or an unusable value is an error that names
+//! the key, and nothing starts. `junction.example.toml` at the repository
+//! root documents every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::backend::BackendConfig;
+use crate::limits::SandboxLimits;
+use crate::queue::channels::ChannelConfig;
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} could not be read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: {key} is invalid: {reason}")]
+    Key {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    data_dir: Option<PathBuf>,
+    database: Option<String>,
+    #[serde(default = "default_listen")]
+    listen: String,
+    admin_token: Option<String>,
+    admin_token_file: Option<PathBuf>,
+    #[serde(default = "default_workers")]
+    workers: usize,
+    channels: Option<String>,
+    node: Option<String>,
+    cache_dir: Option<PathBuf>,
+    #[serde(default)]
+    limits: Option<toml::Table>,
+    #[serde(default)]
+    backends: Vec<toml::Table>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:7171".to_string()
+}
+
+fn default_workers() -> usize {
+    8
+}
+
+/// Where the data is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A database URL (`sqlite://…` or `postgres://…`).
+    Url(String),
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub path: PathBuf,
+    pub database: Database,
+    pub listen: SocketAddr,
+    /// Required: every admin route but health needs it.
+    pub admin_token: String,
+    pub workers: usize,
+    pub channels: Option<ChannelConfig>,
+    pub node: Option<String>,
+    pub cache_dir: Option<PathBuf>,
+    pub limits: SandboxLimits,
+    pub backends: Vec<BackendConfig>,
+}
+
+impl ServiceConfig {
+    /// Read and check `path`; relative paths in it are relative to its
+    /// folder.
+    pub fn load(path: &Path) -> Result<ServiceConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        ServiceConfig::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<ServiceConfig, ConfigError> {
+        let file: File = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let key = |key: &str, reason: String| ConfigError::Key {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            reason,
+        };
+        let database = match (&file.database, &file.data_dir) {
+            (Some(_), Some(_)) => {
+                return Err(key(
+                    "database",
+                    "give either database or data_dir, not both".into(),
+                ));
+            }
+            (Some(url), None) => {
+                if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+                    return Err(key(
+                        "database",
+                        format!("{url:?} is not a sqlite:// or postgres:// URL"),
+                    ));
+                }
+                Database::Url(url.clone())
+            }
+            (None, dir) => Database::Sqlite(
+                base.join(dir.clone().unwrap_or_else(|| "junction-data".into()))
+                    .join("junction.db"),
+            ),
+        };
+        let listen: SocketAddr = file.listen.parse().map_err(|e| {
+            key(
+                "listen",
+                format!("{:?} is not an address such as 127.0.0.1:7171: {e}", file.listen),
+            )
+        })?;
+        let admin_token = match (&file.admin_token, &file.admin_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(key(
+                    "admin_token",
+                    "give either admin_token or admin_token_file, not both".into(),
+                ));
+            }
+            (Some(t), None) => t.clone(),
+            (None, Some(f)) => {
+                let f = base.join(f);
+                std::fs::read_to_string(&f)
+                    .map_err(|e| key("admin_token_file", format!("{} could not be read: {e}", f.display())))?
+                    .trim()
+                    .to_string()
+            }
+            (None, None) => {
+                return Err(key(
+                    "admin_token",
+                    "missing: set admin_token, or admin_token_file to a file holding it (e.g. `openssl rand -hex 32 > admin.token`)".into(),
+                ));
+            }
+        };
+        if admin_token.len() < 16 {
+            return Err(key(
+                "admin_token",
+                "must be at least 16 characters (e.g. `openssl rand -hex 32`)".into(),
+            ));
+        }
+        if file.workers == 0 {
+            return Err(key("workers", "must be at least 1".into()));
+        }
+        let channels = file
+            .channels
+            .as_deref()
+            .map(ChannelConfig::parse)
+            .transpose()
+            .map_err(|e| key("channels", e.to_string()))?;
+        let limits_table = file.limits.clone().unwrap_or_default();
+        let limits: SandboxLimits = toml::Value::Table(limits_table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| key("limits", e.to_string().trim_end().to_string()))?;
+        let mut backends = Vec::new();
+        for (i, table) in file.backends.iter().enumerate() {
+            let name = table
+                .get("name")
+                .and_then(|v| v.as_str())
+                .map_or_else(|| format!("backends[{i}]"), |n| format!("backends[{i}] ({n})"));
+            let mut table = table.clone();
+            // The service's default limits, under what the backend sets.
+            let mut merged = limits_table.clone();
+            if let Some(own) = table.get("limits").and_then(|v| v.as_table()) {
+                merged.extend(own.clone());
+            }
+            table.insert("limits".into(), toml::Value::Table(merged));
+            let config: BackendConfig = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| key(&name, e.to_string().trim_end().to_string()))?;
+            config.validate().map_err(|e| key(&name, e.to_string()))?;
+            if backends.iter().any(|b: &BackendConfig| b.name == config.name) {
+                return Err(key(&name, "another backend has the same name".into()));
+            }
+            backends.push(config);
+        }
+        Ok(ServiceConfig {
+            path: path.to_path_buf(),
+            database,
+            listen,
+            admin_token,
+            workers: file.workers,
+            channels,
+            node: file.node,
+            cache_dir: file.cache_dir.map(|d| base.join(d)),
+            limits,
+            backends,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ServiceConfig, ConfigError> {
+        ServiceConfig::parse(Path::new("/etc/junction/junction.toml"), text)
+    }
+
+    const TOKEN: &str = "admin_token = \"0123456789abcdef\"\n";
+
+    #[test]
+    fn a_minimal_file_gets_defaults() {
+        let c = parse(TOKEN).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7171");
+        assert_eq!(
+            c.database,
+            Database::Sqlite("/etc/junction/junction-data/junction.db".into())
+        );
+        assert_eq!(c.workers, 8);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = parse("admin_token = \"0123456789abcdef\"\nworkerz = 3\n").unwrap_err();
+        assert!(e.to_string().contains("workerz"), "{e}");
+        let e = parse("listen = \"nowhere\"\nadmin_token = \"0123456789abcdef\"\n").unwrap_err();
+        assert!(e.to_string().contains("listen is invalid"), "{e}");
+        let e = parse("").unwrap_err();
+        assert!(e.to_string().contains("admin_token is invalid: missing"), "{e}");
+        let e = parse(&format!("{TOKEN}channels = \"root:x\"\n")).unwrap_err();
+        assert!(e.to_string().contains("channels is invalid"), "{e}");
+        let e = parse(&format!(
+            "{TOKEN}[[backends]]\nname = \"shop\"\nkind = \"magento\"\nversion = \"two\"\nbase_url = \"https://shop.example.com\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("backends[0] (shop)"), "{e}");
+        assert!(e.to_string().contains("version"), "{e}");
+    }
+
+    #[test]
+    fn backends_inherit_the_default_limits() {
+        let c = parse(&format!(
+            "{TOKEN}[limits]\ndeadline = 5000\nmemory_bytes = 33554432\n\n[[backends]]\nname = \"shop\"\nkind = \"magento\"\nversion = \"2.4.6\"\nbase_url = \"https://shop.example.com\"\nlimits = {{ deadline = 9000 }}\nschedules = [{{ model = \"product\", every = 300000 }}]\n"
+        ))
+        .unwrap();
+        let b = &c.backends[0];
+        assert_eq!(b.limits.deadline.as_millis(), 9000);
+        assert_eq!(b.limits.memory_bytes, 32 << 20);
+        assert_eq!(b.schedules[0].every.as_secs(), 300);
+    }
+}
