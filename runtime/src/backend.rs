@@ -153,6 +153,20 @@ impl BackendConfig {
         })
     }
 
+    /// The configuration as JSON with credentials replaced by `***`, for
+    /// the admin API and the CLI.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(auth) = v.get_mut("auth").and_then(|a| a.as_object_mut()) {
+            for secret in ["token", "password", "value"] {
+                if let Some(s) = auth.get_mut(secret) {
+                    *s = serde_json::Value::String("***".into());
+                }
+            }
+        }
+        v
+    }
+
     /// The context this backend's calls run in, on `services`.
     pub fn context(&self, services: Services) -> Result<Arc<CallContext>, BackendConfigError> {
         self.validate()?;
@@ -188,6 +202,14 @@ mod tests {
             "settings": {"store": "default"},
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn redacted_hides_credentials() {
+        let v = shop().redacted();
+        assert_eq!(v["auth"]["token"], "***");
+        assert!(!v.to_string().contains("s3cret"));
+        assert_eq!(v["base_url"], "https://Shop.Example.com/");
     }
 
     #[test]

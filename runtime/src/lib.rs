@@ -6,6 +6,7 @@
 //! in a fresh sandbox configured by a [`capabilities::CallContext`].
 
 pub mod backend;
+pub mod api;
 pub mod capabilities;
 pub mod config;
 pub mod error;

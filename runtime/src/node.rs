@@ -142,6 +142,11 @@ impl Node {
         })
     }
 
+    /// This node's name in job records.
+    pub fn name(&self) -> &str {
+        self.sync.node()
+    }
+
     /// Jobs not finished yet (waiting, pending, enqueued or started) and
     /// events not dispatched yet.
     pub async fn outstanding(&self) -> Result<(i64, usize), StorageError> {

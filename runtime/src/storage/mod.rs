@@ -244,6 +244,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn job_log(&self, id: JobId) -> Result<Vec<JobLogLine>, StorageError>;
     async fn job_audit(&self, id: JobId) -> Result<Vec<JobAuditEntry>, StorageError>;
     async fn parents(&self, id: JobId) -> Result<Vec<JobId>, StorageError>;
+    /// The jobs waiting on `id`.
+    async fn children(&self, id: JobId) -> Result<Vec<JobId>, StorageError>;
+    /// Per channel, the ETA of the oldest job that is due but not started
+    /// (pending or enqueued with `eta <= now`): the queue's lag.
+    async fn oldest_due(&self, now: i64) -> Result<Vec<(String, i64)>, StorageError>;
     async fn counts(&self) -> Result<Vec<StateCount>, StorageError>;
 
     /// Delete done and cancelled jobs finished before `before`, at most
@@ -369,6 +374,15 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     ) -> Result<bool, StorageError>;
     /// Bindings per model of a backend.
     async fn binding_counts(&self, backend: &str) -> Result<Vec<(String, i64)>, StorageError>;
+    /// A page of a backend's bindings of `model`, by external id after
+    /// `after`.
+    async fn bindings_page(
+        &self,
+        backend: &str,
+        model: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Binding>, StorageError>;
 
     /// Take the leases `keys` for `holder` until `until` (Unix ms), in one
     /// transaction; per key, `false` when another holder has it and it has

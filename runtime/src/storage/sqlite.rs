@@ -920,6 +920,25 @@ impl Storage for SqliteStorage {
         .await?)
     }
 
+    async fn children(&self, id: JobId) -> Result<Vec<JobId>, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT child FROM job_dependencies WHERE parent = ? ORDER BY child",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn oldest_due(&self, now: i64) -> Result<Vec<(String, i64)>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT channel, MIN(eta) FROM jobs
+             WHERE state IN ('pending', 'enqueued') AND eta <= ? GROUP BY channel",
+        )
+        .bind(now)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
     async fn counts(&self) -> Result<Vec<StateCount>, StorageError> {
         let rows =
             sqlx::query("SELECT state, channel, COUNT(*) AS n FROM jobs GROUP BY state, channel")
@@ -1188,6 +1207,38 @@ impl Storage for SqliteStorage {
             .bindings_of(backend, model, &[external_id.to_string()])
             .await?
             .pop())
+    }
+
+    async fn bindings_page(
+        &self,
+        backend: &str,
+        model: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Binding>, StorageError> {
+        let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT external_id, local_id, sync_date, synced FROM bindings
+             WHERE backend = ? AND model = ? AND (? IS NULL OR external_id > ?)
+             ORDER BY external_id LIMIT ?",
+        )
+        .bind(backend)
+        .bind(model)
+        .bind(after)
+        .bind(after)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(external_id, local_id, sync_date, synced)| Binding {
+                backend: backend.to_string(),
+                model: model.to_string(),
+                external_id,
+                local_id,
+                sync_date,
+                synced,
+            })
+            .collect())
     }
 
     async fn bindings_of(

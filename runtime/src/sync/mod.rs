@@ -197,6 +197,9 @@ pub struct BackendUnits {
     /// listener).
     pub listens: Vec<String>,
     pub mapper_label: String,
+    /// The models the mapper imports, in the order its manifest lists
+    /// them (connectors list a model after the ones it depends on).
+    pub importable: Vec<String>,
 }
 
 impl BackendUnits {
@@ -284,6 +287,11 @@ impl Synchronizer {
 
     pub fn queue(&self) -> &Arc<Queue> {
         &self.queue
+    }
+
+    /// The node's name.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     pub fn settings(&self) -> &SyncSettings {
@@ -666,7 +674,20 @@ impl Synchronizer {
         } else {
             Vec::new()
         };
+        let importable = installed
+            .iter()
+            .find(|(c, _)| c.digest == m.digest)
+            .map(|(_, manifest)| {
+                manifest
+                    .models
+                    .iter()
+                    .filter(|model| model.operations.iter().any(|o| o == "import"))
+                    .map(|model| model.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Arc::new(BackendUnits {
+            importable,
             adapter_label: format!("{} {}", a.name, a.version),
             mapper_label: format!("{} {}", m.name, m.version),
             listens,
@@ -720,6 +741,7 @@ impl Synchronizer {
             adapter_label: b.adapter_label.clone(),
             listens: b.listens.clone(),
             mapper_label: label.to_string(),
+            importable: b.importable.clone(),
         });
         self.backends
             .write()

@@ -1,0 +1,199 @@
+//! Connectors (install, list, activate, roll back, remove) and backends
+//! (configure, list, check).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::ApiState;
+use super::error::{ApiError, ApiResult};
+use crate::backend::BackendConfig;
+use crate::storage::InstalledConnector;
+
+/// A connector as the API shows it.
+fn view(c: &InstalledConnector) -> Value {
+    let manifest: Value = serde_json::from_str(&c.manifest).unwrap_or(Value::Null);
+    json!({
+        "digest": c.digest,
+        "name": c.name,
+        "version": c.version,
+        "backend_kind": c.backend_kind,
+        "backend_versions": c.backend_versions,
+        "active": c.active,
+        "installed_at": c.installed_at,
+        "manifest": manifest,
+    })
+}
+
+pub async fn list(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
+    let items: Vec<Value> = state.storage().connectors().await?.iter().map(view).collect();
+    Ok(Json(json!({"items": items, "next": null})))
+}
+
+pub async fn show(
+    State(state): State<ApiState>,
+    Path(digest): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(view(&state.sync().connector(&digest).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallQuery {
+    /// Make it the active version (default true).
+    activate: Option<bool>,
+    /// Refuse the upload unless its sha256 is this (hex, with or without
+    /// `sha256:`).
+    sha256: Option<String>,
+}
+
+/// `POST /api/v1/connectors` with the component's bytes as the body.
+pub async fn install(
+    State(state): State<ApiState>,
+    Query(q): Query<InstallQuery>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "the body is empty; send the component's .wasm bytes",
+        ));
+    }
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+    if let Some(want) = &q.sha256 {
+        let want = want.strip_prefix("sha256:").unwrap_or(want).to_ascii_lowercase();
+        if digest != format!("sha256:{want}") {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "digest_mismatch",
+                format!(
+                    "the upload's digest is {digest}, not the pinned sha256:{want}; nothing was installed"
+                ),
+            ));
+        }
+    }
+    let installed = state
+        .sync()
+        .install_as(&body, q.activate.unwrap_or(true))
+        .await?;
+    Ok((StatusCode::CREATED, Json(view(&installed))))
+}
+
+pub async fn activate(
+    State(state): State<ApiState>,
+    Path(digest): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(view(&state.sync().activate_connector(&digest).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    name: String,
+}
+
+pub async fn rollback(
+    State(state): State<ApiState>,
+    Json(r): Json<Rollback>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(view(&state.sync().rollback_connector(&r.name).await?)))
+}
+
+pub async fn remove(
+    State(state): State<ApiState>,
+    Path(digest): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(view(&state.sync().remove_connector(&digest).await?)))
+}
+
+/// A backend as the API shows it: its configuration without secrets, the
+/// units it resolves to (or why not), and how many records it has bound.
+async fn backend_view(state: &ApiState, config: &BackendConfig) -> ApiResult<Value> {
+    let units = match state.sync().backend(&config.name).await {
+        Ok(u) => json!({
+            "adapter": u.adapter_label,
+            "adapter_digest": u.adapter.digest(),
+            "mapper": u.mapper_label,
+        }),
+        Err(e) => json!({"error": e.to_string()}),
+    };
+    let bindings: serde_json::Map<String, Value> = state
+        .storage()
+        .binding_counts(&config.name)
+        .await?
+        .into_iter()
+        .map(|(model, n)| (model, json!(n)))
+        .collect();
+    Ok(json!({
+        "name": config.name,
+        "config": config.redacted(),
+        "units": units,
+        "bindings": bindings,
+    }))
+}
+
+pub async fn backends(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
+    let mut items = Vec::new();
+    for config in state.sync().backend_configs().await? {
+        items.push(backend_view(&state, &config).await?);
+    }
+    Ok(Json(json!({"items": items, "next": null})))
+}
+
+pub async fn backend(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let config = find_backend(&state, &name).await?;
+    Ok(Json(backend_view(&state, &config).await?))
+}
+
+async fn find_backend(state: &ApiState, name: &str) -> ApiResult<BackendConfig> {
+    state
+        .sync()
+        .backend_configs()
+        .await?
+        .into_iter()
+        .find(|b| b.name == name)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "backend {name:?} is not configured; `junction backend list` shows the configured ones"
+            ))
+        })
+}
+
+/// `POST /api/v1/backends`: create or replace a backend (a
+/// `BackendConfig` as JSON). Refused when no installed connector serves
+/// it.
+pub async fn put_backend(
+    State(state): State<ApiState>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let config: BackendConfig = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_backend",
+            format!("the backend configuration is invalid: {e}"),
+        )
+    })?;
+    state.sync().configure(&config).await?;
+    Ok((StatusCode::CREATED, Json(backend_view(&state, &config).await?)))
+}
+
+/// Call the adapter's `check` against the backend.
+pub async fn check(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    find_backend(&state, &name).await?;
+    match state.sync().check_backend(&name).await {
+        Ok((line, adapter)) => Ok(Json(json!({"ok": true, "message": line, "adapter": adapter}))),
+        Err(crate::sync::SyncError::Connector { name: adapter, reason }) => Ok(Json(
+            json!({"ok": false, "message": reason, "adapter": adapter}),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,232 @@
+//! Jobs: list with filters, one job with its logs, outbound HTTP audit and
+//! dependencies, requeue / cancel / mark done, and starting syncs.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::{ApiError, ApiResult};
+use super::{ApiState, Page, page_limit};
+use crate::queue::JobSpec;
+use crate::queue::job::{Job, JobFilter, JobState};
+use crate::sync::EXPORT_RECORD;
+use crate::sync::batch::batch_jobs;
+
+/// A job as the API shows it: its arguments as JSON, not text.
+fn view(job: &Job) -> Value {
+    let mut v = serde_json::to_value(job).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        let args: Value = serde_json::from_str(&job.args).unwrap_or(Value::String(job.args.clone()));
+        obj.insert("args".into(), args);
+    }
+    v
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    state: Option<String>,
+    channel: Option<String>,
+    backend: Option<String>,
+    function: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+/// Newest first.
+pub async fn list(
+    State(state): State<ApiState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Page<Value>>> {
+    let limit = page_limit(q.limit)?;
+    let job_state = q
+        .state
+        .as_deref()
+        .map(|s| {
+            JobState::parse(s).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "state {s:?} is not a job state; use one of wait_dependencies, pending, enqueued, started, done, cancelled, failed"
+                ))
+            })
+        })
+        .transpose()?;
+    let before = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("cursor {c:?} is not one this API gave")))
+        })
+        .transpose()?;
+    let jobs = state
+        .storage()
+        .jobs(&JobFilter {
+            state: job_state,
+            channel: q.channel,
+            backend: q.backend,
+            function: q.function,
+            before,
+            limit,
+        })
+        .await?;
+    let next = (jobs.len() as u32 == limit)
+        .then(|| jobs.last().map(|j| j.id.to_string()))
+        .flatten();
+    Ok(Json(Page {
+        items: jobs.iter().map(view).collect(),
+        next,
+    }))
+}
+
+async fn job(state: &ApiState, id: i64) -> ApiResult<Job> {
+    state.storage().job(id).await?.ok_or_else(|| {
+        ApiError::not_found(format!("job {id} does not exist (it may have been purged)"))
+    })
+}
+
+/// One job with everything it left behind.
+pub async fn show(State(state): State<ApiState>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    let j = job(&state, id).await?;
+    let storage = state.storage();
+    let logs = storage.job_log(id).await?;
+    let audit = storage.job_audit(id).await?;
+    let parents = storage.parents(id).await?;
+    let children = storage.children(id).await?;
+    let mut graph = Vec::new();
+    for other in parents.iter().chain(&children) {
+        if let Some(o) = storage.job(*other).await? {
+            graph.push(json!({
+                "id": o.id,
+                "function": o.function,
+                "state": o.state,
+                "description": o.description,
+                "relation": if parents.contains(other) { "parent" } else { "child" },
+            }));
+        }
+    }
+    Ok(Json(json!({
+        "job": view(&j),
+        "logs": logs,
+        "audit": audit,
+        "parents": parents,
+        "children": children,
+        "graph": graph,
+    })))
+}
+
+async fn after(state: &ApiState, id: i64) -> ApiResult<Json<Value>> {
+    Ok(Json(view(&job(state, id).await?)))
+}
+
+pub async fn requeue(State(state): State<ApiState>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    state.queue().requeue(id).await?;
+    after(&state, id).await
+}
+
+pub async fn cancel(State(state): State<ApiState>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    let cancelled = state.queue().cancel(id).await?;
+    let mut v = after(&state, id).await?.0;
+    v["cancelled"] = json!(cancelled);
+    Ok(Json(v))
+}
+
+pub async fn done(State(state): State<ApiState>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    state.queue().mark_done(id).await?;
+    after(&state, id).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Import {
+    backend: String,
+    /// One model; all the backend's importable models (in dependency
+    /// order) when absent.
+    model: Option<String>,
+    /// Import in the batch job itself instead of one job per record.
+    #[serde(default)]
+    direct: bool,
+    /// Search from this RFC 3339 time instead of the stored cursor.
+    since: Option<String>,
+}
+
+/// Enqueue batch imports; answers the jobs.
+pub async fn import(
+    State(state): State<ApiState>,
+    Json(r): Json<Import>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let units = state.sync().backend(&r.backend).await?;
+    let models: Vec<String> = match &r.model {
+        Some(m) if units.importable.contains(m) => vec![m.clone()],
+        Some(m) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_model",
+                format!(
+                    "backend {:?} does not import {m:?}; it imports {}",
+                    r.backend,
+                    units.importable.join(", ")
+                ),
+            ));
+        }
+        None => units.importable.clone(),
+    };
+    if let Some(since) = &r.since {
+        time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "since {since:?} is not an RFC 3339 time such as 2026-01-31T00:00:00Z: {e}"
+                ))
+            })?;
+    }
+    let names: Vec<&str> = models.iter().map(String::as_str).collect();
+    let mut specs = batch_jobs(&r.backend, &names, r.direct);
+    if let Some(since) = &r.since {
+        for spec in &mut specs {
+            let mut args: Value = serde_json::from_str(&spec.request.args).unwrap_or_default();
+            args["since"] = json!(since);
+            spec.request.args = args.to_string();
+        }
+    }
+    let enqueued = state.queue().enqueue_batch(&specs).await?;
+    let jobs: Vec<Value> = enqueued
+        .iter()
+        .zip(&models)
+        .map(|(e, m)| json!({"id": e.id, "model": m, "deduplicated": e.deduplicated}))
+        .collect();
+    Ok((StatusCode::ACCEPTED, Json(json!({"jobs": jobs}))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Export {
+    backend: String,
+    model: String,
+    local_id: String,
+}
+
+/// Enqueue the export of one local record.
+pub async fn export(
+    State(state): State<ApiState>,
+    Json(r): Json<Export>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    state.sync().backend(&r.backend).await?;
+    if state.storage().record(&r.model, &r.local_id).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "there is no local {} {:?} to export",
+            r.model, r.local_id
+        )));
+    }
+    let mut spec = JobSpec::new(
+        EXPORT_RECORD,
+        json!({"backend": r.backend, "model": r.model, "local_id": r.local_id}),
+    );
+    spec.backend = Some(r.backend.clone());
+    spec.request.description = Some(format!("export {} {} to {}", r.model, r.local_id, r.backend));
+    let e = state.queue().enqueue(spec).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"jobs": [{"id": e.id, "model": r.model, "deduplicated": e.deduplicated}]})),
+    ))
+}

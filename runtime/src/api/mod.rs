@@ -1,0 +1,200 @@
+//! The admin HTTP API (axum): everything the CLI and the dashboard do, as
+//! JSON under `/api/v1`, plus `/health`, `/metrics` (Prometheus text) and
+//! the dashboard's static files at `/`. [`app`] builds the router; tests
+//! drive it with `tower::ServiceExt::oneshot`, `junction serve` binds it.
+//!
+//! - Every route but `/health` and the dashboard's static shell needs
+//!   `Authorization: Bearer <admin token>`; the shell holds no data and
+//!   asks for the token.
+//! - Errors: [`error::ApiError`], one JSON shape.
+//! - Lists answer `{"items": [...], "next": cursor-or-null}`; pass `next`
+//!   back as `cursor` for the following page.
+//! - The OpenAPI 3 document is at `/api/v1/openapi.json`; a test keeps it
+//!   and the router in step.
+
+mod connectors;
+mod dashboard;
+mod data;
+pub mod error;
+mod jobs;
+mod system;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Serialize;
+
+use crate::node::Node;
+use crate::queue::Queue;
+use crate::sync::Synchronizer;
+use error::ApiError;
+
+/// Reloads the service's configuration file (`POST /api/v1/reload`,
+/// SIGHUP): channels, backends and their schedules.
+#[async_trait]
+pub trait Reload: Send + Sync {
+    /// What changed, for the operator.
+    async fn reload(&self) -> Result<String, String>;
+}
+
+/// What the handlers reach.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: Arc<Queue>,
+    sync: Arc<Synchronizer>,
+    token: String,
+    node: String,
+    reload: Option<Arc<dyn Reload>>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("node", &self.inner.node)
+            .finish()
+    }
+}
+
+impl ApiState {
+    /// The API of `node`, protected by `token`.
+    pub fn new(node: &Node, token: &str, reload: Option<Arc<dyn Reload>>) -> ApiState {
+        ApiState {
+            inner: Arc::new(Inner {
+                queue: node.queue.clone(),
+                sync: node.sync.clone(),
+                token: token.to_string(),
+                node: node.name().to_string(),
+                reload,
+                started: Instant::now(),
+            }),
+        }
+    }
+
+    fn sync(&self) -> &Arc<Synchronizer> {
+        &self.inner.sync
+    }
+
+    fn queue(&self) -> &Arc<Queue> {
+        &self.inner.queue
+    }
+
+    fn storage(&self) -> &Arc<dyn crate::storage::Storage> {
+        self.inner.queue.storage()
+    }
+}
+
+/// A page of a list.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    pub next: Option<String>,
+}
+
+/// Page sizes: 50 unless asked, at most 500.
+fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(50),
+        Some(0) => Err(ApiError::bad_request("limit must be at least 1")),
+        Some(n) if n > 500 => Err(ApiError::bad_request(format!(
+            "limit {n} is above the maximum of 500; page with cursor instead"
+        ))),
+        Some(n) => Ok(n),
+    }
+}
+
+/// The router.
+pub fn app(state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/status", get(system::status))
+        .route("/api/v1/reload", post(system::reload))
+        .route("/api/v1/openapi.json", get(system::openapi))
+        .route("/metrics", get(system::metrics))
+        .route(
+            "/api/v1/connectors",
+            get(connectors::list).post(connectors::install).layer(
+                // Components are a few MiB; the default 2 MiB is too small.
+                axum::extract::DefaultBodyLimit::max(64 << 20),
+            ),
+        )
+        .route("/api/v1/connectors/rollback", post(connectors::rollback))
+        .route(
+            "/api/v1/connectors/{digest}",
+            get(connectors::show).delete(connectors::remove),
+        )
+        .route(
+            "/api/v1/connectors/{digest}/activate",
+            post(connectors::activate),
+        )
+        .route(
+            "/api/v1/backends",
+            get(connectors::backends).post(connectors::put_backend),
+        )
+        .route("/api/v1/backends/{name}", get(connectors::backend))
+        .route("/api/v1/backends/{name}/check", post(connectors::check))
+        .route("/api/v1/sync/import", post(jobs::import))
+        .route("/api/v1/sync/export", post(jobs::export))
+        .route("/api/v1/jobs", get(jobs::list))
+        .route("/api/v1/jobs/{id}", get(jobs::show))
+        .route("/api/v1/jobs/{id}/requeue", post(jobs::requeue))
+        .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/api/v1/jobs/{id}/done", post(jobs::done))
+        .route("/api/v1/records/{model}", get(data::records))
+        .route("/api/v1/records/{model}/{id}", get(data::record))
+        .route("/api/v1/bindings", get(data::bindings))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/health", get(system::health))
+        .merge(dashboard::routes())
+        .merge(api)
+        .fallback(system::not_found)
+        .with_state(state)
+}
+
+/// Bearer-token check, in constant time so that the token cannot be
+/// guessed byte by byte from response times.
+async fn auth(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    use axum::response::IntoResponse;
+    let given = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if same(token.as_bytes(), state.inner.token.as_bytes()) => {
+            next.run(request).await
+        }
+        Some(_) => ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the bearer token is not the admin token",
+        )
+        .into_response(),
+        None => ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send the admin token as `Authorization: Bearer <token>` (it is in the service's config, admin_token or admin_token_file)",
+        )
+        .into_response(),
+    }
+}
+
+fn same(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    // Comparing digests keeps the time independent of where they differ
+    // and of the lengths.
+    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
+    x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q)) == 0
+}

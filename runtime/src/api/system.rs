@@ -1,0 +1,125 @@
+//! Service-wide routes: health, status, reload, the OpenAPI document and
+//! the Prometheus metrics.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use super::ApiState;
+use super::error::{ApiError, ApiResult};
+use crate::metrics::{escape, global, header as metric_header};
+use crate::queue::now_ms;
+
+/// The OpenAPI 3 document, written by hand next to the routes it
+/// describes (a test compares the two).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub async fn health(State(state): State<ApiState>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "node": state.inner.node,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found(
+        "no such route; the API is described at /api/v1/openapi.json",
+    )
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// Jobs by state, the node, uptime.
+pub async fn status(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
+    let counts = state.storage().counts().await?;
+    let mut by_state: HashMap<String, i64> = HashMap::new();
+    for c in &counts {
+        *by_state.entry(c.state.to_string()).or_default() += c.count;
+    }
+    Ok(Json(json!({
+        "node": state.inner.node,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": state.inner.started.elapsed().as_secs(),
+        "jobs": by_state,
+        "now": now_ms(),
+    })))
+}
+
+pub async fn reload(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
+    let Some(reload) = &state.inner.reload else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_config",
+            "this node was not started from a config file, so there is nothing to reload",
+        ));
+    };
+    let summary = reload.reload().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_config",
+            format!("{e}; the running configuration is unchanged"),
+        )
+    })?;
+    Ok(Json(json!({"reloaded": true, "summary": summary})))
+}
+
+/// Prometheus text: the process's counters plus gauges read from storage
+/// now (every node on the database reports the same queue).
+pub async fn metrics(State(state): State<ApiState>) -> ApiResult<impl IntoResponse> {
+    let storage = state.storage();
+    let mut out = String::new();
+    metric_header(
+        &mut out,
+        "junction_jobs",
+        "gauge",
+        "Jobs in the queue by state and channel.",
+    );
+    for c in storage.counts().await? {
+        let _ = writeln!(
+            out,
+            "junction_jobs{{state=\"{}\",channel=\"{}\"}} {}",
+            c.state,
+            escape(&c.channel),
+            c.count
+        );
+    }
+    let now = now_ms();
+    metric_header(
+        &mut out,
+        "junction_queue_lag_seconds",
+        "gauge",
+        "How long the oldest due job of each channel has waited to start.",
+    );
+    for (channel, eta) in storage.oldest_due(now).await? {
+        let _ = writeln!(
+            out,
+            "junction_queue_lag_seconds{{channel=\"{}\"}} {}",
+            escape(&channel),
+            (now - eta).max(0) as f64 / 1000.0
+        );
+    }
+    let installed: HashMap<String, (String, String)> = storage
+        .connectors()
+        .await?
+        .into_iter()
+        .map(|c| (c.digest, (c.name, c.version)))
+        .collect();
+    global().render(&mut out, &|digest| {
+        installed
+            .get(digest)
+            .cloned()
+            .unwrap_or_else(|| ("unknown".into(), "unknown".into()))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        out,
+    ))
+}
