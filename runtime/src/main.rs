@@ -16,22 +16,67 @@ mod cli;
 /// implement the junction:connector contract in wit/. Junction runs each
 /// call in a sandbox with no filesystem, no environment, CPU and memory
 /// limits, and outbound HTTP only to hosts the operator allowed.
+///
+/// Start the service with `junction serve --config junction.toml` (copy
+/// junction.example.toml), then manage it with the other commands, which
+/// talk to it over its admin API: they find it and its token through the
+/// same config file, or --server and --token.
 #[derive(Parser)]
 #[command(name = "junction", version, propagate_version = true)]
 struct Cli {
     /// Where compiled components are cached between runs.
     #[arg(long, global = true, env = "JUNCTION_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Print the API's JSON instead of the human view (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(flatten)]
+    server: cli::client::ServerArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Work with connector components.
+    /// Run the service: job workers, event dispatcher, schedules, the admin
+    /// API, the web dashboard and /metrics, from junction.toml.
+    ///
+    /// SIGHUP (or `junction reload`) re-reads the file: channels, backends
+    /// and schedules change without a restart. SIGINT/SIGTERM stop it:
+    /// running jobs get the grace period, the rest go back to the queue.
+    Serve(cli::serve::ServeArgs),
+    /// Ask the running server to re-read its config file.
+    Reload,
+    /// Connector components: inspect a file, or install, list, activate,
+    /// roll back and remove them on the server.
     Connector {
         #[command(subcommand)]
         command: ConnectorCommand,
+    },
+    /// Backends: add one, list them, check one's connection.
+    Backend {
+        #[command(subcommand)]
+        command: cli::admin::BackendAdmin,
+    },
+    /// Start imports from, or exports to, a backend and follow them.
+    Sync {
+        #[command(subcommand)]
+        command: cli::admin::SyncAdmin,
+    },
+    /// The job queue: list, show, requeue, cancel, mark done.
+    Jobs {
+        #[command(subcommand)]
+        command: cli::admin::JobsAdmin,
+    },
+    /// Local records.
+    Records {
+        #[command(subcommand)]
+        command: cli::admin::RecordsAdmin,
+    },
+    /// External id ↔ local id bindings.
+    Bindings {
+        #[command(subcommand)]
+        command: cli::admin::BindingsAdmin,
     },
     /// Work with the job queue.
     Queue {
@@ -94,10 +139,9 @@ enum ConnectorCommand {
     Inspect {
         /// The .wasm file, e.g. target/wasm32-wasip2/release/my_connector.wasm
         file: PathBuf,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
     },
+    #[command(flatten)]
+    Admin(cli::admin::ConnectorAdmin),
 }
 
 fn main() -> ExitCode {
@@ -123,8 +167,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Connector {
-                command: ConnectorCommand::Inspect { file, json },
+                command: ConnectorCommand::Inspect { file },
             } => {
+                let json = cli.json;
                 let host = Host::new(HostConfig {
                     cache_dir: cli.cache_dir,
                     max_instances: 8,
@@ -161,6 +206,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
             }
             Command::Demo(args) => cli::demo::run(args, cli.cache_dir).await,
+            Command::Serve(args) => cli::serve::run(args, &cli.server.config, cli.cache_dir).await,
+            Command::Reload => {
+                let client = cli::client::Client::new(&cli.server)?;
+                let v = client.post("/api/v1/reload", &serde_json::json!({})).await?;
+                if cli.json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    println!("reloaded: {}", v["summary"].as_str().unwrap_or(""));
+                }
+                Ok(())
+            }
+            Command::Connector {
+                command: ConnectorCommand::Admin(command),
+            } => {
+                let client = cli::client::Client::new(&cli.server)?;
+                cli::admin::connector(&client, command, cli.json).await
+            }
+            Command::Backend { command } => {
+                cli::admin::backend(&cli::client::Client::new(&cli.server)?, command, cli.json).await
+            }
+            Command::Sync { command } => {
+                cli::admin::sync(&cli::client::Client::new(&cli.server)?, command, cli.json).await
+            }
+            Command::Jobs { command } => {
+                cli::admin::jobs(&cli::client::Client::new(&cli.server)?, command, cli.json).await
+            }
+            Command::Records { command } => {
+                cli::admin::records(&cli::client::Client::new(&cli.server)?, command, cli.json).await
+            }
+            Command::Bindings { command } => {
+                cli::admin::bindings(&cli::client::Client::new(&cli.server)?, command, cli.json).await
+            }
         }
     })
 }

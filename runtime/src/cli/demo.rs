@@ -49,6 +49,11 @@ pub struct DemoArgs {
     /// watch rate-limited jobs wait and retry.
     #[arg(long)]
     rate_limit: Option<u32>,
+    /// Afterwards, keep the shop and the node running and serve the admin
+    /// API and the dashboard on this address (e.g. 127.0.0.1:7171), with
+    /// a config file in the demo folder for the CLI.
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<std::net::SocketAddr>,
 }
 
 fn step(n: u32, text: &str) {
@@ -257,8 +262,58 @@ pub async fn run(args: DemoArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<(
     }
 
     summary(&node, storage.as_ref(), &in_shop, &db, began.elapsed()).await?;
+    if let Some(listen) = args.serve {
+        let config = write_service_config(&args.data, listen)?;
+        let token = std::fs::read_to_string(args.data.join("admin.token"))?;
+        let state = junction_runtime::api::ApiState::new(&node, token.trim(), None);
+        println!(
+            "\nserving the demo (the shop keeps running on {}); the admin token is in {}",
+            shop.addr,
+            args.data.join("admin.token").display()
+        );
+        return super::serve::serve_until_stopped(
+            node,
+            state,
+            listen,
+            &config.display().to_string(),
+            None,
+            Duration::from_secs(5),
+        )
+        .await;
+    }
     node.stop(Duration::from_secs(5)).await?;
     Ok(())
+}
+
+/// A fresh admin token and a `junction.toml` beside the demo's database,
+/// so that `junction --config <data>/junction.toml …` reaches the server.
+fn write_service_config(data: &Path, listen: std::net::SocketAddr) -> anyhow::Result<PathBuf> {
+    let token: String = (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Readable by its owner only, like any credential file.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(data.join("admin.token"))
+            .context("writing the demo's admin token")?;
+        writeln!(f, "{token}").context("writing the demo's admin token")?;
+    }
+    let path = data.join("junction.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "# Written by `junction demo --serve`: the demo's service, for the CLI.\n\
+             data_dir = \".\"\nlisten = \"{listen}\"\nadmin_token_file = \"admin.token\"\n"
+        ),
+    )
+    .context("writing the demo's junction.toml")?;
+    Ok(path)
 }
 
 async fn settle(node: &Node) -> anyhow::Result<()> {

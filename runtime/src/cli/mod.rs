@@ -1,3 +1,11 @@
 //! Subcommands of the `junction` binary that are more than a few lines.
+//!
+//! - [`serve`]: the long-lived service (node, admin API, dashboard).
+//! - [`client`] and [`admin`]: the operator commands, which talk to a
+//!   running server over the admin API.
+//! - [`demo`]: the guided end-to-end sync on a local shop.
 
+pub mod admin;
+pub mod client;
 pub mod demo;
+pub mod serve;

@@ -167,10 +167,14 @@ impl Queue {
 
     /// Replace the channel configuration while running.
     pub fn reload_channels(&self, text: &str) -> Result<(), ChannelConfigError> {
-        let channels = ChannelConfig::parse(text)?;
+        self.set_channels(ChannelConfig::parse(text)?);
+        Ok(())
+    }
+
+    /// Replace the channel capacities; claims from now on follow them.
+    pub fn set_channels(&self, channels: ChannelConfig) {
         self.update(|c| c.channels = channels);
         self.wake.notify_one();
-        Ok(())
     }
 
     /// Set the retry policy of a job function.

@@ -520,6 +520,26 @@ impl Synchronizer {
         Ok(units)
     }
 
+    /// Store a backend's configuration (validated) even if no installed
+    /// connector serves it yet (a service starting from its config file
+    /// before connectors are installed); what keeps it from resolving is
+    /// returned, for the operator.
+    pub async fn store_backend(
+        &self,
+        config: &BackendConfig,
+    ) -> Result<Option<SyncError>, SyncError> {
+        config.validate()?;
+        let text = serde_json::to_string(config).map_err(|e| SyncError::StoredBackend {
+            name: config.name.clone(),
+            reason: e.to_string(),
+        })?;
+        self.storage
+            .put_backend(&config.name, &config.kind, &config.version, &text, now_ms())
+            .await?;
+        self.reload();
+        Ok(self.backend(&config.name).await.err())
+    }
+
     /// Forget resolved backends, so that the next job resolves them again
     /// against the installed connectors and stored configurations.
     pub fn reload(&self) {

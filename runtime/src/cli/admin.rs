@@ -1,0 +1,667 @@
+//! The operator commands that talk to a running server: connectors,
+//! backends, syncs, jobs, records and bindings. Each prints a human view
+//! by default and the API's JSON with `--json`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+use super::client::{Client, enc};
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectorAdmin {
+    /// Upload a component to the server and make it the active version.
+    ///
+    /// Jobs keep running: calls already started finish on the old version,
+    /// new calls use the new one. Refused, with the old version still
+    /// active, when the file is not a usable connector, when --sha256 does
+    /// not match, or when a configured backend it would serve fails its
+    /// `check`.
+    Install {
+        file: PathBuf,
+        /// Install but keep the current version active.
+        #[arg(long)]
+        no_activate: bool,
+        /// Refuse unless the file's sha256 is this (hex).
+        #[arg(long)]
+        sha256: Option<String>,
+    },
+    /// Installed components, every version; `*` marks the active ones.
+    List,
+    /// Make an installed version active (by digest or a unique prefix).
+    Activate { digest: String },
+    /// Make the version active before the current one active again.
+    Rollback { name: String },
+    /// Remove an inactive version.
+    Remove { digest: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackendAdmin {
+    /// Create or replace a backend from a TOML or JSON file holding one
+    /// backend (the keys of a [[backends]] entry of junction.toml).
+    Add { file: PathBuf },
+    /// Configured backends, the connector units serving them and their
+    /// bound records.
+    List,
+    /// Call the connector's `check` against the backend.
+    Check { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncAdmin {
+    /// Import from a backend: one model, or all it imports in dependency
+    /// order. Shows progress until the import jobs finish.
+    Import {
+        backend: String,
+        #[arg(long)]
+        model: Option<String>,
+        /// Import in the batch job itself rather than one job per record.
+        #[arg(long)]
+        direct: bool,
+        /// Search from this RFC 3339 time instead of the stored cursor.
+        #[arg(long)]
+        since: Option<String>,
+        /// Return once the jobs are enqueued.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Export one local record to a backend.
+    Export {
+        backend: String,
+        model: String,
+        local_id: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsAdmin {
+    /// Jobs, newest first.
+    List {
+        /// wait_dependencies, pending, enqueued, started, done, cancelled or failed
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long)]
+        backend: Option<String>,
+        #[arg(long)]
+        function: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// The `next` cursor printed under the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// A job's arguments, tries, error, logs and outbound HTTP audit.
+    Show { id: i64 },
+    /// Run a failed, cancelled or done job again.
+    Requeue { id: i64 },
+    /// Cancel a job that has not finished, and the jobs waiting on it.
+    Cancel { id: i64 },
+    /// Mark a failed job done without running it.
+    Done { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecordsAdmin {
+    /// One local record.
+    Get { model: String, id: String },
+    /// Local records of a model, by id.
+    List {
+        model: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BindingsAdmin {
+    /// External id ↔ local id pairs of a backend's model.
+    List {
+        #[arg(long)]
+        backend: String,
+        #[arg(long)]
+        model: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+}
+
+/// Print rows under headers, columns aligned.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn short(digest: &Value) -> String {
+    s(digest).chars().take(19).collect()
+}
+
+fn print_json(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn next(v: &Value) {
+    if let Some(n) = v["next"].as_str() {
+        println!("more: --cursor {n}");
+    }
+}
+
+fn connector_line(c: &Value) -> String {
+    format!(
+        "{} {} ({}){}",
+        s(&c["name"]),
+        s(&c["version"]),
+        short(&c["digest"]),
+        if c["active"] == json!(true) { ", active" } else { "" }
+    )
+}
+
+pub async fn connector(client: &Client, cmd: ConnectorAdmin, as_json: bool) -> anyhow::Result<()> {
+    let v = match cmd {
+        ConnectorAdmin::Install {
+            file,
+            no_activate,
+            sha256,
+        } => {
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let mut path = format!("/api/v1/connectors?activate={}", !no_activate);
+            if let Some(h) = sha256 {
+                path.push_str(&format!("&sha256={}", enc(&h)));
+            }
+            let v = client
+                .call("POST", &path, Some(("application/wasm", bytes)))
+                .await?;
+            if !as_json {
+                println!("installed {}", connector_line(&v));
+            }
+            v
+        }
+        ConnectorAdmin::List => {
+            let v = client.get("/api/v1/connectors").await?;
+            if !as_json {
+                let rows = v["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| {
+                        vec![
+                            if c["active"] == json!(true) { "*".into() } else { String::new() },
+                            s(&c["name"]),
+                            s(&c["version"]),
+                            format!("{} {}", s(&c["backend_kind"]), s(&c["backend_versions"])),
+                            short(&c["digest"]),
+                        ]
+                    })
+                    .collect();
+                table(&["", "name", "version", "backend", "digest"], rows);
+            }
+            v
+        }
+        ConnectorAdmin::Activate { digest } => {
+            let v = client
+                .post(&format!("/api/v1/connectors/{}/activate", enc(&digest)), &json!({}))
+                .await?;
+            if !as_json {
+                println!("activated {}", connector_line(&v));
+            }
+            v
+        }
+        ConnectorAdmin::Rollback { name } => {
+            let v = client
+                .post("/api/v1/connectors/rollback", &json!({"name": name}))
+                .await?;
+            if !as_json {
+                println!("rolled back to {}", connector_line(&v));
+            }
+            v
+        }
+        ConnectorAdmin::Remove { digest } => {
+            let v = client
+                .call("DELETE", &format!("/api/v1/connectors/{}", enc(&digest)), None)
+                .await?;
+            if !as_json {
+                println!("removed {}", connector_line(&v));
+            }
+            v
+        }
+    };
+    if as_json {
+        print_json(&v)?;
+    }
+    Ok(())
+}
+
+pub async fn backend(client: &Client, cmd: BackendAdmin, as_json: bool) -> anyhow::Result<()> {
+    let v = match cmd {
+        BackendAdmin::Add { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let config: Value = if file.extension().is_some_and(|e| e == "json") {
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not valid JSON", file.display()))?
+            } else {
+                let t: toml::Table = toml::from_str(&text)
+                    .with_context(|| format!("{} is not valid TOML", file.display()))?;
+                serde_json::to_value(t)?
+            };
+            let v = client.post("/api/v1/backends", &config).await?;
+            if !as_json {
+                println!("backend {} configured", s(&v["name"]));
+                print_units(&v);
+            }
+            v
+        }
+        BackendAdmin::List => {
+            let v = client.get("/api/v1/backends").await?;
+            if !as_json {
+                let rows = v["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|b| {
+                        let units = if b["units"]["error"].is_null() {
+                            format!("{} / {}", s(&b["units"]["adapter"]), s(&b["units"]["mapper"]))
+                        } else {
+                            format!("not ready: {}", s(&b["units"]["error"]))
+                        };
+                        let bound: Vec<String> = b["bindings"]
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .map(|(m, n)| format!("{m} {n}"))
+                            .collect();
+                        vec![
+                            s(&b["name"]),
+                            format!("{} {}", s(&b["config"]["kind"]), s(&b["config"]["version"])),
+                            s(&b["config"]["base_url"]),
+                            units,
+                            bound.join(", "),
+                        ]
+                    })
+                    .collect();
+                table(&["name", "kind", "base url", "adapter / mapper", "bound"], rows);
+            }
+            v
+        }
+        BackendAdmin::Check { name } => {
+            let v = client
+                .post(&format!("/api/v1/backends/{}/check", enc(&name)), &json!({}))
+                .await?;
+            if as_json {
+                print_json(&v)?;
+            }
+            if v["ok"] != json!(true) {
+                bail!("backend {name} fails its check ({}): {}", s(&v["adapter"]), s(&v["message"]));
+            }
+            if !as_json {
+                println!("backend {name} ok ({}): {}", s(&v["adapter"]), s(&v["message"]));
+            }
+            return Ok(());
+        }
+    };
+    if as_json {
+        print_json(&v)?;
+    }
+    Ok(())
+}
+
+fn print_units(b: &Value) {
+    if b["units"]["error"].is_null() {
+        println!(
+            "  adapter {}, mapper {}",
+            s(&b["units"]["adapter"]),
+            s(&b["units"]["mapper"])
+        );
+    } else {
+        println!("  not ready: {}", s(&b["units"]["error"]));
+    }
+}
+
+pub async fn sync(client: &Client, cmd: SyncAdmin, as_json: bool) -> anyhow::Result<()> {
+    let (v, wait, backend) = match cmd {
+        SyncAdmin::Import {
+            backend,
+            model,
+            direct,
+            since,
+            no_wait,
+        } => {
+            let mut body = json!({"backend": backend, "direct": direct});
+            if let Some(m) = model {
+                body["model"] = json!(m);
+            }
+            if let Some(t) = since {
+                body["since"] = json!(t);
+            }
+            (client.post("/api/v1/sync/import", &body).await?, !no_wait, backend)
+        }
+        SyncAdmin::Export {
+            backend,
+            model,
+            local_id,
+            no_wait,
+        } => (
+            client
+                .post(
+                    "/api/v1/sync/export",
+                    &json!({"backend": backend, "model": model, "local_id": local_id}),
+                )
+                .await?,
+            !no_wait,
+            backend,
+        ),
+    };
+    if as_json && !wait {
+        return print_json(&v);
+    }
+    let jobs: Vec<(i64, String)> = v["jobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|j| (j["id"].as_i64().unwrap_or_default(), s(&j["model"])))
+        .collect();
+    if !wait {
+        for (id, model) in &jobs {
+            println!("job {id}: {model} (follow it with `junction jobs show {id}`)");
+        }
+        return Ok(());
+    }
+    let finished = follow(client, &backend, &jobs, as_json).await?;
+    if as_json {
+        return print_json(&json!({"jobs": finished}));
+    }
+    for (j, (_, model)) in finished.iter().zip(&jobs) {
+        let outcome = if j["state"] == "done" {
+            s(&j["result"])
+        } else {
+            s(&j["error_message"])
+        };
+        println!("{model}: {} (job {}) {outcome}", s(&j["state"]), s(&j["id"]));
+    }
+    let failed: Vec<&Value> = finished.iter().filter(|j| j["state"] != "done").collect();
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} jobs did not finish done; see `junction jobs show {}`",
+            failed.len(),
+            finished.len(),
+            s(&failed[0]["id"])
+        );
+    }
+    Ok(())
+}
+
+/// Show one bar per job (records bound so far for its model) until every
+/// job has finished; the finished jobs.
+async fn follow(
+    client: &Client,
+    backend: &str,
+    jobs: &[(i64, String)],
+    quiet: bool,
+) -> anyhow::Result<Vec<Value>> {
+    let bars = MultiProgress::new();
+    if quiet {
+        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let style = ProgressStyle::with_template("{spinner} {prefix:>10} {pos:>7} bound  {msg}")
+        .expect("a valid template");
+    let tracked: Vec<(i64, String, ProgressBar)> = jobs
+        .iter()
+        .map(|(id, model)| {
+            let bar = bars.add(ProgressBar::new_spinner());
+            bar.set_style(style.clone());
+            bar.set_prefix(model.clone());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            (*id, model.clone(), bar)
+        })
+        .collect();
+    let mut finished = vec![Value::Null; tracked.len()];
+    loop {
+        let b = client
+            .get(&format!("/api/v1/backends/{}", enc(backend)))
+            .await?;
+        let mut open = 0;
+        for (i, (id, model, bar)) in tracked.iter().enumerate() {
+            if !finished[i].is_null() {
+                continue;
+            }
+            let j = client.get(&format!("/api/v1/jobs/{id}")).await?["job"].clone();
+            bar.set_position(b["bindings"][model].as_u64().unwrap_or(0));
+            let state = s(&j["state"]);
+            match state.as_str() {
+                "done" | "failed" | "cancelled" => {
+                    let msg = if state == "done" {
+                        format!("done: {}", s(&j["result"]))
+                    } else {
+                        format!("{state}: {}", s(&j["error_message"]))
+                    };
+                    bar.finish_with_message(msg);
+                    finished[i] = j;
+                }
+                _ => {
+                    let wait = if s(&j["error_message"]).is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (retrying: {})", s(&j["error_message"]))
+                    };
+                    bar.set_message(format!("job {id} {state}{wait}"));
+                    open += 1;
+                }
+            }
+        }
+        if open == 0 {
+            return Ok(finished);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Result<()> {
+    match cmd {
+        JobsAdmin::List {
+            state,
+            channel,
+            backend,
+            function,
+            limit,
+            cursor,
+        } => {
+            let mut q = vec![format!("limit={limit}")];
+            for (k, v) in [
+                ("state", state),
+                ("channel", channel),
+                ("backend", backend),
+                ("function", function),
+                ("cursor", cursor),
+            ] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={}", enc(&v)));
+                }
+            }
+            let v = client.get(&format!("/api/v1/jobs?{}", q.join("&"))).await?;
+            if as_json {
+                return print_json(&v);
+            }
+            let rows = v["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|j| {
+                    vec![
+                        s(&j["id"]),
+                        s(&j["state"]),
+                        s(&j["tries"]),
+                        s(&j["channel"]),
+                        if j["description"].is_null() { s(&j["function"]) } else { s(&j["description"]) },
+                        s(&j["error_message"]).chars().take(60).collect(),
+                    ]
+                })
+                .collect();
+            table(&["id", "state", "tries", "channel", "what", "error"], rows);
+            next(&v);
+        }
+        JobsAdmin::Show { id } => {
+            let v = client.get(&format!("/api/v1/jobs/{id}")).await?;
+            if as_json {
+                return print_json(&v);
+            }
+            let j = &v["job"];
+            println!("job {id}: {}", if j["description"].is_null() { s(&j["function"]) } else { s(&j["description"]) });
+            println!("  function   {}", s(&j["function"]));
+            println!("  state      {}", s(&j["state"]));
+            println!("  tries      {} of {}", s(&j["tries"]), if j["max_retries"] == json!(0) { "unlimited".into() } else { s(&j["max_retries"]) });
+            println!("  channel    {}", s(&j["channel"]));
+            println!("  node       {}", s(&j["node"]));
+            println!("  connector  {}", s(&j["connector_digest"]));
+            if !j["result"].is_null() {
+                println!("  result     {}", s(&j["result"]));
+            }
+            if !j["error_message"].is_null() {
+                println!("  error      {}: {}", s(&j["error_kind"]), s(&j["error_message"]));
+            }
+            println!("  arguments  {}", j["args"]);
+            for rel in ["parent", "child"] {
+                for g in v["graph"].as_array().into_iter().flatten().filter(|g| g["relation"] == rel) {
+                    println!("  {rel:<10} job {} {} ({})", s(&g["id"]), s(&g["description"]), s(&g["state"]));
+                }
+            }
+            println!("log:");
+            for l in v["logs"].as_array().into_iter().flatten() {
+                println!("  try {} {:<5} {}: {}", s(&l["try_number"]), s(&l["level"]), s(&l["source"]), s(&l["message"]));
+            }
+            println!("outbound HTTP:");
+            for a in v["audit"].as_array().into_iter().flatten() {
+                let e = &a["entry"];
+                let outcome = if !e["denied"].is_null() {
+                    format!("DENIED: {}", s(&e["denied"]))
+                } else if !e["error"].is_null() {
+                    format!("failed: {}", s(&e["error"]))
+                } else {
+                    s(&e["status"])
+                };
+                println!(
+                    "  try {} {} {}://{}:{}{} → {} ({} ms, {} B)",
+                    s(&a["try_number"]), s(&e["method"]), s(&e["scheme"]), s(&e["host"]), s(&e["port"]), s(&e["path"]),
+                    outcome, s(&e["duration_ms"]), s(&e["response_bytes"])
+                );
+            }
+        }
+        JobsAdmin::Requeue { id } | JobsAdmin::Cancel { id } | JobsAdmin::Done { id } => {
+            let (action, word) = match cmd {
+                JobsAdmin::Requeue { .. } => ("requeue", "requeued"),
+                JobsAdmin::Cancel { .. } => ("cancel", "cancelled"),
+                _ => ("done", "marked done"),
+            };
+            let v = client.post(&format!("/api/v1/jobs/{id}/{action}"), &json!({})).await?;
+            if as_json {
+                return print_json(&v);
+            }
+            println!("job {id} {word}: now {}", s(&v["state"]));
+        }
+    }
+    Ok(())
+}
+
+pub async fn records(client: &Client, cmd: RecordsAdmin, as_json: bool) -> anyhow::Result<()> {
+    match cmd {
+        RecordsAdmin::Get { model, id } => {
+            let v = client.get(&format!("/api/v1/records/{}/{}", enc(&model), enc(&id))).await?;
+            if as_json {
+                return print_json(&v);
+            }
+            println!("{model} {id} (version {}, updated {})", s(&v["version"]), s(&v["updated_at"]));
+            println!("{}", serde_json::to_string_pretty(&v["data"])?);
+        }
+        RecordsAdmin::List { model, limit, cursor } => {
+            let mut path = format!("/api/v1/records/{}?limit={limit}", enc(&model));
+            if let Some(c) = cursor {
+                path.push_str(&format!("&cursor={}", enc(&c)));
+            }
+            let v = client.get(&path).await?;
+            if as_json {
+                return print_json(&v);
+            }
+            let rows = v["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    let data = r["data"].to_string();
+                    vec![s(&r["id"]), s(&r["version"]), s(&r["updated_at"]), data.chars().take(70).collect()]
+                })
+                .collect();
+            table(&["id", "version", "updated", "data"], rows);
+            next(&v);
+        }
+    }
+    Ok(())
+}
+
+pub async fn bindings(client: &Client, cmd: BindingsAdmin, as_json: bool) -> anyhow::Result<()> {
+    let BindingsAdmin::List { backend, model, limit, cursor } = cmd;
+    let mut path = format!(
+        "/api/v1/bindings?backend={}&model={}&limit={limit}",
+        enc(&backend),
+        enc(&model)
+    );
+    if let Some(c) = cursor {
+        path.push_str(&format!("&cursor={}", enc(&c)));
+    }
+    let v = client.get(&path).await?;
+    if as_json {
+        return print_json(&v);
+    }
+    let rows = v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| {
+            let at = b["sync_date"].as_i64().and_then(|ms| {
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                    .ok()
+                    .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            });
+            vec![s(&b["external_id"]), s(&b["local_id"]), at.unwrap_or_default()]
+        })
+        .collect();
+    table(&["external id", "local id", "synced"], rows);
+    next(&v);
+    Ok(())
+}

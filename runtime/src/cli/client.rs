@@ -1,0 +1,148 @@
+//! The CLI's side of the admin API: finds the server and its token, sends
+//! one request per call over HTTP/1.1, and turns the API's JSON errors
+//! (and a server that does not answer) into messages that say what to do.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+use junction_runtime::config::ServiceConfig;
+
+/// Where the server is and how to sign in, from flags, the environment or
+/// the config file.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// The server's address (default: `listen` of the config file, or
+    /// 127.0.0.1:7171).
+    #[arg(long, global = true, env = "JUNCTION_SERVER")]
+    pub server: Option<String>,
+    /// The admin token (default: the config file's).
+    #[arg(long, global = true, env = "JUNCTION_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The service's config file, read for the address and the token.
+    #[arg(long, short, global = true, default_value = "junction.toml", env = "JUNCTION_CONFIG")]
+    pub config: PathBuf,
+}
+
+/// A connection to one server.
+#[derive(Debug)]
+pub struct Client {
+    /// `host:port`.
+    addr: String,
+    token: String,
+}
+
+impl Client {
+    pub fn new(args: &ServerArgs) -> anyhow::Result<Client> {
+        let file = if args.config.exists() {
+            Some(ServiceConfig::load(&args.config)?)
+        } else {
+            None
+        };
+        let addr = match (&args.server, &file) {
+            (Some(s), _) => s
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string(),
+            (None, Some(c)) => c.listen.to_string(),
+            (None, None) => "127.0.0.1:7171".to_string(),
+        };
+        let token = match (&args.token, &file) {
+            (Some(t), _) => t.clone(),
+            (None, Some(c)) => c.admin_token.clone(),
+            (None, None) => bail!(
+                "no admin token: pass --token (or set JUNCTION_TOKEN), or run where the service's junction.toml is (or pass --config)"
+            ),
+        };
+        Ok(Client { addr, token })
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Send a request; the answer's JSON, or the API's error message.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> anyhow::Result<Value> {
+        let stream = tokio::net::TcpStream::connect(&self.addr)
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "no Junction server answers at {} ({e}); start one with `junction serve --config junction.toml`, or point --server / JUNCTION_SERVER at a running one",
+                    self.base()
+                )
+            })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .with_context(|| format!("talking to {}", self.base()))?;
+        tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, &self.addr)
+            .header(hyper::header::AUTHORIZATION, format!("Bearer {}", self.token));
+        let bytes = match body {
+            Some((content_type, bytes)) => {
+                req = req.header(hyper::header::CONTENT_TYPE, content_type);
+                Bytes::from(bytes)
+            }
+            None => Bytes::new(),
+        };
+        let response = sender
+            .send_request(req.body(Full::new(bytes))?)
+            .await
+            .with_context(|| format!("{method} {}{path}", self.base()))?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(value);
+        }
+        match value["error"]["message"].as_str() {
+            Some(message) => Err(anyhow!(
+                "{message} ({} from {})",
+                status.as_u16(),
+                self.base()
+            )),
+            None => Err(anyhow!(
+                "{method} {path} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            )),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call("GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, json: &Value) -> anyhow::Result<Value> {
+        self.call(
+            "POST",
+            path,
+            Some(("application/json", serde_json::to_vec(json)?)),
+        )
+        .await
+    }
+}
+
+/// Percent-encode a path segment or query value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

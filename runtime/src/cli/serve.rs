@@ -1,0 +1,195 @@
+//! `junction serve --config junction.toml`: a node with the admin API and
+//! the dashboard. The config's backends are stored at start and on every
+//! reload (SIGHUP or `POST /api/v1/reload`); channels are reloaded too.
+//! Backends added through the API and absent from the file are kept.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+
+use junction_runtime::api::{ApiState, Reload, app};
+use junction_runtime::config::{Database, ServiceConfig};
+use junction_runtime::host::HostConfig;
+use junction_runtime::node::{Node, NodeConfig};
+use junction_runtime::queue::Queue;
+use junction_runtime::storage::Storage;
+use junction_runtime::storage::sqlite::SqliteStorage;
+use junction_runtime::sync::Synchronizer;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// How long running jobs may take to finish on shutdown, in ms.
+    #[arg(long, default_value_t = 30_000)]
+    pub grace_ms: u64,
+}
+
+/// Open the configured database.
+pub async fn open(database: &Database) -> anyhow::Result<Arc<dyn Storage>> {
+    let path = match database {
+        Database::Sqlite(path) => path.clone(),
+        Database::Url(url) => match url.strip_prefix("sqlite://") {
+            Some(path) => PathBuf::from(path),
+            None => anyhow::bail!(
+                "database {url:?}: this junction stores data in SQLite only; use data_dir or a sqlite:// URL"
+            ),
+        },
+    };
+    Ok(Arc::new(SqliteStorage::open(&path).await?))
+}
+
+/// Store the config's backends; returns one line per backend.
+async fn apply_backends(sync: &Synchronizer, config: &ServiceConfig) -> anyhow::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for b in &config.backends {
+        let waiting = sync
+            .store_backend(b)
+            .await
+            .with_context(|| format!("storing backend {:?}", b.name))?;
+        lines.push(match waiting {
+            None => format!("backend {} ready", b.name),
+            Some(e) => format!("backend {} stored, not ready yet: {e}", b.name),
+        });
+    }
+    Ok(lines)
+}
+
+struct FileReload {
+    path: PathBuf,
+    queue: Arc<Queue>,
+    sync: Arc<Synchronizer>,
+    listen: std::net::SocketAddr,
+}
+
+#[async_trait]
+impl Reload for FileReload {
+    async fn reload(&self) -> Result<String, String> {
+        let config = ServiceConfig::load(&self.path).map_err(|e| e.to_string())?;
+        let mut lines = Vec::new();
+        if let Some(channels) = &config.channels {
+            self.queue.set_channels(channels.clone());
+            lines.push("channels reloaded".to_string());
+        }
+        lines.extend(
+            apply_backends(&self.sync, &config)
+                .await
+                .map_err(|e| format!("{e:#}"))?,
+        );
+        if config.listen != self.listen {
+            lines.push(format!(
+                "listen changed to {}; that takes a restart",
+                config.listen
+            ));
+        }
+        Ok(lines.join("; "))
+    }
+}
+
+pub async fn run(
+    args: ServeArgs,
+    config_path: &Path,
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let config = ServiceConfig::load(config_path).map_err(|e| {
+        let hint = if !config_path.exists() {
+            format!(
+                "; copy {} next to it and edit it",
+                Path::new("junction.example.toml").display()
+            )
+        } else {
+            String::new()
+        };
+        anyhow::anyhow!("{e}{hint}")
+    })?;
+    let storage = open(&config.database).await?;
+    let defaults = NodeConfig::default();
+    let node = Node::start(
+        storage,
+        NodeConfig {
+            name: config.node.clone().unwrap_or(defaults.name.clone()),
+            concurrency: config.workers,
+            channels: config.channels.clone(),
+            host: HostConfig {
+                cache_dir: config.cache_dir.clone().or(cache_dir),
+                ..HostConfig::default()
+            },
+            ..defaults
+        },
+    )
+    .await?;
+    for line in apply_backends(&node.sync, &config).await? {
+        eprintln!("{line}");
+    }
+    let reload = Arc::new(FileReload {
+        path: config_path.to_path_buf(),
+        queue: node.queue.clone(),
+        sync: node.sync.clone(),
+        listen: config.listen,
+    });
+    let state = ApiState::new(&node, &config.admin_token, Some(reload.clone()));
+    let reload: Arc<dyn Reload> = reload;
+    serve_until_stopped(
+        node,
+        state,
+        config.listen,
+        &config_path.display().to_string(),
+        Some(reload),
+        Duration::from_millis(args.grace_ms),
+    )
+    .await
+}
+
+/// Serve the admin API, the dashboard and /metrics of `node` on `listen`
+/// until SIGINT or SIGTERM; SIGHUP reloads through `reload`. Then stop
+/// the node, giving running jobs `grace`.
+pub async fn serve_until_stopped(
+    node: Node,
+    state: ApiState,
+    listen: std::net::SocketAddr,
+    config_name: &str,
+    reload: Option<Arc<dyn Reload>>,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen} (key listen in {config_name})"))?;
+    eprintln!(
+        "junction {} serving node {} on http://{listen}\n  dashboard: http://{listen}/\n  API:       http://{listen}/api/v1 (OpenAPI at /api/v1/openapi.json)\n  metrics:   http://{listen}/metrics\n  CLI:       junction --config {config_name} jobs list\nreload the config with SIGHUP or `junction reload`; stop with Ctrl-C",
+        env!("CARGO_PKG_VERSION"),
+        node.name(),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => match &reload {
+                Some(r) => match r.reload().await {
+                    Ok(summary) => eprintln!("config reloaded: {summary}"),
+                    Err(e) => eprintln!("config not reloaded, the running one is unchanged: {e}"),
+                },
+                None => eprintln!("SIGHUP ignored: this node was not started from a config file"),
+            },
+        }
+    }
+    eprintln!("stopping: running jobs get {} ms to finish", grace.as_millis());
+    let _ = stop_tx.send(());
+    let report = node.stop(grace).await?;
+    server.await.context("the API server task")??;
+    eprintln!(
+        "stopped: {} jobs finished, {} given back to the queue",
+        report.finished, report.released
+    );
+    Ok(())
+}
