@@ -35,6 +35,7 @@ use crate::node::Node;
 use crate::queue::Queue;
 use crate::sync::Synchronizer;
 use error::ApiError;
+pub use system::OPENAPI;
 
 /// Reloads the service's configuration file (`POST /api/v1/reload`,
 /// SIGHUP): channels, backends and their schedules.

@@ -2,6 +2,7 @@
 //! Guest fixtures come from `tests/fixtures`, built by
 //! `junction-test-artifacts`.
 
+mod api;
 mod cache;
 mod crash;
 mod egress;

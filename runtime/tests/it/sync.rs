@@ -21,14 +21,14 @@ use junction_runtime::sync::{DELETE_LOCAL, IMPORT_BATCH, IMPORT_RECORD, SyncErro
 use serde_json::{Value, json};
 
 /// Compiled components are shared by every test of this binary.
-fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| tempfile::tempdir().unwrap())
         .path()
         .to_path_buf()
 }
 
-fn small() -> Seed {
+pub(crate) fn small() -> Seed {
     Seed {
         seed: 7,
         categories: 4,
@@ -38,14 +38,14 @@ fn small() -> Seed {
     }
 }
 
-struct World {
-    shop: Shop,
-    node: Node,
-    storage: Arc<SqliteStorage>,
-    dir: tempfile::TempDir,
+pub(crate) struct World {
+    pub(crate) shop: Shop,
+    pub(crate) node: Node,
+    pub(crate) storage: Arc<SqliteStorage>,
+    pub(crate) dir: tempfile::TempDir,
 }
 
-fn node_config(name: &str) -> NodeConfig {
+pub(crate) fn node_config(name: &str) -> NodeConfig {
     NodeConfig {
         name: name.to_string(),
         concurrency: 4,
@@ -64,7 +64,7 @@ fn node_config(name: &str) -> NodeConfig {
     }
 }
 
-fn backend(shop: &Shop, version: &str) -> BackendConfig {
+pub(crate) fn backend(shop: &Shop, version: &str) -> BackendConfig {
     serde_json::from_value(json!({
         "name": "shop",
         "kind": "magento",
@@ -77,7 +77,7 @@ fn backend(shop: &Shop, version: &str) -> BackendConfig {
 }
 
 /// A node on a fresh SQLite file.
-async fn fresh_node() -> (tempfile::TempDir, Arc<SqliteStorage>, Node) {
+pub(crate) async fn fresh_node() -> (tempfile::TempDir, Arc<SqliteStorage>, Node) {
     let dir = tempfile::tempdir().unwrap();
     let storage = Arc::new(
         SqliteStorage::open(&dir.path().join("junction.db"))
@@ -90,7 +90,7 @@ async fn fresh_node() -> (tempfile::TempDir, Arc<SqliteStorage>, Node) {
     (dir, storage, node)
 }
 
-async fn world_with(config: ShopConfig, version: &str) -> World {
+pub(crate) async fn world_with(config: ShopConfig, version: &str) -> World {
     let shop = Shop::start(config, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -112,7 +112,7 @@ async fn world_with(config: ShopConfig, version: &str) -> World {
     }
 }
 
-async fn world() -> World {
+pub(crate) async fn world() -> World {
     world_with(
         ShopConfig {
             seed: small(),
@@ -123,11 +123,11 @@ async fn world() -> World {
     .await
 }
 
-fn batch(model: &str) -> JobSpec {
+pub(crate) fn batch(model: &str) -> JobSpec {
     batch_job("shop", model, false)
 }
 
-fn import(model: &str, id: &str) -> JobSpec {
+pub(crate) fn import(model: &str, id: &str) -> JobSpec {
     JobSpec::new(
         IMPORT_RECORD,
         json!({"backend": "shop", "model": model, "external_id": id}),
@@ -135,12 +135,12 @@ fn import(model: &str, id: &str) -> JobSpec {
 }
 
 impl World {
-    async fn run(&self, specs: Vec<JobSpec>) {
+    pub(crate) async fn run(&self, specs: Vec<JobSpec>) {
         self.node.queue.enqueue_batch(&specs).await.unwrap();
         self.settle().await;
     }
 
-    async fn settle(&self) {
+    pub(crate) async fn settle(&self) {
         assert!(
             self.node.settle(Duration::from_secs(60)).await.unwrap(),
             "the node did not settle within 60 s: {:?}",
@@ -148,7 +148,7 @@ impl World {
         );
     }
 
-    async fn import_all(&self) {
+    pub(crate) async fn import_all(&self) {
         self.run(
             ["category", "product", "customer", "order"]
                 .iter()
@@ -158,7 +158,7 @@ impl World {
         .await;
     }
 
-    async fn jobs(&self, function: &str) -> Vec<Job> {
+    pub(crate) async fn jobs(&self, function: &str) -> Vec<Job> {
         self.storage
             .jobs(&JobFilter {
                 function: Some(function.into()),
@@ -169,7 +169,7 @@ impl World {
             .unwrap()
     }
 
-    async fn failed(&self) -> Vec<Job> {
+    pub(crate) async fn failed(&self) -> Vec<Job> {
         self.storage
             .jobs(&JobFilter {
                 state: Some(JobState::Failed),
@@ -180,7 +180,7 @@ impl World {
             .unwrap()
     }
 
-    async fn bound(&self, model: &str) -> i64 {
+    pub(crate) async fn bound(&self, model: &str) -> i64 {
         self.storage
             .binding_counts("shop")
             .await

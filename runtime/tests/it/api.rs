@@ -1,0 +1,351 @@
+//! The admin API through `app()` and `oneshot`, no socket: auth on every
+//! route but health, the OpenAPI document matching the router, the JSON
+//! error shape, pagination, jobs, records, bindings, connector versions
+//! (pinning, refusal, activation, rollback) and the Prometheus metrics.
+
+use std::collections::HashSet;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use junction_demo_shop::Faults;
+use junction_runtime::api::{ApiState, app};
+use junction_runtime::queue::job::JobState;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tower::ServiceExt;
+
+use super::sync::{World, import, world};
+
+pub(crate) const TOKEN: &str = "test-admin-token-0123456789";
+
+/// A component with the same code and another digest, as a rebuild
+/// gives: `bytes` with a custom section appended.
+pub(crate) fn rebuilt(bytes: &[u8], tag: &str) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    let name = b"junction-build";
+    let mut payload = Vec::new();
+    leb(name.len(), &mut payload);
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(tag.as_bytes());
+    let mut out = bytes.to_vec();
+    out.push(0);
+    leb(payload.len(), &mut out);
+    out.extend_from_slice(&payload);
+    out
+}
+
+pub(crate) fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+pub(crate) fn router(w: &World) -> Router {
+    app(ApiState::new(&w.node, TOKEN, None))
+}
+
+/// One request; the status and the body as JSON (text bodies as a JSON
+/// string).
+pub(crate) async fn call(
+    app: &Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some((ct, bytes)) => req.header("content-type", ct).body(Body::from(bytes)),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, value)
+}
+
+async fn get(app: &Router, path: &str) -> Value {
+    let (status, v) = call(app, "GET", path, Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK, "GET {path}: {v}");
+    v
+}
+
+async fn post(app: &Router, path: &str, body: Value) -> (StatusCode, Value) {
+    call(
+        app,
+        "POST",
+        path,
+        Some(TOKEN),
+        Some(("application/json", body.to_string().into_bytes())),
+    )
+    .await
+}
+
+fn assert_error_shape(v: &Value, code: &str) {
+    assert_eq!(v["error"]["code"], code, "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(!message.is_empty() && !message.ends_with('.'), "{v}");
+}
+
+/// Every route and method the OpenAPI document lists, with sample path
+/// parameters.
+fn documented() -> Vec<(String, String, bool)> {
+    let doc: Value = serde_json::from_str(junction_runtime::api::OPENAPI).unwrap();
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let open = op["security"] == json!([]);
+            let path = path
+                .replace("{digest}", "sha256:00")
+                .replace("{name}", "nowhere")
+                .replace("{id}", "999999")
+                .replace("{model}", "product");
+            out.push((method.to_uppercase(), path, open));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_but_health_needs_the_admin_token() {
+    let w = world().await;
+    let app = router(&w);
+    let routes = documented();
+    assert!(routes.len() >= 25, "{routes:?}");
+    for (method, path, open) in &routes {
+        for token in [None, Some("wrong-token")] {
+            let (status, v) = call(&app, method, path, token, None).await;
+            if *open {
+                assert_eq!(status, StatusCode::OK, "{method} {path} is open: {v}");
+            } else {
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}: {v}");
+                assert_error_shape(&v, "unauthorized");
+            }
+        }
+    }
+    // The dashboard's shell holds no data and loads without a token.
+    let (status, page) = call(&app, "GET", "/", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.as_str().unwrap().contains("Admin token"));
+    // Unknown routes answer the same error shape.
+    let (status, v) = call(&app, "GET", "/api/v1/nothing", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error_shape(&v, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_matches_the_router() {
+    let w = world().await;
+    let app = router(&w);
+    let doc = get(&app, "/api/v1/openapi.json").await;
+    assert_eq!(doc["openapi"], "3.0.3");
+    for (method, path, _) in documented() {
+        let body = (method == "POST").then(|| ("application/json", b"{}".to_vec()));
+        let (status, v) = call(&app, &method, &path, Some(TOKEN), body).await;
+        // A documented route may refuse the sample input, but it exists:
+        // never the router's fallback, never "method not allowed".
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.starts_with("no such route"),
+            "{method} {path} is documented but not routed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncs_jobs_records_and_bindings_through_the_api() {
+    let w = world().await;
+    let app = router(&w);
+    let health = call(&app, "GET", "/health", None, None).await.1;
+    assert_eq!(health["status"], "ok");
+
+    let (status, started) = post(&app, "/api/v1/sync/import", json!({"backend": "shop", "direct": true})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let models: Vec<&str> = started["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(models, ["category", "product", "customer", "order"], "dependency order");
+    w.settle().await;
+
+    let backends = get(&app, "/api/v1/backends").await;
+    let shop = &backends["items"][0];
+    assert_eq!(shop["bindings"]["product"], 40);
+    assert_eq!(shop["units"]["adapter"], "magento 0.1.0");
+    assert_eq!(shop["config"]["auth"]["token"], "***", "secrets never leave");
+    let check = post(&app, "/api/v1/backends/shop/check", json!({})).await.1;
+    assert_eq!(check["ok"], true, "{check}");
+
+    // Pages of two jobs, newest first, never overlapping.
+    let first = get(&app, "/api/v1/jobs?state=done&limit=2").await;
+    let cursor = first["next"].as_str().expect("a next cursor");
+    let second = get(&app, &format!("/api/v1/jobs?state=done&limit=2&cursor={cursor}")).await;
+    let ids = |p: &Value| -> Vec<i64> { p["items"].as_array().unwrap().iter().map(|j| j["id"].as_i64().unwrap()).collect() };
+    assert_eq!(ids(&first).len(), 2);
+    assert!(ids(&second).iter().all(|id| *id < ids(&first)[1]));
+    let bad = call(&app, "GET", "/api/v1/jobs?state=sleeping", Some(TOKEN), None).await;
+    assert_eq!(bad.0, StatusCode::BAD_REQUEST);
+    assert_error_shape(&bad.1, "bad_request");
+    assert!(bad.1["error"]["message"].as_str().unwrap().contains("failed"));
+
+    let job = get(&app, &format!("/api/v1/jobs/{}", started["jobs"][1]["id"])).await;
+    assert_eq!(job["job"]["args"]["model"], "product");
+    assert!(job["job"]["connector_digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(!job["audit"].as_array().unwrap().is_empty(), "outbound requests recorded");
+    assert_eq!(job["graph"][0]["relation"], "parent", "{job}");
+
+    let records = get(&app, "/api/v1/records/product?limit=5").await;
+    assert_eq!(records["items"].as_array().unwrap().len(), 5);
+    let id = records["items"][0]["id"].as_str().unwrap();
+    let one = get(&app, &format!("/api/v1/records/product/{id}")).await;
+    assert!(one["data"]["sku"].is_string(), "{one}");
+    let bindings = get(&app, "/api/v1/bindings?backend=shop&model=order&limit=500").await;
+    assert_eq!(bindings["items"].as_array().unwrap().len(), 15);
+    assert!(bindings["next"].is_null());
+
+    // Export through the API: the job goes through.
+    let (status, export) = post(&app, "/api/v1/sync/export", json!({"backend": "shop", "model": "product", "local_id": id})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{export}");
+    let (status, v) = post(&app, "/api/v1/sync/export", json!({"backend": "shop", "model": "product", "local_id": "nope"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error_shape(&v, "not_found");
+    let (status, v) = post(&app, "/api/v1/sync/import", json!({"backend": "shop", "model": "invoice"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(v["error"]["message"].as_str().unwrap().contains("imports category, product"), "{v}");
+    w.settle().await;
+    assert!(w.failed().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_jobs_are_requeued_cancelled_and_marked_done() {
+    let w = world().await;
+    let app = router(&w);
+    w.run(vec![import("product", "NO-SUCH-SKU")]).await;
+    let failed = get(&app, "/api/v1/jobs?state=failed").await;
+    let id = failed["items"][0]["id"].as_i64().unwrap();
+    let shown = get(&app, &format!("/api/v1/jobs/{id}")).await;
+    assert!(shown["job"]["error_message"].as_str().unwrap().contains("gone from the backend"), "{shown}");
+
+    let (status, v) = post(&app, &format!("/api/v1/jobs/{id}/requeue"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    w.settle().await;
+    let (status, v) = post(&app, &format!("/api/v1/jobs/{id}/done"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "done");
+    let (status, v) = post(&app, &format!("/api/v1/jobs/{id}/cancel"), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a done job cannot be cancelled");
+    assert_error_shape(&v, "wrong_state");
+    let (status, v) = post(&app, "/api/v1/jobs/424242/requeue", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error_shape(&v, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connector_versions_are_pinned_refused_activated_and_rolled_back() {
+    let w = world().await;
+    let app = router(&w);
+    let list = get(&app, "/api/v1/connectors").await;
+    let active: Vec<&Value> = list["items"].as_array().unwrap().iter().filter(|c| c["active"] == true).collect();
+    assert_eq!(active.len(), 2);
+    let original = digest(junction_connectors::MAGENTO);
+    let next = rebuilt(junction_connectors::MAGENTO, "next");
+    let wasm = |b: &[u8]| Some(("application/wasm", b.to_vec()));
+
+    // Pinned by sha256: a different upload is refused and nothing changes.
+    let (status, v) = call(&app, "POST", "/api/v1/connectors?sha256=00ff", Some(TOKEN), wasm(&next)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error_shape(&v, "digest_mismatch");
+    // Not a connector: refused with the reason.
+    let broken = std::fs::read(junction_test_artifacts::BROKEN_DESCRIBE).unwrap();
+    let (status, v) = call(&app, "POST", "/api/v1/connectors", Some(TOKEN), wasm(&broken)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (status, v) = call(&app, "POST", "/api/v1/connectors", Some(TOKEN), wasm(b"not wasm")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_error_shape(&v, "not_a_connector");
+
+    // A version whose check fails against the configured backend is
+    // refused; the old one keeps serving.
+    w.shop.set_faults(Faults { error_rate: 1.0, ..Faults::default() });
+    let pinned = format!("/api/v1/connectors?sha256={}", digest(&next).trim_start_matches("sha256:"));
+    let (status, v) = call(&app, "POST", &pinned, Some(TOKEN), wasm(&next)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_error_shape(&v, "refused");
+    assert!(v["error"]["message"].as_str().unwrap().contains("check against backend \"shop\" failed"), "{v}");
+    let shop = get(&app, "/api/v1/backends/shop").await;
+    assert_eq!(shop["units"]["adapter_digest"], original.as_str());
+    w.shop.set_faults(Faults::default());
+
+    // Installed (inactive) by the refused attempt; activating it now works.
+    let (status, v) = post(&app, &format!("/api/v1/connectors/{}/activate", &digest(&next)[..20]), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["active"], true);
+    let shop = get(&app, "/api/v1/backends/shop").await;
+    assert_eq!(shop["units"]["adapter_digest"], digest(&next).as_str());
+    // The active version cannot be removed.
+    let (status, v) = call(&app, "DELETE", &format!("/api/v1/connectors/{}", digest(&next)), Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+
+    let (status, v) = post(&app, "/api/v1/connectors/rollback", json!({"name": "magento"})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["digest"], original.as_str());
+    let shop = get(&app, "/api/v1/backends/shop").await;
+    assert_eq!(shop["units"]["adapter_digest"], original.as_str());
+    let (status, _) = call(&app, "DELETE", &format!("/api/v1/connectors/{}", digest(&next)), Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, v) = post(&app, "/api/v1/connectors/rollback", json!({"name": "magento"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing earlier to go back to: {v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_as_prometheus_text() {
+    let w = world().await;
+    w.import_all().await;
+    w.run(vec![import("product", "NO-SUCH-SKU")]).await;
+    let app = router(&w);
+    let (status, text) = call(&app, "GET", "/metrics", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().unwrap().to_string();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+    let names: HashSet<&str> = scrape.samples.iter().map(|s| s.metric.as_str()).collect();
+    for name in [
+        "junction_jobs",
+        "junction_sandbox_calls_total",
+        "junction_outbound_requests_total",
+        "junction_job_duration_seconds_count",
+    ] {
+        assert!(names.contains(name), "{name} missing from:\n{text}");
+    }
+    let failed = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "junction_jobs" && s.labels.get("state") == Some("failed"))
+        .expect("failed jobs counted");
+    assert!(matches!(failed.value, prometheus_parse::Value::Gauge(n) if n >= 1.0));
+    assert!(scrape.samples.iter().any(|s| s.metric == "junction_sandbox_calls_total"
+        && s.labels.get("connector") == Some("magento")
+        && s.labels.get("export") == Some("mapper.map-import")));
+    assert!(scrape.samples.iter().any(|s| s.metric == "junction_outbound_requests_total"
+        && s.labels.get("backend") == Some("shop")
+        && s.labels.get("status") == Some("404")));
+    assert!(w.failed().await.iter().all(|j| j.state == JobState::Failed));
+}
