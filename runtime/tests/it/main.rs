@@ -7,6 +7,7 @@ mod cache;
 mod crash;
 mod egress;
 mod events;
+mod hotswap;
 mod inspect;
 mod queue;
 mod sandbox;
