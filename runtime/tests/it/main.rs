@@ -3,6 +3,7 @@
 //! `junction-test-artifacts`.
 
 mod api;
+mod browser;
 mod cache;
 mod crash;
 mod egress;
