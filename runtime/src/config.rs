@@ -117,7 +117,10 @@ impl ServiceConfig {
                 ));
             }
             (Some(url), None) => {
-                if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+                if !(url.starts_with("sqlite:")
+                    || url.starts_with("postgres:")
+                    || url.starts_with("postgresql:"))
+                {
                     return Err(key(
                         "database",
                         format!("{url:?} is not a sqlite:// or postgres:// URL"),
@@ -133,7 +136,10 @@ impl ServiceConfig {
         let listen: SocketAddr = file.listen.parse().map_err(|e| {
             key(
                 "listen",
-                format!("{:?} is not an address such as 127.0.0.1:7171: {e}", file.listen),
+                format!(
+                    "{:?} is not an address such as 127.0.0.1:7171: {e}",
+                    file.listen
+                ),
             )
         })?;
         let admin_token = match (&file.admin_token, &file.admin_token_file) {
@@ -147,7 +153,12 @@ impl ServiceConfig {
             (None, Some(f)) => {
                 let f = base.join(f);
                 std::fs::read_to_string(&f)
-                    .map_err(|e| key("admin_token_file", format!("{} could not be read: {e}", f.display())))?
+                    .map_err(|e| {
+                        key(
+                            "admin_token_file",
+                            format!("{} could not be read: {e}", f.display()),
+                        )
+                    })?
                     .trim()
                     .to_string()
             }
@@ -179,10 +190,10 @@ impl ServiceConfig {
             .map_err(|e: toml::de::Error| key("limits", e.to_string().trim_end().to_string()))?;
         let mut backends = Vec::new();
         for (i, table) in file.backends.iter().enumerate() {
-            let name = table
-                .get("name")
-                .and_then(|v| v.as_str())
-                .map_or_else(|| format!("backends[{i}]"), |n| format!("backends[{i}] ({n})"));
+            let name = table.get("name").and_then(|v| v.as_str()).map_or_else(
+                || format!("backends[{i}]"),
+                |n| format!("backends[{i}] ({n})"),
+            );
             let mut table = table.clone();
             // The service's default limits, under what the backend sets.
             let mut merged = limits_table.clone();
@@ -194,7 +205,10 @@ impl ServiceConfig {
                 .try_into()
                 .map_err(|e: toml::de::Error| key(&name, e.to_string().trim_end().to_string()))?;
             config.validate().map_err(|e| key(&name, e.to_string()))?;
-            if backends.iter().any(|b: &BackendConfig| b.name == config.name) {
+            if backends
+                .iter()
+                .any(|b: &BackendConfig| b.name == config.name)
+            {
                 return Err(key(&name, "another backend has the same name".into()));
             }
             backends.push(config);
@@ -242,7 +256,10 @@ mod tests {
         let e = parse("listen = \"nowhere\"\nadmin_token = \"0123456789abcdef\"\n").unwrap_err();
         assert!(e.to_string().contains("listen is invalid"), "{e}");
         let e = parse("").unwrap_err();
-        assert!(e.to_string().contains("admin_token is invalid: missing"), "{e}");
+        assert!(
+            e.to_string().contains("admin_token is invalid: missing"),
+            "{e}"
+        );
         let e = parse(&format!("{TOKEN}channels = \"root:x\"\n")).unwrap_err();
         assert!(e.to_string().contains("channels is invalid"), "{e}");
         let e = parse(&format!(

@@ -5,8 +5,8 @@
 //! against the `junction:connector` contract in `wit/`, and runs each call
 //! in a fresh sandbox configured by a [`capabilities::CallContext`].
 
-pub mod backend;
 pub mod api;
+pub mod backend;
 pub mod capabilities;
 pub mod config;
 pub mod error;

@@ -209,7 +209,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve(args) => cli::serve::run(args, &cli.server.config, cli.cache_dir).await,
             Command::Reload => {
                 let client = cli::client::Client::new(&cli.server)?;
-                let v = client.post("/api/v1/reload", &serde_json::json!({})).await?;
+                let v = client
+                    .post("/api/v1/reload", &serde_json::json!({}))
+                    .await?;
                 if cli.json {
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 } else {
@@ -224,7 +226,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cli::admin::connector(&client, command, cli.json).await
             }
             Command::Backend { command } => {
-                cli::admin::backend(&cli::client::Client::new(&cli.server)?, command, cli.json).await
+                cli::admin::backend(&cli::client::Client::new(&cli.server)?, command, cli.json)
+                    .await
             }
             Command::Sync { command } => {
                 cli::admin::sync(&cli::client::Client::new(&cli.server)?, command, cli.json).await
@@ -233,10 +236,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cli::admin::jobs(&cli::client::Client::new(&cli.server)?, command, cli.json).await
             }
             Command::Records { command } => {
-                cli::admin::records(&cli::client::Client::new(&cli.server)?, command, cli.json).await
+                cli::admin::records(&cli::client::Client::new(&cli.server)?, command, cli.json)
+                    .await
             }
             Command::Bindings { command } => {
-                cli::admin::bindings(&cli::client::Client::new(&cli.server)?, command, cli.json).await
+                cli::admin::bindings(&cli::client::Client::new(&cli.server)?, command, cli.json)
+                    .await
             }
         }
     })

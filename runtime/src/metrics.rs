@@ -100,9 +100,7 @@ impl Metrics {
                 .entry((digest.into(), export.into(), name.into()))
                 .or_default() += 1;
             if let CallOutcome::Limit(limit) = outcome {
-                *m.breaches
-                    .entry((digest.into(), limit.into()))
-                    .or_default() += 1;
+                *m.breaches.entry((digest.into(), limit.into())).or_default() += 1;
             }
         });
     }

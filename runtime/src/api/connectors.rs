@@ -30,7 +30,13 @@ fn view(c: &InstalledConnector) -> Value {
 }
 
 pub async fn list(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
-    let items: Vec<Value> = state.storage().connectors().await?.iter().map(view).collect();
+    let items: Vec<Value> = state
+        .storage()
+        .connectors()
+        .await?
+        .iter()
+        .map(view)
+        .collect();
     Ok(Json(json!({"items": items, "next": null})))
 }
 
@@ -64,7 +70,10 @@ pub async fn install(
     }
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
     if let Some(want) = &q.sha256 {
-        let want = want.strip_prefix("sha256:").unwrap_or(want).to_ascii_lowercase();
+        let want = want
+            .strip_prefix("sha256:")
+            .unwrap_or(want)
+            .to_ascii_lowercase();
         if digest != format!("sha256:{want}") {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -180,7 +189,10 @@ pub async fn put_backend(
         )
     })?;
     state.sync().configure(&config).await?;
-    Ok((StatusCode::CREATED, Json(backend_view(&state, &config).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(backend_view(&state, &config).await?),
+    ))
 }
 
 /// Call the adapter's `check` against the backend.
@@ -190,8 +202,13 @@ pub async fn check(
 ) -> ApiResult<Json<Value>> {
     find_backend(&state, &name).await?;
     match state.sync().check_backend(&name).await {
-        Ok((line, adapter)) => Ok(Json(json!({"ok": true, "message": line, "adapter": adapter}))),
-        Err(crate::sync::SyncError::Connector { name: adapter, reason }) => Ok(Json(
+        Ok((line, adapter)) => Ok(Json(
+            json!({"ok": true, "message": line, "adapter": adapter}),
+        )),
+        Err(crate::sync::SyncError::Connector {
+            name: adapter,
+            reason,
+        }) => Ok(Json(
             json!({"ok": false, "message": reason, "adapter": adapter}),
         )),
         Err(e) => Err(e.into()),

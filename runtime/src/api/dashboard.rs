@@ -25,7 +25,10 @@ fn file(content_type: &'static str, body: &'static str) -> impl IntoResponse {
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
-        .route("/", get(|| async { file("text/html; charset=utf-8", INDEX) }))
+        .route(
+            "/",
+            get(|| async { file("text/html; charset=utf-8", INDEX) }),
+        )
         .route(
             "/assets/app.js",
             get(|| async { file("text/javascript; charset=utf-8", APP_JS) }),

@@ -49,9 +49,11 @@ pub async fn record(
     State(state): State<ApiState>,
     Path((model, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let r = state.storage().record(&model, &id).await?.ok_or_else(|| {
-        ApiError::not_found(format!("there is no local {model} {id:?}"))
-    })?;
+    let r = state
+        .storage()
+        .record(&model, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("there is no local {model} {id:?}")))?;
     Ok(Json(view(&r)))
 }
 

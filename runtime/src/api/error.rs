@@ -76,7 +76,11 @@ impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
         match e {
             QueueError::Storage(s) => s.into(),
-            other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_job", other.to_string()),
+            other => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_job",
+                other.to_string(),
+            ),
         }
     }
 }
@@ -91,15 +95,21 @@ impl From<SyncError> for ApiError {
             SyncError::Refused { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "refused", e.to_string())
             }
-            SyncError::Registry(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unresolved", e.to_string())
-            }
-            SyncError::Load(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_a_connector", e.to_string())
-            }
-            SyncError::Backend(_) | SyncError::StoredBackend { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_backend", e.to_string())
-            }
+            SyncError::Registry(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unresolved",
+                e.to_string(),
+            ),
+            SyncError::Load(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not_a_connector",
+                e.to_string(),
+            ),
+            SyncError::Backend(_) | SyncError::StoredBackend { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_backend",
+                e.to_string(),
+            ),
             SyncError::Connector { .. } | SyncError::Schedule { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "connector", e.to_string())
             }

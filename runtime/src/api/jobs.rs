@@ -18,7 +18,8 @@ use crate::sync::batch::batch_jobs;
 fn view(job: &Job) -> Value {
     let mut v = serde_json::to_value(job).unwrap_or_default();
     if let Some(obj) = v.as_object_mut() {
-        let args: Value = serde_json::from_str(&job.args).unwrap_or(Value::String(job.args.clone()));
+        let args: Value =
+            serde_json::from_str(&job.args).unwrap_or(Value::String(job.args.clone()));
         obj.insert("args".into(), args);
     }
     v
@@ -56,8 +57,9 @@ pub async fn list(
         .cursor
         .as_deref()
         .map(|c| {
-            c.parse::<i64>()
-                .map_err(|_| ApiError::bad_request(format!("cursor {c:?} is not one this API gave")))
+            c.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!("cursor {c:?} is not one this API gave"))
+            })
         })
         .transpose()?;
     let jobs = state
@@ -212,7 +214,12 @@ pub async fn export(
     Json(r): Json<Export>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     state.sync().backend(&r.backend).await?;
-    if state.storage().record(&r.model, &r.local_id).await?.is_none() {
+    if state
+        .storage()
+        .record(&r.model, &r.local_id)
+        .await?
+        .is_none()
+    {
         return Err(ApiError::not_found(format!(
             "there is no local {} {:?} to export",
             r.model, r.local_id
@@ -223,7 +230,10 @@ pub async fn export(
         json!({"backend": r.backend, "model": r.model, "local_id": r.local_id}),
     );
     spec.backend = Some(r.backend.clone());
-    spec.request.description = Some(format!("export {} {} to {}", r.model, r.local_id, r.backend));
+    spec.request.description = Some(format!(
+        "export {} {} to {}",
+        r.model, r.local_id, r.backend
+    ));
     let e = state.queue().enqueue(spec).await?;
     Ok((
         StatusCode::ACCEPTED,

@@ -197,5 +197,8 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     // Comparing digests keeps the time independent of where they differ
     // and of the lengths.
     let (x, y) = (Sha256::digest(a), Sha256::digest(b));
-    x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q)) == 0
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
 }

@@ -28,9 +28,7 @@ pub async fn health(State(state): State<ApiState>) -> Json<Value> {
 }
 
 pub async fn not_found() -> ApiError {
-    ApiError::not_found(
-        "no such route; the API is described at /api/v1/openapi.json",
-    )
+    ApiError::not_found("no such route; the API is described at /api/v1/openapi.json")
 }
 
 pub async fn openapi() -> impl IntoResponse {
@@ -119,7 +117,10 @@ pub async fn metrics(State(state): State<ApiState>) -> ApiResult<impl IntoRespon
             .unwrap_or_else(|| ("unknown".into(), "unknown".into()))
     });
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     ))
 }

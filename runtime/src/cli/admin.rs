@@ -189,7 +189,11 @@ fn connector_line(c: &Value) -> String {
         s(&c["name"]),
         s(&c["version"]),
         short(&c["digest"]),
-        if c["active"] == json!(true) { ", active" } else { "" }
+        if c["active"] == json!(true) {
+            ", active"
+        } else {
+            ""
+        }
     )
 }
 
@@ -200,8 +204,8 @@ pub async fn connector(client: &Client, cmd: ConnectorAdmin, as_json: bool) -> a
             no_activate,
             sha256,
         } => {
-            let bytes = std::fs::read(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let mut path = format!("/api/v1/connectors?activate={}", !no_activate);
             if let Some(h) = sha256 {
                 path.push_str(&format!("&sha256={}", enc(&h)));
@@ -223,7 +227,11 @@ pub async fn connector(client: &Client, cmd: ConnectorAdmin, as_json: bool) -> a
                     .flatten()
                     .map(|c| {
                         vec![
-                            if c["active"] == json!(true) { "*".into() } else { String::new() },
+                            if c["active"] == json!(true) {
+                                "*".into()
+                            } else {
+                                String::new()
+                            },
                             s(&c["name"]),
                             s(&c["version"]),
                             format!("{} {}", s(&c["backend_kind"]), s(&c["backend_versions"])),
@@ -237,7 +245,10 @@ pub async fn connector(client: &Client, cmd: ConnectorAdmin, as_json: bool) -> a
         }
         ConnectorAdmin::Activate { digest } => {
             let v = client
-                .post(&format!("/api/v1/connectors/{}/activate", enc(&digest)), &json!({}))
+                .post(
+                    &format!("/api/v1/connectors/{}/activate", enc(&digest)),
+                    &json!({}),
+                )
                 .await?;
             if !as_json {
                 println!("activated {}", connector_line(&v));
@@ -255,7 +266,11 @@ pub async fn connector(client: &Client, cmd: ConnectorAdmin, as_json: bool) -> a
         }
         ConnectorAdmin::Remove { digest } => {
             let v = client
-                .call("DELETE", &format!("/api/v1/connectors/{}", enc(&digest)), None)
+                .call(
+                    "DELETE",
+                    &format!("/api/v1/connectors/{}", enc(&digest)),
+                    None,
+                )
                 .await?;
             if !as_json {
                 println!("removed {}", connector_line(&v));
@@ -298,7 +313,11 @@ pub async fn backend(client: &Client, cmd: BackendAdmin, as_json: bool) -> anyho
                     .flatten()
                     .map(|b| {
                         let units = if b["units"]["error"].is_null() {
-                            format!("{} / {}", s(&b["units"]["adapter"]), s(&b["units"]["mapper"]))
+                            format!(
+                                "{} / {}",
+                                s(&b["units"]["adapter"]),
+                                s(&b["units"]["mapper"])
+                            )
                         } else {
                             format!("not ready: {}", s(&b["units"]["error"]))
                         };
@@ -317,22 +336,36 @@ pub async fn backend(client: &Client, cmd: BackendAdmin, as_json: bool) -> anyho
                         ]
                     })
                     .collect();
-                table(&["name", "kind", "base url", "adapter / mapper", "bound"], rows);
+                table(
+                    &["name", "kind", "base url", "adapter / mapper", "bound"],
+                    rows,
+                );
             }
             v
         }
         BackendAdmin::Check { name } => {
             let v = client
-                .post(&format!("/api/v1/backends/{}/check", enc(&name)), &json!({}))
+                .post(
+                    &format!("/api/v1/backends/{}/check", enc(&name)),
+                    &json!({}),
+                )
                 .await?;
             if as_json {
                 print_json(&v)?;
             }
             if v["ok"] != json!(true) {
-                bail!("backend {name} fails its check ({}): {}", s(&v["adapter"]), s(&v["message"]));
+                bail!(
+                    "backend {name} fails its check ({}): {}",
+                    s(&v["adapter"]),
+                    s(&v["message"])
+                );
             }
             if !as_json {
-                println!("backend {name} ok ({}): {}", s(&v["adapter"]), s(&v["message"]));
+                println!(
+                    "backend {name} ok ({}): {}",
+                    s(&v["adapter"]),
+                    s(&v["message"])
+                );
             }
             return Ok(());
         }
@@ -371,7 +404,11 @@ pub async fn sync(client: &Client, cmd: SyncAdmin, as_json: bool) -> anyhow::Res
             if let Some(t) = since {
                 body["since"] = json!(t);
             }
-            (client.post("/api/v1/sync/import", &body).await?, !no_wait, backend)
+            (
+                client.post("/api/v1/sync/import", &body).await?,
+                !no_wait,
+                backend,
+            )
         }
         SyncAdmin::Export {
             backend,
@@ -414,7 +451,11 @@ pub async fn sync(client: &Client, cmd: SyncAdmin, as_json: bool) -> anyhow::Res
         } else {
             s(&j["error_message"])
         };
-        println!("{model}: {} (job {}) {outcome}", s(&j["state"]), s(&j["id"]));
+        println!(
+            "{model}: {} (job {}) {outcome}",
+            s(&j["state"]),
+            s(&j["id"])
+        );
     }
     let failed: Vec<&Value> = finished.iter().filter(|j| j["state"] != "done").collect();
     if !failed.is_empty() {
@@ -529,7 +570,11 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
                         s(&j["state"]),
                         s(&j["tries"]),
                         s(&j["channel"]),
-                        if j["description"].is_null() { s(&j["function"]) } else { s(&j["description"]) },
+                        if j["description"].is_null() {
+                            s(&j["function"])
+                        } else {
+                            s(&j["description"])
+                        },
                         s(&j["error_message"]).chars().take(60).collect(),
                     ]
                 })
@@ -543,10 +588,25 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
                 return print_json(&v);
             }
             let j = &v["job"];
-            println!("job {id}: {}", if j["description"].is_null() { s(&j["function"]) } else { s(&j["description"]) });
+            println!(
+                "job {id}: {}",
+                if j["description"].is_null() {
+                    s(&j["function"])
+                } else {
+                    s(&j["description"])
+                }
+            );
             println!("  function   {}", s(&j["function"]));
             println!("  state      {}", s(&j["state"]));
-            println!("  tries      {} of {}", s(&j["tries"]), if j["max_retries"] == json!(0) { "unlimited".into() } else { s(&j["max_retries"]) });
+            println!(
+                "  tries      {} of {}",
+                s(&j["tries"]),
+                if j["max_retries"] == json!(0) {
+                    "unlimited".into()
+                } else {
+                    s(&j["max_retries"])
+                }
+            );
             println!("  channel    {}", s(&j["channel"]));
             println!("  node       {}", s(&j["node"]));
             println!("  connector  {}", s(&j["connector_digest"]));
@@ -554,17 +614,37 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
                 println!("  result     {}", s(&j["result"]));
             }
             if !j["error_message"].is_null() {
-                println!("  error      {}: {}", s(&j["error_kind"]), s(&j["error_message"]));
+                println!(
+                    "  error      {}: {}",
+                    s(&j["error_kind"]),
+                    s(&j["error_message"])
+                );
             }
             println!("  arguments  {}", j["args"]);
             for rel in ["parent", "child"] {
-                for g in v["graph"].as_array().into_iter().flatten().filter(|g| g["relation"] == rel) {
-                    println!("  {rel:<10} job {} {} ({})", s(&g["id"]), s(&g["description"]), s(&g["state"]));
+                for g in v["graph"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|g| g["relation"] == rel)
+                {
+                    println!(
+                        "  {rel:<10} job {} {} ({})",
+                        s(&g["id"]),
+                        s(&g["description"]),
+                        s(&g["state"])
+                    );
                 }
             }
             println!("log:");
             for l in v["logs"].as_array().into_iter().flatten() {
-                println!("  try {} {:<5} {}: {}", s(&l["try_number"]), s(&l["level"]), s(&l["source"]), s(&l["message"]));
+                println!(
+                    "  try {} {:<5} {}: {}",
+                    s(&l["try_number"]),
+                    s(&l["level"]),
+                    s(&l["source"]),
+                    s(&l["message"])
+                );
             }
             println!("outbound HTTP:");
             for a in v["audit"].as_array().into_iter().flatten() {
@@ -578,8 +658,15 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
                 };
                 println!(
                     "  try {} {} {}://{}:{}{} → {} ({} ms, {} B)",
-                    s(&a["try_number"]), s(&e["method"]), s(&e["scheme"]), s(&e["host"]), s(&e["port"]), s(&e["path"]),
-                    outcome, s(&e["duration_ms"]), s(&e["response_bytes"])
+                    s(&a["try_number"]),
+                    s(&e["method"]),
+                    s(&e["scheme"]),
+                    s(&e["host"]),
+                    s(&e["port"]),
+                    s(&e["path"]),
+                    outcome,
+                    s(&e["duration_ms"]),
+                    s(&e["response_bytes"])
                 );
             }
         }
@@ -589,7 +676,9 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
                 JobsAdmin::Cancel { .. } => ("cancel", "cancelled"),
                 _ => ("done", "marked done"),
             };
-            let v = client.post(&format!("/api/v1/jobs/{id}/{action}"), &json!({})).await?;
+            let v = client
+                .post(&format!("/api/v1/jobs/{id}/{action}"), &json!({}))
+                .await?;
             if as_json {
                 return print_json(&v);
             }
@@ -602,14 +691,24 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
 pub async fn records(client: &Client, cmd: RecordsAdmin, as_json: bool) -> anyhow::Result<()> {
     match cmd {
         RecordsAdmin::Get { model, id } => {
-            let v = client.get(&format!("/api/v1/records/{}/{}", enc(&model), enc(&id))).await?;
+            let v = client
+                .get(&format!("/api/v1/records/{}/{}", enc(&model), enc(&id)))
+                .await?;
             if as_json {
                 return print_json(&v);
             }
-            println!("{model} {id} (version {}, updated {})", s(&v["version"]), s(&v["updated_at"]));
+            println!(
+                "{model} {id} (version {}, updated {})",
+                s(&v["version"]),
+                s(&v["updated_at"])
+            );
             println!("{}", serde_json::to_string_pretty(&v["data"])?);
         }
-        RecordsAdmin::List { model, limit, cursor } => {
+        RecordsAdmin::List {
+            model,
+            limit,
+            cursor,
+        } => {
             let mut path = format!("/api/v1/records/{}?limit={limit}", enc(&model));
             if let Some(c) = cursor {
                 path.push_str(&format!("&cursor={}", enc(&c)));
@@ -624,7 +723,12 @@ pub async fn records(client: &Client, cmd: RecordsAdmin, as_json: bool) -> anyho
                 .flatten()
                 .map(|r| {
                     let data = r["data"].to_string();
-                    vec![s(&r["id"]), s(&r["version"]), s(&r["updated_at"]), data.chars().take(70).collect()]
+                    vec![
+                        s(&r["id"]),
+                        s(&r["version"]),
+                        s(&r["updated_at"]),
+                        data.chars().take(70).collect(),
+                    ]
                 })
                 .collect();
             table(&["id", "version", "updated", "data"], rows);
@@ -635,7 +739,12 @@ pub async fn records(client: &Client, cmd: RecordsAdmin, as_json: bool) -> anyho
 }
 
 pub async fn bindings(client: &Client, cmd: BindingsAdmin, as_json: bool) -> anyhow::Result<()> {
-    let BindingsAdmin::List { backend, model, limit, cursor } = cmd;
+    let BindingsAdmin::List {
+        backend,
+        model,
+        limit,
+        cursor,
+    } = cmd;
     let mut path = format!(
         "/api/v1/bindings?backend={}&model={}&limit={limit}",
         enc(&backend),
@@ -656,9 +765,16 @@ pub async fn bindings(client: &Client, cmd: BindingsAdmin, as_json: bool) -> any
             let at = b["sync_date"].as_i64().and_then(|ms| {
                 time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
                     .ok()
-                    .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                    .and_then(|t| {
+                        t.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
             });
-            vec![s(&b["external_id"]), s(&b["local_id"]), at.unwrap_or_default()]
+            vec![
+                s(&b["external_id"]),
+                s(&b["local_id"]),
+                at.unwrap_or_default(),
+            ]
         })
         .collect();
     table(&["external id", "local id", "synced"], rows);

@@ -25,7 +25,13 @@ pub struct ServerArgs {
     #[arg(long, global = true, env = "JUNCTION_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// The service's config file, read for the address and the token.
-    #[arg(long, short, global = true, default_value = "junction.toml", env = "JUNCTION_CONFIG")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "junction.toml",
+        env = "JUNCTION_CONFIG"
+    )]
     pub config: PathBuf,
 }
 
@@ -89,7 +95,10 @@ impl Client {
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, &self.addr)
-            .header(hyper::header::AUTHORIZATION, format!("Bearer {}", self.token));
+            .header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            );
         let bytes = match body {
             Some((content_type, bytes)) => {
                 req = req.header(hyper::header::CONTENT_TYPE, content_type);

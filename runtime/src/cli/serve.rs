@@ -41,7 +41,10 @@ pub async fn open(database: &Database) -> anyhow::Result<Arc<dyn Storage>> {
 }
 
 /// Store the config's backends; returns one line per backend.
-async fn apply_backends(sync: &Synchronizer, config: &ServiceConfig) -> anyhow::Result<Vec<String>> {
+async fn apply_backends(
+    sync: &Synchronizer,
+    config: &ServiceConfig,
+) -> anyhow::Result<Vec<String>> {
     let mut lines = Vec::new();
     for b in &config.backends {
         let waiting = sync
@@ -183,7 +186,10 @@ pub async fn serve_until_stopped(
             },
         }
     }
-    eprintln!("stopping: running jobs get {} ms to finish", grace.as_millis());
+    eprintln!(
+        "stopping: running jobs get {} ms to finish",
+        grace.as_millis()
+    );
     let _ = stop_tx.send(());
     let report = node.stop(grace).await?;
     server.await.context("the API server task")??;

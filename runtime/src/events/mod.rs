@@ -103,11 +103,13 @@ pub enum EventError {
     Listener(#[from] ListenerError),
 }
 
+/// A listener with the key it was set under, if any.
+type Keyed = (Option<String>, Arc<dyn Listener>);
+
 /// Records, events and their listeners.
 pub struct EventBus {
     queue: Arc<Queue>,
-    /// With the key they were set under, if any.
-    listeners: RwLock<Vec<(Option<String>, Arc<dyn Listener>)>>,
+    listeners: RwLock<Vec<Keyed>>,
     live: broadcast::Sender<StoredEvent>,
     wake: Notify,
 }

@@ -134,7 +134,13 @@ impl Unit {
         }
         let (log, log_truncated) = shared.log.snapshot();
         let (audit, audit_dropped) = shared.audit.snapshot();
-        count(&self.inner.digest, export, &ctx.backend.name, &result, &audit);
+        count(
+            &self.inner.digest,
+            export,
+            &ctx.backend.name,
+            &result,
+            &audit,
+        );
         CallReport {
             result,
             log,

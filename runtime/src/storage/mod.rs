@@ -423,8 +423,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn activate_connector(&self, digest: &str, now: i64) -> Result<bool, StorageError>;
     /// Make the version active before the current one again; the digest
     /// now active, or `None` when there is nothing to go back to.
-    async fn rollback_connector(&self, name: &str, now: i64)
-    -> Result<Option<String>, StorageError>;
+    async fn rollback_connector(
+        &self,
+        name: &str,
+        now: i64,
+    ) -> Result<Option<String>, StorageError>;
     /// A number that changes whenever connectors or backends change, on
     /// any node.
     async fn registry_generation(&self) -> Result<i64, StorageError>;

@@ -921,12 +921,14 @@ impl Storage for SqliteStorage {
     }
 
     async fn children(&self, id: JobId) -> Result<Vec<JobId>, StorageError> {
-        Ok(sqlx::query_scalar(
-            "SELECT child FROM job_dependencies WHERE parent = ? ORDER BY child",
+        Ok(
+            sqlx::query_scalar(
+                "SELECT child FROM job_dependencies WHERE parent = ? ORDER BY child",
+            )
+            .bind(id)
+            .fetch_all(&self.reader)
+            .await?,
         )
-        .bind(id)
-        .fetch_all(&self.reader)
-        .await?)
     }
 
     async fn oldest_due(&self, now: i64) -> Result<Vec<(String, i64)>, StorageError> {

@@ -18,11 +18,11 @@ impl Synchronizer {
     pub async fn follow_registry(&self, seen: Option<i64>) -> Option<i64> {
         match self.storage.registry_generation().await {
             Ok(now) if Some(now) != seen => {
-                if seen.is_some() {
-                    if let Err(e) = self.reload_listening().await {
-                        tracing::warn!(error = %e, "backends could not be resolved again");
-                        return seen;
-                    }
+                if seen.is_some()
+                    && let Err(e) = self.reload_listening().await
+                {
+                    tracing::warn!(error = %e, "backends could not be resolved again");
+                    return seen;
                 }
                 Some(now)
             }

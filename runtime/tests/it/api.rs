@@ -176,7 +176,12 @@ async fn syncs_jobs_records_and_bindings_through_the_api() {
     let health = call(&app, "GET", "/health", None, None).await.1;
     assert_eq!(health["status"], "ok");
 
-    let (status, started) = post(&app, "/api/v1/sync/import", json!({"backend": "shop", "direct": true})).await;
+    let (status, started) = post(
+        &app,
+        "/api/v1/sync/import",
+        json!({"backend": "shop", "direct": true}),
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{started}");
     let models: Vec<&str> = started["jobs"]
         .as_array()
@@ -184,33 +189,71 @@ async fn syncs_jobs_records_and_bindings_through_the_api() {
         .iter()
         .map(|j| j["model"].as_str().unwrap())
         .collect();
-    assert_eq!(models, ["category", "product", "customer", "order"], "dependency order");
+    assert_eq!(
+        models,
+        ["category", "product", "customer", "order"],
+        "dependency order"
+    );
     w.settle().await;
 
     let backends = get(&app, "/api/v1/backends").await;
     let shop = &backends["items"][0];
     assert_eq!(shop["bindings"]["product"], 40);
     assert_eq!(shop["units"]["adapter"], "magento 0.1.0");
-    assert_eq!(shop["config"]["auth"]["token"], "***", "secrets never leave");
+    assert_eq!(
+        shop["config"]["auth"]["token"], "***",
+        "secrets never leave"
+    );
     let check = post(&app, "/api/v1/backends/shop/check", json!({})).await.1;
     assert_eq!(check["ok"], true, "{check}");
 
     // Pages of two jobs, newest first, never overlapping.
     let first = get(&app, "/api/v1/jobs?state=done&limit=2").await;
     let cursor = first["next"].as_str().expect("a next cursor");
-    let second = get(&app, &format!("/api/v1/jobs?state=done&limit=2&cursor={cursor}")).await;
-    let ids = |p: &Value| -> Vec<i64> { p["items"].as_array().unwrap().iter().map(|j| j["id"].as_i64().unwrap()).collect() };
+    let second = get(
+        &app,
+        &format!("/api/v1/jobs?state=done&limit=2&cursor={cursor}"),
+    )
+    .await;
+    let ids = |p: &Value| -> Vec<i64> {
+        p["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_i64().unwrap())
+            .collect()
+    };
     assert_eq!(ids(&first).len(), 2);
     assert!(ids(&second).iter().all(|id| *id < ids(&first)[1]));
-    let bad = call(&app, "GET", "/api/v1/jobs?state=sleeping", Some(TOKEN), None).await;
+    let bad = call(
+        &app,
+        "GET",
+        "/api/v1/jobs?state=sleeping",
+        Some(TOKEN),
+        None,
+    )
+    .await;
     assert_eq!(bad.0, StatusCode::BAD_REQUEST);
     assert_error_shape(&bad.1, "bad_request");
-    assert!(bad.1["error"]["message"].as_str().unwrap().contains("failed"));
+    assert!(
+        bad.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("failed")
+    );
 
     let job = get(&app, &format!("/api/v1/jobs/{}", started["jobs"][1]["id"])).await;
     assert_eq!(job["job"]["args"]["model"], "product");
-    assert!(job["job"]["connector_digest"].as_str().unwrap().starts_with("sha256:"));
-    assert!(!job["audit"].as_array().unwrap().is_empty(), "outbound requests recorded");
+    assert!(
+        job["job"]["connector_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert!(
+        !job["audit"].as_array().unwrap().is_empty(),
+        "outbound requests recorded"
+    );
     assert_eq!(job["graph"][0]["relation"], "parent", "{job}");
 
     let records = get(&app, "/api/v1/records/product?limit=5").await;
@@ -223,14 +266,35 @@ async fn syncs_jobs_records_and_bindings_through_the_api() {
     assert!(bindings["next"].is_null());
 
     // Export through the API: the job goes through.
-    let (status, export) = post(&app, "/api/v1/sync/export", json!({"backend": "shop", "model": "product", "local_id": id})).await;
+    let (status, export) = post(
+        &app,
+        "/api/v1/sync/export",
+        json!({"backend": "shop", "model": "product", "local_id": id}),
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{export}");
-    let (status, v) = post(&app, "/api/v1/sync/export", json!({"backend": "shop", "model": "product", "local_id": "nope"})).await;
+    let (status, v) = post(
+        &app,
+        "/api/v1/sync/export",
+        json!({"backend": "shop", "model": "product", "local_id": "nope"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error_shape(&v, "not_found");
-    let (status, v) = post(&app, "/api/v1/sync/import", json!({"backend": "shop", "model": "invoice"})).await;
+    let (status, v) = post(
+        &app,
+        "/api/v1/sync/import",
+        json!({"backend": "shop", "model": "invoice"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(v["error"]["message"].as_str().unwrap().contains("imports category, product"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("imports category, product"),
+        "{v}"
+    );
     w.settle().await;
     assert!(w.failed().await.is_empty());
 }
@@ -243,7 +307,13 @@ async fn failed_jobs_are_requeued_cancelled_and_marked_done() {
     let failed = get(&app, "/api/v1/jobs?state=failed").await;
     let id = failed["items"][0]["id"].as_i64().unwrap();
     let shown = get(&app, &format!("/api/v1/jobs/{id}")).await;
-    assert!(shown["job"]["error_message"].as_str().unwrap().contains("gone from the backend"), "{shown}");
+    assert!(
+        shown["job"]["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("gone from the backend"),
+        "{shown}"
+    );
 
     let (status, v) = post(&app, &format!("/api/v1/jobs/{id}/requeue"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{v}");
@@ -252,7 +322,11 @@ async fn failed_jobs_are_requeued_cancelled_and_marked_done() {
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["state"], "done");
     let (status, v) = post(&app, &format!("/api/v1/jobs/{id}/cancel"), json!({})).await;
-    assert_eq!(status, StatusCode::CONFLICT, "a done job cannot be cancelled");
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a done job cannot be cancelled"
+    );
     assert_error_shape(&v, "wrong_state");
     let (status, v) = post(&app, "/api/v1/jobs/424242/requeue", json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -264,55 +338,126 @@ async fn connector_versions_are_pinned_refused_activated_and_rolled_back() {
     let w = world().await;
     let app = router(&w);
     let list = get(&app, "/api/v1/connectors").await;
-    let active: Vec<&Value> = list["items"].as_array().unwrap().iter().filter(|c| c["active"] == true).collect();
+    let active: Vec<&Value> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["active"] == true)
+        .collect();
     assert_eq!(active.len(), 2);
     let original = digest(junction_connectors::MAGENTO);
     let next = rebuilt(junction_connectors::MAGENTO, "next");
     let wasm = |b: &[u8]| Some(("application/wasm", b.to_vec()));
 
     // Pinned by sha256: a different upload is refused and nothing changes.
-    let (status, v) = call(&app, "POST", "/api/v1/connectors?sha256=00ff", Some(TOKEN), wasm(&next)).await;
+    let (status, v) = call(
+        &app,
+        "POST",
+        "/api/v1/connectors?sha256=00ff",
+        Some(TOKEN),
+        wasm(&next),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_error_shape(&v, "digest_mismatch");
     // Not a connector: refused with the reason.
     let broken = std::fs::read(junction_test_artifacts::BROKEN_DESCRIBE).unwrap();
-    let (status, v) = call(&app, "POST", "/api/v1/connectors", Some(TOKEN), wasm(&broken)).await;
+    let (status, v) = call(
+        &app,
+        "POST",
+        "/api/v1/connectors",
+        Some(TOKEN),
+        wasm(&broken),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    let (status, v) = call(&app, "POST", "/api/v1/connectors", Some(TOKEN), wasm(b"not wasm")).await;
+    let (status, v) = call(
+        &app,
+        "POST",
+        "/api/v1/connectors",
+        Some(TOKEN),
+        wasm(b"not wasm"),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_error_shape(&v, "not_a_connector");
 
     // A version whose check fails against the configured backend is
     // refused; the old one keeps serving.
-    w.shop.set_faults(Faults { error_rate: 1.0, ..Faults::default() });
-    let pinned = format!("/api/v1/connectors?sha256={}", digest(&next).trim_start_matches("sha256:"));
+    w.shop.set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    let pinned = format!(
+        "/api/v1/connectors?sha256={}",
+        digest(&next).trim_start_matches("sha256:")
+    );
     let (status, v) = call(&app, "POST", &pinned, Some(TOKEN), wasm(&next)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{v}");
     assert_error_shape(&v, "refused");
-    assert!(v["error"]["message"].as_str().unwrap().contains("check against backend \"shop\" failed"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("check against backend \"shop\" failed"),
+        "{v}"
+    );
     let shop = get(&app, "/api/v1/backends/shop").await;
     assert_eq!(shop["units"]["adapter_digest"], original.as_str());
     w.shop.set_faults(Faults::default());
 
     // Installed (inactive) by the refused attempt; activating it now works.
-    let (status, v) = post(&app, &format!("/api/v1/connectors/{}/activate", &digest(&next)[..20]), json!({})).await;
+    let (status, v) = post(
+        &app,
+        &format!("/api/v1/connectors/{}/activate", &digest(&next)[..20]),
+        json!({}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["active"], true);
     let shop = get(&app, "/api/v1/backends/shop").await;
     assert_eq!(shop["units"]["adapter_digest"], digest(&next).as_str());
     // The active version cannot be removed.
-    let (status, v) = call(&app, "DELETE", &format!("/api/v1/connectors/{}", digest(&next)), Some(TOKEN), None).await;
+    let (status, v) = call(
+        &app,
+        "DELETE",
+        &format!("/api/v1/connectors/{}", digest(&next)),
+        Some(TOKEN),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
 
-    let (status, v) = post(&app, "/api/v1/connectors/rollback", json!({"name": "magento"})).await;
+    let (status, v) = post(
+        &app,
+        "/api/v1/connectors/rollback",
+        json!({"name": "magento"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["digest"], original.as_str());
     let shop = get(&app, "/api/v1/backends/shop").await;
     assert_eq!(shop["units"]["adapter_digest"], original.as_str());
-    let (status, _) = call(&app, "DELETE", &format!("/api/v1/connectors/{}", digest(&next)), Some(TOKEN), None).await;
+    let (status, _) = call(
+        &app,
+        "DELETE",
+        &format!("/api/v1/connectors/{}", digest(&next)),
+        Some(TOKEN),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, v) = post(&app, "/api/v1/connectors/rollback", json!({"name": "magento"})).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "nothing earlier to go back to: {v}");
+    let (status, v) = post(
+        &app,
+        "/api/v1/connectors/rollback",
+        json!({"name": "magento"}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "nothing earlier to go back to: {v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,11 +486,21 @@ async fn metrics_parse_as_prometheus_text() {
         .find(|s| s.metric == "junction_jobs" && s.labels.get("state") == Some("failed"))
         .expect("failed jobs counted");
     assert!(matches!(failed.value, prometheus_parse::Value::Gauge(n) if n >= 1.0));
-    assert!(scrape.samples.iter().any(|s| s.metric == "junction_sandbox_calls_total"
-        && s.labels.get("connector") == Some("magento")
-        && s.labels.get("export") == Some("mapper.map-import")));
-    assert!(scrape.samples.iter().any(|s| s.metric == "junction_outbound_requests_total"
-        && s.labels.get("backend") == Some("shop")
-        && s.labels.get("status") == Some("404")));
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "junction_sandbox_calls_total"
+                && s.labels.get("connector") == Some("magento")
+                && s.labels.get("export") == Some("mapper.map-import"))
+    );
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "junction_outbound_requests_total"
+                && s.labels.get("backend") == Some("shop")
+                && s.labels.get("status") == Some("404"))
+    );
     assert!(w.failed().await.iter().all(|j| j.state == JobState::Failed));
 }

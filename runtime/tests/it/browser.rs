@@ -106,9 +106,14 @@ impl Driver {
     }
 
     async fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let v = http(&self.addr, method, &format!("/session/{}{path}", self.session), body)
-            .await
-            .unwrap();
+        let v = http(
+            &self.addr,
+            method,
+            &format!("/session/{}{path}", self.session),
+            body,
+        )
+        .await
+        .unwrap();
         assert!(v["value"]["error"].is_null(), "{method} {path}: {v}");
         v["value"].clone()
     }
@@ -139,18 +144,27 @@ impl Driver {
 
     async fn click(&self, css: &str) {
         let id = self.find(css).await;
-        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({}))).await;
+        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})))
+            .await;
     }
 
     async fn type_into(&self, css: &str, text: &str) {
         let id = self.find(css).await;
-        self.cmd("POST", &format!("/element/{id}/value"), Some(json!({"text": text})))
-            .await;
+        self.cmd(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
     }
 
     async fn script(&self, js: &str) -> Value {
-        self.cmd("POST", "/execute/sync", Some(json!({"script": js, "args": []})))
-            .await
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": js, "args": []})),
+        )
+        .await
     }
 
     /// Wait up to 30 s for `js` to return true.
@@ -185,7 +199,8 @@ async fn the_dashboard_filters_jobs_and_requeues_a_failed_one() {
         error_rate: 1.0,
         ..Faults::default()
     });
-    w.run(vec![import("product", "DS-00001").max_retries(1)]).await;
+    w.run(vec![import("product", "DS-00001").max_retries(1)])
+        .await;
     let failed = w.failed().await;
     assert_eq!(failed.len(), 1);
     let id = failed[0].id;
@@ -235,7 +250,9 @@ async fn the_dashboard_filters_jobs_and_requeues_a_failed_one() {
         "the job's outbound HTTP audit",
     )
     .await;
-    let text = d.script("return document.getElementById('view').innerText").await;
+    let text = d
+        .script("return document.getElementById('view').innerText")
+        .await;
     assert!(text.as_str().unwrap().contains("503"), "{text}");
     d.cmd("DELETE", "", None).await;
     server.abort();

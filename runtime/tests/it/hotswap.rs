@@ -55,7 +55,9 @@ async fn a_swap_and_a_rollback_under_load_fail_no_job() {
     let original = digest(junction_connectors::MAGENTO);
     let next = rebuilt(junction_connectors::MAGENTO, "hot-swap");
 
-    let specs = (1..=JOBS).map(|i| import("product", &format!("DS-{i:05}"))).collect::<Vec<_>>();
+    let specs = (1..=JOBS)
+        .map(|i| import("product", &format!("DS-{i:05}")))
+        .collect::<Vec<_>>();
     w.node.queue.enqueue_batch(&specs).await.unwrap();
 
     // A third of the way: the new version; two thirds: back to the old.
@@ -69,7 +71,11 @@ async fn a_swap_and_a_rollback_under_load_fail_no_job() {
     let at_rollback = finished(&w).await;
     w.settle().await;
 
-    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await.first());
+    assert!(
+        w.failed().await.is_empty(),
+        "{:?}",
+        w.failed().await.first()
+    );
     let jobs: Vec<_> = w
         .jobs(IMPORT_RECORD)
         .await
@@ -79,16 +85,31 @@ async fn a_swap_and_a_rollback_under_load_fail_no_job() {
     assert_eq!(jobs.len(), JOBS);
     let mut by_digest: HashMap<String, usize> = HashMap::new();
     for j in &jobs {
-        assert_eq!(j.state, JobState::Done, "job {}: {:?}", j.id, j.error_message);
+        assert_eq!(
+            j.state,
+            JobState::Done,
+            "job {}: {:?}",
+            j.id,
+            j.error_message
+        );
         *by_digest
-            .entry(j.connector_digest.clone().expect("every job records its connector"))
+            .entry(
+                j.connector_digest
+                    .clone()
+                    .expect("every job records its connector"),
+            )
             .or_default() += 1;
     }
     let on_next = by_digest.get(&digest(&next)).copied().unwrap_or(0);
     let on_original = by_digest.get(&original).copied().unwrap_or(0);
-    eprintln!("hot swap: {on_original} jobs on the original, {on_next} on the new version; swap after {at_swap}, rollback after {at_rollback} finished");
+    eprintln!(
+        "hot swap: {on_original} jobs on the original, {on_next} on the new version; swap after {at_swap}, rollback after {at_rollback} finished"
+    );
     assert_eq!(on_next + on_original, JOBS, "{by_digest:?}");
-    assert!(on_next > 0 && on_original > 0, "both versions ran: {by_digest:?}");
+    assert!(
+        on_next > 0 && on_original > 0,
+        "both versions ran: {by_digest:?}"
+    );
     assert!(
         on_original as i64 > at_swap - before,
         "the old version ran again after the rollback: {by_digest:?}, swap at {at_swap}, rollback at {at_rollback}"

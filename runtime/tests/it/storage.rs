@@ -778,7 +778,11 @@ async fn activations_and_rollbacks_walk_the_history_of_versions() {
                 .collect::<Vec<_>>()
         };
         let g0 = s.registry_generation().await.unwrap();
-        for (d, v) in [("sha256:1", "1.0.0"), ("sha256:2", "2.0.0"), ("sha256:3", "3.0.0")] {
+        for (d, v) in [
+            ("sha256:1", "1.0.0"),
+            ("sha256:2", "2.0.0"),
+            ("sha256:3", "3.0.0"),
+        ] {
             s.install_connector(&version(d, v), b"wasm").await.unwrap();
         }
         assert!(active().await.is_empty(), "{name}: installed inactive");

@@ -327,10 +327,7 @@ async fn concurrent_workers_on_two_nodes_never_double_import() {
     // Half enqueued through each node, so both are woken at once instead
     // of one waiting for its next poll (which a fast run may never reach).
     let (a, b) = specs.split_at(specs.len() / 2);
-    let (ra, rb) = tokio::join!(
-        w.node.queue.enqueue_batch(a),
-        other.queue.enqueue_batch(b)
-    );
+    let (ra, rb) = tokio::join!(w.node.queue.enqueue_batch(a), other.queue.enqueue_batch(b));
     ra.unwrap();
     rb.unwrap();
     w.settle().await;
