@@ -271,6 +271,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let text = include_str!("../../junction.example.toml")
+            .replace("admin_token_file = \"admin.token\"", TOKEN.trim());
+        let c = parse(&text).unwrap();
+        assert_eq!(c.backends.len(), 1);
+        assert_eq!(c.backends[0].limits.deadline.as_millis(), 60_000);
+        assert_eq!(c.backends[0].limits.memory_bytes, 64 << 20);
+        assert_eq!(c.backends[0].schedules.len(), 2);
+        assert!(c.channels.is_some());
+    }
+
+    #[test]
     fn backends_inherit_the_default_limits() {
         let c = parse(&format!(
             "{TOKEN}[limits]\ndeadline = 5000\nmemory_bytes = 33554432\n\n[[backends]]\nname = \"shop\"\nkind = \"magento\"\nversion = \"2.4.6\"\nbase_url = \"https://shop.example.com\"\nlimits = {{ deadline = 9000 }}\nschedules = [{{ model = \"product\", every = 300000 }}]\n"

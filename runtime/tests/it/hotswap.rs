@@ -116,3 +116,56 @@ async fn a_swap_and_a_rollback_under_load_fail_no_job() {
     );
     assert_eq!(w.bound("product").await, JOBS as i64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_node_on_the_database_follows_an_activation() {
+    let w = super::sync::world().await;
+    let other =
+        junction_runtime::node::Node::start(w.storage.clone(), super::sync::node_config("node-b"))
+            .await
+            .unwrap();
+    let original = digest(junction_connectors::MAGENTO);
+    let adapter = |node: &junction_runtime::node::Node| {
+        let sync = node.sync.clone();
+        async move {
+            sync.backend("shop")
+                .await
+                .unwrap()
+                .adapter
+                .digest()
+                .to_string()
+        }
+    };
+    assert_eq!(adapter(&other).await, original);
+    let next = rebuilt(junction_connectors::MAGENTO, "other-node");
+    w.node.sync.install(&next).await.unwrap();
+    assert_eq!(
+        adapter(&w.node).await,
+        digest(&next),
+        "at once on the installing node"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while adapter(&other).await != digest(&next) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node-b still runs the old version"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And its jobs run the new version.
+    other
+        .queue
+        .enqueue(import("product", "DS-00003"))
+        .await
+        .unwrap();
+    w.settle().await;
+    assert!(other.settle(Duration::from_secs(30)).await.unwrap());
+    let ran: Vec<_> = w
+        .jobs(IMPORT_RECORD)
+        .await
+        .into_iter()
+        .filter_map(|j| j.connector_digest)
+        .collect();
+    assert!(ran.iter().all(|d| *d == digest(&next)), "{ran:?}");
+    other.stop(Duration::from_secs(5)).await.unwrap();
+}
