@@ -45,7 +45,9 @@ pub struct Client {
 
 impl Client {
     pub fn new(args: &ServerArgs) -> anyhow::Result<Client> {
-        let file = if args.config.exists() {
+        // The file is read only for what the flags do not give, so that a
+        // file being edited does not stop `--server … --token … reload`.
+        let file = if (args.server.is_none() || args.token.is_none()) && args.config.exists() {
             Some(ServiceConfig::load(&args.config)?)
         } else {
             None

@@ -5,6 +5,7 @@
 mod api;
 mod browser;
 mod cache;
+mod cli;
 mod crash;
 mod egress;
 mod events;

@@ -1,0 +1,295 @@
+//! The `junction` binary as an operator uses it: `serve` from a config
+//! file, the CLI against it (install, backend check, sync with progress,
+//! jobs, records), reload by command and by SIGHUP, a clean stop, an
+//! invalid config refused with the key named, and a CLI with no server
+//! telling how to start one.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use junction_demo_shop::{Shop, ShopConfig};
+use serde_json::Value;
+
+use super::sync::{cache_dir, small};
+
+const TOKEN: &str = "cli-test-token-0123456789";
+
+fn junction() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_junction"));
+    c.env("JUNCTION_CACHE_DIR", cache_dir())
+        .env_remove("JUNCTION_SERVER")
+        .env_remove("JUNCTION_TOKEN")
+        .env_remove("JUNCTION_CONFIG");
+    c
+}
+
+fn run(config: &Path, args: &[&str]) -> Output {
+    junction()
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(config: &Path, args: &[&str]) -> String {
+    let out = run(config, args);
+    assert!(
+        out.status.success(),
+        "junction {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(config: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(config, &all)).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn config_text(port: u16, shop: &Shop, channels: &str) -> String {
+    format!(
+        "data_dir = \"data\"\nlisten = \"127.0.0.1:{port}\"\nadmin_token = \"{TOKEN}\"\nworkers = 4\nchannels = \"{channels}\"\n\n\
+         [[backends]]\nname = \"shop\"\nkind = \"magento\"\nversion = \"2.4.6\"\nbase_url = \"{}\"\n\
+         allow_internal = [\"{}\"]\nauth = {{ type = \"bearer\", token = \"{}\" }}\n",
+        shop.base_url(),
+        shop.addr,
+        shop.issue_token()
+    )
+}
+
+#[test]
+fn without_a_server_the_cli_says_how_to_start_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = junction()
+        .current_dir(dir.path())
+        .args([
+            "--server",
+            &format!("127.0.0.1:{}", free_port()),
+            "--token",
+            TOKEN,
+        ])
+        .args(["jobs", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no Junction server answers"), "{err}");
+    assert!(
+        err.contains("junction serve --config junction.toml"),
+        "{err}"
+    );
+    // No token anywhere: said so, with where to put it.
+    let out = junction()
+        .current_dir(dir.path())
+        .args(["jobs", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no admin token"), "{err}");
+}
+
+#[test]
+fn an_invalid_config_names_the_key_and_nothing_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("junction.toml");
+    std::fs::write(&config, format!("admin_token = \"{TOKEN}\"\nworkers = 0\n")).unwrap();
+    let out = run(&config, &["serve"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("workers is invalid: must be at least 1"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("junction-data").exists(),
+        "nothing created"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_then_operate_it_from_the_cli() {
+    let shop = Shop::start(
+        ShopConfig {
+            seed: small(),
+            ..ShopConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("junction.toml");
+    let port = free_port();
+    std::fs::write(&config, config_text(port, &shop, "root:4")).unwrap();
+    let server = Server(
+        junction()
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let c = config.clone();
+    tokio::task::spawn_blocking(move || {
+        for _ in 0..200 {
+            if run(&c, &["jobs", "list"]).status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the server did not answer");
+    })
+    .await
+    .unwrap();
+
+    let config2 = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let config = config2.as_path();
+        // The backend came from the file, waiting for its connector.
+        let backends = json(config, &["backend", "list"]);
+        assert!(
+            backends["items"][0]["units"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("no installed adapter"),
+            "{backends}"
+        );
+        let sha = junction_connectors::MAGENTO_PATH;
+        let installed = ok(config, &["connector", "install", sha]);
+        assert!(installed.contains("installed magento 0.1.0"), "{installed}");
+        let checked = ok(config, &["backend", "check", "shop"]);
+        assert!(checked.contains("backend shop ok"), "{checked}");
+        let list = ok(config, &["connector", "list"]);
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with('*') && l.contains("magento")),
+            "{list}"
+        );
+
+        let synced = ok(config, &["sync", "import", "shop", "--direct"]);
+        for model in ["category", "product", "customer", "order"] {
+            assert!(synced.contains(&format!("{model}: done")), "{synced}");
+        }
+        let jobs = json(
+            config,
+            &["jobs", "list", "--state", "done", "--backend", "shop"],
+        );
+        assert_eq!(jobs["items"].as_array().unwrap().len(), 4, "{jobs}");
+        let id = jobs["items"][0]["id"].to_string();
+        let shown = ok(config, &["jobs", "show", &id]);
+        assert!(
+            shown.contains("outbound HTTP:") && shown.contains("→ 200"),
+            "{shown}"
+        );
+        let records = json(config, &["records", "list", "order", "--limit", "3"]);
+        let local = records["items"][0]["id"].as_str().unwrap().to_string();
+        let one = ok(config, &["records", "get", "order", &local]);
+        assert!(one.contains("\"lines\""), "{one}");
+        let bindings = ok(
+            config,
+            &[
+                "bindings",
+                "list",
+                "--backend",
+                "shop",
+                "--model",
+                "customer",
+            ],
+        );
+        assert_eq!(bindings.lines().count(), 1 + 12, "{bindings}");
+        let refused = run(config, &["jobs", "requeue", &id]);
+        assert!(!refused.status.success());
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("is done"));
+    })
+    .await
+    .unwrap();
+
+    // Reload by command: a schedule and new channels, no restart.
+    let mut text = config_text(port, &shop, "root:2, root.shop:1");
+    text.push_str("schedules = [{ model = \"category\", every = 1000 }]\n");
+    std::fs::write(&config, text).unwrap();
+    let reloaded = ok(&config, &["reload"]);
+    assert!(
+        reloaded.contains("channels reloaded") && reloaded.contains("backend shop ready"),
+        "{reloaded}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let batches = json(
+            &config,
+            &["jobs", "list", "--function", "junction.import-batch"],
+        );
+        if batches["items"].as_array().unwrap().len() > 4 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reloaded schedule never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A broken file is refused on reload; the running config stays.
+    std::fs::write(&config, "workers = \"many\"\n").unwrap();
+    let out = run(
+        &config,
+        &[
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--token",
+            TOKEN,
+            "reload",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the running configuration is unchanged")
+    );
+    std::fs::write(&config, config_text(port, &shop, "root:4")).unwrap();
+    // And by SIGHUP, then a clean stop on SIGTERM.
+    let mut server = server;
+    signal(&server.0, "HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal(&server.0, "TERM");
+    let out = tokio::task::spawn_blocking(move || {
+        let child = std::mem::replace(&mut server.0, Command::new("true").spawn().unwrap());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config reloaded"), "{err}");
+    assert!(err.contains("stopped:"), "{err}");
+}
