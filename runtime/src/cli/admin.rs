@@ -101,7 +101,7 @@ pub enum JobsAdmin {
     },
     /// A job's arguments, tries, error, logs and outbound HTTP audit.
     Show { id: i64 },
-    /// Run a failed, cancelled or done job again.
+    /// Run a failed or cancelled job again.
     Requeue { id: i64 },
     /// Cancel a job that has not finished, and the jobs waiting on it.
     Cancel { id: i64 },

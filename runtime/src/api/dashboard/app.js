@@ -150,8 +150,7 @@ async function jobs(params) {
     <table id="jobs-table"><tr><th>Id</th><th>Function</th><th>Description</th><th>State</th><th>Tries</th><th>Channel</th><th>Error</th><th></th></tr>
     ${list.items.map((j) => `<tr data-id="${j.id}"><td><a href="#/jobs/${j.id}">${j.id}</a></td><td>${esc(j.function)}</td><td>${esc(j.description)}</td>
       <td class="state state-${j.state}">${j.state}</td><td>${j.tries}</td><td>${esc(j.channel)}</td><td>${esc(j.error_message)}</td>
-      <td>${["failed", "cancelled", "done"].includes(j.state) ? `<button class="requeue" data-id="${j.id}">Requeue</button>` : ""}
-      ${["pending", "wait_dependencies", "enqueued", "failed"].includes(j.state) ? `<button class="cancel" data-id="${j.id}">Cancel</button>` : ""}</td></tr>`).join("")}</table>
+      <td>${actions(j)}</td></tr>`).join("")}</table>
     ${list.next ? `<p><a href="#/jobs?${new URLSearchParams({ ...params, cursor: list.next })}">Older jobs →</a></p>` : ""}`;
   document.getElementById("job-filters").onsubmit = (e) => {
     e.preventDefault();
@@ -162,10 +161,24 @@ async function jobs(params) {
     }
     location.hash = "#/jobs?" + new URLSearchParams(p);
   };
-  view.querySelectorAll("button.requeue").forEach((b) => b.onclick = () =>
-    act(() => api("POST", `/api/v1/jobs/${b.dataset.id}/requeue`), "requeued"));
-  view.querySelectorAll("button.cancel").forEach((b) => b.onclick = () =>
-    act(() => api("POST", `/api/v1/jobs/${b.dataset.id}/cancel`), "cancelled"));
+  wireActions();
+}
+
+// What an operator may do with a job in its state (the queue's rules).
+function actions(j) {
+  const b = (cls, label) => `<button class="${cls}" data-id="${j.id}">${label}</button>`;
+  const out = [];
+  if (["failed", "cancelled"].includes(j.state)) out.push(b("requeue", "Requeue"));
+  if (["wait_dependencies", "pending", "enqueued", "started"].includes(j.state)) out.push(b("cancel", "Cancel"));
+  if (j.state === "failed") out.push(b("done", "Mark done"));
+  return out.join(" ");
+}
+
+function wireActions() {
+  for (const [cls, word] of [["requeue", "requeued"], ["cancel", "cancelled"], ["done", "marked done"]]) {
+    view.querySelectorAll("button." + cls).forEach((b) => b.onclick = () =>
+      act(() => api("POST", `/api/v1/jobs/${b.dataset.id}/${cls}`), word));
+  }
 }
 
 // --- One job: arguments, logs, outbound HTTP audit, dependency graph ----
@@ -179,20 +192,19 @@ async function job(id) {
       · node ${esc(j.node)} · connector <code>${esc(j.connector_digest || "")}</code></p>
     ${j.error_message ? `<p class="bad">${esc(j.error_kind)}: ${esc(j.error_message)}</p>` : ""}
     ${j.result ? `<p>Result: ${esc(j.result)}</p>` : ""}
-    <p><button class="requeue" data-id="${j.id}">Requeue</button> <button class="cancel" data-id="${j.id}">Cancel</button></p>
+    <p id="job-actions">${actions(j)}</p>
     <h3>Dependencies</h3>
     <div class="graph" id="job-graph"><div class="col">${nodes("parent") || '<span class="muted">no parents</span>'}</div>→
       <div class="col"><span class="node self">#${j.id} ${esc(j.description || j.function)}</span></div>→
       <div class="col">${nodes("child") || '<span class="muted">no children</span>'}</div></div>
     <h3>Arguments</h3><pre>${esc(JSON.stringify(j.args, null, 2))}</pre>
     <h3>Log</h3><table id="job-log"><tr><th>Try</th><th>Level</th><th>Source</th><th>Message</th></tr>
-      ${d.logs.map((l) => `<tr><td>${l.try_number}</td><td>${esc(l.level)}</td><td>${esc(l.source)}</td><td>${esc(l.message)}</td></tr>`).join("")}</table>
+      ${d.logs.map((l) => `<tr><td>${l.try_number}</td><td>${esc(l.level)}</td><td>${esc(l.source)}</td><td>${esc(l.message)}</td></tr>`).join("") || '<tr><td colspan="4" class="muted">the connector logged nothing</td></tr>'}</table>
     <h3>Outbound HTTP</h3><table id="job-audit"><tr><th>Try</th><th>Request</th><th>Status</th><th>Bytes in/out</th><th>ms</th></tr>
       ${d.audit.map((a) => `<tr><td>${a.try_number}</td><td>${esc(a.entry.method)} ${esc(a.entry.scheme)}://${esc(a.entry.host)}:${a.entry.port}${esc(a.entry.path)}</td>
         <td>${a.entry.denied ? `<span class="bad">denied: ${esc(a.entry.denied)}</span>` : esc(a.entry.status || a.entry.error)}</td>
-        <td>${a.entry.response_bytes}/${a.entry.request_bytes}</td><td>${a.entry.duration_ms}</td></tr>`).join("")}</table>`;
-  view.querySelector("button.requeue").onclick = () => act(() => api("POST", `/api/v1/jobs/${j.id}/requeue`), "requeued");
-  view.querySelector("button.cancel").onclick = () => act(() => api("POST", `/api/v1/jobs/${j.id}/cancel`), "cancelled");
+        <td>${a.entry.response_bytes}/${a.entry.request_bytes}</td><td>${a.entry.duration_ms}</td></tr>`).join("") || '<tr><td colspan="5" class="muted">no outbound requests</td></tr>'}</table>`;
+  wireActions();
   if (["pending", "enqueued", "started", "wait_dependencies"].includes(j.state)) {
     timers.push(setTimeout(() => route(), 1000));
   }
