@@ -45,6 +45,24 @@ pub async fn inspect(host: &Host, path: &Path) -> Result<InspectReport, InspectE
             file: file.clone(),
             error,
         })?;
+    report(file, unit).await
+}
+
+/// [`inspect`] of bytes already in memory (an upload); `name` stands for
+/// the file in the report.
+pub async fn inspect_bytes(
+    host: &Host,
+    name: &str,
+    bytes: &[u8],
+) -> Result<InspectReport, InspectError> {
+    let unit = host.load(bytes).await.map_err(|error| InspectError::Load {
+        file: name.to_string(),
+        error,
+    })?;
+    report(name.to_string(), unit).await
+}
+
+async fn report(file: String, unit: crate::host::Unit) -> Result<InspectReport, InspectError> {
     let ctx = Arc::new(CallContext::detached(SandboxLimits::default()));
     let manifest =
         unit.describe(&ctx)

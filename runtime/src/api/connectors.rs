@@ -91,6 +91,26 @@ pub async fn install(
     Ok((StatusCode::CREATED, Json(view(&installed))))
 }
 
+/// `POST /api/v1/inspect`: what `junction connector inspect` reports, for
+/// an upload; installs nothing.
+pub async fn inspect(State(state): State<ApiState>, body: Bytes) -> ApiResult<Json<Value>> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "the body is empty; send the component's .wasm bytes",
+        ));
+    }
+    let report = crate::inspect::inspect_bytes(state.sync().host(), "upload", &body)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not_a_connector",
+                e.to_string(),
+            )
+        })?;
+    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}
+
 pub async fn activate(
     State(state): State<ApiState>,
     Path(digest): Path<String>,

@@ -132,6 +132,10 @@ pub fn app(state: ApiState) -> Router {
         )
         .route("/api/v1/connectors/rollback", post(connectors::rollback))
         .route(
+            "/api/v1/inspect",
+            post(connectors::inspect).layer(axum::extract::DefaultBodyLimit::max(64 << 20)),
+        )
+        .route(
             "/api/v1/connectors/{digest}",
             get(connectors::show).delete(connectors::remove),
         )

@@ -155,6 +155,11 @@ pub async fn serve_until_stopped(
     reload: Option<Arc<dyn Reload>>,
     grace: Duration,
 ) -> anyhow::Result<()> {
+    if !listen.ip().is_loopback() {
+        eprintln!(
+            "warning: the admin API is served over plain HTTP on {listen}; the token crosses the network in clear unless a TLS-terminating proxy is in front"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen} (key listen in {config_name})"))?;

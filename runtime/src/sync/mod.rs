@@ -289,6 +289,11 @@ impl Synchronizer {
         &self.queue
     }
 
+    /// The component host the node's calls run on.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
     /// The node's name.
     pub fn node(&self) -> &str {
         &self.node

@@ -371,6 +371,19 @@ async fn connector_versions_are_pinned_refused_activated_and_rolled_back() {
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (status, report) = call(&app, "POST", "/api/v1/inspect", Some(TOKEN), wasm(&next)).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["digest"], digest(&next).as_str());
+    assert_eq!(report["manifest"]["name"], "magento");
+    let (status, v) = call(&app, "POST", "/api/v1/inspect", Some(TOKEN), wasm(&broken)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("describe failed"),
+        "{v}"
+    );
     let (status, v) = call(
         &app,
         "POST",
