@@ -22,6 +22,7 @@ pub enum ConnectorAdmin {
     /// not match, or when a configured backend it would serve fails its
     /// `check`.
     Install {
+        /// The component, e.g. target/wasm32-wasip2/release/my_connector.wasm
         file: PathBuf,
         /// Install but keep the current version active.
         #[arg(long)]
@@ -181,6 +182,25 @@ fn next(v: &Value) {
     if let Some(n) = v["next"].as_str() {
         println!("more: --cursor {n}");
     }
+}
+
+/// GET a page of a list (`path` already has its query); with `--json`
+/// it is printed and `None` returned, else the page to show.
+async fn page(
+    client: &Client,
+    mut path: String,
+    cursor: Option<String>,
+    as_json: bool,
+) -> anyhow::Result<Option<Value>> {
+    if let Some(c) = cursor {
+        path.push_str(&format!("&cursor={}", enc(&c)));
+    }
+    let v = client.get(&path).await?;
+    if as_json {
+        print_json(&v)?;
+        return Ok(None);
+    }
+    Ok(Some(v))
 }
 
 fn connector_line(c: &Value) -> String {
@@ -709,14 +729,10 @@ pub async fn records(client: &Client, cmd: RecordsAdmin, as_json: bool) -> anyho
             limit,
             cursor,
         } => {
-            let mut path = format!("/api/v1/records/{}?limit={limit}", enc(&model));
-            if let Some(c) = cursor {
-                path.push_str(&format!("&cursor={}", enc(&c)));
-            }
-            let v = client.get(&path).await?;
-            if as_json {
-                return print_json(&v);
-            }
+            let path = format!("/api/v1/records/{}?limit={limit}", enc(&model));
+            let Some(v) = page(client, path, cursor, as_json).await? else {
+                return Ok(());
+            };
             let rows = v["items"]
                 .as_array()
                 .into_iter()
@@ -745,18 +761,14 @@ pub async fn bindings(client: &Client, cmd: BindingsAdmin, as_json: bool) -> any
         limit,
         cursor,
     } = cmd;
-    let mut path = format!(
+    let path = format!(
         "/api/v1/bindings?backend={}&model={}&limit={limit}",
         enc(&backend),
         enc(&model)
     );
-    if let Some(c) = cursor {
-        path.push_str(&format!("&cursor={}", enc(&c)));
-    }
-    let v = client.get(&path).await?;
-    if as_json {
-        return print_json(&v);
-    }
+    let Some(v) = page(client, path, cursor, as_json).await? else {
+        return Ok(());
+    };
     let rows = v["items"]
         .as_array()
         .into_iter()

@@ -1218,7 +1218,7 @@ impl Storage for SqliteStorage {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Binding>, StorageError> {
-        let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+        let rows: Vec<BindingRow> = sqlx::query_as(
             "SELECT external_id, local_id, sync_date, synced FROM bindings
              WHERE backend = ? AND model = ? AND (? IS NULL OR external_id > ?)
              ORDER BY external_id LIMIT ?",
@@ -1232,14 +1232,7 @@ impl Storage for SqliteStorage {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(external_id, local_id, sync_date, synced)| Binding {
-                backend: backend.to_string(),
-                model: model.to_string(),
-                external_id,
-                local_id,
-                sync_date,
-                synced,
-            })
+            .map(|row| binding_from_row(backend, model, row))
             .collect())
     }
 
@@ -1256,21 +1249,14 @@ impl Storage for SqliteStorage {
                  WHERE backend = ? AND model = ? AND external_id IN ({})",
                 placeholders(chunk.len())
             );
-            let mut q = sqlx::query_as::<_, (String, String, i64, Option<String>)>(&sql)
+            let mut q = sqlx::query_as::<_, BindingRow>(&sql)
                 .bind(backend)
                 .bind(model);
             for id in chunk {
                 q = q.bind(id);
             }
-            for (external_id, local_id, sync_date, synced) in q.fetch_all(&self.reader).await? {
-                out.push(Binding {
-                    backend: backend.to_string(),
-                    model: model.to_string(),
-                    external_id,
-                    local_id,
-                    sync_date,
-                    synced,
-                });
+            for row in q.fetch_all(&self.reader).await? {
+                out.push(binding_from_row(backend, model, row));
             }
         }
         Ok(out)
@@ -1588,6 +1574,21 @@ impl Storage for SqliteStorage {
 }
 
 /// One write of `put_records`, inside its transaction.
+/// `(external_id, local_id, sync_date, synced)` of a binding row.
+type BindingRow = (String, String, i64, Option<String>);
+
+fn binding_from_row(backend: &str, model: &str, row: BindingRow) -> Binding {
+    let (external_id, local_id, sync_date, synced) = row;
+    Binding {
+        backend: backend.to_string(),
+        model: model.to_string(),
+        external_id,
+        local_id,
+        sync_date,
+        synced,
+    }
+}
+
 async fn bump_generation(tx: &mut Transaction<'_, Sqlite>) -> Result<(), StorageError> {
     sqlx::query("UPDATE registry_generation SET value = value + 1 WHERE id = 1")
         .execute(&mut **tx)

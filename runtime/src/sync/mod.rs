@@ -514,6 +514,12 @@ impl Synchronizer {
     pub async fn configure(&self, config: &BackendConfig) -> Result<Arc<BackendUnits>, SyncError> {
         config.validate()?;
         let units = self.resolve(config.clone()).await?;
+        self.put_backend(config).await?;
+        self.activate(units.clone());
+        Ok(units)
+    }
+
+    async fn put_backend(&self, config: &BackendConfig) -> Result<(), SyncError> {
         let text = serde_json::to_string(config).map_err(|e| SyncError::StoredBackend {
             name: config.name.clone(),
             reason: e.to_string(),
@@ -521,8 +527,7 @@ impl Synchronizer {
         self.storage
             .put_backend(&config.name, &config.kind, &config.version, &text, now_ms())
             .await?;
-        self.activate(units.clone());
-        Ok(units)
+        Ok(())
     }
 
     /// Store a backend's configuration (validated) even if no installed
@@ -534,13 +539,7 @@ impl Synchronizer {
         config: &BackendConfig,
     ) -> Result<Option<SyncError>, SyncError> {
         config.validate()?;
-        let text = serde_json::to_string(config).map_err(|e| SyncError::StoredBackend {
-            name: config.name.clone(),
-            reason: e.to_string(),
-        })?;
-        self.storage
-            .put_backend(&config.name, &config.kind, &config.version, &text, now_ms())
-            .await?;
+        self.put_backend(config).await?;
         self.reload();
         Ok(self.backend(&config.name).await.err())
     }
