@@ -48,6 +48,7 @@ struct File {
     channels: Option<String>,
     node: Option<String>,
     cache_dir: Option<PathBuf>,
+    watch_dir: Option<PathBuf>,
     #[serde(default)]
     limits: Option<toml::Table>,
     #[serde(default)]
@@ -83,6 +84,8 @@ pub struct ServiceConfig {
     pub channels: Option<ChannelConfig>,
     pub node: Option<String>,
     pub cache_dir: Option<PathBuf>,
+    /// Components dropped here are installed and activated.
+    pub watch_dir: Option<PathBuf>,
     pub limits: SandboxLimits,
     pub backends: Vec<BackendConfig>,
 }
@@ -222,6 +225,7 @@ impl ServiceConfig {
             channels,
             node: file.node,
             cache_dir: file.cache_dir.map(|d| base.join(d)),
+            watch_dir: file.watch_dir.map(|d| base.join(d)),
             limits,
             backends,
         })

@@ -125,6 +125,16 @@ pub async fn run(
     for line in apply_backends(&node.sync, &config).await? {
         eprintln!("{line}");
     }
+    // Aborted when the runtime shuts down with the process.
+    let _watch = config.watch_dir.as_ref().map(|dir| {
+        eprintln!("watching {} for .wasm components", dir.display());
+        super::dropdir::start(
+            dir.clone(),
+            node.sync.clone(),
+            Duration::from_secs(1),
+            |line| eprintln!("{line}"),
+        )
+    });
     let reload = Arc::new(FileReload {
         path: config_path.to_path_buf(),
         queue: node.queue.clone(),

@@ -78,7 +78,7 @@ fn signal(child: &Child, name: &str) {
 
 fn config_text(port: u16, shop: &Shop, channels: &str) -> String {
     format!(
-        "data_dir = \"data\"\nlisten = \"127.0.0.1:{port}\"\nadmin_token = \"{TOKEN}\"\nworkers = 4\nchannels = \"{channels}\"\n\n\
+        "data_dir = \"data\"\nwatch_dir = \"drop\"\nlisten = \"127.0.0.1:{port}\"\nadmin_token = \"{TOKEN}\"\nworkers = 4\nchannels = \"{channels}\"\n\n\
          [[backends]]\nname = \"shop\"\nkind = \"magento\"\nversion = \"2.4.6\"\nbase_url = \"{}\"\n\
          allow_internal = [\"{}\"]\nauth = {{ type = \"bearer\", token = \"{}\" }}\n",
         shop.base_url(),
@@ -236,6 +236,28 @@ async fn serve_then_operate_it_from_the_cli() {
     .await
     .unwrap();
 
+    // A component dropped into the watched folder becomes the active version.
+    let next = super::api::rebuilt(junction_connectors::MAGENTO, "dropped");
+    std::fs::create_dir_all(dir.path().join("drop")).unwrap();
+    std::fs::write(dir.path().join("drop/magento-next.wasm"), &next).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let list = json(&config, &["connector", "list"]);
+        let active = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["active"] == true && c["digest"] == super::api::digest(&next).as_str());
+        if active {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped component was not installed: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // Reload by command: a schedule and new channels, no restart.
     let mut text = config_text(port, &shop, "root:2, root.shop:1");
     text.push_str("schedules = [{ model = \"category\", every = 1000 }]\n");
@@ -291,5 +313,9 @@ async fn serve_then_operate_it_from_the_cli() {
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("config reloaded"), "{err}");
+    assert!(
+        err.contains("magento-next.wasm: installed and activated magento"),
+        "{err}"
+    );
     assert!(err.contains("stopped:"), "{err}");
 }
