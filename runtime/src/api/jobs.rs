@@ -96,8 +96,14 @@ pub async fn show(State(state): State<ApiState>, Path(id): Path<i64>) -> ApiResu
     let audit = storage.job_audit(id).await?;
     let parents = storage.parents(id).await?;
     let children = storage.children(id).await?;
+    // The neighbours shown in full; a chain job may have thousands.
+    const SHOWN: usize = 50;
     let mut graph = Vec::new();
-    for other in parents.iter().chain(&children) {
+    for other in parents
+        .iter()
+        .take(SHOWN)
+        .chain(children.iter().take(SHOWN))
+    {
         if let Some(o) = storage.job(*other).await? {
             graph.push(json!({
                 "id": o.id,

@@ -38,11 +38,19 @@ use error::ApiError;
 pub use system::OPENAPI;
 
 /// Reloads the service's configuration file (`POST /api/v1/reload`,
-/// SIGHUP): channels, backends and their schedules.
+/// SIGHUP): channels, backends and their schedules, the admin token.
 #[async_trait]
 pub trait Reload: Send + Sync {
-    /// What changed, for the operator.
-    async fn reload(&self) -> Result<String, String>;
+    async fn reload(&self) -> Result<Reloaded, String>;
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone)]
+pub struct Reloaded {
+    /// For the operator.
+    pub summary: String,
+    /// The admin token from now on (a rotation takes effect at once).
+    pub admin_token: String,
 }
 
 /// What the handlers reach.
@@ -54,7 +62,7 @@ pub struct ApiState {
 struct Inner {
     queue: Arc<Queue>,
     sync: Arc<Synchronizer>,
-    token: String,
+    token: std::sync::RwLock<String>,
     node: String,
     reload: Option<Arc<dyn Reload>>,
     started: Instant,
@@ -75,12 +83,22 @@ impl ApiState {
             inner: Arc::new(Inner {
                 queue: node.queue.clone(),
                 sync: node.sync.clone(),
-                token: token.to_string(),
+                token: std::sync::RwLock::new(token.to_string()),
                 node: node.name().to_string(),
                 reload,
                 started: Instant::now(),
             }),
         }
+    }
+
+    /// Reload the configuration and apply the admin token it holds.
+    pub async fn reload(&self) -> Result<Option<String>, String> {
+        let Some(reload) = &self.inner.reload else {
+            return Ok(None);
+        };
+        let r = reload.reload().await?;
+        *self.inner.token.write().unwrap_or_else(|p| p.into_inner()) = r.admin_token;
+        Ok(Some(r.summary))
     }
 
     fn sync(&self) -> &Arc<Synchronizer> {
@@ -178,7 +196,17 @@ async fn auth(State(state): State<ApiState>, request: Request, next: Next) -> Re
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(token) if same(token.as_bytes(), state.inner.token.as_bytes()) => {
+        Some(token)
+            if same(
+                token.as_bytes(),
+                state
+                    .inner
+                    .token
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_bytes(),
+            ) =>
+        {
             next.run(request).await
         }
         Some(_) => ApiError::new(

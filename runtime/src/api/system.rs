@@ -52,21 +52,19 @@ pub async fn status(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
 }
 
 pub async fn reload(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
-    let Some(reload) = &state.inner.reload else {
-        return Err(ApiError::new(
+    match state.reload().await {
+        Ok(Some(summary)) => Ok(Json(json!({"reloaded": true, "summary": summary}))),
+        Ok(None) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "no_config",
             "this node was not started from a config file, so there is nothing to reload",
-        ));
-    };
-    let summary = reload.reload().await.map_err(|e| {
-        ApiError::new(
+        )),
+        Err(e) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "bad_config",
             format!("{e}; the running configuration is unchanged"),
-        )
-    })?;
-    Ok(Json(json!({"reloaded": true, "summary": summary})))
+        )),
+    }
 }
 
 /// Prometheus text: the process's counters plus gauges read from storage

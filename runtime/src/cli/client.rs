@@ -108,10 +108,15 @@ impl Client {
             }
             None => Bytes::new(),
         };
-        let response = sender
-            .send_request(req.body(Full::new(bytes))?)
-            .await
-            .with_context(|| format!("{method} {}{path}", self.base()))?;
+        // Installing compiles the component on the server: minutes, not
+        // hours, even for a large one on a slow machine.
+        let response = tokio::time::timeout(
+            std::time::Duration::from_secs(300),
+            sender.send_request(req.body(Full::new(bytes))?),
+        )
+        .await
+        .map_err(|_| anyhow!("{method} {}{path}: no answer within 300 s", self.base()))?
+        .with_context(|| format!("{method} {}{path}", self.base()))?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
         let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);

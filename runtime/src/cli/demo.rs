@@ -276,7 +276,6 @@ pub async fn run(args: DemoArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<(
             state,
             listen,
             &config.display().to_string(),
-            None,
             Duration::from_secs(5),
         )
         .await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 
-use junction_runtime::api::{ApiState, Reload, app};
+use junction_runtime::api::{ApiState, Reload, Reloaded, app};
 use junction_runtime::config::{Database, ServiceConfig};
 use junction_runtime::host::HostConfig;
 use junction_runtime::node::{Node, NodeConfig};
@@ -63,12 +63,13 @@ struct FileReload {
     path: PathBuf,
     queue: Arc<Queue>,
     sync: Arc<Synchronizer>,
-    listen: std::net::SocketAddr,
+    /// What only a restart changes.
+    started: ServiceConfig,
 }
 
 #[async_trait]
 impl Reload for FileReload {
-    async fn reload(&self) -> Result<String, String> {
+    async fn reload(&self) -> Result<Reloaded, String> {
         let config = ServiceConfig::load(&self.path).map_err(|e| e.to_string())?;
         let mut lines = Vec::new();
         if let Some(channels) = &config.channels {
@@ -80,13 +81,26 @@ impl Reload for FileReload {
                 .await
                 .map_err(|e| format!("{e:#}"))?,
         );
-        if config.listen != self.listen {
-            lines.push(format!(
-                "listen changed to {}; that takes a restart",
-                config.listen
-            ));
+        let s = &self.started;
+        for (changed, key) in [
+            (config.listen != s.listen, "listen"),
+            (config.database != s.database, "data_dir/database"),
+            (config.workers != s.workers, "workers"),
+            (config.node != s.node, "node"),
+            (config.watch_dir != s.watch_dir, "watch_dir"),
+            (config.cache_dir != s.cache_dir, "cache_dir"),
+        ] {
+            if changed {
+                lines.push(format!("{key} changed; that takes a restart"));
+            }
         }
-        Ok(lines.join("; "))
+        if config.admin_token != s.admin_token {
+            lines.push("admin token rotated".to_string());
+        }
+        Ok(Reloaded {
+            summary: lines.join("; "),
+            admin_token: config.admin_token,
+        })
     }
 }
 
@@ -139,30 +153,27 @@ pub async fn run(
         path: config_path.to_path_buf(),
         queue: node.queue.clone(),
         sync: node.sync.clone(),
-        listen: config.listen,
+        started: config.clone(),
     });
-    let state = ApiState::new(&node, &config.admin_token, Some(reload.clone()));
-    let reload: Arc<dyn Reload> = reload;
+    let state = ApiState::new(&node, &config.admin_token, Some(reload));
     serve_until_stopped(
         node,
         state,
         config.listen,
         &config_path.display().to_string(),
-        Some(reload),
         Duration::from_millis(args.grace_ms),
     )
     .await
 }
 
 /// Serve the admin API, the dashboard and /metrics of `node` on `listen`
-/// until SIGINT or SIGTERM; SIGHUP reloads through `reload`. Then stop
-/// the node, giving running jobs `grace`.
+/// until SIGINT or SIGTERM; SIGHUP reloads the configuration (if the
+/// state has a reloader). Then stop the node, giving running jobs `grace`.
 pub async fn serve_until_stopped(
     node: Node,
     state: ApiState,
     listen: std::net::SocketAddr,
     config_name: &str,
-    reload: Option<Arc<dyn Reload>>,
     grace: Duration,
 ) -> anyhow::Result<()> {
     if !listen.ip().is_loopback() {
@@ -179,8 +190,9 @@ pub async fn serve_until_stopped(
         node.name(),
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let router = app(state.clone());
     let server = tokio::spawn(async move {
-        axum::serve(listener, app(state))
+        axum::serve(listener, router)
             .with_graceful_shutdown(async {
                 let _ = stop_rx.await;
             })
@@ -192,12 +204,10 @@ pub async fn serve_until_stopped(
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
-            _ = hup.recv() => match &reload {
-                Some(r) => match r.reload().await {
-                    Ok(summary) => eprintln!("config reloaded: {summary}"),
-                    Err(e) => eprintln!("config not reloaded, the running one is unchanged: {e}"),
-                },
-                None => eprintln!("SIGHUP ignored: this node was not started from a config file"),
+            _ = hup.recv() => match state.reload().await {
+                Ok(Some(summary)) => eprintln!("config reloaded: {summary}"),
+                Ok(None) => eprintln!("SIGHUP ignored: this node was not started from a config file"),
+                Err(e) => eprintln!("config not reloaded, the running one is unchanged: {e}"),
             },
         }
     }

@@ -298,11 +298,26 @@ async fn serve_then_operate_it_from_the_cli() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("the running configuration is unchanged")
     );
-    std::fs::write(&config, config_text(port, &shop, "root:4")).unwrap();
-    // And by SIGHUP, then a clean stop on SIGTERM.
+    // By SIGHUP, rotating the admin token: the old one stops working.
+    std::fs::write(
+        &config,
+        config_text(port, &shop, "root:4").replace(TOKEN, "rotated-token-0123456789"),
+    )
+    .unwrap();
     let mut server = server;
     signal(&server.0, "HUP");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !run(&config, &["jobs", "list"]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new token never worked"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let old = run(&config, &["--token", TOKEN, "jobs", "list"]);
+    assert!(!old.status.success());
+    assert!(String::from_utf8_lossy(&old.stderr).contains("not the admin token"));
+    // Then a clean stop on SIGTERM.
     signal(&server.0, "TERM");
     let out = tokio::task::spawn_blocking(move || {
         let child = std::mem::replace(&mut server.0, Command::new("true").spawn().unwrap());
@@ -312,7 +327,8 @@ async fn serve_then_operate_it_from_the_cli() {
     .unwrap();
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("config reloaded"), "{err}");
+    assert!(err.contains("config reloaded: "), "{err}");
+    assert!(err.contains("admin token rotated"), "{err}");
     assert!(
         err.contains("magento-next.wasm: installed and activated magento"),
         "{err}"
