@@ -26,6 +26,24 @@ pub(crate) const SQLITE: &[Migration] = &[
     },
 ];
 
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "sync",
+        sql: include_str!("../../migrations/postgres/0002_sync.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "operate",
+        sql: include_str!("../../migrations/postgres/0003_operate.sql"),
+    },
+];
+
 pub(crate) fn latest(migrations: &[Migration]) -> i64 {
     migrations.last().map_or(0, |m| m.version)
 }

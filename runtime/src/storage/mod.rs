@@ -8,6 +8,7 @@
 //! Migrations are embedded in the binary and applied on open.
 
 mod migrate;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -451,4 +452,32 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         value: &str,
         now: i64,
     ) -> Result<(), StorageError>;
+}
+
+/// Top-level fields that differ between two JSON objects.
+pub(crate) fn changed_fields(
+    old: &serde_json::Map<String, serde_json::Value>,
+    new: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<String> {
+    let mut fields: Vec<String> = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .chain(old.keys().filter(|k| !new.contains_key(*k)).cloned())
+        .collect();
+    fields.sort();
+    fields
+}
+
+pub(crate) fn json_object(
+    text: &str,
+    what: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, StorageError> {
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(StorageError::Rejected(format!(
+            "{what} must be a JSON object"
+        ))),
+        Err(e) => Err(StorageError::Rejected(format!("{what} is not JSON: {e}"))),
+    }
 }

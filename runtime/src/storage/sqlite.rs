@@ -21,7 +21,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::migrate::{self, Migration};
 use super::{
     Binding, ClaimRequest, InstalledConnector, PutOutcome, RecordWrite, StateCount, Storage,
-    StorageError, StoredBackend, StoredEvent, WriteDone, WriteOp,
+    StorageError, StoredBackend, StoredEvent, WriteDone, WriteOp, changed_fields, json_object,
 };
 use crate::capabilities::egress::AuditEntry;
 use crate::model::{Event, LocalRecord, format_timestamp};
@@ -246,34 +246,6 @@ async fn outbox_in(
         event: event.clone(),
         created_at: now,
     })
-}
-
-/// Top-level fields that differ between two JSON objects.
-fn changed_fields(
-    old: &serde_json::Map<String, serde_json::Value>,
-    new: &serde_json::Map<String, serde_json::Value>,
-) -> Vec<String> {
-    let mut fields: Vec<String> = new
-        .iter()
-        .filter(|(k, v)| old.get(*k) != Some(*v))
-        .map(|(k, _)| k.clone())
-        .chain(old.keys().filter(|k| !new.contains_key(*k)).cloned())
-        .collect();
-    fields.sort();
-    fields
-}
-
-fn json_object(
-    text: &str,
-    what: &str,
-) -> Result<serde_json::Map<String, serde_json::Value>, StorageError> {
-    match serde_json::from_str(text) {
-        Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(_) => Err(StorageError::Rejected(format!(
-            "{what} must be a JSON object"
-        ))),
-        Err(e) => Err(StorageError::Rejected(format!("{what} is not JSON: {e}"))),
-    }
 }
 
 /// Insert a batch of jobs inside an open transaction (shared by enqueue and

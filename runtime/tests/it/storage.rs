@@ -7,18 +7,59 @@ use std::sync::Arc;
 use junction_runtime::capabilities::egress::AuditEntry;
 use junction_runtime::host::{LogLevel, LogLine, LogSource};
 use junction_runtime::queue::job::{Completion, JobFilter, JobState, NewJob, Outcome, Parent};
+use junction_runtime::storage::postgres::PgStorage;
 use junction_runtime::storage::sqlite::SqliteStorage;
 use junction_runtime::storage::{
     BindWrite, ClaimRequest, InstalledConnector, RecordWrite, Storage, StorageError,
 };
 
 /// Every storage implementation under test, each on a fresh database.
-async fn storages() -> Vec<(&'static str, Arc<dyn Storage>, tempfile::TempDir)> {
+/// Every storage implementation, fresh: SQLite in a temporary folder, and
+/// PostgreSQL (in a schema of its own) when JUNCTION_TEST_POSTGRES_URL
+/// names a server; without it the PostgreSQL half says it was skipped.
+pub(crate) async fn storages() -> Vec<(&'static str, Arc<dyn Storage>, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = SqliteStorage::open(&dir.path().join("junction.db"))
         .await
         .unwrap();
-    vec![("sqlite", Arc::new(sqlite), dir)]
+    let mut all: Vec<(&'static str, Arc<dyn Storage>, tempfile::TempDir)> =
+        vec![("sqlite", Arc::new(sqlite), dir)];
+    if let Some(pg) = postgres().await {
+        all.push(("postgres", Arc::new(pg), tempfile::tempdir().unwrap()));
+    }
+    all
+}
+
+/// A PostgreSQL storage in a new schema of the test database, or `None`
+/// (said on stderr) without JUNCTION_TEST_POSTGRES_URL. Schemas of runs
+/// older than an hour are dropped, so the test database does not grow.
+pub(crate) async fn postgres() -> Option<PgStorage> {
+    let Ok(url) = std::env::var("JUNCTION_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "skipped: the PostgreSQL half of this test (set JUNCTION_TEST_POSTGRES_URL, e.g. postgres://postgres@127.0.0.1:5432/test)"
+        );
+        return None;
+    };
+    let now = junction_runtime::queue::now_ms();
+    let schema = format!("jt_{now}_{:08x}", rand::random::<u32>());
+    let admin = sqlx::PgPool::connect(&url)
+        .await
+        .expect("the test PostgreSQL answers");
+    let old: Vec<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'jt\\_%'")
+            .fetch_all(&admin)
+            .await
+            .unwrap();
+    for name in old {
+        let born = name.split('_').nth(1).and_then(|t| t.parse::<i64>().ok());
+        if born.is_some_and(|t| t < now - 3_600_000) {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                .execute(&admin)
+                .await;
+        }
+    }
+    admin.close().await;
+    Some(PgStorage::open(&url, Some(&schema)).await.unwrap())
 }
 
 fn job(function: &str) -> NewJob {

@@ -1,0 +1,1849 @@
+//! [`Storage`] on PostgreSQL, for several Junction nodes on one database.
+//!
+//! The same tables and meanings as the SQLite implementation (its SQL is
+//! kept statement for statement where the two dialects agree, so the one
+//! conformance suite checks both); here every transaction runs at READ
+//! COMMITTED, concurrent writers are serialised by row locks, and a
+//! conditional `UPDATE … WHERE state = 'pending'` is what makes a claim
+//! exclusive across nodes. Statements are written with `?` and numbered
+//! for PostgreSQL by [`pg`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Postgres, Row, Transaction};
+
+use super::migrate::{self, Migration};
+use super::{
+    Binding, ClaimRequest, InstalledConnector, PutOutcome, RecordWrite, StateCount, Storage,
+    StorageError, StoredBackend, StoredEvent, WriteDone, WriteOp, changed_fields, json_object,
+};
+use crate::capabilities::egress::AuditEntry;
+use crate::model::{Event, LocalRecord, format_timestamp};
+use crate::queue::job::{
+    Completion, Enqueued, Job, JobAuditEntry, JobFilter, JobId, JobLogLine, JobState, NewJob,
+    Outcome, Parent,
+};
+
+/// Number `?` placeholders `$1`, `$2`, … (outside quoted literals), so
+/// that statements read the same as their SQLite twins.
+pub(crate) fn pg(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    let mut quoted = false;
+    for c in sql.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone)]
+pub struct PgStorage {
+    pool: PgPool,
+}
+
+impl PgStorage {
+    /// Connect to `url` (`postgres://user@host:port/database`) and migrate.
+    /// With `schema`, everything lives in that schema (created if missing),
+    /// so that several installations — or test runs — share a database.
+    pub async fn open(url: &str, schema: Option<&str>) -> Result<PgStorage, StorageError> {
+        let open_err = |reason: String| StorageError::Open {
+            location: redact(url),
+            reason,
+        };
+        let mut options: PgConnectOptions = url
+            .parse()
+            .map_err(|e: sqlx::Error| open_err(e.to_string()))?;
+        options = options.log_statements(tracing::log::LevelFilter::Trace);
+        if let Some(schema) = schema {
+            if !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || schema.is_empty()
+            {
+                return Err(open_err(format!(
+                    "schema {schema:?}: use letters, digits and '_'"
+                )));
+            }
+            let admin = PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options.clone())
+                .await
+                .map_err(|e| open_err(e.to_string()))?;
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .execute(&admin)
+                .await
+                .map_err(|e| open_err(e.to_string()))?;
+            admin.close().await;
+            options = options.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(|e| open_err(e.to_string()))?;
+        let storage = PgStorage { pool };
+        storage.migrate(migrate::POSTGRES).await?;
+        Ok(storage)
+    }
+
+    async fn migrate(&self, migrations: &[Migration]) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        // One migrator at a time when several nodes start together.
+        sqlx::query("SELECT pg_advisory_xact_lock(7478352961)")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let current: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&mut *tx)
+                .await?;
+        let supported = migrate::latest(migrations);
+        if current > supported {
+            return Err(StorageError::SchemaTooNew {
+                found: current,
+                supported,
+            });
+        }
+        for m in migrations.iter().filter(|m| m.version > current) {
+            sqlx::raw_sql(m.sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StorageError::Migration {
+                    version: m.version,
+                    name: m.name,
+                    reason: e.to_string(),
+                })?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(crate::queue::now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The schema version the database is at.
+    pub async fn schema_version(&self) -> Result<i64, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+const JOB_COLUMNS: &str = "id, function, args, backend, state, priority, eta, channel, identity_key, \
+    max_retries, tries, description, result, error_kind, error_message, created_at, started_at, \
+    finished_at, lease_until, node, worker, connector_digest";
+
+fn job_from_row(row: &PgRow) -> Result<Job, sqlx::Error> {
+    let state: String = row.try_get("state")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        function: row.try_get("function")?,
+        args: row.try_get("args")?,
+        backend: row.try_get("backend")?,
+        state: JobState::parse(&state)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown job state {state:?}").into()))?,
+        priority: row.try_get::<i64, _>("priority")? as i32,
+        eta: row.try_get("eta")?,
+        channel: row.try_get("channel")?,
+        identity_key: row.try_get("identity_key")?,
+        max_retries: row.try_get::<i64, _>("max_retries")? as u32,
+        tries: row.try_get::<i64, _>("tries")? as u32,
+        description: row.try_get("description")?,
+        result: row.try_get("result")?,
+        error_kind: row.try_get("error_kind")?,
+        error_message: row.try_get("error_message")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        lease_until: row.try_get("lease_until")?,
+        node: row.try_get("node")?,
+        worker: row.try_get("worker")?,
+        connector_digest: row.try_get("connector_digest")?,
+    })
+}
+
+async fn job_in(tx: &mut Transaction<'_, Postgres>, id: JobId) -> Result<Job, StorageError> {
+    let row = sqlx::query(&pg(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?")))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StorageError::NoSuchJob(id))?;
+    Ok(job_from_row(&row)?)
+}
+
+/// Jobs are done: their dependents count them off, and those with no
+/// parent left to wait for become pending. One statement for the batch.
+async fn release_children_of(
+    tx: &mut Transaction<'_, Postgres>,
+    parents: &[JobId],
+) -> Result<(), StorageError> {
+    for chunk in parents.chunks(500) {
+        let list = placeholders(chunk.len());
+        let sql = format!(
+            "UPDATE jobs SET
+                 pending_parents = pending_parents - (SELECT COUNT(*) FROM job_dependencies d
+                                                     WHERE d.child = jobs.id AND d.parent IN ({list})),
+                 state = CASE WHEN state = 'wait_dependencies'
+                                   AND pending_parents - (SELECT COUNT(*) FROM job_dependencies d
+                                                          WHERE d.child = jobs.id AND d.parent IN ({list})) <= 0
+                              THEN 'pending' ELSE state END
+             WHERE id IN (SELECT child FROM job_dependencies WHERE parent IN ({list}))"
+        );
+        let sql = pg(&sql);
+        let mut query = sqlx::query(&sql);
+        for _ in 0..3 {
+            for id in chunk {
+                query = query.bind(id);
+            }
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+fn record_from_row(row: &PgRow) -> Result<LocalRecord, sqlx::Error> {
+    Ok(LocalRecord {
+        model: row.try_get("model")?,
+        id: row.try_get("id")?,
+        data: row.try_get("data")?,
+        version: row.try_get::<i64, _>("version")? as u64,
+        updated_at: format_timestamp(row.try_get("updated_at")?),
+    })
+}
+
+fn event_from_row(row: &PgRow) -> Result<StoredEvent, sqlx::Error> {
+    let fields: String = row.try_get("changed_fields")?;
+    Ok(StoredEvent {
+        id: row.try_get("id")?,
+        created_at: row.try_get("created_at")?,
+        event: Event {
+            name: row.try_get("name")?,
+            model: row.try_get("model")?,
+            local_id: row.try_get("local_id")?,
+            changed_fields: serde_json::from_str(&fields)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            payload: row.try_get("payload")?,
+            origin_backend: row.try_get("origin_backend")?,
+        },
+    })
+}
+
+async fn outbox_in(
+    tx: &mut Transaction<'_, Postgres>,
+    event: &Event,
+    now: i64,
+) -> Result<StoredEvent, StorageError> {
+    let fields = serde_json::to_string(&event.changed_fields).unwrap_or_else(|_| "[]".into());
+    let id: i64 = sqlx::query_scalar(
+        &pg("INSERT INTO outbox (name, model, local_id, changed_fields, payload, origin_backend, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id"),
+    )
+    .bind(&event.name)
+    .bind(&event.model)
+    .bind(&event.local_id)
+    .bind(fields)
+    .bind(&event.payload)
+    .bind(&event.origin_backend)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(StoredEvent {
+        id,
+        event: event.clone(),
+        created_at: now,
+    })
+}
+
+/// Insert a batch of jobs inside an open transaction (shared by enqueue and
+/// event dispatch, so an event's jobs commit with its processed mark).
+async fn enqueue_in(
+    tx: &mut Transaction<'_, Postgres>,
+    jobs: &[NewJob],
+    now: i64,
+) -> Result<Vec<Enqueued>, StorageError> {
+    // Jobs with no identity key and no parents cannot collide or wait:
+    // insert them many rows per statement. Rowids are assigned in VALUES
+    // order, so the sorted returned ids map back to the batch in order.
+    if jobs
+        .iter()
+        .all(|j| j.identity_key.is_none() && j.parents.is_empty())
+    {
+        let mut out = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(500) {
+            let sql = format!(
+                "INSERT INTO jobs (function, args, backend, state, priority, eta, channel, max_retries,
+                                   description, created_at)
+                 VALUES {} RETURNING id",
+                vec!["(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            );
+            let sql = pg(&sql);
+            let mut query = sqlx::query_scalar::<_, i64>(&sql);
+            for job in chunk {
+                query = query
+                    .bind(&job.function)
+                    .bind(&job.args)
+                    .bind(&job.backend)
+                    .bind(job.priority)
+                    .bind(job.eta)
+                    .bind(&job.channel)
+                    .bind(i64::from(job.max_retries))
+                    .bind(&job.description)
+                    .bind(now);
+            }
+            let mut ids = query.fetch_all(&mut **tx).await?;
+            ids.sort_unstable();
+            out.extend(ids.into_iter().map(|id| Enqueued {
+                id,
+                deduplicated: false,
+            }));
+        }
+        return Ok(out);
+    }
+    let mut out: Vec<Enqueued> = Vec::with_capacity(jobs.len());
+    for (index, job) in jobs.iter().enumerate() {
+        let mut parent_ids = Vec::with_capacity(job.parents.len());
+        for parent in &job.parents {
+            let id = match parent {
+                Parent::Stored(id) => *id,
+                Parent::InBatch(i) if *i < index => out[*i].id,
+                Parent::InBatch(i) => {
+                    return Err(StorageError::MissingParent {
+                        child: index,
+                        parent: *i as JobId,
+                    });
+                }
+            };
+            parent_ids.push(id);
+        }
+        // A parent that is done no longer holds its child back.
+        let mut waiting = 0i64;
+        for id in &parent_ids {
+            let state: Option<String> =
+                sqlx::query_scalar(&pg("SELECT state FROM jobs WHERE id = ?"))
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            match state.as_deref() {
+                None => {
+                    return Err(StorageError::MissingParent {
+                        child: index,
+                        parent: *id,
+                    });
+                }
+                Some("done") => {}
+                Some(_) => waiting += 1,
+            }
+        }
+        let state = if waiting > 0 {
+            "wait_dependencies"
+        } else {
+            "pending"
+        };
+        let inserted: Option<i64> = sqlx::query_scalar(
+                &pg("INSERT INTO jobs (function, args, backend, state, priority, eta, channel, identity_key,
+                                   max_retries, description, pending_parents, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT DO NOTHING
+                 RETURNING id"),
+            )
+            .bind(&job.function)
+            .bind(&job.args)
+            .bind(&job.backend)
+            .bind(state)
+            .bind(job.priority)
+            .bind(job.eta)
+            .bind(&job.channel)
+            .bind(&job.identity_key)
+            .bind(i64::from(job.max_retries))
+            .bind(&job.description)
+            .bind(waiting)
+            .bind(now)
+            .fetch_optional(&mut **tx)
+            .await?;
+        match inserted {
+            Some(id) => {
+                for parent in &parent_ids {
+                    sqlx::query(
+                        &pg("INSERT INTO job_dependencies (parent, child) VALUES (?, ?) ON CONFLICT DO NOTHING"),
+                    )
+                    .bind(parent)
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                out.push(Enqueued {
+                    id,
+                    deduplicated: false,
+                });
+            }
+            None => {
+                let id: i64 = sqlx::query_scalar(&pg("SELECT id FROM jobs WHERE identity_key = ?
+                           AND state IN ('wait_dependencies', 'pending', 'enqueued')"))
+                .bind(&job.identity_key)
+                .fetch_one(&mut **tx)
+                .await?;
+                out.push(Enqueued {
+                    id,
+                    deduplicated: true,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Storage for PgStorage {
+    async fn enqueue(&self, jobs: &[NewJob], now: i64) -> Result<Vec<Enqueued>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let out = enqueue_in(&mut tx, jobs, now).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn candidates(
+        &self,
+        request: &ClaimRequest,
+    ) -> Result<Vec<(JobId, String)>, StorageError> {
+        let mut sql =
+            String::from("SELECT id, channel FROM jobs WHERE state = 'pending' AND eta <= ?");
+        // A full channel blocks itself and everything under it.
+        for _ in &request.full_channels {
+            sql.push_str(" AND channel != ? AND channel NOT LIKE ? ESCAPE '\\'");
+        }
+        // A sequential channel with a failed job stops until an operator acts.
+        if !request.sequential_channels.is_empty() {
+            sql.push_str(&format!(
+                " AND channel NOT IN (SELECT DISTINCT channel FROM jobs WHERE state = 'failed' AND channel IN ({}))",
+                placeholders(request.sequential_channels.len())
+            ));
+        }
+        sql.push_str(" ORDER BY priority, eta, id LIMIT ?");
+        let sql = pg(&sql);
+        let mut query = sqlx::query(&sql).bind(request.now);
+        for channel in &request.full_channels {
+            let escaped = channel
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            query = query.bind(channel.clone()).bind(format!("{escaped}.%"));
+        }
+        for channel in &request.sequential_channels {
+            query = query.bind(channel.clone());
+        }
+        let rows = query
+            .bind(i64::from(request.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("channel")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn claim(&self, ids: &[JobId], request: &ClaimRequest) -> Result<Vec<Job>, StorageError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "UPDATE jobs SET state = 'enqueued', started_at = NULL, lease_until = ?, node = ?, worker = ?
+             WHERE state = 'pending' AND id IN ({})
+             RETURNING {JOB_COLUMNS}",
+            placeholders(ids.len())
+        );
+        let sql = pg(&sql);
+        let mut query = sqlx::query(&sql)
+            .bind(request.lease_until)
+            .bind(&request.node)
+            .bind(&request.worker);
+        for id in ids {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| job_from_row(r).map_err(Into::into))
+            .collect()
+    }
+
+    async fn complete(
+        &self,
+        completions: &[Completion],
+        begun: &[(JobId, i64)],
+        _now: i64,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in begun.chunks(400) {
+            let sql = format!(
+                "UPDATE jobs SET state = 'started', started_at = v.column2 FROM (VALUES {}) AS v
+                 WHERE jobs.id = v.column1 AND jobs.state = 'enqueued'",
+                vec!["(?, ?)"; chunk.len()].join(", ")
+            );
+            let sql = pg(&sql);
+            let mut query = sqlx::query(&sql);
+            for (id, at) in chunk {
+                query = query.bind(id).bind(at);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        // The common case — done, nothing logged — is one statement per
+        // chunk: with SQLite, statements are what a transaction pays for.
+        let (plain, rest): (Vec<&Completion>, Vec<&Completion>) =
+            completions.iter().partition(|c| {
+                matches!(c.outcome, Outcome::Done { .. }) && c.log.is_empty() && c.audit.is_empty()
+            });
+        let mut finished = Vec::with_capacity(plain.len());
+        for chunk in plain.chunks(200) {
+            let sql = format!(
+                "UPDATE jobs SET state = 'done', tries = tries + 1, result = v.column2, error_kind = NULL,
+                     error_message = NULL, finished_at = v.column3, lease_until = NULL, connector_digest = v.column4
+                 FROM (VALUES {}) AS v
+                 WHERE jobs.id = v.column1 AND jobs.state IN ('started', 'enqueued')
+                 RETURNING jobs.id",
+                vec!["(?, ?, ?, ?)"; chunk.len()].join(", ")
+            );
+            let sql = pg(&sql);
+            let mut query = sqlx::query_scalar::<_, i64>(&sql);
+            for c in chunk {
+                let Outcome::Done { result } = &c.outcome else {
+                    unreachable!("partitioned")
+                };
+                query = query
+                    .bind(c.id)
+                    .bind(result)
+                    .bind(c.finished_at)
+                    .bind(&c.connector_digest);
+            }
+            finished.extend(query.fetch_all(&mut *tx).await?);
+        }
+        release_children_of(&mut tx, &finished).await?;
+        for c in rest {
+            let tries: Option<i64> = sqlx::query_scalar(&pg(
+                "SELECT tries FROM jobs WHERE id = ? AND state IN ('started', 'enqueued')",
+            ))
+            .bind(c.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            // Finished elsewhere meanwhile (cancelled, or its lease expired
+            // and another node ran it): this try's report is stale.
+            let Some(tries) = tries else { continue };
+            let try_number = tries + 1;
+            match &c.outcome {
+                Outcome::Done { result } => {
+                    sqlx::query(
+                        &pg("UPDATE jobs SET state = 'done', tries = ?, result = ?, error_kind = NULL,
+                             error_message = NULL, finished_at = ?, lease_until = NULL, connector_digest = ?
+                         WHERE id = ?"),
+                    )
+                    .bind(try_number)
+                    .bind(result)
+                    .bind(c.finished_at)
+                    .bind(&c.connector_digest)
+                    .bind(c.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    release_children_of(&mut tx, &[c.id]).await?;
+                }
+                Outcome::Retry {
+                    eta,
+                    count_try,
+                    kind,
+                    message,
+                } => {
+                    let tries = if *count_try { try_number } else { tries };
+                    sqlx::query(
+                        &pg("UPDATE jobs SET state = 'pending', tries = ?, eta = ?, error_kind = ?, error_message = ?,
+                             lease_until = NULL, node = NULL, worker = NULL, connector_digest = ?
+                         WHERE id = ?"),
+                    )
+                    .bind(tries)
+                    .bind(eta)
+                    .bind(kind)
+                    .bind(message)
+                    .bind(&c.connector_digest)
+                    .bind(c.id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Outcome::Failed { kind, message } => {
+                    sqlx::query(
+                        &pg("UPDATE jobs SET state = 'failed', tries = ?, error_kind = ?, error_message = ?,
+                             finished_at = ?, lease_until = NULL, connector_digest = ?
+                         WHERE id = ?"),
+                    )
+                    .bind(try_number)
+                    .bind(kind)
+                    .bind(message)
+                    .bind(c.finished_at)
+                    .bind(&c.connector_digest)
+                    .bind(c.id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            if !c.log.is_empty() || !c.audit.is_empty() {
+                let mut seq: i64 = sqlx::query_scalar(&pg(
+                    "SELECT COALESCE(MAX(seq), 0) FROM (SELECT seq FROM job_logs WHERE job_id = ?
+                     UNION ALL SELECT seq FROM job_http_audit WHERE job_id = ?) AS s",
+                ))
+                .bind(c.id)
+                .bind(c.id)
+                .fetch_one(&mut *tx)
+                .await?;
+                for line in &c.log {
+                    seq += 1;
+                    sqlx::query(
+                        &pg("INSERT INTO job_logs (job_id, seq, try, level, source, message) VALUES (?, ?, ?, ?, ?, ?)"),
+                    )
+                    .bind(c.id)
+                    .bind(seq)
+                    .bind(try_number)
+                    .bind(format!("{:?}", line.level).to_lowercase())
+                    .bind(format!("{:?}", line.source).to_lowercase())
+                    .bind(&line.message)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for a in &c.audit {
+                    seq += 1;
+                    sqlx::query(
+                        &pg("INSERT INTO job_http_audit (job_id, seq, try, method, scheme, host, port, path, status,
+                             denied, error, request_bytes, response_bytes, duration_ms)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                    )
+                    .bind(c.id)
+                    .bind(seq)
+                    .bind(try_number)
+                    .bind(&a.method)
+                    .bind(&a.scheme)
+                    .bind(&a.host)
+                    .bind(i64::from(a.port))
+                    .bind(&a.path)
+                    .bind(a.status.map(i64::from))
+                    .bind(&a.denied)
+                    .bind(&a.error)
+                    .bind(a.request_bytes as i64)
+                    .bind(a.response_bytes as i64)
+                    .bind(a.duration_ms as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn heartbeat(
+        &self,
+        node: &str,
+        ids: &[JobId],
+        lease_until: i64,
+    ) -> Result<(), StorageError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "UPDATE jobs SET lease_until = ? WHERE node = ? AND state IN ('started', 'enqueued') AND id IN ({})",
+            placeholders(ids.len())
+        );
+        let sql = pg(&sql);
+        let mut query = sqlx::query(&sql).bind(lease_until).bind(node);
+        for id in ids {
+            query = query.bind(id);
+        }
+        query.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn requeue_expired(&self, now: i64) -> Result<Vec<JobId>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let message = "the node running this job stopped renewing its lease (crashed or was killed); the try counts";
+        let failed: Vec<i64> = sqlx::query_scalar(&pg(
+            "UPDATE jobs SET state = 'failed', tries = tries + 1, error_kind = 'lease-expired',
+                 error_message = ?, finished_at = ?, lease_until = NULL
+             WHERE state IN ('started', 'enqueued') AND lease_until < ?
+               AND max_retries > 0 AND tries + 1 >= max_retries
+             RETURNING id",
+        ))
+        .bind(message)
+        .bind(now)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut requeued: Vec<i64> = sqlx::query_scalar(&pg(
+            "UPDATE jobs SET state = 'pending', tries = tries + 1, error_kind = 'lease-expired',
+                 error_message = ?, lease_until = NULL, node = NULL, worker = NULL, eta = ?
+             WHERE state IN ('started', 'enqueued') AND lease_until < ?
+             RETURNING id",
+        ))
+        .bind(message)
+        .bind(now)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        requeued.extend(failed);
+        Ok(requeued)
+    }
+
+    async fn release(&self, node: &str, ids: &[JobId], _now: i64) -> Result<(), StorageError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "UPDATE jobs SET state = 'pending', lease_until = NULL, node = NULL, worker = NULL, started_at = NULL
+             WHERE node = ? AND state IN ('started', 'enqueued') AND id IN ({})",
+            placeholders(ids.len())
+        );
+        let sql = pg(&sql);
+        let mut query = sqlx::query(&sql).bind(node);
+        for id in ids {
+            query = query.bind(id);
+        }
+        query.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn cancel(&self, id: JobId, now: i64) -> Result<Vec<JobId>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let job = job_in(&mut tx, id).await?;
+        if job.state.is_final() {
+            return Err(StorageError::WrongState {
+                id,
+                state: job.state,
+                action: "cancel",
+                expected: "not finished",
+            });
+        }
+        // The job and, transitively, every unfinished job depending on it.
+        let ids: Vec<i64> = sqlx::query_scalar(
+            &pg("WITH RECURSIVE tree(id) AS (
+                 SELECT ? UNION SELECT d.child FROM job_dependencies d JOIN tree t ON d.parent = t.id)
+             UPDATE jobs SET state = 'cancelled', finished_at = ?, lease_until = NULL
+             WHERE id IN (SELECT id FROM tree) AND state NOT IN ('done', 'cancelled', 'failed')
+             RETURNING id"),
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn requeue(&self, id: JobId, now: i64) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let job = job_in(&mut tx, id).await?;
+        if !matches!(job.state, JobState::Failed | JobState::Cancelled) {
+            return Err(StorageError::WrongState {
+                id,
+                state: job.state,
+                action: "requeue",
+                expected: "failed or cancelled",
+            });
+        }
+        let waiting: i64 = sqlx::query_scalar(&pg(
+            "SELECT COUNT(*) FROM job_dependencies d JOIN jobs p ON p.id = d.parent
+             WHERE d.child = ? AND p.state != 'done'",
+        ))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            &pg("UPDATE jobs SET state = ?, tries = 0, eta = ?, pending_parents = ?, finished_at = NULL,
+                 lease_until = NULL, node = NULL, worker = NULL
+             WHERE id = ?"),
+        )
+        .bind(if waiting > 0 { "wait_dependencies" } else { "pending" })
+        .bind(now)
+        .bind(waiting)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn mark_done(&self, id: JobId, now: i64) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let job = job_in(&mut tx, id).await?;
+        if job.state == JobState::Done {
+            return Err(StorageError::WrongState {
+                id,
+                state: job.state,
+                action: "mark done",
+                expected: "not done",
+            });
+        }
+        sqlx::query(&pg(
+            "UPDATE jobs SET state = 'done', finished_at = ?, lease_until = NULL,
+                 result = COALESCE(result, '\"marked done by an operator\"')
+             WHERE id = ?",
+        ))
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        release_children_of(&mut tx, &[id]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn job(&self, id: JobId) -> Result<Option<Job>, StorageError> {
+        let row = sqlx::query(&pg(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| job_from_row(&r))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StorageError> {
+        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
+        if filter.state.is_some() {
+            sql.push_str(" AND state = ?");
+        }
+        if filter.channel.is_some() {
+            sql.push_str(" AND channel = ?");
+        }
+        if filter.backend.is_some() {
+            sql.push_str(" AND backend = ?");
+        }
+        if filter.function.is_some() {
+            sql.push_str(" AND function = ?");
+        }
+        if filter.before.is_some() {
+            sql.push_str(" AND id < ?");
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        let sql = pg(&sql);
+        let mut query = sqlx::query(&sql);
+        if let Some(s) = filter.state {
+            query = query.bind(s.as_str());
+        }
+        for v in [&filter.channel, &filter.backend, &filter.function]
+            .into_iter()
+            .flatten()
+        {
+            query = query.bind(v.clone());
+        }
+        if let Some(b) = filter.before {
+            query = query.bind(b);
+        }
+        let limit = if filter.limit == 0 { 100 } else { filter.limit };
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| job_from_row(r).map_err(Into::into))
+            .collect()
+    }
+
+    async fn job_log(&self, id: JobId) -> Result<Vec<JobLogLine>, StorageError> {
+        let rows = sqlx::query(&pg(
+            "SELECT try, level, source, message FROM job_logs WHERE job_id = ? ORDER BY seq",
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobLogLine {
+                    try_number: r.try_get::<i64, _>("try")? as u32,
+                    level: r.try_get("level")?,
+                    source: r.try_get("source")?,
+                    message: r.try_get("message")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn job_audit(&self, id: JobId) -> Result<Vec<JobAuditEntry>, StorageError> {
+        let rows = sqlx::query(&pg(
+            "SELECT try, method, scheme, host, port, path, status, denied, error, request_bytes,
+                    response_bytes, duration_ms
+             FROM job_http_audit WHERE job_id = ? ORDER BY seq",
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobAuditEntry {
+                    try_number: r.try_get::<i64, _>("try")? as u32,
+                    entry: AuditEntry {
+                        method: r.try_get("method")?,
+                        scheme: r.try_get("scheme")?,
+                        host: r.try_get("host")?,
+                        port: r.try_get::<i64, _>("port")? as u16,
+                        path: r.try_get("path")?,
+                        status: r.try_get::<Option<i64>, _>("status")?.map(|s| s as u16),
+                        denied: r.try_get("denied")?,
+                        error: r.try_get("error")?,
+                        request_bytes: r.try_get::<i64, _>("request_bytes")? as u64,
+                        response_bytes: r.try_get::<i64, _>("response_bytes")? as u64,
+                        duration_ms: r.try_get::<i64, _>("duration_ms")? as u64,
+                    },
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn parents(&self, id: JobId) -> Result<Vec<JobId>, StorageError> {
+        Ok(sqlx::query_scalar(&pg(
+            "SELECT parent FROM job_dependencies WHERE child = ? ORDER BY parent",
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn children(&self, id: JobId) -> Result<Vec<JobId>, StorageError> {
+        Ok(sqlx::query_scalar(&pg(
+            "SELECT child FROM job_dependencies WHERE parent = ? ORDER BY child",
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn oldest_due(&self, now: i64) -> Result<Vec<(String, i64)>, StorageError> {
+        Ok(sqlx::query_as(&pg("SELECT channel, MIN(eta) FROM jobs
+             WHERE state IN ('pending', 'enqueued') AND eta <= ? GROUP BY channel"))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn counts(&self) -> Result<Vec<StateCount>, StorageError> {
+        let rows = sqlx::query(&pg(
+            "SELECT state, channel, COUNT(*) AS n FROM jobs GROUP BY state, channel",
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                Ok(StateCount {
+                    state: JobState::parse(&state).ok_or_else(|| {
+                        sqlx::Error::Decode(format!("unknown job state {state:?}").into())
+                    })?,
+                    channel: r.try_get("channel")?,
+                    count: r.try_get("n")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn purge(&self, before: i64, batch: u32) -> Result<u64, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            &pg("DELETE FROM jobs WHERE id IN (
+                 SELECT id FROM jobs WHERE state IN ('done', 'cancelled') AND finished_at < ?
+                 AND id NOT IN (SELECT d.parent FROM job_dependencies d JOIN jobs c ON c.id = d.child
+                                WHERE c.state NOT IN ('done', 'cancelled', 'failed'))
+                 LIMIT ?)"),
+        )
+        .bind(before)
+        .bind(i64::from(batch))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+    async fn put_records(
+        &self,
+        writes: &[RecordWrite],
+        now: i64,
+    ) -> Result<Vec<PutOutcome>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let out = put_many_in(&mut tx, writes, now).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn write_batch(&self, ops: &[WriteOp]) -> Result<Vec<WriteDone>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(match op {
+                WriteOp::Lock {
+                    keys,
+                    holder,
+                    now,
+                    until,
+                } => WriteDone::Locked(lock_in(&mut tx, keys, holder, *now, *until).await?),
+                WriteOp::Unlock { keys, holder } => {
+                    unlock_in(&mut tx, keys, holder).await?;
+                    WriteDone::Unlocked
+                }
+                WriteOp::Put { writes, now } => {
+                    WriteDone::Put(put_many_in(&mut tx, writes, *now).await?)
+                }
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn delete_record(
+        &self,
+        model: &str,
+        id: &str,
+        origin_backend: Option<&str>,
+        now: i64,
+    ) -> Result<Option<StoredEvent>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let data: Option<String> = sqlx::query_scalar(&pg(
+            "DELETE FROM records WHERE model = ? AND id = ? RETURNING data",
+        ))
+        .bind(model)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(data) = data else {
+            return Ok(None);
+        };
+        let event = Event {
+            name: "record-deleted".to_string(),
+            model: model.to_string(),
+            local_id: Some(id.to_string()),
+            changed_fields: Vec::new(),
+            payload: data,
+            origin_backend: origin_backend.map(str::to_string),
+        };
+        let stored = outbox_in(&mut tx, &event, now).await?;
+        tx.commit().await?;
+        Ok(Some(stored))
+    }
+
+    async fn record(&self, model: &str, id: &str) -> Result<Option<LocalRecord>, StorageError> {
+        let row = sqlx::query(&pg(
+            "SELECT model, id, data, version, updated_at FROM records WHERE model = ? AND id = ?",
+        ))
+        .bind(model)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| record_from_row(&r)).transpose()?)
+    }
+
+    async fn records_of(
+        &self,
+        model: &str,
+        ids: &[String],
+    ) -> Result<Vec<LocalRecord>, StorageError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT model, id, data, version, updated_at FROM records WHERE model = ? AND id IN ({})",
+                placeholders(chunk.len())
+            );
+            let sql = pg(&sql);
+            let mut q = sqlx::query(&sql).bind(model);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.push(record_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn records(
+        &self,
+        model: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<LocalRecord>, StorageError> {
+        let rows = sqlx::query(&pg(
+            "SELECT model, id, data, version, updated_at FROM records
+             WHERE model = ? AND (? IS NULL OR id > ?) ORDER BY id LIMIT ?",
+        ))
+        .bind(model)
+        .bind(after)
+        .bind(after)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| record_from_row(r).map_err(Into::into))
+            .collect()
+    }
+
+    async fn emit(&self, event: &Event, now: i64) -> Result<StoredEvent, StorageError> {
+        json_object(&event.payload, "event payload")?;
+        let mut tx = self.pool.begin().await?;
+        let stored = outbox_in(&mut tx, event, now).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn undispatched(&self, limit: u32) -> Result<Vec<StoredEvent>, StorageError> {
+        let rows = sqlx::query(&pg(
+            "SELECT id, name, model, local_id, changed_fields, payload, origin_backend, created_at
+             FROM outbox WHERE processed_at IS NULL ORDER BY id LIMIT ?",
+        ))
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| event_from_row(r).map_err(Into::into))
+            .collect()
+    }
+
+    async fn dispatch(
+        &self,
+        events: &[(i64, Vec<NewJob>)],
+        now: i64,
+    ) -> Result<Vec<Option<Vec<Enqueued>>>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(events.len());
+        for (event_id, jobs) in events {
+            let marked = sqlx::query(&pg(
+                "UPDATE outbox SET processed_at = ? WHERE id = ? AND processed_at IS NULL",
+            ))
+            .bind(now)
+            .bind(event_id)
+            .execute(&mut *tx)
+            .await?;
+            // Already dispatched (by another dispatcher): its jobs exist.
+            if marked.rows_affected() == 0 {
+                out.push(None);
+                continue;
+            }
+            out.push(Some(enqueue_in(&mut tx, jobs, now).await?));
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn binding_to_local(
+        &self,
+        backend: &str,
+        model: &str,
+        external_id: &str,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(sqlx::query_scalar(&pg(
+            "SELECT local_id FROM bindings WHERE backend = ? AND model = ? AND external_id = ?",
+        ))
+        .bind(backend)
+        .bind(model)
+        .bind(external_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn binding_to_external(
+        &self,
+        backend: &str,
+        model: &str,
+        local_id: &str,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(sqlx::query_scalar(&pg(
+            "SELECT external_id FROM bindings WHERE backend = ? AND model = ? AND local_id = ?",
+        ))
+        .bind(backend)
+        .bind(model)
+        .bind(local_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn bind(
+        &self,
+        backend: &str,
+        model: &str,
+        external_id: &str,
+        local_id: &str,
+        sync_date: i64,
+        synced: Option<&str>,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        bind_in(
+            &mut tx,
+            backend,
+            model,
+            external_id,
+            local_id,
+            sync_date,
+            synced,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn binding(
+        &self,
+        backend: &str,
+        model: &str,
+        external_id: &str,
+    ) -> Result<Option<Binding>, StorageError> {
+        Ok(self
+            .bindings_of(backend, model, &[external_id.to_string()])
+            .await?
+            .pop())
+    }
+
+    async fn bindings_page(
+        &self,
+        backend: &str,
+        model: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Binding>, StorageError> {
+        let rows: Vec<BindingRow> = sqlx::query_as(&pg(
+            "SELECT external_id, local_id, sync_date, synced FROM bindings
+             WHERE backend = ? AND model = ? AND (? IS NULL OR external_id > ?)
+             ORDER BY external_id LIMIT ?",
+        ))
+        .bind(backend)
+        .bind(model)
+        .bind(after)
+        .bind(after)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| binding_from_row(backend, model, row))
+            .collect())
+    }
+
+    async fn bindings_of(
+        &self,
+        backend: &str,
+        model: &str,
+        external_ids: &[String],
+    ) -> Result<Vec<Binding>, StorageError> {
+        let mut out = Vec::with_capacity(external_ids.len());
+        for chunk in external_ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT external_id, local_id, sync_date, synced FROM bindings
+                 WHERE backend = ? AND model = ? AND external_id IN ({})",
+                placeholders(chunk.len())
+            );
+            let sql = pg(&sql);
+            let mut q = sqlx::query_as::<_, BindingRow>(&sql)
+                .bind(backend)
+                .bind(model);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.push(binding_from_row(backend, model, row));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn binding_of_local(
+        &self,
+        backend: &str,
+        model: &str,
+        local_id: &str,
+    ) -> Result<Option<Binding>, StorageError> {
+        let row: Option<(String, i64, Option<String>)> = sqlx::query_as(
+            &pg("SELECT external_id, sync_date, synced FROM bindings WHERE backend = ? AND model = ? AND local_id = ?"),
+        )
+        .bind(backend)
+        .bind(model)
+        .bind(local_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(external_id, sync_date, synced)| Binding {
+            backend: backend.to_string(),
+            model: model.to_string(),
+            external_id,
+            local_id: local_id.to_string(),
+            sync_date,
+            synced,
+        }))
+    }
+
+    async fn unbind(
+        &self,
+        backend: &str,
+        model: &str,
+        local_id: &str,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(&pg(
+            "DELETE FROM bindings WHERE backend = ? AND model = ? AND local_id = ?",
+        ))
+        .bind(backend)
+        .bind(model)
+        .bind(local_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn binding_counts(&self, backend: &str) -> Result<Vec<(String, i64)>, StorageError> {
+        Ok(sqlx::query_as(&pg(
+            "SELECT model, COUNT(*) FROM bindings WHERE backend = ? GROUP BY model ORDER BY model",
+        ))
+        .bind(backend)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn lock(
+        &self,
+        keys: &[String],
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<Vec<bool>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let out = lock_in(&mut tx, keys, holder, now, until).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn unlock(&self, keys: &[String], holder: &str) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        unlock_in(&mut tx, keys, holder).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn install_connector(
+        &self,
+        c: &InstalledConnector,
+        component: &[u8],
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            &pg("INSERT INTO connectors (digest, name, version, backend_kind, backend_versions, manifest, component, active, installed_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, FALSE, ?) ON CONFLICT (digest) DO NOTHING"),
+        )
+        .bind(&c.digest)
+        .bind(&c.name)
+        .bind(&c.version)
+        .bind(&c.backend_kind)
+        .bind(&c.backend_versions)
+        .bind(&c.manifest)
+        .bind(component)
+        .bind(c.installed_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn connectors(&self) -> Result<Vec<InstalledConnector>, StorageError> {
+        let rows: Vec<(String, String, String, String, String, String, i64, bool)> = sqlx::query_as(
+            &pg("SELECT digest, name, version, backend_kind, backend_versions, manifest, installed_at, active
+             FROM connectors ORDER BY name, installed_at"),
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(
+                    digest,
+                    name,
+                    version,
+                    backend_kind,
+                    backend_versions,
+                    manifest,
+                    installed_at,
+                    active,
+                )| {
+                    InstalledConnector {
+                        digest,
+                        name,
+                        version,
+                        backend_kind,
+                        backend_versions,
+                        manifest,
+                        installed_at,
+                        active,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    async fn connector_component(&self, digest: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(
+            sqlx::query_scalar(&pg("SELECT component FROM connectors WHERE digest = ?"))
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn remove_connector(&self, digest: &str) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(&pg("DELETE FROM connectors WHERE digest = ?"))
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(&pg("DELETE FROM connector_activations WHERE digest = ?"))
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
+        bump_generation(&mut tx).await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn activate_connector(&self, digest: &str, now: i64) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let name: Option<String> =
+            sqlx::query_scalar(&pg("SELECT name FROM connectors WHERE digest = ?"))
+                .bind(digest)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(name) = name else {
+            return Ok(false);
+        };
+        sqlx::query(&pg(
+            "UPDATE connectors SET active = (digest = ?) WHERE name = ?",
+        ))
+        .bind(digest)
+        .bind(&name)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&pg(
+            "INSERT INTO connector_activations (name, digest, at) VALUES (?, ?, ?)",
+        ))
+        .bind(&name)
+        .bind(digest)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        bump_generation(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn rollback_connector(
+        &self,
+        name: &str,
+        _now: i64,
+    ) -> Result<Option<String>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let current: Option<(i64, String)> =
+            sqlx::query_as(&pg("SELECT seq, digest FROM connector_activations
+             WHERE name = ? AND NOT rolled_back ORDER BY seq DESC LIMIT 1"))
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((seq, digest)) = current else {
+            return Ok(None);
+        };
+        let previous: Option<(i64, String)> =
+            sqlx::query_as(&pg("SELECT a.seq, a.digest FROM connector_activations a
+             WHERE a.name = ? AND NOT a.rolled_back AND a.seq < ? AND a.digest <> ?
+               AND EXISTS (SELECT 1 FROM connectors c WHERE c.digest = a.digest)
+             ORDER BY a.seq DESC LIMIT 1"))
+            .bind(name)
+            .bind(seq)
+            .bind(&digest)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((back_to, previous)) = previous else {
+            return Ok(None);
+        };
+        sqlx::query(&pg(
+            "UPDATE connector_activations SET rolled_back = TRUE WHERE name = ? AND seq > ?",
+        ))
+        .bind(name)
+        .bind(back_to)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&pg(
+            "UPDATE connectors SET active = (digest = ?) WHERE name = ?",
+        ))
+        .bind(&previous)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        bump_generation(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Some(previous))
+    }
+
+    async fn registry_generation(&self) -> Result<i64, StorageError> {
+        Ok(
+            sqlx::query_scalar(&pg("SELECT value FROM registry_generation WHERE id = 1"))
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn put_backend(
+        &self,
+        name: &str,
+        kind: &str,
+        version: &str,
+        config: &str,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            &pg("INSERT INTO backends (name, kind, version, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, version = excluded.version,
+                 config = excluded.config, updated_at = excluded.updated_at"),
+        )
+        .bind(name)
+        .bind(kind)
+        .bind(version)
+        .bind(config)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        bump_generation(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn backends(&self) -> Result<Vec<StoredBackend>, StorageError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(&pg(
+            "SELECT name, config, updated_at FROM backends ORDER BY name",
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, config, updated_at)| StoredBackend {
+                name,
+                config,
+                updated_at,
+            })
+            .collect())
+    }
+
+    async fn state_get(&self, backend: &str, key: &str) -> Result<Option<String>, StorageError> {
+        Ok(sqlx::query_scalar(&pg(
+            "SELECT value FROM stream_state WHERE backend = ? AND key = ?",
+        ))
+        .bind(backend)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn state_set(
+        &self,
+        backend: &str,
+        key: &str,
+        value: &str,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            &pg("INSERT INTO stream_state (backend, key, value, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (backend, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"),
+        )
+        .bind(backend)
+        .bind(key)
+        .bind(value)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// One write of `put_records`, inside its transaction.
+/// `(external_id, local_id, sync_date, synced)` of a binding row.
+type BindingRow = (String, String, i64, Option<String>);
+
+fn binding_from_row(backend: &str, model: &str, row: BindingRow) -> Binding {
+    let (external_id, local_id, sync_date, synced) = row;
+    Binding {
+        backend: backend.to_string(),
+        model: model.to_string(),
+        external_id,
+        local_id,
+        sync_date,
+        synced,
+    }
+}
+
+async fn bump_generation(tx: &mut Transaction<'_, Postgres>) -> Result<(), StorageError> {
+    sqlx::query(&pg(
+        "UPDATE registry_generation SET value = value + 1 WHERE id = 1",
+    ))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn put_in(tx: &mut Transaction<'_, Postgres>, write: &RecordWrite, now: i64) -> PutOutcome {
+    let new = json_object(
+        &write.data,
+        &format!("data of {} {}", write.model, write.id),
+    )?;
+    let old = sqlx::query(&pg(
+        "SELECT model, id, data, version, updated_at FROM records WHERE model = ? AND id = ?",
+    ))
+    .bind(&write.model)
+    .bind(&write.id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|r| record_from_row(&r))
+    .transpose()?;
+    let found = old.as_ref().map_or(0, |r| r.version);
+    if let Some(expected) = write.expected_version
+        && expected != found
+    {
+        return Err(StorageError::VersionConflict {
+            model: write.model.clone(),
+            id: write.id.clone(),
+            expected,
+            found,
+        });
+    }
+    // The binding first: it is written even when the data did not change
+    // (the sync date moves), and a binding taken by another record refuses
+    // the whole write.
+    if let Some(b) = &write.bind {
+        bind_in(
+            tx,
+            &b.backend,
+            &write.model,
+            &b.external_id,
+            &write.id,
+            b.sync_date,
+            b.synced.as_deref(),
+        )
+        .await?;
+    }
+    let (name, fields) = match &old {
+        None => ("record-created", new.keys().cloned().collect::<Vec<_>>()),
+        Some(r) => {
+            let before = json_object(&r.data, "stored data")?;
+            let fields = changed_fields(&before, &new);
+            if fields.is_empty() {
+                return Ok(None);
+            }
+            ("record-written", fields)
+        }
+    };
+    let version = found + 1;
+    sqlx::query(
+        &pg("INSERT INTO records (model, id, data, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (model, id) DO UPDATE SET data = excluded.data, version = excluded.version,
+             updated_at = excluded.updated_at"),
+    )
+    .bind(&write.model)
+    .bind(&write.id)
+    .bind(&write.data)
+    .bind(version as i64)
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let event = Event {
+        name: name.to_string(),
+        model: write.model.clone(),
+        local_id: Some(write.id.clone()),
+        changed_fields: fields,
+        payload: write.data.clone(),
+        origin_backend: write.origin_backend.clone(),
+    };
+    let stored = outbox_in(tx, &event, now).await?;
+    let record = LocalRecord {
+        model: write.model.clone(),
+        id: write.id.clone(),
+        data: write.data.clone(),
+        version,
+        updated_at: format_timestamp(now),
+    };
+    Ok(Some((record, stored)))
+}
+
+/// Record writes inside a transaction, a savepoint each, so that one
+/// refused write leaves the others in place.
+async fn put_many_in(
+    tx: &mut Transaction<'_, Postgres>,
+    writes: &[RecordWrite],
+    now: i64,
+) -> Result<Vec<PutOutcome>, StorageError> {
+    let mut out = Vec::with_capacity(writes.len());
+    for write in writes {
+        sqlx::query(&pg("SAVEPOINT put")).execute(&mut **tx).await?;
+        let result = put_in(tx, write, now).await;
+        if result.is_err() {
+            sqlx::query(&pg("ROLLBACK TO put"))
+                .execute(&mut **tx)
+                .await?;
+        }
+        sqlx::query(&pg("RELEASE put")).execute(&mut **tx).await?;
+        match result {
+            Err(StorageError::Database(e)) => return Err(StorageError::Database(e)),
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
+/// Take leases inside a transaction (see `Storage::lock`).
+async fn lock_in(
+    tx: &mut Transaction<'_, Postgres>,
+    keys: &[String],
+    holder: &str,
+    now: i64,
+    until: i64,
+) -> Result<Vec<bool>, StorageError> {
+    let job = holder_job(holder);
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        let n = sqlx::query(&pg(
+            "INSERT INTO sync_locks (key, holder, job, until) VALUES (?, ?, ?, ?)
+             ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, job = excluded.job,
+                 until = excluded.until
+             WHERE sync_locks.until < ? OR sync_locks.holder = excluded.holder
+                OR (sync_locks.job IS NOT NULL AND NOT EXISTS (
+                    SELECT 1 FROM jobs WHERE jobs.id = sync_locks.job
+                      AND jobs.state IN ('enqueued', 'started')))",
+        ))
+        .bind(key)
+        .bind(holder)
+        .bind(job)
+        .bind(until)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        out.push(n > 0);
+    }
+    Ok(out)
+}
+
+/// Give leases back inside a transaction.
+async fn unlock_in(
+    tx: &mut Transaction<'_, Postgres>,
+    keys: &[String],
+    holder: &str,
+) -> Result<(), StorageError> {
+    for key in keys {
+        sqlx::query(&pg("DELETE FROM sync_locks WHERE key = ? AND holder = ?"))
+            .bind(key)
+            .bind(holder)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The job a lease holder named `job-<id>…` stands for.
+fn holder_job(holder: &str) -> Option<i64> {
+    let rest = holder.strip_prefix("job-")?;
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..digits].parse().ok()
+}
+
+/// Ids per `IN (...)` list, under SQLite's bound-parameter limit.
+const IN_CHUNK: usize = 500;
+
+/// `?, ?, ?` for `n` parameters.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// Bind inside a transaction; `Rejected` when either id is bound to another.
+async fn bind_in(
+    tx: &mut Transaction<'_, Postgres>,
+    backend: &str,
+    model: &str,
+    external_id: &str,
+    local_id: &str,
+    sync_date: i64,
+    synced: Option<&str>,
+) -> Result<(), StorageError> {
+    let other: Option<(String, String)> =
+        sqlx::query_as(&pg("SELECT external_id, local_id FROM bindings
+         WHERE backend = ? AND model = ? AND (external_id = ? OR local_id = ?)
+           AND NOT (external_id = ? AND local_id = ?)"))
+        .bind(backend)
+        .bind(model)
+        .bind(external_id)
+        .bind(local_id)
+        .bind(external_id)
+        .bind(local_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if let Some((ext, loc)) = other {
+        return Err(StorageError::Rejected(format!(
+            "{model} on {backend}: external id {ext} is already bound to local id {loc}; cannot bind {external_id} ↔ {local_id}"
+        )));
+    }
+    sqlx::query(
+        &pg("INSERT INTO bindings (backend, model, external_id, local_id, sync_date, synced) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (backend, model, external_id) DO UPDATE SET sync_date = excluded.sync_date,
+             synced = COALESCE(excluded.synced, bindings.synced)"),
+    )
+    .bind(backend)
+    .bind(model)
+    .bind(external_id)
+    .bind(local_id)
+    .bind(sync_date)
+    .bind(synced)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
