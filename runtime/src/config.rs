@@ -39,6 +39,7 @@ pub enum ConfigError {
 struct File {
     data_dir: Option<PathBuf>,
     database: Option<String>,
+    database_schema: Option<String>,
     #[serde(default = "default_listen")]
     listen: String,
     admin_token: Option<String>,
@@ -68,8 +69,8 @@ fn default_workers() -> usize {
 pub enum Database {
     /// A SQLite file.
     Sqlite(PathBuf),
-    /// A database URL (`sqlite://…` or `postgres://…`).
-    Url(String),
+    /// A PostgreSQL database, optionally in one schema of it.
+    Postgres { url: String, schema: Option<String> },
 }
 
 /// A checked configuration.
@@ -120,22 +121,31 @@ impl ServiceConfig {
                 ));
             }
             (Some(url), None) => {
-                if !(url.starts_with("sqlite:")
-                    || url.starts_with("postgres:")
-                    || url.starts_with("postgresql:"))
-                {
+                if let Some(path) = url.strip_prefix("sqlite://") {
+                    Database::Sqlite(base.join(path))
+                } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                    Database::Postgres {
+                        url: url.clone(),
+                        schema: file.database_schema.clone(),
+                    }
+                } else {
                     return Err(key(
                         "database",
-                        format!("{url:?} is not a sqlite:// or postgres:// URL"),
+                        "not a sqlite:// or postgres:// URL (e.g. postgres://junction@db.internal/junction)".into(),
                     ));
                 }
-                Database::Url(url.clone())
             }
             (None, dir) => Database::Sqlite(
                 base.join(dir.clone().unwrap_or_else(|| "junction-data".into()))
                     .join("junction.db"),
             ),
         };
+        if file.database_schema.is_some() && !matches!(database, Database::Postgres { .. }) {
+            return Err(key(
+                "database_schema",
+                "only applies to a postgres:// database".into(),
+            ));
+        }
         let listen: SocketAddr = file.listen.parse().map_err(|e| {
             key(
                 "listen",

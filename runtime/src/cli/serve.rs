@@ -16,6 +16,7 @@ use junction_runtime::host::HostConfig;
 use junction_runtime::node::{Node, NodeConfig};
 use junction_runtime::queue::Queue;
 use junction_runtime::storage::Storage;
+use junction_runtime::storage::postgres::PgStorage;
 use junction_runtime::storage::sqlite::SqliteStorage;
 use junction_runtime::sync::Synchronizer;
 
@@ -28,16 +29,12 @@ pub struct ServeArgs {
 
 /// Open the configured database.
 pub async fn open(database: &Database) -> anyhow::Result<Arc<dyn Storage>> {
-    let path = match database {
-        Database::Sqlite(path) => path.clone(),
-        Database::Url(url) => match url.strip_prefix("sqlite://") {
-            Some(path) => PathBuf::from(path),
-            None => anyhow::bail!(
-                "database {url:?}: this junction stores data in SQLite only; use data_dir or a sqlite:// URL"
-            ),
-        },
-    };
-    Ok(Arc::new(SqliteStorage::open(&path).await?))
+    Ok(match database {
+        Database::Sqlite(path) => Arc::new(SqliteStorage::open(path).await?),
+        Database::Postgres { url, schema } => {
+            Arc::new(PgStorage::open(url, schema.as_deref()).await?)
+        }
+    })
 }
 
 /// Store the config's backends; returns one line per backend.

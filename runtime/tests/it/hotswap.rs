@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use junction_demo_shop::{Seed, ShopConfig};
 use junction_runtime::queue::job::JobState;
-use junction_runtime::storage::Storage;
 use junction_runtime::sync::IMPORT_RECORD;
 
 use super::api::{digest, rebuilt};
@@ -34,22 +33,28 @@ async fn wait_for(w: &super::sync::World, at_least: i64) {
     }
 }
 
+/// A shop with `JOBS` products.
+pub(crate) fn catalogue() -> ShopConfig {
+    ShopConfig {
+        seed: Seed {
+            seed: 11,
+            categories: 4,
+            products: JOBS,
+            customers: 1,
+            orders: 0,
+        },
+        ..ShopConfig::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swap_and_a_rollback_under_load_fail_no_job() {
-    let w = world_with(
-        ShopConfig {
-            seed: Seed {
-                seed: 11,
-                categories: 4,
-                products: JOBS,
-                customers: 1,
-                orders: 0,
-            },
-            ..ShopConfig::default()
-        },
-        "2.4.6",
-    )
-    .await;
+    swap_under_load(world_with(catalogue(), "2.4.6").await).await;
+}
+
+/// Import `JOBS` products one job each; activate a new version a third of
+/// the way, roll back at two thirds; nothing fails, both digests ran.
+pub(crate) async fn swap_under_load(w: super::sync::World) {
     w.run(vec![batch("category")]).await;
     let before = finished(&w).await;
     let original = digest(junction_connectors::MAGENTO);

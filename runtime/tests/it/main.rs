@@ -11,6 +11,7 @@ mod egress;
 mod events;
 mod hotswap;
 mod inspect;
+mod postgres;
 mod queue;
 mod sandbox;
 mod storage;

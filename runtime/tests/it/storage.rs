@@ -34,6 +34,12 @@ pub(crate) async fn storages() -> Vec<(&'static str, Arc<dyn Storage>, tempfile:
 /// (said on stderr) without JUNCTION_TEST_POSTGRES_URL. Schemas of runs
 /// older than an hour are dropped, so the test database does not grow.
 pub(crate) async fn postgres() -> Option<PgStorage> {
+    let (url, schema) = postgres_schema().await?;
+    Some(PgStorage::open(&url, Some(&schema)).await.unwrap())
+}
+
+/// The test server's URL and a new schema name for one test.
+pub(crate) async fn postgres_schema() -> Option<(String, String)> {
     let Ok(url) = std::env::var("JUNCTION_TEST_POSTGRES_URL") else {
         eprintln!(
             "skipped: the PostgreSQL half of this test (set JUNCTION_TEST_POSTGRES_URL, e.g. postgres://postgres@127.0.0.1:5432/test)"
@@ -59,7 +65,7 @@ pub(crate) async fn postgres() -> Option<PgStorage> {
         }
     }
     admin.close().await;
-    Some(PgStorage::open(&url, Some(&schema)).await.unwrap())
+    Some((url, schema))
 }
 
 fn job(function: &str) -> NewJob {

@@ -41,7 +41,7 @@ pub(crate) fn small() -> Seed {
 pub(crate) struct World {
     pub(crate) shop: Shop,
     pub(crate) node: Node,
-    pub(crate) storage: Arc<SqliteStorage>,
+    pub(crate) storage: Arc<dyn Storage>,
     pub(crate) dir: tempfile::TempDir,
 }
 
@@ -77,9 +77,9 @@ pub(crate) fn backend(shop: &Shop, version: &str) -> BackendConfig {
 }
 
 /// A node on a fresh SQLite file.
-pub(crate) async fn fresh_node() -> (tempfile::TempDir, Arc<SqliteStorage>, Node) {
+pub(crate) async fn fresh_node() -> (tempfile::TempDir, Arc<dyn Storage>, Node) {
     let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(
+    let storage: Arc<dyn Storage> = Arc::new(
         SqliteStorage::open(&dir.path().join("junction.db"))
             .await
             .unwrap(),
@@ -91,10 +91,21 @@ pub(crate) async fn fresh_node() -> (tempfile::TempDir, Arc<SqliteStorage>, Node
 }
 
 pub(crate) async fn world_with(config: ShopConfig, version: &str) -> World {
+    let (dir, storage, node) = fresh_node().await;
+    world_on(config, version, dir, storage, node).await
+}
+
+/// A world whose node runs on `storage`.
+pub(crate) async fn world_on(
+    config: ShopConfig,
+    version: &str,
+    dir: tempfile::TempDir,
+    storage: Arc<dyn Storage>,
+    node: Node,
+) -> World {
     let shop = Shop::start(config, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let (dir, storage, node) = fresh_node().await;
     node.sync
         .install(junction_connectors::MAGENTO)
         .await

@@ -1,0 +1,102 @@
+//! The end-to-end flows on PostgreSQL: nodes with their own connection
+//! pools on one database race on the same records, import everything and
+//! survive a connector swap under load. Skipped (said on stderr) without
+//! JUNCTION_TEST_POSTGRES_URL; `.ci/run` sets it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use junction_demo_shop::ShopConfig;
+use junction_runtime::node::Node;
+use junction_runtime::storage::Storage;
+use junction_runtime::storage::postgres::PgStorage;
+use junction_runtime::sync::IMPORT_RECORD;
+
+use super::storage::postgres_schema;
+use super::sync::{World, import, node_config, small, world_on};
+
+/// A world on a new PostgreSQL schema, and a way to open more nodes'
+/// storages on the same schema.
+async fn world(config: ShopConfig) -> Option<(World, String, String)> {
+    let (url, schema) = postgres_schema().await?;
+    let storage: Arc<dyn Storage> = Arc::new(PgStorage::open(&url, Some(&schema)).await.unwrap());
+    let node = Node::start(storage.clone(), node_config("node-a"))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    Some((
+        world_on(config, "2.4.6", dir, storage, node).await,
+        url,
+        schema,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_on_postgres_import_everything_once() {
+    let Some((w, url, schema)) = world(ShopConfig {
+        seed: small(),
+        ..ShopConfig::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let mut others = Vec::new();
+    for name in ["node-b", "node-c"] {
+        // Each node has its own pool, as separate processes would.
+        let storage: Arc<dyn Storage> =
+            Arc::new(PgStorage::open(&url, Some(&schema)).await.unwrap());
+        others.push(Node::start(storage, node_config(name)).await.unwrap());
+    }
+    let mut specs = Vec::new();
+    for _ in 0..3 {
+        for id in 1..=small().orders {
+            specs.push(import("order", &id.to_string()));
+        }
+    }
+    let third = specs.len() / 3;
+    let (a, rest) = specs.split_at(third);
+    let (b, c) = rest.split_at(third);
+    let (ra, rb, rc) = tokio::join!(
+        w.node.queue.enqueue_batch(a),
+        others[0].queue.enqueue_batch(b),
+        others[1].queue.enqueue_batch(c)
+    );
+    ra.unwrap();
+    rb.unwrap();
+    rc.unwrap();
+    w.settle().await;
+    for o in &others {
+        assert!(o.settle(Duration::from_secs(60)).await.unwrap());
+    }
+    w.import_all().await;
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    for (model, n) in [
+        ("order", small().orders),
+        ("customer", small().customers),
+        ("product", small().products),
+    ] {
+        let records = w.storage.records(model, None, 1000).await.unwrap();
+        assert_eq!(records.len(), n, "one local {model} per shop {model}");
+        assert_eq!(w.bound(model).await, n as i64);
+    }
+    let nodes: HashSet<_> = w
+        .jobs(IMPORT_RECORD)
+        .await
+        .into_iter()
+        .filter_map(|j| j.node)
+        .collect();
+    assert!(nodes.len() >= 2, "several nodes ran imports: {nodes:?}");
+    for o in others {
+        o.stop(Duration::from_secs(5)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_and_a_rollback_under_load_on_postgres() {
+    let Some((w, _, _)) = world(super::hotswap::catalogue()).await else {
+        return;
+    };
+    super::hotswap::swap_under_load(w).await;
+}
