@@ -32,6 +32,9 @@ pub struct NodeConfig {
     pub lease: Duration,
     pub host: HostConfig,
     pub sync: SyncSettings,
+    /// How often an idle pool looks for due jobs when nothing woke it
+    /// (an enqueue on this node, or a database notification, does).
+    pub job_poll: Duration,
     /// How often the dispatcher looks at the outbox when idle.
     pub event_poll: Duration,
     /// How often schedules are checked.
@@ -53,6 +56,7 @@ impl Default for NodeConfig {
             lease: Duration::from_secs(60),
             host: HostConfig::default(),
             sync: SyncSettings::default(),
+            job_poll: PoolConfig::default().poll_interval,
             event_poll: Duration::from_millis(50),
             schedule_tick: Duration::from_secs(1),
             registry_poll: Duration::from_secs(1),
@@ -120,6 +124,7 @@ impl Node {
                 concurrency: config.concurrency,
                 prefetch: config.prefetch,
                 reap_interval: (config.lease / 2).max(Duration::from_millis(50)),
+                poll_interval: config.job_poll,
                 ..PoolConfig::default()
             },
         )
@@ -128,11 +133,19 @@ impl Node {
         for (backend, e) in sync.resolve_all().await? {
             tracing::warn!(backend, error = %e, "backend not ready");
         }
-        let tasks = vec![
+        let mut tasks = vec![
             bus.start(config.event_poll),
             sync.start_schedules(config.schedule_tick),
             sync.start_following(config.registry_poll),
         ];
+        if let Some(mut wakeups) = queue.storage().wakeups().await {
+            let queue = queue.clone();
+            tasks.push(tokio::spawn(async move {
+                while wakeups.recv().await.is_some() {
+                    queue.wake.notify_one();
+                }
+            }));
+        }
         Ok(Node {
             pool: pool.start(),
             queue,

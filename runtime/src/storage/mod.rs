@@ -191,6 +191,12 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// a live job (waiting, pending or enqueued) is not stored; its entry
     /// says so and carries the live job's id.
     async fn enqueue(&self, jobs: &[NewJob], now: i64) -> Result<Vec<Enqueued>, StorageError>;
+    /// Wake-ups when another process may have made jobs due (enqueued,
+    /// released, retried), for databases that can push them; `None` means
+    /// poll. A burst arrives as one wake-up.
+    async fn wakeups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        None
+    }
 
     /// Ready candidates for a claim (pending, eta passed, channel not full),
     /// in run order: priority, then eta, then id. `claim` takes them.

@@ -156,6 +156,21 @@ impl PgStorage {
     }
 }
 
+/// The channel other nodes LISTEN on: jobs may have become due.
+const WAKE_CHANNEL: &str = "junction_jobs";
+
+/// Tell every node that jobs may be due, when the transaction commits.
+/// PostgreSQL folds identical notifications of one transaction into one,
+/// so a batch of enqueues is one notification, and listeners fold a
+/// burst further into one wake-up.
+async fn notify_in(tx: &mut Transaction<'_, Postgres>) -> Result<(), StorageError> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(WAKE_CHANNEL)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// A database URL without its password, for messages.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -235,7 +250,9 @@ async fn release_children_of(
                 query = query.bind(id);
             }
         }
-        query.execute(&mut **tx).await?;
+        if query.execute(&mut **tx).await?.rows_affected() > 0 {
+            notify_in(tx).await?;
+        }
     }
     Ok(())
 }
@@ -433,9 +450,48 @@ async fn enqueue_in(
 
 #[async_trait]
 impl Storage for PgStorage {
+    async fn wakeups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot LISTEN for job wake-ups; polling meanwhile");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = listener.listen(WAKE_CHANNEL).await {
+                    tracing::warn!(error = %e, "cannot LISTEN for job wake-ups; polling meanwhile");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                // recv() reconnects by itself after a lost connection.
+                loop {
+                    match listener.recv().await {
+                        // A full channel already holds a wake-up: the
+                        // burst folds into it.
+                        Ok(_) => match tx.try_send(()) {
+                            Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(())) => {}
+                            Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => return,
+                        },
+                        Err(e) => {
+                            tracing::warn!(error = %e, "job wake-ups interrupted; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Some(rx)
+    }
+
     async fn enqueue(&self, jobs: &[NewJob], now: i64) -> Result<Vec<Enqueued>, StorageError> {
         let mut tx = self.pool.begin().await?;
         let out = enqueue_in(&mut tx, jobs, now).await?;
+        notify_in(&mut tx).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -484,23 +540,20 @@ impl Storage for PgStorage {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await?;
-        let sql = format!(
-            "UPDATE jobs SET state = 'enqueued', started_at = NULL, lease_until = ?, node = ?, worker = ?
-             WHERE state = 'pending' AND id IN ({})
-             RETURNING {JOB_COLUMNS}",
-            placeholders(ids.len())
-        );
-        let sql = pg(&sql);
-        let mut query = sqlx::query(&sql)
-            .bind(request.lease_until)
-            .bind(&request.node)
-            .bind(&request.worker);
-        for id in ids {
-            query = query.bind(id);
-        }
-        let rows = query.fetch_all(&mut *tx).await?;
-        tx.commit().await?;
+        // Rows another node is claiming right now are skipped rather than
+        // waited for: it will have them, and this node takes the rest.
+        let rows = sqlx::query(&format!(
+            "UPDATE jobs SET state = 'enqueued', started_at = NULL, lease_until = $1, node = $2, worker = $3
+             WHERE id IN (SELECT id FROM jobs WHERE id = ANY($4) AND state = 'pending'
+                          FOR UPDATE SKIP LOCKED)
+             RETURNING {JOB_COLUMNS}"
+        ))
+        .bind(request.lease_until)
+        .bind(&request.node)
+        .bind(&request.worker)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| job_from_row(r).map_err(Into::into))
             .collect()
@@ -670,6 +723,12 @@ impl Storage for PgStorage {
                 }
             }
         }
+        if completions
+            .iter()
+            .any(|c| matches!(c.outcome, Outcome::Retry { .. }))
+        {
+            notify_in(&mut tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -724,6 +783,7 @@ impl Storage for PgStorage {
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
+        notify_in(&mut tx).await?;
         tx.commit().await?;
         requeued.extend(failed);
         Ok(requeued)
@@ -745,6 +805,7 @@ impl Storage for PgStorage {
             query = query.bind(id);
         }
         query.execute(&mut *tx).await?;
+        notify_in(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -805,6 +866,7 @@ impl Storage for PgStorage {
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        notify_in(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1161,6 +1223,12 @@ impl Storage for PgStorage {
                 continue;
             }
             out.push(Some(enqueue_in(&mut tx, jobs, now).await?));
+        }
+        if out
+            .iter()
+            .any(|o| o.as_ref().is_some_and(|e| !e.is_empty()))
+        {
+            notify_in(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(out)

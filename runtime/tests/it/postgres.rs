@@ -100,3 +100,52 @@ async fn a_swap_and_a_rollback_under_load_on_postgres() {
     };
     super::hotswap::swap_under_load(w).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_elsewhere_wakes_an_idle_node_at_once() {
+    let Some((url, schema)) = postgres_schema().await else {
+        return;
+    };
+    let open = || async {
+        let s: Arc<dyn Storage> = Arc::new(PgStorage::open(&url, Some(&schema)).await.unwrap());
+        s
+    };
+    // A node that would not look for work for an hour on its own.
+    let idle = Node::start(
+        open().await,
+        junction_runtime::node::NodeConfig {
+            job_poll: Duration::from_secs(3600),
+            ..node_config("idle")
+        },
+    )
+    .await
+    .unwrap();
+    // Give its first poll and its LISTEN time to happen.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let other = open().await;
+    for round in 0..3 {
+        let spec = junction_runtime::queue::JobSpec::new("junction.noop", serde_json::json!({}));
+        let job = idle
+            .queue
+            .prepare(0, &spec, junction_runtime::queue::now_ms())
+            .unwrap();
+        let id = other
+            .enqueue(&[job], junction_runtime::queue::now_ms())
+            .await
+            .unwrap()[0]
+            .id;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let state = other.job(id).await.unwrap().unwrap().state;
+            if state == junction_runtime::queue::job::JobState::Done {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "round {round}: a job enqueued by another process never woke the idle node"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    idle.stop(Duration::from_secs(5)).await.unwrap();
+}
