@@ -47,6 +47,9 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Ask the running server to re-read its config file.
     Reload,
+    /// The nodes on the server's database: alive, lost (no heartbeat for
+    /// 15 s: crashed or cut off) or stopped, and the jobs each holds.
+    Nodes,
     /// Connector components: inspect a file, or install, list, activate,
     /// roll back and remove them on the server.
     Connector {
@@ -218,6 +221,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("reloaded: {}", v["summary"].as_str().unwrap_or(""));
                 }
                 Ok(())
+            }
+            Command::Nodes => {
+                cli::admin::nodes(&cli::client::Client::new(&cli.server)?, cli.json).await
             }
             Command::Connector {
                 command: ConnectorCommand::Admin(command),

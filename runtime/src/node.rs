@@ -12,9 +12,11 @@ use crate::events::EventBus;
 use crate::host::{Host, HostConfig, HostError};
 use crate::queue::channels::ChannelConfig;
 use crate::queue::job::JobState;
-use crate::queue::worker::{PoolConfig, PoolHandle, PoolReport, WorkerPool, default_node_name};
-use crate::queue::{Queue, QueueConfig};
-use crate::storage::{Storage, StorageError};
+use crate::queue::worker::{
+    PoolConfig, PoolHandle, PoolReport, WorkerPool, default_node_name, host_name,
+};
+use crate::queue::{Queue, QueueConfig, now_ms};
+use crate::storage::{NodeInfo, Storage, StorageError};
 use crate::sync::{SyncSettings, Synchronizer};
 
 /// How a node runs.
@@ -42,6 +44,8 @@ pub struct NodeConfig {
     /// How often the node looks for connector or backend changes made by
     /// other nodes.
     pub registry_poll: Duration,
+    /// How often the node writes its heartbeat to the node registry.
+    pub heartbeat: Duration,
     /// Job functions' tries when a request does not say (0 = unlimited).
     pub default_max_retries: u32,
 }
@@ -60,6 +64,7 @@ impl Default for NodeConfig {
             event_poll: Duration::from_millis(50),
             schedule_tick: Duration::from_secs(1),
             registry_poll: Duration::from_secs(1),
+            heartbeat: Duration::from_secs(5),
             default_max_retries: 5,
         }
     }
@@ -138,6 +143,7 @@ impl Node {
             sync.start_schedules(config.schedule_tick),
             sync.start_following(config.registry_poll),
         ];
+        tasks.push(start_heartbeat(queue.storage().clone(), &config).await?);
         if let Some(mut wakeups) = queue.storage().wakeups().await {
             let queue = queue.clone();
             tasks.push(tokio::spawn(async move {
@@ -203,11 +209,48 @@ impl Node {
         Ok(false)
     }
 
-    /// Stop: running jobs get `grace` to finish, the rest go back.
+    /// Stop: running jobs get `grace` to finish, the rest go back, and the
+    /// node registry shows this node stopped.
     pub async fn stop(self, grace: Duration) -> Result<PoolReport, StorageError> {
         for t in &self.tasks {
             t.abort();
         }
-        self.pool.shutdown(grace).await
+        let report = self.pool.shutdown(grace).await?;
+        self.queue
+            .storage()
+            .node_stopped(self.sync.node(), now_ms())
+            .await?;
+        Ok(report)
     }
+}
+
+/// Write the node's row to the node registry now, then every
+/// `config.heartbeat`.
+async fn start_heartbeat(
+    storage: Arc<dyn Storage>,
+    config: &NodeConfig,
+) -> Result<JoinHandle<()>, StorageError> {
+    let mut info = NodeInfo {
+        name: config.name.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        host: host_name(),
+        started_at: now_ms(),
+        heartbeat_at: now_ms(),
+        stopped_at: None,
+        running: 0,
+    };
+    storage.node_beat(&info).await?;
+    let every = config.heartbeat;
+    Ok(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            info.heartbeat_at = now_ms();
+            if let Err(e) = storage.node_beat(&info).await {
+                tracing::warn!(error = %e, "the node's heartbeat could not be written");
+            }
+        }
+    }))
 }

@@ -139,6 +139,7 @@ pub fn app(state: ApiState) -> Router {
     let api = Router::new()
         .route("/api/v1/status", get(system::status))
         .route("/api/v1/reload", post(system::reload))
+        .route("/api/v1/nodes", get(system::nodes))
         .route("/api/v1/openapi.json", get(system::openapi))
         .route("/metrics", get(system::metrics))
         .route(

@@ -122,3 +122,32 @@ pub async fn metrics(State(state): State<ApiState>) -> ApiResult<impl IntoRespon
         out,
     ))
 }
+
+/// A node whose last heartbeat is older than this is taken for dead
+/// (three default heartbeats).
+const ALIVE_WITHIN_MS: i64 = 15_000;
+
+/// The node registry: every node that ran on this database, whether it is
+/// alive, and the jobs it holds.
+pub async fn nodes(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
+    let now = now_ms();
+    let items: Vec<Value> = state
+        .storage()
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|n| {
+            let status = if n.stopped_at.is_some() {
+                "stopped"
+            } else if now - n.heartbeat_at <= ALIVE_WITHIN_MS {
+                "alive"
+            } else {
+                "lost"
+            };
+            let mut v = serde_json::to_value(&n).unwrap_or_default();
+            v["status"] = json!(status);
+            v
+        })
+        .collect();
+    Ok(Json(json!({"items": items, "next": null})))
+}

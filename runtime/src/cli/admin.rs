@@ -773,23 +773,58 @@ pub async fn bindings(client: &Client, cmd: BindingsAdmin, as_json: bool) -> any
         .as_array()
         .into_iter()
         .flatten()
-        .map(|b| {
-            let at = b["sync_date"].as_i64().and_then(|ms| {
-                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-                    .ok()
-                    .and_then(|t| {
-                        t.format(&time::format_description::well_known::Rfc3339)
-                            .ok()
-                    })
-            });
-            vec![
-                s(&b["external_id"]),
-                s(&b["local_id"]),
-                at.unwrap_or_default(),
-            ]
-        })
+        .map(|b| vec![s(&b["external_id"]), s(&b["local_id"]), at(&b["sync_date"])])
         .collect();
     table(&["external id", "local id", "synced"], rows);
     next(&v);
+    Ok(())
+}
+
+/// A Unix-ms time as RFC 3339, for tables.
+fn at(ms: &Value) -> String {
+    ms.as_i64()
+        .and_then(|ms| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+        })
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+pub async fn nodes(client: &Client, as_json: bool) -> anyhow::Result<()> {
+    let v = client.get("/api/v1/nodes").await?;
+    if as_json {
+        return print_json(&v);
+    }
+    let rows = v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            vec![
+                s(&n["name"]),
+                s(&n["status"]),
+                s(&n["running"]),
+                s(&n["version"]),
+                s(&n["host"]),
+                at(&n["started_at"]),
+                at(&n["heartbeat_at"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "node",
+            "status",
+            "jobs",
+            "version",
+            "host",
+            "started",
+            "last heartbeat",
+        ],
+        rows,
+    );
     Ok(())
 }

@@ -155,10 +155,14 @@ impl Default for PoolConfig {
 
 /// `hostname-pid`.
 pub fn default_node_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("{}-{}", host_name(), std::process::id())
+}
+
+/// This machine's host name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "node".to_string());
-    format!("{host}-{}", std::process::id())
+        .unwrap_or_else(|_| "node".to_string())
 }
 
 /// A pool being configured; `start` runs it.

@@ -24,6 +24,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "operate",
         sql: include_str!("../../migrations/sqlite/0003_operate.sql"),
     },
+    Migration {
+        version: 4,
+        name: "nodes",
+        sql: include_str!("../../migrations/sqlite/0004_nodes.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -41,6 +46,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 3,
         name: "operate",
         sql: include_str!("../../migrations/postgres/0003_operate.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "nodes",
+        sql: include_str!("../../migrations/postgres/0004_nodes.sql"),
     },
 ];
 

@@ -137,6 +137,20 @@ pub struct InstalledConnector {
     pub active: bool,
 }
 
+/// A node of the database's node registry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub version: String,
+    pub host: String,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    /// Set by a clean stop.
+    pub stopped_at: Option<i64>,
+    /// Jobs it holds now (claimed or running).
+    pub running: i64,
+}
+
 /// A backend's configuration as stored (JSON of `BackendConfig`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBackend {
@@ -438,6 +452,14 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// A number that changes whenever connectors or backends change, on
     /// any node.
     async fn registry_generation(&self) -> Result<i64, StorageError>;
+
+    /// Record that `node` is alive (its heartbeat); the first beat of a
+    /// start also sets `started_at` and clears `stopped_at`.
+    async fn node_beat(&self, node: &NodeInfo) -> Result<(), StorageError>;
+    /// Mark a node stopped (a clean stop).
+    async fn node_stopped(&self, name: &str, now: i64) -> Result<(), StorageError>;
+    /// Every node that ever ran on this database, with the jobs it holds.
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, StorageError>;
 
     /// Create or replace a backend's configuration.
     async fn put_backend(

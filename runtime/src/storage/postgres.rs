@@ -16,8 +16,9 @@ use sqlx::{ConnectOptions, Postgres, Row, Transaction};
 
 use super::migrate::{self, Migration};
 use super::{
-    Binding, ClaimRequest, InstalledConnector, PutOutcome, RecordWrite, StateCount, Storage,
-    StorageError, StoredBackend, StoredEvent, WriteDone, WriteOp, changed_fields, json_object,
+    Binding, ClaimRequest, InstalledConnector, NodeInfo, PutOutcome, RecordWrite, StateCount,
+    Storage, StorageError, StoredBackend, StoredEvent, WriteDone, WriteOp, changed_fields,
+    json_object,
 };
 use crate::capabilities::egress::AuditEntry;
 use crate::model::{Event, LocalRecord, format_timestamp};
@@ -67,6 +68,16 @@ impl PgStorage {
             .parse()
             .map_err(|e: sqlx::Error| open_err(e.to_string()))?;
         options = options.log_statements(tracing::log::LevelFilter::Trace);
+        // One direct connection first: a wrong address or credentials fail
+        // at once with the server's reason, not after a pool timeout.
+        use sqlx::Connection;
+        options
+            .connect()
+            .await
+            .map_err(|e| open_err(e.to_string()))?
+            .close()
+            .await
+            .map_err(|e| open_err(e.to_string()))?;
         if let Some(schema) = schema {
             if !schema
                 .chars()
@@ -1587,6 +1598,61 @@ impl Storage for PgStorage {
         bump_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(Some(previous))
+    }
+
+    async fn node_beat(&self, node: &NodeInfo) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&pg(
+            "INSERT INTO nodes (name, version, host, started_at, heartbeat_at, stopped_at)
+             VALUES (?, ?, ?, ?, ?, NULL)
+             ON CONFLICT (name) DO UPDATE SET version = excluded.version, host = excluded.host,
+                 started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
+                 stopped_at = NULL",
+        ))
+        .bind(&node.name)
+        .bind(&node.version)
+        .bind(&node.host)
+        .bind(node.started_at)
+        .bind(node.heartbeat_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn node_stopped(&self, name: &str, now: i64) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&pg("UPDATE nodes SET stopped_at = ? WHERE name = ?"))
+            .bind(now)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, StorageError> {
+        let rows: Vec<(String, String, String, i64, i64, Option<i64>, i64)> = sqlx::query_as(&pg(
+            "SELECT n.name, n.version, n.host, n.started_at, n.heartbeat_at, n.stopped_at,
+                    (SELECT COUNT(*) FROM jobs j WHERE j.node = n.name AND j.state IN ('enqueued', 'started'))
+             FROM nodes n ORDER BY n.name",
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(name, version, host, started_at, heartbeat_at, stopped_at, running)| NodeInfo {
+                    name,
+                    version,
+                    host,
+                    started_at,
+                    heartbeat_at,
+                    stopped_at,
+                    running,
+                },
+            )
+            .collect())
     }
 
     async fn registry_generation(&self) -> Result<i64, StorageError> {

@@ -20,8 +20,9 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::migrate::{self, Migration};
 use super::{
-    Binding, ClaimRequest, InstalledConnector, PutOutcome, RecordWrite, StateCount, Storage,
-    StorageError, StoredBackend, StoredEvent, WriteDone, WriteOp, changed_fields, json_object,
+    Binding, ClaimRequest, InstalledConnector, NodeInfo, PutOutcome, RecordWrite, StateCount,
+    Storage, StorageError, StoredBackend, StoredEvent, WriteDone, WriteOp, changed_fields,
+    json_object,
 };
 use crate::capabilities::egress::AuditEntry;
 use crate::model::{Event, LocalRecord, format_timestamp};
@@ -1460,6 +1461,61 @@ impl Storage for SqliteStorage {
         bump_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(Some(previous))
+    }
+
+    async fn node_beat(&self, node: &NodeInfo) -> Result<(), StorageError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        sqlx::query(
+            "INSERT INTO nodes (name, version, host, started_at, heartbeat_at, stopped_at)
+             VALUES (?, ?, ?, ?, ?, NULL)
+             ON CONFLICT (name) DO UPDATE SET version = excluded.version, host = excluded.host,
+                 started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
+                 stopped_at = NULL",
+        )
+        .bind(&node.name)
+        .bind(&node.version)
+        .bind(&node.host)
+        .bind(node.started_at)
+        .bind(node.heartbeat_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn node_stopped(&self, name: &str, now: i64) -> Result<(), StorageError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        sqlx::query("UPDATE nodes SET stopped_at = ? WHERE name = ?")
+            .bind(now)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, StorageError> {
+        let rows: Vec<(String, String, String, i64, i64, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT n.name, n.version, n.host, n.started_at, n.heartbeat_at, n.stopped_at,
+                    (SELECT COUNT(*) FROM jobs j WHERE j.node = n.name AND j.state IN ('enqueued', 'started'))
+             FROM nodes n ORDER BY n.name",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(name, version, host, started_at, heartbeat_at, stopped_at, running)| NodeInfo {
+                    name,
+                    version,
+                    host,
+                    started_at,
+                    heartbeat_at,
+                    stopped_at,
+                    running,
+                },
+            )
+            .collect())
     }
 
     async fn registry_generation(&self) -> Result<i64, StorageError> {

@@ -196,6 +196,10 @@ async fn syncs_jobs_records_and_bindings_through_the_api() {
     );
     w.settle().await;
 
+    let nodes = get(&app, "/api/v1/nodes").await;
+    assert_eq!(nodes["items"][0]["name"], "node-a");
+    assert_eq!(nodes["items"][0]["status"], "alive", "{nodes}");
+
     let backends = get(&app, "/api/v1/backends").await;
     let shop = &backends["items"][0];
     assert_eq!(shop["bindings"]["product"], 40);

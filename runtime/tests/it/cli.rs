@@ -191,6 +191,11 @@ async fn serve_then_operate_it_from_the_cli() {
         assert!(installed.contains("installed magento 0.1.0"), "{installed}");
         let checked = ok(config, &["backend", "check", "shop"]);
         assert!(checked.contains("backend shop ok"), "{checked}");
+        let nodes = ok(config, &["nodes"]);
+        assert!(
+            nodes.lines().nth(1).is_some_and(|l| l.contains("alive")),
+            "{nodes}"
+        );
         let list = ok(config, &["connector", "list"]);
         assert!(
             list.lines()

@@ -149,3 +149,26 @@ async fn an_enqueue_elsewhere_wakes_an_idle_node_at_once() {
     }
     idle.stop(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_migrate_once() {
+    let Some((url, schema)) = postgres_schema().await else {
+        return;
+    };
+    let (a, b, c) = tokio::join!(
+        PgStorage::open(&url, Some(&schema)),
+        PgStorage::open(&url, Some(&schema)),
+        PgStorage::open(&url, Some(&schema))
+    );
+    for s in [a.unwrap(), b.unwrap(), c.unwrap()] {
+        assert_eq!(s.schema_version().await.unwrap(), 4);
+    }
+    let reopened = PgStorage::open(&url, Some(&schema)).await.unwrap();
+    assert_eq!(reopened.schema_version().await.unwrap(), 4);
+    let wrong = PgStorage::open("postgres://nobody@127.0.0.1:1/none", None).await;
+    let e = wrong.unwrap_err().to_string();
+    assert!(
+        e.contains("cannot open the database at postgres://nobody@127.0.0.1:1/none"),
+        "{e}"
+    );
+}

@@ -10,7 +10,7 @@ use junction_runtime::queue::job::{Completion, JobFilter, JobState, NewJob, Outc
 use junction_runtime::storage::postgres::PgStorage;
 use junction_runtime::storage::sqlite::SqliteStorage;
 use junction_runtime::storage::{
-    BindWrite, ClaimRequest, InstalledConnector, RecordWrite, Storage, StorageError,
+    BindWrite, ClaimRequest, InstalledConnector, NodeInfo, RecordWrite, Storage, StorageError,
 };
 
 /// Every storage implementation under test, each on a fresh database.
@@ -133,11 +133,11 @@ async fn migrations_apply_once_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/dir/junction.db");
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 3);
+    assert_eq!(s.schema_version().await.unwrap(), 4);
     s.enqueue(&[job("f")], 1).await.unwrap();
     drop(s);
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 3);
+    assert_eq!(s.schema_version().await.unwrap(), 4);
     assert_eq!(s.jobs(&JobFilter::default()).await.unwrap().len(), 1);
 }
 
@@ -854,6 +854,42 @@ async fn activations_and_rollbacks_walk_the_history_of_versions() {
             s.rollback_connector("magento", 7).await.unwrap().as_deref(),
             Some("sha256:2"),
             "{name}: back from a re-activation"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_node_registry_keeps_beats_stops_and_held_jobs() {
+    for (name, s, _dir) in storages().await {
+        let node = |beat: i64| NodeInfo {
+            name: "node-a".into(),
+            version: "0.1.0".into(),
+            host: "host-1".into(),
+            started_at: 10,
+            heartbeat_at: beat,
+            stopped_at: None,
+            running: 0,
+        };
+        s.node_beat(&node(10)).await.unwrap();
+        s.node_beat(&node(20)).await.unwrap();
+        let id = s.enqueue(&[job("f")], 1).await.unwrap()[0].id;
+        assert_eq!(start_all(s.as_ref(), 2).await, vec![id], "{name}");
+        let nodes = s.nodes().await.unwrap();
+        assert_eq!(
+            nodes,
+            vec![NodeInfo {
+                running: 1,
+                ..node(20)
+            }],
+            "{name}"
+        );
+        s.node_stopped("node-a", 30).await.unwrap();
+        assert_eq!(s.nodes().await.unwrap()[0].stopped_at, Some(30), "{name}");
+        s.node_beat(&node(40)).await.unwrap();
+        assert_eq!(
+            s.nodes().await.unwrap()[0].stopped_at,
+            None,
+            "{name}: restarted"
         );
     }
 }

@@ -52,7 +52,8 @@ function every(ms, f) { f(); timers.push(setInterval(f, ms)); }
 async function overview() {
   view.innerHTML = `<h2>Overview</h2><div class="cards" id="counts"></div>
     <h3>Throughput (jobs finished per second, last 2 minutes)</h3>
-    <canvas id="chart" width="720" height="180"></canvas>`;
+    <canvas id="chart" width="720" height="180"></canvas>
+    <h3>Nodes</h3><table id="nodes-table"></table>`;
   const points = [];
   let last = null;
   every(2000, async () => {
@@ -66,6 +67,13 @@ async function overview() {
     last = { finished, now: s.now };
     if (points.length > 60) points.shift();
     draw(document.getElementById("chart"), points);
+    const nodes = await api("GET", "/api/v1/nodes");
+    const table = document.getElementById("nodes-table");
+    if (table) {
+      table.innerHTML = `<tr><th>Node</th><th>Status</th><th>Jobs held</th><th>Version</th><th>Host</th><th>Started</th><th>Last heartbeat</th></tr>` +
+        nodes.items.map((n) => `<tr><td>${esc(n.name)}</td><td class="${n.status === "alive" ? "good" : n.status === "lost" ? "bad" : "muted"}">${n.status}</td>
+          <td>${n.running}</td><td>${esc(n.version)}</td><td>${esc(n.host)}</td><td>${when(n.started_at)}</td><td>${when(n.heartbeat_at)}</td></tr>`).join("");
+    }
   });
 }
 
