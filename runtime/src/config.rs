@@ -46,6 +46,9 @@ struct File {
     admin_token_file: Option<PathBuf>,
     #[serde(default = "default_workers")]
     workers: usize,
+    /// Milliseconds a started job's lease lasts without a heartbeat.
+    #[serde(default = "default_job_lease")]
+    job_lease: u64,
     channels: Option<String>,
     node: Option<String>,
     cache_dir: Option<PathBuf>,
@@ -62,6 +65,10 @@ fn default_listen() -> String {
 
 fn default_workers() -> usize {
     8
+}
+
+fn default_job_lease() -> u64 {
+    60_000
 }
 
 /// Where the data is.
@@ -82,6 +89,9 @@ pub struct ServiceConfig {
     /// Required: every admin route but health needs it.
     pub admin_token: String,
     pub workers: usize,
+    /// How long a started job's lease lasts without a heartbeat: how soon
+    /// a dead node's jobs return to the queue.
+    pub job_lease: std::time::Duration,
     pub channels: Option<ChannelConfig>,
     pub node: Option<String>,
     pub cache_dir: Option<PathBuf>,
@@ -191,6 +201,9 @@ impl ServiceConfig {
         if file.workers == 0 {
             return Err(key("workers", "must be at least 1".into()));
         }
+        if file.job_lease < 1_000 {
+            return Err(key("job_lease", "must be at least 1000 (ms)".into()));
+        }
         let channels = file
             .channels
             .as_deref()
@@ -232,6 +245,7 @@ impl ServiceConfig {
             listen,
             admin_token,
             workers: file.workers,
+            job_lease: std::time::Duration::from_millis(file.job_lease),
             channels,
             node: file.node,
             cache_dir: file.cache_dir.map(|d| base.join(d)),

@@ -246,3 +246,57 @@ pub async fn export(
         Json(json!({"jobs": [{"id": e.id, "model": r.model, "deduplicated": e.deduplicated}]})),
     ))
 }
+
+/// One job of `POST /api/v1/jobs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewJobRequest {
+    function: String,
+    #[serde(default)]
+    args: Option<Value>,
+    backend: Option<String>,
+    channel: Option<String>,
+    priority: Option<u32>,
+    identity_key: Option<String>,
+    max_retries: Option<u32>,
+    /// Run no earlier than this many milliseconds from now.
+    delay_ms: Option<u64>,
+    description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enqueue {
+    jobs: Vec<NewJobRequest>,
+}
+
+/// Enqueue jobs of any registered function, in one transaction: all or
+/// none (at most 10,000 per request).
+pub async fn enqueue(
+    State(state): State<ApiState>,
+    Json(r): Json<Enqueue>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if r.jobs.is_empty() || r.jobs.len() > 10_000 {
+        return Err(ApiError::bad_request(format!(
+            "send 1 to 10000 jobs per request, not {}",
+            r.jobs.len()
+        )));
+    }
+    let specs: Vec<JobSpec> = r
+        .jobs
+        .into_iter()
+        .map(|j| {
+            let mut spec = JobSpec::new(&j.function, j.args.unwrap_or_else(|| json!({})));
+            spec.backend = j.backend;
+            spec.request.channel = j.channel;
+            spec.request.priority = j.priority;
+            spec.request.identity_key = j.identity_key;
+            spec.request.max_retries = j.max_retries;
+            spec.request.description = j.description;
+            spec.delay = j.delay_ms.map(std::time::Duration::from_millis);
+            spec
+        })
+        .collect();
+    let enqueued = state.queue().enqueue_batch(&specs).await?;
+    Ok((StatusCode::CREATED, Json(json!({"jobs": enqueued}))))
+}

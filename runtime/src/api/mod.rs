@@ -170,7 +170,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/api/v1/backends/{name}/check", post(connectors::check))
         .route("/api/v1/sync/import", post(jobs::import))
         .route("/api/v1/sync/export", post(jobs::export))
-        .route("/api/v1/jobs", get(jobs::list))
+        .route("/api/v1/jobs", get(jobs::list).post(jobs::enqueue))
         .route("/api/v1/jobs/{id}", get(jobs::show))
         .route("/api/v1/jobs/{id}/requeue", post(jobs::requeue))
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))

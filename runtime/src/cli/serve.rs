@@ -83,6 +83,7 @@ impl Reload for FileReload {
             (config.listen != s.listen, "listen"),
             (config.database != s.database, "data_dir/database"),
             (config.workers != s.workers, "workers"),
+            (config.job_lease != s.job_lease, "job_lease"),
             (config.node != s.node, "node"),
             (config.watch_dir != s.watch_dir, "watch_dir"),
             (config.cache_dir != s.cache_dir, "cache_dir"),
@@ -124,6 +125,7 @@ pub async fn run(
         NodeConfig {
             name: config.node.clone().unwrap_or(defaults.name.clone()),
             concurrency: config.workers,
+            lease: config.job_lease,
             channels: config.channels.clone(),
             host: HostConfig {
                 cache_dir: config.cache_dir.clone().or(cache_dir),

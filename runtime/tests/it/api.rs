@@ -332,6 +332,28 @@ async fn failed_jobs_are_requeued_cancelled_and_marked_done() {
         "a done job cannot be cancelled"
     );
     assert_error_shape(&v, "wrong_state");
+    // Enqueue through the API: all or nothing, unknown functions named.
+    let (status, v) = post(
+        &app,
+        "/api/v1/jobs",
+        json!({"jobs": [
+        {"function": "junction.noop"}, {"function": "junction.nothing"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("junction.nothing"),
+        "{v}"
+    );
+    let (status, v) = post(&app, "/api/v1/jobs", json!({"jobs": [
+        {"function": "junction.sleep", "args": {"ms": 1}, "channel": "root", "description": "nap"}]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    w.settle().await;
+    let nap = get(&app, &format!("/api/v1/jobs/{}", v["jobs"][0]["id"])).await;
+    assert_eq!(nap["job"]["state"], "done", "{nap}");
     let (status, v) = post(&app, "/api/v1/jobs/424242/requeue", json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error_shape(&v, "not_found");
