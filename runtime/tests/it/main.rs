@@ -6,6 +6,7 @@ mod api;
 mod browser;
 mod cache;
 mod cli;
+mod cluster;
 mod crash;
 mod egress;
 mod events;

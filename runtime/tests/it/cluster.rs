@@ -1,0 +1,166 @@
+//! Three `junction serve` processes on one PostgreSQL database run 20,000
+//! jobs; one is killed with SIGKILL mid-run. Every job ends done, and only
+//! the jobs the killed node held ran again (once). Skipped without
+//! JUNCTION_TEST_POSTGRES_URL.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use junction_runtime::queue::job::{Job, JobFilter, JobState, NewJob};
+use junction_runtime::storage::Storage;
+use junction_runtime::storage::postgres::PgStorage;
+
+use super::storage::postgres_schema;
+
+const JOBS: usize = 20_000;
+const TOKEN: &str = "cluster-test-token-0123456789";
+
+struct Nodes(Vec<Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn serve(dir: &Path, url: &str, schema: &str, name: &str) -> Child {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "database = \"{url}\"\ndatabase_schema = \"{schema}\"\nlisten = \"127.0.0.1:{port}\"\n\
+             admin_token = \"{TOKEN}\"\nnode = \"{name}\"\nworkers = 8\njob_lease = 3000\n"
+        ),
+    )
+    .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_junction"))
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn done(s: &PgStorage) -> i64 {
+    s.counts()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|c| c.state == JobState::Done)
+        .map(|c| c.count)
+        .sum()
+}
+
+async fn all_jobs(s: &PgStorage) -> Vec<Job> {
+    s.jobs(&JobFilter {
+        limit: 1_000_000,
+        ..JobFilter::default()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_lose_one_to_sigkill_and_finish_every_job() {
+    let Some((url, schema)) = postgres_schema().await else {
+        return;
+    };
+    let storage = PgStorage::open(&url, Some(&schema)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Nodes(
+        ["node-1", "node-2", "node-3"]
+            .iter()
+            .map(|n| serve(dir.path(), &url, &schema, n))
+            .collect(),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while storage.nodes().await.unwrap().len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the nodes did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let job = NewJob {
+        function: "junction.sleep".into(),
+        args: r#"{"ms": 2}"#.into(),
+        backend: None,
+        priority: 10,
+        eta: 0,
+        channel: "root".into(),
+        identity_key: None,
+        max_retries: 5,
+        description: None,
+        parents: Vec::new(),
+    };
+    let now = junction_runtime::queue::now_ms();
+    for _ in 0..JOBS / 5_000 {
+        storage
+            .enqueue(&vec![job.clone(); 5_000], now)
+            .await
+            .unwrap();
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while done(&storage).await < (JOBS / 3) as i64 {
+        assert!(tokio::time::Instant::now() < deadline, "the jobs stalled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nodes.0[1].kill().unwrap(); // SIGKILL: no goodbye, leases left behind
+    nodes.0[1].wait().unwrap();
+    let held = all_jobs(&storage)
+        .await
+        .iter()
+        .filter(|j| {
+            j.node.as_deref() == Some("node-2")
+                && matches!(j.state, JobState::Enqueued | JobState::Started)
+        })
+        .count();
+    assert!(held > 0, "node-2 held no job when it was killed");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    while done(&storage).await < JOBS as i64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {JOBS} jobs done",
+            done(&storage).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let jobs = all_jobs(&storage).await;
+    assert_eq!(jobs.len(), JOBS);
+    assert!(jobs.iter().all(|j| j.state == JobState::Done));
+    assert!(
+        jobs.iter().all(|j| j.tries <= 2),
+        "a job ran more than twice"
+    );
+    let again = jobs.iter().filter(|j| j.tries == 2).count();
+    assert!(
+        again <= held,
+        "{again} jobs ran twice, but the killed node held only {held}"
+    );
+    for n in ["node-1", "node-3"] {
+        assert!(
+            jobs.iter().any(|j| j.node.as_deref() == Some(n)),
+            "{n} ran jobs"
+        );
+    }
+    // The registry shows the dead node as not stopped cleanly.
+    let registry = storage.nodes().await.unwrap();
+    let dead = registry.iter().find(|n| n.name == "node-2").unwrap();
+    assert_eq!(dead.stopped_at, None);
+    assert_eq!(dead.running, 0, "its jobs went to the others");
+    eprintln!("cluster: node-2 killed holding {held} jobs; {again} ran again; all {JOBS} done");
+}
