@@ -13,6 +13,9 @@ use serde::Deserialize;
 use crate::backend::BackendConfig;
 use crate::limits::SandboxLimits;
 use crate::queue::channels::ChannelConfig;
+use crate::storage::postgres::PgStorage;
+use crate::storage::sqlite::SqliteStorage;
+use crate::storage::{Storage, StorageError};
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +83,55 @@ pub enum Database {
     Postgres { url: String, schema: Option<String> },
 }
 
+impl Database {
+    /// `sqlite://path` (relative to `base`) or `postgres://…`, with an
+    /// optional PostgreSQL schema.
+    pub fn from_url(url: &str, schema: Option<String>, base: &Path) -> Result<Database, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if schema.is_some() {
+                return Err("a schema only applies to a postgres:// database".into());
+            }
+            Ok(Database::Sqlite(base.join(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Database::Postgres {
+                url: url.to_string(),
+                schema,
+            })
+        } else {
+            Err(format!(
+                "{:?} is not a sqlite:// or postgres:// URL (e.g. sqlite://junction-data/junction.db, postgres://junction@db.internal/junction)",
+                url.split('@').next_back().unwrap_or(url)
+            ))
+        }
+    }
+
+    /// Open (creating and migrating as needed).
+    pub async fn open(&self) -> Result<std::sync::Arc<dyn Storage>, StorageError> {
+        Ok(match self {
+            Database::Sqlite(path) => std::sync::Arc::new(SqliteStorage::open(path).await?),
+            Database::Postgres { url, schema } => {
+                std::sync::Arc::new(PgStorage::open(url, schema.as_deref()).await?)
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            Database::Postgres { url, schema } => {
+                // Never a password in messages.
+                let shown = crate::storage::postgres::redact(url);
+                match schema {
+                    Some(s) => write!(f, "{shown} (schema {s})"),
+                    None => f.write_str(&shown),
+                }
+            }
+        }
+    }
+}
+
 /// A checked configuration.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -130,21 +182,8 @@ impl ServiceConfig {
                     "give either database or data_dir, not both".into(),
                 ));
             }
-            (Some(url), None) => {
-                if let Some(path) = url.strip_prefix("sqlite://") {
-                    Database::Sqlite(base.join(path))
-                } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                    Database::Postgres {
-                        url: url.clone(),
-                        schema: file.database_schema.clone(),
-                    }
-                } else {
-                    return Err(key(
-                        "database",
-                        "not a sqlite:// or postgres:// URL (e.g. postgres://junction@db.internal/junction)".into(),
-                    ));
-                }
-            }
+            (Some(url), None) => Database::from_url(url, file.database_schema.clone(), base)
+                .map_err(|reason| key("database", reason))?,
             (None, dir) => Database::Sqlite(
                 base.join(dir.clone().unwrap_or_else(|| "junction-data".into()))
                     .join("junction.db"),

@@ -45,6 +45,12 @@ enum Command {
     /// and schedules change without a restart. SIGINT/SIGTERM stop it:
     /// running jobs get the grace period, the rest go back to the queue.
     Serve(cli::serve::ServeArgs),
+    /// The database: migrate its schema, or copy an installation to
+    /// another database (SQLite to PostgreSQL).
+    Db {
+        #[command(subcommand)]
+        command: cli::db::DbCommand,
+    },
     /// Ask the running server to re-read its config file.
     Reload,
     /// The nodes on the server's database: alive, lost (no heartbeat for
@@ -222,6 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Ok(())
             }
+            Command::Db { command } => cli::db::run(command, &cli.server.config, cli.json).await,
             Command::Nodes => {
                 cli::admin::nodes(&cli::client::Client::new(&cli.server)?, cli.json).await
             }

@@ -3,11 +3,13 @@
 //! - [`serve`]: the long-lived service (node, admin API, dashboard).
 //! - [`client`] and [`admin`]: the operator commands, which talk to a
 //!   running server over the admin API.
+//! - [`db`]: schema migration and copying between databases.
 //! - [`dropdir`]: the service's watched folder of components.
 //! - [`demo`]: the guided end-to-end sync on a local shop.
 
 pub mod admin;
 pub mod client;
+pub mod db;
 pub mod demo;
 pub mod dropdir;
 pub mod serve;

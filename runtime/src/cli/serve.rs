@@ -11,13 +11,10 @@ use anyhow::Context;
 use async_trait::async_trait;
 
 use junction_runtime::api::{ApiState, Reload, Reloaded, app};
-use junction_runtime::config::{Database, ServiceConfig};
+use junction_runtime::config::ServiceConfig;
 use junction_runtime::host::HostConfig;
 use junction_runtime::node::{Node, NodeConfig};
 use junction_runtime::queue::Queue;
-use junction_runtime::storage::Storage;
-use junction_runtime::storage::postgres::PgStorage;
-use junction_runtime::storage::sqlite::SqliteStorage;
 use junction_runtime::sync::Synchronizer;
 
 #[derive(Debug, clap::Args)]
@@ -25,16 +22,6 @@ pub struct ServeArgs {
     /// How long running jobs may take to finish on shutdown, in ms.
     #[arg(long, default_value_t = 30_000)]
     pub grace_ms: u64,
-}
-
-/// Open the configured database.
-pub async fn open(database: &Database) -> anyhow::Result<Arc<dyn Storage>> {
-    Ok(match database {
-        Database::Sqlite(path) => Arc::new(SqliteStorage::open(path).await?),
-        Database::Postgres { url, schema } => {
-            Arc::new(PgStorage::open(url, schema.as_deref()).await?)
-        }
-    })
 }
 
 /// Store the config's backends; returns one line per backend.
@@ -118,7 +105,7 @@ pub async fn run(
         };
         anyhow::anyhow!("{e}{hint}")
     })?;
-    let storage = open(&config.database).await?;
+    let storage = config.database.open().await?;
     let defaults = NodeConfig::default();
     let node = Node::start(
         storage,

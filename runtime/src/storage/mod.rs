@@ -7,6 +7,7 @@
 //! (`runtime/tests/it/storage.rs`), which is written against the trait.
 //! Migrations are embedded in the binary and applied on open.
 
+pub mod copy;
 mod migrate;
 pub mod postgres;
 pub mod sqlite;
@@ -460,6 +461,18 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn node_stopped(&self, name: &str, now: i64) -> Result<(), StorageError>;
     /// Every node that ever ran on this database, with the jobs it holds.
     async fn nodes(&self) -> Result<Vec<NodeInfo>, StorageError>;
+
+    /// The schema version (the last migration applied).
+    async fn schema_version(&self) -> Result<i64, StorageError>;
+    /// A page of a table's rows, for `db copy`.
+    async fn dump(
+        &self,
+        table: &copy::Table,
+        offset: i64,
+        limit: u32,
+    ) -> Result<Vec<Vec<copy::Cell>>, StorageError>;
+    /// A transaction that `db copy` writes into.
+    async fn loader(&self) -> Result<Box<dyn copy::Loader>, StorageError>;
 
     /// Create or replace a backend's configuration.
     async fn put_backend(

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Postgres, Row, Transaction};
 
+use super::copy;
 use super::migrate::{self, Migration};
 use super::{
     Binding, ClaimRequest, InstalledConnector, NodeInfo, PutOutcome, RecordWrite, StateCount,
@@ -156,15 +157,6 @@ impl PgStorage {
         tx.commit().await?;
         Ok(())
     }
-
-    /// The schema version the database is at.
-    pub async fn schema_version(&self) -> Result<i64, StorageError> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
 }
 
 /// The channel other nodes LISTEN on: jobs may have become due.
@@ -183,7 +175,7 @@ async fn notify_in(tx: &mut Transaction<'_, Postgres>) -> Result<(), StorageErro
 }
 
 /// A database URL without its password, for messages.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
@@ -1655,6 +1647,37 @@ impl Storage for PgStorage {
             .collect())
     }
 
+    async fn schema_version(&self) -> Result<i64, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn dump(
+        &self,
+        table: &copy::Table,
+        offset: i64,
+        limit: u32,
+    ) -> Result<Vec<Vec<copy::Cell>>, StorageError> {
+        let sql = pg(&table.select());
+        let rows = sqlx::query(&sql)
+            .bind(i64::from(limit))
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| copy::cells(r, table).map_err(Into::into))
+            .collect()
+    }
+
+    async fn loader(&self) -> Result<Box<dyn copy::Loader>, StorageError> {
+        Ok(Box::new(PgLoader {
+            tx: self.pool.begin().await?,
+        }))
+    }
+
     async fn registry_generation(&self) -> Result<i64, StorageError> {
         Ok(
             sqlx::query_scalar(&pg("SELECT value FROM registry_generation WHERE id = 1"))
@@ -1980,4 +2003,60 @@ async fn bind_in(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// `db copy`'s writer: one transaction for the whole copy.
+struct PgLoader {
+    tx: Transaction<'static, Postgres>,
+}
+
+#[async_trait]
+impl copy::Loader for PgLoader {
+    async fn load(
+        &mut self,
+        table: &copy::Table,
+        rows: Vec<Vec<copy::Cell>>,
+    ) -> Result<(), StorageError> {
+        for chunk in rows.chunks(copy::rows_per_insert(table)) {
+            let sql = pg(&table.insert(chunk.len()));
+            let mut q = sqlx::query(&sql);
+            for row in chunk {
+                for (cell, (_, col)) in row.iter().zip(table.columns) {
+                    q = match (cell, col) {
+                        (copy::Cell::Int(v), _) => q.bind(*v),
+                        (copy::Cell::Text(v), _) => q.bind(v.clone()),
+                        (copy::Cell::Bytes(v), _) => q.bind(v.clone()),
+                        (copy::Cell::Bool(v), _) => q.bind(*v),
+                        (copy::Cell::Null, copy::Col::Int) => q.bind(None::<i64>),
+                        (copy::Cell::Null, copy::Col::Text) => q.bind(None::<String>),
+                        (copy::Cell::Null, copy::Col::Bytes) => q.bind(None::<Vec<u8>>),
+                        (copy::Cell::Null, copy::Col::Bool) => q.bind(None::<bool>),
+                    };
+                }
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<(), StorageError> {
+        // Serial ids continue after the copied ones.
+        for (table, column) in [
+            ("jobs", "id"),
+            ("outbox", "id"),
+            ("connector_activations", "seq"),
+        ] {
+            sqlx::query(&format!(
+                "SELECT setval(pg_get_serial_sequence('{table}', '{column}'),
+                               COALESCE((SELECT MAX({column}) FROM {table}), 0) + 1, false)"
+            ))
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        sqlx::query("UPDATE registry_generation SET value = value + 1 WHERE id = 1")
+            .execute(&mut *self.tx)
+            .await?;
+        self.tx.commit().await?;
+        Ok(())
+    }
 }

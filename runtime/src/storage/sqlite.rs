@@ -18,6 +18,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+use super::copy;
 use super::migrate::{self, Migration};
 use super::{
     Binding, ClaimRequest, InstalledConnector, NodeInfo, PutOutcome, RecordWrite, StateCount,
@@ -113,15 +114,6 @@ impl SqliteStorage {
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    /// The schema version the database is at.
-    pub async fn schema_version(&self) -> Result<i64, StorageError> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-                .fetch_one(&self.reader)
-                .await?,
-        )
     }
 }
 
@@ -1518,6 +1510,37 @@ impl Storage for SqliteStorage {
             .collect())
     }
 
+    async fn schema_version(&self) -> Result<i64, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+
+    async fn dump(
+        &self,
+        table: &copy::Table,
+        offset: i64,
+        limit: u32,
+    ) -> Result<Vec<Vec<copy::Cell>>, StorageError> {
+        let sql = table.select();
+        let rows = sqlx::query(&sql)
+            .bind(i64::from(limit))
+            .bind(offset)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| copy::cells(r, table).map_err(Into::into))
+            .collect()
+    }
+
+    async fn loader(&self) -> Result<Box<dyn copy::Loader>, StorageError> {
+        Ok(Box::new(SqliteLoader {
+            tx: self.writer.begin_with(BEGIN).await?,
+        }))
+    }
+
     async fn registry_generation(&self) -> Result<i64, StorageError> {
         Ok(
             sqlx::query_scalar("SELECT value FROM registry_generation WHERE id = 1")
@@ -1839,4 +1862,47 @@ async fn bind_in(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// `db copy`'s writer: one transaction for the whole copy.
+struct SqliteLoader {
+    tx: Transaction<'static, Sqlite>,
+}
+
+#[async_trait]
+impl copy::Loader for SqliteLoader {
+    async fn load(
+        &mut self,
+        table: &copy::Table,
+        rows: Vec<Vec<copy::Cell>>,
+    ) -> Result<(), StorageError> {
+        for chunk in rows.chunks(copy::rows_per_insert(table)) {
+            let sql = table.insert(chunk.len());
+            let mut q = sqlx::query(&sql);
+            for row in chunk {
+                for (cell, (_, col)) in row.iter().zip(table.columns) {
+                    q = match (cell, col) {
+                        (copy::Cell::Int(v), _) => q.bind(*v),
+                        (copy::Cell::Text(v), _) => q.bind(v.clone()),
+                        (copy::Cell::Bytes(v), _) => q.bind(v.clone()),
+                        (copy::Cell::Bool(v), _) => q.bind(*v),
+                        (copy::Cell::Null, copy::Col::Int) => q.bind(None::<i64>),
+                        (copy::Cell::Null, copy::Col::Text) => q.bind(None::<String>),
+                        (copy::Cell::Null, copy::Col::Bytes) => q.bind(None::<Vec<u8>>),
+                        (copy::Cell::Null, copy::Col::Bool) => q.bind(None::<bool>),
+                    };
+                }
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<(), StorageError> {
+        sqlx::query("UPDATE registry_generation SET value = value + 1 WHERE id = 1")
+            .execute(&mut *self.tx)
+            .await?;
+        self.tx.commit().await?;
+        Ok(())
+    }
 }

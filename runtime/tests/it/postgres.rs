@@ -172,3 +172,100 @@ async fn nodes_starting_together_migrate_once() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_copy_moves_an_embedded_installation_to_postgres() {
+    let Some((url, schema)) = postgres_schema().await else {
+        return;
+    };
+    let w = super::sync::world().await;
+    w.import_all().await;
+    w.run(vec![import("product", "NO-SUCH-SKU")]).await; // a failed job with its audit
+    let next = super::api::rebuilt(junction_connectors::MAGENTO, "copied");
+    w.node.sync.install(&next).await.unwrap();
+    w.node.sync.rollback_connector("magento").await.unwrap();
+    let file = w.dir.path().join("junction.db");
+    let junction = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_junction"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let from = format!("sqlite://{}", file.display());
+    let copy = |extra: &[&str]| {
+        let mut args = vec![
+            "db",
+            "copy",
+            "--from",
+            &from,
+            "--to",
+            &url,
+            "--to-schema",
+            &schema,
+        ];
+        args.extend_from_slice(extra);
+        junction(&args)
+    };
+    // A live node on the source is refused.
+    let out = copy(&[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("node-a is running"),
+        "{out:?}"
+    );
+    let source = w.storage.clone();
+    w.node.stop(Duration::from_secs(5)).await.unwrap();
+    let out = copy(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("jobs") && text.contains("bindings"), "{text}");
+    // Everything arrived, row for row.
+    let target = PgStorage::open(&url, Some(&schema)).await.unwrap();
+    for table in junction_runtime::storage::copy::TABLES {
+        let a = source.dump(table, 0, 1_000_000).await.unwrap();
+        let b = target.dump(table, 0, 1_000_000).await.unwrap();
+        assert_eq!(a.len(), b.len(), "{}", table.name);
+        assert!(a == b, "{} differs after the copy", table.name);
+    }
+    // A second copy into the same (no longer empty) target is refused.
+    let out = copy(&[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already has jobs"));
+    // A node on the copy carries on: new ids follow the copied ones, the
+    // stored connector versions and backend serve the next import.
+    let max_id = source
+        .jobs(&junction_runtime::queue::job::JobFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0]
+        .id;
+    let storage: Arc<dyn Storage> = Arc::new(target);
+    let node = Node::start(storage.clone(), node_config("node-pg"))
+        .await
+        .unwrap();
+    let e = node
+        .queue
+        .enqueue(import("product", "DS-00001"))
+        .await
+        .unwrap();
+    assert!(e.id > max_id);
+    assert!(node.settle(Duration::from_secs(60)).await.unwrap());
+    let job = storage.job(e.id).await.unwrap().unwrap();
+    assert_eq!(
+        job.state,
+        junction_runtime::queue::job::JobState::Done,
+        "{job:?}"
+    );
+    assert_eq!(
+        job.connector_digest.as_deref(),
+        Some(super::api::digest(junction_connectors::MAGENTO).as_str()),
+        "the rolled-back-to version is still the active one"
+    );
+    node.stop(Duration::from_secs(5)).await.unwrap();
+}
