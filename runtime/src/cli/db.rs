@@ -2,7 +2,7 @@
 //! moving an installation from one database to another (embedded SQLite
 //! to PostgreSQL when one machine is no longer enough).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -56,7 +56,7 @@ fn database(url: &str, schema: Option<String>) -> anyhow::Result<Database> {
     Database::from_url(url, schema, Path::new(".")).map_err(|e| anyhow::anyhow!(e))
 }
 
-pub async fn run(command: DbCommand, config: &PathBuf, as_json: bool) -> anyhow::Result<()> {
+pub async fn run(command: DbCommand, config: &Path, as_json: bool) -> anyhow::Result<()> {
     match command {
         DbCommand::Migrate {
             database: url,
