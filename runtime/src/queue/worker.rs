@@ -398,14 +398,33 @@ async fn run(
                     full_channels: ahead.full(),
                     sequential_channels: cfg.channels.sequential().map(str::to_string).collect(),
                 };
-                let candidates = storage.candidates(&request).await?;
-                let picks: Vec<JobId> = candidates
-                    .into_iter()
-                    .filter(|(_, channel)| ahead.try_take(channel))
-                    .take(room)
-                    .map(|(id, _)| id)
-                    .collect();
-                let claimed_jobs = storage.claim(&picks, &request).await?;
+                // A database that went away (restarting, failing over)
+                // must not end the pool: wait a moment and claim again.
+                // A claim that committed but whose answer was lost leaves
+                // its jobs leased to this node until the lease expires.
+                let claimed_jobs = match storage.candidates(&request).await {
+                    Ok(candidates) => {
+                        let picks: Vec<JobId> = candidates
+                            .into_iter()
+                            .filter(|(_, channel)| ahead.try_take(channel))
+                            .take(room)
+                            .map(|(id, _)| id)
+                            .collect();
+                        storage.claim(&picks, &request).await
+                    }
+                    Err(e) => Err(e),
+                };
+                let claimed_jobs = match claimed_jobs {
+                    Ok(jobs) => jobs,
+                    Err(e) => {
+                        tracing::error!(%e, "claiming jobs failed; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                            _ = stop.changed() => {}
+                        }
+                        continue;
+                    }
+                };
                 if !claimed_jobs.is_empty() {
                     let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
                     for job in claimed_jobs {

@@ -269,3 +269,207 @@ async fn db_copy_moves_an_embedded_installation_to_postgres() {
     );
     node.stop(Duration::from_secs(5)).await.unwrap();
 }
+
+/// A PostgreSQL server of the test's own (initdb into a temporary folder,
+/// a free port), so that it can be restarted without disturbing the other
+/// tests' server.
+struct PrivateServer {
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    options: String,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateServer {
+    /// `None` (said on stderr) where PostgreSQL's server binaries or a way
+    /// to run them as the `postgres` user are missing.
+    fn start() -> Option<PrivateServer> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .flatten()
+            .map(|d| d.path().join("bin"))
+            .find(|b| b.join("pg_ctl").exists());
+        let (Some(bin), true) = (bin, std::path::Path::new("/usr/sbin/runuser").exists()) else {
+            eprintln!(
+                "skipped: a database restart test needs PostgreSQL's server binaries (Debian postgresql) and runuser"
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::os::unix::fs::chown(dir.path(), Some(postgres_uid()?), None).ok()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = PrivateServer {
+            options: format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                dir.path().display()
+            ),
+            bin,
+            data,
+            port,
+            _dir: dir,
+        };
+        server.run(&[
+            "initdb",
+            "-D",
+            &server.data.display().to_string(),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        ]);
+        server.ctl("start");
+        Some(server)
+    }
+
+    fn run(&self, args: &[&str]) {
+        let out = std::process::Command::new("/usr/sbin/runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join(args[0]))
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn ctl(&self, action: &str) {
+        let log = self.data.with_file_name("log");
+        self.run(&[
+            "pg_ctl",
+            "-D",
+            &self.data.display().to_string(),
+            "-o",
+            &self.options,
+            "-l",
+            &log.display().to_string(),
+            "-m",
+            "fast",
+            "-w",
+            action,
+        ]);
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("/usr/sbin/runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args([
+                "-D",
+                &self.data.display().to_string(),
+                "-m",
+                "immediate",
+                "stop",
+            ])
+            .output();
+    }
+}
+
+fn postgres_uid() -> Option<u32> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd
+        .lines()
+        .find(|l| l.starts_with("postgres:"))
+        .and_then(|l| l.split(':').nth(2))
+        .and_then(|uid| uid.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_mid_run_loses_no_job() {
+    if std::env::var_os("JUNCTION_TEST_POSTGRES_URL").is_none() {
+        eprintln!("skipped: PostgreSQL tests (set JUNCTION_TEST_POSTGRES_URL)");
+        return;
+    }
+    let Some(server) = tokio::task::spawn_blocking(PrivateServer::start)
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let storage: Arc<dyn Storage> = Arc::new(PgStorage::open(&server.url(), None).await.unwrap());
+    let node = Node::start(
+        storage.clone(),
+        junction_runtime::node::NodeConfig {
+            lease: Duration::from_secs(20),
+            ..node_config("node-a")
+        },
+    )
+    .await
+    .unwrap();
+    const N: usize = 3_000;
+    let specs: Vec<_> = (0..N)
+        .map(|_| {
+            junction_runtime::queue::JobSpec::new("junction.sleep", serde_json::json!({"ms": 5}))
+        })
+        .collect();
+    node.queue.enqueue_batch(&specs).await.unwrap();
+    let done = |s: Arc<dyn Storage>| async move {
+        s.counts()
+            .await
+            .map(|c| {
+                c.iter()
+                    .filter(|c| c.state == junction_runtime::queue::job::JobState::Done)
+                    .map(|c| c.count)
+                    .sum::<i64>()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while done(storage.clone()).await < (N / 3) as i64 {
+        assert!(tokio::time::Instant::now() < deadline, "the jobs stalled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let server = tokio::task::spawn_blocking(move || {
+        server.ctl("restart");
+        server
+    })
+    .await
+    .unwrap();
+    let after_restart = done(storage.clone()).await;
+    assert!(after_restart < N as i64, "the restart came after the run");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while done(storage.clone()).await < N as i64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "after the restart only {} of {N} jobs finished",
+            done(storage.clone()).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let jobs = storage
+        .jobs(&junction_runtime::queue::job::JobFilter {
+            limit: 1_000_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), N);
+    assert!(
+        jobs.iter().all(|j| j.tries <= 2),
+        "a job ran more than twice"
+    );
+    let again = jobs.iter().filter(|j| j.tries == 2).count();
+    // At most what the node held when the connection dropped may run again.
+    let held = node_config("x").concurrency + node_config("x").prefetch;
+    assert!(again <= held, "{again} jobs ran again after the restart");
+    node.stop(Duration::from_secs(5)).await.unwrap();
+    drop(server);
+    eprintln!(
+        "database restart: {after_restart} of {N} jobs done when the server was back; all done in the end, {again} ran again"
+    );
+}
