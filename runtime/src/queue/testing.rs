@@ -88,6 +88,7 @@ impl JobTrap {
                 limit: 100,
                 full_channels: Vec::new(),
                 sequential_channels: Vec::new(),
+                shared_limits: Vec::new(),
             };
             let ids: Vec<i64> = storage
                 .candidates(&request)

@@ -397,6 +397,14 @@ async fn run(
                     limit: (room * 2).max(16) as u32,
                     full_channels: ahead.full(),
                     sequential_channels: cfg.channels.sequential().map(str::to_string).collect(),
+                    // Root's capacity is this node's; the channels under it
+                    // are shared by every node on the database.
+                    shared_limits: cfg
+                        .channels
+                        .iter()
+                        .filter(|(name, _)| *name != "root")
+                        .map(|(name, spec)| (name.to_string(), spec.capacity))
+                        .collect(),
                 };
                 // A database that went away (restarting, failing over)
                 // must not end the pool: wait a moment and claim again.

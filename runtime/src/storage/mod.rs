@@ -71,6 +71,50 @@ pub struct ClaimRequest {
     pub full_channels: Vec<String>,
     /// Sequential channels: skipped while they hold a failed job.
     pub sequential_channels: Vec<String>,
+    /// Capacities that hold across every node on the database (configured
+    /// channels below root): a claim takes no job that would put more jobs
+    /// in such a channel, or under it, than its capacity.
+    pub shared_limits: Vec<(String, u32)>,
+}
+
+/// Which of `candidates` (id, channel; in run order) a claim may take,
+/// given the jobs running in each channel on all nodes and the shared
+/// limits. Shared by the implementations, which call it inside the
+/// transaction that claims.
+pub(crate) fn admit(
+    candidates: &[(JobId, String)],
+    running: &[(String, i64)],
+    limits: &[(String, u32)],
+) -> Vec<JobId> {
+    let under = |channel: &str, limit: &str| {
+        channel == limit
+            || channel
+                .strip_prefix(limit)
+                .is_some_and(|rest| rest.starts_with('.'))
+    };
+    let mut used: Vec<i64> = limits
+        .iter()
+        .map(|(limit, _)| {
+            running
+                .iter()
+                .filter(|(c, _)| under(c, limit))
+                .map(|(_, n)| n)
+                .sum()
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (id, channel) in candidates {
+        let applies: Vec<usize> = (0..limits.len())
+            .filter(|i| under(channel, &limits[*i].0))
+            .collect();
+        if applies.iter().all(|i| used[*i] < i64::from(limits[*i].1)) {
+            for i in applies {
+                used[i] += 1;
+            }
+            out.push(*id);
+        }
+    }
+    out
 }
 
 /// How many jobs are in each state and channel.

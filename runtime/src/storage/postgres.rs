@@ -543,6 +543,34 @@ impl Storage for PgStorage {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let mut tx = self.pool.begin().await?;
+        let admitted;
+        let ids = if request.shared_limits.is_empty() {
+            ids
+        } else {
+            // Claims that must respect limits shared by all nodes take
+            // turns, so two nodes never both fill a channel's last slot.
+            sqlx::query("SELECT pg_advisory_xact_lock(7478352962)")
+                .execute(&mut *tx)
+                .await?;
+            let mut pending: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT id, channel FROM jobs WHERE id = ANY($1) AND state = 'pending'",
+            )
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            pending.sort_by_key(|(id, _)| ids.iter().position(|i| i == id));
+            let running: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT channel, COUNT(*) FROM jobs WHERE state IN ('enqueued', 'started') GROUP BY channel",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            admitted = super::admit(&pending, &running, &request.shared_limits);
+            if admitted.is_empty() {
+                return Ok(Vec::new());
+            }
+            &admitted[..]
+        };
         // Rows another node is claiming right now are skipped rather than
         // waited for: it will have them, and this node takes the rest.
         let rows = sqlx::query(&format!(
@@ -555,8 +583,9 @@ impl Storage for PgStorage {
         .bind(&request.node)
         .bind(&request.worker)
         .bind(ids)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         rows.iter()
             .map(|r| job_from_row(r).map_err(Into::into))
             .collect()

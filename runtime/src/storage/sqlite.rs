@@ -432,6 +432,33 @@ impl Storage for SqliteStorage {
             return Ok(Vec::new());
         }
         let mut tx = self.writer.begin_with(BEGIN).await?;
+        // Shared limits count every process's running jobs; the write lock
+        // of BEGIN IMMEDIATE makes this count and the claim one step.
+        let admitted;
+        let ids = if request.shared_limits.is_empty() {
+            ids
+        } else {
+            let sql = format!(
+                "SELECT id, channel FROM jobs WHERE state = 'pending' AND id IN ({})",
+                placeholders(ids.len())
+            );
+            let mut q = sqlx::query_as::<_, (i64, String)>(&sql);
+            for id in ids {
+                q = q.bind(id);
+            }
+            let mut pending = q.fetch_all(&mut *tx).await?;
+            pending.sort_by_key(|(id, _)| ids.iter().position(|i| i == id));
+            let running: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT channel, COUNT(*) FROM jobs WHERE state IN ('enqueued', 'started') GROUP BY channel",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            admitted = super::admit(&pending, &running, &request.shared_limits);
+            if admitted.is_empty() {
+                return Ok(Vec::new());
+            }
+            &admitted[..]
+        };
         let sql = format!(
             "UPDATE jobs SET state = 'enqueued', started_at = NULL, lease_until = ?, node = ?, worker = ?
              WHERE state = 'pending' AND id IN ({})

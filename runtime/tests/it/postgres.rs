@@ -473,3 +473,69 @@ async fn a_database_restart_mid_run_loses_no_job() {
         "database restart: {after_restart} of {N} jobs done when the server was back; all done in the end, {again} ran again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequential_channel_runs_one_job_at_a_time_across_nodes() {
+    let Some((url, schema)) = postgres_schema().await else {
+        return;
+    };
+    let channels =
+        junction_runtime::queue::channels::ChannelConfig::parse("root:8, root.seq:1:sequential")
+            .unwrap();
+    let mut nodes = Vec::new();
+    for name in ["node-a", "node-b", "node-c"] {
+        let storage: Arc<dyn Storage> =
+            Arc::new(PgStorage::open(&url, Some(&schema)).await.unwrap());
+        nodes.push(
+            Node::start(
+                storage,
+                junction_runtime::node::NodeConfig {
+                    channels: Some(channels.clone()),
+                    ..node_config(name)
+                },
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let specs: Vec<_> = (0..24)
+        .map(|_| {
+            junction_runtime::queue::JobSpec::new("junction.sleep", serde_json::json!({"ms": 20}))
+                .channel("root.seq")
+        })
+        .collect();
+    // Enqueued through every node, so all three wake and compete.
+    for (i, chunk) in specs.chunks(8).enumerate() {
+        nodes[i].queue.enqueue_batch(chunk).await.unwrap();
+    }
+    for n in &nodes {
+        assert!(n.settle(Duration::from_secs(60)).await.unwrap());
+    }
+    let mut jobs = nodes[0]
+        .queue
+        .storage()
+        .jobs(&junction_runtime::queue::job::JobFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 24);
+    jobs.sort_by_key(|j| j.started_at);
+    for pair in jobs.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        assert!(
+            b.started_at.unwrap() >= a.finished_at.unwrap(),
+            "jobs {} ({:?}) and {} ({:?}) overlapped in a capacity-1 channel",
+            a.id,
+            a.node,
+            b.id,
+            b.node
+        );
+    }
+    let ran_on: HashSet<_> = jobs.iter().filter_map(|j| j.node.clone()).collect();
+    eprintln!("sequential channel: 24 jobs one at a time on {ran_on:?}");
+    for n in nodes {
+        n.stop(Duration::from_secs(5)).await.unwrap();
+    }
+}

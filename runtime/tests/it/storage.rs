@@ -92,6 +92,7 @@ fn claim(now: i64) -> ClaimRequest {
         limit: 100,
         full_channels: Vec::new(),
         sequential_channels: Vec::new(),
+        shared_limits: Vec::new(),
     }
 }
 
@@ -854,6 +855,53 @@ async fn activations_and_rollbacks_walk_the_history_of_versions() {
             s.rollback_connector("magento", 7).await.unwrap().as_deref(),
             Some("sha256:2"),
             "{name}: back from a re-activation"
+        );
+    }
+}
+
+#[tokio::test]
+async fn shared_channel_limits_hold_across_nodes() {
+    for (name, s, _dir) in storages().await {
+        let in_channel = |channel: &str| NewJob {
+            channel: channel.into(),
+            ..job("f")
+        };
+        let ids: Vec<i64> = s
+            .enqueue(
+                &[
+                    in_channel("root.shop"),
+                    in_channel("root.shop.orders"),
+                    in_channel("root.shop"),
+                    in_channel("root.crm"),
+                ],
+                1,
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        let limited = |node: &str| ClaimRequest {
+            node: node.into(),
+            shared_limits: vec![("root.shop".into(), 2), ("root.shop.orders".into(), 1)],
+            ..claim(2)
+        };
+        // Node a may take two jobs under root.shop, and root.crm.
+        let a = s.claim(&ids, &limited("node-a")).await.unwrap();
+        let mut got: Vec<i64> = a.iter().map(|j| j.id).collect();
+        got.sort_unstable();
+        assert_eq!(got, vec![ids[0], ids[1], ids[3]], "{name}");
+        // Node b finds root.shop full: node a's jobs count for it too.
+        assert!(
+            s.claim(&ids, &limited("node-b")).await.unwrap().is_empty(),
+            "{name}"
+        );
+        s.complete(&[done(ids[0])], &[], 3).await.unwrap();
+        let b = s.claim(&ids, &limited("node-b")).await.unwrap();
+        assert_eq!(
+            b.iter().map(|j| j.id).collect::<Vec<_>>(),
+            vec![ids[2]],
+            "{name}"
         );
     }
 }
