@@ -234,28 +234,26 @@ async fn release_children_of(
     tx: &mut Transaction<'_, Postgres>,
     parents: &[JobId],
 ) -> Result<(), StorageError> {
-    for chunk in parents.chunks(500) {
-        let list = placeholders(chunk.len());
-        let sql = format!(
-            "UPDATE jobs SET
-                 pending_parents = pending_parents - (SELECT COUNT(*) FROM job_dependencies d
-                                                     WHERE d.child = jobs.id AND d.parent IN ({list})),
-                 state = CASE WHEN state = 'wait_dependencies'
-                                   AND pending_parents - (SELECT COUNT(*) FROM job_dependencies d
-                                                          WHERE d.child = jobs.id AND d.parent IN ({list})) <= 0
-                              THEN 'pending' ELSE state END
-             WHERE id IN (SELECT child FROM job_dependencies WHERE parent IN ({list}))"
-        );
-        let sql = pg(&sql);
-        let mut query = sqlx::query(&sql);
-        for _ in 0..3 {
-            for id in chunk {
-                query = query.bind(id);
-            }
-        }
-        if query.execute(&mut **tx).await?.rows_affected() > 0 {
-            notify_in(tx).await?;
-        }
+    if parents.is_empty() {
+        return Ok(());
+    }
+    // One statement text for any batch size (arrays, not IN lists), so
+    // PostgreSQL plans it once per connection.
+    let released = sqlx::query(
+        "UPDATE jobs SET
+             pending_parents = pending_parents - (SELECT COUNT(*) FROM job_dependencies d
+                                                 WHERE d.child = jobs.id AND d.parent = ANY($1)),
+             state = CASE WHEN state = 'wait_dependencies'
+                               AND pending_parents - (SELECT COUNT(*) FROM job_dependencies d
+                                                      WHERE d.child = jobs.id AND d.parent = ANY($1)) <= 0
+                          THEN 'pending' ELSE state END
+         WHERE id IN (SELECT child FROM job_dependencies WHERE parent = ANY($1))",
+    )
+    .bind(parents)
+    .execute(&mut **tx)
+    .await?;
+    if released.rows_affected() > 0 {
+        notify_in(tx).await?;
     }
     Ok(())
 }
@@ -598,48 +596,52 @@ impl Storage for PgStorage {
         _now: i64,
     ) -> Result<(), StorageError> {
         let mut tx = self.pool.begin().await?;
-        for chunk in begun.chunks(400) {
-            let sql = format!(
-                "UPDATE jobs SET state = 'started', started_at = v.column2 FROM (VALUES {}) AS v
-                 WHERE jobs.id = v.column1 AND jobs.state = 'enqueued'",
-                vec!["(?, ?)"; chunk.len()].join(", ")
-            );
-            let sql = pg(&sql);
-            let mut query = sqlx::query(&sql);
-            for (id, at) in chunk {
-                query = query.bind(id).bind(at);
-            }
-            query.execute(&mut *tx).await?;
+        if !begun.is_empty() {
+            let (ids, ats): (Vec<i64>, Vec<i64>) = begun.iter().copied().unzip();
+            sqlx::query(
+                "UPDATE jobs SET state = 'started', started_at = v.at
+                 FROM UNNEST($1::bigint[], $2::bigint[]) AS v(id, at)
+                 WHERE jobs.id = v.id AND jobs.state = 'enqueued'",
+            )
+            .bind(&ids)
+            .bind(&ats)
+            .execute(&mut *tx)
+            .await?;
         }
-        // The common case — done, nothing logged — is one statement per
-        // chunk: with SQLite, statements are what a transaction pays for.
+        // The common case — done, nothing logged — is one statement for
+        // the batch, with arrays so that its text never changes.
         let (plain, rest): (Vec<&Completion>, Vec<&Completion>) =
             completions.iter().partition(|c| {
                 matches!(c.outcome, Outcome::Done { .. }) && c.log.is_empty() && c.audit.is_empty()
             });
         let mut finished = Vec::with_capacity(plain.len());
-        for chunk in plain.chunks(200) {
-            let sql = format!(
-                "UPDATE jobs SET state = 'done', tries = tries + 1, result = v.column2, error_kind = NULL,
-                     error_message = NULL, finished_at = v.column3, lease_until = NULL, connector_digest = v.column4
-                 FROM (VALUES {}) AS v
-                 WHERE jobs.id = v.column1 AND jobs.state IN ('started', 'enqueued')
-                 RETURNING jobs.id",
-                vec!["(?, ?, ?, ?)"; chunk.len()].join(", ")
-            );
-            let sql = pg(&sql);
-            let mut query = sqlx::query_scalar::<_, i64>(&sql);
-            for c in chunk {
+        if !plain.is_empty() {
+            let mut ids = Vec::with_capacity(plain.len());
+            let mut results = Vec::with_capacity(plain.len());
+            let mut ats = Vec::with_capacity(plain.len());
+            let mut digests = Vec::with_capacity(plain.len());
+            for c in &plain {
                 let Outcome::Done { result } = &c.outcome else {
                     unreachable!("partitioned")
                 };
-                query = query
-                    .bind(c.id)
-                    .bind(result)
-                    .bind(c.finished_at)
-                    .bind(&c.connector_digest);
+                ids.push(c.id);
+                results.push(result.clone());
+                ats.push(c.finished_at);
+                digests.push(c.connector_digest.clone());
             }
-            finished.extend(query.fetch_all(&mut *tx).await?);
+            finished = sqlx::query_scalar(
+                "UPDATE jobs SET state = 'done', tries = tries + 1, result = v.result, error_kind = NULL,
+                     error_message = NULL, finished_at = v.at, lease_until = NULL, connector_digest = v.digest
+                 FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[]) AS v(id, result, at, digest)
+                 WHERE jobs.id = v.id AND jobs.state IN ('started', 'enqueued')
+                 RETURNING jobs.id",
+            )
+            .bind(&ids)
+            .bind(&results)
+            .bind(&ats)
+            .bind(&digests)
+            .fetch_all(&mut *tx)
+            .await?;
         }
         release_children_of(&mut tx, &finished).await?;
         for c in rest {
@@ -774,18 +776,14 @@ impl Storage for PgStorage {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
-        let sql = format!(
-            "UPDATE jobs SET lease_until = ? WHERE node = ? AND state IN ('started', 'enqueued') AND id IN ({})",
-            placeholders(ids.len())
-        );
-        let sql = pg(&sql);
-        let mut query = sqlx::query(&sql).bind(lease_until).bind(node);
-        for id in ids {
-            query = query.bind(id);
-        }
-        query.execute(&mut *tx).await?;
-        tx.commit().await?;
+        sqlx::query(
+            "UPDATE jobs SET lease_until = $1 WHERE node = $2 AND state IN ('started', 'enqueued') AND id = ANY($3)",
+        )
+        .bind(lease_until)
+        .bind(node)
+        .bind(ids)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
