@@ -7,7 +7,8 @@
 //!   as its perfTest does (4 processes × 24 concurrent jobs, local queue
 //!   of 500, no completion batching delay), if Node.js and npm are here;
 //! - the raw limit of the same SQL: pgbench claiming and completing
-//!   batches of pending rows with `FOR UPDATE SKIP LOCKED` from 24 clients.
+//!   batches of 500 pending rows with `FOR UPDATE SKIP LOCKED` from 4
+//!   clients (Junction claims and completes in batches too).
 //!
 //! Needs JUNCTION_BENCH_POSTGRES_URL (or JUNCTION_TEST_POSTGRES_URL),
 //! e.g. postgres://postgres@127.0.0.1:5432/test; works in its own schemas.
@@ -141,9 +142,11 @@ fn tool(name: &str) -> Option<PathBuf> {
 }
 
 /// pgbench with a script that claims and completes `BATCH` pending jobs
-/// per transaction from 24 clients, on a jobs table of Junction's schema.
+/// per transaction from `CLIENTS` clients, on a jobs table of Junction's
+/// schema.
 async fn raw_limit(url: &str, dir: &Path) -> Option<f64> {
-    const BATCH: u64 = 50;
+    const BATCH: u64 = 500;
+    const CLIENTS: u64 = 4;
     let pgbench = tool("pgbench")?;
     let schema = "junction_bench_raw";
     reset(url, schema).await;
@@ -162,13 +165,13 @@ async fn raw_limit(url: &str, dir: &Path) -> Option<f64> {
         ),
     )
     .unwrap();
-    let per_client = JOBS / BATCH / WORKERS as u64;
+    let per_client = JOBS / BATCH / CLIENTS;
     let started = Instant::now();
     let out = Command::new(pgbench)
         .args([
             "-n",
             "-c",
-            &WORKERS.to_string(),
+            &CLIENTS.to_string(),
             "-j",
             "2",
             "-t",
@@ -184,7 +187,7 @@ async fn raw_limit(url: &str, dir: &Path) -> Option<f64> {
         eprintln!("pgbench failed: {}", String::from_utf8_lossy(&out.stderr));
         return None;
     }
-    Some(per_sec(per_client * WORKERS as u64 * BATCH, took))
+    Some(per_sec(per_client * CLIENTS * BATCH, took))
 }
 
 /// graphile-worker from npm, run as its perfTest runs it; its jobs/s, or
@@ -276,7 +279,7 @@ fn main() {
         match raw {
             Some(r) => println!(
                 "{:<52} {:>10.0} jobs/s   Junction 3 nodes at {:.2} of it",
-                "raw SQL limit (pgbench, 24 clients, batches of 50)",
+                "raw SQL limit (pgbench, 4 clients, batches of 500)",
                 r,
                 three / r
             ),
