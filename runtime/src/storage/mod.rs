@@ -10,6 +10,7 @@
 pub mod copy;
 mod migrate;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -13,13 +13,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::copy;
 use super::migrate::{self, Migration};
+use super::rows::{
+    BindingRow, IN_CHUNK, JOB_COLUMNS, binding_from_row, event_from_row, holder_job, job_from_row,
+    placeholders, record_from_row,
+};
 use super::{
     Binding, ClaimRequest, InstalledConnector, NodeInfo, PutOutcome, RecordWrite, StateCount,
     Storage, StorageError, StoredBackend, StoredEvent, WriteDone, WriteOp, changed_fields,
@@ -117,39 +120,6 @@ impl SqliteStorage {
     }
 }
 
-const JOB_COLUMNS: &str = "id, function, args, backend, state, priority, eta, channel, identity_key, \
-    max_retries, tries, description, result, error_kind, error_message, created_at, started_at, \
-    finished_at, lease_until, node, worker, connector_digest";
-
-fn job_from_row(row: &SqliteRow) -> Result<Job, sqlx::Error> {
-    let state: String = row.try_get("state")?;
-    Ok(Job {
-        id: row.try_get("id")?,
-        function: row.try_get("function")?,
-        args: row.try_get("args")?,
-        backend: row.try_get("backend")?,
-        state: JobState::parse(&state)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown job state {state:?}").into()))?,
-        priority: row.try_get("priority")?,
-        eta: row.try_get("eta")?,
-        channel: row.try_get("channel")?,
-        identity_key: row.try_get("identity_key")?,
-        max_retries: row.try_get::<i64, _>("max_retries")? as u32,
-        tries: row.try_get::<i64, _>("tries")? as u32,
-        description: row.try_get("description")?,
-        result: row.try_get("result")?,
-        error_kind: row.try_get("error_kind")?,
-        error_message: row.try_get("error_message")?,
-        created_at: row.try_get("created_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        lease_until: row.try_get("lease_until")?,
-        node: row.try_get("node")?,
-        worker: row.try_get("worker")?,
-        connector_digest: row.try_get("connector_digest")?,
-    })
-}
-
 async fn job_in(tx: &mut Transaction<'_, Sqlite>, id: JobId) -> Result<Job, StorageError> {
     let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
         .bind(id)
@@ -186,33 +156,6 @@ async fn release_children_of(
         query.execute(&mut **tx).await?;
     }
     Ok(())
-}
-
-fn record_from_row(row: &SqliteRow) -> Result<LocalRecord, sqlx::Error> {
-    Ok(LocalRecord {
-        model: row.try_get("model")?,
-        id: row.try_get("id")?,
-        data: row.try_get("data")?,
-        version: row.try_get::<i64, _>("version")? as u64,
-        updated_at: format_timestamp(row.try_get("updated_at")?),
-    })
-}
-
-fn event_from_row(row: &SqliteRow) -> Result<StoredEvent, sqlx::Error> {
-    let fields: String = row.try_get("changed_fields")?;
-    Ok(StoredEvent {
-        id: row.try_get("id")?,
-        created_at: row.try_get("created_at")?,
-        event: Event {
-            name: row.try_get("name")?,
-            model: row.try_get("model")?,
-            local_id: row.try_get("local_id")?,
-            changed_fields: serde_json::from_str(&fields)
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-            payload: row.try_get("payload")?,
-            origin_backend: row.try_get("origin_backend")?,
-        },
-    })
 }
 
 async fn outbox_in(
@@ -1651,22 +1594,6 @@ impl Storage for SqliteStorage {
     }
 }
 
-/// One write of `put_records`, inside its transaction.
-/// `(external_id, local_id, sync_date, synced)` of a binding row.
-type BindingRow = (String, String, i64, Option<String>);
-
-fn binding_from_row(backend: &str, model: &str, row: BindingRow) -> Binding {
-    let (external_id, local_id, sync_date, synced) = row;
-    Binding {
-        backend: backend.to_string(),
-        model: model.to_string(),
-        external_id,
-        local_id,
-        sync_date,
-        synced,
-    }
-}
-
 async fn bump_generation(tx: &mut Transaction<'_, Sqlite>) -> Result<(), StorageError> {
     sqlx::query("UPDATE registry_generation SET value = value + 1 WHERE id = 1")
         .execute(&mut **tx)
@@ -1674,6 +1601,7 @@ async fn bump_generation(tx: &mut Transaction<'_, Sqlite>) -> Result<(), Storage
     Ok(())
 }
 
+/// One write of `put_records`, inside its transaction.
 async fn put_in(tx: &mut Transaction<'_, Sqlite>, write: &RecordWrite, now: i64) -> PutOutcome {
     let new = json_object(
         &write.data,
@@ -1828,23 +1756,6 @@ async fn unlock_in(
             .await?;
     }
     Ok(())
-}
-
-/// The job a lease holder named `job-<id>…` stands for.
-fn holder_job(holder: &str) -> Option<i64> {
-    let rest = holder.strip_prefix("job-")?;
-    let digits = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    rest[..digits].parse().ok()
-}
-
-/// Ids per `IN (...)` list, under SQLite's bound-parameter limit.
-const IN_CHUNK: usize = 500;
-
-/// `?, ?, ?` for `n` parameters.
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
 }
 
 /// Bind inside a transaction; `Rejected` when either id is bound to another.

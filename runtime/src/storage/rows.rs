@@ -1,0 +1,119 @@
+//! What both SQL implementations share below the SQL itself: decoding
+//! rows into the model (generic over the database's row type), the job
+//! column list, lease-holder names and placeholder lists.
+
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use super::{Binding, StoredEvent};
+use crate::model::{Event, LocalRecord, format_timestamp};
+use crate::queue::job::{Job, JobState};
+
+pub(crate) const JOB_COLUMNS: &str = "id, function, args, backend, state, priority, eta, channel, identity_key, \
+    max_retries, tries, description, result, error_kind, error_message, created_at, started_at, \
+    finished_at, lease_until, node, worker, connector_digest";
+
+pub(crate) fn job_from_row<R: Row>(row: &R) -> Result<Job, sqlx::Error>
+where
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let state: String = row.try_get("state")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        function: row.try_get("function")?,
+        args: row.try_get("args")?,
+        backend: row.try_get("backend")?,
+        state: JobState::parse(&state)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown job state {state:?}").into()))?,
+        priority: row.try_get::<i64, _>("priority")? as i32,
+        eta: row.try_get("eta")?,
+        channel: row.try_get("channel")?,
+        identity_key: row.try_get("identity_key")?,
+        max_retries: row.try_get::<i64, _>("max_retries")? as u32,
+        tries: row.try_get::<i64, _>("tries")? as u32,
+        description: row.try_get("description")?,
+        result: row.try_get("result")?,
+        error_kind: row.try_get("error_kind")?,
+        error_message: row.try_get("error_message")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        lease_until: row.try_get("lease_until")?,
+        node: row.try_get("node")?,
+        worker: row.try_get("worker")?,
+        connector_digest: row.try_get("connector_digest")?,
+    })
+}
+
+pub(crate) fn record_from_row<R: Row>(row: &R) -> Result<LocalRecord, sqlx::Error>
+where
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(LocalRecord {
+        model: row.try_get("model")?,
+        id: row.try_get("id")?,
+        data: row.try_get("data")?,
+        version: row.try_get::<i64, _>("version")? as u64,
+        updated_at: format_timestamp(row.try_get("updated_at")?),
+    })
+}
+
+pub(crate) fn event_from_row<R: Row>(row: &R) -> Result<StoredEvent, sqlx::Error>
+where
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let fields: String = row.try_get("changed_fields")?;
+    Ok(StoredEvent {
+        id: row.try_get("id")?,
+        created_at: row.try_get("created_at")?,
+        event: Event {
+            name: row.try_get("name")?,
+            model: row.try_get("model")?,
+            local_id: row.try_get("local_id")?,
+            changed_fields: serde_json::from_str(&fields)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            payload: row.try_get("payload")?,
+            origin_backend: row.try_get("origin_backend")?,
+        },
+    })
+}
+
+/// `(external_id, local_id, sync_date, synced)` of a binding row.
+pub(crate) type BindingRow = (String, String, i64, Option<String>);
+
+pub(crate) fn binding_from_row(backend: &str, model: &str, row: BindingRow) -> Binding {
+    let (external_id, local_id, sync_date, synced) = row;
+    Binding {
+        backend: backend.to_string(),
+        model: model.to_string(),
+        external_id,
+        local_id,
+        sync_date,
+        synced,
+    }
+}
+
+/// The job a lease holder named `job-<id>…` stands for.
+pub(crate) fn holder_job(holder: &str) -> Option<i64> {
+    let rest = holder.strip_prefix("job-")?;
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..digits].parse().ok()
+}
+
+/// Ids per `IN (...)` list, under SQLite's bound-parameter limit.
+pub(crate) const IN_CHUNK: usize = 500;
+
+/// `?, ?, ?` for `n` parameters.
+pub(crate) fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
