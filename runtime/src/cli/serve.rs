@@ -49,6 +49,8 @@ struct FileReload {
     sync: Arc<Synchronizer>,
     /// What only a restart changes.
     started: ServiceConfig,
+    /// The admin token in force, so a rotation is reported once.
+    token: std::sync::Mutex<String>,
 }
 
 #[async_trait]
@@ -79,9 +81,12 @@ impl Reload for FileReload {
                 lines.push(format!("{key} changed; that takes a restart"));
             }
         }
-        if config.admin_token != s.admin_token {
+        let mut token = self.token.lock().unwrap_or_else(|p| p.into_inner());
+        if config.admin_token != *token {
             lines.push("admin token rotated".to_string());
+            token.clone_from(&config.admin_token);
         }
+        drop(token);
         Ok(Reloaded {
             summary: lines.join("; "),
             admin_token: config.admin_token,
@@ -140,6 +145,7 @@ pub async fn run(
         queue: node.queue.clone(),
         sync: node.sync.clone(),
         started: config.clone(),
+        token: std::sync::Mutex::new(config.admin_token.clone()),
     });
     let state = ApiState::new(&node, &config.admin_token, Some(reload));
     serve_until_stopped(
