@@ -169,6 +169,20 @@ fn s(v: &Value) -> String {
     }
 }
 
+/// The elements of a JSON array; none when it is not one.
+fn items(v: &Value) -> impl Iterator<Item = &Value> {
+    v.as_array().into_iter().flatten()
+}
+
+/// What a job does: its description, else its function.
+fn what(job: &Value) -> String {
+    if job["description"].is_null() {
+        s(&job["function"])
+    } else {
+        s(&job["description"])
+    }
+}
+
 fn short(digest: &Value) -> String {
     s(digest).chars().take(19).collect()
 }
@@ -241,10 +255,7 @@ pub async fn connector(client: &Client, cmd: ConnectorAdmin, as_json: bool) -> a
         ConnectorAdmin::List => {
             let v = client.get("/api/v1/connectors").await?;
             if !as_json {
-                let rows = v["items"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                let rows = items(&v["items"])
                     .map(|c| {
                         vec![
                             if c["active"] == json!(true) {
@@ -327,10 +338,7 @@ pub async fn backend(client: &Client, cmd: BackendAdmin, as_json: bool) -> anyho
         BackendAdmin::List => {
             let v = client.get("/api/v1/backends").await?;
             if !as_json {
-                let rows = v["items"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                let rows = items(&v["items"])
                     .map(|b| {
                         let units = if b["units"]["error"].is_null() {
                             format!(
@@ -449,10 +457,7 @@ pub async fn sync(client: &Client, cmd: SyncAdmin, as_json: bool) -> anyhow::Res
     if as_json && !wait {
         return print_json(&v);
     }
-    let jobs: Vec<(i64, String)> = v["jobs"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let jobs: Vec<(i64, String)> = items(&v["jobs"])
         .map(|j| (j["id"].as_i64().unwrap_or_default(), s(&j["model"])))
         .collect();
     if !wait {
@@ -580,21 +585,14 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
             if as_json {
                 return print_json(&v);
             }
-            let rows = v["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let rows = items(&v["items"])
                 .map(|j| {
                     vec![
                         s(&j["id"]),
                         s(&j["state"]),
                         s(&j["tries"]),
                         s(&j["channel"]),
-                        if j["description"].is_null() {
-                            s(&j["function"])
-                        } else {
-                            s(&j["description"])
-                        },
+                        what(j),
                         s(&j["error_message"]).chars().take(60).collect(),
                     ]
                 })
@@ -608,14 +606,7 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
                 return print_json(&v);
             }
             let j = &v["job"];
-            println!(
-                "job {id}: {}",
-                if j["description"].is_null() {
-                    s(&j["function"])
-                } else {
-                    s(&j["description"])
-                }
-            );
+            println!("job {id}: {}", what(j));
             println!("  function   {}", s(&j["function"]));
             println!("  state      {}", s(&j["state"]));
             println!(
@@ -642,12 +633,7 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
             }
             println!("  arguments  {}", j["args"]);
             for rel in ["parent", "child"] {
-                for g in v["graph"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|g| g["relation"] == rel)
-                {
+                for g in items(&v["graph"]).filter(|g| g["relation"] == rel) {
                     println!(
                         "  {rel:<10} job {} {} ({})",
                         s(&g["id"]),
@@ -657,7 +643,7 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
                 }
             }
             println!("log:");
-            for l in v["logs"].as_array().into_iter().flatten() {
+            for l in items(&v["logs"]) {
                 println!(
                     "  try {} {:<5} {}: {}",
                     s(&l["try_number"]),
@@ -667,7 +653,7 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
                 );
             }
             println!("outbound HTTP:");
-            for a in v["audit"].as_array().into_iter().flatten() {
+            for a in items(&v["audit"]) {
                 let e = &a["entry"];
                 let outcome = if !e["denied"].is_null() {
                     format!("DENIED: {}", s(&e["denied"]))
@@ -733,10 +719,7 @@ pub async fn records(client: &Client, cmd: RecordsAdmin, as_json: bool) -> anyho
             let Some(v) = page(client, path, cursor, as_json).await? else {
                 return Ok(());
             };
-            let rows = v["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let rows = items(&v["items"])
                 .map(|r| {
                     let data = r["data"].to_string();
                     vec![
@@ -769,10 +752,7 @@ pub async fn bindings(client: &Client, cmd: BindingsAdmin, as_json: bool) -> any
     let Some(v) = page(client, path, cursor, as_json).await? else {
         return Ok(());
     };
-    let rows = v["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows = items(&v["items"])
         .map(|b| vec![s(&b["external_id"]), s(&b["local_id"]), at(&b["sync_date"])])
         .collect();
     table(&["external id", "local id", "synced"], rows);
@@ -798,10 +778,7 @@ pub async fn nodes(client: &Client, as_json: bool) -> anyhow::Result<()> {
     if as_json {
         return print_json(&v);
     }
-    let rows = v["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows = items(&v["items"])
         .map(|n| {
             vec![
                 s(&n["name"]),
