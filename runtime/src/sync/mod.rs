@@ -49,6 +49,9 @@ use crate::storage::{InstalledConnector, Storage, StorageError, StoredBackend};
 
 use trail::Trail;
 
+/// No registry generation seen yet.
+const NOT_YET: i64 = i64::MIN;
+
 pub const IMPORT_RECORD: &str = "junction.import-record";
 pub const IMPORT_BATCH: &str = "junction.import-batch";
 pub const EXPORT_RECORD: &str = "junction.export-record";
@@ -222,6 +225,9 @@ pub struct Synchronizer {
     /// Per backend, the digest whose listener is registered (`None`: the
     /// active adapter has none).
     listening: RwLock<HashMap<String, Option<String>>>,
+    /// The registry generation the backends were last resolved at
+    /// ([`NOT_YET`] before the watcher's first look).
+    resolved_generation: std::sync::atomic::AtomicI64,
     commit: commit::Committer,
 }
 
@@ -278,6 +284,7 @@ impl Synchronizer {
             backends: RwLock::new(HashMap::new()),
             units: RwLock::new(HashMap::new()),
             listening: RwLock::new(HashMap::new()),
+            resolved_generation: std::sync::atomic::AtomicI64::new(NOT_YET),
         })
     }
 
@@ -486,10 +493,15 @@ impl Synchronizer {
     /// Forget resolved backends and resolve them again now, so that
     /// listeners follow the active versions.
     async fn reload_listening(&self) -> Result<(), SyncError> {
+        // Read before resolving: a change landing meanwhile is newer than
+        // what is recorded, so the watcher resolves once more.
+        let generation = self.storage.registry_generation().await?;
         self.reload();
         for (backend, e) in self.resolve_all().await? {
             tracing::warn!(backend, error = %e, "backend not ready");
         }
+        self.resolved_generation
+            .store(generation, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 

@@ -6,31 +6,32 @@
 //! keep the units they started with.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use super::Synchronizer;
+use super::{NOT_YET, Synchronizer};
 
 impl Synchronizer {
-    /// Resolve the backends again if the registry changed since `seen`;
-    /// returns the generation now seen.
-    pub async fn follow_registry(&self, seen: Option<i64>) -> Option<i64> {
-        match self.storage.registry_generation().await {
-            Ok(now) if Some(now) != seen => {
-                if seen.is_some()
-                    && let Err(e) = self.reload_listening().await
-                {
-                    tracing::warn!(error = %e, "backends could not be resolved again");
-                    return seen;
-                }
-                Some(now)
-            }
-            Ok(_) => seen,
+    /// Resolve the backends again if the registry changed since this node
+    /// last resolved them (its own changes resolve at once and record the
+    /// generation, so they are not resolved a second time here).
+    pub async fn follow_registry(&self) {
+        let now = match self.storage.registry_generation().await {
+            Ok(now) => now,
             Err(e) => {
                 tracing::warn!(error = %e, "the registry generation could not be read");
-                seen
+                return;
             }
+        };
+        let seen = self.resolved_generation.load(Ordering::Acquire);
+        if seen == NOT_YET {
+            self.resolved_generation.store(now, Ordering::Release);
+        } else if seen != now
+            && let Err(e) = self.reload_listening().await
+        {
+            tracing::warn!(error = %e, "backends could not be resolved again");
         }
     }
 
@@ -38,12 +39,11 @@ impl Synchronizer {
     pub fn start_following(self: &Arc<Self>, every: Duration) -> JoinHandle<()> {
         let sync = self.clone();
         tokio::spawn(async move {
-            let mut seen = sync.follow_registry(None).await;
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                seen = sync.follow_registry(seen).await;
+                sync.follow_registry().await;
             }
         })
     }
