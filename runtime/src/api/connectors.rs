@@ -7,7 +7,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::ApiState;
 use super::error::{ApiError, ApiResult};
@@ -68,7 +67,7 @@ pub async fn install(
             "the body is empty; send the component's .wasm bytes",
         ));
     }
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+    let digest = crate::host::digest(&body);
     if let Some(want) = &q.sha256 {
         let want = want
             .strip_prefix("sha256:")

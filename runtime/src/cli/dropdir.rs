@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 use junction_runtime::sync::Synchronizer;
@@ -76,7 +75,7 @@ pub fn start(
         let mut taken: HashMap<PathBuf, Stamp> = HashMap::new();
         for (path, stamp) in wasm_files(&dir) {
             let digest = std::fs::read(&path)
-                .map(|b| format!("sha256:{}", hex::encode(Sha256::digest(&b))))
+                .map(|b| junction_runtime::host::digest(&b))
                 .unwrap_or_default();
             if installed.contains(&digest) {
                 taken.insert(path, stamp);

@@ -112,6 +112,12 @@ pub enum HostError {
     },
 }
 
+/// A component's identity: `sha256:` and the hex of its bytes' digest, as
+/// stored, pinned and shown everywhere.
+pub fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
 impl Host {
     pub fn new(config: HostConfig) -> Result<Host, HostError> {
         let engine = engine::engine(&config).map_err(|e| HostError::Engine(format!("{e:#}")))?;
@@ -157,7 +163,7 @@ impl Host {
     /// functions have the wrong types is refused here, not at its first call.
     pub async fn load(&self, bytes: &[u8]) -> Result<Unit, LoadError> {
         check_header(bytes)?;
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let digest = digest(bytes);
         let (component, compile) = self
             .inner
             .cache
