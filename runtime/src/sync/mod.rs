@@ -552,7 +552,11 @@ impl Synchronizer {
     ) -> Result<Option<SyncError>, SyncError> {
         config.validate()?;
         self.put_backend(config).await?;
-        self.reload();
+        // Only this backend's resolution is stale; the others stay cached.
+        self.backends
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&config.name);
         Ok(self.backend(&config.name).await.err())
     }
 
