@@ -12,6 +12,7 @@
 //!
 //! Needs JUNCTION_BENCH_POSTGRES_URL (or JUNCTION_TEST_POSTGRES_URL),
 //! e.g. postgres://postgres@127.0.0.1:5432/test; works in its own schemas.
+//! JUNCTION_BENCH_ONLY=junction measures Junction alone (while tuning).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -254,42 +255,34 @@ fn main() {
             q.enqueue_batch(chunk).await.unwrap();
         }
         let batched = per_sec(JOBS, started.elapsed());
-        let one = processing(&url, 1).await;
-        let three = processing(&url, 3).await;
-        let raw = raw_limit(&url, dir.path()).await;
-        let theirs = graphile(&url);
-
+        let only = std::env::var("JUNCTION_BENCH_ONLY").unwrap_or_default();
         println!("job queue on PostgreSQL ({url}), {JOBS} no-op jobs, {WORKERS} workers per node");
-        println!(
-            "{:<52} {:>10.0} jobs/s",
-            "Junction enqueue, one per transaction", single
-        );
-        println!(
-            "{:<52} {:>10.0} jobs/s",
-            "Junction enqueue, batches of 1000", batched
-        );
-        println!(
-            "{:<52} {:>10.0} jobs/s",
-            "Junction run no-op jobs, 1 node", one
-        );
-        println!(
-            "{:<52} {:>10.0} jobs/s",
-            "Junction run no-op jobs, 3 nodes", three
-        );
-        match raw {
+        let line = |what: &str, rate: f64| println!("{what:<52} {rate:>10.0} jobs/s");
+        line("Junction enqueue, one per transaction", single);
+        line("Junction enqueue, batches of 1000", batched);
+        let one = processing(&url, 1).await;
+        line("Junction run no-op jobs, 1 node", one);
+        let three = processing(&url, 3).await;
+        line("Junction run no-op jobs, 3 nodes", three);
+        if only == "junction" {
+            return;
+        }
+        match raw_limit(&url, dir.path()).await {
             Some(r) => println!(
-                "{:<52} {:>10.0} jobs/s   Junction 3 nodes at {:.2} of it",
+                "{:<52} {:>10.0} jobs/s   Junction 1 node at {:.2} of it, 3 nodes at {:.2}",
                 "raw SQL limit (pgbench, 4 clients, batches of 500)",
                 r,
+                one / r,
                 three / r
             ),
             None => println!("raw SQL limit: pgbench not found"),
         }
-        match theirs {
+        match graphile(&url) {
             Ok(g) => println!(
-                "{:<52} {:>10.0} jobs/s   Junction 3 nodes at {:.2}x",
+                "{:<52} {:>10.0} jobs/s   Junction 1 node at {:.2}x, 3 nodes at {:.2}x",
                 "graphile-worker (4 processes x 24, its perfTest)",
                 g,
+                one / g,
                 three / g
             ),
             Err(e) => println!("graphile-worker: not measured: {e}"),

@@ -283,7 +283,17 @@ pub struct Budget<'a> {
     free: HashMap<String, u32>,
 }
 
-impl Budget<'_> {
+impl<'a> Budget<'a> {
+    /// The free slots by channel, to carry this budget to another task.
+    pub fn into_free(self) -> HashMap<String, u32> {
+        self.free
+    }
+
+    /// A budget carried with [`Budget::into_free`], on the same channels.
+    pub fn from_free(config: &'a ChannelConfig, free: HashMap<String, u32>) -> Budget<'a> {
+        Budget { config, free }
+    }
+
     pub fn try_take(&mut self, channel: &str) -> bool {
         let chain = self.config.chain(channel);
         if chain

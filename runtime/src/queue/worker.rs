@@ -16,7 +16,7 @@ use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::channels::Occupancy;
+use super::channels::{Budget, Occupancy};
 use super::job::{Completion, Job, JobId, Outcome};
 use super::{Queue, now_ms};
 use crate::capabilities::egress::AuditEntry;
@@ -234,6 +234,13 @@ struct Finished {
     channel: String,
 }
 
+/// A finished batch's record, back from the database.
+struct Flushed {
+    batch: Vec<Finished>,
+    begun: Vec<(JobId, i64)>,
+    result: Result<(), StorageError>,
+}
+
 async fn run(
     pool: WorkerPool,
     mut stop: watch::Receiver<Option<Duration>>,
@@ -250,6 +257,18 @@ async fn run(
     // Claimed by this node (buffered or running): what heartbeats renew.
     let held: Arc<Mutex<HashSet<JobId>>> = Arc::default();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
+    // Recording finished jobs and claiming new ones run beside this loop,
+    // one of each at a time, so that jobs keep starting while the database
+    // answers: with fast jobs the round trips, not the jobs, set the pace.
+    let (flushed_tx, mut flushed_rx) = mpsc::unbounded_channel::<Flushed>();
+    let (claims_tx, mut claims_rx) = mpsc::unbounded_channel::<Result<Vec<Job>, StorageError>>();
+    let mut flushing = false;
+    let mut claiming = false;
+    // Not before: after a failed write, a failed claim or an empty one.
+    let mut flush_after: Option<Instant> = None;
+    let mut claim_after: Option<Instant> = None;
+    // Woken (jobs made due elsewhere) since the claim on its way looked.
+    let mut woken = false;
     // Running jobs, against the channels' capacities.
     let mut running = Occupancy::default();
     // Running and buffered jobs, against the claim budget.
@@ -265,8 +284,10 @@ async fn run(
 
     // When the oldest unrecorded finish or start happened.
     let mut unflushed_since: Option<Instant> = None;
-    // A finish the last wait woke up for.
+    // What the last wait woke up for.
     let mut arrived: Option<Finished> = None;
+    let mut arrived_flush: Option<Flushed> = None;
+    let mut arrived_claim: Option<Result<Vec<Job>, StorageError>> = None;
 
     loop {
         let cfg = queue.config();
@@ -279,43 +300,106 @@ async fn run(
             unflushed_since.get_or_insert_with(Instant::now);
             batch.push(f);
         }
-        let idle = in_flight == 0 && buffer.is_empty();
-        let due = unflushed_since.is_some_and(|t| t.elapsed() >= FLUSH_AFTER);
-        let stopping = stop.borrow().is_some();
-        if (!batch.is_empty() || !begun.is_empty())
-            && (idle || due || stopping || batch.len() >= FLUSH_BATCH || begun.len() >= FLUSH_BATCH)
-        {
-            let (completions, channels): (Vec<Completion>, Vec<String>) =
-                batch.drain(..).map(|f| (f.completion, f.channel)).unzip();
-            if let Err(e) = storage.complete(&completions, &begun, now_ms()).await {
-                // The leases stay; if the database stays away they expire and
-                // the jobs run again elsewhere. Keep the batch and retry.
-                tracing::error!(%e, "recording finished jobs failed; retrying");
-                batch = completions
-                    .into_iter()
-                    .zip(channels)
-                    .map(|(completion, channel)| Finished {
-                        completion,
-                        channel,
-                    })
-                    .collect();
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
+        let flushes = std::iter::from_fn(|| flushed_rx.try_recv().ok());
+        for flushed in arrived_flush.take().into_iter().chain(flushes) {
+            flushing = false;
+            match flushed.result {
+                Ok(()) => {
+                    let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
+                    for f in &flushed.batch {
+                        h.remove(&f.completion.id);
+                        // Claim-ahead room (and a sequential channel's turn)
+                        // comes back only once the outcome is recorded.
+                        claimed.finish(&cfg.channels, &f.channel);
+                        report.finished += 1;
+                    }
+                }
+                Err(e) => {
+                    // The leases stay; if the database stays away they
+                    // expire and the jobs run again elsewhere. Keep the
+                    // batch, ahead of what finished meanwhile, and retry.
+                    tracing::error!(%e, "recording finished jobs failed; retrying");
+                    let mut again = flushed.batch;
+                    again.append(&mut batch);
+                    batch = again;
+                    let mut again = flushed.begun;
+                    again.append(&mut begun);
+                    begun = again;
+                    unflushed_since.get_or_insert_with(Instant::now);
+                    flush_after = Some(Instant::now() + Duration::from_millis(200));
+                }
             }
-            begun.clear();
-            unflushed_since = None;
-            let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
-            for (completion, channel) in completions.iter().zip(&channels) {
-                h.remove(&completion.id);
-                // Claim-ahead room (and a sequential channel's turn) comes
-                // back only once the outcome is recorded.
-                claimed.finish(&cfg.channels, channel);
-                report.finished += 1;
+        }
+        let claims = std::iter::from_fn(|| claims_rx.try_recv().ok());
+        for answer in arrived_claim.take().into_iter().chain(claims) {
+            claiming = false;
+            match answer {
+                Ok(jobs) if jobs.is_empty() => {
+                    // Nothing ready: look again after the poll interval or
+                    // when woken — at once if woken while this claim was
+                    // on its way, as it may have looked too early.
+                    if !woken {
+                        claim_after = Some(Instant::now() + config.poll_interval);
+                    }
+                }
+                Ok(jobs) => {
+                    let moment = Instant::now();
+                    let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
+                    for job in jobs {
+                        claimed.start(&cfg.channels, &job.channel, moment);
+                        h.insert(job.id);
+                        buffer.push_back(job);
+                    }
+                }
+                Err(e) => {
+                    // A database that went away (restarting, failing over)
+                    // must not end the pool: wait a moment and claim again.
+                    // A claim that committed but whose answer was lost
+                    // leaves its jobs leased to this node until the lease
+                    // expires.
+                    tracing::error!(%e, "claiming jobs failed; retrying");
+                    claim_after = Some(Instant::now() + Duration::from_millis(500));
+                }
             }
         }
 
+        let now = Instant::now();
+        let idle = in_flight == 0 && buffer.is_empty();
+        let due = unflushed_since.is_some_and(|t| now.duration_since(t) >= FLUSH_AFTER);
         let stopping = *stop.borrow();
+        if !flushing
+            && flush_after.is_none_or(|t| now >= t)
+            && (!batch.is_empty() || !begun.is_empty())
+            && (idle
+                || due
+                || stopping.is_some()
+                || batch.len() >= FLUSH_BATCH
+                || begun.len() >= FLUSH_BATCH)
+        {
+            flushing = true;
+            flush_after = None;
+            unflushed_since = None;
+            let batch = std::mem::take(&mut batch);
+            let begun = std::mem::take(&mut begun);
+            let (storage, tx) = (storage.clone(), flushed_tx.clone());
+            tokio::spawn(async move {
+                let completions: Vec<Completion> =
+                    batch.iter().map(|f| f.completion.clone()).collect();
+                let result = storage.complete(&completions, &begun, now_ms()).await;
+                let _ = tx.send(Flushed {
+                    batch,
+                    begun,
+                    result,
+                });
+            });
+        }
+
         if let Some(grace) = stopping {
+            // A claim on its way is given back with the buffer.
+            if claiming {
+                arrived_claim = claims_rx.recv().await;
+                continue;
+            }
             // Buffered jobs never started: give them back right away.
             if !buffer.is_empty() {
                 let ids: Vec<JobId> = buffer.drain(..).map(|j| j.id).collect();
@@ -337,13 +421,25 @@ async fn run(
                 break;
             }
             if Instant::now() >= end {
+                // A write on its way settles first, so that a job it
+                // records as done is not given back as well.
+                if flushing {
+                    arrived_flush = flushed_rx.recv().await;
+                    continue;
+                }
                 storage.release(&config.node, &left, now_ms()).await?;
                 report.released += left.len() as u64;
                 break;
             }
+            let wake = match (flushing, flush_after, unflushed_since) {
+                (false, Some(t), _) => t.min(end),
+                (false, None, Some(t)) => (t + FLUSH_AFTER).min(end),
+                _ => end,
+            };
             tokio::select! {
                 Some(f) = done_rx.recv() => arrived = Some(f),
-                _ = tokio::time::sleep_until(end.into()) => {}
+                Some(f) = flushed_rx.recv() => arrived_flush = Some(f),
+                _ = tokio::time::sleep_until(wake.into()) => {}
             }
             continue;
         }
@@ -384,10 +480,13 @@ async fn run(
         } else {
             0
         };
-        if want > 0 {
-            let mut ahead = claimed.budget_scaled(&cfg.channels, moment, config.prefetch_factor);
+        if want > 0 && !claiming && claim_after.is_none_or(|t| moment >= t) {
+            let ahead = claimed.budget_scaled(&cfg.channels, moment, config.prefetch_factor);
             let room = (ahead.total() as usize).min(want);
             if room > 0 {
+                claiming = true;
+                claim_after = None;
+                woken = false;
                 let now = now_ms();
                 let request = ClaimRequest {
                     node: config.node.clone(),
@@ -406,54 +505,66 @@ async fn run(
                         .map(|(name, spec)| (name.to_string(), spec.capacity))
                         .collect(),
                 };
-                // A database that went away (restarting, failing over)
-                // must not end the pool: wait a moment and claim again.
-                // A claim that committed but whose answer was lost leaves
-                // its jobs leased to this node until the lease expires.
-                let claimed_jobs = match storage.candidates(&request).await {
-                    Ok(candidates) => {
-                        let picks: Vec<JobId> = candidates
-                            .into_iter()
-                            .filter(|(_, channel)| ahead.try_take(channel))
-                            .take(room)
-                            .map(|(id, _)| id)
-                            .collect();
-                        storage.claim(&picks, &request).await
-                    }
-                    Err(e) => Err(e),
-                };
-                let claimed_jobs = match claimed_jobs {
-                    Ok(jobs) => jobs,
-                    Err(e) => {
-                        tracing::error!(%e, "claiming jobs failed; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                            _ = stop.changed() => {}
+                let unfiltered = request.full_channels.is_empty()
+                    && request.sequential_channels.is_empty()
+                    && request.shared_limits.is_empty();
+                // Picks are made against this moment's budget: only one
+                // claim is on its way at a time, so nothing else spends it.
+                let free = (!unfiltered).then(|| ahead.into_free());
+                let (storage, tx, cfg) = (storage.clone(), claims_tx.clone(), cfg.clone());
+                tokio::spawn(async move {
+                    let answer = match free {
+                        // Only root's budget applies, and `room` is within it.
+                        None => {
+                            storage
+                                .claim_next(&ClaimRequest {
+                                    limit: room as u32,
+                                    ..request
+                                })
+                                .await
                         }
-                        continue;
-                    }
-                };
-                if !claimed_jobs.is_empty() {
-                    let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
-                    for job in claimed_jobs {
-                        claimed.start(&cfg.channels, &job.channel, moment);
-                        h.insert(job.id);
-                        buffer.push_back(job);
-                    }
-                    // Start them right away.
-                    continue;
-                }
+                        Some(free) => match storage.candidates(&request).await {
+                            Ok(candidates) => {
+                                let mut ahead = Budget::from_free(&cfg.channels, free);
+                                let picks: Vec<JobId> = candidates
+                                    .into_iter()
+                                    .filter(|(_, channel)| ahead.try_take(channel))
+                                    .take(room)
+                                    .map(|(id, _)| id)
+                                    .collect();
+                                storage.claim(&picks, &request).await
+                            }
+                            Err(e) => Err(e),
+                        },
+                    };
+                    let _ = tx.send(answer);
+                });
             }
         }
 
-        let wait = match unflushed_since {
-            Some(t) => FLUSH_AFTER.saturating_sub(t.elapsed()),
-            None => config.poll_interval,
-        };
+        let mut wake = moment + config.poll_interval;
+        if !flushing {
+            if let Some(t) = flush_after {
+                wake = wake.min(t);
+            } else if let Some(t) = unflushed_since {
+                wake = wake.min(t + FLUSH_AFTER);
+            }
+        }
+        if want > 0
+            && !claiming
+            && let Some(t) = claim_after
+        {
+            wake = wake.min(t);
+        }
         tokio::select! {
-            _ = queue.wake.notified() => {}
+            _ = queue.wake.notified() => {
+                claim_after = None;
+                woken = true;
+            }
             Some(f) = done_rx.recv() => arrived = Some(f),
-            _ = tokio::time::sleep(wait) => {}
+            Some(f) = flushed_rx.recv() => arrived_flush = Some(f),
+            Some(c) = claims_rx.recv() => arrived_claim = Some(c),
+            _ = tokio::time::sleep_until(wake.into()) => {}
             _ = stop.changed() => {}
         }
     }

@@ -52,6 +52,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "nodes",
         sql: include_str!("../../migrations/postgres/0004_nodes.sql"),
     },
+    Migration {
+        version: 5,
+        name: "lighter_completion",
+        sql: include_str!("../../migrations/postgres/0005_lighter_completion.sql"),
+    },
 ];
 
 pub(crate) fn latest(migrations: &[Migration]) -> i64 {

@@ -9,6 +9,7 @@
 
 pub mod copy;
 mod migrate;
+mod pg_leases;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -270,6 +271,21 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// may have taken some).
     async fn claim(&self, ids: &[JobId], request: &ClaimRequest) -> Result<Vec<Job>, StorageError>;
 
+    /// Claim the first `request.limit` ready jobs in run order, for a
+    /// request that filters no channel (no full, sequential or shared
+    /// channel): `candidates` and `claim` in one go, which a database may
+    /// do in one statement. Returned in run order.
+    async fn claim_next(&self, request: &ClaimRequest) -> Result<Vec<Job>, StorageError> {
+        let ids: Vec<JobId> = self
+            .candidates(request)
+            .await?
+            .into_iter()
+            .take(request.limit as usize)
+            .map(|(id, _)| id)
+            .collect();
+        self.claim(&ids, request).await
+    }
+
     /// In one transaction: mark claimed jobs that began running as
     /// `started` (`begun`: id and start time), and record finished tries —
     /// done, retry or failed, with logs and audit — releasing dependents of
@@ -455,7 +471,10 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// transaction; per key, `false` when another holder has it and it has
     /// not lapsed. A holder named `job-<id>…` is that job: its leases lapse
     /// as soon as the job is no longer claimed or running (a crashed node's
-    /// jobs go back to pending), not only at `until`.
+    /// jobs go back to pending), not only at `until`; PostgreSQL keeps a
+    /// job's leases as advisory locks, which a node that goes away frees
+    /// at once. Other holders' leases (a schedule's period) last until
+    /// `until` whatever happens to the process that took them.
     async fn lock(
         &self,
         keys: &[String],

@@ -16,6 +16,7 @@ use sqlx::{ConnectOptions, Postgres, Row, Transaction};
 
 use super::copy;
 use super::migrate::{self, Migration};
+use super::pg_leases::AdvisoryLeases;
 use super::rows::{
     BindingRow, IN_CHUNK, JOB_COLUMNS, binding_from_row, event_from_row, holder_job, job_from_row,
     placeholders, record_from_row,
@@ -58,6 +59,7 @@ pub(crate) fn pg(sql: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct PgStorage {
     pool: PgPool,
+    leases: std::sync::Arc<AdvisoryLeases>,
 }
 
 impl PgStorage {
@@ -111,13 +113,17 @@ impl PgStorage {
             admin.close().await;
             options = options.options([("search_path", schema)]);
         }
+        let leases = AdvisoryLeases::new(options.clone(), schema.unwrap_or("public"));
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await
             .map_err(|e| open_err(e.to_string()))?;
-        let storage = PgStorage { pool };
+        let storage = PgStorage {
+            pool,
+            leases: std::sync::Arc::new(leases),
+        };
         storage.migrate(migrate::POSTGRES).await?;
         Ok(storage)
     }
@@ -553,6 +559,43 @@ impl Storage for PgStorage {
         rows.iter()
             .map(|r| job_from_row(r).map_err(Into::into))
             .collect()
+    }
+
+    async fn claim_next(&self, request: &ClaimRequest) -> Result<Vec<Job>, StorageError> {
+        debug_assert!(
+            request.full_channels.is_empty()
+                && request.sequential_channels.is_empty()
+                && request.shared_limits.is_empty()
+        );
+        // Picking and claiming in one autocommit statement: one index scan
+        // in run order and one round trip, where candidates + claim take
+        // two scans, two round trips and a lookup by id.
+        let rows = sqlx::query(&format!(
+            "WITH picked AS MATERIALIZED (
+                 SELECT id FROM jobs WHERE state = 'pending' AND eta <= $1
+                 ORDER BY priority, eta, id LIMIT $2 FOR UPDATE SKIP LOCKED)
+             UPDATE jobs SET state = 'enqueued', started_at = NULL, lease_until = $3, node = $4, worker = $5
+             FROM picked WHERE jobs.id = picked.id
+             RETURNING {}",
+            JOB_COLUMNS
+                .split(',')
+                .map(|c| format!("jobs.{}", c.trim()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .bind(request.now)
+        .bind(i64::from(request.limit))
+        .bind(request.lease_until)
+        .bind(&request.node)
+        .bind(&request.worker)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        jobs.sort_by_key(|j| (j.priority, j.eta, j.id));
+        Ok(jobs)
     }
 
     async fn complete(
@@ -1087,27 +1130,64 @@ impl Storage for PgStorage {
     }
 
     async fn write_batch(&self, ops: &[WriteOp]) -> Result<Vec<WriteDone>, StorageError> {
-        let mut tx = self.pool.begin().await?;
-        let mut out = Vec::with_capacity(ops.len());
-        for op in ops {
-            out.push(match op {
-                WriteOp::Lock {
-                    keys,
-                    holder,
-                    now,
-                    until,
-                } => WriteDone::Locked(lock_in(&mut tx, keys, holder, *now, *until).await?),
-                WriteOp::Unlock { keys, holder } => {
-                    unlock_in(&mut tx, keys, holder).await?;
-                    WriteDone::Unlocked
-                }
-                WriteOp::Put { writes, now } => {
-                    WriteDone::Put(put_many_in(&mut tx, writes, *now).await?)
-                }
-            });
+        // Jobs' leases are advisory locks, outside the transaction: those
+        // taken here are given back if the batch's writes fail, as a
+        // rolled-back lease row would be.
+        let mut taken: Vec<(Vec<String>, &str)> = Vec::new();
+        let written = async {
+            let mut tx = self.pool.begin().await?;
+            let mut out = Vec::with_capacity(ops.len());
+            for op in ops {
+                out.push(match op {
+                    WriteOp::Lock {
+                        keys,
+                        holder,
+                        now,
+                        until,
+                    } if holder_job(holder).is_some() => {
+                        let got = self
+                            .leases
+                            .lock(&self.pool, keys, holder, *now, *until)
+                            .await?;
+                        taken.push((
+                            keys.iter()
+                                .zip(&got)
+                                .filter(|(_, g)| **g)
+                                .map(|(k, _)| k.clone())
+                                .collect(),
+                            holder,
+                        ));
+                        WriteDone::Locked(got)
+                    }
+                    WriteOp::Lock {
+                        keys,
+                        holder,
+                        now,
+                        until,
+                    } => WriteDone::Locked(lock_in(&mut tx, keys, holder, *now, *until).await?),
+                    WriteOp::Unlock { keys, holder } if holder_job(holder).is_some() => {
+                        self.leases.unlock(keys, holder).await?;
+                        WriteDone::Unlocked
+                    }
+                    WriteOp::Unlock { keys, holder } => {
+                        unlock_in(&mut tx, keys, holder).await?;
+                        WriteDone::Unlocked
+                    }
+                    WriteOp::Put { writes, now } => {
+                        WriteDone::Put(put_many_in(&mut tx, writes, *now).await?)
+                    }
+                });
+            }
+            tx.commit().await?;
+            Ok::<_, StorageError>(out)
         }
-        tx.commit().await?;
-        Ok(out)
+        .await;
+        if written.is_err() {
+            for (keys, holder) in taken {
+                let _ = self.leases.unlock(&keys, holder).await;
+            }
+        }
+        written
     }
 
     async fn delete_record(
@@ -1429,6 +1509,9 @@ impl Storage for PgStorage {
         now: i64,
         until: i64,
     ) -> Result<Vec<bool>, StorageError> {
+        if holder_job(holder).is_some() {
+            return self.leases.lock(&self.pool, keys, holder, now, until).await;
+        }
         let mut tx = self.pool.begin().await?;
         let out = lock_in(&mut tx, keys, holder, now, until).await?;
         tx.commit().await?;
@@ -1436,6 +1519,9 @@ impl Storage for PgStorage {
     }
 
     async fn unlock(&self, keys: &[String], holder: &str) -> Result<(), StorageError> {
+        if holder_job(holder).is_some() {
+            return self.leases.unlock(keys, holder).await;
+        }
         let mut tx = self.pool.begin().await?;
         unlock_in(&mut tx, keys, holder).await?;
         tx.commit().await?;

@@ -12,6 +12,7 @@ mod egress;
 mod events;
 mod hotswap;
 mod inspect;
+mod pg_server;
 mod postgres;
 mod queue;
 mod sandbox;

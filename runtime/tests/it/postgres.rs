@@ -13,6 +13,7 @@ use junction_runtime::storage::Storage;
 use junction_runtime::storage::postgres::PgStorage;
 use junction_runtime::sync::IMPORT_RECORD;
 
+use super::pg_server::PrivateServer;
 use super::storage::postgres_schema;
 use super::sync::{World, import, node_config, small, world_on};
 
@@ -161,10 +162,10 @@ async fn nodes_starting_together_migrate_once() {
         PgStorage::open(&url, Some(&schema))
     );
     for s in [a.unwrap(), b.unwrap(), c.unwrap()] {
-        assert_eq!(s.schema_version().await.unwrap(), 4);
+        assert_eq!(s.schema_version().await.unwrap(), 5);
     }
     let reopened = PgStorage::open(&url, Some(&schema)).await.unwrap();
-    assert_eq!(reopened.schema_version().await.unwrap(), 4);
+    assert_eq!(reopened.schema_version().await.unwrap(), 5);
     let wrong = PgStorage::open("postgres://nobody@127.0.0.1:1/none", None).await;
     let e = wrong.unwrap_err().to_string();
     assert!(
@@ -268,125 +269,6 @@ async fn db_copy_moves_an_embedded_installation_to_postgres() {
         "the rolled-back-to version is still the active one"
     );
     node.stop(Duration::from_secs(5)).await.unwrap();
-}
-
-/// A PostgreSQL server of the test's own (initdb into a temporary folder,
-/// a free port), so that it can be restarted without disturbing the other
-/// tests' server.
-struct PrivateServer {
-    bin: std::path::PathBuf,
-    data: std::path::PathBuf,
-    options: String,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl PrivateServer {
-    /// `None` (said on stderr) where PostgreSQL's server binaries or a way
-    /// to run them as the `postgres` user are missing.
-    fn start() -> Option<PrivateServer> {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .flatten()
-            .map(|d| d.path().join("bin"))
-            .find(|b| b.join("pg_ctl").exists());
-        let (Some(bin), true) = (bin, std::path::Path::new("/usr/sbin/runuser").exists()) else {
-            eprintln!(
-                "skipped: a database restart test needs PostgreSQL's server binaries (Debian postgresql) and runuser"
-            );
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        std::os::unix::fs::chown(dir.path(), Some(postgres_uid()?), None).ok()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let server = PrivateServer {
-            options: format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-                dir.path().display()
-            ),
-            bin,
-            data,
-            port,
-            _dir: dir,
-        };
-        server.run(&[
-            "initdb",
-            "-D",
-            &server.data.display().to_string(),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-        ]);
-        server.ctl("start");
-        Some(server)
-    }
-
-    fn run(&self, args: &[&str]) {
-        let out = std::process::Command::new("/usr/sbin/runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join(args[0]))
-            .args(&args[1..])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn ctl(&self, action: &str) {
-        let log = self.data.with_file_name("log");
-        self.run(&[
-            "pg_ctl",
-            "-D",
-            &self.data.display().to_string(),
-            "-o",
-            &self.options,
-            "-l",
-            &log.display().to_string(),
-            "-m",
-            "fast",
-            "-w",
-            action,
-        ]);
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for PrivateServer {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("/usr/sbin/runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .args([
-                "-D",
-                &self.data.display().to_string(),
-                "-m",
-                "immediate",
-                "stop",
-            ])
-            .output();
-    }
-}
-
-fn postgres_uid() -> Option<u32> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd
-        .lines()
-        .find(|l| l.starts_with("postgres:"))
-        .and_then(|l| l.split(':').nth(2))
-        .and_then(|uid| uid.parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -537,5 +419,50 @@ async fn a_sequential_channel_runs_one_job_at_a_time_across_nodes() {
     eprintln!("sequential channel: 24 jobs one at a time on {ran_on:?}");
     for n in nodes {
         n.stop(Duration::from_secs(5)).await.unwrap();
+    }
+}
+
+/// Sync leases are advisory locks: they exclude another node, and when the
+/// node holding them goes away its connection closes and they are free at
+/// once, long before their `until`.
+#[tokio::test]
+async fn a_gone_nodes_sync_leases_are_free_at_once() {
+    let Some((url, schema)) = postgres_schema().await else {
+        return;
+    };
+    let a = PgStorage::open(&url, Some(&schema)).await.unwrap();
+    let b = PgStorage::open(&url, Some(&schema)).await.unwrap();
+    let keys = vec!["shop/product/1".to_string(), "shop/product/2".to_string()];
+    let far = i64::MAX / 2;
+    assert_eq!(
+        a.lock(&keys, "w-a", 1, far).await.unwrap(),
+        vec![true, true]
+    );
+    assert_eq!(
+        b.lock(&keys[..1], "w-b", 2, far).await.unwrap(),
+        vec![false],
+        "held by the other node"
+    );
+    a.unlock(&keys[..1], "w-a").await.unwrap();
+    assert_eq!(
+        b.lock(&keys, "w-b", 3, far).await.unwrap(),
+        vec![true, false]
+    );
+    // A schema of its own is a namespace of its own.
+    let (_, other) = postgres_schema().await.unwrap();
+    let c = PgStorage::open(&url, Some(&other)).await.unwrap();
+    assert_eq!(c.lock(&keys[1..], "w-c", 3, far).await.unwrap(), vec![true]);
+
+    drop(a);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if b.lock(&keys[1..], "w-b", 4, far).await.unwrap() == vec![true] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lease of a node that went away stayed taken"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -1,0 +1,121 @@
+//! A PostgreSQL server of a test's own, which the test may restart
+//! without disturbing the shared server the other tests use.
+
+/// A PostgreSQL server of the test's own (initdb into a temporary folder,
+/// a free port), so that it can be restarted without disturbing the other
+/// tests' server.
+pub struct PrivateServer {
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    options: String,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateServer {
+    /// `None` (said on stderr) where PostgreSQL's server binaries or a way
+    /// to run them as the `postgres` user are missing.
+    pub fn start() -> Option<PrivateServer> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .flatten()
+            .map(|d| d.path().join("bin"))
+            .find(|b| b.join("pg_ctl").exists());
+        let (Some(bin), true) = (bin, std::path::Path::new("/usr/sbin/runuser").exists()) else {
+            eprintln!(
+                "skipped: a database restart test needs PostgreSQL's server binaries (Debian postgresql) and runuser"
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::os::unix::fs::chown(dir.path(), Some(postgres_uid()?), None).ok()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = PrivateServer {
+            options: format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                dir.path().display()
+            ),
+            bin,
+            data,
+            port,
+            _dir: dir,
+        };
+        server.run(&[
+            "initdb",
+            "-D",
+            &server.data.display().to_string(),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        ]);
+        server.ctl("start");
+        Some(server)
+    }
+
+    fn run(&self, args: &[&str]) {
+        let out = std::process::Command::new("/usr/sbin/runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join(args[0]))
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn ctl(&self, action: &str) {
+        let log = self.data.with_file_name("log");
+        self.run(&[
+            "pg_ctl",
+            "-D",
+            &self.data.display().to_string(),
+            "-o",
+            &self.options,
+            "-l",
+            &log.display().to_string(),
+            "-m",
+            "fast",
+            "-w",
+            action,
+        ]);
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("/usr/sbin/runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args([
+                "-D",
+                &self.data.display().to_string(),
+                "-m",
+                "immediate",
+                "stop",
+            ])
+            .output();
+    }
+}
+
+fn postgres_uid() -> Option<u32> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd
+        .lines()
+        .find(|l| l.starts_with("postgres:"))
+        .and_then(|l| l.split(':').nth(2))
+        .and_then(|uid| uid.parse().ok())
+}
