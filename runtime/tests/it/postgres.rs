@@ -14,7 +14,7 @@ use junction_runtime::storage::postgres::PgStorage;
 use junction_runtime::sync::IMPORT_RECORD;
 
 use super::pg_server::PrivateServer;
-use super::storage::postgres_schema;
+use super::storage::{job, postgres_schema, start_all};
 use super::sync::{World, import, node_config, small, world_on};
 
 /// A world on a new PostgreSQL schema, and a way to open more nodes'
@@ -422,9 +422,10 @@ async fn a_sequential_channel_runs_one_job_at_a_time_across_nodes() {
     }
 }
 
-/// Sync leases are advisory locks: they exclude another node, and when the
-/// node holding them goes away its connection closes and they are free at
-/// once, long before their `until`.
+/// Jobs' sync leases are advisory locks: they exclude another node, and
+/// when the node holding them goes away its connection closes and they are
+/// free at once, long before their `until` and before the reaper returns
+/// the job.
 #[tokio::test]
 async fn a_gone_nodes_sync_leases_are_free_at_once() {
     let Some((url, schema)) = postgres_schema().await else {
@@ -432,31 +433,40 @@ async fn a_gone_nodes_sync_leases_are_free_at_once() {
     };
     let a = PgStorage::open(&url, Some(&schema)).await.unwrap();
     let b = PgStorage::open(&url, Some(&schema)).await.unwrap();
+    a.enqueue(&[job("f"), job("f")], 1).await.unwrap();
+    let running = start_all(&a, 2).await;
+    let (on_a, on_b) = (
+        format!("job-{}:node-a", running[0]),
+        format!("job-{}:node-b", running[1]),
+    );
     let keys = vec!["shop/product/1".to_string(), "shop/product/2".to_string()];
     let far = i64::MAX / 2;
     assert_eq!(
-        a.lock(&keys, "w-a", 1, far).await.unwrap(),
+        a.lock(&keys, &on_a, 3, far).await.unwrap(),
         vec![true, true]
     );
     assert_eq!(
-        b.lock(&keys[..1], "w-b", 2, far).await.unwrap(),
+        b.lock(&keys[..1], &on_b, 4, far).await.unwrap(),
         vec![false],
         "held by the other node"
     );
-    a.unlock(&keys[..1], "w-a").await.unwrap();
+    a.unlock(&keys[..1], &on_a).await.unwrap();
     assert_eq!(
-        b.lock(&keys, "w-b", 3, far).await.unwrap(),
+        b.lock(&keys, &on_b, 5, far).await.unwrap(),
         vec![true, false]
     );
     // A schema of its own is a namespace of its own.
     let (_, other) = postgres_schema().await.unwrap();
     let c = PgStorage::open(&url, Some(&other)).await.unwrap();
-    assert_eq!(c.lock(&keys[1..], "w-c", 3, far).await.unwrap(), vec![true]);
+    assert_eq!(
+        c.lock(&keys[1..], "job-1:node-c", 6, far).await.unwrap(),
+        vec![true]
+    );
 
     drop(a);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        if b.lock(&keys[1..], "w-b", 4, far).await.unwrap() == vec![true] {
+        if b.lock(&keys[1..], &on_b, 7, far).await.unwrap() == vec![true] {
             break;
         }
         assert!(

@@ -68,7 +68,7 @@ pub(crate) async fn postgres_schema() -> Option<(String, String)> {
     Some((url, schema))
 }
 
-fn job(function: &str) -> NewJob {
+pub(crate) fn job(function: &str) -> NewJob {
     NewJob {
         function: function.to_string(),
         args: "{}".to_string(),
@@ -96,7 +96,7 @@ fn claim(now: i64) -> ClaimRequest {
     }
 }
 
-async fn start_all(s: &dyn Storage, now: i64) -> Vec<i64> {
+pub(crate) async fn start_all(s: &dyn Storage, now: i64) -> Vec<i64> {
     let ids: Vec<i64> = s
         .candidates(&claim(now))
         .await
