@@ -240,14 +240,7 @@ async fn three_nodes_lose_one_to_sigkill_and_finish_every_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_ride_out_a_database_restart() {
-    if std::env::var_os("JUNCTION_TEST_POSTGRES_URL").is_none() {
-        eprintln!("skipped: PostgreSQL tests (set JUNCTION_TEST_POSTGRES_URL)");
-        return;
-    }
-    let Some(server) = tokio::task::spawn_blocking(PrivateServer::start)
-        .await
-        .unwrap()
-    else {
+    let Some(server) = PrivateServer::for_test().await else {
         return;
     };
     let url = server.url();

@@ -13,6 +13,18 @@ pub struct PrivateServer {
 }
 
 impl PrivateServer {
+    /// A started server for a PostgreSQL test, or `None` (said on stderr)
+    /// when PostgreSQL tests are not asked for or cannot run here.
+    pub async fn for_test() -> Option<PrivateServer> {
+        if std::env::var_os("JUNCTION_TEST_POSTGRES_URL").is_none() {
+            eprintln!("skipped: PostgreSQL tests (set JUNCTION_TEST_POSTGRES_URL)");
+            return None;
+        }
+        tokio::task::spawn_blocking(PrivateServer::start)
+            .await
+            .unwrap()
+    }
+
     /// `None` (said on stderr) where PostgreSQL's server binaries or a way
     /// to run them as the `postgres` user are missing.
     pub fn start() -> Option<PrivateServer> {

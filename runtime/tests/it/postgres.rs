@@ -273,14 +273,7 @@ async fn db_copy_moves_an_embedded_installation_to_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_mid_run_loses_no_job() {
-    if std::env::var_os("JUNCTION_TEST_POSTGRES_URL").is_none() {
-        eprintln!("skipped: PostgreSQL tests (set JUNCTION_TEST_POSTGRES_URL)");
-        return;
-    }
-    let Some(server) = tokio::task::spawn_blocking(PrivateServer::start)
-        .await
-        .unwrap()
-    else {
+    let Some(server) = PrivateServer::for_test().await else {
         return;
     };
     let storage: Arc<dyn Storage> = Arc::new(PgStorage::open(&server.url(), None).await.unwrap());
