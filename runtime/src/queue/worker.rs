@@ -236,7 +236,8 @@ struct Finished {
 
 /// A finished batch's record, back from the database.
 struct Flushed {
-    batch: Vec<Finished>,
+    completions: Vec<Completion>,
+    channels: Vec<String>,
     begun: Vec<(JobId, i64)>,
     result: Result<(), StorageError>,
 }
@@ -306,11 +307,11 @@ async fn run(
             match flushed.result {
                 Ok(()) => {
                     let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
-                    for f in &flushed.batch {
-                        h.remove(&f.completion.id);
+                    for (completion, channel) in flushed.completions.iter().zip(&flushed.channels) {
+                        h.remove(&completion.id);
                         // Claim-ahead room (and a sequential channel's turn)
                         // comes back only once the outcome is recorded.
-                        claimed.finish(&cfg.channels, &f.channel);
+                        claimed.finish(&cfg.channels, channel);
                         report.finished += 1;
                     }
                 }
@@ -319,7 +320,15 @@ async fn run(
                     // expire and the jobs run again elsewhere. Keep the
                     // batch, ahead of what finished meanwhile, and retry.
                     tracing::error!(%e, "recording finished jobs failed; retrying");
-                    let mut again = flushed.batch;
+                    let mut again: Vec<Finished> = flushed
+                        .completions
+                        .into_iter()
+                        .zip(flushed.channels)
+                        .map(|(completion, channel)| Finished {
+                            completion,
+                            channel,
+                        })
+                        .collect();
                     again.append(&mut batch);
                     batch = again;
                     let mut again = flushed.begun;
@@ -379,15 +388,15 @@ async fn run(
             flushing = true;
             flush_after = None;
             unflushed_since = None;
-            let batch = std::mem::take(&mut batch);
+            let (completions, channels): (Vec<Completion>, Vec<String>) =
+                batch.drain(..).map(|f| (f.completion, f.channel)).unzip();
             let begun = std::mem::take(&mut begun);
             let (storage, tx) = (storage.clone(), flushed_tx.clone());
             tokio::spawn(async move {
-                let completions: Vec<Completion> =
-                    batch.iter().map(|f| f.completion.clone()).collect();
                 let result = storage.complete(&completions, &begun, now_ms()).await;
                 let _ = tx.send(Flushed {
-                    batch,
+                    completions,
+                    channels,
                     begun,
                     result,
                 });

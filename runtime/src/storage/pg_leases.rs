@@ -120,13 +120,8 @@ impl AdvisoryLeases {
             let hashed: Vec<i64> = ask.iter().map(|k| self.key(k)).collect();
             let granted: Vec<bool> = {
                 let conn = self.connection(&mut state).await?;
-                let answer = sqlx::query_scalar(
-                    "SELECT pg_try_advisory_lock(k) FROM UNNEST($1::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
-                )
-                .bind(&hashed)
-                .fetch_all(conn)
-                .await;
-                self.settle(&mut state, answer)?
+                let answer = try_lock_all(conn, &hashed).await;
+                settle(&mut state, answer)?
             };
             for (key, granted) in ask.into_iter().zip(granted) {
                 if granted {
@@ -169,7 +164,7 @@ impl AdvisoryLeases {
             .execute(conn)
             .await
             .map(|_| ());
-        self.settle(state, answer)
+        settle(state, answer)
     }
 
     /// Give back leases that lapsed, at most every `SWEEP_EVERY`.
@@ -200,12 +195,7 @@ impl AdvisoryLeases {
             if !state.held.is_empty() {
                 let keys: Vec<String> = state.held.keys().cloned().collect();
                 let hashed: Vec<i64> = keys.iter().map(|k| self.key(k)).collect();
-                let granted: Vec<bool> = sqlx::query_scalar(
-                    "SELECT pg_try_advisory_lock(k) FROM UNNEST($1::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
-                )
-                .bind(&hashed)
-                .fetch_all(&mut conn)
-                .await?;
+                let granted = try_lock_all(&mut conn, &hashed).await?;
                 for (key, granted) in keys.into_iter().zip(granted) {
                     if !granted {
                         tracing::warn!(
@@ -220,21 +210,27 @@ impl AdvisoryLeases {
         }
         Ok(state.conn.as_mut().expect("connected above"))
     }
+}
 
-    /// An error on the lock connection may mean it is gone, and with it
-    /// every lease in the server: drop it, so the next call reconnects.
-    fn settle<T>(
-        &self,
-        state: &mut State,
-        answer: Result<T, sqlx::Error>,
-    ) -> Result<T, StorageError> {
-        answer.map_err(|e| {
-            if !matches!(e, sqlx::Error::Database(_)) {
-                state.conn = None;
-            }
-            e.into()
-        })
-    }
+/// Try to take each of `keys` on `conn`; per key, whether it was granted.
+async fn try_lock_all(conn: &mut PgConnection, keys: &[i64]) -> Result<Vec<bool>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT pg_try_advisory_lock(k) FROM UNNEST($1::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
+    )
+    .bind(keys)
+    .fetch_all(conn)
+    .await
+}
+
+/// An error on the lock connection may mean it is gone, and with it every
+/// lease in the server: drop it, so the next call reconnects.
+fn settle<T>(state: &mut State, answer: Result<T, sqlx::Error>) -> Result<T, StorageError> {
+    answer.map_err(|e| {
+        if !matches!(e, sqlx::Error::Database(_)) {
+            state.conn = None;
+        }
+        e.into()
+    })
 }
 
 /// Which of `jobs` are no longer claimed or running.

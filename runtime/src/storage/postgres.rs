@@ -575,13 +575,8 @@ impl Storage for PgStorage {
                  SELECT id FROM jobs WHERE state = 'pending' AND eta <= $1
                  ORDER BY priority, eta, id LIMIT $2 FOR UPDATE SKIP LOCKED)
              UPDATE jobs SET state = 'enqueued', started_at = NULL, lease_until = $3, node = $4, worker = $5
-             FROM picked WHERE jobs.id = picked.id
-             RETURNING {}",
-            JOB_COLUMNS
-                .split(',')
-                .map(|c| format!("jobs.{}", c.trim()))
-                .collect::<Vec<_>>()
-                .join(", ")
+             WHERE id IN (SELECT id FROM picked)
+             RETURNING {JOB_COLUMNS}"
         ))
         .bind(request.now)
         .bind(i64::from(request.limit))
@@ -1144,33 +1139,23 @@ impl Storage for PgStorage {
                         holder,
                         now,
                         until,
-                    } if holder_job(holder).is_some() => {
+                    } => WriteDone::Locked(if holder_job(holder).is_some() {
                         let got = self
                             .leases
                             .lock(&self.pool, keys, holder, *now, *until)
                             .await?;
-                        taken.push((
-                            keys.iter()
-                                .zip(&got)
-                                .filter(|(_, g)| **g)
-                                .map(|(k, _)| k.clone())
-                                .collect(),
-                            holder,
-                        ));
-                        WriteDone::Locked(got)
-                    }
-                    WriteOp::Lock {
-                        keys,
-                        holder,
-                        now,
-                        until,
-                    } => WriteDone::Locked(lock_in(&mut tx, keys, holder, *now, *until).await?),
-                    WriteOp::Unlock { keys, holder } if holder_job(holder).is_some() => {
-                        self.leases.unlock(keys, holder).await?;
-                        WriteDone::Unlocked
-                    }
+                        let granted = keys.iter().zip(&got).filter(|(_, g)| **g);
+                        taken.push((granted.map(|(k, _)| k.clone()).collect(), holder));
+                        got
+                    } else {
+                        lock_in(&mut tx, keys, holder, *now, *until).await?
+                    }),
                     WriteOp::Unlock { keys, holder } => {
-                        unlock_in(&mut tx, keys, holder).await?;
+                        if holder_job(holder).is_some() {
+                            self.leases.unlock(keys, holder).await?;
+                        } else {
+                            unlock_in(&mut tx, keys, holder).await?;
+                        }
                         WriteDone::Unlocked
                     }
                     WriteOp::Put { writes, now } => {
