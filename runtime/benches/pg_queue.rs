@@ -13,6 +13,9 @@
 //! Needs JUNCTION_BENCH_POSTGRES_URL (or JUNCTION_TEST_POSTGRES_URL),
 //! e.g. postgres://postgres@127.0.0.1:5432/test; works in its own schemas.
 //! JUNCTION_BENCH_ONLY=junction measures Junction alone (while tuning).
+//! Each system is measured in JUNCTION_BENCH_ROUNDS rounds (3 unless
+//! set), taking turns, and the medians are compared: one run of any of
+//! them varies by ±20 % on a shared 2-core machine.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -169,6 +172,9 @@ async fn raw_limit(url: &str, dir: &Path) -> Option<f64> {
     let per_client = JOBS / BATCH / CLIENTS;
     let started = Instant::now();
     let out = Command::new(pgbench)
+        // The planner settings of Junction's claim connections, so that this
+        // is the limit of the same SQL with the same plan.
+        .env("PGOPTIONS", "-c enable_bitmapscan=off -c enable_sort=off")
         .args([
             "-n",
             "-c",
@@ -256,36 +262,68 @@ fn main() {
         }
         let batched = per_sec(JOBS, started.elapsed());
         let only = std::env::var("JUNCTION_BENCH_ONLY").unwrap_or_default();
-        println!("job queue on PostgreSQL ({url}), {JOBS} no-op jobs, {WORKERS} workers per node");
+        let rounds: usize = std::env::var("JUNCTION_BENCH_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(3)
+            .max(1);
+        println!("job queue on PostgreSQL ({url}), {JOBS} no-op jobs, {WORKERS} workers per node, {rounds} rounds");
         let line = |what: &str, rate: f64| println!("{what:<52} {rate:>10.0} jobs/s");
         line("Junction enqueue, one per transaction", single);
         line("Junction enqueue, batches of 1000", batched);
-        let one = processing(&url, 1).await;
-        line("Junction run no-op jobs, 1 node", one);
-        let three = processing(&url, 3).await;
-        line("Junction run no-op jobs, 3 nodes", three);
-        if only == "junction" {
-            return;
+        let (mut one, mut three, mut raw, mut graph) = (vec![], vec![], vec![], vec![]);
+        for round in 1..=rounds {
+            println!("round {round}");
+            one.push(processing(&url, 1).await);
+            line("  Junction run no-op jobs, 1 node", *one.last().unwrap());
+            three.push(processing(&url, 3).await);
+            line("  Junction run no-op jobs, 3 nodes", *three.last().unwrap());
+            if only == "junction" {
+                continue;
+            }
+            match raw_limit(&url, dir.path()).await {
+                Some(r) => {
+                    raw.push(r);
+                    line("  raw SQL limit (pgbench, 4 clients, batches of 500)", r);
+                }
+                None => println!("  raw SQL limit: pgbench not found"),
+            }
+            match graphile(&url) {
+                Ok(g) => {
+                    graph.push(g);
+                    line("  graphile-worker (4 processes x 24, its perfTest)", g);
+                }
+                Err(e) => println!("  graphile-worker: not measured: {e}"),
+            }
         }
-        match raw_limit(&url, dir.path()).await {
-            Some(r) => println!(
+        let (one, three) = (median(&mut one), median(&mut three));
+        println!("medians of {rounds} rounds");
+        line("Junction run no-op jobs, 1 node", one);
+        line("Junction run no-op jobs, 3 nodes", three);
+        if !raw.is_empty() {
+            let r = median(&mut raw);
+            println!(
                 "{:<52} {:>10.0} jobs/s   Junction 1 node at {:.2} of it, 3 nodes at {:.2}",
                 "raw SQL limit (pgbench, 4 clients, batches of 500)",
                 r,
                 one / r,
                 three / r
-            ),
-            None => println!("raw SQL limit: pgbench not found"),
+            );
         }
-        match graphile(&url) {
-            Ok(g) => println!(
+        if !graph.is_empty() {
+            let g = median(&mut graph);
+            println!(
                 "{:<52} {:>10.0} jobs/s   Junction 1 node at {:.2}x, 3 nodes at {:.2}x",
                 "graphile-worker (4 processes x 24, its perfTest)",
                 g,
                 one / g,
                 three / g
-            ),
-            Err(e) => println!("graphile-worker: not measured: {e}"),
+            );
         }
     });
+}
+
+fn median(rates: &mut [f64]) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
 }

@@ -59,6 +59,8 @@ pub(crate) fn pg(sql: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct PgStorage {
     pool: PgPool,
+    /// Claims only: see [`claim_options`].
+    claims: PgPool,
     leases: std::sync::Arc<AdvisoryLeases>,
 }
 
@@ -114,6 +116,10 @@ impl PgStorage {
             options = options.options([("search_path", schema)]);
         }
         let leases = AdvisoryLeases::new(options.clone(), schema.unwrap_or("public"));
+        let claims = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_lazy_with(claim_options(options.clone()));
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
@@ -122,6 +128,7 @@ impl PgStorage {
             .map_err(|e| open_err(e.to_string()))?;
         let storage = PgStorage {
             pool,
+            claims,
             leases: std::sync::Arc::new(leases),
         };
         storage.migrate(migrate::POSTGRES).await?;
@@ -172,6 +179,16 @@ impl PgStorage {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Connections for claims, whose planner may only read the ready index
+/// in run order. Without fresh statistics (autovacuum off, or a queue just
+/// filled in bulk) PostgreSQL guesses that few jobs are pending, and plans
+/// a claim as a bitmap scan of *every* pending job plus a sort: measured
+/// at 65 ms for a claim of 768 out of 50,000, against 8 ms for the index
+/// read in order that stops at the limit. A claim never needs either.
+fn claim_options(options: PgConnectOptions) -> PgConnectOptions {
+    options.options([("enable_bitmapscan", "off"), ("enable_sort", "off")])
 }
 
 /// The channel other nodes LISTEN on: jobs may have become due.
@@ -484,7 +501,7 @@ impl Storage for PgStorage {
         }
         let rows = query
             .bind(i64::from(request.limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.claims)
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("id")?, r.try_get("channel")?)))
@@ -508,14 +525,14 @@ impl Storage for PgStorage {
             .bind(&request.node)
             .bind(&request.worker)
             .bind(ids)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.claims)
             .await?;
             return rows
                 .iter()
                 .map(|r| job_from_row(r).map_err(Into::into))
                 .collect();
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.claims.begin().await?;
         let admitted;
         let ids = {
             // Claims that must respect limits shared by all nodes take
@@ -583,7 +600,7 @@ impl Storage for PgStorage {
         .bind(request.lease_until)
         .bind(&request.node)
         .bind(&request.worker)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.claims)
         .await?;
         let mut jobs = rows
             .iter()
