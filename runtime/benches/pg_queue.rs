@@ -8,7 +8,9 @@
 //!   of 500, no completion batching delay), if Node.js and npm are here;
 //! - the raw limit of the same SQL: pgbench claiming and completing
 //!   batches of 500 pending rows with `FOR UPDATE SKIP LOCKED` from 4
-//!   clients (Junction claims and completes in batches too).
+//!   clients (Junction claims and completes in batches too), with the
+//!   planner settings of Junction's claim connections; graphile-worker
+//!   is measured a second time with them too.
 //!
 //! Needs JUNCTION_BENCH_POSTGRES_URL (or JUNCTION_TEST_POSTGRES_URL),
 //! e.g. postgres://postgres@127.0.0.1:5432/test; works in its own schemas.
@@ -174,7 +176,7 @@ async fn raw_limit(url: &str, dir: &Path) -> Option<f64> {
     let out = Command::new(pgbench)
         // The planner settings of Junction's claim connections, so that this
         // is the limit of the same SQL with the same plan.
-        .env("PGOPTIONS", "-c enable_bitmapscan=off -c enable_sort=off")
+        .env("PGOPTIONS", claim_planner())
         .args([
             "-n",
             "-c",
@@ -197,9 +199,19 @@ async fn raw_limit(url: &str, dir: &Path) -> Option<f64> {
     Some(per_sec(per_client * CLIENTS * BATCH, took))
 }
 
-/// graphile-worker from npm, run as its perfTest runs it; its jobs/s, or
-/// why not.
-fn graphile(url: &str) -> Result<f64, String> {
+/// The planner settings of Junction's claim connections as PGOPTIONS, for
+/// the runs that compare like with like.
+fn claim_planner() -> String {
+    junction_runtime::storage::postgres::CLAIM_PLANNER
+        .iter()
+        .map(|(k, v)| format!("-c {k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// graphile-worker from npm, run as its perfTest runs it (with
+/// `pgoptions`, every connection of its gets them); its jobs/s, or why not.
+fn graphile(url: &str, pgoptions: &str) -> Result<f64, String> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../target/bench-graphile")
         .canonicalize()
@@ -214,6 +226,7 @@ fn graphile(url: &str) -> Result<f64, String> {
         .arg(&dir)
         .arg(JOBS.to_string())
         .env("PERF_DATABASE_URL", url)
+        .env("PGOPTIONS", pgoptions)
         .output()
         .map_err(|e| format!("node: {e}"))?;
     if !out.status.success() {
@@ -272,6 +285,7 @@ fn main() {
         line("Junction enqueue, one per transaction", single);
         line("Junction enqueue, batches of 1000", batched);
         let (mut one, mut three, mut raw, mut graph) = (vec![], vec![], vec![], vec![]);
+        let mut graph_planned = vec![];
         for round in 1..=rounds {
             println!("round {round}");
             one.push(processing(&url, 1).await);
@@ -288,12 +302,19 @@ fn main() {
                 }
                 None => println!("  raw SQL limit: pgbench not found"),
             }
-            match graphile(&url) {
+            match graphile(&url, "") {
                 Ok(g) => {
                     graph.push(g);
                     line("  graphile-worker (4 processes x 24, its perfTest)", g);
                 }
                 Err(e) => println!("  graphile-worker: not measured: {e}"),
+            }
+            // Without statistics (autovacuum off, a queue just filled)
+            // graphile's claims get the same bad plan Junction's avoid:
+            // this shows how much of the difference that is.
+            if let Ok(g) = graphile(&url, &claim_planner()) {
+                graph_planned.push(g);
+                line("  graphile-worker, Junction's claim planner settings", g);
             }
         }
         let (one, three) = (median(&mut one), median(&mut three));
@@ -315,6 +336,16 @@ fn main() {
             println!(
                 "{:<52} {:>10.0} jobs/s   Junction 1 node at {:.2}x, 3 nodes at {:.2}x",
                 "graphile-worker (4 processes x 24, its perfTest)",
+                g,
+                one / g,
+                three / g
+            );
+        }
+        if !graph_planned.is_empty() {
+            let g = median(&mut graph_planned);
+            println!(
+                "{:<52} {:>10.0} jobs/s   Junction 1 node at {:.2}x, 3 nodes at {:.2}x",
+                "graphile-worker, Junction's claim planner settings",
                 g,
                 one / g,
                 three / g
