@@ -17,29 +17,16 @@ pub mod search;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use junction_backend_kit::{Body, Gate, Refusal, reply, spawn_server};
 use serde_json::{Value, json};
 
 pub use data::Seed;
 use data::{Data, magento_time, now_secs};
-
-/// Faults to inject, switchable while running.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Faults {
-    /// Added to every response.
-    pub latency: Duration,
-    /// Share of requests (0.0–1.0) answered 503.
-    pub error_rate: f64,
-    /// Share of requests (0.0–1.0) whose connection is dropped unanswered.
-    pub drop_rate: f64,
-}
+pub use junction_backend_kit::Faults;
 
 /// How the shop behaves.
 #[derive(Debug, Clone)]
@@ -71,9 +58,7 @@ struct State {
     config: ShopConfig,
     data: Mutex<Data>,
     tokens: Mutex<Vec<String>>,
-    faults: Mutex<Faults>,
-    bucket: Mutex<(f64, Instant)>,
-    counter: Mutex<u64>,
+    gate: Gate,
 }
 
 /// A running shop.
@@ -94,32 +79,16 @@ impl Shop {
     pub async fn start(config: ShopConfig, addr: SocketAddr) -> std::io::Result<Shop> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let burst = f64::from(config.rate_limit.unwrap_or(0));
         let state = Arc::new(State {
             data: Mutex::new(Data::seeded(&config.seed)),
+            gate: Gate::new(config.rate_limit),
             config,
             tokens: Mutex::new(Vec::new()),
-            faults: Mutex::new(Faults::default()),
-            bucket: Mutex::new((burst, Instant::now())),
-            counter: Mutex::new(0),
         });
         let s = state.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let s = s.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let s = s.clone();
-                        async move { serve(&s, req).await }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        spawn_server(listener, move |req| {
+            let s = s.clone();
+            async move { serve(&s, req).await }
         });
         Ok(Shop { addr, state })
     }
@@ -142,7 +111,7 @@ impl Shop {
     }
 
     pub fn set_faults(&self, faults: Faults) {
-        *self.state.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
+        self.state.gate.set_faults(faults);
     }
 
     /// Change a product as a shop admin would (its `updated_at` moves).
@@ -193,69 +162,28 @@ impl Shop {
     }
 }
 
-type Body = Full<Bytes>;
-
-fn reply(status: StatusCode, body: Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("a valid response")
-}
-
 fn message(status: StatusCode, text: &str) -> Response<Body> {
     reply(status, json!({ "message": text }))
 }
 
-/// Deterministic "random" in [0, 1) per request, so fault rates hold on
-/// average without a random source.
-fn roll(state: &State) -> f64 {
-    let mut n = state.counter.lock().unwrap_or_else(|p| p.into_inner());
-    *n += 1;
-    let x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (x >> 11) as f64 / (1u64 << 53) as f64
-}
-
 async fn serve(state: &State, req: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
-    let faults = state
-        .faults
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    if !faults.latency.is_zero() {
-        tokio::time::sleep(faults.latency).await;
-    }
-    if faults.drop_rate > 0.0 && roll(state) < faults.drop_rate {
-        // An error from the service makes hyper close the connection
-        // without an answer: a dropped connection, as the client sees it.
-        return Err(std::io::Error::other("fault injection: dropped"));
-    }
-    if faults.error_rate > 0.0 && roll(state) < faults.error_rate {
-        let mut r = message(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Service temporarily unavailable",
-        );
-        r.headers_mut()
-            .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
-        return Ok(r);
-    }
-    if let Some(limit) = state.config.rate_limit {
-        let mut bucket = state.bucket.lock().unwrap_or_else(|p| p.into_inner());
-        let elapsed = bucket.1.elapsed().as_secs_f64();
-        bucket.0 = (bucket.0 + elapsed * f64::from(limit)).min(f64::from(limit));
-        bucket.1 = Instant::now();
-        if bucket.0 < 1.0 {
-            let mut r = message(
+    let refused = state
+        .gate
+        .admit(|why| match why {
+            Refusal::Unavailable => message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service temporarily unavailable",
+            ),
+            Refusal::RateLimited => message(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many requests. Try again later.",
-            );
-            r.headers_mut()
-                .insert("retry-after", "1".parse().expect("a valid header"));
-            return Ok(r);
-        }
-        bucket.0 -= 1.0;
+            ),
+        })
+        .await?;
+    match refused {
+        Some(response) => Ok(response),
+        None => Ok(route(state, req).await),
     }
-    Ok(route(state, req).await)
 }
 
 async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {

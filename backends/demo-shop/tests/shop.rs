@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use junction_backend_kit::exchange_json;
 use junction_demo_shop::{Faults, Seed, Shop, ShopConfig};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One HTTP/1.1 exchange; `None` when the connection was dropped.
 async fn call(
@@ -15,28 +15,7 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> Option<(u16, Vec<String>, Value)> {
-    let mut stream = tokio::net::TcpStream::connect(shop.addr).await.unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.ok()?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let mut lines = head.lines();
-    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let headers = lines.map(|l| l.to_lowercase()).collect();
-    Some((
-        status,
-        headers,
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    ))
+    exchange_json(shop.addr, method, path, token, body).await
 }
 
 async fn shop(config: ShopConfig) -> (Shop, String) {
