@@ -1,0 +1,51 @@
+"""The host's imports, in memory, so units run natively under pytest.
+
+`FakeHost` records what a unit did (log lines, bindings, jobs, state) and
+answers from what a test put in. It is the same interface the component
+glue gives a unit inside the sandbox (`junction_guest.host.Host`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass
+class FakeHost:
+    name: str = "test-backend"
+    kind: str = "test"
+    version: str = "1.0.0"
+    base_url: str = "http://127.0.0.1"
+    settings: dict[str, Any] = field(default_factory=dict)
+    bindings: dict[tuple[str, str], str] = field(default_factory=dict)
+    records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    state: dict[str, str] = field(default_factory=dict)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    logs: list[tuple[str, str]] = field(default_factory=list)
+
+    def bind(self, model: str, external_id: str, local_id: str, sync_date: Optional[str] = None) -> None:
+        self.bindings[(model, external_id)] = local_id
+
+    def to_local(self, model: str, external_id: str) -> Optional[str]:
+        return self.bindings.get((model, external_id))
+
+    def to_external(self, model: str, local_id: str) -> Optional[str]:
+        return next((e for (m, e), l in self.bindings.items() if m == model and l == local_id), None)
+
+    def record(self, model: str, local_id: str) -> Optional[dict[str, Any]]:
+        return self.records.get((model, local_id))
+
+    def get_state(self, key: str) -> Optional[str]:
+        return self.state.get(key)
+
+    def set_state(self, key: str, value: str) -> None:
+        self.state[key] = value
+
+    def enqueue(self, function: str, args: dict[str, Any], **options: Any) -> str:
+        self.jobs.append({"function": function, "args": json.loads(json.dumps(args)), **options})
+        return str(len(self.jobs))
+
+    def log(self, level: str, message: str) -> None:
+        self.logs.append((level, message))
