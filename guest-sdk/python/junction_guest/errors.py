@@ -51,7 +51,7 @@ class NothingToDo(ConnectorError):
 
 def to_wit(error: ConnectorError):
     """The WIT `error` value for `error` (inside a component only)."""
-    from wit_world.imports import junction_connector_types as t
+    from . import _wit_types as t
 
     if isinstance(error, Retryable):
         return t.Error_Retryable(t.Delay(seconds=error.seconds, message=error.message))

@@ -1,0 +1,183 @@
+"""The glue between a Python unit and componentize-py's bindings.
+
+A connector's app module ends with
+
+    globals().update(export(manifest=MANIFEST, mapper=MyMapper()))
+
+which defines the classes componentize-py looks for (`Describe`,
+`Mapper`, `Adapter`): they convert WIT values to the SDK's plain ones,
+call the unit with the sandbox's host, and turn `ConnectorError`s into the
+contract's `error` variant. Any other exception traps the call: it is a
+bug in the connector, and the host reports it as one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.imports import binder, config, jobs, log, records, state
+from . import _wit_types as t
+
+from .errors import ConnectorError, Permanent, to_wit
+from .units import LocalRecord, Manifest, RemoteRecord
+
+
+class SandboxHost:
+    """The host's imports, with the same methods as `testing.FakeHost`."""
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return json.loads(config.settings())
+
+    @property
+    def base_url(self) -> str:
+        return config.backend().base_url
+
+    @property
+    def version(self) -> str:
+        return config.backend().version
+
+    def to_local(self, model: str, external_id: str) -> Optional[str]:
+        return binder.to_local(model, external_id)
+
+    def to_external(self, model: str, local_id: str) -> Optional[str]:
+        return binder.to_external(model, local_id)
+
+    def bind(self, model: str, external_id: str, local_id: str, sync_date: Optional[str] = None) -> None:
+        binder.bind(model, external_id, local_id, sync_date)
+
+    def record(self, model: str, local_id: str) -> Optional[dict[str, Any]]:
+        r = records.get(model, local_id)
+        return None if r is None else json.loads(r.data)
+
+    def get_state(self, key: str) -> Optional[str]:
+        return state.get(key)
+
+    def set_state(self, key: str, value: str) -> None:
+        state.set(key, value)
+
+    def enqueue(self, function: str, args: dict[str, Any], **options: Any) -> str:
+        return jobs.enqueue(
+            t.JobRequest(
+                function=function,
+                args=json.dumps(args),
+                priority=options.get("priority"),
+                eta=options.get("eta"),
+                channel=options.get("channel"),
+                identity_key=options.get("identity_key"),
+                max_retries=options.get("max_retries"),
+                description=options.get("description"),
+            )
+        )
+
+    def log(self, level: str, message: str) -> None:
+        log.log(log.Level[level.upper()], message)
+
+
+HOST = SandboxHost()
+
+
+def _guard(f, *args):
+    try:
+        return f(HOST, *args)
+    except ConnectorError as e:
+        raise Err(to_wit(e)) from None
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise Err(to_wit(Permanent(f"{what} is not JSON: {e}"))) from None
+
+
+def _remote(r: t.RemoteRecord) -> RemoteRecord:
+    return RemoteRecord(r.external_id, _json(r.data, "the record"), r.updated_at)
+
+
+def _local(r: t.LocalRecord) -> LocalRecord:
+    return LocalRecord(r.model, r.id, _json(r.data, "the record"), r.version, r.updated_at)
+
+
+def _to_wit_record(r: RemoteRecord) -> t.RemoteRecord:
+    return t.RemoteRecord(external_id=str(r.external_id), updated_at=r.updated_at, data=json.dumps(r.data))
+
+
+def _manifest(m: Manifest) -> t.Manifest:
+    def ops(names):
+        flags = t.Operations(0)
+        for n in names:
+            flags |= t.Operations[n.upper()]
+        return flags
+
+    return t.Manifest(
+        name=m.name,
+        version=m.version,
+        backend_kind=m.backend_kind,
+        backend_versions=m.backend_versions,
+        models=[t.ModelSupport(name=k, operations=ops(v)) for k, v in m.models.items()],
+        events=list(m.events),
+        hosts=list(m.hosts),
+        settings_schema=json.dumps(m.settings_schema),
+        secrets=list(m.secrets),
+    )
+
+
+def export(manifest: Manifest, adapter=None, mapper=None) -> dict[str, type]:
+    """The export classes for componentize-py, for the units given."""
+    described = _manifest(manifest)
+    out: dict[str, type] = {}
+
+    class Describe(exports.Describe):
+        def describe(self) -> t.Manifest:
+            return described
+
+    out["Describe"] = Describe
+
+    if mapper is not None:
+
+        class Mapper(exports.Mapper):
+            def map_import(self, model, record):
+                return json.dumps(_guard(mapper.map_import, model, _remote(record)))
+
+            def map_export(self, model, record, changed_fields):
+                return json.dumps(_guard(mapper.map_export, model, _local(record), changed_fields))
+
+            def dependencies(self, model, record):
+                deps = _guard(mapper.dependencies, model, _remote(record))
+                return [t.Dependency(model=m, external_id=str(i)) for m, i in deps]
+
+            def export_dependencies(self, model, record):
+                deps = _guard(mapper.export_dependencies, model, _local(record))
+                return [t.LocalDependency(model=m, local_id=str(i)) for m, i in deps]
+
+        out["Mapper"] = Mapper
+
+    if adapter is not None:
+
+        class Adapter(exports.Adapter):
+            def check(self, settings):
+                return _guard(adapter.check, _json(settings, "the settings"))
+
+            def search(self, model, filter, cursor, page_size):
+                items, next_cursor = _guard(adapter.search, model, _json(filter, "the filter"), cursor, page_size)
+                return t.Page(items=[_to_wit_record(r) for r in items], next_cursor=next_cursor)
+
+            def read(self, model, id):
+                return _to_wit_record(_guard(adapter.read, model, id))
+
+            def create(self, model, data):
+                return str(_guard(adapter.create, model, _json(data, "the data")))
+
+            def write(self, model, id, data):
+                _guard(adapter.write, model, id, _json(data, "the data"))
+
+            def delete(self, model, id):
+                _guard(adapter.delete, model, id)
+
+        out["Adapter"] = Adapter
+
+    return out
