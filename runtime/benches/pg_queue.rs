@@ -321,36 +321,21 @@ fn main() {
         println!("medians of {rounds} rounds");
         line("Junction run no-op jobs, 1 node", one);
         line("Junction run no-op jobs, 3 nodes", three);
-        if !raw.is_empty() {
-            let r = median(&mut raw);
+        // Each comparison: its median, and Junction's against it.
+        let compare = |what: &str, rates: &mut Vec<f64>, ratio: &str| {
+            if rates.is_empty() {
+                return;
+            }
+            let m = median(rates);
             println!(
-                "{:<52} {:>10.0} jobs/s   Junction 1 node at {:.2} of it, 3 nodes at {:.2}",
-                "raw SQL limit (pgbench, 4 clients, batches of 500)",
-                r,
-                one / r,
-                three / r
+                "{what:<52} {m:>10.0} jobs/s   Junction 1 node at {:.2}{ratio}, 3 nodes at {:.2}{ratio}",
+                one / m,
+                three / m
             );
-        }
-        if !graph.is_empty() {
-            let g = median(&mut graph);
-            println!(
-                "{:<52} {:>10.0} jobs/s   Junction 1 node at {:.2}x, 3 nodes at {:.2}x",
-                "graphile-worker (4 processes x 24, its perfTest)",
-                g,
-                one / g,
-                three / g
-            );
-        }
-        if !graph_planned.is_empty() {
-            let g = median(&mut graph_planned);
-            println!(
-                "{:<52} {:>10.0} jobs/s   Junction 1 node at {:.2}x, 3 nodes at {:.2}x",
-                "graphile-worker, Junction's claim planner settings",
-                g,
-                one / g,
-                three / g
-            );
-        }
+        };
+        compare("raw SQL limit (pgbench, 4 clients, batches of 500)", &mut raw, " of it");
+        compare("graphile-worker (4 processes x 24, its perfTest)", &mut graph, "x");
+        compare("graphile-worker, Junction's claim planner settings", &mut graph_planned, "x");
     });
 }
 
