@@ -6,6 +6,8 @@ componentize-py, against the WIT contract `junction:connector@0.1.0`.
 - `http`: a JSON HTTP client that turns statuses and failures into them.
 - `mapping`: OCA-style mapping helpers.
 - `testing`: the host's imports in memory, for native pytest runs.
+- `units`: the adapter / mapper / listener base classes and the manifest.
+- `component`: the glue componentize-py builds a unit's module with.
 """
 
 from .errors import (
@@ -19,9 +21,18 @@ from .errors import (
 )
 from .http import Client, Request, Response, TransportError
 from .mapping import EXPORT, IMPORT, Mapping
+from .units import Adapter, Event, JobRequest, Listener, LocalRecord, Manifest, Mapper, RemoteRecord
 
 __all__ = [
+    "Adapter",
     "Client",
+    "Event",
+    "JobRequest",
+    "Listener",
+    "LocalRecord",
+    "Manifest",
+    "Mapper",
+    "RemoteRecord",
     "ConfigError",
     "ConnectorError",
     "EXPORT",

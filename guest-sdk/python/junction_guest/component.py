@@ -22,7 +22,7 @@ from wit_world.imports import binder, config, jobs, log, records, state
 from . import _wit_types as t
 
 from .errors import ConnectorError, Permanent, to_wit
-from .units import LocalRecord, Manifest, RemoteRecord
+from .units import Event, JobRequest, LocalRecord, Manifest, RemoteRecord
 
 
 class SandboxHost:
@@ -60,18 +60,7 @@ class SandboxHost:
         state.set(key, value)
 
     def enqueue(self, function: str, args: dict[str, Any], **options: Any) -> str:
-        return jobs.enqueue(
-            t.JobRequest(
-                function=function,
-                args=json.dumps(args),
-                priority=options.get("priority"),
-                eta=options.get("eta"),
-                channel=options.get("channel"),
-                identity_key=options.get("identity_key"),
-                max_retries=options.get("max_retries"),
-                description=options.get("description"),
-            )
-        )
+        return jobs.enqueue(_job_request(JobRequest(function, args, **options)))
 
     def log(self, level: str, message: str) -> None:
         log.log(log.Level[level.upper()], message)
@@ -126,7 +115,31 @@ def _manifest(m: Manifest) -> t.Manifest:
     )
 
 
-def export(manifest: Manifest, adapter=None, mapper=None) -> dict[str, type]:
+def _job_request(j: JobRequest) -> t.JobRequest:
+    return t.JobRequest(
+        function=j.function,
+        args=json.dumps(j.args),
+        priority=j.priority,
+        eta=j.eta,
+        channel=j.channel,
+        identity_key=j.identity_key,
+        max_retries=j.max_retries,
+        description=j.description,
+    )
+
+
+def _event(e: t.Event) -> Event:
+    return Event(
+        name=e.name,
+        model=e.model,
+        local_id=e.local_id,
+        changed_fields=list(e.changed_fields),
+        payload=_json(e.payload, "the event payload") if e.payload else None,
+        origin_backend=e.origin_backend,
+    )
+
+
+def export(manifest: Manifest, adapter=None, mapper=None, listener=None) -> dict[str, type]:
     """The export classes for componentize-py, for the units given."""
     described = _manifest(manifest)
     out: dict[str, type] = {}
@@ -179,5 +192,13 @@ def export(manifest: Manifest, adapter=None, mapper=None) -> dict[str, type]:
                 _guard(adapter.delete, model, id)
 
         out["Adapter"] = Adapter
+
+    if listener is not None:
+
+        class Listener(exports.Listener):
+            def on_event(self, backend, event):
+                return [_job_request(j) for j in _guard(listener.on_event, backend, _event(event))]
+
+        out["Listener"] = Listener
 
     return out

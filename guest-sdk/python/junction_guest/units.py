@@ -43,6 +43,55 @@ class RemoteRecord:
 
 
 @dataclass
+class Event:
+    """A change to a local record (or a custom event) a listener may turn into jobs."""
+
+    name: str
+    model: str
+    local_id: Optional[str] = None
+    changed_fields: list[str] = field(default_factory=list)
+    payload: Any = None
+    # The backend an import came from: never export back to it.
+    origin_backend: Optional[str] = None
+
+
+@dataclass
+class JobRequest:
+    """A job a listener asks the host to enqueue (see the WIT `job-request`)."""
+
+    function: str
+    args: dict[str, Any]
+    priority: Optional[int] = None
+    eta: Optional[str] = None
+    channel: Optional[str] = None
+    identity_key: Optional[str] = None
+    max_retries: Optional[int] = None
+    description: Optional[str] = None
+
+    @staticmethod
+    def export_record(backend: str, model: str, local_id: str, changed: Optional[list[str]] = None) -> "JobRequest":
+        """The synchronizer's export of one local record to `backend`:
+        `changed` fields of an update, or all (`None`)."""
+        args: dict[str, Any] = {"backend": backend, "model": model, "local_id": local_id}
+        if changed is not None:
+            args["fields"] = list(changed)
+        return JobRequest(
+            "junction.export-record",
+            args,
+            description=f"export {model} {local_id} to {backend}",
+        )
+
+    @staticmethod
+    def delete_remote(backend: str, model: str, local_id: str) -> "JobRequest":
+        """The synchronizer's deletion of a local record's copy in `backend`."""
+        return JobRequest(
+            "junction.delete-remote",
+            {"backend": backend, "model": model, "local_id": local_id},
+            description=f"delete {model} {local_id} in {backend}",
+        )
+
+
+@dataclass
 class LocalRecord:
     model: str
     id: str
@@ -86,4 +135,11 @@ class Mapper:
         return []
 
     def export_dependencies(self, host, model: str, record: LocalRecord) -> list[tuple[str, str]]:
+        return []
+
+
+class Listener:
+    """Turns local events into jobs (OCA's listeners); no jobs is the `skip_if`."""
+
+    def on_event(self, host, backend: str, event: Event) -> list[JobRequest]:
         return []
