@@ -368,7 +368,13 @@ async fn exchange(
         )
     })?;
     headers.insert(http::header::HOST, host);
-    if let Some((name, value)) = &policy.auth {
+    // A guest that sends a credential of its own (such as an OAuth2 access
+    // token it obtained with the operator's client credentials, which the
+    // host added to the token request) keeps it; the operator's secret is
+    // added only where the guest sent none.
+    if let Some((name, value)) = &policy.auth
+        && !headers.contains_key(name)
+    {
         headers.insert(name.clone(), value.clone());
     }
 

@@ -1,0 +1,9 @@
+// Junction's JavaScript guest SDK: connector units (adapter, mapper,
+// listener) written in JavaScript and built into WebAssembly components
+// with componentize-js, against the WIT contract
+// `junction:connector@0.1.0`. This module is the part that runs anywhere;
+// `component.js` is the glue that only exists inside a component.
+
+export * from './errors.js';
+export * from './mapping.js';
+export * from './units.js';
