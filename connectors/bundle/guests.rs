@@ -125,7 +125,7 @@ fn has_std(libdir: &Path) -> bool {
 /// build. Several checkouts may share one target directory (CI reuses a
 /// cache); the final `.wasm` files have fixed names, so each checkout gets
 /// a folder of its own, or one would embed another's components.
-fn guest_target_dir(out_dir: &Path, root: &Path) -> PathBuf {
+pub fn guest_target_dir(out_dir: &Path, root: &Path) -> PathBuf {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     root.hash(&mut hasher);

@@ -1,10 +1,21 @@
-//! Builds every guest fixture in `tests/fixtures` for `wasm32-wasip2` and
-//! writes one path constant per fixture.
+//! Builds every guest fixture in `tests/fixtures` for `wasm32-wasip2`, and
+//! the Python and JavaScript connectors with their pinned toolchains, and
+//! writes one path constant per component.
 
 #[path = "../../connectors/bundle/guests.rs"]
 mod guests;
+mod polyglot;
+
+use std::path::{Path, PathBuf};
 
 const FIXTURES: &[&str] = &["probe", "mapper-only", "broken-describe"];
+
+fn constant(consts: &mut String, doc: &str, name: &str, path: &Path) {
+    consts.push_str(&format!(
+        "/// {doc}\npub const {name}: &str = {:?};\n",
+        path.display().to_string()
+    ));
+}
 
 fn main() {
     let packages: Vec<String> = FIXTURES.iter().map(|n| format!("fixture-{n}")).collect();
@@ -12,13 +23,80 @@ fn main() {
     let files = guests::build(&packages, &["tests/fixtures"]);
     let mut consts = String::new();
     for (name, file) in FIXTURES.iter().zip(files) {
-        consts.push_str(&format!(
-            "/// `tests/fixtures/{name}` built for {}.\npub const {}: &str = {:?};\n",
-            guests::TARGET,
-            name.replace('-', "_").to_uppercase(),
-            file.display().to_string()
-        ));
+        constant(
+            &mut consts,
+            &format!("`tests/fixtures/{name}` built for {}.", guests::TARGET),
+            &name.replace('-', "_").to_uppercase(),
+            &file,
+        );
     }
-    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
+
+    let root = guests::workspace_root();
+    for dir in [
+        "guest-sdk/python",
+        "guest-sdk/js",
+        "connectors/crm-python",
+        "connectors/crm-js",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    println!("cargo:rerun-if-env-changed=JUNCTION_PYTHON");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let poly = polyglot::Polyglot::new(
+        &root,
+        guests::guest_target_dir(&out_dir, &root).join("polyglot"),
+    );
+    // Python and JavaScript build side by side: each takes seconds.
+    let ((python, crm_python), (node_tools, crm_js)) = std::thread::scope(|s| {
+        let py = s.spawn(|| {
+            let python = poly.python();
+            let wit = poly.http_wit("connector");
+            let component = poly.python_component(
+                &python,
+                "crm-python",
+                &wit,
+                "connector-http",
+                &["guest-sdk/python", "connectors/crm-python"],
+                "app",
+            );
+            (python, component)
+        });
+        let js = s.spawn(|| {
+            let tools = poly.node_tools();
+            let component = poly.js_component(
+                &tools,
+                "crm-js-mapper",
+                "connectors/crm-js/mapper.js",
+                "mapper-unit",
+                &["guest-sdk/js/src", "guest-sdk/js/bin", "connectors/crm-js"],
+            );
+            (tools, component)
+        });
+        (py.join().unwrap(), js.join().unwrap())
+    });
+    constant(
+        &mut consts,
+        "`connectors/crm-python` built with componentize-py (adapter, mapper, listener).",
+        "CRM_PYTHON",
+        &crm_python,
+    );
+    constant(
+        &mut consts,
+        "`connectors/crm-js` built with componentize-js (a mapper unit).",
+        "CRM_JS_MAPPER",
+        &crm_js,
+    );
+    constant(
+        &mut consts,
+        "The build's Python, with the pinned componentize-py and pytest.",
+        "PYTHON",
+        &python,
+    );
+    constant(
+        &mut consts,
+        "The folder whose `node_modules` has the pinned componentize-js and jco.",
+        "NODE_TOOLS",
+        &node_tools,
+    );
     std::fs::write(out_dir.join("artifacts.rs"), consts).unwrap();
 }

@@ -1,0 +1,300 @@
+//! Builds the Python and JavaScript guest components from source with the
+//! pinned toolchains: componentize-py in a virtualenv made from
+//! `guest-sdk/python/requirements.lock` (hashes required), componentize-js
+//! from `guest-sdk/js/package-lock.json` (`npm ci`). The tools live under
+//! the cargo target dir and are set up again only when a lock file
+//! changes; a component is rebuilt only when one of its inputs changed.
+//! Missing Python or Node.js stops the build with what to install.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::{env, fs};
+
+/// Where the tools and components go: `<dir>/tools`, `<dir>/wit-http`,
+/// `<dir>/<name>.wasm`.
+pub struct Polyglot {
+    pub root: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Polyglot {
+    pub fn new(root: &Path, dir: PathBuf) -> Polyglot {
+        fs::create_dir_all(dir.join("tools")).unwrap();
+        Polyglot {
+            root: root.to_path_buf(),
+            dir,
+        }
+    }
+
+    /// The virtualenv's Python with componentize-py and pytest installed.
+    pub fn python(&self) -> PathBuf {
+        let lock = self.root.join("guest-sdk/python/requirements.lock");
+        let venv = self.dir.join("tools/python");
+        let python = venv.join(if cfg!(windows) {
+            "Scripts/python.exe"
+        } else {
+            "bin/python"
+        });
+        let stamp = venv.join(".junction-lock");
+        let want = digest(&[lock.clone()]);
+        if python.exists() && read(&stamp) == want {
+            return python;
+        }
+        let system = env::var("JUNCTION_PYTHON").unwrap_or_else(|_| "python3".to_string());
+        let _ = fs::remove_dir_all(&venv);
+        run(
+            Command::new(&system).args(["-m", "venv"]).arg(&venv),
+            &format!(
+                "creating a Python virtualenv with `{system} -m venv` (the Python connectors need Python 3.9 or later with its venv module; \
+                 on Debian or Ubuntu: `apt install python3 python3-venv`; or set JUNCTION_PYTHON to a python3)"
+            ),
+        );
+        run(
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--require-hashes",
+                    "--only-binary=:all:",
+                    "-r",
+                ])
+                .arg(&lock),
+            "installing guest-sdk/python/requirements.lock with pip (the first build needs PyPI or a pip cache that has its wheels)",
+        );
+        fs::write(&stamp, want).unwrap();
+        python
+    }
+
+    /// The `node_modules` folder with componentize-js and jco.
+    pub fn node_tools(&self) -> PathBuf {
+        let sdk = self.root.join("guest-sdk/js");
+        let tools = self.dir.join("tools/js");
+        let stamp = tools.join(".junction-lock");
+        let inputs = [sdk.join("package.json"), sdk.join("package-lock.json")];
+        let want = digest(&inputs);
+        if tools.join("node_modules").exists() && read(&stamp) == want {
+            return tools;
+        }
+        let _ = fs::remove_dir_all(&tools);
+        fs::create_dir_all(&tools).unwrap();
+        for file in &inputs {
+            fs::copy(file, tools.join(file.file_name().unwrap())).unwrap();
+        }
+        run(
+            Command::new(npm())
+                .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+                .current_dir(&tools),
+            "installing guest-sdk/js/package-lock.json with `npm ci` (the JavaScript connectors need Node.js 18 or later with npm; \
+             on Debian or Ubuntu: `apt install nodejs npm`; the first build needs the npm registry or a cache that has its packages)",
+        );
+        fs::write(&stamp, want).unwrap();
+        tools
+    }
+
+    /// `wit/` plus the `wasi:*` packages that wasmtime-wasi-http serves,
+    /// and a world that adds outgoing HTTP to `world` (componentize-py
+    /// needs the WASI packages to generate bindings for them). Nothing is
+    /// vendored: the WASI files come from the crate in cargo's registry.
+    pub fn http_wit(&self, world: &str) -> PathBuf {
+        let dir = self.dir.join("wit-http");
+        let _ = fs::remove_dir_all(&dir);
+        let ours = dir.join("deps/junction-connector");
+        fs::create_dir_all(&ours).unwrap();
+        for entry in fs::read_dir(self.root.join("wit")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "wit") {
+                fs::copy(&path, ours.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        let wasi = wasi_http_wit(&self.root);
+        let mut http_version = None;
+        for entry in fs::read_dir(&wasi).unwrap() {
+            let path = entry.unwrap().path();
+            let text = fs::read_to_string(&path).unwrap();
+            if let Some(v) = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("package wasi:http@"))
+            {
+                http_version = Some(v.trim_end_matches(';').to_string());
+            }
+            fs::write(dir.join("deps").join(path.file_name().unwrap()), text).unwrap();
+        }
+        let http_version = http_version
+            .unwrap_or_else(|| panic!("no wasi:http package in {}", wasi.display()));
+        fs::write(
+            dir.join("world.wit"),
+            format!(
+                "package junction:guest-http@0.1.0;\n\n\
+                 world {world}-http {{\n    include junction:connector/{world}@0.1.0;\n    \
+                 import wasi:http/outgoing-handler@{http_version};\n}}\n"
+            ),
+        )
+        .unwrap();
+        dir
+    }
+
+    /// componentize-py: `module` found on `paths` (relative to the root),
+    /// built for `world` in `wit`.
+    pub fn python_component(
+        &self,
+        python: &Path,
+        name: &str,
+        wit: &Path,
+        world: &str,
+        paths: &[&str],
+        module: &str,
+    ) -> PathBuf {
+        let out = self.dir.join(format!("{name}.wasm"));
+        let mut inputs: Vec<PathBuf> = paths.iter().map(|p| self.root.join(p)).collect();
+        inputs.push(wit.to_path_buf());
+        inputs.push(self.root.join("guest-sdk/python/requirements.lock"));
+        self.unless_built(&out, &inputs, world, || {
+            let mut cmd = Command::new(python);
+            // The wheel has a console script but no `__main__`; calling its
+            // entry point keeps the build independent of the venv's layout.
+            cmd.args([
+                "-c",
+                "import sys\nfrom componentize_py import script\nsys.argv[0] = 'componentize-py'\nsys.exit(script())",
+                "-d",
+            ])
+                .arg(wit)
+                .args(["-w", world, "componentize"]);
+            for p in paths {
+                cmd.arg("-p").arg(self.root.join(p));
+            }
+            cmd.arg(module).arg("-o").arg(&out);
+            cmd.env("PYTHONDONTWRITEBYTECODE", "1");
+            run(&mut cmd, &format!("building the Python component {name} with componentize-py"));
+        });
+        out
+    }
+
+    /// componentize-js through the SDK's `junction-componentize`.
+    pub fn js_component(
+        &self,
+        tools: &Path,
+        name: &str,
+        entry: &str,
+        world: &str,
+        paths: &[&str],
+    ) -> PathBuf {
+        let out = self.dir.join(format!("{name}.wasm"));
+        let mut inputs: Vec<PathBuf> = paths.iter().map(|p| self.root.join(p)).collect();
+        inputs.push(self.root.join("wit"));
+        inputs.push(self.root.join("guest-sdk/js/package-lock.json"));
+        self.unless_built(&out, &inputs, world, || {
+            // The CLI runs from the tools folder so that it finds the
+            // pinned componentize-js in the node_modules there.
+            let cli = tools.join("componentize.mjs");
+            fs::copy(self.root.join("guest-sdk/js/bin/componentize.mjs"), &cli).unwrap();
+            // componentize-js maps the working directory into the engine
+            // at initialisation, so relative imports must stay inside it.
+            run(
+                Command::new("node")
+                    .current_dir(&self.root)
+                    .arg(&cli)
+                    .arg(self.root.join(entry))
+                    .arg("--wit")
+                    .arg(self.root.join("wit"))
+                    .args(["--world", world, "-o"])
+                    .arg(&out),
+                &format!("building the JavaScript component {name} with componentize-js"),
+            );
+        });
+        out
+    }
+
+    /// Runs `build` unless `out` exists and was built from exactly these
+    /// inputs.
+    fn unless_built(&self, out: &Path, inputs: &[PathBuf], extra: &str, build: impl FnOnce()) {
+        let stamp = out.with_extension("inputs");
+        let want = format!("{}-{extra}", digest(inputs));
+        if out.exists() && read(&stamp) == want {
+            return;
+        }
+        let _ = fs::remove_file(out);
+        build();
+        assert!(out.exists(), "{} missing after its build", out.display());
+        fs::write(&stamp, want).unwrap();
+    }
+}
+
+fn npm() -> &'static str {
+    if cfg!(windows) { "npm.cmd" } else { "npm" }
+}
+
+/// The `wit/deps` folder of the wasmtime-wasi-http crate this workspace
+/// locks, found through `cargo metadata`.
+fn wasi_http_wit(root: &Path) -> PathBuf {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked", "--manifest-path"])
+        .arg(root.join("Cargo.toml"))
+        .output()
+        .expect("failed to run cargo metadata");
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let manifest = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "wasmtime-wasi-http")
+        .and_then(|p| p["manifest_path"].as_str())
+        .expect("wasmtime-wasi-http is not in the workspace's dependencies");
+    Path::new(manifest).parent().unwrap().join("wit/deps")
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("{what} failed to start: {e}"));
+    assert!(status.success(), "{what} failed ({status}); see its output above");
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}
+
+/// A digest of the files under `paths` (names and contents), skipping
+/// caches that tests and tools write beside the sources.
+fn digest(paths: &[PathBuf]) -> String {
+    let mut files = Vec::new();
+    for p in paths {
+        collect(p, &mut files);
+    }
+    files.sort();
+    let mut hasher = DefaultHasher::new();
+    for f in files {
+        f.hash(&mut hasher);
+        fs::read(&f).unwrap_or_default().hash(&mut hasher);
+    }
+    format!("{:016x}", hasher.finish())
+}
+
+fn collect(path: &Path, out: &mut Vec<PathBuf>) {
+    if path.is_file() {
+        out.push(path.to_path_buf());
+        return;
+    }
+    let Ok(entries) = fs::read_dir(path) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let p = entry.path();
+        let name = entry.file_name();
+        let skip = ["__pycache__", ".pytest_cache", "node_modules", "types"];
+        if skip.iter().any(|s| name == *s) {
+            continue;
+        }
+        collect(&p, out);
+    }
+}
