@@ -160,6 +160,17 @@ impl Shop {
             .get(&id)
             .cloned()
     }
+
+    /// A customer as stored, or `None`.
+    pub fn customer(&self, id: i64) -> Option<Value> {
+        self.state
+            .data
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .customers
+            .get(&id)
+            .cloned()
+    }
 }
 
 fn message(status: StatusCode, text: &str) -> Response<Body> {

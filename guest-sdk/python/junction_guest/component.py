@@ -14,6 +14,7 @@ bug in the connector, and the host reports it as one.
 from __future__ import annotations
 
 import json
+import traceback
 from typing import Any, Optional
 
 from componentize_py_types import Err
@@ -22,6 +23,16 @@ from wit_world.imports import binder, config, jobs, log, records, state
 from . import _wit_types as t
 
 from .errors import ConnectorError, Permanent, to_wit
+
+# A component imports all its modules while it is built; at run time it
+# has no filesystem to import from. So the wasi:http transport is imported
+# here, where the world has outgoing HTTP, for `http.Client` to find.
+try:
+    from wit_world.imports import outgoing_handler as _outgoing  # noqa: F401
+except ImportError:
+    pass
+else:
+    from . import _wasi_http  # noqa: F401
 from .units import Event, JobRequest, LocalRecord, Manifest, RemoteRecord
 
 
@@ -74,6 +85,11 @@ def _guard(f, *args):
         return f(HOST, *args)
     except ConnectorError as e:
         raise Err(to_wit(e)) from None
+    except Exception:
+        # The call traps; the traceback goes to the guest's stderr, which
+        # the host keeps in the job's log and names in the trap's message.
+        traceback.print_exc()
+        raise
 
 
 def _json(text: str, what: str) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email.utils
 import json as _json
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -142,12 +143,21 @@ def urllib_transport(request: Request, timeout: float = 30.0) -> Response:
 
 def default_transport() -> Transport:
     """`wasi:http` inside a component, `urllib` natively."""
-    try:
-        from . import _wasi_http
+    # Inside a component every module is imported when it is built (at
+    # run time there is no filesystem to import from): `component` imports
+    # `_wasi_http` then if the world has outgoing HTTP.
+    wasi = sys.modules.get(f"{__package__}._wasi_http")
+    if wasi is not None:
+        return wasi.send
+    if "wit_world" in sys.modules:
+        return _no_http
+    return urllib_transport
 
-        return _wasi_http.send
-    except ImportError:
-        return urllib_transport
+
+def _no_http(request: Request) -> Response:
+    raise ConfigError(
+        "this component cannot send HTTP requests: build it for a world that imports wasi:http/outgoing-handler"
+    )
 
 
 class Client:

@@ -13,6 +13,7 @@ mod events;
 mod hotswap;
 mod inspect;
 mod pg_server;
+mod polyglot;
 mod postgres;
 mod queue;
 mod sandbox;

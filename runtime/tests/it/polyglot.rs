@@ -1,0 +1,394 @@
+//! Connectors in Python and JavaScript, end to end: the SDKs' and the
+//! connectors' own tests (pytest, `node --test`) with the toolchains the
+//! build pinned, then shop customers imported by the Rust connector and
+//! exported as CRM contacts by the Python connector (componentize-py) —
+//! OAuth2 through the host, creates, updates of changed fields only,
+//! expired tokens, an existing contact adopted, deletes, rate limits —
+//! and the JavaScript mapper (componentize-js) taking over the mapping
+//! for the CRM versions it claims.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use junction_demo_crm::{Crm, CrmConfig, Kind};
+use junction_demo_shop::{Shop, ShopConfig};
+use junction_runtime::backend::BackendConfig;
+use junction_runtime::node::Node;
+use junction_runtime::queue::job::{JobFilter, JobState};
+use junction_runtime::storage::{InstalledConnector, Storage};
+use serde_json::{Value, json};
+
+use crate::sync::{fresh_node, small};
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn passes(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what} did not start: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_python_sdk_and_connector_pass_their_pytest_suites() {
+    for dir in ["guest-sdk/python", "connectors/crm-python"] {
+        passes(
+            Command::new(junction_test_artifacts::PYTHON)
+                .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+                .current_dir(root().join(dir))
+                // Keep the sources free of caches the build would see as changes.
+                .env("PYTHONDONTWRITEBYTECODE", "1"),
+            &format!("pytest in {dir}"),
+        );
+    }
+}
+
+#[test]
+fn the_js_sdk_and_connector_pass_their_node_tests() {
+    for dir in ["guest-sdk/js", "connectors/crm-js"] {
+        passes(
+            Command::new("node")
+                .arg("--test")
+                .current_dir(root().join(dir)),
+            &format!("node --test in {dir}"),
+        );
+    }
+}
+
+struct World {
+    shop: Shop,
+    crm: Crm,
+    node: Node,
+    storage: Arc<dyn Storage>,
+    python: InstalledConnector,
+    js: InstalledConnector,
+    _dir: tempfile::TempDir,
+}
+
+fn crm_backend(crm: &Crm, version: &str) -> BackendConfig {
+    serde_json::from_value(json!({
+        "name": "crm",
+        "kind": "crm",
+        "version": version,
+        "base_url": crm.base_url(),
+        "allow_internal": [crm.addr.to_string()],
+        // OAuth2 client credentials: the host adds them to the token
+        // request; the connector never sees the secret.
+        "auth": {"type": "basic", "username": "junction", "password": "crm-secret"},
+    }))
+    .unwrap()
+}
+
+async fn world(crm_version: &str, crm: CrmConfig) -> World {
+    let (dir, storage, node) = fresh_node().await;
+    let shop = Shop::start(
+        ShopConfig {
+            seed: small(),
+            ..ShopConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let crm = Crm::start(crm, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    node.sync
+        .install(junction_connectors::MAGENTO)
+        .await
+        .unwrap();
+    let python = node
+        .sync
+        .install(&std::fs::read(junction_test_artifacts::CRM_PYTHON).unwrap())
+        .await
+        .unwrap();
+    let js = node
+        .sync
+        .install(&std::fs::read(junction_test_artifacts::CRM_JS_MAPPER).unwrap())
+        .await
+        .unwrap();
+    node.sync
+        .configure(&crate::sync::backend(&shop, "2.4.6"))
+        .await
+        .unwrap();
+    node.sync
+        .configure(&crm_backend(&crm, crm_version))
+        .await
+        .unwrap();
+    World {
+        shop,
+        crm,
+        node,
+        storage,
+        python,
+        js,
+        _dir: dir,
+    }
+}
+
+fn small_crm() -> CrmConfig {
+    CrmConfig {
+        seed: junction_demo_crm::Seed {
+            seed: 3,
+            companies: 2,
+            contacts: 5,
+            deals: 0,
+        },
+        ..CrmConfig::default()
+    }
+}
+
+impl World {
+    async fn settle(&self) {
+        assert!(
+            self.node.settle(Duration::from_secs(120)).await.unwrap(),
+            "the node did not settle within 120 s: {:?}",
+            self.node.outstanding().await
+        );
+    }
+
+    async fn failed(&self) -> Vec<String> {
+        self.storage
+            .jobs(&JobFilter {
+                state: Some(JobState::Failed),
+                limit: 1000,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| format!("{} {}: {:?}", j.function, j.args, j.error_message))
+            .collect()
+    }
+
+    async fn first_failed_log(&self) -> String {
+        let Some(job) = self
+            .storage
+            .jobs(&JobFilter {
+                state: Some(JobState::Failed),
+                limit: 1,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap()
+            .pop()
+        else {
+            return String::new();
+        };
+        self.storage
+            .job_log(job.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| format!("{l:?}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    async fn import_customers(&self) {
+        self.node
+            .queue
+            .enqueue_batch(&[crate::sync::batch("customer")])
+            .await
+            .unwrap();
+        self.settle().await;
+    }
+
+    /// Local customers with their CRM contact (by binding).
+    async fn customers_and_contacts(&self) -> Vec<(Value, Option<Value>)> {
+        let mut out = Vec::new();
+        for id in 1..=small().customers as i64 {
+            let b = self
+                .storage
+                .binding("shop", "customer", &id.to_string())
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("shop customer {id} is not bound"));
+            let local = self
+                .storage
+                .record("customer", &b.local_id)
+                .await
+                .unwrap()
+                .unwrap();
+            let contact = self
+                .storage
+                .binding_of_local("crm", "customer", &b.local_id)
+                .await
+                .unwrap()
+                .and_then(|crm| self.crm.object(Kind::Contacts, &crm.external_id));
+            out.push((serde_json::from_str(&local.data).unwrap(), contact));
+        }
+        out
+    }
+
+    async fn local_id(&self, shop_customer: i64) -> String {
+        self.storage
+            .binding("shop", "customer", &shop_customer.to_string())
+            .await
+            .unwrap()
+            .unwrap()
+            .local_id
+    }
+
+    async fn contact_of(&self, shop_customer: i64) -> Value {
+        let local = self.local_id(shop_customer).await;
+        let crm_id = self
+            .storage
+            .binding_of_local("crm", "customer", &local)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("shop customer {shop_customer} has no CRM contact"))
+            .external_id;
+        self.crm.object(Kind::Contacts, &crm_id).unwrap()
+    }
+
+    /// `junction_sandbox_calls_total` of `export` by the `connector`'s component.
+    fn calls(&self, connector: &InstalledConnector, export: &str) -> u64 {
+        let mut text = String::new();
+        junction_runtime::metrics::global().render(&mut text, &|digest| {
+            if digest == connector.digest {
+                (connector.name.clone(), connector.version.clone())
+            } else {
+                ("other".into(), "0".into())
+            }
+        });
+        text.lines()
+            .filter(|l| {
+                l.starts_with("junction_sandbox_calls_total{")
+                    && l.contains(&format!("digest=\"{}\"", connector.digest))
+                    && l.contains(&format!("export=\"{export}\""))
+                    && l.contains("outcome=\"ok\"")
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    }
+}
+
+fn assert_same_person(local: &Value, contact: &Value) {
+    let p = &contact["properties"];
+    assert_eq!(p["email"], local["email"], "{contact}");
+    assert_eq!(p["firstname"], local["first_name"], "{contact}");
+    assert_eq!(p["lastname"], local["last_name"], "{contact}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shop_customers_become_crm_contacts_through_the_python_connector() {
+    let w = world("3.0.0", small_crm()).await;
+    let units = w.node.sync.backend("crm").await.unwrap();
+    assert!(units.adapter_label.starts_with("crm-python "), "{}", units.adapter_label);
+    assert!(units.mapper_label.starts_with("crm-python "), "{}", units.mapper_label);
+
+    // One shop customer is in the CRM already, under another contact:
+    // the connector adopts that contact instead of failing on the
+    // duplicate email.
+    let first = w.shop.customer(1).unwrap();
+    let existing = w.crm.objects(Kind::Contacts)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(w.crm.edit(Kind::Contacts, &existing, json!({"email": first["email"]})));
+
+    w.import_customers().await;
+    assert!(w.failed().await.is_empty(), "{}", w.first_failed_log().await);
+    let pairs = w.customers_and_contacts().await;
+    for (local, contact) in &pairs {
+        let contact = contact
+            .as_ref()
+            .unwrap_or_else(|| panic!("no CRM contact for {local}"));
+        assert_same_person(local, contact);
+        assert_eq!(contact["properties"]["lifecyclestage"], "customer");
+    }
+    assert_eq!(w.contact_of(1).await["id"], existing.as_str());
+    assert_eq!(
+        w.crm.objects(Kind::Contacts).len(),
+        5 + small().customers - 1,
+        "one contact per shop customer, the existing one reused"
+    );
+    // Calls share the token kept in the backend's state: only jobs that
+    // started together before the first one stored it asked for their own.
+    let issued = w.crm.tokens_issued();
+    assert!(
+        (1..=crate::sync::node_config("x").concurrency as u64).contains(&issued),
+        "{issued} tokens for {} exports",
+        small().customers
+    );
+
+    // A local change goes out as that field alone, with a renewed token
+    // once the CRM has expired the old one.
+    w.crm.expire_tokens();
+    let before = w.contact_of(2).await;
+    let local = w.local_id(2).await;
+    w.crm.edit(
+        Kind::Contacts,
+        before["id"].as_str().unwrap(),
+        json!({"phone": "+1 555 0100"}),
+    );
+    w.node
+        .bus
+        .edit_record("customer", &local, |d| d["first_name"] = json!("Renamed"))
+        .await
+        .unwrap()
+        .unwrap();
+    w.settle().await;
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    let after = w.contact_of(2).await;
+    assert_eq!(after["properties"]["firstname"], "Renamed");
+    assert_eq!(after["properties"]["phone"], "+1 555 0100", "untouched fields stay");
+    assert_eq!(w.crm.tokens_issued(), issued + 1, "one new token after expiry");
+
+    // A deleted local customer is deleted in the CRM.
+    let gone = after["id"].as_str().unwrap().to_string();
+    w.node
+        .bus
+        .delete_record("customer", &local, None)
+        .await
+        .unwrap();
+    w.settle().await;
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    assert!(w.crm.object(Kind::Contacts, &gone).is_none());
+    assert!(w.calls(&w.python, "adapter.create") >= small().customers as u64 - 1);
+    assert_eq!(w.calls(&w.js, "mapper.map-export"), 0, "3.0 is not the JS mapper's");
+    drop(w.shop);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_js_mapper_takes_over_for_the_crm_versions_it_claims() {
+    let w = world("3.1.0", small_crm()).await;
+    let units = w.node.sync.backend("crm").await.unwrap();
+    assert!(units.adapter_label.starts_with("crm-python "), "{}", units.adapter_label);
+    assert!(units.mapper_label.starts_with("crm-js-mapper "), "{}", units.mapper_label);
+    w.import_customers().await;
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    for (local, contact) in w.customers_and_contacts().await {
+        assert_same_person(&local, &contact.expect("every customer has a contact"));
+    }
+    assert!(w.calls(&w.js, "mapper.map-export") >= small().customers as u64);
+    drop(w.shop);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_crm_converges_with_no_failed_jobs() {
+    let w = world(
+        "3.0.0",
+        CrmConfig {
+            rate_limit: Some(8),
+            ..small_crm()
+        },
+    )
+    .await;
+    w.import_customers().await;
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    for (local, contact) in w.customers_and_contacts().await {
+        assert_same_person(&local, &contact.expect("every customer has a contact"));
+    }
+    drop(w.shop);
+}
