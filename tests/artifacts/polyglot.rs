@@ -124,8 +124,8 @@ impl Polyglot {
             }
             fs::write(dir.join("deps").join(path.file_name().unwrap()), text).unwrap();
         }
-        let http_version = http_version
-            .unwrap_or_else(|| panic!("no wasi:http package in {}", wasi.display()));
+        let http_version =
+            http_version.unwrap_or_else(|| panic!("no wasi:http package in {}", wasi.display()));
         fs::write(
             dir.join("world.wit"),
             format!(
@@ -233,7 +233,13 @@ fn npm() -> &'static str {
 fn wasi_http_wit(root: &Path) -> PathBuf {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked", "--manifest-path"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--locked",
+            "--manifest-path",
+        ])
         .arg(root.join("Cargo.toml"))
         .output()
         .expect("failed to run cargo metadata");
@@ -257,7 +263,10 @@ fn run(cmd: &mut Command, what: &str) {
     let status = cmd
         .status()
         .unwrap_or_else(|e| panic!("{what} failed to start: {e}"));
-    assert!(status.success(), "{what} failed ({status}); see its output above");
+    assert!(
+        status.success(),
+        "{what} failed ({status}); see its output above"
+    );
 }
 
 fn read(path: &Path) -> String {

@@ -17,7 +17,7 @@ use junction_demo_shop::{Shop, ShopConfig};
 use junction_runtime::backend::BackendConfig;
 use junction_runtime::node::Node;
 use junction_runtime::queue::job::{JobFilter, JobState};
-use junction_runtime::storage::{InstalledConnector, Storage};
+use junction_runtime::storage::{InstalledConnector, RecordWrite, Storage};
 use serde_json::{Value, json};
 
 use crate::sync::{fresh_node, small};
@@ -251,6 +251,45 @@ impl World {
         self.crm.object(Kind::Contacts, &crm_id).unwrap()
     }
 
+    /// A mapper's refusal reaches the job as the contract's permanent
+    /// error with its message (not as a trap), and fails that job alone.
+    async fn a_customer_without_email_fails_alone(&self) {
+        self.node
+            .bus
+            .put_record(&RecordWrite {
+                model: "customer".into(),
+                id: "walk-in".into(),
+                data: json!({"first_name": "Walk", "last_name": "In"}).to_string(),
+                expected_version: Some(0),
+                origin_backend: None,
+                bind: None,
+            })
+            .await
+            .unwrap();
+        self.settle().await;
+        let failed = self
+            .storage
+            .jobs(&JobFilter {
+                state: Some(JobState::Failed),
+                limit: 10,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(
+            failed[0].error_kind.as_deref(),
+            Some("permanent"),
+            "{failed:?}"
+        );
+        let message = failed[0].error_message.as_deref().unwrap();
+        assert!(
+            message.contains("customer walk-in has no email; a contact needs one"),
+            "{message}"
+        );
+        assert_eq!(failed[0].tries, 1, "a permanent error is not retried");
+    }
+
     /// `junction_sandbox_calls_total` of `export` by the `connector`'s component.
     fn calls(&self, connector: &InstalledConnector, export: &str) -> u64 {
         let mut text = String::new();
@@ -284,8 +323,16 @@ fn assert_same_person(local: &Value, contact: &Value) {
 async fn shop_customers_become_crm_contacts_through_the_python_connector() {
     let w = world("3.0.0", small_crm()).await;
     let units = w.node.sync.backend("crm").await.unwrap();
-    assert!(units.adapter_label.starts_with("crm-python "), "{}", units.adapter_label);
-    assert!(units.mapper_label.starts_with("crm-python "), "{}", units.mapper_label);
+    assert!(
+        units.adapter_label.starts_with("crm-python "),
+        "{}",
+        units.adapter_label
+    );
+    assert!(
+        units.mapper_label.starts_with("crm-python "),
+        "{}",
+        units.mapper_label
+    );
 
     // One shop customer is in the CRM already, under another contact:
     // the connector adopts that contact instead of failing on the
@@ -295,10 +342,17 @@ async fn shop_customers_become_crm_contacts_through_the_python_connector() {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(w.crm.edit(Kind::Contacts, &existing, json!({"email": first["email"]})));
+    assert!(
+        w.crm
+            .edit(Kind::Contacts, &existing, json!({"email": first["email"]}))
+    );
 
     w.import_customers().await;
-    assert!(w.failed().await.is_empty(), "{}", w.first_failed_log().await);
+    assert!(
+        w.failed().await.is_empty(),
+        "{}",
+        w.first_failed_log().await
+    );
     let pairs = w.customers_and_contacts().await;
     for (local, contact) in &pairs {
         let contact = contact
@@ -342,8 +396,15 @@ async fn shop_customers_become_crm_contacts_through_the_python_connector() {
     assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
     let after = w.contact_of(2).await;
     assert_eq!(after["properties"]["firstname"], "Renamed");
-    assert_eq!(after["properties"]["phone"], "+1 555 0100", "untouched fields stay");
-    assert_eq!(w.crm.tokens_issued(), issued + 1, "one new token after expiry");
+    assert_eq!(
+        after["properties"]["phone"], "+1 555 0100",
+        "untouched fields stay"
+    );
+    assert_eq!(
+        w.crm.tokens_issued(),
+        issued + 1,
+        "one new token after expiry"
+    );
 
     // A deleted local customer is deleted in the CRM.
     let gone = after["id"].as_str().unwrap().to_string();
@@ -356,7 +417,12 @@ async fn shop_customers_become_crm_contacts_through_the_python_connector() {
     assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
     assert!(w.crm.object(Kind::Contacts, &gone).is_none());
     assert!(w.calls(&w.python, "adapter.create") >= small().customers as u64 - 1);
-    assert_eq!(w.calls(&w.js, "mapper.map-export"), 0, "3.0 is not the JS mapper's");
+    assert_eq!(
+        w.calls(&w.js, "mapper.map-export"),
+        0,
+        "3.0 is not the JS mapper's"
+    );
+    w.a_customer_without_email_fails_alone().await;
     drop(w.shop);
 }
 
@@ -364,14 +430,24 @@ async fn shop_customers_become_crm_contacts_through_the_python_connector() {
 async fn the_js_mapper_takes_over_for_the_crm_versions_it_claims() {
     let w = world("3.1.0", small_crm()).await;
     let units = w.node.sync.backend("crm").await.unwrap();
-    assert!(units.adapter_label.starts_with("crm-python "), "{}", units.adapter_label);
-    assert!(units.mapper_label.starts_with("crm-js-mapper "), "{}", units.mapper_label);
+    assert!(
+        units.adapter_label.starts_with("crm-python "),
+        "{}",
+        units.adapter_label
+    );
+    assert!(
+        units.mapper_label.starts_with("crm-js-mapper "),
+        "{}",
+        units.mapper_label
+    );
     w.import_customers().await;
     assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
     for (local, contact) in w.customers_and_contacts().await {
         assert_same_person(&local, &contact.expect("every customer has a contact"));
     }
     assert!(w.calls(&w.js, "mapper.map-export") >= small().customers as u64);
+
+    w.a_customer_without_email_fails_alone().await;
     drop(w.shop);
 }
 
