@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::backend::BackendConfig;
+use crate::host::HostConfig;
 use crate::limits::SandboxLimits;
 use crate::queue::channels::ChannelConfig;
 use crate::storage::postgres::PgStorage;
@@ -56,6 +57,10 @@ struct File {
     node: Option<String>,
     cache_dir: Option<PathBuf>,
     watch_dir: Option<PathBuf>,
+    #[serde(default = "default_warm_instances")]
+    warm_instances: u32,
+    #[serde(default = "default_max_invocations")]
+    max_invocations: u32,
     #[serde(default)]
     limits: Option<toml::Table>,
     #[serde(default)]
@@ -72,6 +77,14 @@ fn default_workers() -> usize {
 
 fn default_job_lease() -> u64 {
     60_000
+}
+
+fn default_warm_instances() -> u32 {
+    HostConfig::default().warm_instances
+}
+
+fn default_max_invocations() -> u32 {
+    HostConfig::default().max_invocations
 }
 
 /// Where the data is.
@@ -149,6 +162,10 @@ pub struct ServiceConfig {
     pub cache_dir: Option<PathBuf>,
     /// Components dropped here are installed and activated.
     pub watch_dir: Option<PathBuf>,
+    /// Idle instances kept for the next call of a unit and backend.
+    pub warm_instances: u32,
+    /// Calls one instance serves before a fresh one replaces it.
+    pub max_invocations: u32,
     pub limits: SandboxLimits,
     pub backends: Vec<BackendConfig>,
 }
@@ -237,6 +254,12 @@ impl ServiceConfig {
                 "must be at least 16 characters (e.g. `openssl rand -hex 32`)".into(),
             ));
         }
+        if file.max_invocations == 0 {
+            return Err(key(
+                "max_invocations",
+                "must be at least 1 (1 gives every call a fresh instance)".into(),
+            ));
+        }
         if file.workers == 0 {
             return Err(key("workers", "must be at least 1".into()));
         }
@@ -289,6 +312,8 @@ impl ServiceConfig {
             node: file.node,
             cache_dir: file.cache_dir.map(|d| base.join(d)),
             watch_dir: file.watch_dir.map(|d| base.join(d)),
+            warm_instances: file.warm_instances,
+            max_invocations: file.max_invocations,
             limits,
             backends,
         })

@@ -76,6 +76,8 @@ impl Reload for FileReload {
             (config.node != s.node, "node"),
             (config.watch_dir != s.watch_dir, "watch_dir"),
             (config.cache_dir != s.cache_dir, "cache_dir"),
+            (config.warm_instances != s.warm_instances, "warm_instances"),
+            (config.max_invocations != s.max_invocations, "max_invocations"),
         ] {
             if changed {
                 lines.push(format!("{key} changed; that takes a restart"));
@@ -121,6 +123,8 @@ pub async fn run(
             channels: config.channels.clone(),
             host: HostConfig {
                 cache_dir: config.cache_dir.clone().or(cache_dir),
+                warm_instances: config.warm_instances,
+                max_invocations: config.max_invocations,
                 ..HostConfig::default()
             },
             ..defaults

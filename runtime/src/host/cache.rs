@@ -101,12 +101,16 @@ fn store(component: &Component, path: &Path) -> wasmtime::Result<()> {
 
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // Read into memory rather than `deserialize_file`: a mapped file that
-    // someone truncates or rewrites while in use kills the process (SIGBUS).
-    let bytes = std::fs::read(path)?;
+    // Mapped, not read: a Python or JavaScript guest compiles to tens of
+    // megabytes, and mapping lets the pages load lazily (a restart loads
+    // such a component in a few milliseconds instead of copying it all).
+    // A mapped file that is truncated or rewritten in place while in use
+    // would kill the process; this cache never does either (`store` writes
+    // a new file and renames it over the old name, and removing a file
+    // leaves existing mappings intact).
     // SAFETY: the file is one this cache wrote with `Component::serialize`
     // from a component whose digest is in its name, in a directory the
     // operator owns; wasmtime checks that it was compiled by a compatible
     // engine and refuses it otherwise (we then recompile).
-    unsafe { Component::deserialize(engine, &bytes) }
+    unsafe { Component::deserialize_file(engine, path) }
 }

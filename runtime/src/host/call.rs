@@ -1,7 +1,8 @@
-//! Running one export of a [`Unit`] in a fresh sandbox.
+//! Running one export of a [`Unit`] in a sandbox.
 //!
-//! Every call gets its own store and instance (from the unit's
-//! `InstancePre`, pooled memory), a wall-clock deadline that also covers
+//! Every call gets a store and instance of its own: a fresh one (from the
+//! unit's `InstancePre`, pooled memory) or a warm one that served earlier
+//! calls of the same backend without fault (`pool`), a wall-clock deadline that also covers
 //! time spent in host calls (epoch interruption for guest code, a tokio
 //! timeout for waits), optional fuel, and memory/table caps. Whatever
 //! happens, the call's log and HTTP audit are collected into its report,
@@ -16,6 +17,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::types as wit;
 use super::stdio::LogLine;
+use super::pool::{Lease, ReturnSlot};
 use super::store::{CallShared, CallState};
 use super::{Unit, UnitInner};
 use crate::capabilities::egress::AuditEntry;
@@ -117,7 +119,7 @@ impl Unit {
         f: F,
     ) -> CallReport<T>
     where
-        F: FnOnce(Store<CallState>, Instance, Arc<UnitInner>, Output) -> Fut,
+        F: FnOnce(Lease, Instance, Arc<UnitInner>, Output) -> Fut,
         Fut: Future<Output = wasmtime::Result<Result<T, CallError>>> + Send,
     {
         if !present {
@@ -160,7 +162,7 @@ impl Unit {
         f: F,
     ) -> Result<T, CallError>
     where
-        F: FnOnce(Store<CallState>, Instance, Arc<UnitInner>, Output) -> Fut,
+        F: FnOnce(Lease, Instance, Arc<UnitInner>, Output) -> Fut,
         Fut: Future<Output = wasmtime::Result<Result<T, CallError>>> + Send,
     {
         let host = &self.inner.host.inner;
@@ -181,8 +183,19 @@ impl Unit {
             .acquire()
             .await
             .expect("the slot semaphore is never closed");
-        let mut store = Store::new(&host.engine, CallState::new(ctx.clone(), shared.clone()));
-        store.limiter(|s| &mut s.limiter);
+        let (mut store, warm, uses) = match self.inner.warm.take(ctx) {
+            Some(w) => {
+                let mut store = w.store;
+                store.data_mut().begin(shared.clone());
+                (store, Some(w.instance), w.uses)
+            }
+            None => {
+                let mut store =
+                    Store::new(&host.engine, CallState::new(ctx.clone(), shared.clone()));
+                store.limiter(|s| &mut s.limiter);
+                (store, None, 0)
+            }
+        };
         match (limits.fuel, host.config.fuel) {
             (Some(budget), true) => store.set_fuel(budget).map_err(|e| CallError::Instantiate {
                 export,
@@ -217,15 +230,22 @@ impl Unit {
 
         let inner = self.inner.clone();
         let out = Output::new(export, ctx);
+        let returned: ReturnSlot = Default::default();
+        let slot = returned.clone();
         let work = async move {
-            let instance = inner
-                .pre
-                .instantiate_async(&mut store)
+            let instance = match warm {
+                Some(instance) => instance,
+                None => inner
+                    .pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(Stage::Instantiate)?,
+            };
+            f(Lease::new(store, instance, &slot), instance, inner, out)
                 .await
-                .map_err(Stage::Instantiate)?;
-            f(store, instance, inner, out).await.map_err(Stage::Call)
+                .map_err(Stage::Call)
         };
-        match tokio::time::timeout(limits.deadline, work).await {
+        let result = match tokio::time::timeout(limits.deadline, work).await {
             Err(_) => Err(CallError::Deadline {
                 export,
                 limit: limits.deadline,
@@ -236,7 +256,12 @@ impl Unit {
                 other => Err(other),
             },
             Ok(Err(Stage::Call(e))) => Err(classify(e, export, ctx, shared)),
+        };
+        let kept = returned.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let (Ok(_), Some((store, instance))) = (&result, kept) {
+            self.inner.warm.put(store, instance, uses + 1);
         }
+        result
     }
 
     /// Instantiate once and resolve every export's functions, which checks

@@ -26,6 +26,13 @@ pub struct HostConfig {
     pub fuel: bool,
     /// Epoch tick: the granularity of call deadlines.
     pub epoch_tick: Duration,
+    /// Instances kept idle after successful calls, for the next call of the
+    /// same unit and backend (0: a fresh instance for every call). They
+    /// count against `max_instances`, of which they may take a quarter at
+    /// most.
+    pub warm_instances: u32,
+    /// Calls one instance serves before a fresh one replaces it.
+    pub max_invocations: u32,
 }
 
 impl Default for HostConfig {
@@ -36,7 +43,17 @@ impl Default for HostConfig {
             max_memory_bytes: 1 << 30,
             fuel: false,
             epoch_tick: Duration::from_millis(10),
+            warm_instances: 16,
+            max_invocations: 100,
         }
+    }
+}
+
+impl HostConfig {
+    /// Idle warm instances allowed: `warm_instances`, within a quarter of
+    /// `max_instances` so that calls always have slots.
+    pub(crate) fn idle_cap(&self) -> u32 {
+        self.warm_instances.min(self.max_instances / 4)
     }
 }
 

@@ -4,13 +4,15 @@
 //! - [`Host`] owns the engine, the linker and the compiled-artifact cache;
 //! - [`Unit`] is one loaded component, ready to instantiate (`InstancePre`);
 //! - `call` runs one export under the call's limits and returns a
-//!   [`CallReport`] with the result, the log and the HTTP audit.
+//!   [`CallReport`] with the result, the log and the HTTP audit;
+//! - `pool` keeps instances warm between successful calls of a backend.
 
 pub(crate) mod bindings;
 mod cache;
 mod call;
 mod convert;
 mod engine;
+mod pool;
 pub(crate) mod stdio;
 pub(crate) mod store;
 
@@ -88,8 +90,11 @@ struct HostInner {
     linker: Linker<CallState>,
     cache: cache::ArtifactCache,
     config: HostConfig,
-    /// One permit per pooling-allocator instance slot.
+    /// One permit per pooling-allocator instance slot that calls may use:
+    /// `max_instances` less those idle warm instances may hold.
     slots: tokio::sync::Semaphore,
+    /// Warm instances idle across all units.
+    idle: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Host {
@@ -133,13 +138,21 @@ impl Host {
                     source,
                 }
             })?;
+        if config.max_invocations == 0 {
+            return Err(HostError::Engine(
+                "max_invocations must be at least 1 (1 means a fresh instance for every call)".into(),
+            ));
+        }
         engine::start_ticker(&engine, config.epoch_tick);
         Ok(Host {
             inner: Arc::new(HostInner {
                 engine,
                 linker,
                 cache,
-                slots: tokio::sync::Semaphore::new(config.max_instances as usize),
+                slots: tokio::sync::Semaphore::new(
+                    (config.max_instances - config.idle_cap()) as usize,
+                ),
+                idle: Default::default(),
                 config,
             }),
         })
@@ -208,6 +221,11 @@ impl Host {
                 compile,
                 pre,
                 indices,
+                warm: pool::WarmPool::new(
+                    self.inner.idle.clone(),
+                    self.inner.config.idle_cap() as usize,
+                    self.inner.config.max_invocations,
+                ),
             }),
         };
         unit.typecheck().await?;
@@ -336,6 +354,7 @@ struct UnitInner {
     compile: CompileInfo,
     pre: InstancePre<CallState>,
     indices: Indices,
+    warm: pool::WarmPool,
 }
 
 impl std::fmt::Debug for Unit {
@@ -363,5 +382,10 @@ impl Unit {
 
     pub fn compile_info(&self) -> CompileInfo {
         self.inner.compile
+    }
+
+    /// Instances of this unit kept warm for its next calls.
+    pub fn warm_instances(&self) -> usize {
+        self.inner.warm.len()
     }
 }

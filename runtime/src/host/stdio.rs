@@ -149,23 +149,43 @@ impl LogInner {
     }
 }
 
+/// Where a guest's stdout and stderr go: the log of the call running now.
+/// A warm instance keeps the stream handles it got in an earlier call, so
+/// the streams write through this, and each call points it at its own log.
+#[derive(Debug, Clone)]
+pub struct LogTarget(Arc<Mutex<CallLog>>);
+
+impl LogTarget {
+    pub fn new(log: &CallLog) -> Self {
+        LogTarget(Arc::new(Mutex::new(log.clone())))
+    }
+
+    pub fn set(&self, log: &CallLog) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = log.clone();
+    }
+
+    fn get(&self) -> CallLog {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// stdout or stderr of a guest, feeding the call's log.
 pub struct LogStream {
-    log: CallLog,
+    target: LogTarget,
     source: LogSource,
 }
 
 impl LogStream {
-    pub fn stdout(log: &CallLog) -> Self {
+    pub fn stdout(target: &LogTarget) -> Self {
         LogStream {
-            log: log.clone(),
+            target: target.clone(),
             source: LogSource::Stdout,
         }
     }
 
-    pub fn stderr(log: &CallLog) -> Self {
+    pub fn stderr(target: &LogTarget) -> Self {
         LogStream {
-            log: log.clone(),
+            target: target.clone(),
             source: LogSource::Stderr,
         }
     }
@@ -180,14 +200,14 @@ impl IsTerminal for LogStream {
 impl StdoutStream for LogStream {
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
         Box::new(LogWriter {
-            log: self.log.clone(),
+            target: self.target.clone(),
             source: self.source,
         })
     }
 }
 
 struct LogWriter {
-    log: CallLog,
+    target: LogTarget,
     source: LogSource,
 }
 
@@ -199,7 +219,7 @@ impl tokio::io::AsyncWrite for LogWriter {
     ) -> Poll<std::io::Result<usize>> {
         // Output past the cap is accepted and dropped: a guest must not fail
         // (or panic in `println!`) because its log is full.
-        self.log.write_stream(self.source, buf);
+        self.target.get().write_stream(self.source, buf);
         Poll::Ready(Ok(buf.len()))
     }
 

@@ -1,8 +1,10 @@
 //! The state of one sandboxed call: what the guest's `Store` holds.
 //!
-//! Each call gets a fresh store (and instance) built from its
-//! [`CallContext`]: no preopened directories, no environment, no arguments,
-//! no sockets; clocks and random only; stdout/stderr into the call's log.
+//! A store (and instance) is built from a backend's [`CallContext`]: no
+//! preopened directories, no environment, no arguments, no sockets; clocks
+//! and random only; stdout/stderr into the call's log. What belongs to one
+//! call (log, HTTP audit, limit breaches) is replaced by [`CallState::begin`]
+//! when a warm instance serves another call of the same backend.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +16,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capabilities::CallContext;
 use crate::capabilities::egress::{AuditLog, EgressHooks};
-use crate::host::stdio::{CallLog, LogStream};
+use crate::host::stdio::{CallLog, LogStream, LogTarget};
 
 /// What a call leaves behind besides its result, readable after the store
 /// is gone (a deadline drops the store mid-call).
@@ -45,6 +47,7 @@ pub struct CallState {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: EgressHooks,
+    log_target: LogTarget,
     pub(crate) limiter: Limiter,
     pub(crate) ctx: Arc<CallContext>,
     pub(crate) shared: CallShared,
@@ -52,9 +55,10 @@ pub struct CallState {
 
 impl CallState {
     pub fn new(ctx: Arc<CallContext>, shared: CallShared) -> Self {
+        let log_target = LogTarget::new(&shared.log);
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(LogStream::stdout(&shared.log))
-            .stderr(LogStream::stderr(&shared.log))
+        wasi.stdout(LogStream::stdout(&log_target))
+            .stderr(LogStream::stderr(&log_target))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -70,10 +74,21 @@ impl CallState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: EgressHooks::new(ctx.egress.clone(), shared.audit.clone()),
+            log_target,
             limiter,
             ctx,
             shared,
         }
+    }
+
+    /// Start another call on this (warm) store: its log, audit and limit
+    /// breaches are the new call's; the backend context stays.
+    pub(crate) fn begin(&mut self, shared: CallShared) {
+        self.log_target.set(&shared.log);
+        self.hooks = EgressHooks::new(self.ctx.egress.clone(), shared.audit.clone());
+        self.limiter.memory_breach = shared.memory_breach.clone();
+        self.limiter.table_breach = shared.table_breach.clone();
+        self.shared = shared;
     }
 }
 

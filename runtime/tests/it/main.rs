@@ -21,3 +21,4 @@ mod storage;
 mod support;
 mod sync;
 mod units;
+mod warm;

@@ -1,0 +1,172 @@
+//! Warm instances: a store and instance kept after a successful call so
+//! that the next call of the same unit for the same backend skips
+//! instantiation. Instantiating a Rust guest takes tens of microseconds,
+//! but a Python or JavaScript guest (an interpreter and its heap) takes a
+//! millisecond or more.
+//!
+//! Rules: an instance serves only the backend context it was made for
+//! (guest memory survives between its calls, and must not cross
+//! backends); it is dropped after any failed call (a trap, a limit, a
+//! deadline or a guest error leaves state nobody vouches for) and after
+//! `max_invocations` calls; idle instances across the host never exceed
+//! `warm_instances`, and the call slots are sized so that running plus idle
+//! instances stay within the pooling allocator's `max_instances`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use wasmtime::component::Instance;
+use wasmtime::{AsContext, AsContextMut, Store, StoreContext, StoreContextMut};
+
+use crate::capabilities::CallContext;
+use crate::host::store::CallState;
+
+/// An instance with the store it lives in.
+pub(crate) struct Warm {
+    pub store: Store<CallState>,
+    pub instance: Instance,
+    /// Calls it has served.
+    pub uses: u32,
+}
+
+impl Warm {
+    /// The backend context it serves (its store holds it).
+    fn ctx(&self) -> &Arc<CallContext> {
+        &self.store.data().ctx
+    }
+
+    /// Nobody else holds its context: the backend was reconfigured or
+    /// removed, or it was a one-off context, so no call will ask for it.
+    fn stale(&self) -> bool {
+        Arc::strong_count(self.ctx()) == 1
+    }
+}
+
+/// The idle instances of one unit.
+pub(crate) struct WarmPool {
+    idle: Mutex<Vec<Warm>>,
+    /// Idle instances of every unit of the host.
+    host_idle: Arc<AtomicUsize>,
+    max_idle: usize,
+    max_invocations: u32,
+}
+
+impl WarmPool {
+    pub fn new(host_idle: Arc<AtomicUsize>, max_idle: usize, max_invocations: u32) -> Self {
+        WarmPool {
+            idle: Mutex::new(Vec::new()),
+            host_idle,
+            max_idle,
+            max_invocations,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Warm>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drop idle instances no call can use any more.
+    fn sweep(&self, idle: &mut Vec<Warm>) {
+        let before = idle.len();
+        idle.retain(|w| !w.stale());
+        self.host_idle
+            .fetch_sub(before - idle.len(), Ordering::Relaxed);
+    }
+
+    /// An idle instance made for `ctx`, if there is one.
+    pub fn take(&self, ctx: &Arc<CallContext>) -> Option<Warm> {
+        let mut idle = self.lock();
+        self.sweep(&mut idle);
+        let found = idle
+            .iter()
+            .rposition(|w| Arc::ptr_eq(w.ctx(), ctx))
+            .map(|i| idle.swap_remove(i));
+        if found.is_some() {
+            self.host_idle.fetch_sub(1, Ordering::Relaxed);
+        }
+        found
+    }
+
+    /// Keep an instance after a successful call, unless it has served its
+    /// calls or the host has enough idle ones.
+    pub fn put(&self, store: Store<CallState>, instance: Instance, uses: u32) {
+        if uses >= self.max_invocations {
+            return;
+        }
+        let mut idle = self.lock();
+        self.sweep(&mut idle);
+        if self.host_idle.fetch_add(1, Ordering::Relaxed) >= self.max_idle {
+            self.host_idle.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        idle.push(Warm {
+            store,
+            instance,
+            uses,
+        });
+    }
+
+    /// Idle instances of this unit that a call could still use.
+    pub fn len(&self) -> usize {
+        let mut idle = self.lock();
+        self.sweep(&mut idle);
+        idle.len()
+    }
+}
+
+impl Drop for WarmPool {
+    fn drop(&mut self) {
+        let n = self.lock().len();
+        self.host_idle.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// The store a call runs on. When the call's future ends, however it
+/// ends (returned, failed, or dropped at its deadline), the store and
+/// instance go to the call's return slot; the call then decides from its
+/// outcome whether they may be kept warm.
+pub(crate) struct Lease {
+    store: Option<(Store<CallState>, Instance)>,
+    slot: Arc<Mutex<Option<(Store<CallState>, Instance)>>>,
+}
+
+pub(crate) type ReturnSlot = Arc<Mutex<Option<(Store<CallState>, Instance)>>>;
+
+impl Lease {
+    pub fn new(store: Store<CallState>, instance: Instance, slot: &ReturnSlot) -> Self {
+        Lease {
+            store: Some((store, instance)),
+            slot: slot.clone(),
+        }
+    }
+
+    fn store(&self) -> &Store<CallState> {
+        &self.store.as_ref().expect("a lease holds its store until dropped").0
+    }
+
+    fn store_mut(&mut self) -> &mut Store<CallState> {
+        &mut self.store.as_mut().expect("a lease holds its store until dropped").0
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(pair) = self.store.take() {
+            *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(pair);
+        }
+    }
+}
+
+impl AsContext for Lease {
+    type Data = CallState;
+
+    fn as_context(&self) -> StoreContext<'_, CallState> {
+        self.store().as_context()
+    }
+}
+
+impl AsContextMut for Lease {
+    fn as_context_mut(&mut self) -> StoreContextMut<'_, CallState> {
+        self.store_mut().as_context_mut()
+    }
+}
