@@ -7,6 +7,7 @@ come along on import and go back on export when a local record has them.
 
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 from junction_guest.errors import Permanent
@@ -28,7 +29,7 @@ DEFAULT_LIFECYCLE_STAGE = "customer"
 
 def _email(value):
     if not isinstance(value, str) or "@" not in value:
-        raise Permanent(f"email {value!r} is not an email address")
+        raise Permanent(f"email {json.dumps(value)} is not an email address")
     return value.strip().lower()
 
 

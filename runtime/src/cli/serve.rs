@@ -77,7 +77,10 @@ impl Reload for FileReload {
             (config.watch_dir != s.watch_dir, "watch_dir"),
             (config.cache_dir != s.cache_dir, "cache_dir"),
             (config.warm_instances != s.warm_instances, "warm_instances"),
-            (config.max_invocations != s.max_invocations, "max_invocations"),
+            (
+                config.max_invocations != s.max_invocations,
+                "max_invocations",
+            ),
         ] {
             if changed {
                 lines.push(format!("{key} changed; that takes a restart"));

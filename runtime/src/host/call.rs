@@ -16,8 +16,8 @@ use wasmtime::component::Instance;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::types as wit;
-use super::stdio::LogLine;
 use super::pool::{Lease, ReturnSlot};
+use super::stdio::LogLine;
 use super::store::{CallShared, CallState};
 use super::{Unit, UnitInner};
 use crate::capabilities::egress::AuditEntry;

@@ -140,7 +140,8 @@ impl Host {
             })?;
         if config.max_invocations == 0 {
             return Err(HostError::Engine(
-                "max_invocations must be at least 1 (1 means a fresh instance for every call)".into(),
+                "max_invocations must be at least 1 (1 means a fresh instance for every call)"
+                    .into(),
             ));
         }
         engine::start_ticker(&engine, config.epoch_tick);

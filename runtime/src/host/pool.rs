@@ -141,11 +141,19 @@ impl Lease {
     }
 
     fn store(&self) -> &Store<CallState> {
-        &self.store.as_ref().expect("a lease holds its store until dropped").0
+        &self
+            .store
+            .as_ref()
+            .expect("a lease holds its store until dropped")
+            .0
     }
 
     fn store_mut(&mut self) -> &mut Store<CallState> {
-        &mut self.store.as_mut().expect("a lease holds its store until dropped").0
+        &mut self
+            .store
+            .as_mut()
+            .expect("a lease holds its store until dropped")
+            .0
     }
 }
 
