@@ -1,8 +1,9 @@
 // The CRM connector's mapper in JavaScript: contact properties ↔ local
-// customer fields, as the Python connector's mapper does them, for CRM
-// backends of version 3.1 and later (the registry prefers it there: its
-// version range is the narrower one). Pure: tested natively with
-// `node --test`.
+// customer fields, as the Python connector's mapper does them. Built alone
+// as a mapper unit for CRM backends of version 3.1 and later (the registry
+// prefers it there over the Python connector's: its version range is the
+// narrower one), and as part of the whole JavaScript connector. Pure:
+// tested natively with `node --test`.
 
 import { Mapping, Permanent } from '../../guest-sdk/js/src/index.js';
 
@@ -18,19 +19,34 @@ export const FIELDS = [
 
 export const DEFAULT_LIFECYCLE_STAGE = 'customer';
 
+const SETTINGS_SCHEMA = {
+  type: 'object',
+  properties: {
+    lifecycle_stage: { type: 'string', description: 'lifecyclestage given to contacts created from local customers' },
+  },
+  additionalProperties: false,
+};
+
+/** The mapper unit alone (`mapper.js`): the registry prefers it for CRM 3.1+ over a wider range. */
 export const MANIFEST = {
   name: 'crm-js-mapper',
   version: '0.1.0',
   backendKind: 'crm',
   backendVersions: '>=3.1.0, <4.0.0',
   models: { customer: ['import', 'export'] },
-  settingsSchema: {
-    type: 'object',
-    properties: {
-      lifecycle_stage: { type: 'string', description: 'lifecyclestage given to contacts created from local customers' },
-    },
-    additionalProperties: false,
-  },
+  settingsSchema: SETTINGS_SCHEMA,
+};
+
+/** The whole connector (`connector.js`): the same backends as the Python one. */
+export const CONNECTOR_MANIFEST = {
+  name: 'crm-js',
+  version: '0.1.0',
+  backendKind: 'crm',
+  backendVersions: '>=3.0.0, <4.0.0',
+  models: { customer: ['search', 'read', 'create', 'write', 'delete', 'import', 'export'] },
+  events: ['record-created:customer', 'record-written:customer', 'record-deleted:customer'],
+  settingsSchema: SETTINGS_SCHEMA,
+  secrets: ['client_secret'],
 };
 
 function email(value) {

@@ -1,9 +1,11 @@
 //! `cargo bench -p junction-runtime --bench calls`: the cost of calling a
 //! trivial guest export (`adapter.delete` of the probe fixture, which
-//! returns `Ok(())`), three ways:
+//! returns `Ok(())`), four ways:
 //! (a) on one reused instance, (b) on a fresh sandboxed instance per call
-//! (`InstancePre` + pooling allocator: what every production call does),
-//! (c) the same function compiled natively.
+//! (`InstancePre` + pooling allocator; `warm_instances = 0`),
+//! (c) the same function compiled natively, (d) through the warm instance
+//! pool (the default: a full call, store reset included, on an instance a
+//! previous call of the same backend left).
 //!
 //! Prints median and p99 per call over many batches. The target for (b) is
 //! a median under 50 µs on a 2-core machine.
@@ -51,9 +53,19 @@ fn main() {
     runtime.block_on(async {
         let host = Host::new(HostConfig {
             max_instances: 16,
+            warm_instances: 0,
             ..HostConfig::default()
         })
         .unwrap();
+        let warm_host = Host::new(HostConfig {
+            max_instances: 16,
+            ..HostConfig::default()
+        })
+        .unwrap();
+        let warm_unit = warm_host
+            .load_file(junction_test_artifacts::PROBE.as_ref())
+            .await
+            .unwrap();
         let unit = host
             .load_file(junction_test_artifacts::PROBE.as_ref())
             .await
@@ -80,6 +92,25 @@ fn main() {
             fresh.push(started.elapsed());
         }
 
+        // (d) warm pool.
+        for _ in 0..200 {
+            warm_unit
+                .delete(&ctx, "noop", "1")
+                .await
+                .into_result()
+                .unwrap();
+        }
+        let mut warm = Vec::with_capacity(SAMPLES * 10);
+        for _ in 0..SAMPLES * 10 {
+            let started = Instant::now();
+            warm_unit
+                .delete(&ctx, "noop", "1")
+                .await
+                .into_result()
+                .unwrap();
+            warm.push(started.elapsed());
+        }
+
         // (c) native.
         let mut native = Vec::with_capacity(SAMPLES);
         for _ in 0..SAMPLES {
@@ -97,6 +128,7 @@ fn main() {
             stats(fresh),
         );
         row("(c) native", stats(native));
+        row("(d) warm instance from the pool", stats(warm));
     });
 }
 

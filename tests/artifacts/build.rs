@@ -46,15 +46,15 @@ fn main() {
         &root,
         guests::guest_target_dir(&out_dir, &root).join("polyglot"),
     );
+    let http_wit = poly.http_wit("connector");
     // Python and JavaScript build side by side: each takes seconds.
-    let ((python, crm_python), (node_tools, crm_js)) = std::thread::scope(|s| {
+    let ((python, crm_python), (node_tools, crm_js_mapper, crm_js)) = std::thread::scope(|s| {
         let py = s.spawn(|| {
             let python = poly.python();
-            let wit = poly.http_wit("connector");
             let component = poly.python_component(
                 &python,
                 "crm-python",
-                &wit,
+                &http_wit,
                 "connector-http",
                 &["guest-sdk/python", "connectors/crm-python"],
                 "app",
@@ -63,14 +63,28 @@ fn main() {
         });
         let js = s.spawn(|| {
             let tools = poly.node_tools();
-            let component = poly.js_component(
+            let paths = ["guest-sdk/js/src", "guest-sdk/js/bin", "connectors/crm-js"];
+            let mapper = poly.js_component(
                 &tools,
                 "crm-js-mapper",
                 "connectors/crm-js/mapper.js",
+                &root.join("wit"),
                 "mapper-unit",
-                &["guest-sdk/js/src", "guest-sdk/js/bin", "connectors/crm-js"],
+                &[],
+                &paths,
             );
-            (tools, component)
+            // The adapter keeps OAuth2 tokens until they expire: it reads
+            // the clock.
+            let connector = poly.js_component(
+                &tools,
+                "crm-js",
+                "connectors/crm-js/connector.js",
+                &http_wit,
+                "connector-http",
+                &["clocks"],
+                &paths,
+            );
+            (tools, mapper, connector)
         });
         (py.join().unwrap(), js.join().unwrap())
     });
@@ -82,8 +96,14 @@ fn main() {
     );
     constant(
         &mut consts,
-        "`connectors/crm-js` built with componentize-js (a mapper unit).",
+        "`connectors/crm-js`'s mapper alone, built with componentize-js (a mapper unit for CRM 3.1+).",
         "CRM_JS_MAPPER",
+        &crm_js_mapper,
+    );
+    constant(
+        &mut consts,
+        "`connectors/crm-js` whole, built with componentize-js (adapter, mapper, listener).",
+        "CRM_JS",
         &crm_js,
     );
     constant(

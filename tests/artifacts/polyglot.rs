@@ -38,7 +38,7 @@ impl Polyglot {
             "bin/python"
         });
         let stamp = venv.join(".junction-lock");
-        let want = digest(&[lock.clone()]);
+        let want = digest(std::slice::from_ref(&lock));
         if python.exists() && read(&stamp) == want {
             return python;
         }
@@ -126,6 +126,15 @@ impl Polyglot {
         }
         let http_version =
             http_version.unwrap_or_else(|| panic!("no wasi:http package in {}", wasi.display()));
+        // componentize-js resolves imports by their full name, version and
+        // all, so the JavaScript SDK names the version it was written for.
+        let sdk = self.root.join("guest-sdk/js/src/wasi-http.js");
+        let import = format!("wasi:http/types@{http_version}");
+        assert!(
+            fs::read_to_string(&sdk).unwrap().contains(&import),
+            "{} does not import {import}, the wasi:http version wasmtime-wasi-http serves: update its imports",
+            sdk.display()
+        );
         fs::write(
             dir.join("world.wit"),
             format!(
@@ -174,20 +183,25 @@ impl Polyglot {
         out
     }
 
-    /// componentize-js through the SDK's `junction-componentize`.
+    /// componentize-js through the SDK's `junction-componentize`: `entry`
+    /// built for `world` in `wit`, with the engine features in `enable`.
+    #[allow(clippy::too_many_arguments)]
     pub fn js_component(
         &self,
         tools: &Path,
         name: &str,
         entry: &str,
+        wit: &Path,
         world: &str,
+        enable: &[&str],
         paths: &[&str],
     ) -> PathBuf {
         let out = self.dir.join(format!("{name}.wasm"));
         let mut inputs: Vec<PathBuf> = paths.iter().map(|p| self.root.join(p)).collect();
-        inputs.push(self.root.join("wit"));
+        inputs.push(wit.to_path_buf());
         inputs.push(self.root.join("guest-sdk/js/package-lock.json"));
-        self.unless_built(&out, &inputs, world, || {
+        let extra = format!("{world}-{}", enable.join(","));
+        self.unless_built(&out, &inputs, &extra, || {
             // The CLI runs from the tools folder so that it finds the
             // pinned componentize-js in the node_modules there.
             let cli = tools.join("componentize.mjs");
@@ -200,8 +214,10 @@ impl Polyglot {
                     .arg(&cli)
                     .arg(self.root.join(entry))
                     .arg("--wit")
-                    .arg(self.root.join("wit"))
-                    .args(["--world", world, "-o"])
+                    .arg(wit)
+                    .args(["--world", world])
+                    .args(enable.iter().flat_map(|f| ["--enable", f]))
+                    .arg("-o")
                     .arg(&out),
                 &format!("building the JavaScript component {name} with componentize-js"),
             );

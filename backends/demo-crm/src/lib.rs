@@ -120,6 +120,11 @@ impl Crm {
         *lock(&self.state.issued)
     }
 
+    /// Requests answered 429 (over the rate limit) so far.
+    pub fn rate_limited(&self) -> u64 {
+        self.state.gate.rate_limited()
+    }
+
     /// Expire every access token now, as time passing would.
     pub fn expire_tokens(&self) {
         lock(&self.state.tokens).values_mut().for_each(|t| *t = 0);

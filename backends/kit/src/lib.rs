@@ -46,6 +46,8 @@ pub struct Gate {
     /// Tokens left and when they were counted.
     bucket: Mutex<(f64, Instant)>,
     counter: Mutex<u64>,
+    /// Requests answered 429 so far.
+    rate_limited: std::sync::atomic::AtomicU64,
 }
 
 /// Why the gate turned a request away.
@@ -65,7 +67,13 @@ impl Gate {
             faults: Mutex::new(Faults::default()),
             bucket: Mutex::new((f64::from(rate_limit.unwrap_or(0)), Instant::now())),
             counter: Mutex::new(0),
+            rate_limited: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Requests answered 429 (over the rate limit) so far.
+    pub fn rate_limited(&self) -> u64 {
+        self.rate_limited.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -115,6 +123,10 @@ impl Gate {
                 }
             })
         };
+        if refusal == Some(Refusal::RateLimited) {
+            self.rate_limited
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(refusal.map(|r| {
             let mut response = refuse(r);
             response

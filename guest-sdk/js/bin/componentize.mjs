@@ -2,13 +2,16 @@
 // Builds a JavaScript unit into a WebAssembly component with
 // componentize-js, offline:
 //
-//   junction-componentize <entry.js> --wit <dir> --world <world> -o <out.wasm>
+//   junction-componentize <entry.js> --wit <dir> --world <world> [--enable clocks] -o <out.wasm>
 //
 // componentize-js is called directly (not through `jco componentize`,
 // whose 1.35 release cannot read WIT folders) and without `--aot`, which
 // would download a compiler. The component gets no WASI features beyond
-// what the world imports: a unit has no clock, randomness, stdio or
-// `fetch` unless the contract gives it one.
+// what the world imports and what `--enable` names: a unit has no clock,
+// randomness or stdio unless asked for (an adapter keeping OAuth2 tokens
+// wants `clocks` for `Date.now()`). HTTP goes through the SDK's
+// `wasi-http.js` on the world's `wasi:http/outgoing-handler`, never
+// through `fetch`, whose promises a synchronous export cannot wait for.
 
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -16,7 +19,8 @@ import { parseArgs } from 'node:util';
 
 import { componentize } from '@bytecodealliance/componentize-js';
 
-const usage = 'usage: junction-componentize <entry.js> --wit <dir> --world <world> -o <out.wasm>';
+const FEATURES = ['random', 'stdio', 'clocks', 'http', 'fetch-event'];
+const usage = `usage: junction-componentize <entry.js> --wit <dir> --world <world> [--enable <${FEATURES.join('|')}>]... -o <out.wasm>`;
 
 let parsed;
 try {
@@ -26,6 +30,7 @@ try {
       wit: { type: 'string' },
       world: { type: 'string' },
       out: { type: 'string', short: 'o' },
+      enable: { type: 'string', multiple: true, default: [] },
     },
   });
 } catch (e) {
@@ -37,6 +42,11 @@ if (positionals.length !== 1 || !values.wit || !values.world || !values.out) {
   console.error(usage);
   process.exit(2);
 }
+const unknown = values.enable.filter((f) => !FEATURES.includes(f));
+if (unknown.length > 0) {
+  console.error(`unknown feature ${unknown.join(', ')}: --enable takes ${FEATURES.join(', ')}`);
+  process.exit(2);
+}
 
 const started = Date.now();
 try {
@@ -44,7 +54,7 @@ try {
     sourcePath: resolve(positionals[0]),
     witPath: resolve(values.wit),
     worldName: values.world,
-    disableFeatures: ['random', 'stdio', 'clocks', 'http', 'fetch-event'],
+    disableFeatures: FEATURES.filter((f) => !values.enable.includes(f)),
   });
   await writeFile(values.out, component);
   console.log(`built ${values.out} (${(component.length / 1e6).toFixed(1)} MB) in ${((Date.now() - started) / 1000).toFixed(1)} s`);

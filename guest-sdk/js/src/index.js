@@ -2,8 +2,10 @@
 // listener) written in JavaScript and built into WebAssembly components
 // with componentize-js, against the WIT contract
 // `junction:connector@0.1.0`. This module is the part that runs anywhere;
-// `component.js` is the glue that only exists inside a component.
+// `component.js` and `wasi-http.js` exist only inside a component, `node.js`
+// only natively.
 
 export * from './errors.js';
+export * from './http.js';
 export * from './mapping.js';
 export * from './units.js';

@@ -121,16 +121,16 @@ impl Drop for WarmPool {
     }
 }
 
+pub(crate) type ReturnSlot = Arc<Mutex<Option<(Store<CallState>, Instance)>>>;
+
 /// The store a call runs on. When the call's future ends, however it
 /// ends (returned, failed, or dropped at its deadline), the store and
 /// instance go to the call's return slot; the call then decides from its
 /// outcome whether they may be kept warm.
 pub(crate) struct Lease {
     store: Option<(Store<CallState>, Instance)>,
-    slot: Arc<Mutex<Option<(Store<CallState>, Instance)>>>,
+    slot: ReturnSlot,
 }
-
-pub(crate) type ReturnSlot = Arc<Mutex<Option<(Store<CallState>, Instance)>>>;
 
 impl Lease {
     pub fn new(store: Store<CallState>, instance: Instance, slot: &ReturnSlot) -> Self {

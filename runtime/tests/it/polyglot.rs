@@ -1,11 +1,12 @@
 //! Connectors in Python and JavaScript, end to end: the SDKs' and the
 //! connectors' own tests (pytest, `node --test`) with the toolchains the
 //! build pinned, then shop customers imported by the Rust connector and
-//! exported as CRM contacts by the Python connector (componentize-py) —
-//! OAuth2 through the host, creates, updates of changed fields only,
-//! expired tokens, an existing contact adopted, deletes, rate limits —
-//! and the JavaScript mapper (componentize-js) taking over the mapping
-//! for the CRM versions it claims.
+//! exported as CRM contacts by the Python connector (componentize-py) and,
+//! the same way, by the JavaScript one (componentize-js) — OAuth2 through
+//! the host, creates, updates of changed fields only, expired tokens, an
+//! existing contact adopted, deletes, rate limits — and the JavaScript
+//! mapper unit taking over the Python connector's mapping for the CRM
+//! versions it claims.
 
 use std::path::Path;
 use std::process::Command;
@@ -64,13 +65,51 @@ fn the_js_sdk_and_connector_pass_their_node_tests() {
     }
 }
 
+/// The JavaScript SDK's TypeScript types come from the WIT with the pinned
+/// jco (`npm run types` in `guest-sdk/js`): every interface of the
+/// `connector` world, typed.
+#[test]
+fn typescript_types_are_generated_from_the_wit() {
+    let out = tempfile::tempdir().unwrap();
+    let jco = Path::new(junction_test_artifacts::NODE_TOOLS).join("node_modules/@bytecodealliance/jco/src/jco.js");
+    passes(
+        Command::new("node")
+            .arg(&jco)
+            .arg("guest-types")
+            .arg(root().join("wit"))
+            .args(["--world-name", "connector", "-o"])
+            .arg(out.path()),
+        "jco guest-types",
+    );
+    let interfaces = out.path().join("interfaces");
+    for name in [
+        "adapter", "mapper", "listener", "describe", "binder", "config", "jobs", "log", "records",
+        "state", "types",
+    ] {
+        let file = interfaces.join(format!("junction-connector-{name}.d.ts"));
+        let text = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(
+            text.contains(&format!("declare module 'junction:connector/{name}@0.1.0'")),
+            "{}",
+            file.display()
+        );
+    }
+    let adapter = std::fs::read_to_string(interfaces.join("junction-connector-adapter.d.ts")).unwrap();
+    assert!(
+        adapter.contains("export function search(model: ModelName, filter: Json, cursor: string | undefined, pageSize: number): Page;"),
+        "{adapter}"
+    );
+}
+
 struct World {
     shop: Shop,
     crm: Crm,
     node: Node,
     storage: Arc<dyn Storage>,
-    python: InstalledConnector,
-    js: InstalledConnector,
+    /// The whole CRM connector (Python or JavaScript).
+    connector: InstalledConnector,
+    js_mapper: InstalledConnector,
     _dir: tempfile::TempDir,
 }
 
@@ -88,7 +127,10 @@ fn crm_backend(crm: &Crm, version: &str) -> BackendConfig {
     .unwrap()
 }
 
-async fn world(crm_version: &str, crm: CrmConfig) -> World {
+/// A shop served by the Rust connector and a CRM served by `connector`
+/// (one of the whole CRM connectors' components), with the JavaScript
+/// mapper unit installed beside it.
+async fn world(crm_version: &str, crm: CrmConfig, connector: &str) -> World {
     let (dir, storage, node) = fresh_node().await;
     let shop = Shop::start(
         ShopConfig {
@@ -106,12 +148,12 @@ async fn world(crm_version: &str, crm: CrmConfig) -> World {
         .install(junction_connectors::MAGENTO)
         .await
         .unwrap();
-    let python = node
+    let connector = node
         .sync
-        .install(&std::fs::read(junction_test_artifacts::CRM_PYTHON).unwrap())
+        .install(&std::fs::read(connector).unwrap())
         .await
         .unwrap();
-    let js = node
+    let js_mapper = node
         .sync
         .install(&std::fs::read(junction_test_artifacts::CRM_JS_MAPPER).unwrap())
         .await
@@ -129,8 +171,8 @@ async fn world(crm_version: &str, crm: CrmConfig) -> World {
         crm,
         node,
         storage,
-        python,
-        js,
+        connector,
+        js_mapper,
         _dir: dir,
     }
 }
@@ -321,15 +363,27 @@ fn assert_same_person(local: &Value, contact: &Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shop_customers_become_crm_contacts_through_the_python_connector() {
-    let w = world("3.0.0", small_crm()).await;
+    customers_sync_both_ways(junction_test_artifacts::CRM_PYTHON, "crm-python").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shop_customers_become_crm_contacts_through_the_js_connector() {
+    customers_sync_both_ways(junction_test_artifacts::CRM_JS, "crm-js").await;
+}
+
+/// The whole flow through the CRM connector built at `path`, whose
+/// manifest is called `name`.
+async fn customers_sync_both_ways(path: &str, name: &str) {
+    let w = world("3.0.0", small_crm(), path).await;
+    assert_eq!(w.connector.name, name);
     let units = w.node.sync.backend("crm").await.unwrap();
     assert!(
-        units.adapter_label.starts_with("crm-python "),
+        units.adapter_label.starts_with(&format!("{name} ")),
         "{}",
         units.adapter_label
     );
     assert!(
-        units.mapper_label.starts_with("crm-python "),
+        units.mapper_label.starts_with(&format!("{name} ")),
         "{}",
         units.mapper_label
     );
@@ -416,14 +470,14 @@ async fn shop_customers_become_crm_contacts_through_the_python_connector() {
     w.settle().await;
     assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
     assert!(w.crm.object(Kind::Contacts, &gone).is_none());
-    assert!(w.calls(&w.python, "adapter.create") >= small().customers as u64 - 1);
+    assert!(w.calls(&w.connector, "adapter.create") >= small().customers as u64 - 1);
     w.a_customer_without_email_fails_alone().await;
     drop(w.shop);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_js_mapper_takes_over_for_the_crm_versions_it_claims() {
-    let w = world("3.1.0", small_crm()).await;
+    let w = world("3.1.0", small_crm(), junction_test_artifacts::CRM_PYTHON).await;
     let units = w.node.sync.backend("crm").await.unwrap();
     assert!(
         units.adapter_label.starts_with("crm-python "),
@@ -440,7 +494,7 @@ async fn the_js_mapper_takes_over_for_the_crm_versions_it_claims() {
     for (local, contact) in w.customers_and_contacts().await {
         assert_same_person(&local, &contact.expect("every customer has a contact"));
     }
-    assert!(w.calls(&w.js, "mapper.map-export") >= small().customers as u64);
+    assert!(w.calls(&w.js_mapper, "mapper.map-export") >= small().customers as u64);
 
     w.a_customer_without_email_fails_alone().await;
     drop(w.shop);
@@ -448,20 +502,27 @@ async fn the_js_mapper_takes_over_for_the_crm_versions_it_claims() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_crm_converges_with_no_failed_jobs() {
-    let w = world(
-        "3.0.0",
-        CrmConfig {
-            rate_limit: Some(8),
-            ..small_crm()
-        },
-    )
-    .await;
-    w.import_customers().await;
-    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
-    for (local, contact) in w.customers_and_contacts().await {
-        assert_same_person(&local, &contact.expect("every customer has a contact"));
+    for connector in [
+        junction_test_artifacts::CRM_PYTHON,
+        junction_test_artifacts::CRM_JS,
+    ] {
+        let w = world(
+            "3.0.0",
+            CrmConfig {
+                rate_limit: Some(8),
+                ..small_crm()
+            },
+            connector,
+        )
+        .await;
+        w.import_customers().await;
+        assert!(w.failed().await.is_empty(), "{connector}: {:?}", w.failed().await);
+        for (local, contact) in w.customers_and_contacts().await {
+            assert_same_person(&local, &contact.expect("every customer has a contact"));
+        }
+        assert!(w.crm.rate_limited() > 0, "{connector}: the CRM never said 429");
+        drop(w.shop);
     }
-    drop(w.shop);
 }
 
 /// The Rust, Python and JavaScript mappers give the same answers: the
@@ -476,6 +537,7 @@ async fn rust_python_and_js_mappers_map_alike() {
         junction_test_artifacts::CRM_MAPPER,
         junction_test_artifacts::CRM_PYTHON,
         junction_test_artifacts::CRM_JS_MAPPER,
+        junction_test_artifacts::CRM_JS,
     ] {
         units.push((path, host.load_file(path.as_ref()).await.unwrap()));
     }
