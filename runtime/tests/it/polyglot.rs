@@ -475,6 +475,37 @@ async fn customers_sync_both_ways(path: &str, name: &str) {
     drop(w.shop);
 }
 
+/// `check` works through each connector's HTTP client, and a CRM the
+/// operator did not allow is a config error that names the host — the
+/// host's denial reaches the connector as such, not as a network failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_js_connectors_check_the_crm_and_report_a_denied_host() {
+    for (path, name) in [
+        (junction_test_artifacts::CRM_PYTHON, "crm-python"),
+        (junction_test_artifacts::CRM_JS, "crm-js"),
+    ] {
+        let w = world("3.0.0", small_crm(), path).await;
+        let (line, adapter) = w.node.sync.check_backend("crm").await.unwrap();
+        assert!(adapter.starts_with(&format!("{name} ")), "{adapter}");
+        assert_eq!(
+            line,
+            format!("connected to the CRM at {}: 5 contacts", w.crm.base_url()),
+            "{name}"
+        );
+
+        let mut denied = crm_backend(&w.crm, "3.0.0");
+        denied.allow_internal.clear();
+        w.node.sync.configure(&denied).await.unwrap();
+        let err = w.node.sync.check_backend("crm").await.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("request to {} denied by the host", w.crm.addr))
+                && err.contains("ask the operator to allow it"),
+            "{name}: {err}"
+        );
+        drop(w.shop);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_js_mapper_takes_over_for_the_crm_versions_it_claims() {
     let w = world("3.1.0", small_crm(), junction_test_artifacts::CRM_PYTHON).await;
