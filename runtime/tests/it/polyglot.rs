@@ -21,7 +21,7 @@ use junction_runtime::queue::job::{JobFilter, JobState};
 use junction_runtime::storage::{InstalledConnector, RecordWrite, Storage};
 use serde_json::{Value, json};
 
-use crate::sync::{fresh_node, small};
+use crate::sync::{assert_units, fresh_node, small};
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -71,7 +71,8 @@ fn the_js_sdk_and_connector_pass_their_node_tests() {
 #[test]
 fn typescript_types_are_generated_from_the_wit() {
     let out = tempfile::tempdir().unwrap();
-    let jco = Path::new(junction_test_artifacts::NODE_TOOLS).join("node_modules/@bytecodealliance/jco/src/jco.js");
+    let jco = Path::new(junction_test_artifacts::NODE_TOOLS)
+        .join("node_modules/@bytecodealliance/jco/src/jco.js");
     passes(
         Command::new("node")
             .arg(&jco)
@@ -87,15 +88,16 @@ fn typescript_types_are_generated_from_the_wit() {
         "state", "types",
     ] {
         let file = interfaces.join(format!("junction-connector-{name}.d.ts"));
-        let text = std::fs::read_to_string(&file)
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let text =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert!(
             text.contains(&format!("declare module 'junction:connector/{name}@0.1.0'")),
             "{}",
             file.display()
         );
     }
-    let adapter = std::fs::read_to_string(interfaces.join("junction-connector-adapter.d.ts")).unwrap();
+    let adapter =
+        std::fs::read_to_string(interfaces.join("junction-connector-adapter.d.ts")).unwrap();
     assert!(
         adapter.contains("export function search(model: ModelName, filter: Json, cursor: string | undefined, pageSize: number): Page;"),
         "{adapter}"
@@ -376,17 +378,7 @@ async fn shop_customers_become_crm_contacts_through_the_js_connector() {
 async fn customers_sync_both_ways(path: &str, name: &str) {
     let w = world("3.0.0", small_crm(), path).await;
     assert_eq!(w.connector.name, name);
-    let units = w.node.sync.backend("crm").await.unwrap();
-    assert!(
-        units.adapter_label.starts_with(&format!("{name} ")),
-        "{}",
-        units.adapter_label
-    );
-    assert!(
-        units.mapper_label.starts_with(&format!("{name} ")),
-        "{}",
-        units.mapper_label
-    );
+    assert_units(&w.node, "crm", name, name).await;
 
     // One shop customer is in the CRM already, under another contact:
     // the connector adopts that contact instead of failing on the
@@ -496,7 +488,13 @@ async fn python_and_js_connectors_check_the_crm_and_report_a_denied_host() {
         let mut denied = crm_backend(&w.crm, "3.0.0");
         denied.allow_internal.clear();
         w.node.sync.configure(&denied).await.unwrap();
-        let err = w.node.sync.check_backend("crm").await.unwrap_err().to_string();
+        let err = w
+            .node
+            .sync
+            .check_backend("crm")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains(&format!("request to {} denied by the host", w.crm.addr))
                 && err.contains("ask the operator to allow it"),
@@ -509,17 +507,7 @@ async fn python_and_js_connectors_check_the_crm_and_report_a_denied_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_js_mapper_takes_over_for_the_crm_versions_it_claims() {
     let w = world("3.1.0", small_crm(), junction_test_artifacts::CRM_PYTHON).await;
-    let units = w.node.sync.backend("crm").await.unwrap();
-    assert!(
-        units.adapter_label.starts_with("crm-python "),
-        "{}",
-        units.adapter_label
-    );
-    assert!(
-        units.mapper_label.starts_with("crm-js-mapper "),
-        "{}",
-        units.mapper_label
-    );
+    assert_units(&w.node, "crm", "crm-python", "crm-js-mapper").await;
     w.import_customers().await;
     assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
     for (local, contact) in w.customers_and_contacts().await {
@@ -547,11 +535,18 @@ async fn a_rate_limited_crm_converges_with_no_failed_jobs() {
         )
         .await;
         w.import_customers().await;
-        assert!(w.failed().await.is_empty(), "{connector}: {:?}", w.failed().await);
+        assert!(
+            w.failed().await.is_empty(),
+            "{connector}: {:?}",
+            w.failed().await
+        );
         for (local, contact) in w.customers_and_contacts().await {
             assert_same_person(&local, &contact.expect("every customer has a contact"));
         }
-        assert!(w.crm.rate_limited() > 0, "{connector}: the CRM never said 429");
+        assert!(
+            w.crm.rate_limited() > 0,
+            "{connector}: the CRM never said 429"
+        );
         drop(w.shop);
     }
 }

@@ -696,17 +696,7 @@ async fn the_backend_version_picks_the_mapper() {
         "2.2.9",
     )
     .await;
-    let units = w.node.sync.backend("shop").await.unwrap();
-    assert!(
-        units.mapper_label.starts_with("magento-legacy "),
-        "{}",
-        units.mapper_label
-    );
-    assert!(
-        units.adapter_label.starts_with("magento "),
-        "{}",
-        units.adapter_label
-    );
+    assert_units(&w.node, "shop", "magento", "magento-legacy").await;
     w.run(vec![batch("product")]).await;
     assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
     let s = first_skus(&w, 1).await.remove(0);
@@ -907,4 +897,19 @@ async fn an_export_creates_what_the_record_needs_first_and_names_a_cycle() {
             .is_none()
     );
     node.stop(Duration::from_secs(5)).await.unwrap();
+}
+
+/// `backend` resolves its adapter from connector `adapter` and its mapper
+/// from connector `mapper` (labels are "name version").
+pub async fn assert_units(node: &Node, backend: &str, adapter: &str, mapper: &str) {
+    let units = node.sync.backend(backend).await.unwrap();
+    for (label, want) in [
+        (&units.adapter_label, adapter),
+        (&units.mapper_label, mapper),
+    ] {
+        assert!(
+            label.starts_with(&format!("{want} ")),
+            "{backend}: {label}, expected {want}"
+        );
+    }
 }
