@@ -26,8 +26,15 @@ async fn a_restart_loads_from_the_cache() {
     second.describe(&ctx).await.into_result().unwrap();
 
     // Damage every artifact: the next load compiles again, and works.
+    // The damaged file replaces the artifact rather than overwriting it in
+    // place: hosts map artifacts (`second` still does), and truncating a
+    // mapped file kills the process — which is why the cache itself only
+    // ever renames new files into place.
     for entry in std::fs::read_dir(dir.path()).unwrap() {
-        std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
+        let path = entry.unwrap().path();
+        let damaged = path.with_extension("damaged");
+        std::fs::write(&damaged, b"garbage").unwrap();
+        std::fs::rename(&damaged, &path).unwrap();
     }
     let third = host_with_cache(dir.path()).load_file(path).await.unwrap();
     assert!(!third.compile_info().cached);
