@@ -69,9 +69,17 @@ export function send(request) {
   }
   if (request.body.length) {
     const stream = body.write();
-    // blocking-write-and-flush takes at most 4096 bytes a call.
-    for (let i = 0; i < request.body.length; i += 4096) {
-      stream.blockingWriteAndFlush(request.body.subarray(i, i + 4096));
+    try {
+      // blocking-write-and-flush takes at most 4096 bytes a call.
+      for (let i = 0; i < request.body.length; i += 4096) {
+        stream.blockingWriteAndFlush(request.body.subarray(i, i + 4096));
+      }
+    } catch (e) {
+      // The connection went away mid-body: a failed request, not a bug.
+      drop(stream);
+      drop(body);
+      drop(future);
+      throw new TransportError(host, `sending the request body failed (${payload(e)?.tag ?? e})`);
     }
     drop(stream);
   }

@@ -50,9 +50,16 @@ def send(request: Request) -> Response:
     if request.body:
         stream = body.write()
         data = request.body
-        # blocking_write_and_flush takes at most 4096 bytes a call.
-        for i in range(0, len(data), 4096):
-            stream.blocking_write_and_flush(data[i : i + 4096])
+        try:
+            # blocking_write_and_flush takes at most 4096 bytes a call.
+            for i in range(0, len(data), 4096):
+                stream.blocking_write_and_flush(data[i : i + 4096])
+        except Err as e:
+            # The connection went away mid-body: a failed request, not a bug.
+            stream.__exit__(None, None, None)
+            body.__exit__(None, None, None)
+            future.__exit__(None, None, None)
+            raise TransportError(host, f"sending the request body failed ({type(e.value).__name__})") from None
         stream.__exit__(None, None, None)
     h.OutgoingBody.finish(body, None)
     future.subscribe().block()
