@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use junction_demo_shop::{Seed, ShopConfig};
+use junction_demo_shop::{Faults, Seed, ShopConfig};
 use junction_runtime::queue::job::JobState;
 use junction_runtime::sync::IMPORT_RECORD;
 
@@ -59,6 +59,16 @@ pub(crate) async fn swap_under_load(w: super::sync::World) {
     let before = finished(&w).await;
     let original = digest(junction_connectors::MAGENTO);
     let next = rebuilt(junction_connectors::MAGENTO, "hot-swap");
+    // The swap must land while jobs still run. Compile the new version
+    // now (the install then finds it in the shared artifact cache instead
+    // of compiling mid-run), and give the shop some latency: with warm
+    // instances 2,000 local imports can otherwise all finish within the
+    // time a busy 2-core machine takes to compile one component.
+    w.node.sync.host().load(&next).await.unwrap();
+    w.shop.set_faults(Faults {
+        latency: Duration::from_millis(5),
+        ..Faults::default()
+    });
 
     let specs = (1..=JOBS)
         .map(|i| import("product", &format!("DS-{i:05}")))
