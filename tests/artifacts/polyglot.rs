@@ -87,7 +87,15 @@ impl Polyglot {
         }
         run(
             Command::new(npm())
-                .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+                // Packages already in npm's cache are taken from it without
+                // asking the registry, so a rebuild works offline.
+                .args([
+                    "ci",
+                    "--prefer-offline",
+                    "--no-audit",
+                    "--no-fund",
+                    "--ignore-scripts",
+                ])
                 .current_dir(&tools),
             "installing guest-sdk/js/package-lock.json with `npm ci` (the JavaScript connectors need Node.js 18 or later with npm; \
              on Debian or Ubuntu: `apt install nodejs npm`; the first build needs the npm registry or a cache that has its packages)",
