@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use junction_runtime::{CallContext, Host, HostConfig, SandboxLimits};
+use junction_runtime::{CallContext, Host, HostConfig, SandboxLimits, Unit};
 
 const SAMPLES: usize = 200;
 
@@ -31,6 +31,35 @@ fn row(name: &str, (median, p99): (Duration, Duration)) {
         median.as_secs_f64() * 1e6,
         p99.as_secs_f64() * 1e6
     );
+}
+
+/// A host with `warm_instances` and the probe fixture loaded on it.
+async fn probe(warm_instances: u32) -> (Host, Unit) {
+    let host = Host::new(HostConfig {
+        max_instances: 16,
+        warm_instances,
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let unit = host
+        .load_file(junction_test_artifacts::PROBE.as_ref())
+        .await
+        .unwrap();
+    (host, unit)
+}
+
+/// `SAMPLES * 10` timed calls of `adapter.delete`, after 200 to warm up.
+async fn one_call_per_sample(unit: &Unit, ctx: &Arc<CallContext>) -> Vec<Duration> {
+    for _ in 0..200 {
+        unit.delete(ctx, "noop", "1").await.into_result().unwrap();
+    }
+    let mut samples = Vec::with_capacity(SAMPLES * 10);
+    for _ in 0..SAMPLES * 10 {
+        let started = Instant::now();
+        unit.delete(ctx, "noop", "1").await.into_result().unwrap();
+        samples.push(started.elapsed());
+    }
+    samples
 }
 
 #[inline(never)]
@@ -51,25 +80,9 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let host = Host::new(HostConfig {
-            max_instances: 16,
-            warm_instances: 0,
-            ..HostConfig::default()
-        })
-        .unwrap();
-        let warm_host = Host::new(HostConfig {
-            max_instances: 16,
-            ..HostConfig::default()
-        })
-        .unwrap();
-        let warm_unit = warm_host
-            .load_file(junction_test_artifacts::PROBE.as_ref())
-            .await
-            .unwrap();
-        let unit = host
-            .load_file(junction_test_artifacts::PROBE.as_ref())
-            .await
-            .unwrap();
+        // Hosts are kept alive for as long as their units run.
+        let (_host, unit) = probe(0).await;
+        let (_warm_host, warm_unit) = probe(HostConfig::default().warm_instances).await;
         let ctx = Arc::new(CallContext::detached(SandboxLimits::default()));
 
         // (a) reused instance: batches of 1,000 calls.
@@ -82,34 +95,10 @@ fn main() {
         .await;
 
         // (b) fresh sandboxed instance per call: one call per sample, many samples.
-        for _ in 0..200 {
-            unit.delete(&ctx, "noop", "1").await.into_result().unwrap();
-        }
-        let mut fresh = Vec::with_capacity(SAMPLES * 10);
-        for _ in 0..SAMPLES * 10 {
-            let started = Instant::now();
-            unit.delete(&ctx, "noop", "1").await.into_result().unwrap();
-            fresh.push(started.elapsed());
-        }
+        let fresh = one_call_per_sample(&unit, &ctx).await;
 
-        // (d) warm pool.
-        for _ in 0..200 {
-            warm_unit
-                .delete(&ctx, "noop", "1")
-                .await
-                .into_result()
-                .unwrap();
-        }
-        let mut warm = Vec::with_capacity(SAMPLES * 10);
-        for _ in 0..SAMPLES * 10 {
-            let started = Instant::now();
-            warm_unit
-                .delete(&ctx, "noop", "1")
-                .await
-                .into_result()
-                .unwrap();
-            warm.push(started.elapsed());
-        }
+        // (d) warm pool: the same, on a host that keeps instances warm.
+        let warm = one_call_per_sample(&warm_unit, &ctx).await;
 
         // (c) native.
         let mut native = Vec::with_capacity(SAMPLES);

@@ -104,6 +104,12 @@ fn typescript_types_are_generated_from_the_wit() {
     );
 }
 
+/// The whole CRM connectors, built, with their manifests' names.
+const CRM_CONNECTORS: [(&str, &str); 2] = [
+    (junction_test_artifacts::CRM_PYTHON, "crm-python"),
+    (junction_test_artifacts::CRM_JS, "crm-js"),
+];
+
 struct World {
     shop: Shop,
     crm: Crm,
@@ -472,10 +478,7 @@ async fn customers_sync_both_ways(path: &str, name: &str) {
 /// host's denial reaches the connector as such, not as a network failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_and_js_connectors_check_the_crm_and_report_a_denied_host() {
-    for (path, name) in [
-        (junction_test_artifacts::CRM_PYTHON, "crm-python"),
-        (junction_test_artifacts::CRM_JS, "crm-js"),
-    ] {
+    for (path, name) in CRM_CONNECTORS {
         let w = world("3.0.0", small_crm(), path).await;
         let (line, adapter) = w.node.sync.check_backend("crm").await.unwrap();
         assert!(adapter.starts_with(&format!("{name} ")), "{adapter}");
@@ -521,10 +524,7 @@ async fn the_js_mapper_takes_over_for_the_crm_versions_it_claims() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_crm_converges_with_no_failed_jobs() {
-    for connector in [
-        junction_test_artifacts::CRM_PYTHON,
-        junction_test_artifacts::CRM_JS,
-    ] {
+    for (connector, _) in CRM_CONNECTORS {
         let w = world(
             "3.0.0",
             CrmConfig {
