@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capabilities::egress::{Auth, EgressPolicy, PolicyError, parse_target};
 use crate::capabilities::{BackendInfo, CallContext, Services};
+use crate::grants::{GrantConfig, Grants, JobPlacement, Requests};
 use crate::limits::{EgressLimits, SandboxLimits};
 
 /// One backend of the operator's configuration.
@@ -29,9 +30,21 @@ pub struct BackendConfig {
     /// `host:port` pairs that may resolve to internal addresses.
     #[serde(default)]
     pub allow_internal: Vec<String>,
-    /// Credentials the host adds to allowed requests.
+    /// Credentials the host adds to requests for `auth_origins`.
     #[serde(default)]
     pub auth: Option<Auth>,
+    /// The exact origins (`scheme://host[:port]`) the credential is sent
+    /// to; default: the base URL's origin only. Never another allowed
+    /// host, never a redirect target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auth_origins: Vec<String>,
+    /// What the operator grants the connector (narrowing its manifest's
+    /// requests): local models and events.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub grants: GrantConfig,
+    /// Where the connector's own jobs go and how urgent they may be.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub jobs: JobPlacement,
     /// Non-secret settings the connector reads (a JSON object).
     #[serde(default)]
     pub settings: serde_json::Map<String, serde_json::Value>,
@@ -42,6 +55,10 @@ pub struct BackendConfig {
     /// Recurring incremental imports.
     #[serde(default)]
     pub schedules: Vec<Schedule>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// "Import `model` from this backend every `every`": a batch import that
@@ -135,22 +152,50 @@ impl BackendConfig {
         if self.limits.memory_bytes < 1 << 20 {
             return Err(self.bad("limits.memory_bytes", "must be at least 1 MiB"));
         }
-        self.policy().map(|_| ())
+        self.grants.validate().map_err(|e| self.bad("grants", e))?;
+        if let Some(channel) = &self.jobs.channel {
+            crate::queue::channels::check_name(channel)
+                .map_err(|e| self.bad("jobs.channel", format!("{channel:?}: {e}")))?;
+            if channel == "root" {
+                return Err(self.bad(
+                    "jobs.channel",
+                    "must be below root (for example root.shop): the backend's jobs get a subtree of their own",
+                ));
+            }
+        }
+        self.policy(None).map(|_| ())
     }
 
-    fn policy(&self) -> Result<EgressPolicy, BackendConfigError> {
-        let mut allow = vec![self.origin()?];
+    /// The egress policy; with `requests`, also limited to the hosts the
+    /// connector asked for (and the base URL's origin).
+    fn policy(&self, requests: Option<&Requests>) -> Result<EgressPolicy, BackendConfigError> {
+        let origin = self.origin()?;
+        let mut allow = vec![origin.clone()];
         allow.extend(self.allow.iter().cloned());
-        EgressPolicy::new(
-            &allow,
-            &self.allow_internal,
-            self.auth.as_ref(),
-            self.egress.clone(),
-        )
-        .map_err(|source| BackendConfigError::Policy {
+        let credential_origins = if self.auth_origins.is_empty() {
+            vec![origin.clone()]
+        } else {
+            self.auth_origins.clone()
+        };
+        let policy_error = |source| BackendConfigError::Policy {
             backend: self.name.clone(),
             source,
-        })
+        };
+        // The credential goes only where it is meant to, and only to a
+        // connector that asked for a secret.
+        let auth = self
+            .auth
+            .as_ref()
+            .filter(|_| requests.is_none_or(|r| !r.secrets.is_empty()));
+        let mut policy = EgressPolicy::new(&allow, &self.allow_internal, auth, self.egress.clone())
+            .and_then(|p| p.credential_origins(&credential_origins))
+            .map_err(policy_error)?;
+        if let Some(requests) = requests {
+            let mut hosts = vec![origin];
+            hosts.extend(requests.hosts.iter().cloned());
+            policy = policy.requested_hosts(&hosts).map_err(policy_error)?;
+        }
+        Ok(policy)
     }
 
     /// The configuration as JSON with credentials replaced by `***`, for
@@ -167,8 +212,13 @@ impl BackendConfig {
         v
     }
 
-    /// The context this backend's calls run in, on `services`.
-    pub fn context(&self, services: Services) -> Result<Arc<CallContext>, BackendConfigError> {
+    /// The context this backend's calls run in, on `services`, for a
+    /// connector whose manifests request `requests`.
+    pub fn context(
+        &self,
+        services: Services,
+        requests: &Requests,
+    ) -> Result<Arc<CallContext>, BackendConfigError> {
         self.validate()?;
         Ok(Arc::new(CallContext {
             backend: BackendInfo {
@@ -178,9 +228,10 @@ impl BackendConfig {
                 base_url: self.base_url.clone(),
             },
             settings: serde_json::Value::Object(self.settings.clone()).to_string(),
-            egress: Arc::new(self.policy()?),
+            egress: Arc::new(self.policy(Some(requests))?),
             limits: self.limits.clone(),
             services,
+            grants: Arc::new(Grants::new(&self.name, requests, &self.grants, &self.jobs)),
         }))
     }
 }
@@ -214,8 +265,15 @@ mod tests {
 
     #[test]
     fn a_backend_becomes_a_call_context() {
+        let requests = Requests {
+            hosts: ["https://cdn.example.com".to_string()].into(),
+            ..Requests::default()
+        };
         let ctx = shop()
-            .context(Services::from_one(Arc::new(MemoryServices::default())))
+            .context(
+                Services::from_one(Arc::new(MemoryServices::default())),
+                &requests,
+            )
             .unwrap();
         assert_eq!(ctx.backend.name, "shop-eu");
         assert_eq!(ctx.settings, r#"{"store":"default"}"#);

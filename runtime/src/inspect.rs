@@ -86,13 +86,16 @@ async fn report(file: String, unit: crate::host::Unit) -> Result<InspectReport, 
 
 impl fmt::Display for InspectReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Every manifest field is the component's own text.
+        let c = crate::text::clean;
         let m = &self.manifest;
-        writeln!(f, "{} {} ({})", m.name, m.version, self.file)?;
+        writeln!(f, "{} {} ({})", c(&m.name), c(&m.version), self.file)?;
         writeln!(f, "  world:            {}", self.world)?;
         writeln!(
             f,
             "  backend:          {} {}",
-            m.backend_kind, m.backend_versions
+            c(&m.backend_kind),
+            c(&m.backend_versions)
         )?;
         writeln!(f, "  digest:           {}", self.digest)?;
         writeln!(f, "  size:             {} bytes", self.size_bytes)?;
@@ -108,18 +111,23 @@ impl fmt::Display for InspectReport {
         )?;
         writeln!(f, "  models:")?;
         for model in &m.models {
-            writeln!(f, "    {:<16}  {}", model.name, model.operations.join(", "))?;
+            writeln!(
+                f,
+                "    {:<16}  {}",
+                c(&model.name),
+                c(&model.operations.join(", "))
+            )?;
         }
         let list = |items: &[String]| {
             if items.is_empty() {
                 "(none)".to_string()
             } else {
-                items.join(", ")
+                c(&items.join(", "))
             }
         };
         writeln!(f, "  requested hosts:  {}", list(&m.hosts))?;
         writeln!(f, "  events:           {}", list(&m.events))?;
         writeln!(f, "  secrets:          {}", list(&m.secrets))?;
-        write!(f, "  settings schema:  {}", m.settings_schema)
+        write!(f, "  settings schema:  {}", c(&m.settings_schema))
     }
 }

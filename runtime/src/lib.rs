@@ -11,6 +11,7 @@ pub mod capabilities;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod grants;
 pub mod host;
 pub mod inspect;
 pub mod limits;
@@ -21,6 +22,7 @@ pub mod queue;
 pub mod registry;
 pub mod storage;
 pub mod sync;
+pub mod text;
 
 pub use capabilities::CallContext;
 pub use error::{CallError, GuestError};

@@ -157,7 +157,10 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("JUNCTION_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                // wasmtime-wasi-http warns once per malformed guest
+                // request: a guest could flood the service's log with them.
+                // The call's audit records every request already.
+                .unwrap_or_else(|_| "warn,wasmtime_wasi_http=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -165,7 +168,9 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The message may quote a connector's own words (a failed
+            // check, a refused job): shown with control characters escaped.
+            eprintln!("error: {}", junction_runtime::text::clean(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

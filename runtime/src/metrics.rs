@@ -47,7 +47,10 @@ struct Inner {
     /// (backend, status or "error") → requests that went out.
     requests: BTreeMap<(String, String), u64>,
     /// (backend, host) → requests the allowlist refused.
-    denied: BTreeMap<(String, String), u64>,
+    /// By backend only: the host a guest tried is its own choice, and a
+    /// label per host would let it grow the series without bound (the
+    /// job's audit names the host).
+    denied: BTreeMap<String, u64>,
     /// (function, outcome) → durations.
     jobs: BTreeMap<(String, String), Histogram>,
 }
@@ -111,8 +114,8 @@ impl Metrics {
         self.with(|m| *m.requests.entry((backend.into(), status)).or_default() += 1);
     }
 
-    pub fn denied(&self, backend: &str, host: &str) {
-        self.with(|m| *m.denied.entry((backend.into(), host.into())).or_default() += 1);
+    pub fn denied(&self, backend: &str) {
+        self.with(|m| *m.denied.entry(backend.into()).or_default() += 1);
     }
 
     /// A job try ended: `outcome` is done, retry or failed.
@@ -200,14 +203,13 @@ impl Metrics {
                 out,
                 "junction_outbound_denied_total",
                 "counter",
-                "Outbound HTTP requests the allowlist refused, by backend and host.",
+                "Outbound HTTP requests the sandbox refused, by backend (the job's audit names the host).",
             );
-            for ((backend, host), n) in &m.denied {
+            for (backend, n) in &m.denied {
                 let _ = writeln!(
                     out,
-                    "junction_outbound_denied_total{{backend=\"{}\",host=\"{}\"}} {n}",
-                    escape(backend),
-                    escape(host)
+                    "junction_outbound_denied_total{{backend=\"{}\"}} {n}",
+                    escape(backend)
                 );
             }
             header(

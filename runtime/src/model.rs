@@ -132,6 +132,46 @@ impl Manifest {
         if self.name.trim().is_empty() {
             return Err(bad("name", "must not be empty".into()));
         }
+        // Names are shown to operators and matched by the host: no control
+        // or bidi characters, and a sane length.
+        let mut names: Vec<(&str, &str)> = vec![
+            ("name", &self.name),
+            ("version", &self.version),
+            ("backend-kind", &self.backend_kind),
+            ("backend-versions", &self.backend_versions),
+        ];
+        names.extend(self.models.iter().map(|m| ("models", m.name.as_str())));
+        names.extend(self.events.iter().map(|e| ("events", e.as_str())));
+        names.extend(self.secrets.iter().map(|s| ("secrets", s.as_str())));
+        for (field, value) in names {
+            if value.len() > 256 {
+                return Err(bad(field, format!("an entry is {} bytes; at most 256", value.len())));
+            }
+            if value.chars().any(crate::text::is_hazard) {
+                return Err(bad(
+                    field,
+                    format!(
+                        "{} contains control or bidi characters",
+                        crate::text::clean(value)
+                    ),
+                ));
+            }
+        }
+        for m in &self.models {
+            if m.name.trim().is_empty() {
+                return Err(bad("models", "a model has no name".into()));
+            }
+            if let Some(op) = m
+                .operations
+                .iter()
+                .find(|o| !crate::grants::OPERATIONS.contains(&o.as_str()))
+            {
+                return Err(bad(
+                    "models",
+                    format!("{}: unknown operation {}", m.name, crate::text::clean(op)),
+                ));
+            }
+        }
         if self.backend_kind.trim().is_empty() {
             return Err(bad("backend-kind", "must not be empty".into()));
         }

@@ -8,7 +8,13 @@ mod polyglot;
 
 use std::path::{Path, PathBuf};
 
-const FIXTURES: &[&str] = &["probe", "mapper-only", "broken-describe", "crm-mapper"];
+const FIXTURES: &[&str] = &[
+    "probe",
+    "probe-greedy",
+    "mapper-only",
+    "broken-describe",
+    "crm-mapper",
+];
 
 fn constant(consts: &mut String, doc: &str, name: &str, path: &Path) {
     consts.push_str(&format!(

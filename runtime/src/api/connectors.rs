@@ -11,7 +11,32 @@ use serde_json::{Value, json};
 use super::ApiState;
 use super::error::{ApiError, ApiResult};
 use crate::backend::BackendConfig;
+use crate::grants::Requests;
+use crate::model::Manifest;
 use crate::storage::InstalledConnector;
+
+/// What a stored manifest requests (nothing if unreadable).
+fn requests(c: &InstalledConnector) -> Requests {
+    serde_json::from_str::<Manifest>(&c.manifest)
+        .map(|m| Requests::of(&m))
+        .unwrap_or_default()
+}
+
+/// A connector as the API shows it, with what it requests and, for an
+/// inactive version, what it requests beyond the active one of its
+/// connector (what activating it needs approved).
+fn view_among(c: &InstalledConnector, all: &[InstalledConnector]) -> Value {
+    let mut v = view(c);
+    let mine = requests(c);
+    let beyond = all
+        .iter()
+        .find(|o| o.active && o.name == c.name && o.digest != c.digest)
+        .map(|active| mine.beyond(&requests(active)).lines())
+        .unwrap_or_default();
+    v["requests"] = json!(mine.lines());
+    v["beyond_active"] = json!(beyond);
+    v
+}
 
 /// A connector as the API shows it.
 fn view(c: &InstalledConnector) -> Value {
@@ -29,13 +54,8 @@ fn view(c: &InstalledConnector) -> Value {
 }
 
 pub async fn list(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
-    let items: Vec<Value> = state
-        .storage()
-        .connectors()
-        .await?
-        .iter()
-        .map(view)
-        .collect();
+    let all = state.storage().connectors().await?;
+    let items: Vec<Value> = all.iter().map(|c| view_among(c, &all)).collect();
     Ok(Json(json!({"items": items, "next": null})))
 }
 
@@ -43,7 +63,9 @@ pub async fn show(
     State(state): State<ApiState>,
     Path(digest): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(view(&state.sync().connector(&digest).await?)))
+    let c = state.sync().connector(&digest).await?;
+    let all = state.storage().connectors().await?;
+    Ok(Json(view_among(&c, &all)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +76,10 @@ pub struct InstallQuery {
     /// Refuse the upload unless its sha256 is this (hex, with or without
     /// `sha256:`).
     sha256: Option<String>,
+    /// Approve what it requests beyond the active version (see
+    /// `beyond_active`); without it such a version is installed inactive
+    /// and the answer is 409 `needs_approval`.
+    approve: Option<bool>,
 }
 
 /// `POST /api/v1/connectors` with the component's bytes as the body.
@@ -85,7 +111,11 @@ pub async fn install(
     }
     let installed = state
         .sync()
-        .install_as(&body, q.activate.unwrap_or(true))
+        .install_as(
+            &body,
+            q.activate.unwrap_or(true),
+            q.approve.unwrap_or(false),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(view(&installed))))
 }
@@ -110,11 +140,24 @@ pub async fn inspect(State(state): State<ApiState>, body: Bytes) -> ApiResult<Js
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateQuery {
+    /// Approve what the version requests beyond the active one.
+    approve: Option<bool>,
+}
+
 pub async fn activate(
     State(state): State<ApiState>,
     Path(digest): Path<String>,
+    Query(q): Query<ActivateQuery>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(view(&state.sync().activate_connector(&digest).await?)))
+    Ok(Json(view(
+        &state
+            .sync()
+            .activate_connector(&digest, q.approve.unwrap_or(false))
+            .await?,
+    )))
 }
 
 #[derive(Debug, Deserialize)]

@@ -95,6 +95,9 @@ impl From<SyncError> for ApiError {
             SyncError::Refused { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "refused", e.to_string())
             }
+            SyncError::NeedsApproval { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "needs_approval", e.to_string())
+            }
             SyncError::Registry(_) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unresolved",

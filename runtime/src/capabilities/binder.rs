@@ -1,7 +1,9 @@
 //! Capability: `junction:connector/binder`. External id ↔ local id for the
-//! call's backend; a guest can only see and bind ids of its own backend.
+//! call's backend; a guest can only see and bind ids of its own backend,
+//! and only of the models granted to it (lookups of another model trap the
+//! call; `bind` answers a permanent error).
 
-use super::{ServiceError, host_failure};
+use super::{ServiceError, grant_failure, host_failure};
 use crate::host::bindings::binder::Host;
 use crate::host::bindings::types::Error;
 use crate::host::store::CallState;
@@ -15,6 +17,10 @@ impl Host for CallState {
         external_id: String,
     ) -> wasmtime::Result<Option<String>> {
         self.ctx
+            .grants
+            .model("binder.to-local", &model)
+            .map_err(|e| grant_failure(NAME, e))?;
+        self.ctx
             .services
             .binder
             .to_local(&self.ctx.backend.name, &model, &external_id)
@@ -27,6 +33,10 @@ impl Host for CallState {
         model: String,
         local_id: String,
     ) -> wasmtime::Result<Option<String>> {
+        self.ctx
+            .grants
+            .model("binder.to-external", &model)
+            .map_err(|e| grant_failure(NAME, e))?;
         self.ctx
             .services
             .binder
@@ -42,6 +52,9 @@ impl Host for CallState {
         local_id: String,
         sync_date: Option<String>,
     ) -> wasmtime::Result<Result<(), Error>> {
+        if let Err(e) = self.ctx.grants.model("binder.bind", &model) {
+            return Ok(Err(Error::Permanent(e.0)));
+        }
         if let Some(date) = &sync_date
             && let Err(reason) = crate::model::parse_timestamp(date)
         {

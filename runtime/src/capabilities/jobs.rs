@@ -1,8 +1,18 @@
 //! Capability: `junction:connector/jobs`. A guest enqueues work; the request
 //! is validated here so that a bad one is the guest's `permanent` error and
 //! nothing half-enqueued reaches the queue.
+//!
+//! A guest's job always runs for the calling backend ([`admit`]): arguments
+//! naming another backend are refused, the identity key is put in the
+//! backend's own namespace, the channel must lie in the backend's subtree
+//! and the priority may be no better than the operator allows. Listener
+//! job requests go through the same [`admit`].
+
+use serde_json::Value;
 
 use super::{ServiceError, host_failure};
+use crate::grants::Grants;
+use crate::queue::JobSpec;
 use crate::host::bindings::jobs::Host;
 use crate::host::bindings::types::{Error, JobRequest as WitJobRequest};
 use crate::host::store::CallState;
@@ -48,17 +58,101 @@ pub fn validate(request: &JobRequest) -> Result<(), String> {
     Ok(())
 }
 
+/// The identity key a guest's `key` becomes: in its backend's namespace,
+/// so it can never collapse another backend's job or one of the host's
+/// own (`batch:…`, `import:…`).
+pub fn guest_identity_key(backend: &str, key: &str) -> String {
+    format!("guest:{backend}:{key}")
+}
+
+/// Which grant a sync function's `model` needs.
+fn direction(function: &str) -> &'static [&'static str] {
+    match function {
+        crate::sync::IMPORT_RECORD | crate::sync::IMPORT_BATCH | crate::sync::DELETE_LOCAL => {
+            &["import"]
+        }
+        crate::sync::EXPORT_RECORD | crate::sync::DELETE_REMOTE => &["export"],
+        _ => &[],
+    }
+}
+
+/// Turn a guest's job request for `backend` into what the queue stores,
+/// or say why it is refused (nothing is enqueued then).
+pub fn admit(backend: &str, grants: &Grants, request: JobRequest) -> Result<JobSpec, String> {
+    validate(&request)?;
+    let mut request = request;
+    let mut args: serde_json::Map<String, Value> =
+        serde_json::from_str(&request.args).map_err(|e| format!("job args are not JSON: {e}"))?;
+    match args.get("backend") {
+        None => {
+            args.insert("backend".into(), Value::String(backend.to_string()));
+        }
+        Some(Value::String(named)) if named == backend => {}
+        Some(other) => {
+            return Err(format!(
+                "job arguments name backend {other}, but this connector runs for backend {backend:?}:                  a connector's jobs always run for its own backend; leave "backend" out"
+            ));
+        }
+    }
+    if let Some(model) = args.get("model") {
+        let Value::String(model) = model else {
+            return Err(format!("job argument "model" must be a string, not {model}"));
+        };
+        let ops = direction(&request.function);
+        if ops.is_empty() {
+            grants.model("jobs.enqueue", model)
+        } else {
+            grants.model_op("jobs.enqueue", model, ops)
+        }
+        .map_err(|e| e.0)?;
+    }
+    request.args = Value::Object(args).to_string();
+    let subtree = &grants.channel;
+    match &request.channel {
+        None => request.channel = Some(subtree.clone()),
+        Some(c) if c == subtree || c.starts_with(&format!("{subtree}.")) => {}
+        Some(c) => {
+            return Err(format!(
+                "job channel {c:?} is outside this backend's channels: use {subtree} or a channel below it                  (the operator sets the subtree with the backend's jobs.channel)"
+            ));
+        }
+    }
+    match request.priority {
+        None => request.priority = Some(grants.min_priority.max(10)),
+        Some(p) if p < grants.min_priority => {
+            return Err(format!(
+                "job priority {p} is better than this backend allows: its jobs may take {} or above                  (the operator sets it with the backend's jobs.min_priority)",
+                grants.min_priority
+            ));
+        }
+        Some(_) => {}
+    }
+    if let Some(key) = &request.identity_key {
+        if key.is_empty() || key.len() > 256 {
+            return Err("job identity key must be 1 to 256 bytes".to_string());
+        }
+        request.identity_key = Some(guest_identity_key(backend, key));
+    }
+    Ok(JobSpec {
+        request,
+        backend: Some(backend.to_string()),
+        from_guest: true,
+        ..JobSpec::default()
+    })
+}
+
 impl Host for CallState {
     async fn enqueue(&mut self, request: WitJobRequest) -> wasmtime::Result<Result<String, Error>> {
         let request = JobRequest::from(request);
-        if let Err(reason) = validate(&request) {
-            return Ok(Err(Error::Permanent(reason)));
-        }
+        let spec = match admit(&self.ctx.backend.name, &self.ctx.grants, request) {
+            Ok(spec) => spec,
+            Err(reason) => return Ok(Err(Error::Permanent(reason))),
+        };
         match self
             .ctx
             .services
             .jobs
-            .enqueue(&self.ctx.backend.name, &request)
+            .enqueue(&spec)
             .await
         {
             Ok(id) => Ok(Ok(id)),

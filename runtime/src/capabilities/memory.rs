@@ -124,7 +124,9 @@ impl RecordService for MemoryServices {
 
 #[async_trait]
 impl JobService for MemoryServices {
-    async fn enqueue(&self, backend: &str, request: &JobRequest) -> ServiceResult<String> {
+    async fn enqueue(&self, spec: &crate::queue::JobSpec) -> ServiceResult<String> {
+        let backend = spec.backend.as_deref().unwrap_or_default();
+        let request = &spec.request;
         let mut inner = self.lock();
         if let Some(k) = &request.identity_key
             && let Some((id, _, _)) = inner
@@ -199,8 +201,13 @@ mod tests {
             identity_key: Some("k".into()),
             ..JobRequest::default()
         };
-        let a = s.enqueue("shop", &req).await.unwrap();
-        let b = s.enqueue("shop", &req).await.unwrap();
+        let spec = crate::queue::JobSpec {
+            request: req,
+            backend: Some("shop".into()),
+            ..crate::queue::JobSpec::default()
+        };
+        let a = s.enqueue(&spec).await.unwrap();
+        let b = s.enqueue(&spec).await.unwrap();
         assert_eq!(a, b);
         assert_eq!(s.jobs().len(), 1);
     }

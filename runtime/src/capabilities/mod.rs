@@ -32,8 +32,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::grants::Grants;
 use crate::limits::SandboxLimits;
-use crate::model::{JobRequest, LocalRecord};
+use crate::model::LocalRecord;
 use egress::EgressPolicy;
 
 /// The backend a call runs for, as the guest's `config.backend()` sees it.
@@ -94,7 +95,9 @@ pub trait RecordService: Send + Sync {
 #[async_trait]
 pub trait JobService: Send + Sync {
     /// Returns the job's id (an existing one when the identity key matched).
-    async fn enqueue(&self, backend: &str, request: &JobRequest) -> ServiceResult<String>;
+    /// `spec` was admitted for the calling backend
+    /// ([`jobs::admit`]).
+    async fn enqueue(&self, spec: &crate::queue::JobSpec) -> ServiceResult<String>;
 }
 
 /// Small per-backend values such as stream cursors.
@@ -143,6 +146,8 @@ pub struct CallContext {
     pub egress: Arc<EgressPolicy>,
     pub limits: SandboxLimits,
     pub services: Services,
+    /// What the backend's connector may reach of local data and jobs.
+    pub grants: Arc<Grants>,
 }
 
 impl CallContext {
@@ -160,6 +165,7 @@ impl CallContext {
             egress: Arc::new(EgressPolicy::deny_all()),
             limits,
             services: Services::from_one(Arc::new(memory::MemoryServices::default())),
+            grants: Arc::new(Grants::unrestricted("")),
         }
     }
 }
@@ -171,6 +177,15 @@ impl CallContext {
 pub(crate) struct HostFailure {
     pub capability: &'static str,
     pub message: String,
+}
+
+/// A guest reached outside its grant: the call traps with the grant's
+/// message (for imports without an error channel).
+pub(crate) fn grant_failure(capability: &'static str, e: crate::grants::GrantError) -> wasmtime::Error {
+    wasmtime::Error::new(HostFailure {
+        capability,
+        message: e.0,
+    })
 }
 
 pub(crate) fn host_failure(capability: &'static str, e: ServiceError) -> wasmtime::Error {

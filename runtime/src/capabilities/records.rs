@@ -1,12 +1,18 @@
-//! Capability: `junction:connector/records`. Read access to local records.
+//! Capability: `junction:connector/records`. Read access to local records
+//! of the models granted to the call's backend; any other model traps the
+//! call with a message naming the grant (the import has no error channel).
 
-use super::host_failure;
+use super::{grant_failure, host_failure};
 use crate::host::bindings::records::Host;
 use crate::host::bindings::types::LocalRecord;
 use crate::host::store::CallState;
 
 impl Host for CallState {
     async fn get(&mut self, model: String, id: String) -> wasmtime::Result<Option<LocalRecord>> {
+        self.ctx
+            .grants
+            .model("records.get", &model)
+            .map_err(|e| grant_failure("records", e))?;
         let record = self
             .ctx
             .services

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{BinderService, JobService, RecordService, ServiceError, ServiceResult, StateService};
-use crate::model::{JobRequest, LocalRecord};
+use crate::model::LocalRecord;
 use crate::queue::{JobSpec, Queue, QueueError, now_ms};
 use crate::storage::StorageError;
 
@@ -97,13 +97,8 @@ impl RecordService for StoredServices {
 
 #[async_trait]
 impl JobService for StoredServices {
-    async fn enqueue(&self, backend: &str, request: &JobRequest) -> ServiceResult<String> {
-        let spec = JobSpec {
-            request: request.clone(),
-            backend: Some(backend.to_string()),
-            ..JobSpec::default()
-        };
-        match self.queue.enqueue(spec).await {
+    async fn enqueue(&self, spec: &JobSpec) -> ServiceResult<String> {
+        match self.queue.enqueue(spec.clone()).await {
             Ok(e) => Ok(e.id.to_string()),
             Err(QueueError::Storage(e)) => Err(service_error(e)),
             Err(e) => Err(ServiceError::Rejected(e.to_string())),

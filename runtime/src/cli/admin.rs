@@ -20,7 +20,8 @@ pub enum ConnectorAdmin {
     /// new calls use the new one. Refused, with the old version still
     /// active, when the file is not a usable connector, when --sha256 does
     /// not match, or when a configured backend it would serve fails its
-    /// `check`.
+    /// `check`, or when it requests more than the active version (models,
+    /// events, hosts, secrets) and --approve is not given.
     Install {
         /// The component, e.g. target/wasm32-wasip2/release/my_connector.wasm
         file: PathBuf,
@@ -30,11 +31,24 @@ pub enum ConnectorAdmin {
         /// Refuse unless the file's sha256 is this (hex).
         #[arg(long)]
         sha256: Option<String>,
+        /// Approve what it requests beyond the active version.
+        #[arg(long)]
+        approve: bool,
     },
     /// Installed components, every version; `*` marks the active ones.
     List,
     /// Make an installed version active (by digest or a unique prefix).
-    Activate { digest: String },
+    /// Refused when it requests more than the active version, unless
+    /// --approve is given; `connector show` lists the difference.
+    Activate {
+        digest: String,
+        /// Approve what it requests beyond the active version.
+        #[arg(long)]
+        approve: bool,
+    },
+    /// One installed version: what it requests and what it requests
+    /// beyond the active version.
+    Show { digest: String },
     /// Make the version active before the current one active again.
     Rollback { name: String },
     /// Remove an inactive version.
@@ -161,12 +175,16 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
+/// A value as one line of text for a table or a report. Much of what the
+/// API returns was chosen by a connector (log lines, errors, audit paths,
+/// ids), so control characters are shown as escapes and can never move the
+/// cursor or start a line that looks like the CLI's own.
 fn s(v: &Value) -> String {
-    match v {
+    junction_runtime::text::clean(&match v {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
         other => other.to_string(),
-    }
+    })
 }
 
 /// The elements of a JSON array; none when it is not one.
@@ -237,10 +255,14 @@ pub async fn connector(client: &Client, cmd: ConnectorAdmin, as_json: bool) -> a
             file,
             no_activate,
             sha256,
+            approve,
         } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let mut path = format!("/api/v1/connectors?activate={}", !no_activate);
+            let mut path = format!(
+                "/api/v1/connectors?activate={}&approve={approve}",
+                !no_activate
+            );
             if let Some(h) = sha256 {
                 path.push_str(&format!("&sha256={}", enc(&h)));
             }
@@ -274,15 +296,38 @@ pub async fn connector(client: &Client, cmd: ConnectorAdmin, as_json: bool) -> a
             }
             v
         }
-        ConnectorAdmin::Activate { digest } => {
+        ConnectorAdmin::Activate { digest, approve } => {
             let v = client
                 .post(
-                    &format!("/api/v1/connectors/{}/activate", enc(&digest)),
+                    &format!(
+                        "/api/v1/connectors/{}/activate?approve={approve}",
+                        enc(&digest)
+                    ),
                     &json!({}),
                 )
                 .await?;
             if !as_json {
                 println!("activated {}", connector_line(&v));
+            }
+            v
+        }
+        ConnectorAdmin::Show { digest } => {
+            let v = client
+                .get(&format!("/api/v1/connectors/{}", enc(&digest)))
+                .await?;
+            if !as_json {
+                println!("{}", connector_line(&v));
+                println!("requests:");
+                for line in items(&v["requests"]) {
+                    println!("  {}", s(line));
+                }
+                let beyond: Vec<&Value> = items(&v["beyond_active"]).collect();
+                if !beyond.is_empty() {
+                    println!("beyond the active version (activating needs --approve):");
+                    for line in beyond {
+                        println!("  {}", s(line));
+                    }
+                }
             }
             v
         }
@@ -631,7 +676,7 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
                     s(&j["error_message"])
                 );
             }
-            println!("  arguments  {}", j["args"]);
+            println!("  arguments  {}", s(&j["args"]));
             for rel in ["parent", "child"] {
                 for g in items(&v["graph"]).filter(|g| g["relation"] == rel) {
                     println!(
@@ -708,7 +753,9 @@ pub async fn records(client: &Client, cmd: RecordsAdmin, as_json: bool) -> anyho
                 s(&v["version"]),
                 s(&v["updated_at"])
             );
-            println!("{}", serde_json::to_string_pretty(&v["data"])?);
+            for line in serde_json::to_string_pretty(&v["data"])?.lines() {
+                println!("{}", junction_runtime::text::clean(line));
+            }
         }
         RecordsAdmin::List {
             model,

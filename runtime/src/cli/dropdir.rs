@@ -47,6 +47,9 @@ async fn take(sync: &Synchronizer, path: &Path) -> String {
             c.version,
             c.digest
         ),
+        Err(e @ crate::sync::SyncError::NeedsApproval { .. }) => {
+            format!("{}: installed, not active: {e}", path.display())
+        }
         Err(e) => format!("{}: not installed: {e}", path.display()),
     }
 }

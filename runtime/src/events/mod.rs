@@ -66,8 +66,11 @@ impl Listener for GuestListener {
         let event = &stored.event;
         // The "no export" marker: a change imported from this backend is
         // never sent back to it, whatever the guest would decide.
+        // The listener hears only what its manifest asks for and the
+        // operator granted: the event's pattern and its model.
         if event.origin_backend.as_deref() == Some(self.backend.as_str())
             || !self.patterns.iter().any(|p| pattern_matches(p, event))
+            || !self.ctx.grants.event(event)
         {
             return Ok(Vec::new());
         }
@@ -81,14 +84,20 @@ impl Listener for GuestListener {
                 event: stored.id,
                 message: e.to_string(),
             })?;
-        Ok(requests
+        // The same admission as `jobs.enqueue`: one refused request fails
+        // the delivery and nothing of it is enqueued.
+        requests
             .into_iter()
-            .map(|request| JobSpec {
-                request,
-                backend: Some(self.backend.clone()),
-                ..JobSpec::default()
+            .map(|request| {
+                crate::capabilities::jobs::admit(&self.backend, &self.ctx.grants, request).map_err(
+                    |reason| ListenerError {
+                        listener: self.name(),
+                        event: stored.id,
+                        message: format!("a job it returned was refused: {reason}"),
+                    },
+                )
             })
-            .collect())
+            .collect()
     }
 }
 

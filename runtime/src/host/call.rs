@@ -806,8 +806,10 @@ fn count<T>(
     };
     m.call(digest, export, outcome);
     for entry in audit {
-        if entry.denied.is_some() {
-            m.denied(backend, &entry.host);
+        if entry.method == "-" {
+            // The note of entries dropped over the audit cap, not a request.
+        } else if entry.denied.is_some() {
+            m.denied(backend);
         } else {
             m.request(backend, entry.status);
         }

@@ -5,21 +5,34 @@ use super::bindings::types as wit;
 use crate::error::GuestError;
 use crate::model;
 
+/// Longest guest error message kept: it is stored with the job and shown
+/// to operators, so a guest cannot make it megabytes.
+pub const MAX_ERROR_MESSAGE: usize = 4096;
+
 impl From<wit::Error> for GuestError {
     fn from(e: wit::Error) -> Self {
+        let cap = |m: String| crate::text::truncate(&m, MAX_ERROR_MESSAGE);
         match e {
             wit::Error::Retryable(d) => GuestError::Retryable {
                 after_seconds: d.seconds,
-                message: d.message,
+                message: cap(d.message),
             },
             wit::Error::RateLimited(d) => GuestError::RateLimited {
                 reset_seconds: d.seconds,
-                message: d.message,
+                message: cap(d.message),
             },
-            wit::Error::Permanent(message) => GuestError::Permanent { message },
-            wit::Error::NotFound(message) => GuestError::NotFound { message },
-            wit::Error::Config(message) => GuestError::Config { message },
-            wit::Error::NothingToDo(message) => GuestError::NothingToDo { message },
+            wit::Error::Permanent(message) => GuestError::Permanent {
+                message: cap(message),
+            },
+            wit::Error::NotFound(message) => GuestError::NotFound {
+                message: cap(message),
+            },
+            wit::Error::Config(message) => GuestError::Config {
+                message: cap(message),
+            },
+            wit::Error::NothingToDo(message) => GuestError::NothingToDo {
+                message: cap(message),
+            },
         }
     }
 }

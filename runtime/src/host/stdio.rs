@@ -54,6 +54,9 @@ struct LogInner {
 
 /// Longest single line kept; the rest of the line is cut.
 const MAX_LINE: usize = 4096;
+/// What a line costs beyond its text (its level, source and row): empty
+/// lines are not free, so a flood of newlines hits the cap too.
+const LINE_OVERHEAD: usize = 64;
 
 impl CallLog {
     pub fn new(cap: usize) -> Self {
@@ -136,11 +139,12 @@ impl LogInner {
             message.truncate(cut);
             message.push_str(" [cut]");
         }
-        if self.bytes + message.len() > self.cap {
+        let cost = message.len() + LINE_OVERHEAD;
+        if self.bytes + cost > self.cap {
             self.truncated = true;
             return;
         }
-        self.bytes += message.len();
+        self.bytes += cost;
         self.lines.push(LogLine {
             level,
             source,
@@ -238,7 +242,7 @@ mod tests {
 
     #[test]
     fn lines_are_split_and_capped() {
-        let log = CallLog::new(20);
+        let log = CallLog::new(2 * LINE_OVERHEAD + 20);
         log.write_stream(LogSource::Stdout, b"hello\nwor");
         log.write_stream(LogSource::Stdout, b"ld\n");
         log.push(
@@ -251,6 +255,15 @@ mod tests {
             lines.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
             ["hello", "world"]
         );
+        assert!(truncated);
+    }
+
+    #[test]
+    fn empty_lines_count_against_the_cap() {
+        let log = CallLog::new(10 * LINE_OVERHEAD);
+        log.write_stream(LogSource::Stdout, &[b'\n'; 100_000]);
+        let (lines, truncated) = log.snapshot();
+        assert_eq!(lines.len(), 10);
         assert!(truncated);
     }
 }

@@ -81,6 +81,9 @@ pub struct JobSpec {
     /// Run no earlier than this long from now (alternative to `request.eta`).
     pub delay: Option<Duration>,
     pub parents: Vec<Parent>,
+    /// A guest asked for it (admitted by `capabilities::jobs::admit`): only
+    /// functions registered for guests are accepted.
+    pub from_guest: bool,
 }
 
 impl JobSpec {
@@ -132,6 +135,9 @@ pub struct Queue {
     storage: Arc<dyn Storage>,
     config: RwLock<Arc<QueueConfig>>,
     functions: RwLock<HashSet<String>>,
+    /// The functions a guest may enqueue (the sync functions; never the
+    /// built-in `junction.sleep`/`junction.noop`).
+    guest_functions: RwLock<HashSet<String>>,
     /// Wakes this process's workers the moment something is enqueued.
     pub(crate) wake: Notify,
 }
@@ -142,6 +148,7 @@ impl Queue {
             storage,
             config: RwLock::new(Arc::new(config)),
             functions: RwLock::new(HashSet::new()),
+            guest_functions: RwLock::new(HashSet::new()),
             wake: Notify::new(),
         })
     }
@@ -192,6 +199,15 @@ impl Queue {
             .insert(name.to_string());
     }
 
+    /// Make a job function known and let guests enqueue it.
+    pub fn register_guest_function(&self, name: &str) {
+        self.register_function(name);
+        self.guest_functions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string());
+    }
+
     /// Validate and convert a spec; the error names the field.
     pub fn prepare(&self, index: usize, spec: &JobSpec, now: i64) -> Result<NewJob, QueueError> {
         let r = &spec.request;
@@ -211,6 +227,25 @@ impl Queue {
                         known.join(", ")
                     },
                 });
+            }
+        }
+        if spec.from_guest {
+            let guest = self
+                .guest_functions
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            if !guest.contains(&r.function) {
+                let mut known: Vec<&str> = guest.iter().map(String::as_str).collect();
+                known.sort_unstable();
+                return Err(invalid(format!(
+                    "job function {:?} is not one a connector may enqueue; connectors may enqueue {}",
+                    r.function,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
             }
         }
         let channel = r.channel.clone().unwrap_or_else(|| "root".to_string());

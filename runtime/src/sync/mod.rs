@@ -117,6 +117,18 @@ pub enum SyncError {
     NotFound(String),
     #[error("{connector} was not activated: {reason}; the active version keeps running")]
     Refused { connector: String, reason: String },
+    #[error(
+        "{connector} was not activated: it requests more than the active {active}: {more}; \
+         review it (`junction connector inspect`) and approve the difference with \
+         `junction connector activate {digest} --approve` (API: \"approve\": true); \
+         the active version keeps running"
+    )]
+    NeedsApproval {
+        connector: String,
+        active: String,
+        digest: String,
+        more: crate::grants::Requests,
+    },
 }
 
 /// The mapper a backend uses. In production it is always a component
@@ -270,7 +282,7 @@ impl Synchronizer {
             DELETE_REMOTE,
             DELETE_LOCAL,
         ] {
-            queue.register_function(f);
+            queue.register_guest_function(f);
         }
         Arc::new(Synchronizer {
             commit: commit::Committer::start(queue.storage().clone()),
@@ -313,7 +325,7 @@ impl Synchronizer {
     /// Install a connector component and make it the active version of
     /// its connector ([`Synchronizer::install_as`] with `activate`).
     pub async fn install(&self, bytes: &[u8]) -> Result<InstalledConnector, SyncError> {
-        self.install_as(bytes, true).await
+        self.install_as(bytes, true, false).await
     }
 
     /// Install a connector component: it is loaded (type-checked), its
@@ -326,6 +338,7 @@ impl Synchronizer {
         &self,
         bytes: &[u8],
         activate: bool,
+        approve: bool,
     ) -> Result<InstalledConnector, SyncError> {
         let unit = self.host.load(bytes).await?;
         let ctx = Arc::new(CallContext::detached(SandboxLimits::default()));
@@ -370,7 +383,7 @@ impl Synchronizer {
             .unwrap_or_else(|p| p.into_inner())
             .insert(installed.digest.clone(), unit);
         if activate {
-            return self.activate_connector(&installed.digest).await;
+            return self.activate_connector(&installed.digest, approve).await;
         }
         self.connector(&installed.digest).await
     }
@@ -405,8 +418,24 @@ impl Synchronizer {
     /// started with. Refused, with the old version still active, when a
     /// configured backend it would serve as adapter fails its `check`, or
     /// when a backend served today would be left without a unit.
-    pub async fn activate_connector(&self, digest: &str) -> Result<InstalledConnector, SyncError> {
+    ///
+    /// A version that requests more than the active one of its connector
+    /// (a model or operation, an event, a host, a secret) is refused unless
+    /// `approve` says the operator accepts the difference.
+    pub async fn activate_connector(
+        &self,
+        digest: &str,
+        approve: bool,
+    ) -> Result<InstalledConnector, SyncError> {
         let target = self.connector(digest).await?;
+        if !approve && let Some((active, more)) = self.escalation(&target).await? {
+            return Err(SyncError::NeedsApproval {
+                connector: format!("{} {}", target.name, target.version),
+                active,
+                digest: target.digest.clone(),
+                more,
+            });
+        }
         self.preflight(&target).await?;
         self.storage
             .activate_connector(&target.digest, now_ms())
@@ -450,6 +479,29 @@ impl Synchronizer {
 
     /// Before `target` becomes active: every configured backend must still
     /// resolve, and each one it would serve as adapter must pass `check`.
+    /// What `target` requests beyond the active version of its connector
+    /// (`None`: nothing more, or no version is active yet), with that
+    /// version's name.
+    pub async fn escalation(
+        &self,
+        target: &InstalledConnector,
+    ) -> Result<Option<(String, crate::grants::Requests)>, SyncError> {
+        let installed = self.installed().await?;
+        let Some((_, target_manifest)) = installed.iter().find(|(c, _)| c.digest == target.digest)
+        else {
+            return Ok(None);
+        };
+        let Some((active, active_manifest)) = installed
+            .iter()
+            .find(|(c, _)| c.active && c.name == target.name && c.digest != target.digest)
+        else {
+            return Ok(None);
+        };
+        let more = crate::grants::Requests::of(target_manifest)
+            .beyond(&crate::grants::Requests::of(active_manifest));
+        Ok((!more.is_empty()).then(|| (format!("{} {}", active.name, active.version), more)))
+    }
+
     async fn preflight(&self, target: &InstalledConnector) -> Result<(), SyncError> {
         let installed = self.installed().await?;
         let refuse = |reason: String| SyncError::Refused {
@@ -702,7 +754,15 @@ impl Synchronizer {
         let m = pick(&candidates, UnitRole::Mapper, &config.kind, &config.version)?;
         let adapter = self.unit(&a.digest).await?;
         let mapper = self.unit(&m.digest).await?;
-        let ctx = config.context(self.services.clone())?;
+        // The connector's grant is what its components' manifests request
+        // (adapter and mapper together), narrowed by the backend's config.
+        let mut requests = crate::grants::Requests::default();
+        for (c, manifest) in installed {
+            if c.digest == a.digest || c.digest == m.digest {
+                requests.extend(&crate::grants::Requests::of(manifest));
+            }
+        }
+        let ctx = config.context(self.services.clone(), &requests)?;
         // The adapter's component is the connector that knows the backend;
         // its listener (if any) turns local events into exports.
         let listens = if adapter.exports().listener {
@@ -879,7 +939,10 @@ pub(crate) fn storage_failure(e: StorageError) -> JobFailure {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Args {
-    backend: String,
+    /// Must match the job's backend when both are given: the job's (set
+    /// by the host) is the one a flow runs for.
+    #[serde(default)]
+    backend: Option<String>,
     model: String,
     #[serde(default)]
     external_id: Option<String>,
@@ -924,9 +987,27 @@ impl SyncHandler {
                 format!("{} arguments are invalid: {e}", self.function),
             )
         })?;
+        let name = match (&job.backend, &args.backend) {
+            (Some(job_backend), Some(named)) if job_backend != named => {
+                return Err(JobFailure::fail(
+                    "bad-arguments",
+                    format!(
+                        "{} runs for backend {job_backend:?} but its arguments name backend {named:?};                          a job acts only for the backend it was enqueued for",
+                        self.function
+                    ),
+                ));
+            }
+            (Some(b), _) | (None, Some(b)) => b.clone(),
+            (None, None) => {
+                return Err(JobFailure::fail(
+                    "bad-arguments",
+                    format!("{} needs a backend (the job's, or \"backend\" in its arguments)", self.function),
+                ));
+            }
+        };
         let backend = self
             .sync
-            .backend(&args.backend)
+            .backend(&name)
             .await
             .map_err(|e| match e {
                 SyncError::Storage(e) => storage_failure(e),

@@ -10,6 +10,7 @@ use junction_runtime::capabilities::egress::EgressPolicy;
 use junction_runtime::capabilities::stored::StoredServices;
 use junction_runtime::capabilities::{BackendInfo, CallContext, Services};
 use junction_runtime::events::{EventBus, GuestListener, Listener, ListenerError};
+use junction_runtime::grants::Grants;
 use junction_runtime::queue::testing::JobTrap;
 use junction_runtime::queue::worker::{Handled, handler_fn};
 use junction_runtime::queue::{JobSpec, Queue, QueueConfig};
@@ -273,13 +274,14 @@ fn guest_ctx(queue: &Arc<Queue>) -> Arc<CallContext> {
         egress: Arc::new(EgressPolicy::deny_all()),
         limits: SandboxLimits::default(),
         services: Services::from_one(Arc::new(StoredServices::new(queue.clone()))),
+        grants: Arc::new(Grants::unrestricted("shop")),
     })
 }
 
 #[tokio::test]
 async fn a_guest_listener_enqueues_and_never_echoes() {
     let (queue, _dir) = queue().await;
-    queue.register_function("export-record");
+    queue.register_guest_function("junction.export-record");
     let bus = EventBus::new(queue.clone());
     bus.add_listener(Arc::new(GuestListener {
         backend: "shop".into(),
@@ -301,14 +303,17 @@ async fn a_guest_listener_enqueues_and_never_echoes() {
     let jobs = trap.enqueued().await.unwrap();
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0].backend.as_deref(), Some("shop"));
-    trap.assert_enqueued("export-record", json!({"model": "echo", "id": "e1"}))
+    trap.assert_enqueued(
+        "junction.export-record",
+        json!({"backend": "shop", "model": "echo", "local_id": "e1"}),
+    )
         .await;
 }
 
 #[tokio::test]
 async fn guest_host_imports_reach_the_database() {
     let (queue, _dir) = queue().await;
-    queue.register_function("import-record");
+    queue.register_guest_function("junction.import-record");
     let ctx = guest_ctx(&queue);
     let record = probe().read(&ctx, "host", "h").await.into_result().unwrap();
     let v: serde_json::Value = serde_json::from_str(&record.data).unwrap();
@@ -334,9 +339,14 @@ async fn guest_host_imports_reach_the_database() {
     );
     let trap = JobTrap::new(queue.clone());
     let job = trap
-        .assert_enqueued("import-record", json!({"model": "echo", "id": "ext-1"}))
+        .assert_enqueued(
+            "junction.import-record",
+            json!({"backend": "shop", "model": "echo", "external_id": "ext-1"}),
+        )
         .await;
-    assert_eq!(job.identity_key.as_deref(), Some("echo:ext-1"));
+    // The guest's key, in its backend's namespace.
+    assert_eq!(job.identity_key.as_deref(), Some("guest:shop:echo:ext-1"));
+    assert_eq!(job.channel, "root.shop");
     assert_eq!(v["job"].as_str(), Some(job.id.to_string().as_str()));
     // Binding the same external id to another local id is the guest's error.
     s.bind("shop", "echo", "ext-2", "loc-2", 0, None)

@@ -10,6 +10,7 @@ mod cluster;
 mod crash;
 mod egress;
 mod events;
+mod hostile;
 mod hotswap;
 mod inspect;
 mod pg_server;

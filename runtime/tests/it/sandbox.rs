@@ -228,7 +228,11 @@ async fn host_imports_reach_the_backends_services() {
     let jobs = services.jobs();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].1, "test");
-    assert_eq!(jobs[0].2.identity_key.as_deref(), Some("echo:ext-1"));
+    assert_eq!(
+        jobs[0].2.identity_key.as_deref(),
+        Some("guest:test:echo:ext-1"),
+        "a guest's identity key lives in its backend's namespace"
+    );
     // A second call collapses into the same job by identity key, and the
     // binding is unique: binding the same pair again is fine.
     probe().read(&ctx, "host", "h").await.into_result().unwrap();

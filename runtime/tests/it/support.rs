@@ -16,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use junction_runtime::capabilities::egress::{Auth, EgressPolicy};
 use junction_runtime::capabilities::memory::MemoryServices;
 use junction_runtime::capabilities::{BackendInfo, CallContext, Services};
+use junction_runtime::grants::Grants;
 use junction_runtime::{EgressLimits, Host, HostConfig, SandboxLimits, Unit};
 
 pub fn host() -> &'static Host {
@@ -53,6 +54,7 @@ pub struct Ctx {
     pub limits: SandboxLimits,
     pub egress: EgressLimits,
     pub services: Arc<MemoryServices>,
+    pub grants: Grants,
 }
 
 impl Default for Ctx {
@@ -67,6 +69,7 @@ impl Default for Ctx {
             },
             egress: EgressLimits::default(),
             services: Arc::new(MemoryServices::default()),
+            grants: Grants::unrestricted("test"),
         }
     }
 }
@@ -104,10 +107,17 @@ impl Ctx {
                     self.auth.as_ref(),
                     self.egress.clone(),
                 )
+                .and_then(|p| {
+                    // The credential goes to the exact allowed origins.
+                    let exact: Vec<&String> =
+                        self.allow.iter().filter(|a| !a.contains('*')).collect();
+                    p.credential_origins(&exact)
+                })
                 .expect("valid policy"),
             ),
             limits: self.limits.clone(),
             services: Services::from_one(self.services.clone()),
+            grants: Arc::new(self.grants.clone()),
         })
     }
 }

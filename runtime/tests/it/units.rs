@@ -68,7 +68,7 @@ async fn the_listener_turns_events_into_jobs_and_skips_echoes() {
         .into_result()
         .unwrap();
     assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0].function, "export-record");
+    assert_eq!(jobs[0].function, "junction.export-record");
     event.origin_backend = Some("test".into());
     let jobs = probe()
         .on_event(&ctx, "test", &event)

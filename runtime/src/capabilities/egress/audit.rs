@@ -31,6 +31,12 @@ pub struct AuditEntry {
 /// How many entries one call keeps; a guest looping on requests cannot grow
 /// the host's memory without bound.
 const MAX_ENTRIES: usize = 1000;
+/// And how many bytes of text they hold together.
+const MAX_BYTES: usize = 256 * 1024;
+/// Longest path (or unparsed host) kept in an entry.
+const MAX_FIELD: usize = 1024;
+/// Longest denial or failure reason kept in an entry.
+const MAX_REASON: usize = 512;
 
 /// A call's audit entries, shared with the request futures it spawned.
 #[derive(Debug, Clone, Default)]
@@ -41,7 +47,16 @@ pub struct AuditLog {
 #[derive(Debug, Default)]
 struct AuditInner {
     entries: Vec<AuditEntry>,
+    bytes: usize,
     dropped: u64,
+}
+
+fn size(e: &AuditEntry) -> usize {
+    64 + e.method.len()
+        + e.host.len()
+        + e.path.len()
+        + e.denied.as_ref().map_or(0, String::len)
+        + e.error.as_ref().map_or(0, String::len)
 }
 
 /// A handle to one entry in progress.
@@ -63,13 +78,13 @@ impl AuditLog {
         uri: &http::Uri,
     ) -> AuditHandle {
         let entry = AuditEntry {
-            method: method.to_string(),
+            method: crate::text::truncate(method, 32),
             scheme: target.map(|t| t.scheme.to_string()).unwrap_or_default(),
-            host: target
-                .map(|t| t.host.to_string())
-                .unwrap_or_else(|| host.to_string()),
+            host: target.map(|t| t.host.to_string()).unwrap_or_else(|| {
+                crate::text::truncate(host, MAX_FIELD)
+            }),
             port: target.map(|t| t.port).unwrap_or(0),
-            path: redact(uri),
+            path: crate::text::truncate(&redact(uri), MAX_FIELD),
             status: None,
             denied: None,
             error: None,
@@ -78,7 +93,10 @@ impl AuditLog {
             duration_ms: 0,
         };
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let index = if inner.entries.len() < MAX_ENTRIES {
+        // Room for the entry as it may grow (a reason added later).
+        let cost = size(&entry) + 2 * MAX_REASON;
+        let index = if inner.entries.len() < MAX_ENTRIES && inner.bytes + cost <= MAX_BYTES {
+            inner.bytes += cost;
             inner.entries.push(entry);
             Some(inner.entries.len() - 1)
         } else {
@@ -92,10 +110,32 @@ impl AuditLog {
         }
     }
 
-    /// The entries so far, and how many were dropped over the cap.
+    /// The entries so far, and how many were dropped over the cap. When
+    /// any were, a last entry says so (method `-`), so that wherever the
+    /// audit is stored and shown, the gap shows too.
     pub fn snapshot(&self) -> (Vec<AuditEntry>, u64) {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        (inner.entries.clone(), inner.dropped)
+        let mut entries = inner.entries.clone();
+        if inner.dropped > 0 {
+            entries.push(AuditEntry {
+                method: "-".into(),
+                scheme: String::new(),
+                host: String::new(),
+                port: 0,
+                path: String::new(),
+                status: None,
+                denied: Some(format!(
+                    "{} more requests were not recorded: one call's audit keeps at most {MAX_ENTRIES} entries and {} KiB",
+                    inner.dropped,
+                    MAX_BYTES / 1024
+                )),
+                error: None,
+                request_bytes: 0,
+                response_bytes: 0,
+                duration_ms: 0,
+            });
+        }
+        (entries, inner.dropped)
     }
 }
 
@@ -111,13 +151,13 @@ impl AuditHandle {
     }
 
     pub fn denied(&self, reason: String) {
-        self.update(|e| e.denied = Some(reason));
+        self.update(|e| e.denied = Some(crate::text::truncate(&reason, MAX_REASON)));
     }
 
     pub fn failed(&self, reason: String) {
         self.update(|e| {
             if e.error.is_none() {
-                e.error = Some(reason)
+                e.error = Some(crate::text::truncate(&reason, MAX_REASON))
             }
         });
     }
@@ -169,7 +209,25 @@ mod tests {
             log.start("GET", None, "h", &uri).status(200);
         }
         let (entries, dropped) = log.snapshot();
-        assert_eq!(entries.len(), MAX_ENTRIES);
+        assert_eq!(entries.len(), MAX_ENTRIES + 1, "the entries and the gap");
         assert_eq!(dropped, 5);
+        let gap = entries.last().unwrap().denied.clone().unwrap();
+        assert!(gap.starts_with("5 more requests were not recorded"), "{gap}");
+    }
+
+    #[test]
+    fn entries_are_capped_by_bytes_too() {
+        let log = AuditLog::default();
+        let long = format!("http://h/{}", "p".repeat(100_000));
+        let uri: http::Uri = long.parse().unwrap();
+        for _ in 0..MAX_ENTRIES {
+            log.start("GET", None, "h", &uri).denied("x".repeat(100_000));
+        }
+        let (entries, dropped) = log.snapshot();
+        let total: usize = entries.iter().map(size).sum();
+        assert!(total <= MAX_BYTES, "{total} bytes kept");
+        assert!(dropped > 0);
+        assert!(entries[0].path.len() < MAX_FIELD + 64);
+        assert!(entries[0].denied.as_ref().unwrap().len() < MAX_REASON + 64);
     }
 }

@@ -123,6 +123,13 @@ pub struct EgressPolicy {
     /// Exact `host:port` pairs that may resolve to internal addresses.
     allow_internal: HashSet<(Host, u16)>,
     auth: Option<(http::HeaderName, http::HeaderValue)>,
+    /// Where the credential goes: only these exact origins (none until
+    /// [`EgressPolicy::credential_origins`] names them), never another
+    /// allowed host.
+    auth_origins: Allowlist,
+    /// What the connector's manifests request (with the base URL's
+    /// origin): a request must match this as well as the allowlist.
+    requested: Option<Allowlist>,
     limits: EgressLimits,
     permits: Arc<Semaphore>,
 }
@@ -136,6 +143,10 @@ pub enum PolicyError {
     Auth(String),
     #[error("egress limit {name} must be greater than zero")]
     Limit { name: &'static str },
+    #[error(
+        "credential origin {0:?} must be one exact origin such as https://api.example.com (no wildcard)"
+    )]
+    CredentialOrigin(String),
 }
 
 impl EgressPolicy {
@@ -173,6 +184,8 @@ impl EgressPolicy {
             allowlist,
             allow_internal,
             auth,
+            auth_origins: Allowlist::parse::<&str>(&[])?,
+            requested: None,
             permits: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
             limits,
         })
@@ -182,6 +195,37 @@ impl EgressPolicy {
     pub fn deny_all() -> EgressPolicy {
         EgressPolicy::new::<&str>(&[], &[], None, EgressLimits::default())
             .expect("the empty policy is valid")
+    }
+
+    /// Add the credential to requests for these exact origins only.
+    pub fn credential_origins<S: AsRef<str>>(
+        mut self,
+        origins: &[S],
+    ) -> Result<EgressPolicy, PolicyError> {
+        for o in origins {
+            if o.as_ref().contains('*') {
+                return Err(PolicyError::CredentialOrigin(o.as_ref().to_string()));
+            }
+        }
+        self.auth_origins = Allowlist::parse(origins)?;
+        Ok(self)
+    }
+
+    /// Also require every request to match what the connector requested
+    /// (its manifests' hosts plus the backend's own origin).
+    pub fn requested_hosts<S: AsRef<str>>(
+        mut self,
+        hosts: &[S],
+    ) -> Result<EgressPolicy, PolicyError> {
+        self.requested = Some(Allowlist::parse(hosts)?);
+        Ok(self)
+    }
+
+    /// The credential for a request to `target`, if it goes there.
+    fn credential_for(&self, target: &Target) -> Option<&(http::HeaderName, http::HeaderValue)> {
+        self.auth
+            .as_ref()
+            .filter(|_| self.auth_origins.find(target).is_some())
     }
 
     pub fn allowlist(&self) -> &Allowlist {

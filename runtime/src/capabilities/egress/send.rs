@@ -60,6 +60,16 @@ pub(super) async fn send(
         };
         return deny(reason, Error::HttpRequestDenied);
     }
+    if let Some(requested) = &policy.requested
+        && requested.find(&target).is_none()
+    {
+        return deny(
+            format!(
+                "{target} is allowed by the operator but the connector's manifest does not request it (its hosts)"
+            ),
+            Error::HttpRequestDenied,
+        );
+    }
     let limits = policy.limits.clone();
     if let Some(len) = content_length(request.headers())
         && len > limits.max_request_body_bytes
@@ -371,8 +381,9 @@ async fn exchange(
     // A guest that sends a credential of its own (such as an OAuth2 access
     // token it obtained with the operator's client credentials, which the
     // host added to the token request) keeps it; the operator's secret is
-    // added only where the guest sent none.
-    if let Some((name, value)) = &policy.auth
+    // added only where the guest sent none, and only to the origins the
+    // operator named for it: never to another allowed host.
+    if let Some((name, value)) = policy.credential_for(&target)
         && !headers.contains_key(name)
     {
         headers.insert(name.clone(), value.clone());

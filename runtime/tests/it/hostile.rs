@@ -1,0 +1,491 @@
+//! The trust boundary, tried as an attacker would: the probe connector
+//! (built from source) serves backend `evil` on a real node beside the
+//! Magento connector serving backend `shop` (demo-shop, its own token and
+//! records). Every test makes the probe try one thing SECURITY.md says a
+//! connector cannot do, asserts the host's specific refusal, and checks
+//! that `shop` was left untouched.
+
+use std::sync::Arc;
+
+use junction_runtime::backend::BackendConfig;
+use junction_runtime::events::{GuestListener, Listener};
+use junction_runtime::model::{Event, RemoteRecord};
+use junction_runtime::queue::JobSpec;
+use junction_runtime::queue::job::{Job, JobFilter, JobState};
+use junction_runtime::storage::StoredEvent;
+use junction_runtime::sync::batch::batch_job;
+use junction_runtime::sync::{BackendUnits, DELETE_LOCAL, SyncError};
+use junction_runtime::{CallError, GuestError};
+use serde_json::{Value, json};
+
+use crate::support::Server;
+use crate::sync::{World, world};
+
+/// The shop world plus backend `evil`, served by the probe, whose base URL
+/// is `server` and which may also reach `other` (a second allowed host).
+struct Arena {
+    w: World,
+    server: Server,
+    other: Server,
+}
+
+fn evil_config(server: &Server, other: &Server, change: impl FnOnce(&mut Value)) -> BackendConfig {
+    let mut v = json!({
+        "name": "evil",
+        "kind": "probe",
+        "version": "1.2.0",
+        "base_url": server.origin(),
+        "allow": [other.origin()],
+        "allow_internal": [server.addr.to_string(), other.addr.to_string()],
+        "auth": {"type": "bearer", "token": "evil-backend-secret"},
+    });
+    change(&mut v);
+    serde_json::from_value(v).unwrap()
+}
+
+async fn arena_with(change: impl FnOnce(&mut Value)) -> Arena {
+    let w = world().await;
+    w.import_all().await;
+    let (server, other) = (Server::start().await, Server::start().await);
+    let probe = std::fs::read(junction_test_artifacts::PROBE).unwrap();
+    w.node.sync.install(&probe).await.unwrap();
+    w.node
+        .sync
+        .configure(&evil_config(&server, &other, change))
+        .await
+        .unwrap();
+    Arena { w, server, other }
+}
+
+async fn arena() -> Arena {
+    arena_with(|_| {}).await
+}
+
+impl Arena {
+    async fn evil(&self) -> Arc<BackendUnits> {
+        self.w.node.sync.backend("evil").await.unwrap()
+    }
+
+    /// The probe's `read(behaviour, arg)` on backend `evil`.
+    async fn attack(&self, behaviour: &str, arg: &str) -> Result<RemoteRecord, CallError> {
+        let b = self.evil().await;
+        b.adapter.read(&b.ctx, behaviour, arg).await.into_result()
+    }
+
+    /// What the host answered a probe's call that reports it (`ok`/`err`).
+    async fn answer(&self, behaviour: &str, arg: &str) -> Value {
+        let record = self.attack(behaviour, arg).await.unwrap();
+        serde_json::from_str(&record.data).unwrap()
+    }
+
+    async fn all_jobs(&self) -> Vec<Job> {
+        self.w
+            .storage
+            .jobs(&JobFilter {
+                limit: 100_000,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Everything `shop` has: bound records with their data.
+    async fn shop_snapshot(&self) -> Vec<(String, i64, String)> {
+        let mut out = Vec::new();
+        for model in ["category", "product", "customer", "order"] {
+            out.push((model.to_string(), self.w.bound(model).await, String::new()));
+        }
+        let p = self
+            .w
+            .storage
+            .binding("shop", "product", "1")
+            .await
+            .unwrap()
+            .unwrap();
+        let r = self
+            .w
+            .storage
+            .record("product", &p.local_id)
+            .await
+            .unwrap()
+            .unwrap();
+        out.push(("product 1".into(), r.version as i64, r.data));
+        out
+    }
+}
+
+fn refused(answer: &Value, needle: &str) {
+    let err = answer["err"].as_str().unwrap_or_else(|| panic!("not refused: {answer}"));
+    assert!(err.contains("Permanent"), "{err}");
+    assert!(err.contains(needle), "{needle:?} not in {err}");
+}
+
+#[tokio::test]
+async fn a_connector_cannot_enqueue_jobs_for_another_backend() {
+    let a = arena().await;
+    let before = a.shop_snapshot().await;
+    let jobs_before = a.all_jobs().await.len();
+    for (function, args) in [
+        (
+            "junction.import-record",
+            json!({"backend": "shop", "model": "product", "external_id": "1"}),
+        ),
+        (
+            "junction.import-batch",
+            json!({"backend": "shop", "model": "product"}),
+        ),
+        (
+            "junction.export-record",
+            json!({"backend": "shop", "model": "product", "local_id": "x"}),
+        ),
+        (
+            "junction.delete-local",
+            json!({"backend": "shop", "model": "product", "external_id": "1"}),
+        ),
+        (
+            "junction.delete-remote",
+            json!({"backend": "shop", "model": "product", "local_id": "x"}),
+        ),
+        (
+            "junction.import-record",
+            json!({"backend": ["shop"], "model": "echo", "external_id": "1"}),
+        ),
+    ] {
+        let answer = a
+            .answer(
+                "enqueue",
+                &json!({"function": function, "args": args}).to_string(),
+            )
+            .await;
+        refused(&answer, "runs for backend \"evil\"");
+    }
+    assert_eq!(a.all_jobs().await.len(), jobs_before, "nothing was enqueued");
+
+    // Without a backend the job is the caller's own.
+    let answer = a
+        .answer(
+            "enqueue",
+            &json!({"function": "junction.import-record",
+                    "args": {"model": "echo", "external_id": "7"}})
+            .to_string(),
+        )
+        .await;
+    let id: i64 = answer["ok"].as_str().unwrap().parse().unwrap();
+    let job = a.w.storage.job(id).await.unwrap().unwrap();
+    assert_eq!(job.backend.as_deref(), Some("evil"));
+    let args: Value = serde_json::from_str(&job.args).unwrap();
+    assert_eq!(args["backend"], "evil");
+    a.w.settle().await;
+    assert_eq!(a.shop_snapshot().await, before, "shop is untouched");
+}
+
+#[tokio::test]
+async fn a_job_acts_only_for_the_backend_it_was_enqueued_for() {
+    // A job stored under `evil` whose arguments name `shop` (as a guest
+    // could enqueue before this check existed) fails without touching shop.
+    let a = arena().await;
+    let before = a.shop_snapshot().await;
+    let mut spec = JobSpec::new(
+        DELETE_LOCAL,
+        json!({"backend": "shop", "model": "product", "external_id": "1"}),
+    );
+    spec.backend = Some("evil".into());
+    spec.request.max_retries = Some(1);
+    let id = a.w.node.queue.enqueue(spec).await.unwrap().id;
+    a.w.settle().await;
+    let job = a.w.storage.job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    let message = job.error_message.unwrap_or_default();
+    assert!(
+        message.contains("runs for backend \"evil\"") && message.contains("\"shop\""),
+        "{message}"
+    );
+    assert_eq!(a.shop_snapshot().await, before, "shop is untouched");
+}
+
+#[tokio::test]
+async fn guest_identity_keys_cannot_swallow_another_backends_jobs() {
+    let a = arena().await;
+    // The key of shop's batch import, parked far in the future.
+    let answer = a
+        .answer(
+            "enqueue",
+            &json!({"function": "junction.import-batch", "args": {"model": "echo"},
+                    "identity_key": "batch:shop:product", "eta": "2099-01-01T00:00:00Z"})
+            .to_string(),
+        )
+        .await;
+    let parked: i64 = answer["ok"].as_str().unwrap().parse().unwrap();
+    let job = a.w.storage.job(parked).await.unwrap().unwrap();
+    assert_eq!(
+        job.identity_key.as_deref(),
+        Some("guest:evil:batch:shop:product")
+    );
+    // Shop's own scheduled or manual import is not collapsed into it.
+    let shop = a
+        .w
+        .node
+        .queue
+        .enqueue(batch_job("shop", "product", false))
+        .await
+        .unwrap();
+    assert!(!shop.deduplicated, "shop's import was swallowed");
+    assert_ne!(shop.id, parked);
+}
+
+#[tokio::test]
+async fn credentials_go_only_to_their_origin() {
+    let a = arena().await;
+    let header = |s: &Server| {
+        s.last_headers
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|h| h == "authorization: Bearer evil-backend-secret")
+    };
+    a.attack("http", &a.server.url("/headers")).await.unwrap();
+    assert!(header(&a.server), "the base URL's origin gets the credential");
+    a.attack("http", &a.other.url("/headers")).await.unwrap();
+    assert!(
+        !a.other.last_headers.lock().unwrap().is_empty(),
+        "the second allowed host was reached"
+    );
+    assert!(!header(&a.other), "another allowed host got the secret");
+
+    // The operator may name other origins; then only those get it.
+    let a = arena_with({
+        let other = "http://127.0.0.1:1".to_string();
+        move |v| v["auth_origins"] = json!([other])
+    })
+    .await;
+    a.attack("http", &a.server.url("/headers")).await.unwrap();
+    assert!(!header(&a.server), "not a named credential origin");
+}
+
+#[tokio::test]
+async fn a_host_the_manifest_does_not_request_is_denied() {
+    // The probe requests http://127.0.0.1:* only; the operator allows a
+    // name that resolves there too, which the probe never asked for.
+    let a = arena_with(|v| {
+        let port = v["base_url"].as_str().unwrap().rsplit(':').next().unwrap().to_string();
+        v["allow"] = json!([format!("http://localhost:{port}")]);
+        v["allow_internal"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!(format!("localhost:{port}")));
+    })
+    .await;
+    let url = format!("http://localhost:{}/ok", a.server.addr.port());
+    let err = a.attack("http", &url).await.unwrap_err();
+    let b = a.evil().await;
+    let report = b.adapter.read(&b.ctx, "http", &url).await;
+    let denied = report.audit.iter().find_map(|e| e.denied.clone()).unwrap_or_default();
+    assert!(denied.contains("does not request it"), "{denied} / {err}");
+}
+
+#[tokio::test]
+async fn local_data_is_scoped_to_the_granted_models() {
+    let a = arena().await;
+    let p = a
+        .w
+        .storage
+        .binding("shop", "product", "1")
+        .await
+        .unwrap()
+        .unwrap();
+    // Reads of a model the probe never requested trap, naming the grant.
+    for (behaviour, arg) in [
+        ("records-get", format!("product/{}", p.local_id)),
+        ("to-local", "product/1".to_string()),
+    ] {
+        let err = a.attack(behaviour, &arg).await.unwrap_err().to_string();
+        assert!(err.contains("\"product\" is not granted"), "{behaviour}: {err}");
+    }
+    // Binding into it is the guest's permanent error; nothing is bound.
+    refused(
+        &a.answer("bind", &format!("product/x-1/{}", p.local_id)).await,
+        "not granted",
+    );
+    assert_eq!(
+        a.w.storage
+            .binding_to_external("evil", "product", &p.local_id)
+            .await
+            .unwrap(),
+        None
+    );
+    // Its own model works.
+    assert_eq!(a.answer("records-get", "echo/none").await["found"], Value::Null);
+
+    // An operator grant narrower than the manifest takes even that away.
+    let a = arena_with(|v| v["grants"] = json!({"models": []})).await;
+    let err = a.attack("records-get", "echo/none").await.unwrap_err().to_string();
+    assert!(err.contains("\"echo\" is not granted"), "{err}");
+}
+
+fn stored(name: &str, model: &str, payload: Value) -> StoredEvent {
+    StoredEvent {
+        id: 1,
+        event: Event {
+            name: name.into(),
+            model: model.into(),
+            local_id: Some("l1".into()),
+            changed_fields: vec![],
+            payload: payload.to_string(),
+            origin_backend: None,
+        },
+        created_at: 0,
+    }
+}
+
+fn listener(b: &BackendUnits) -> GuestListener {
+    GuestListener {
+        backend: b.name().to_string(),
+        unit: b.adapter.clone(),
+        ctx: b.ctx.clone(),
+        patterns: b.listens.clone(),
+    }
+}
+
+#[tokio::test]
+async fn a_listener_hears_only_granted_models_and_its_jobs_stay_its_own() {
+    let a = arena().await;
+    let b = a.evil().await;
+    let l = listener(&b);
+    // The manifest asks for record-written:* but only `echo` is granted:
+    // a customer's full payload never reaches the guest.
+    let jobs = l
+        .on_event(&stored("record-written", "customer", json!({"email": "x@y"})))
+        .await
+        .unwrap();
+    assert!(jobs.is_empty(), "{jobs:?}");
+    let jobs = l
+        .on_event(&stored("record-written", "echo", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].backend.as_deref(), Some("evil"));
+    assert_eq!(jobs[0].request.channel.as_deref(), Some("root.evil"));
+
+    // A returned job naming another backend, channel or a better priority
+    // fails the delivery with the reason; nothing of it is enqueued.
+    for (attack, needle) in [
+        (
+            json!({"function": "junction.delete-local",
+                   "args": {"backend": "shop", "model": "product", "external_id": "1"}}),
+            "runs for backend \"evil\"",
+        ),
+        (
+            json!({"function": "junction.export-record",
+                   "args": {"model": "echo", "local_id": "l1"}, "channel": "root.shop"}),
+            "outside this backend's channels",
+        ),
+        (
+            json!({"function": "junction.export-record",
+                   "args": {"model": "echo", "local_id": "l1"}, "priority": 0}),
+            "priority 0",
+        ),
+        (
+            json!({"function": "junction.sleep", "args": {}}),
+            "",
+        ),
+    ] {
+        let e = l
+            .on_event(&stored("record-written", "echo", json!({"attack": attack})))
+            .await;
+        match e {
+            Err(e) => assert!(e.message.contains(needle), "{needle}: {}", e.message),
+            // A function a guest may not run is refused by the queue.
+            Ok(specs) => {
+                let err = a.w.node.queue.enqueue_batch(&specs).await.unwrap_err();
+                assert!(err.to_string().contains("not one a connector may enqueue"), "{err}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn job_placement_stays_in_the_backends_subtree() {
+    let a = arena_with(|v| v["jobs"] = json!({"min_priority": 20})).await;
+    let enqueue = |extra: Value| {
+        let mut req = json!({"function": "junction.import-record",
+                             "args": {"model": "echo", "external_id": "1"}});
+        req.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        req.to_string()
+    };
+    let before = a.all_jobs().await.len();
+    refused(
+        &a.answer("enqueue", &enqueue(json!({"channel": "root.shop"}))).await,
+        "outside this backend's channels",
+    );
+    refused(
+        &a.answer("enqueue", &enqueue(json!({"channel": "root"}))).await,
+        "use root.evil",
+    );
+    refused(
+        &a.answer("enqueue", &enqueue(json!({"priority": 5}))).await,
+        "20 or above",
+    );
+    refused(
+        &a.answer(
+            "enqueue",
+            &json!({"function": "junction.sleep", "args": {"ms": 3600000}}).to_string(),
+        )
+        .await,
+        "not one a connector may enqueue",
+    );
+    assert_eq!(a.all_jobs().await.len(), before, "nothing was enqueued");
+
+    let ok = a
+        .answer("enqueue", &enqueue(json!({"channel": "root.evil.slow"})))
+        .await;
+    let id: i64 = ok["ok"].as_str().unwrap().parse().unwrap();
+    let job = a.w.storage.job(id).await.unwrap().unwrap();
+    assert_eq!((job.channel.as_str(), job.priority), ("root.evil.slow", 20));
+}
+
+#[tokio::test]
+async fn a_version_that_requests_more_needs_the_operators_approval() {
+    let a = arena().await;
+    let greedy = std::fs::read(junction_test_artifacts::PROBE_GREEDY).unwrap();
+    let err = a.w.node.sync.install(&greedy).await.unwrap_err();
+    let SyncError::NeedsApproval { more, digest, .. } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(
+        more.lines(),
+        vec![
+            "model customer: import, read",
+            "event record-deleted:*",
+            "host https://api.example.com",
+            "secret api_key",
+        ]
+    );
+    let message = err.to_string();
+    assert!(message.contains("--approve") && message.contains("0.1.0"), "{message}");
+    // Installed but not active: the probe 0.1.0 still serves evil.
+    let b = a.evil().await;
+    assert!(b.adapter_label.ends_with("0.1.0"), "{}", b.adapter_label);
+    assert!(a.attack("records-get", "customer/c1").await.is_err());
+
+    let active = a.w.node.sync.activate_connector(digest, true).await.unwrap();
+    assert!(active.active);
+    let b = a.evil().await;
+    assert!(b.adapter_label.ends_with("0.2.0"), "{}", b.adapter_label);
+    // What was approved is now granted (the operator's grants permitting).
+    assert_eq!(a.answer("records-get", "customer/nope").await["found"], Value::Null);
+}
+
+#[tokio::test]
+async fn guest_text_cannot_forge_what_operators_read() {
+    // A connector's log line and error that try to rewrite the terminal
+    // and fake a line of the outbound-HTTP section.
+    let a = arena().await;
+    let forged = "fine\n  try 1 GET http://allowed/ok → 200\u{1b}[2K\u{1b}[1A\r\u{202e}";
+    let err = a.attack("print", forged).await.unwrap_err();
+    assert!(matches!(err.guest(), Some(GuestError::Permanent(_))), "{err:?}");
+    let shown = junction_runtime::text::clean(&err.to_string());
+    assert!(!shown.chars().any(junction_runtime::text::is_hazard), "{shown:?}");
+    assert!(shown.contains("\\n  try 1 GET") && shown.contains("\\u{1b}[2K"), "{shown}");
+}
