@@ -10,6 +10,7 @@ use crate::capabilities::egress::{Auth, EgressPolicy, PolicyError, parse_target}
 use crate::capabilities::{BackendInfo, CallContext, Services};
 use crate::grants::{GrantConfig, Grants, JobPlacement, Requests};
 use crate::limits::{EgressLimits, SandboxLimits};
+use crate::secrets::{SecretError, SecretKey};
 
 /// One backend of the operator's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,14 +199,36 @@ impl BackendConfig {
         Ok(policy)
     }
 
+    /// The configuration as stored: its inline credential sealed.
+    pub fn sealed(&self, key: &SecretKey) -> BackendConfig {
+        BackendConfig {
+            auth: self.auth.as_ref().map(|a| a.sealed(key)),
+            ..self.clone()
+        }
+    }
+
+    /// The configuration as read back: its sealed credential opened.
+    pub fn opened(&self, key: &SecretKey) -> Result<BackendConfig, SecretError> {
+        Ok(BackendConfig {
+            auth: self.auth.as_ref().map(|a| a.opened(key)).transpose()?,
+            ..self.clone()
+        })
+    }
+
     /// The configuration as JSON with credentials replaced by `***`, for
-    /// the admin API and the CLI.
+    /// the admin API and the CLI (a reference to an environment variable
+    /// or a file is shown: it is not the secret).
     pub fn redacted(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
         if let Some(auth) = v.get_mut("auth").and_then(|a| a.as_object_mut()) {
             for secret in ["token", "password", "value"] {
                 if let Some(s) = auth.get_mut(secret) {
-                    *s = serde_json::Value::String("***".into());
+                    let reference = s
+                        .as_object()
+                        .is_some_and(|o| o.contains_key("env") || o.contains_key("file"));
+                    if !reference {
+                        *s = serde_json::Value::String("***".into());
+                    }
                 }
             }
         }

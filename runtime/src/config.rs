@@ -14,6 +14,7 @@ use crate::backend::BackendConfig;
 use crate::host::HostConfig;
 use crate::limits::SandboxLimits;
 use crate::queue::channels::ChannelConfig;
+use crate::secrets::{SecretError, SecretKey};
 use crate::storage::postgres::PgStorage;
 use crate::storage::sqlite::SqliteStorage;
 use crate::storage::{Storage, StorageError};
@@ -57,6 +58,7 @@ struct File {
     node: Option<String>,
     cache_dir: Option<PathBuf>,
     watch_dir: Option<PathBuf>,
+    secret_key_file: Option<PathBuf>,
     #[serde(default = "default_warm_instances")]
     warm_instances: u32,
     #[serde(default = "default_max_invocations")]
@@ -162,6 +164,9 @@ pub struct ServiceConfig {
     pub cache_dir: Option<PathBuf>,
     /// Components dropped here are installed and activated.
     pub watch_dir: Option<PathBuf>,
+    /// The key that seals backend credentials at rest (64 hex digits);
+    /// `None`: `JUNCTION_SECRET_KEY`, else `secret.key` in the data folder.
+    pub secret_key_file: Option<PathBuf>,
     /// Idle instances kept for the next call of a unit and backend.
     pub warm_instances: u32,
     /// Calls one instance serves before a fresh one replaces it.
@@ -312,11 +317,33 @@ impl ServiceConfig {
             node: file.node,
             cache_dir: file.cache_dir.map(|d| base.join(d)),
             watch_dir: file.watch_dir.map(|d| base.join(d)),
+            secret_key_file: file.secret_key_file.map(|d| base.join(d)),
             warm_instances: file.warm_instances,
             max_invocations: file.max_invocations,
             limits,
             backends,
         })
+    }
+}
+
+impl ServiceConfig {
+    /// The key that seals backend credentials at rest: from
+    /// `JUNCTION_SECRET_KEY`, else `secret_key_file` (which must exist),
+    /// else `secret.key` beside the SQLite database (or, on PostgreSQL,
+    /// beside this file), generated owner-only on first start.
+    pub fn secret_key(&self) -> Result<SecretKey, SecretError> {
+        if let Ok(hex) = std::env::var("JUNCTION_SECRET_KEY") {
+            return SecretKey::from_hex(&hex, "JUNCTION_SECRET_KEY");
+        }
+        if let Some(file) = &self.secret_key_file {
+            return SecretKey::load(file);
+        }
+        let dir = match &self.database {
+            Database::Sqlite(file) => file.parent().map(Path::to_path_buf),
+            Database::Postgres { .. } => self.path.parent().map(Path::to_path_buf),
+        }
+        .unwrap_or_else(|| PathBuf::from("."));
+        SecretKey::load_or_create(&dir.join("secret.key"))
     }
 }
 

@@ -58,7 +58,11 @@ impl Requests {
                 .or_default()
                 .extend(m.operations.iter().cloned());
         }
-        r.events = manifest.events.iter().map(|e| e.trim().to_string()).collect();
+        r.events = manifest
+            .events
+            .iter()
+            .map(|e| e.trim().to_string())
+            .collect();
         r.hosts = manifest
             .hosts
             .iter()
@@ -194,7 +198,9 @@ impl GrantConfig {
                     .filter(|o| !o.is_empty())
                     .map(str::to_string)
                     .collect();
-                let slot = out.entry(model.trim().to_string()).or_insert(Some(BTreeSet::new()));
+                let slot = out
+                    .entry(model.trim().to_string())
+                    .or_insert(Some(BTreeSet::new()));
                 match (slot.as_mut(), ops.is_empty()) {
                     (_, true) => *slot = None,
                     (Some(have), false) => have.extend(ops),
@@ -422,7 +428,10 @@ mod tests {
         let same = old.beyond(&old);
         assert!(same.is_empty(), "{same}");
         let mut m = manifest(
-            &[("product", &["read", "import", "export"]), ("customer", &["read"])],
+            &[
+                ("product", &["read", "import", "export"]),
+                ("customer", &["read"]),
+            ],
             &["record-written:product", "record-deleted:product"],
             &["https://cdn.example.com"],
         );
@@ -446,18 +455,35 @@ mod tests {
     #[test]
     fn grants_are_the_intersection_of_request_and_config() {
         let requests = Requests::of(&manifest(
-            &[("customer", &["read", "import", "export"]), ("order", &["import"])],
+            &[
+                ("customer", &["read", "import", "export"]),
+                ("order", &["import"]),
+            ],
             &["record-written:*"],
             &[],
         ));
-        let all = Grants::new("crm", &requests, &GrantConfig::default(), &JobPlacement::default());
+        let all = Grants::new(
+            "crm",
+            &requests,
+            &GrantConfig::default(),
+            &JobPlacement::default(),
+        );
         assert!(all.model("records", "customer").is_ok());
         assert!(all.model("records", "order").is_ok());
         let err = all.model("records", "invoice").unwrap_err().to_string();
-        assert!(err.contains("invoice") && err.contains("customer, order"), "{err}");
+        assert!(
+            err.contains("invoice") && err.contains("customer, order"),
+            "{err}"
+        );
         assert!(all.event(&event("record-written", "customer")));
-        assert!(!all.event(&event("record-written", "invoice")), "model not granted");
-        assert!(!all.event(&event("record-deleted", "customer")), "not requested");
+        assert!(
+            !all.event(&event("record-written", "invoice")),
+            "model not granted"
+        );
+        assert!(
+            !all.event(&event("record-deleted", "customer")),
+            "not requested"
+        );
         assert_eq!(all.channel, "root.crm");
 
         let narrow = GrantConfig {
@@ -466,10 +492,16 @@ mod tests {
         };
         narrow.validate().unwrap();
         let g = Grants::new("crm", &requests, &narrow, &JobPlacement::default());
-        assert!(g.model("records", "order").is_err(), "not in the operator's list");
+        assert!(
+            g.model("records", "order").is_err(),
+            "not in the operator's list"
+        );
         assert!(g.model("records", "invoice").is_err(), "not requested");
         assert!(g.model_op("jobs", "customer", &["export"]).is_ok());
-        let err = g.model_op("jobs", "customer", &["import"]).unwrap_err().to_string();
+        let err = g
+            .model_op("jobs", "customer", &["import"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("export only"), "{err}");
         assert!(g.event(&event("record-written", "customer")));
         assert!(!g.event(&event("record-written", "order")));

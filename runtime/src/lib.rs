@@ -20,6 +20,7 @@ pub mod model;
 pub mod node;
 pub mod queue;
 pub mod registry;
+pub mod secrets;
 pub mod storage;
 pub mod sync;
 pub mod text;

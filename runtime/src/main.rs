@@ -170,7 +170,10 @@ fn main() -> ExitCode {
         Err(e) => {
             // The message may quote a connector's own words (a failed
             // check, a refused job): shown with control characters escaped.
-            eprintln!("error: {}", junction_runtime::text::clean(&format!("{e:#}")));
+            eprintln!(
+                "error: {}",
+                junction_runtime::text::clean(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }
@@ -293,6 +296,13 @@ async fn work(
             cache_dir,
             ..HostConfig::default()
         },
+        // The key beside the database, as `junction serve` keeps it.
+        secret_key: Arc::new(junction_runtime::secrets::SecretKey::load_or_create(
+            &database
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("secret.key"),
+        )?),
         ..defaults
     };
     let storage = SqliteStorage::open(&database).await?;

@@ -145,7 +145,10 @@ impl Manifest {
         names.extend(self.secrets.iter().map(|s| ("secrets", s.as_str())));
         for (field, value) in names {
             if value.len() > 256 {
-                return Err(bad(field, format!("an entry is {} bytes; at most 256", value.len())));
+                return Err(bad(
+                    field,
+                    format!("an entry is {} bytes; at most 256", value.len()),
+                ));
             }
             if value.chars().any(crate::text::is_hazard) {
                 return Err(bad(

@@ -16,6 +16,7 @@ use crate::queue::worker::{
     PoolConfig, PoolHandle, PoolReport, WorkerPool, default_node_name, host_name,
 };
 use crate::queue::{Queue, QueueConfig, now_ms};
+use crate::secrets::SecretKey;
 use crate::storage::{NodeInfo, Storage, StorageError};
 use crate::sync::{SyncSettings, Synchronizer};
 
@@ -48,6 +49,10 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
     /// Job functions' tries when a request does not say (0 = unlimited).
     pub default_max_retries: u32,
+    /// Seals backend credentials at rest. Every node on one database needs
+    /// the same key; the default is generated once per process (a service
+    /// reads its key file).
+    pub secret_key: Arc<SecretKey>,
 }
 
 impl Default for NodeConfig {
@@ -66,8 +71,15 @@ impl Default for NodeConfig {
             registry_poll: Duration::from_secs(1),
             heartbeat: Duration::from_secs(5),
             default_max_retries: 5,
+            secret_key: process_key(),
         }
     }
+}
+
+/// A key generated once per process, for nodes not given one.
+fn process_key() -> Arc<SecretKey> {
+    static KEY: std::sync::OnceLock<Arc<SecretKey>> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| Arc::new(SecretKey::generate())).clone()
 }
 
 /// Starting a node failed.
@@ -121,6 +133,7 @@ impl Node {
             bus.clone(),
             &config.name,
             config.sync.clone(),
+            config.secret_key.clone(),
         );
         let mut pool = WorkerPool::new(
             queue.clone(),

@@ -51,11 +51,7 @@ pub fn truncate(text: &str, max: usize) -> String {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!(
-        "{}… ({} more bytes cut)",
-        &text[..end],
-        text.len() - end
-    )
+    format!("{}… ({} more bytes cut)", &text[..end], text.len() - end)
 }
 
 #[cfg(test)]
@@ -69,7 +65,10 @@ mod tests {
             clean("ok\n  try 1 GET https://forged → 200\x1b[2K\r"),
             "ok\\n  try 1 GET https://forged → 200\\u{1b}[2K\\r"
         );
-        assert_eq!(clean("a\u{202e}b\u{7f}c\u{9b}d"), "a\\u{202e}b\\u{7f}c\\u{9b}d");
+        assert_eq!(
+            clean("a\u{202e}b\u{7f}c\u{9b}d"),
+            "a\\u{202e}b\\u{7f}c\\u{9b}d"
+        );
         assert!(!clean("\u{2028}\u{85}\u{7}").chars().any(is_hazard));
     }
 
@@ -77,6 +76,9 @@ mod tests {
     fn truncation_keeps_characters_whole() {
         assert_eq!(truncate("short", 10), "short");
         let cut = truncate("ééééé", 3);
-        assert!(cut.starts_with('é') && cut.contains("8 more bytes cut"), "{cut}");
+        assert!(
+            cut.starts_with('é') && cut.contains("8 more bytes cut"),
+            "{cut}"
+        );
     }
 }

@@ -12,11 +12,11 @@ use serde_json::Value;
 
 use super::{ServiceError, host_failure};
 use crate::grants::Grants;
-use crate::queue::JobSpec;
 use crate::host::bindings::jobs::Host;
 use crate::host::bindings::types::{Error, JobRequest as WitJobRequest};
 use crate::host::store::CallState;
 use crate::model::JobRequest;
+use crate::queue::JobSpec;
 
 /// Arguments larger than this are refused: jobs carry ids, not payloads.
 pub const MAX_ARGS_BYTES: usize = 256 * 1024;
@@ -90,13 +90,16 @@ pub fn admit(backend: &str, grants: &Grants, request: JobRequest) -> Result<JobS
         Some(Value::String(named)) if named == backend => {}
         Some(other) => {
             return Err(format!(
-                "job arguments name backend {other}, but this connector runs for backend {backend:?}:                  a connector's jobs always run for its own backend; leave "backend" out"
+                "job arguments name backend {other}, but this connector runs for backend {backend:?}: \
+                 a connector's jobs always run for its own backend; leave \"backend\" out"
             ));
         }
     }
     if let Some(model) = args.get("model") {
         let Value::String(model) = model else {
-            return Err(format!("job argument "model" must be a string, not {model}"));
+            return Err(format!(
+                "job argument \"model\" must be a string, not {model}"
+            ));
         };
         let ops = direction(&request.function);
         if ops.is_empty() {
@@ -113,7 +116,8 @@ pub fn admit(backend: &str, grants: &Grants, request: JobRequest) -> Result<JobS
         Some(c) if c == subtree || c.starts_with(&format!("{subtree}.")) => {}
         Some(c) => {
             return Err(format!(
-                "job channel {c:?} is outside this backend's channels: use {subtree} or a channel below it                  (the operator sets the subtree with the backend's jobs.channel)"
+                "job channel {c:?} is outside this backend's channels: use {subtree} or a channel below it \
+                 (the operator sets the subtree with the backend's jobs.channel)"
             ));
         }
     }
@@ -121,7 +125,8 @@ pub fn admit(backend: &str, grants: &Grants, request: JobRequest) -> Result<JobS
         None => request.priority = Some(grants.min_priority.max(10)),
         Some(p) if p < grants.min_priority => {
             return Err(format!(
-                "job priority {p} is better than this backend allows: its jobs may take {} or above                  (the operator sets it with the backend's jobs.min_priority)",
+                "job priority {p} is better than this backend allows: its jobs may take {} or above \
+                 (the operator sets it with the backend's jobs.min_priority)",
                 grants.min_priority
             ));
         }
@@ -148,13 +153,7 @@ impl Host for CallState {
             Ok(spec) => spec,
             Err(reason) => return Ok(Err(Error::Permanent(reason))),
         };
-        match self
-            .ctx
-            .services
-            .jobs
-            .enqueue(&spec)
-            .await
-        {
+        match self.ctx.services.jobs.enqueue(&spec).await {
             Ok(id) => Ok(Ok(id)),
             Err(ServiceError::Rejected(m)) => Ok(Err(Error::Permanent(m))),
             Err(e) => Err(host_failure("jobs", e)),

@@ -181,7 +181,10 @@ pub(crate) struct HostFailure {
 
 /// A guest reached outside its grant: the call traps with the grant's
 /// message (for imports without an error channel).
-pub(crate) fn grant_failure(capability: &'static str, e: crate::grants::GrantError) -> wasmtime::Error {
+pub(crate) fn grant_failure(
+    capability: &'static str,
+    e: crate::grants::GrantError,
+) -> wasmtime::Error {
     wasmtime::Error::new(HostFailure {
         capability,
         message: e.0,

@@ -147,6 +147,10 @@ pub async fn run(args: DemoArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<(
                 cache_dir: Some(cache_dir.unwrap_or_else(|| args.data.join("cache"))),
                 ..HostConfig::default()
             },
+            secret_key: Arc::new(
+                junction_runtime::secrets::SecretKey::load_or_create(&args.data.join("secret.key"))
+                    .context("the demo's secret key")?,
+            ),
             ..NodeConfig::default()
         },
     )

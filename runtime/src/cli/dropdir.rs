@@ -47,7 +47,7 @@ async fn take(sync: &Synchronizer, path: &Path) -> String {
             c.version,
             c.digest
         ),
-        Err(e @ crate::sync::SyncError::NeedsApproval { .. }) => {
+        Err(e @ junction_runtime::sync::SyncError::NeedsApproval { .. }) => {
             format!("{}: installed, not active: {e}", path.display())
         }
         Err(e) => format!("{}: not installed: {e}", path.display()),

@@ -116,6 +116,7 @@ pub async fn run(
         anyhow::anyhow!("{e}{hint}")
     })?;
     let storage = config.database.open().await?;
+    let secret_key = std::sync::Arc::new(config.secret_key()?);
     let defaults = NodeConfig::default();
     let node = Node::start(
         storage,
@@ -130,6 +131,7 @@ pub async fn run(
                 max_invocations: config.max_invocations,
                 ..HostConfig::default()
             },
+            secret_key,
             ..defaults
         },
     )

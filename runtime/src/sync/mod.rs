@@ -45,6 +45,7 @@ use crate::queue::job::Job;
 use crate::queue::worker::{Handled, Handler, JobFailure, WorkerPool};
 use crate::queue::{Queue, now_ms};
 use crate::registry::{Candidate, RegistryError, UnitRole, pick};
+use crate::secrets::SecretKey;
 use crate::storage::{InstalledConnector, Storage, StorageError, StoredBackend};
 
 use trail::Trail;
@@ -127,7 +128,7 @@ pub enum SyncError {
         connector: String,
         active: String,
         digest: String,
-        more: crate::grants::Requests,
+        more: Box<crate::grants::Requests>,
     },
 }
 
@@ -241,6 +242,8 @@ pub struct Synchronizer {
     /// ([`NOT_YET`] before the watcher's first look).
     resolved_generation: std::sync::atomic::AtomicI64,
     commit: commit::Committer,
+    /// Seals backend credentials before they are stored.
+    secret_key: Arc<SecretKey>,
 }
 
 impl std::fmt::Debug for Synchronizer {
@@ -274,6 +277,7 @@ impl Synchronizer {
         bus: Arc<EventBus>,
         node: &str,
         settings: SyncSettings,
+        secret_key: Arc<SecretKey>,
     ) -> Arc<Synchronizer> {
         for f in [
             IMPORT_RECORD,
@@ -297,6 +301,7 @@ impl Synchronizer {
             units: RwLock::new(HashMap::new()),
             listening: RwLock::new(HashMap::new()),
             resolved_generation: std::sync::atomic::AtomicI64::new(NOT_YET),
+            secret_key,
         })
     }
 
@@ -433,7 +438,7 @@ impl Synchronizer {
                 connector: format!("{} {}", target.name, target.version),
                 active,
                 digest: target.digest.clone(),
-                more,
+                more: Box::new(more),
             });
         }
         self.preflight(&target).await?;
@@ -584,7 +589,9 @@ impl Synchronizer {
     }
 
     async fn put_backend(&self, config: &BackendConfig) -> Result<(), SyncError> {
-        let text = serde_json::to_string(config).map_err(|e| SyncError::StoredBackend {
+        // Credentials never reach the database in clear.
+        let sealed = config.sealed(&self.secret_key);
+        let text = serde_json::to_string(&sealed).map_err(|e| SyncError::StoredBackend {
             name: config.name.clone(),
             reason: e.to_string(),
         })?;
@@ -678,7 +685,7 @@ impl Synchronizer {
             .backends()
             .await?
             .into_iter()
-            .map(parse_backend)
+            .map(|b| parse_backend(b, &self.secret_key))
             .collect()
     }
 
@@ -691,7 +698,7 @@ impl Synchronizer {
                 continue;
             }
             let name = stored.name.clone();
-            let resolved = match parse_backend(stored) {
+            let resolved = match parse_backend(stored, &self.secret_key) {
                 Ok(config) => self.resolve(config).await,
                 Err(e) => Err(e),
             };
@@ -914,8 +921,14 @@ impl Synchronizer {
     }
 }
 
-fn parse_backend(stored: StoredBackend) -> Result<BackendConfig, SyncError> {
-    serde_json::from_str(&stored.config).map_err(|e| SyncError::StoredBackend {
+/// A stored configuration read back, its credential opened with `key`.
+fn parse_backend(stored: StoredBackend, key: &SecretKey) -> Result<BackendConfig, SyncError> {
+    let config: BackendConfig =
+        serde_json::from_str(&stored.config).map_err(|e| SyncError::StoredBackend {
+            name: stored.name.clone(),
+            reason: e.to_string(),
+        })?;
+    config.opened(key).map_err(|e| SyncError::StoredBackend {
         name: stored.name,
         reason: e.to_string(),
     })
@@ -992,7 +1005,8 @@ impl SyncHandler {
                 return Err(JobFailure::fail(
                     "bad-arguments",
                     format!(
-                        "{} runs for backend {job_backend:?} but its arguments name backend {named:?};                          a job acts only for the backend it was enqueued for",
+                        "{} runs for backend {job_backend:?} but its arguments name backend {named:?}; \
+                 a job acts only for the backend it was enqueued for",
                         self.function
                     ),
                 ));
@@ -1001,18 +1015,17 @@ impl SyncHandler {
             (None, None) => {
                 return Err(JobFailure::fail(
                     "bad-arguments",
-                    format!("{} needs a backend (the job's, or \"backend\" in its arguments)", self.function),
+                    format!(
+                        "{} needs a backend (the job's, or \"backend\" in its arguments)",
+                        self.function
+                    ),
                 ));
             }
         };
-        let backend = self
-            .sync
-            .backend(&name)
-            .await
-            .map_err(|e| match e {
-                SyncError::Storage(e) => storage_failure(e),
-                other => JobFailure::fail("config", other.to_string()),
-            })?;
+        let backend = self.sync.backend(&name).await.map_err(|e| match e {
+            SyncError::Storage(e) => storage_failure(e),
+            other => JobFailure::fail("config", other.to_string()),
+        })?;
         trail.digest = Some(backend.adapter.digest().to_string());
         // Leases named after the job lapse when the job stops running,
         // even if this node dies holding them.

@@ -307,7 +307,7 @@ async fn a_guest_listener_enqueues_and_never_echoes() {
         "junction.export-record",
         json!({"backend": "shop", "model": "echo", "local_id": "e1"}),
     )
-        .await;
+    .await;
 }
 
 #[tokio::test]

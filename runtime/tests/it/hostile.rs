@@ -89,19 +89,23 @@ impl Arena {
             .unwrap()
     }
 
+    /// One of shop's bound products.
+    async fn a_product(&self) -> junction_runtime::storage::Binding {
+        self.w
+            .storage
+            .bindings_page("shop", "product", None, 1)
+            .await
+            .unwrap()
+            .remove(0)
+    }
+
     /// Everything `shop` has: bound records with their data.
     async fn shop_snapshot(&self) -> Vec<(String, i64, String)> {
         let mut out = Vec::new();
         for model in ["category", "product", "customer", "order"] {
             out.push((model.to_string(), self.w.bound(model).await, String::new()));
         }
-        let p = self
-            .w
-            .storage
-            .binding("shop", "product", "1")
-            .await
-            .unwrap()
-            .unwrap();
+        let p = self.a_product().await;
         let r = self
             .w
             .storage
@@ -115,7 +119,11 @@ impl Arena {
 }
 
 fn refused(answer: &Value, needle: &str) {
-    let err = answer["err"].as_str().unwrap_or_else(|| panic!("not refused: {answer}"));
+    let err = answer["err"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not refused: {answer}"))
+        // The probe reports the error's Debug form, quotes escaped.
+        .replace("\\\"", "\"");
     assert!(err.contains("Permanent"), "{err}");
     assert!(err.contains(needle), "{needle:?} not in {err}");
 }
@@ -159,7 +167,11 @@ async fn a_connector_cannot_enqueue_jobs_for_another_backend() {
             .await;
         refused(&answer, "runs for backend \"evil\"");
     }
-    assert_eq!(a.all_jobs().await.len(), jobs_before, "nothing was enqueued");
+    assert_eq!(
+        a.all_jobs().await.len(),
+        jobs_before,
+        "nothing was enqueued"
+    );
 
     // Without a backend the job is the caller's own.
     let answer = a
@@ -185,9 +197,10 @@ async fn a_job_acts_only_for_the_backend_it_was_enqueued_for() {
     // could enqueue before this check existed) fails without touching shop.
     let a = arena().await;
     let before = a.shop_snapshot().await;
+    let p = a.a_product().await;
     let mut spec = JobSpec::new(
         DELETE_LOCAL,
-        json!({"backend": "shop", "model": "product", "external_id": "1"}),
+        json!({"backend": "shop", "model": "product", "external_id": p.external_id}),
     );
     spec.backend = Some("evil".into());
     spec.request.max_retries = Some(1);
@@ -222,13 +235,12 @@ async fn guest_identity_keys_cannot_swallow_another_backends_jobs() {
         Some("guest:evil:batch:shop:product")
     );
     // Shop's own scheduled or manual import is not collapsed into it.
-    let shop = a
-        .w
-        .node
-        .queue
-        .enqueue(batch_job("shop", "product", false))
-        .await
-        .unwrap();
+    let shop =
+        a.w.node
+            .queue
+            .enqueue(batch_job("shop", "product", false))
+            .await
+            .unwrap();
     assert!(!shop.deduplicated, "shop's import was swallowed");
     assert_ne!(shop.id, parked);
 }
@@ -244,7 +256,10 @@ async fn credentials_go_only_to_their_origin() {
             .any(|h| h == "authorization: Bearer evil-backend-secret")
     };
     a.attack("http", &a.server.url("/headers")).await.unwrap();
-    assert!(header(&a.server), "the base URL's origin gets the credential");
+    assert!(
+        header(&a.server),
+        "the base URL's origin gets the credential"
+    );
     a.attack("http", &a.other.url("/headers")).await.unwrap();
     assert!(
         !a.other.last_headers.lock().unwrap().is_empty(),
@@ -267,7 +282,13 @@ async fn a_host_the_manifest_does_not_request_is_denied() {
     // The probe requests http://127.0.0.1:* only; the operator allows a
     // name that resolves there too, which the probe never asked for.
     let a = arena_with(|v| {
-        let port = v["base_url"].as_str().unwrap().rsplit(':').next().unwrap().to_string();
+        let port = v["base_url"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_string();
         v["allow"] = json!([format!("http://localhost:{port}")]);
         v["allow_internal"]
             .as_array_mut()
@@ -279,31 +300,33 @@ async fn a_host_the_manifest_does_not_request_is_denied() {
     let err = a.attack("http", &url).await.unwrap_err();
     let b = a.evil().await;
     let report = b.adapter.read(&b.ctx, "http", &url).await;
-    let denied = report.audit.iter().find_map(|e| e.denied.clone()).unwrap_or_default();
+    let denied = report
+        .audit
+        .iter()
+        .find_map(|e| e.denied.clone())
+        .unwrap_or_default();
     assert!(denied.contains("does not request it"), "{denied} / {err}");
 }
 
 #[tokio::test]
 async fn local_data_is_scoped_to_the_granted_models() {
     let a = arena().await;
-    let p = a
-        .w
-        .storage
-        .binding("shop", "product", "1")
-        .await
-        .unwrap()
-        .unwrap();
+    let p = a.a_product().await;
     // Reads of a model the probe never requested trap, naming the grant.
     for (behaviour, arg) in [
         ("records-get", format!("product/{}", p.local_id)),
         ("to-local", "product/1".to_string()),
     ] {
         let err = a.attack(behaviour, &arg).await.unwrap_err().to_string();
-        assert!(err.contains("\"product\" is not granted"), "{behaviour}: {err}");
+        assert!(
+            err.contains("\"product\" is not granted"),
+            "{behaviour}: {err}"
+        );
     }
     // Binding into it is the guest's permanent error; nothing is bound.
     refused(
-        &a.answer("bind", &format!("product/x-1/{}", p.local_id)).await,
+        &a.answer("bind", &format!("product/x-1/{}", p.local_id))
+            .await,
         "not granted",
     );
     assert_eq!(
@@ -314,11 +337,18 @@ async fn local_data_is_scoped_to_the_granted_models() {
         None
     );
     // Its own model works.
-    assert_eq!(a.answer("records-get", "echo/none").await["found"], Value::Null);
+    assert_eq!(
+        a.answer("records-get", "echo/none").await["found"],
+        Value::Null
+    );
 
     // An operator grant narrower than the manifest takes even that away.
     let a = arena_with(|v| v["grants"] = json!({"models": []})).await;
-    let err = a.attack("records-get", "echo/none").await.unwrap_err().to_string();
+    let err = a
+        .attack("records-get", "echo/none")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("\"echo\" is not granted"), "{err}");
 }
 
@@ -354,7 +384,11 @@ async fn a_listener_hears_only_granted_models_and_its_jobs_stay_its_own() {
     // The manifest asks for record-written:* but only `echo` is granted:
     // a customer's full payload never reaches the guest.
     let jobs = l
-        .on_event(&stored("record-written", "customer", json!({"email": "x@y"})))
+        .on_event(&stored(
+            "record-written",
+            "customer",
+            json!({"email": "x@y"}),
+        ))
         .await
         .unwrap();
     assert!(jobs.is_empty(), "{jobs:?}");
@@ -384,10 +418,7 @@ async fn a_listener_hears_only_granted_models_and_its_jobs_stay_its_own() {
                    "args": {"model": "echo", "local_id": "l1"}, "priority": 0}),
             "priority 0",
         ),
-        (
-            json!({"function": "junction.sleep", "args": {}}),
-            "",
-        ),
+        (json!({"function": "junction.sleep", "args": {}}), ""),
     ] {
         let e = l
             .on_event(&stored("record-written", "echo", json!({"attack": attack})))
@@ -397,7 +428,10 @@ async fn a_listener_hears_only_granted_models_and_its_jobs_stay_its_own() {
             // A function a guest may not run is refused by the queue.
             Ok(specs) => {
                 let err = a.w.node.queue.enqueue_batch(&specs).await.unwrap_err();
-                assert!(err.to_string().contains("not one a connector may enqueue"), "{err}");
+                assert!(
+                    err.to_string().contains("not one a connector may enqueue"),
+                    "{err}"
+                );
             }
         }
     }
@@ -416,11 +450,13 @@ async fn job_placement_stays_in_the_backends_subtree() {
     };
     let before = a.all_jobs().await.len();
     refused(
-        &a.answer("enqueue", &enqueue(json!({"channel": "root.shop"}))).await,
+        &a.answer("enqueue", &enqueue(json!({"channel": "root.shop"})))
+            .await,
         "outside this backend's channels",
     );
     refused(
-        &a.answer("enqueue", &enqueue(json!({"channel": "root"}))).await,
+        &a.answer("enqueue", &enqueue(json!({"channel": "root"})))
+            .await,
         "use root.evil",
     );
     refused(
@@ -463,18 +499,29 @@ async fn a_version_that_requests_more_needs_the_operators_approval() {
         ]
     );
     let message = err.to_string();
-    assert!(message.contains("--approve") && message.contains("0.1.0"), "{message}");
+    assert!(
+        message.contains("--approve") && message.contains("0.1.0"),
+        "{message}"
+    );
     // Installed but not active: the probe 0.1.0 still serves evil.
     let b = a.evil().await;
     assert!(b.adapter_label.ends_with("0.1.0"), "{}", b.adapter_label);
     assert!(a.attack("records-get", "customer/c1").await.is_err());
 
-    let active = a.w.node.sync.activate_connector(digest, true).await.unwrap();
+    let active =
+        a.w.node
+            .sync
+            .activate_connector(digest, true)
+            .await
+            .unwrap();
     assert!(active.active);
     let b = a.evil().await;
     assert!(b.adapter_label.ends_with("0.2.0"), "{}", b.adapter_label);
     // What was approved is now granted (the operator's grants permitting).
-    assert_eq!(a.answer("records-get", "customer/nope").await["found"], Value::Null);
+    assert_eq!(
+        a.answer("records-get", "customer/nope").await["found"],
+        Value::Null
+    );
 }
 
 #[tokio::test]
@@ -484,8 +531,73 @@ async fn guest_text_cannot_forge_what_operators_read() {
     let a = arena().await;
     let forged = "fine\n  try 1 GET http://allowed/ok → 200\u{1b}[2K\u{1b}[1A\r\u{202e}";
     let err = a.attack("print", forged).await.unwrap_err();
-    assert!(matches!(err.guest(), Some(GuestError::Permanent(_))), "{err:?}");
+    assert!(
+        matches!(err.guest(), Some(GuestError::Permanent { .. })),
+        "{err:?}"
+    );
     let shown = junction_runtime::text::clean(&err.to_string());
-    assert!(!shown.chars().any(junction_runtime::text::is_hazard), "{shown:?}");
-    assert!(shown.contains("\\n  try 1 GET") && shown.contains("\\u{1b}[2K"), "{shown}");
+    assert!(
+        !shown.chars().any(junction_runtime::text::is_hazard),
+        "{shown:?}"
+    );
+    assert!(
+        shown.contains("\\n  try 1 GET") && shown.contains("\\u{1b}[2K"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn credentials_are_sealed_at_rest() {
+    let a = arena().await;
+    let stored = a.w.storage.backends().await.unwrap();
+    assert_eq!(stored.len(), 2);
+    for b in &stored {
+        assert!(!b.config.contains("evil-backend-secret"), "{}", b.config);
+        let v: Value = serde_json::from_str(&b.config).unwrap();
+        let sealed = v["auth"]["token"]["sealed"].as_str().unwrap_or_default();
+        assert!(
+            sealed.starts_with("v1:"),
+            "{} stores its credential in clear: {v}",
+            b.name
+        );
+    }
+    // Read back, the credential still works.
+    a.attack("http", &a.server.url("/headers")).await.unwrap();
+    assert!(
+        a.server
+            .last_headers
+            .lock()
+            .unwrap()
+            .contains(&"authorization: Bearer evil-backend-secret".to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_credential_from_a_file_is_read_again_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("evil.token");
+    std::fs::write(&file, "first-token\n").unwrap();
+    let a = arena_with({
+        let file = file.clone();
+        move |v| v["auth"] = json!({"type": "bearer", "token": {"file": file}})
+    })
+    .await;
+    let seen = |s: &Server, token: &str| {
+        s.last_headers
+            .lock()
+            .unwrap()
+            .contains(&format!("authorization: Bearer {token}"))
+    };
+    a.attack("http", &a.server.url("/headers")).await.unwrap();
+    assert!(seen(&a.server, "first-token"));
+    let stored = a.w.storage.backends().await.unwrap();
+    let evil = stored.iter().find(|b| b.name == "evil").unwrap();
+    assert!(!evil.config.contains("first-token"), "{}", evil.config);
+    std::fs::write(&file, "rotated-token\n").unwrap();
+    a.w.node.sync.reload();
+    a.attack("http", &a.server.url("/headers")).await.unwrap();
+    assert!(
+        seen(&a.server, "rotated-token"),
+        "the reload read the file again"
+    );
 }

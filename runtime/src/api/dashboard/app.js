@@ -114,18 +114,33 @@ async function backends() {
   }
 }
 
-// --- Connectors: versions, install, activate, roll back -----------------
+// --- Connectors: versions, what they request, install, activate, roll back
+// A version that requests more than the active one (`beyond_active`) shows
+// the difference and activates only with "Approve and activate".
 async function connectors() {
   const list = await api("GET", "/api/v1/connectors");
+  const requests = (c) => (c.requests || []).map((r) => `<div>${esc(r)}</div>`).join("") || "nothing";
+  const action = (c) => {
+    if (c.active) return `<button class="rollback" data-name="${esc(c.name)}">Roll back</button>`;
+    const more = c.beyond_active || [];
+    if (!more.length) return `<button class="activate" data-digest="${esc(c.digest)}">Activate</button>`;
+    return `<div class="bad">requests more than the active version:</div>` +
+      more.map((r) => `<div class="beyond">+ ${esc(r)}</div>`).join("") +
+      `<button class="approve" data-digest="${esc(c.digest)}">Approve and activate</button>`;
+  };
   view.innerHTML = `<h2>Connectors</h2>
     <form class="filters" id="install-form"><input type="file" id="install-file" accept=".wasm">
     <button class="primary" type="submit">Install and activate</button></form>
-    <table id="connectors-table"><tr><th>Name</th><th>Version</th><th>Backend</th><th>Digest</th><th>Installed</th><th></th></tr>
+    <table id="connectors-table"><tr><th>Name</th><th>Version</th><th>Backend</th><th>Requests</th><th>Digest</th><th>Installed</th><th></th></tr>
     ${list.items.map((c) => `<tr><td>${esc(c.name)}</td><td>${esc(c.version)} ${c.active ? '<span class="good">active</span>' : ""}</td>
-    <td>${esc(c.backend_kind)} ${esc(c.backend_versions)}</td><td><code>${esc(c.digest.slice(0, 19))}</code></td><td>${when(c.installed_at)}</td>
-    <td>${c.active ? `<button class="rollback" data-name="${esc(c.name)}">Roll back</button>` : `<button class="activate" data-digest="${esc(c.digest)}">Activate</button>`}</td></tr>`).join("")}</table>`;
+    <td>${esc(c.backend_kind)} ${esc(c.backend_versions)}</td><td class="requests">${requests(c)}</td><td><code>${esc(c.digest.slice(0, 19))}</code></td><td>${when(c.installed_at)}</td>
+    <td>${action(c)}</td></tr>`).join("")}</table>`;
+  const activate = (digest, approve) =>
+    api("POST", `/api/v1/connectors/${encodeURIComponent(digest)}/activate${approve ? "?approve=true" : ""}`);
   view.querySelectorAll("button.activate").forEach((b) => b.onclick = () =>
-    act(() => api("POST", `/api/v1/connectors/${encodeURIComponent(b.dataset.digest)}/activate`), "activated"));
+    act(() => activate(b.dataset.digest, false), "activated"));
+  view.querySelectorAll("button.approve").forEach((b) => b.onclick = () =>
+    act(() => activate(b.dataset.digest, true), "approved and activated"));
   view.querySelectorAll("button.rollback").forEach((b) => b.onclick = () =>
     act(() => api("POST", "/api/v1/connectors/rollback", { name: b.dataset.name }), "rolled back"));
   document.getElementById("install-form").onsubmit = async (e) => {

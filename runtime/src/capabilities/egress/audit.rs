@@ -80,9 +80,9 @@ impl AuditLog {
         let entry = AuditEntry {
             method: crate::text::truncate(method, 32),
             scheme: target.map(|t| t.scheme.to_string()).unwrap_or_default(),
-            host: target.map(|t| t.host.to_string()).unwrap_or_else(|| {
-                crate::text::truncate(host, MAX_FIELD)
-            }),
+            host: target
+                .map(|t| t.host.to_string())
+                .unwrap_or_else(|| crate::text::truncate(host, MAX_FIELD)),
             port: target.map(|t| t.port).unwrap_or(0),
             path: crate::text::truncate(&redact(uri), MAX_FIELD),
             status: None,
@@ -212,7 +212,10 @@ mod tests {
         assert_eq!(entries.len(), MAX_ENTRIES + 1, "the entries and the gap");
         assert_eq!(dropped, 5);
         let gap = entries.last().unwrap().denied.clone().unwrap();
-        assert!(gap.starts_with("5 more requests were not recorded"), "{gap}");
+        assert!(
+            gap.starts_with("5 more requests were not recorded"),
+            "{gap}"
+        );
     }
 
     #[test]
@@ -221,7 +224,8 @@ mod tests {
         let long = format!("http://h/{}", "p".repeat(100_000));
         let uri: http::Uri = long.parse().unwrap();
         for _ in 0..MAX_ENTRIES {
-            log.start("GET", None, "h", &uri).denied("x".repeat(100_000));
+            log.start("GET", None, "h", &uri)
+                .denied("x".repeat(100_000));
         }
         let (entries, dropped) = log.snapshot();
         let total: usize = entries.iter().map(size).sum();

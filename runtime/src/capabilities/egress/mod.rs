@@ -38,23 +38,82 @@ pub use ipclass::internal_class;
 use crate::limits::EgressLimits;
 
 /// A secret value: never printed, never logged, never given to the guest.
+///
+/// Written inline (`"…"`, sealed with the node's key before it is stored),
+/// or as a reference read each time the backend is resolved, so a reload
+/// rotates it: `{ env = "SHOP_TOKEN" }` or `{ file = "/run/secrets/shop" }`
+/// (absolute, or relative to the working directory; one trailing newline
+/// is dropped). `{ sealed = "v1:…" }` is the stored form of an inline one.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
+#[serde(untagged)]
+pub enum Secret {
+    Inline(String),
+    From(SecretRef),
+}
+
+/// Where a secret that is not inline comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum SecretRef {
+    Env(String),
+    File(std::path::PathBuf),
+    Sealed(String),
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret::Inline(value.into())
     }
 
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
+    /// The value, read now; the error names where it was looked for.
+    pub(crate) fn resolve(&self) -> Result<String, String> {
+        match self {
+            Secret::Inline(v) => Ok(v.clone()),
+            Secret::From(SecretRef::Env(name)) => std::env::var(name).map_err(|_| {
+                format!("secret environment variable {name} is not set (or not UTF-8)")
+            }),
+            Secret::From(SecretRef::File(path)) => std::fs::read_to_string(path)
+                .map(|t| {
+                    t.strip_suffix('\n')
+                        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                        .unwrap_or(&t)
+                        .to_string()
+                })
+                .map_err(|e| format!("secret file {} could not be read: {e}", path.display())),
+            Secret::From(SecretRef::Sealed(_)) => Err(
+                "secret is still sealed; the node opens stored credentials with its secret key"
+                    .to_string(),
+            ),
+        }
+    }
+
+    /// Inline values sealed with `key`; references stay as they are.
+    pub fn sealed(&self, key: &crate::secrets::SecretKey) -> Secret {
+        match self {
+            Secret::Inline(v) => Secret::From(SecretRef::Sealed(key.seal(v))),
+            other => other.clone(),
+        }
+    }
+
+    /// Sealed values opened with `key`.
+    pub fn opened(
+        &self,
+        key: &crate::secrets::SecretKey,
+    ) -> Result<Secret, crate::secrets::SecretError> {
+        match self {
+            Secret::From(SecretRef::Sealed(s)) => key.open(s).map(Secret::Inline),
+            other => Ok(other.clone()),
+        }
     }
 }
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
+        match self {
+            Secret::From(SecretRef::Env(name)) => write!(f, "Secret(env {name})"),
+            Secret::From(SecretRef::File(path)) => write!(f, "Secret(file {})", path.display()),
+            _ => f.write_str("Secret(***)"),
+        }
     }
 }
 
@@ -68,24 +127,54 @@ pub enum Auth {
 }
 
 impl Auth {
+    /// The secret part of the credential.
+    fn secret(&self) -> &Secret {
+        match self {
+            Auth::Bearer { token } => token,
+            Auth::Basic { password, .. } => password,
+            Auth::Header { value, .. } => value,
+        }
+    }
+
+    fn with_secret(&self, secret: Secret) -> Auth {
+        let mut out = self.clone();
+        match &mut out {
+            Auth::Bearer { token } => *token = secret,
+            Auth::Basic { password, .. } => *password = secret,
+            Auth::Header { value, .. } => *value = secret,
+        }
+        out
+    }
+
+    /// The credential as stored: an inline secret sealed with `key`.
+    pub fn sealed(&self, key: &crate::secrets::SecretKey) -> Auth {
+        self.with_secret(self.secret().sealed(key))
+    }
+
+    /// The credential as read back: a sealed secret opened with `key`.
+    pub fn opened(
+        &self,
+        key: &crate::secrets::SecretKey,
+    ) -> Result<Auth, crate::secrets::SecretError> {
+        Ok(self.with_secret(self.secret().opened(key)?))
+    }
+
     /// The header this credential becomes.
     fn header(&self) -> Result<(http::HeaderName, http::HeaderValue), String> {
+        let secret = self.secret().resolve()?;
         let (name, value) = match self {
-            Auth::Bearer { token } => (
-                http::header::AUTHORIZATION,
-                format!("Bearer {}", token.expose()),
-            ),
-            Auth::Basic { username, password } => (
+            Auth::Bearer { .. } => (http::header::AUTHORIZATION, format!("Bearer {secret}")),
+            Auth::Basic { username, .. } => (
                 http::header::AUTHORIZATION,
                 format!(
                     "Basic {}",
-                    base64(format!("{username}:{}", password.expose()).as_bytes())
+                    base64(format!("{username}:{secret}").as_bytes())
                 ),
             ),
-            Auth::Header { name, value } => (
+            Auth::Header { name, .. } => (
                 http::HeaderName::try_from(name.as_str())
                     .map_err(|_| format!("auth header name {name:?} is not a valid header name"))?,
-                value.expose().to_string(),
+                secret,
             ),
         };
         let mut value = http::HeaderValue::try_from(value)

@@ -383,7 +383,7 @@ async fn exchange(
     // host added to the token request) keeps it; the operator's secret is
     // added only where the guest sent none, and only to the origins the
     // operator named for it: never to another allowed host.
-    if let Some((name, value)) = policy.credential_for(&target)
+    if let Some((name, value)) = policy.credential_for(target)
         && !headers.contains_key(name)
     {
         headers.insert(name.clone(), value.clone());
