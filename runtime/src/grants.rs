@@ -372,13 +372,16 @@ impl Grants {
     /// for it, the operator's events grant (if any) allows it, and its
     /// model is granted.
     pub fn event(&self, event: &Event) -> bool {
+        if self.unrestricted {
+            return true;
+        }
         let name = format!("{}:{}", event.name, event.model);
         let requested = self.events.iter().any(|p| pattern_covers(p, &name));
         let operator = self
             .operator_events
             .as_ref()
             .is_none_or(|ps| ps.iter().any(|p| pattern_covers(p, &name)));
-        requested && operator && (self.unrestricted || self.models.contains_key(&event.model))
+        requested && operator && self.models.contains_key(&event.model)
     }
 }
 

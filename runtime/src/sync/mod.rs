@@ -216,6 +216,8 @@ pub struct BackendUnits {
     /// The models the mapper imports, in the order its manifest lists
     /// them (connectors list a model after the ones it depends on).
     pub importable: Vec<String>,
+    /// What the adapter's and the mapper's manifests request together.
+    pub requests: crate::grants::Requests,
 }
 
 impl BackendUnits {
@@ -441,7 +443,7 @@ impl Synchronizer {
                 more: Box::new(more),
             });
         }
-        self.preflight(&target).await?;
+        self.preflight(&target, approve).await?;
         self.storage
             .activate_connector(&target.digest, now_ms())
             .await?;
@@ -507,7 +509,11 @@ impl Synchronizer {
         Ok((!more.is_empty()).then(|| (format!("{} {}", active.name, active.version), more)))
     }
 
-    async fn preflight(&self, target: &InstalledConnector) -> Result<(), SyncError> {
+    /// Refuse an activation that would break a configured backend, or —
+    /// unless `approve` — give a backend's credential and data to a
+    /// component that requests more than the units serving it now (another
+    /// connector that would take the backend over included).
+    async fn preflight(&self, target: &InstalledConnector, approve: bool) -> Result<(), SyncError> {
         let installed = self.installed().await?;
         let refuse = |reason: String| SyncError::Refused {
             connector: format!("{} {}", target.name, target.version),
@@ -531,6 +537,19 @@ impl Synchronizer {
                         "backend {:?} would be left without a unit: {e}",
                         config.name
                     )));
+                }
+                (Ok(was), Ok(units))
+                    if !approve
+                        && (was.adapter_label != units.adapter_label
+                            || was.mapper_label != units.mapper_label)
+                        && !units.requests.beyond(&was.requests).is_empty() =>
+                {
+                    return Err(SyncError::NeedsApproval {
+                        connector: format!("{} {}", target.name, target.version),
+                        active: format!("{} of backend {:?}", was.adapter_label, config.name),
+                        digest: target.digest.clone(),
+                        more: Box::new(units.requests.beyond(&was.requests)),
+                    });
                 }
                 (_, Ok(units)) if units.adapter.digest() == target.digest => {
                     let report = units.adapter.check(&units.ctx, &units.ctx.settings).await;
@@ -795,6 +814,7 @@ impl Synchronizer {
             .unwrap_or_default();
         Ok(Arc::new(BackendUnits {
             importable,
+            requests,
             adapter_label: format!("{} {}", a.name, a.version),
             mapper_label: format!("{} {}", m.name, m.version),
             listens,
@@ -849,6 +869,7 @@ impl Synchronizer {
             listens: b.listens.clone(),
             mapper_label: label.to_string(),
             importable: b.importable.clone(),
+            requests: b.requests.clone(),
         });
         self.backends
             .write()

@@ -658,3 +658,37 @@ async fn jobs_show_prints_guest_text_inert() {
     );
     assert!(text.contains("\\n  try 1 GET"), "{text}");
 }
+
+#[tokio::test]
+async fn another_connector_taking_over_a_backend_needs_approval_for_more() {
+    // probe-plus covers evil's version more narrowly, so the registry
+    // would hand it evil's credential and data; it requests more than the
+    // probe serving evil now.
+    let a = arena().await;
+    let plus = std::fs::read(junction_test_artifacts::PROBE_PLUS).unwrap();
+    let err = a.w.node.sync.install(&plus).await.unwrap_err();
+    let SyncError::NeedsApproval {
+        more,
+        digest,
+        active,
+        ..
+    } = &err
+    else {
+        panic!("{err}");
+    };
+    assert!(
+        active.contains("probe 0.1.0") && active.contains("evil"),
+        "{active}"
+    );
+    assert!(
+        more.lines().contains(&"secret api_key".to_string()),
+        "{err}"
+    );
+    assert!(a.evil().await.adapter_label.starts_with("probe 0.1.0"));
+    a.w.node
+        .sync
+        .activate_connector(digest, true)
+        .await
+        .unwrap();
+    assert!(a.evil().await.adapter_label.starts_with("probe-plus 0.2.0"));
+}
