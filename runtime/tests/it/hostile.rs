@@ -692,3 +692,48 @@ async fn another_connector_taking_over_a_backend_needs_approval_for_more() {
         .unwrap();
     assert!(a.evil().await.adapter_label.starts_with("probe-plus 0.2.0"));
 }
+
+#[tokio::test]
+async fn a_version_that_requests_more_needs_approval_even_with_no_backend_yet() {
+    // No backend uses the connector: the active version's requests are
+    // what the operator approved, and a new version may not widen them.
+    let (_dir, _storage, node) = crate::sync::fresh_node().await;
+    let probe = std::fs::read(junction_test_artifacts::PROBE).unwrap();
+    let greedy = std::fs::read(junction_test_artifacts::PROBE_GREEDY).unwrap();
+    node.sync.install(&probe).await.unwrap();
+    let err = node.sync.install(&greedy).await.unwrap_err();
+    assert!(
+        matches!(&err, SyncError::NeedsApproval { active, .. } if active == "probe 0.1.0"),
+        "{err}"
+    );
+    // Going back to a version that requests less needs nothing.
+    let SyncError::NeedsApproval { digest, .. } = &err else {
+        unreachable!()
+    };
+    node.sync.activate_connector(digest, true).await.unwrap();
+    let first = node.sync.install(&probe).await.unwrap();
+    assert!(first.active);
+}
+
+#[tokio::test]
+async fn guest_chosen_hosts_never_become_metric_labels() {
+    let a = arena().await;
+    for i in 0..20 {
+        let host = format!("http://attacker-{i}.example.com/x");
+        assert!(a.attack("http", &host).await.is_err(), "{host} was allowed");
+    }
+    let mut text = String::new();
+    junction_runtime::metrics::global().render(&mut text, &|d| (d.into(), String::new()));
+    let denied: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("junction_outbound_denied_total{"))
+        .collect();
+    assert!(
+        denied.iter().any(|l| l.contains("backend=\"evil\"")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("attacker-"),
+        "a guest-chosen label: {denied:?}"
+    );
+}
