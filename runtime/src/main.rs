@@ -162,7 +162,9 @@ fn main() -> ExitCode {
                 // The call's audit records every request already.
                 .unwrap_or_else(|_| "warn,wasmtime_wasi_http=error".into()),
         )
-        .with_writer(std::io::stderr)
+        // One event, one line: connector text quoted in a field cannot
+        // forge a line of the service's log.
+        .with_writer(|| junction_runtime::text::InertLines(std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match run(cli) {

@@ -41,6 +41,50 @@ pub fn clean(text: &str) -> String {
     out
 }
 
+/// A writer for the service's log that keeps one event on one line: the
+/// log formatter writes each event as one buffer ending in a newline, and
+/// this writes every other line break (and bidi or separator character)
+/// in it as an escape, so a connector's text quoted in a log field cannot
+/// start a line that looks like the service's own. The formatter escapes
+/// ESC and C1 controls in fields itself, and its own colours pass.
+#[derive(Debug)]
+pub struct InertLines<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for InertLines<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let (body, end) = match text.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (&*text, ""),
+        };
+        if !body
+            .chars()
+            .any(|c| matches!(c, '\n' | '\r') || (is_hazard(c) && !c.is_control()))
+        {
+            self.0.write_all(buf)?;
+            return Ok(buf.len());
+        }
+        let mut out = String::with_capacity(buf.len() + 8);
+        for c in body.chars() {
+            match c {
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                c if is_hazard(c) && !c.is_control() => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        out.push_str(end);
+        self.0.write_all(out.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// At most `max` bytes of `text`, cut at a character boundary, with a note
 /// of how much was cut.
 pub fn truncate(text: &str, max: usize) -> String {
@@ -70,6 +114,20 @@ mod tests {
             "a\\u{202e}b\\u{7f}c\\u{9b}d"
         );
         assert!(!clean("\u{2028}\u{85}\u{7}").chars().any(is_hazard));
+    }
+
+    #[test]
+    fn a_log_event_stays_one_line() {
+        use std::io::Write as _;
+        let mut w = InertLines(Vec::new());
+        let event = "\x1b[2mWARN\x1b[0m error=check failed: ok\nINFO forged line\r\u{202e}\n";
+        w.write_all(event.as_bytes()).unwrap();
+        let text = String::from_utf8(w.0).unwrap();
+        assert_eq!(
+            text,
+            "\x1b[2mWARN\x1b[0m error=check failed: ok\\nINFO forged line\\r\\u{202e}\n"
+        );
+        assert_eq!(text.lines().count(), 1);
     }
 
     #[test]
