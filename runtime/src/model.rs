@@ -132,6 +132,17 @@ impl Manifest {
         if self.name.trim().is_empty() {
             return Err(bad("name", "must not be empty".into()));
         }
+        // What a manifest requests is listed to operators: bounded counts.
+        for (field, n, max) in [
+            ("models", self.models.len(), 256),
+            ("events", self.events.len(), 256),
+            ("hosts", self.hosts.len(), 64),
+            ("secrets", self.secrets.len(), 32),
+        ] {
+            if n > max {
+                return Err(bad(field, format!("has {n} entries; at most {max}")));
+            }
+        }
         // Names are shown to operators and matched by the host: no control
         // or bidi characters, and a sane length.
         let mut names: Vec<(&str, &str)> = vec![
@@ -214,5 +225,44 @@ impl Manifest {
             reason: format!("{version:?} is not a semver version: {e}"),
         })?;
         Ok(req.matches(&v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            name: "c".into(),
+            version: "1.0.0".into(),
+            backend_kind: "k".into(),
+            backend_versions: ">=1.0.0".into(),
+            models: vec![ModelSupport {
+                name: "product".into(),
+                operations: vec!["read".into()],
+            }],
+            events: vec![],
+            hosts: vec![],
+            settings_schema: "{}".into(),
+            secrets: vec![],
+        }
+    }
+
+    #[test]
+    fn names_operators_read_are_inert_and_bounded() {
+        assert!(manifest().validate().is_ok());
+        let mut m = manifest();
+        m.name = "magento\n  try 1 GET https://x".into();
+        let e = m.validate().unwrap_err().to_string();
+        assert!(e.contains("name") && e.contains("control or bidi"), "{e}");
+        assert!(!e.contains('\n'), "the error shows the name inert: {e}");
+        let mut m = manifest();
+        m.models[0].operations = vec!["steal".into()];
+        assert!(m.validate().unwrap_err().to_string().contains("steal"));
+        let mut m = manifest();
+        m.events = (0..300).map(|i| format!("record-written:m{i}")).collect();
+        let e = m.validate().unwrap_err().to_string();
+        assert!(e.contains("events") && e.contains("at most 256"), "{e}");
     }
 }

@@ -21,6 +21,9 @@ use crate::queue::JobSpec;
 /// Arguments larger than this are refused: jobs carry ids, not payloads.
 pub const MAX_ARGS_BYTES: usize = 256 * 1024;
 
+/// Descriptions are shown to operators on one line.
+pub const MAX_DESCRIPTION_BYTES: usize = 1024;
+
 /// Validate a job request; the message names the field.
 pub fn validate(request: &JobRequest) -> Result<(), String> {
     let f = &request.function;
@@ -47,6 +50,14 @@ pub fn validate(request: &JobRequest) -> Result<(), String> {
     }
     if let Some(eta) = &request.eta {
         crate::model::parse_timestamp(eta).map_err(|r| format!("job eta {r}"))?;
+    }
+    if let Some(d) = &request.description
+        && d.len() > MAX_DESCRIPTION_BYTES
+    {
+        return Err(format!(
+            "job description is {} bytes, over the limit of {MAX_DESCRIPTION_BYTES}",
+            d.len()
+        ));
     }
     if let Some(channel) = &request.channel
         && (channel.is_empty() || channel.split('.').any(str::is_empty))
@@ -190,5 +201,8 @@ mod tests {
         assert!(validate(&r).unwrap_err().contains("channel"));
         let big = format!("{{\"x\":\"{}\"}}", "a".repeat(MAX_ARGS_BYTES));
         assert!(validate(&req(&big)).unwrap_err().contains("over the limit"));
+        let mut r = req("{}");
+        r.description = Some("d".repeat(MAX_DESCRIPTION_BYTES + 1));
+        assert!(validate(&r).unwrap_err().contains("job description"));
     }
 }
