@@ -154,6 +154,12 @@ impl BackendConfig {
             return Err(self.bad("limits.memory_bytes", "must be at least 1 MiB"));
         }
         self.grants.validate().map_err(|e| self.bad("grants", e))?;
+        if self.jobs.min_priority > 1_000_000 {
+            return Err(self.bad(
+                "jobs.min_priority",
+                "must be at most 1000000, the lowest priority a job can have",
+            ));
+        }
         if let Some(channel) = &self.jobs.channel {
             crate::queue::channels::check_name(channel)
                 .map_err(|e| self.bad("jobs.channel", format!("{channel:?}: {e}")))?;
@@ -339,6 +345,26 @@ mod tests {
             (
                 Box::new(|b| b.limits.memory_bytes = 10),
                 "limits.memory_bytes",
+            ),
+            (
+                Box::new(|b| b.jobs.channel = Some("root".into())),
+                "jobs.channel",
+            ),
+            (
+                Box::new(|b| b.jobs.channel = Some("shop.x".into())),
+                "jobs.channel",
+            ),
+            (
+                Box::new(|b| b.jobs.min_priority = 2_000_000),
+                "min_priority",
+            ),
+            (
+                Box::new(|b| b.grants.models = Some(vec!["product:steal".into()])),
+                "grants",
+            ),
+            (
+                Box::new(|b| b.auth_origins = vec!["https://*.example.com".into()]),
+                "credential origin",
             ),
         ];
         for (change, needle) in cases {

@@ -484,8 +484,6 @@ impl Synchronizer {
         Ok(target)
     }
 
-    /// Before `target` becomes active: every configured backend must still
-    /// resolve, and each one it would serve as adapter must pass `check`.
     /// What `target` requests beyond the active version of its connector
     /// (`None`: nothing more, or no version is active yet), with that
     /// version's name.
@@ -509,6 +507,8 @@ impl Synchronizer {
         Ok((!more.is_empty()).then(|| (format!("{} {}", active.name, active.version), more)))
     }
 
+    /// Before `target` becomes active: every configured backend must still
+    /// resolve, and each one it would serve as adapter must pass `check`.
     /// Refuse an activation that would break a configured backend, or —
     /// unless `approve` — give a backend's credential and data to a
     /// component that requests more than the units serving it now (another
