@@ -74,6 +74,16 @@ pub enum CallError {
     Table { export: &'static str, limit: usize },
     #[error("{export} overflowed its stack (deep recursion) and was stopped")]
     StackOverflow { export: &'static str },
+    #[error(
+        "{export} held more than {limit} host resources at once (wasi:http header maps, requests, \
+         bodies, streams) and was stopped; drop what it no longer needs (limits.max_host_resources)"
+    )]
+    HostResources { export: &'static str, limit: usize },
+    #[error(
+        "{export} built a wasi:http header map over {limit} bytes and was stopped \
+         (limits.max_header_bytes)"
+    )]
+    HeaderSize { export: &'static str, limit: usize },
     #[error("{export} trapped: {message}")]
     Trap {
         export: &'static str,
@@ -115,6 +125,8 @@ impl CallError {
             CallError::Memory { .. } => "memory",
             CallError::Table { .. } => "table",
             CallError::StackOverflow { .. } => "stack-overflow",
+            CallError::HostResources { .. } => "host-resources",
+            CallError::HeaderSize { .. } => "header-size",
             CallError::Trap { .. } => "trap",
             CallError::InvalidOutput { .. } => "invalid-output",
             CallError::OutputTooLarge { .. } => "output-too-large",

@@ -23,6 +23,14 @@ pub struct SandboxLimits {
     pub max_output_bytes: usize,
     /// Log text (guest logs, stdout, stderr) kept per call; the rest is cut.
     pub max_log_bytes: usize,
+    /// Host resources (wasi:http header maps, requests, responses, bodies,
+    /// streams, pollables) a call may hold at once; the host keeps them in
+    /// its own memory, outside the guest's cap.
+    pub max_host_resources: usize,
+    /// Bytes one wasi:http header map (fields) may hold in the host.
+    pub max_header_bytes: usize,
+    /// Jobs one call may enqueue.
+    pub max_jobs_per_call: usize,
 }
 
 impl Default for SandboxLimits {
@@ -34,6 +42,9 @@ impl Default for SandboxLimits {
             fuel: None,
             max_output_bytes: 16 << 20,
             max_log_bytes: 64 << 10,
+            max_host_resources: 1000,
+            max_header_bytes: 64 << 10,
+            max_jobs_per_call: 1000,
         }
     }
 }

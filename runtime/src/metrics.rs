@@ -46,11 +46,12 @@ struct Inner {
     breaches: BTreeMap<(String, String), u64>,
     /// (backend, status or "error") → requests that went out.
     requests: BTreeMap<(String, String), u64>,
-    /// (backend, host) → requests the allowlist refused.
-    /// By backend only: the host a guest tried is its own choice, and a
+    /// backend → requests the sandbox refused. By backend only: the host a guest tried is its own choice, and a
     /// label per host would let it grow the series without bound (the
     /// job's audit names the host).
     denied: BTreeMap<String, u64>,
+    /// Quota refusals by backend and quota (a fixed set of names).
+    quotas: BTreeMap<(String, &'static str), u64>,
     /// (function, outcome) → durations.
     jobs: BTreeMap<(String, String), Histogram>,
 }
@@ -112,6 +113,12 @@ impl Metrics {
     pub fn request(&self, backend: &str, status: Option<u16>) {
         let status = status.map_or_else(|| "error".to_string(), |s| s.to_string());
         self.with(|m| *m.requests.entry((backend.into(), status)).or_default() += 1);
+    }
+
+    /// A guest hit one of its backend's quotas (`quota` is one of the
+    /// host's fixed names, never guest text).
+    pub fn quota(&self, backend: &str, quota: &'static str) {
+        self.with(|m| *m.quotas.entry((backend.into(), quota)).or_default() += 1);
     }
 
     pub fn denied(&self, backend: &str) {
@@ -209,6 +216,19 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "junction_outbound_denied_total{{backend=\"{}\"}} {n}",
+                    escape(backend)
+                );
+            }
+            header(
+                out,
+                "junction_quota_refusals_total",
+                "counter",
+                "Guest requests refused by a quota, by backend and quota.",
+            );
+            for ((backend, quota), n) in &m.quotas {
+                let _ = writeln!(
+                    out,
+                    "junction_quota_refusals_total{{backend=\"{}\",quota=\"{quota}\"}} {n}",
                     escape(backend)
                 );
             }

@@ -23,6 +23,23 @@ pub fn format_timestamp(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Why JSON text was refused, naming the host's limit where one was hit
+/// (nesting depth, a number too large) rather than only "not valid".
+pub fn json_problem(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if text.contains("recursion limit exceeded") {
+        format!("is nested deeper than 128 levels, the limit of JSON the host accepts ({text})")
+    } else if text.contains("number out of range") {
+        format!("has a number beyond what the host accepts (a 64-bit float; {text})")
+    } else if text.contains("surrogate") || text.contains("hex escape") {
+        format!(
+            "has an invalid \\u escape, such as a UTF-16 surrogate without its pair, which is not text ({text})"
+        )
+    } else {
+        format!("is not valid JSON: {text}")
+    }
+}
+
 /// A record as the backend has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteRecord {
@@ -247,6 +264,34 @@ mod tests {
             settings_schema: "{}".into(),
             secrets: vec![],
         }
+    }
+
+    #[test]
+    fn pathological_json_names_the_limit() {
+        let problem = |text: &str| {
+            json_problem(&serde_json::from_str::<serde_json::Value>(text).unwrap_err())
+        };
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(
+            problem(&deep).contains("deeper than 128 levels"),
+            "{}",
+            problem(&deep)
+        );
+        let big = format!("1{}", "0".repeat(1_000_000));
+        let err = serde_json::from_str::<serde_json::Value>(&big).unwrap_err();
+        assert!(
+            json_problem(&err).contains("number beyond"),
+            "{}",
+            json_problem(&err)
+        );
+        // Decoding the string finds it (the import's parse names it).
+        let err = serde_json::from_str::<serde_json::Value>(r#""\ud800""#).unwrap_err();
+        assert!(
+            json_problem(&err).contains("surrogate"),
+            "{}",
+            json_problem(&err)
+        );
+        assert!(problem("{").contains("not valid JSON"));
     }
 
     #[test]

@@ -160,6 +160,15 @@ pub fn admit(backend: &str, grants: &Grants, request: JobRequest) -> Result<JobS
 impl Host for CallState {
     async fn enqueue(&mut self, request: WitJobRequest) -> wasmtime::Result<Result<String, Error>> {
         let request = JobRequest::from(request);
+        // Jobs are rows on the node's disk: one call gets a bounded number.
+        if self.jobs_enqueued >= self.ctx.limits.max_jobs_per_call {
+            crate::metrics::global().quota(&self.ctx.backend.name, "jobs-per-call");
+            return Ok(Err(Error::Permanent(format!(
+                "this call already enqueued {} jobs, the limit per call (limits.max_jobs_per_call)",
+                self.ctx.limits.max_jobs_per_call
+            ))));
+        }
+        self.jobs_enqueued += 1;
         let spec = match admit(&self.ctx.backend.name, &self.ctx.grants, request) {
             Ok(spec) => spec,
             Err(reason) => return Ok(Err(Error::Permanent(reason))),

@@ -83,7 +83,7 @@ impl Output {
             .map(|_| ())
             .map_err(|e| CallError::InvalidOutput {
                 export: self.export,
-                reason: format!("{what} is not valid JSON: {e}"),
+                reason: format!("{what} {}", crate::model::json_problem(&e)),
             })
     }
 
@@ -772,6 +772,22 @@ fn classify(
         Some(trap) => trap.to_string(),
         None => format!("{error:#}"),
     };
+    if error.chain().any(|e| {
+        e.downcast_ref::<wasmtime::component::ResourceTableError>()
+            .is_some()
+    }) || message.contains("resource table has no free keys")
+    {
+        return CallError::HostResources {
+            export,
+            limit: ctx.limits.max_host_resources,
+        };
+    }
+    if message.contains("total size of fields exceeds limit") {
+        return CallError::HeaderSize {
+            export,
+            limit: ctx.limits.max_header_bytes,
+        };
+    }
     // A Rust guest prints its panic message to stderr just before it traps.
     let tail = shared.log.stderr_tail(3);
     if !tail.is_empty() {
@@ -800,7 +816,9 @@ fn count<T>(
             | CallError::Fuel { .. }
             | CallError::Memory { .. }
             | CallError::Table { .. }
-            | CallError::StackOverflow { .. }),
+            | CallError::StackOverflow { .. }
+            | CallError::HostResources { .. }
+            | CallError::HeaderSize { .. }),
         ) => CallOutcome::Limit(e.kind()),
         Err(_) => CallOutcome::Trap,
     };

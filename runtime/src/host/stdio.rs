@@ -16,6 +16,8 @@ pub enum LogSource {
     Guest,
     Stdout,
     Stderr,
+    /// The host's own note about the log (lines it dropped).
+    Host,
 }
 
 /// Severity, as the contract's `log.level`.
@@ -48,6 +50,8 @@ struct LogInner {
     bytes: usize,
     cap: usize,
     truncated: bool,
+    /// Lines dropped over the cap.
+    dropped: u64,
     /// Bytes of stdout/stderr not yet ended by a newline.
     partial: [Vec<u8>; 2],
 }
@@ -66,6 +70,7 @@ impl CallLog {
                 bytes: 0,
                 cap,
                 truncated: false,
+                dropped: 0,
                 partial: [Vec::new(), Vec::new()],
             })),
         }
@@ -110,7 +115,18 @@ impl CallLog {
                 inner.push(level, source, &String::from_utf8_lossy(&rest));
             }
         }
-        (inner.lines.clone(), inner.truncated)
+        let mut lines = inner.lines.clone();
+        if inner.dropped > 0 {
+            lines.push(LogLine {
+                level: LogLevel::Warn,
+                source: LogSource::Host,
+                message: format!(
+                    "{} more lines dropped: one call's log keeps {} bytes, counting {LINE_OVERHEAD} per line (limits.max_log_bytes)",
+                    inner.dropped, inner.cap
+                ),
+            });
+        }
+        (lines, inner.truncated)
     }
 
     /// The last few stderr lines: where a Rust guest's panic message lands.
@@ -142,6 +158,7 @@ impl LogInner {
         let cost = message.len() + LINE_OVERHEAD;
         if self.bytes + cost > self.cap {
             self.truncated = true;
+            self.dropped += 1;
             return;
         }
         self.bytes += cost;
@@ -253,7 +270,11 @@ mod tests {
         let (lines, truncated) = log.snapshot();
         assert_eq!(
             lines.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
-            ["hello", "world"]
+            [
+                "hello",
+                "world",
+                "1 more lines dropped: one call's log keeps 148 bytes, counting 64 per line (limits.max_log_bytes)"
+            ]
         );
         assert!(truncated);
     }
@@ -263,7 +284,14 @@ mod tests {
         let log = CallLog::new(10 * LINE_OVERHEAD);
         log.write_stream(LogSource::Stdout, &[b'\n'; 100_000]);
         let (lines, truncated) = log.snapshot();
-        assert_eq!(lines.len(), 10);
+        assert_eq!(lines.len(), 11, "ten lines and the note");
         assert!(truncated);
+        let note = &lines[10];
+        assert_eq!(note.source, LogSource::Host);
+        assert!(
+            note.message.starts_with("99990 more lines dropped"),
+            "{}",
+            note.message
+        );
     }
 }

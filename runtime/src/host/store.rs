@@ -51,6 +51,8 @@ pub struct CallState {
     pub(crate) limiter: Limiter,
     pub(crate) ctx: Arc<CallContext>,
     pub(crate) shared: CallShared,
+    /// Jobs this call enqueued (`max_jobs_per_call`).
+    pub(crate) jobs_enqueued: usize,
 }
 
 impl CallState {
@@ -69,10 +71,18 @@ impl CallState {
             memory_breach: shared.memory_breach.clone(),
             table_breach: shared.table_breach.clone(),
         };
+        // What a guest makes the host hold is capped too: header maps by
+        // bytes, and every resource (fields, requests, bodies, streams) by
+        // count, so the host's memory stays bounded whatever the guest keeps.
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(ctx.limits.max_header_bytes);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(ctx.limits.max_host_resources);
         CallState {
             wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http,
+            table,
+            jobs_enqueued: 0,
             hooks: EgressHooks::new(ctx.egress.clone(), shared.audit.clone()),
             log_target,
             limiter,
@@ -88,6 +98,7 @@ impl CallState {
         self.hooks = EgressHooks::new(self.ctx.egress.clone(), shared.audit.clone());
         self.limiter.memory_breach = shared.memory_breach.clone();
         self.limiter.table_breach = shared.table_breach.clone();
+        self.jobs_enqueued = 0;
         self.shared = shared;
     }
 }

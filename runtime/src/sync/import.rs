@@ -452,15 +452,29 @@ impl Synchronizer {
                     continue;
                 }
             };
-            let Ok(Value::Object(mapped)) = serde_json::from_str::<Value>(&mapped) else {
-                results[i] = Some(Err(JobFailure::fail(
-                    "mapper",
-                    format!(
-                        "mapping {model} {id}: {} returned something other than a JSON object",
-                        b.mapper_label
-                    ),
-                )));
-                continue;
+            let mapped = match serde_json::from_str::<Value>(&mapped) {
+                Ok(Value::Object(mapped)) => mapped,
+                Ok(_) => {
+                    results[i] = Some(Err(JobFailure::fail(
+                        "mapper",
+                        format!(
+                            "mapping {model} {id}: {} returned something other than a JSON object",
+                            b.mapper_label
+                        ),
+                    )));
+                    continue;
+                }
+                Err(e) => {
+                    results[i] = Some(Err(JobFailure::fail(
+                        "mapper",
+                        format!(
+                            "mapping {model} {id}: what {} returned {}",
+                            b.mapper_label,
+                            crate::model::json_problem(&e)
+                        ),
+                    )));
+                    continue;
+                }
             };
             let binding = bound.get(id);
             let (write, changed) = merge(

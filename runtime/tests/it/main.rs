@@ -17,6 +17,7 @@ mod pg_server;
 mod polyglot;
 mod postgres;
 mod queue;
+mod resources;
 mod sandbox;
 mod storage;
 mod support;
