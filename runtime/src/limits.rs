@@ -31,6 +31,11 @@ pub struct SandboxLimits {
     pub max_header_bytes: usize,
     /// Jobs one call may enqueue.
     pub max_jobs_per_call: usize,
+    /// Keys the backend's connector may keep in its state.
+    pub max_state_keys: u64,
+    /// Bytes (keys and values) the backend's connector may keep in its
+    /// state.
+    pub max_state_bytes: u64,
 }
 
 impl Default for SandboxLimits {
@@ -45,6 +50,8 @@ impl Default for SandboxLimits {
             max_host_resources: 1000,
             max_header_bytes: 64 << 10,
             max_jobs_per_call: 1000,
+            max_state_keys: 10_000,
+            max_state_bytes: 16 << 20,
         }
     }
 }

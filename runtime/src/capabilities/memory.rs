@@ -154,8 +154,25 @@ impl StateService for MemoryServices {
             .cloned())
     }
 
-    async fn set(&self, backend: &str, key: &str, value: &str) -> ServiceResult<()> {
-        self.lock()
+    async fn set(
+        &self,
+        backend: &str,
+        key: &str,
+        value: &str,
+        quota: &crate::storage::StateQuota,
+    ) -> ServiceResult<()> {
+        let mut inner = self.lock();
+        let (mut keys, mut bytes) = (0u64, 0u64);
+        for ((b, k), v) in &inner.state {
+            if b == backend && k.starts_with(&quota.prefix) && k != key {
+                keys += 1;
+                bytes += (k.len() + v.len()) as u64;
+            }
+        }
+        quota
+            .check(backend, keys + 1, bytes + (key.len() + value.len()) as u64)
+            .map_err(|e| ServiceError::Rejected(e.to_string()))?;
+        inner
             .state
             .insert((backend.to_string(), key.to_string()), value.to_string());
         Ok(())

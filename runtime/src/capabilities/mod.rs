@@ -104,7 +104,15 @@ pub trait JobService: Send + Sync {
 #[async_trait]
 pub trait StateService: Send + Sync {
     async fn get(&self, backend: &str, key: &str) -> ServiceResult<Option<String>>;
-    async fn set(&self, backend: &str, key: &str, value: &str) -> ServiceResult<()>;
+    /// Refused (`Rejected`) when the backend's guest state would go over
+    /// `quota`.
+    async fn set(
+        &self,
+        backend: &str,
+        key: &str,
+        value: &str,
+        quota: &crate::storage::StateQuota,
+    ) -> ServiceResult<()>;
 }
 
 /// The services behind the host imports.

@@ -116,10 +116,16 @@ impl StateService for StoredServices {
             .map_err(service_error)
     }
 
-    async fn set(&self, backend: &str, key: &str, value: &str) -> ServiceResult<()> {
+    async fn set(
+        &self,
+        backend: &str,
+        key: &str,
+        value: &str,
+        quota: &crate::storage::StateQuota,
+    ) -> ServiceResult<()> {
         self.queue
             .storage()
-            .state_set(backend, key, value, now_ms())
+            .state_set(backend, key, value, now_ms(), Some(quota))
             .await
             .map_err(service_error)
     }

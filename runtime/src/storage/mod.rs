@@ -550,13 +550,48 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn backends(&self) -> Result<Vec<StoredBackend>, StorageError>;
 
     async fn state_get(&self, backend: &str, key: &str) -> Result<Option<String>, StorageError>;
+    /// Set a state value. With `quota`, refused (`Rejected`, naming the
+    /// limit) when the backend's keys under the quota's prefix would then
+    /// number more than `max_keys` or hold more than `max_bytes` (keys
+    /// and values), checked in the writing transaction.
     async fn state_set(
         &self,
         backend: &str,
         key: &str,
         value: &str,
         now: i64,
+        quota: Option<&StateQuota>,
     ) -> Result<(), StorageError>;
+}
+
+/// How much state a backend's connector may keep (`state_set`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateQuota {
+    /// The keys it counts: those starting with this.
+    pub prefix: String,
+    pub max_keys: u64,
+    pub max_bytes: u64,
+}
+
+impl StateQuota {
+    /// The refusal, if the usage after the write (`keys`, `bytes`) is over.
+    pub fn check(&self, backend: &str, keys: u64, bytes: u64) -> Result<(), StorageError> {
+        if keys > self.max_keys {
+            return Err(StorageError::Rejected(format!(
+                "the state of backend {backend:?} already holds {} keys, its limit \
+                 (limits.max_state_keys): reuse keys instead of making new ones",
+                self.max_keys
+            )));
+        }
+        if bytes > self.max_bytes {
+            return Err(StorageError::Rejected(format!(
+                "the state of backend {backend:?} would hold {bytes} bytes, over its limit of {} \
+                 (limits.max_state_bytes)",
+                self.max_bytes
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Top-level fields that differ between two JSON objects.

@@ -25,8 +25,8 @@ use super::rows::{
 };
 use super::{
     Binding, ClaimRequest, InstalledConnector, NodeInfo, PutOutcome, RecordWrite, StateCount,
-    Storage, StorageError, StoredBackend, StoredEvent, WriteDone, WriteOp, changed_fields,
-    json_object,
+    StateQuota, Storage, StorageError, StoredBackend, StoredEvent, WriteDone, WriteOp,
+    changed_fields, json_object,
 };
 use crate::capabilities::egress::AuditEntry;
 use crate::model::{Event, LocalRecord, format_timestamp};
@@ -1577,8 +1577,30 @@ impl Storage for SqliteStorage {
         key: &str,
         value: &str,
         now: i64,
+        quota: Option<&StateQuota>,
     ) -> Result<(), StorageError> {
         let mut tx = self.writer.begin_with(BEGIN).await?;
+        if let Some(quota) = quota {
+            // Usage of the quota's keys as they will be after this write
+            // (a prefix compared as text, whatever the collation).
+            let (keys, bytes): (i64, i64) = sqlx::query_as("SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(CAST(value AS BLOB))), 0) FROM stream_state WHERE backend = ? AND SUBSTR(key, 1, CAST(? AS INTEGER)) = ?")
+                .bind(backend)
+                .bind(quota.prefix.chars().count() as i64)
+                .bind(&quota.prefix)
+                .fetch_one(&mut *tx)
+                .await?;
+            let old: Option<(i64,)> = sqlx::query_as("SELECT LENGTH(CAST(value AS BLOB)) FROM stream_state WHERE backend = ? AND key = ?")
+                .bind(backend)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let size = (key.len() + value.len()) as i64;
+            let (keys, bytes) = match old {
+                Some((old_value,)) => (keys, bytes - key.len() as i64 - old_value + size),
+                None => (keys + 1, bytes + size),
+            };
+            quota.check(backend, keys.max(0) as u64, bytes.max(0) as u64)?;
+        }
         sqlx::query(
             "INSERT INTO stream_state (backend, key, value, updated_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (backend, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",

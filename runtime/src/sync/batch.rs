@@ -205,7 +205,7 @@ impl Synchronizer {
         }
         report.cursor = format_timestamp(started);
         self.storage
-            .state_set(b.name(), &cursor_key(model), &report.cursor, now_ms())
+            .state_set(b.name(), &cursor_key(model), &report.cursor, now_ms(), None)
             .await
             .map_err(storage_failure)?;
         Ok(report)

@@ -334,7 +334,10 @@ async fn guest_host_imports_reach_the_database() {
         Some("loc-1")
     );
     assert_eq!(
-        s.state_get("shop", "cursor").await.unwrap().as_deref(),
+        s.state_get("shop", "guest:cursor")
+            .await
+            .unwrap()
+            .as_deref(),
         Some("42")
     );
     let trap = JobTrap::new(queue.clone());

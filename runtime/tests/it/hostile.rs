@@ -737,3 +737,41 @@ async fn guest_chosen_hosts_never_become_metric_labels() {
         "a guest-chosen label: {denied:?}"
     );
 }
+
+#[tokio::test]
+async fn a_connector_cannot_move_the_hosts_import_cursor() {
+    let a = arena().await;
+    let key = junction_runtime::sync::batch::cursor_key("echo");
+    a.w.storage
+        .state_set("evil", &key, "2026-01-01T00:00:00Z", 1, None)
+        .await
+        .unwrap();
+    // The guest writes the host's key name: it lands in its own namespace.
+    let answer = a
+        .answer("state-set", &format!("{key}=2099-01-01T00:00:00Z"))
+        .await;
+    assert_eq!(answer["ok"], "", "{answer}");
+    assert_eq!(
+        a.w.storage
+            .state_get("evil", &key)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("2026-01-01T00:00:00Z")
+    );
+}
+
+#[tokio::test]
+async fn a_connectors_state_is_bounded_in_keys_and_bytes() {
+    let a =
+        arena_with(|v| v["limits"] = json!({"max_state_keys": 50, "max_state_bytes": 1_000_000}))
+            .await;
+    refused(&a.answer("state-set", "500*10").await, "max_state_keys");
+    let a =
+        arena_with(|v| v["limits"] = json!({"max_state_keys": 1000, "max_state_bytes": 100_000}))
+            .await;
+    refused(&a.answer("state-set", "100*10000").await, "max_state_bytes");
+    // Other backends keep working: shop's batch import still runs.
+    a.w.run(vec![crate::sync::batch("product")]).await;
+    assert!(a.w.failed().await.is_empty());
+}

@@ -10,7 +10,8 @@ use junction_runtime::queue::job::{Completion, JobFilter, JobState, NewJob, Outc
 use junction_runtime::storage::postgres::PgStorage;
 use junction_runtime::storage::sqlite::SqliteStorage;
 use junction_runtime::storage::{
-    BindWrite, ClaimRequest, InstalledConnector, NodeInfo, RecordWrite, Storage, StorageError,
+    BindWrite, ClaimRequest, InstalledConnector, NodeInfo, RecordWrite, StateQuota, Storage,
+    StorageError,
 };
 
 /// Every storage implementation under test, each on a fresh database.
@@ -763,6 +764,54 @@ async fn leases_exclude_other_holders_until_they_expire() {
             vec![true],
             "{name}"
         );
+    }
+}
+
+#[tokio::test]
+async fn state_quotas_count_the_prefix_keys_of_one_backend() {
+    for (name, s, _dir) in storages().await {
+        let quota = StateQuota {
+            prefix: "guest:".into(),
+            max_keys: 2,
+            max_bytes: 40,
+        };
+        let q = Some(&quota);
+        // Host keys and other backends do not count.
+        s.state_set(
+            "crm",
+            "import:customer:since",
+            "x".repeat(100).as_str(),
+            1,
+            None,
+        )
+        .await
+        .unwrap();
+        s.state_set("other", "guest:a", "1", 1, q).await.unwrap();
+        s.state_set("other", "guest:b", "1", 1, q).await.unwrap();
+        s.state_set("crm", "guest:a", "1", 1, q).await.unwrap();
+        s.state_set("crm", "guest:b", "1", 1, q).await.unwrap();
+        // Rewriting a key is no new key.
+        s.state_set("crm", "guest:b", "22", 2, q).await.unwrap();
+        let err = s.state_set("crm", "guest:c", "1", 3, q).await.unwrap_err();
+        assert!(
+            matches!(&err, StorageError::Rejected(m) if m.contains("max_state_keys")),
+            "{name}: {err}"
+        );
+        // Bytes: keys and values together (7 + 1 and 7 + 2 so far).
+        let err = s
+            .state_set("crm", "guest:a", &"y".repeat(30), 4, q)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StorageError::Rejected(m) if m.contains("max_state_bytes")),
+            "{name}: {err}"
+        );
+        assert_eq!(
+            s.state_get("crm", "guest:a").await.unwrap().as_deref(),
+            Some("1"),
+            "{name}: a refused write changes nothing"
+        );
+        assert_eq!(s.state_get("crm", "guest:c").await.unwrap(), None, "{name}");
     }
 }
 
