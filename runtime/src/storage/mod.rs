@@ -471,7 +471,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// transaction; per key, `false` when another holder has it and it has
     /// not lapsed. A holder named `job-<id>…` is that job: its leases lapse
     /// as soon as the job is no longer claimed or running (a crashed node's
-    /// jobs go back to pending), not only at `until`; PostgreSQL keeps a
+    /// jobs go back to pending), not only at `until`, and another try of the
+    /// same job takes them over (a job never runs twice at once, so a lease
+    /// of its earlier try belongs to a try that is gone); PostgreSQL keeps a
     /// job's leases as advisory locks, which a node that goes away frees
     /// at once. Other holders' leases (a schedule's period) last until
     /// `until` whatever happens to the process that took them.

@@ -10,7 +10,8 @@
 //! waiting for `until` or for the reaper to requeue its jobs. Advisory
 //! locks know no holder inside a session, so the node keeps the holders
 //! itself (two jobs of one node must not both hold a record) and with them
-//! `Storage::lock`'s rules: the holder may take a lease again, a lease
+//! `Storage::lock`'s rules: the holder (or a later try of its job) may take
+//! a lease again, a lease
 //! lapses at `until`, and a job's lease lapses once that job is no longer
 //! claimed or running.
 //!
@@ -105,7 +106,9 @@ impl AdvisoryLeases {
                 Some(l)
                     if l.holder == holder
                         || l.until < now
-                        || l.job.is_some_and(|j| stopped.contains(&j)) =>
+                        || l.job.is_some_and(|j| stopped.contains(&j))
+                        // An earlier try of the same job: that try is gone.
+                        || (l.job.is_some() && l.job == lease.job) =>
                 {
                     // Still locked in PostgreSQL by this node: it only
                     // changes hands here.

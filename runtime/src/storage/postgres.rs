@@ -837,7 +837,7 @@ impl Storage for PgStorage {
         let failed: Vec<i64> = sqlx::query_scalar(&pg(
             "UPDATE jobs SET state = 'failed', tries = tries + 1, error_kind = 'lease-expired',
                  error_message = ?, finished_at = ?, lease_until = NULL
-             WHERE state IN ('started', 'enqueued') AND lease_until < ?
+             WHERE state = 'started' AND lease_until < ?
                AND max_retries > 0 AND tries + 1 >= max_retries
              RETURNING id",
         ))
@@ -846,12 +846,13 @@ impl Storage for PgStorage {
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        let mut requeued: Vec<i64> = sqlx::query_scalar(&pg(
-            "UPDATE jobs SET state = 'pending', tries = tries + 1, error_kind = 'lease-expired',
-                 error_message = ?, lease_until = NULL, node = NULL, worker = NULL, eta = ?
+        let mut requeued: Vec<i64> = sqlx::query_scalar(&pg("UPDATE jobs SET state = 'pending',
+                 tries = tries + CASE WHEN state = 'started' THEN 1 ELSE 0 END,
+                 error_kind = CASE WHEN state = 'started' THEN 'lease-expired' ELSE error_kind END,
+                 error_message = CASE WHEN state = 'started' THEN ? ELSE error_message END,
+                 lease_until = NULL, node = NULL, worker = NULL, eta = ?
              WHERE state IN ('started', 'enqueued') AND lease_until < ?
-             RETURNING id",
-        ))
+             RETURNING id"))
         .bind(message)
         .bind(now)
         .bind(now)
@@ -2025,6 +2026,7 @@ async fn lock_in(
              ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, job = excluded.job,
                  until = excluded.until
              WHERE sync_locks.until < ? OR sync_locks.holder = excluded.holder
+                OR sync_locks.job = excluded.job
                 OR (sync_locks.job IS NOT NULL AND NOT EXISTS (
                     SELECT 1 FROM jobs WHERE jobs.id = sync_locks.job
                       AND jobs.state IN ('enqueued', 'started')))",

@@ -60,6 +60,7 @@ async fn kill_dash_nine_loses_no_job() {
 
     let mut first = worker(&db, "doomed");
     let mut started_at_kill = Vec::new();
+    let mut claimed_ahead_at_kill = Vec::new();
     for _ in 0..1000 {
         tokio::time::sleep(Duration::from_millis(10)).await;
         if count(&*storage, JobState::Done).await >= 60 {
@@ -69,7 +70,10 @@ async fn kill_dash_nine_loses_no_job() {
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     // Running, or claimed ahead and waiting in the dead process.
-    for state in [JobState::Started, JobState::Enqueued] {
+    for (state, ids) in [
+        (JobState::Started, &mut started_at_kill),
+        (JobState::Enqueued, &mut claimed_ahead_at_kill),
+    ] {
         let held = storage
             .jobs(&JobFilter {
                 state: Some(state),
@@ -78,7 +82,7 @@ async fn kill_dash_nine_loses_no_job() {
             })
             .await
             .unwrap();
-        started_at_kill.extend(held.into_iter().map(|j| j.id));
+        ids.extend(held.into_iter().map(|j| j.id));
     }
     assert!(
         !started_at_kill.is_empty(),
@@ -121,9 +125,13 @@ async fn kill_dash_nine_loses_no_job() {
         if started_at_kill.contains(&job.id) {
             assert_eq!(
                 job.tries, 2,
-                "job {} was held by the dead worker: re-run once",
+                "job {} was running in the dead worker: re-run once",
                 job.id
             );
+            assert_eq!(job.node.as_deref(), Some("survivor"));
+        } else if claimed_ahead_at_kill.contains(&job.id) {
+            // Claimed ahead but never begun: no try was spent on it.
+            assert_eq!(job.tries, 1, "job {} was only claimed ahead", job.id);
             assert_eq!(job.node.as_deref(), Some("survivor"));
         } else {
             assert_eq!(job.tries, 1, "job {} ran once: {job:?}", job.id);

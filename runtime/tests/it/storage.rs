@@ -530,6 +530,9 @@ async fn expired_leases_return_to_the_queue_and_count_a_try() {
             .map(|e| e.id)
             .collect();
         start_all(&*s, 10).await; // lease until 1010
+        s.complete(&[], &[(ids[0], 11), (ids[1], 11)], 11)
+            .await
+            .unwrap(); // both begun: the try counts
         assert!(s.requeue_expired(1000).await.unwrap().is_empty(), "{name}");
         s.heartbeat("node-b", &ids, 5000).await.unwrap(); // another node's beat changes nothing
         let mut back = s.requeue_expired(1011).await.unwrap();
@@ -544,6 +547,50 @@ async fn expired_leases_return_to_the_queue_and_count_a_try() {
         start_all(&*s, 2000).await;
         s.heartbeat("node-a", &[ids[0]], 9000).await.unwrap();
         assert!(s.requeue_expired(5000).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_job_claimed_ahead_but_never_begun_is_not_charged_a_try() {
+    for (name, s, _dir) in storages().await {
+        let mut once = job("once");
+        once.max_retries = 1;
+        let id = s.enqueue(&[once], 1).await.unwrap()[0].id;
+        start_all(&*s, 10).await; // claimed ahead, lease until 1010, never begun
+        assert_eq!(s.requeue_expired(1011).await.unwrap(), vec![id], "{name}");
+        let j = s.job(id).await.unwrap().unwrap();
+        assert_eq!((j.state, j.tries), (JobState::Pending, 0), "{name}");
+        assert_eq!(j.error_kind, None, "{name}: nothing failed");
+    }
+}
+
+#[tokio::test]
+async fn a_jobs_next_try_takes_over_its_earlier_tries_leases() {
+    for (name, s, _dir) in storages().await {
+        let id = s.enqueue(&[job("f")], 1).await.unwrap()[0].id;
+        start_all(&*s, 2).await;
+        let r = vec!["r".to_string()];
+        // The try on node-a took a lease, then node-a died; the job runs
+        // again (here: still claimed) under another node's name.
+        assert_eq!(
+            s.lock(&r, &format!("job-{id}:node-a"), 3, 1_000_000)
+                .await
+                .unwrap(),
+            vec![true],
+            "{name}"
+        );
+        assert_eq!(
+            s.lock(&r, &format!("job-{id}:node-b"), 4, 1_000_000)
+                .await
+                .unwrap(),
+            vec![true],
+            "{name}: its own earlier try does not block it"
+        );
+        assert_eq!(
+            s.lock(&r, "job-999:node-c", 5, 1_000_000).await.unwrap(),
+            vec![false],
+            "{name}: another job still does"
+        );
     }
 }
 
