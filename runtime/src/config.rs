@@ -59,6 +59,8 @@ struct File {
     cache_dir: Option<PathBuf>,
     watch_dir: Option<PathBuf>,
     secret_key_file: Option<PathBuf>,
+    #[serde(default = "default_max_component_bytes")]
+    max_component_bytes: usize,
     #[serde(default = "default_warm_instances")]
     warm_instances: u32,
     #[serde(default = "default_max_invocations")]
@@ -79,6 +81,10 @@ fn default_workers() -> usize {
 
 fn default_job_lease() -> u64 {
     60_000
+}
+
+fn default_max_component_bytes() -> usize {
+    HostConfig::default().max_component_bytes
 }
 
 fn default_warm_instances() -> u32 {
@@ -171,6 +177,8 @@ pub struct ServiceConfig {
     pub warm_instances: u32,
     /// Calls one instance serves before a fresh one replaces it.
     pub max_invocations: u32,
+    /// Components larger than this are refused before compilation.
+    pub max_component_bytes: usize,
     pub limits: SandboxLimits,
     pub backends: Vec<BackendConfig>,
 }
@@ -268,6 +276,12 @@ impl ServiceConfig {
         if file.workers == 0 {
             return Err(key("workers", "must be at least 1".into()));
         }
+        if file.max_component_bytes < 1 << 20 {
+            return Err(key(
+                "max_component_bytes",
+                "must be at least 1048576 (1 MiB); connectors are a few MiB".into(),
+            ));
+        }
         if file.job_lease < 1_000 {
             return Err(key("job_lease", "must be at least 1000 (ms)".into()));
         }
@@ -320,6 +334,7 @@ impl ServiceConfig {
             secret_key_file: file.secret_key_file.map(|d| base.join(d)),
             warm_instances: file.warm_instances,
             max_invocations: file.max_invocations,
+            max_component_bytes: file.max_component_bytes,
             limits,
             backends,
         })

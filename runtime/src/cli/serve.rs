@@ -81,6 +81,14 @@ impl Reload for FileReload {
                 config.max_invocations != s.max_invocations,
                 "max_invocations",
             ),
+            (
+                config.max_component_bytes != s.max_component_bytes,
+                "max_component_bytes",
+            ),
+            (
+                config.secret_key_file != s.secret_key_file,
+                "secret_key_file",
+            ),
         ] {
             if changed {
                 lines.push(format!("{key} changed; that takes a restart"));
@@ -129,6 +137,7 @@ pub async fn run(
                 cache_dir: config.cache_dir.clone().or(cache_dir),
                 warm_instances: config.warm_instances,
                 max_invocations: config.max_invocations,
+                max_component_bytes: config.max_component_bytes,
                 ..HostConfig::default()
             },
             secret_key,

@@ -33,6 +33,9 @@ pub struct HostConfig {
     pub warm_instances: u32,
     /// Calls one instance serves before a fresh one replaces it.
     pub max_invocations: u32,
+    /// Components larger than this are refused before compilation (the
+    /// compiler's time and memory grow with the code's size).
+    pub max_component_bytes: usize,
 }
 
 impl Default for HostConfig {
@@ -45,6 +48,7 @@ impl Default for HostConfig {
             epoch_tick: Duration::from_millis(10),
             warm_instances: 16,
             max_invocations: 100,
+            max_component_bytes: 40 << 20,
         }
     }
 }

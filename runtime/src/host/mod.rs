@@ -55,6 +55,11 @@ pub enum LoadError {
     UnsupportedBinary { found: String },
     #[error("invalid component: {0}")]
     Invalid(String),
+    #[error(
+        "the component is {size} bytes, over the limit of {limit} bytes; it was not compiled \
+         (raise max_component_bytes in junction.toml if it is trusted and this large)"
+    )]
+    TooLarge { size: usize, limit: usize },
     #[error("the component exports none of the {CONTRACT_PACKAGE} interfaces (it exports: {}); implement the adapter-unit, mapper-unit or connector world from wit/", if .exports.is_empty() { "nothing".to_string() } else { .exports.join(", ") })]
     NoContract { exports: Vec<String> },
     #[error(
@@ -176,6 +181,13 @@ impl Host {
     /// component is instantiated once in a sandbox so that an export whose
     /// functions have the wrong types is refused here, not at its first call.
     pub async fn load(&self, bytes: &[u8]) -> Result<Unit, LoadError> {
+        let limit = self.inner.config.max_component_bytes;
+        if bytes.len() > limit {
+            return Err(LoadError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
         check_header(bytes)?;
         let digest = digest(bytes);
         let (component, compile) = self

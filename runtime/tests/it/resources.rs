@@ -90,3 +90,25 @@ async fn a_call_enqueues_a_bounded_number_of_jobs() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn a_component_over_the_size_limit_is_refused_before_compiling() {
+    let host = junction_runtime::Host::new(junction_runtime::HostConfig {
+        max_component_bytes: 1 << 20,
+        max_instances: 4,
+        ..junction_runtime::HostConfig::default()
+    })
+    .unwrap();
+    // A component header followed by 2 MiB: never compiled, refused by size.
+    let mut bytes = b"\0asm\x0d\x00\x01\x00".to_vec();
+    bytes.resize(2 << 20, 0);
+    let err = host.load(&bytes).await.unwrap_err().to_string();
+    assert!(
+        err.contains("over the limit of 1048576 bytes") && err.contains("max_component_bytes"),
+        "{err}"
+    );
+    // Bytes under the limit go on to the component checks.
+    bytes.truncate(1 << 19);
+    let err = host.load(&bytes).await.unwrap_err().to_string();
+    assert!(!err.contains("over the limit"), "{err}");
+}
