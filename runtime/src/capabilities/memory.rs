@@ -162,15 +162,18 @@ impl StateService for MemoryServices {
         quota: &crate::storage::StateQuota,
     ) -> ServiceResult<()> {
         let mut inner = self.lock();
-        let (mut keys, mut bytes) = (0u64, 0u64);
+        let (mut keys, mut bytes, mut old) = (0u64, 0u64, None);
         for ((b, k), v) in &inner.state {
-            if b == backend && k.starts_with(&quota.prefix) && k != key {
+            if b == backend && k.starts_with(&quota.prefix) {
                 keys += 1;
                 bytes += (k.len() + v.len()) as u64;
+                if k == key {
+                    old = Some(v.len() as u64);
+                }
             }
         }
         quota
-            .check(backend, keys + 1, bytes + (key.len() + value.len()) as u64)
+            .check_write(backend, key, value, (keys, bytes), old)
             .map_err(|e| ServiceError::Rejected(e.to_string()))?;
         inner
             .state

@@ -576,6 +576,25 @@ pub struct StateQuota {
 }
 
 impl StateQuota {
+    /// The refusal, if writing `key` = `value` would go over: `keys` and
+    /// `bytes` are the prefix's usage now, `old` the length of the key's
+    /// current value if it has one (rewriting a key adds no key).
+    pub fn check_write(
+        &self,
+        backend: &str,
+        key: &str,
+        value: &str,
+        (keys, bytes): (u64, u64),
+        old: Option<u64>,
+    ) -> Result<(), StorageError> {
+        let size = (key.len() + value.len()) as u64;
+        let (keys, bytes) = match old {
+            Some(old) => (keys, (bytes + size).saturating_sub(key.len() as u64 + old)),
+            None => (keys + 1, bytes + size),
+        };
+        self.check(backend, keys, bytes)
+    }
+
     /// The refusal, if the usage after the write (`keys`, `bytes`) is over.
     pub fn check(&self, backend: &str, keys: u64, bytes: u64) -> Result<(), StorageError> {
         if keys > self.max_keys {

@@ -1597,12 +1597,13 @@ impl Storage for SqliteStorage {
                 .bind(key)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let size = (key.len() + value.len()) as i64;
-            let (keys, bytes) = match old {
-                Some((old_value,)) => (keys, bytes - key.len() as i64 - old_value + size),
-                None => (keys + 1, bytes + size),
-            };
-            quota.check(backend, keys.max(0) as u64, bytes.max(0) as u64)?;
+            quota.check_write(
+                backend,
+                key,
+                value,
+                (keys.max(0) as u64, bytes.max(0) as u64),
+                old.map(|(len,)| len.max(0) as u64),
+            )?;
         }
         sqlx::query(
             "INSERT INTO stream_state (backend, key, value, updated_at) VALUES (?, ?, ?, ?)
