@@ -332,6 +332,8 @@ impl Grants {
         if self.unrestricted || self.models.contains_key(model) {
             return Ok(());
         }
+        // The name is the guest's: quoted short.
+        let model = crate::text::truncate(model, 128);
         Err(GrantError(format!(
             "{capability}: model {model:?} is not granted to this connector (granted: {}); \
              the connector's manifest must request it and the backend's grants.models allow it",

@@ -9,7 +9,12 @@ use serde::{Deserialize, Serialize};
 pub fn parse_timestamp(text: &str) -> Result<i64, String> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .map_err(|e| format!("{text:?} is not an RFC 3339 timestamp ({e})"))
+        .map_err(|e| {
+            format!(
+                "{:?} is not an RFC 3339 timestamp ({e})",
+                crate::text::truncate(text, 64)
+            )
+        })
 }
 
 /// Unix milliseconds as RFC 3339 (UTC).

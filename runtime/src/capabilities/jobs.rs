@@ -63,7 +63,8 @@ pub fn validate(request: &JobRequest) -> Result<(), String> {
         && (channel.is_empty() || channel.split('.').any(str::is_empty))
     {
         return Err(format!(
-            "job channel {channel:?} must be dot-separated names such as root.shop"
+            "job channel {:?} must be dot-separated names such as root.shop",
+            crate::text::truncate(channel, 128)
         ));
     }
     Ok(())
@@ -100,6 +101,8 @@ pub fn admit(backend: &str, grants: &Grants, request: JobRequest) -> Result<JobS
         }
         Some(Value::String(named)) if named == backend => {}
         Some(other) => {
+            // Quoted short: the value is the guest's and may be large.
+            let other = crate::text::truncate(&other.to_string(), 128);
             return Err(format!(
                 "job arguments name backend {other}, but this connector runs for backend {backend:?}: \
                  a connector's jobs always run for its own backend; leave \"backend\" out"
@@ -109,7 +112,8 @@ pub fn admit(backend: &str, grants: &Grants, request: JobRequest) -> Result<JobS
     if let Some(model) = args.get("model") {
         let Value::String(model) = model else {
             return Err(format!(
-                "job argument \"model\" must be a string, not {model}"
+                "job argument \"model\" must be a string, not {}",
+                crate::text::truncate(&model.to_string(), 128)
             ));
         };
         let ops = direction(&request.function);
@@ -126,6 +130,7 @@ pub fn admit(backend: &str, grants: &Grants, request: JobRequest) -> Result<JobS
         None => request.channel = Some(subtree.clone()),
         Some(c) if c == subtree || c.starts_with(&format!("{subtree}.")) => {}
         Some(c) => {
+            let c = crate::text::truncate(c, 128);
             return Err(format!(
                 "job channel {c:?} is outside this backend's channels: use {subtree} or a channel below it \
                  (the operator sets the subtree with the backend's jobs.channel)"
