@@ -153,6 +153,15 @@ impl BackendConfig {
         if self.limits.memory_bytes < 1 << 20 {
             return Err(self.bad("limits.memory_bytes", "must be at least 1 MiB"));
         }
+        if let Some(auth) = &self.auth
+            && auth.is_redacted_placeholder()
+        {
+            return Err(self.bad(
+                "auth",
+                "\"***\" is the placeholder the API shows instead of a credential, not a \
+                 credential: send the real value (or an env/file reference)",
+            ));
+        }
         self.grants.validate().map_err(|e| self.bad("grants", e))?;
         if self.jobs.min_priority > 1_000_000 {
             return Err(self.bad(
@@ -357,6 +366,14 @@ mod tests {
             (
                 Box::new(|b| b.jobs.min_priority = 2_000_000),
                 "min_priority",
+            ),
+            (
+                Box::new(|b| {
+                    b.auth = Some(Auth::Bearer {
+                        token: crate::capabilities::egress::Secret::new("***"),
+                    })
+                }),
+                "placeholder",
             ),
             (
                 Box::new(|b| b.grants.models = Some(vec!["product:steal".into()])),

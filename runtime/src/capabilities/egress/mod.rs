@@ -146,6 +146,12 @@ impl Auth {
         out
     }
 
+    /// Whether the secret is the `***` the API shows in its place (a
+    /// configuration read back and sent again unchanged).
+    pub fn is_redacted_placeholder(&self) -> bool {
+        matches!(self.secret(), Secret::Inline(v) if v == "***")
+    }
+
     /// The credential as stored: an inline secret sealed with `key`.
     pub fn sealed(&self, key: &crate::secrets::SecretKey) -> Auth {
         self.with_secret(self.secret().sealed(key))
