@@ -832,7 +832,10 @@ impl Synchronizer {
         let name = units.name().to_string();
         let listening = (!units.listens.is_empty()).then(|| units.adapter.digest().to_string());
         let mut current = self.listening.write().unwrap_or_else(|p| p.into_inner());
-        if current.get(&name) != Some(&listening) {
+        // Replaced whenever the backend is resolved again, not only when its
+        // component changes: a reconfigured backend's listener must run
+        // with the new settings and grants.
+        if listening.is_some() || current.get(&name).is_some_and(Option::is_some) {
             let listener = listening.as_ref().map(|_| {
                 Arc::new(GuestListener {
                     backend: name.clone(),

@@ -775,3 +775,45 @@ async fn a_connectors_state_is_bounded_in_keys_and_bytes() {
     a.w.run(vec![crate::sync::batch("product")]).await;
     assert!(a.w.failed().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_reconfigured_backends_listener_runs_with_the_new_grants() {
+    let a = arena().await;
+    let exports_for_evil = || async {
+        a.w.jobs(junction_runtime::sync::EXPORT_RECORD)
+            .await
+            .into_iter()
+            .filter(|j| j.backend.as_deref() == Some("evil"))
+            .count()
+    };
+    let write = |id: &str| junction_runtime::storage::RecordWrite {
+        model: "echo".into(),
+        id: id.into(),
+        data: json!({"n": 1}).to_string(),
+        expected_version: None,
+        origin_backend: None,
+        bind: None,
+    };
+    a.w.node.bus.put_record(&write("e1")).await.unwrap();
+    a.w.settle().await;
+    assert_eq!(
+        exports_for_evil().await,
+        1,
+        "the listener hears echo events"
+    );
+    // The operator takes the events away; the listener must follow at once.
+    a.w.node
+        .sync
+        .configure(&evil_config(&a.server, &a.other, |v| {
+            v["grants"] = json!({"events": []})
+        }))
+        .await
+        .unwrap();
+    a.w.node.bus.put_record(&write("e2")).await.unwrap();
+    a.w.settle().await;
+    assert_eq!(
+        exports_for_evil().await,
+        1,
+        "an event outside the new grant"
+    );
+}
