@@ -9,8 +9,9 @@
 //! activated only when the operator approves the difference
 //! ([`Requests::beyond`]). A backend's configuration may narrow the grant
 //! further ([`GrantConfig`]). The host enforces the resulting [`Grants`] at
-//! every import a guest calls (records, binder, jobs), on the events a
-//! listener receives and in egress (hosts, credentials).
+//! every import a guest calls (records, binder, jobs) and on the events a
+//! listener receives; the requested hosts and secrets shape the backend's
+//! egress policy (`BackendConfig::context`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -246,11 +247,6 @@ pub struct Grants {
     /// Requested event patterns, and the operator's narrowing (if any).
     events: BTreeSet<String>,
     operator_events: Option<Vec<String>>,
-    /// The manifests requested a secret: the backend's credential may be
-    /// added to its requests.
-    pub secrets: bool,
-    /// Outbound hosts the manifests request (beyond the base URL).
-    pub hosts: Vec<String>,
     /// The channel subtree of the backend's guest jobs.
     pub channel: String,
     pub min_priority: u32,
@@ -292,8 +288,6 @@ impl Grants {
             models,
             events: requests.events.clone(),
             operator_events: config.events.clone(),
-            secrets: !requests.secrets.is_empty(),
-            hosts: requests.hosts.iter().cloned().collect(),
             channel: placement
                 .channel
                 .clone()
@@ -310,8 +304,6 @@ impl Grants {
             models: BTreeMap::new(),
             events: BTreeSet::new(),
             operator_events: None,
-            secrets: true,
-            hosts: Vec::new(),
             channel: if backend.is_empty() {
                 "root".to_string()
             } else {
@@ -320,11 +312,6 @@ impl Grants {
             min_priority: 0,
             unrestricted: true,
         }
-    }
-
-    /// The operations granted on `model`.
-    pub fn operations(&self, model: &str) -> Option<&BTreeSet<String>> {
-        self.models.get(model)
     }
 
     /// `capability` may touch local `model`.
