@@ -169,6 +169,12 @@ impl BackendConfig {
                 "must be at most 1000000, the lowest priority a job can have",
             ));
         }
+        if self.jobs.workers == Some(0) {
+            return Err(self.bad(
+                "jobs.workers",
+                "must be at least 1 (to stop a backend's jobs, pause its channel or remove the backend)",
+            ));
+        }
         if let Some(channel) = &self.jobs.channel {
             crate::queue::channels::check_name(channel)
                 .map_err(|e| self.bad("jobs.channel", format!("{channel:?}: {e}")))?;

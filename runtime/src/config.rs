@@ -51,6 +51,10 @@ struct File {
     admin_token_file: Option<PathBuf>,
     #[serde(default = "default_workers")]
     workers: usize,
+    /// The fraction of `workers` one backend may hold while others have
+    /// work waiting.
+    #[serde(default = "default_backend_share")]
+    backend_share: f64,
     /// Milliseconds a started job's lease lasts without a heartbeat.
     #[serde(default = "default_job_lease")]
     job_lease: u64,
@@ -77,6 +81,10 @@ fn default_listen() -> String {
 
 fn default_workers() -> usize {
     8
+}
+
+fn default_backend_share() -> f64 {
+    crate::queue::worker::PoolConfig::default().backend_share
 }
 
 fn default_job_lease() -> u64 {
@@ -162,6 +170,9 @@ pub struct ServiceConfig {
     /// Required: every admin route but health needs it.
     pub admin_token: String,
     pub workers: usize,
+    /// The fraction of `workers` one backend may hold while other
+    /// backends' jobs wait (0 < share ≤ 1).
+    pub backend_share: f64,
     /// How long a started job's lease lasts without a heartbeat: how soon
     /// a dead node's jobs return to the queue.
     pub job_lease: std::time::Duration,
@@ -276,6 +287,12 @@ impl ServiceConfig {
         if file.workers == 0 {
             return Err(key("workers", "must be at least 1".into()));
         }
+        if !(file.backend_share > 0.0 && file.backend_share <= 1.0) {
+            return Err(key(
+                "backend_share",
+                "must be above 0 and at most 1 (the fraction of workers one backend may hold while others wait; 0.5 is the default)".into(),
+            ));
+        }
         if file.max_component_bytes < 1 << 20 {
             return Err(key(
                 "max_component_bytes",
@@ -326,6 +343,7 @@ impl ServiceConfig {
             listen,
             admin_token,
             workers: file.workers,
+            backend_share: file.backend_share,
             job_lease: std::time::Duration::from_millis(file.job_lease),
             channels,
             node: file.node,

@@ -224,6 +224,11 @@ pub struct JobPlacement {
     /// The best (lowest) priority its jobs may take.
     #[serde(default = "default_min_priority")]
     pub min_priority: u32,
+    /// The workers of one node its jobs may hold at once (default: the
+    /// node's fair share while other backends have work, every worker
+    /// when they have none; see `backend_share`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
 }
 
 fn default_min_priority() -> u32 {
@@ -235,6 +240,7 @@ impl Default for JobPlacement {
         JobPlacement {
             channel: None,
             min_priority: default_min_priority(),
+            workers: None,
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct NodeConfig {
     pub concurrency: usize,
     /// Jobs claimed ahead of free slots (see `PoolConfig::prefetch`).
     pub prefetch: usize,
+    /// One backend's share of `concurrency` while others have work (see
+    /// `PoolConfig::backend_share`).
+    pub backend_share: f64,
     /// Channel capacities; `None` gives the root channel the node's
     /// concurrency.
     pub channels: Option<ChannelConfig>,
@@ -61,6 +64,7 @@ impl Default for NodeConfig {
             name: default_node_name(),
             concurrency: 8,
             prefetch: PoolConfig::default().prefetch,
+            backend_share: PoolConfig::default().backend_share,
             channels: None,
             lease: Duration::from_secs(60),
             host: HostConfig::default(),
@@ -141,6 +145,7 @@ impl Node {
                 node: config.name.clone(),
                 concurrency: config.concurrency,
                 prefetch: config.prefetch,
+                backend_share: config.backend_share,
                 reap_interval: (config.lease / 2).max(Duration::from_millis(50)),
                 poll_interval: config.job_poll,
                 ..PoolConfig::default()

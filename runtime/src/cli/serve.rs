@@ -72,6 +72,7 @@ impl Reload for FileReload {
             (config.listen != s.listen, "listen"),
             (config.database != s.database, "data_dir/database"),
             (config.workers != s.workers, "workers"),
+            (config.backend_share != s.backend_share, "backend_share"),
             (config.job_lease != s.job_lease, "job_lease"),
             (config.node != s.node, "node"),
             (config.watch_dir != s.watch_dir, "watch_dir"),
@@ -131,6 +132,7 @@ pub async fn run(
         NodeConfig {
             name: config.node.clone().unwrap_or(defaults.name.clone()),
             concurrency: config.workers,
+            backend_share: config.backend_share,
             lease: config.job_lease,
             channels: config.channels.clone(),
             host: HostConfig {

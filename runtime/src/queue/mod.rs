@@ -7,6 +7,7 @@
 pub mod channels;
 pub mod job;
 pub mod retry;
+mod share;
 pub mod testing;
 pub mod worker;
 
@@ -43,6 +44,9 @@ pub struct QueueConfig {
     pub default_max_retries: u32,
     /// How long a started job's lease lasts without a heartbeat.
     pub lease: Duration,
+    /// Per backend, the workers of one node its jobs may hold at once
+    /// (the backend's `jobs.workers`); others get the pool's fair share.
+    pub backend_workers: HashMap<String, usize>,
 }
 
 impl Default for QueueConfig {
@@ -52,6 +56,7 @@ impl Default for QueueConfig {
             retry: HashMap::new(),
             default_max_retries: 5,
             lease: Duration::from_secs(30),
+            backend_workers: HashMap::new(),
         }
     }
 }
@@ -189,6 +194,24 @@ impl Queue {
         self.update(|c| {
             c.retry.insert(function.to_string(), policy);
         });
+    }
+
+    /// Cap (`Some`) or uncap (`None`) the workers `backend`'s jobs may
+    /// hold at once on this node.
+    pub fn set_backend_workers(&self, backend: &str, workers: Option<usize>) {
+        let current = self.config().backend_workers.get(backend).copied();
+        if current == workers {
+            return;
+        }
+        self.update(|c| match workers {
+            Some(n) => {
+                c.backend_workers.insert(backend.to_string(), n);
+            }
+            None => {
+                c.backend_workers.remove(backend);
+            }
+        });
+        self.wake.notify_one();
     }
 
     /// Make a job function known (the worker pool does this for its handlers).

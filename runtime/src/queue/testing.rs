@@ -89,6 +89,7 @@ impl JobTrap {
                 full_channels: Vec::new(),
                 sequential_channels: Vec::new(),
                 shared_limits: Vec::new(),
+                held_backends: Vec::new(),
             };
             let ids: Vec<i64> = storage
                 .candidates(&request)

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::channels::{Budget, Occupancy};
 use super::job::{Completion, Job, JobId, Outcome};
+use super::share::{Shares, share_of};
 use super::{Queue, now_ms};
 use crate::capabilities::egress::AuditEntry;
 use crate::error::{CallError, GuestError};
@@ -135,6 +136,10 @@ pub struct PoolConfig {
     /// Rows deleted per housekeeping transaction.
     pub purge_batch: u32,
     pub housekeeping_interval: Duration,
+    /// The fraction of `concurrency` one backend may run while jobs of
+    /// other backends (or of none) wait; alone it may use every worker.
+    /// A backend's `jobs.workers` caps it further (`QueueConfig`).
+    pub backend_share: f64,
 }
 
 impl Default for PoolConfig {
@@ -149,6 +154,7 @@ impl Default for PoolConfig {
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             purge_batch: 1000,
             housekeeping_interval: Duration::from_secs(60),
+            backend_share: 0.5,
         }
     }
 }
@@ -232,12 +238,13 @@ const FLUSH_BATCH: usize = 512;
 struct Finished {
     completion: Completion,
     channel: String,
+    backend: Option<String>,
 }
 
 /// A finished batch's record, back from the database.
 struct Flushed {
     completions: Vec<Completion>,
-    channels: Vec<String>,
+    channels: Vec<(String, Option<String>)>,
     begun: Vec<(JobId, i64)>,
     result: Result<(), StorageError>,
 }
@@ -272,6 +279,9 @@ async fn run(
     let mut woken = false;
     // Running jobs, against the channels' capacities.
     let mut running = Occupancy::default();
+    // Per backend, against its fair share of the workers (`share`).
+    let mut shares = Shares::default();
+    let share = share_of(config.concurrency, config.backend_share);
     // Running and buffered jobs, against the claim budget.
     let mut claimed = Occupancy::default();
     let mut in_flight = 0usize;
@@ -297,6 +307,7 @@ async fn run(
         let ready = std::iter::from_fn(|| done_rx.try_recv().ok());
         for f in arrived.take().into_iter().chain(ready) {
             running.finish(&cfg.channels, &f.channel);
+            shares.finished(f.backend.as_deref());
             in_flight -= 1;
             unflushed_since.get_or_insert_with(Instant::now);
             batch.push(f);
@@ -307,8 +318,11 @@ async fn run(
             match flushed.result {
                 Ok(()) => {
                     let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
-                    for (completion, channel) in flushed.completions.iter().zip(&flushed.channels) {
+                    for (completion, (channel, backend)) in
+                        flushed.completions.iter().zip(&flushed.channels)
+                    {
                         h.remove(&completion.id);
+                        shares.recorded(backend.as_deref());
                         // Claim-ahead room (and a sequential channel's turn)
                         // comes back only once the outcome is recorded.
                         claimed.finish(&cfg.channels, channel);
@@ -324,9 +338,10 @@ async fn run(
                         .completions
                         .into_iter()
                         .zip(flushed.channels)
-                        .map(|(completion, channel)| Finished {
+                        .map(|(completion, (channel, backend))| Finished {
                             completion,
                             channel,
+                            backend,
                         })
                         .collect();
                     again.append(&mut batch);
@@ -356,6 +371,7 @@ async fn run(
                     let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
                     for job in jobs {
                         claimed.start(&cfg.channels, &job.channel, moment);
+                        shares.claimed(job.backend.as_deref());
                         h.insert(job.id);
                         buffer.push_back(job);
                     }
@@ -388,8 +404,10 @@ async fn run(
             flushing = true;
             flush_after = None;
             unflushed_since = None;
-            let (completions, channels): (Vec<Completion>, Vec<String>) =
-                batch.drain(..).map(|f| (f.completion, f.channel)).unzip();
+            let (completions, channels): (Vec<Completion>, Vec<(String, Option<String>)>) = batch
+                .drain(..)
+                .map(|f| (f.completion, (f.channel, f.backend)))
+                .unzip();
             let begun = std::mem::take(&mut begun);
             let (storage, tx) = (storage.clone(), flushed_tx.clone());
             tokio::spawn(async move {
@@ -460,11 +478,18 @@ async fn run(
             let mut budget = running.budget(&cfg.channels, moment);
             let mut i = 0;
             while i < buffer.len() && in_flight < config.concurrency {
-                if !budget.try_take(&buffer[i].channel) {
+                // A backend over its share waits, and lets other
+                // backends' jobs behind it go first (see `share`).
+                let backend = buffer[i].backend.as_deref();
+                let cap = backend.and_then(|b| cfg.backend_workers.get(b).copied());
+                if !shares.may_start(backend, cap, share, config.concurrency)
+                    || !budget.try_take(&buffer[i].channel)
+                {
                     i += 1;
                     continue;
                 }
                 let job = buffer.remove(i).expect("index is in bounds");
+                shares.started(job.backend.as_deref());
                 running.start(&cfg.channels, &job.channel, moment);
                 in_flight += 1;
                 begun.push((job.id, now_ms()));
@@ -483,9 +508,15 @@ async fn run(
 
         // Claim ahead, so one round trip to the database feeds many jobs.
         // Claim in big batches: only once the buffer ran low, then fill it.
+        // A backend holding its claim limit is left out of the claim, and
+        // its buffered jobs do not count against the buffer's low mark:
+        // the jobs of other backends behind its backlog get claimed.
         let target = config.prefetch.max(config.concurrency);
-        let want = if buffer.len() <= (target / 4).max(config.concurrency) {
-            target - buffer.len()
+        let low_mark = (target / 4).max(config.concurrency);
+        let over = shares.over_claimed(low_mark);
+        let eligible = buffer.len() - shares.buffered_of(&over).min(buffer.len());
+        let want = if eligible <= low_mark {
+            target - eligible
         } else {
             0
         };
@@ -513,6 +544,7 @@ async fn run(
                         .filter(|(name, _)| *name != "root")
                         .map(|(name, spec)| (name.to_string(), spec.capacity))
                         .collect(),
+                    held_backends: over,
                 };
                 let unfiltered = request.full_channels.is_empty()
                     && request.sequential_channels.is_empty()
@@ -639,6 +671,7 @@ async fn run_one(
     );
     let _ = done.send(Finished {
         channel: job.channel.clone(),
+        backend: job.backend.clone(),
         completion: Completion {
             id: job.id,
             outcome,

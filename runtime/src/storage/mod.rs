@@ -77,6 +77,9 @@ pub struct ClaimRequest {
     /// channels below root): a claim takes no job that would put more jobs
     /// in such a channel, or under it, than its capacity.
     pub shared_limits: Vec<(String, u32)>,
+    /// Backends that hold their share of this node's claims: no job of
+    /// theirs (jobs of no backend are always eligible).
+    pub held_backends: Vec<String>,
 }
 
 /// Which of `candidates` (id, channel; in run order) a claim may take,

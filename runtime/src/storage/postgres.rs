@@ -490,6 +490,13 @@ impl Storage for PgStorage {
                 placeholders(request.sequential_channels.len())
             ));
         }
+        // A backend holding its share of this node's claims sits this out.
+        if !request.held_backends.is_empty() {
+            sql.push_str(&format!(
+                " AND (backend IS NULL OR backend NOT IN ({}))",
+                placeholders(request.held_backends.len())
+            ));
+        }
         sql.push_str(" ORDER BY priority, eta, id LIMIT ?");
         let sql = pg(&sql);
         let mut query = sqlx::query(&sql).bind(request.now);
@@ -502,6 +509,9 @@ impl Storage for PgStorage {
         }
         for channel in &request.sequential_channels {
             query = query.bind(channel.clone());
+        }
+        for backend in &request.held_backends {
+            query = query.bind(backend.clone());
         }
         let rows = query
             .bind(i64::from(request.limit))
@@ -594,6 +604,7 @@ impl Storage for PgStorage {
         let rows = sqlx::query(&format!(
             "WITH picked AS MATERIALIZED (
                  SELECT id FROM jobs WHERE state = 'pending' AND eta <= $1
+                   AND (backend IS NULL OR NOT (backend = ANY($6)))
                  ORDER BY priority, eta, id LIMIT $2 FOR UPDATE SKIP LOCKED)
              UPDATE jobs SET state = 'enqueued', started_at = NULL, lease_until = $3, node = $4, worker = $5
              WHERE id IN (SELECT id FROM picked)
@@ -604,6 +615,7 @@ impl Storage for PgStorage {
         .bind(request.lease_until)
         .bind(&request.node)
         .bind(&request.worker)
+        .bind(&request.held_backends)
         .fetch_all(&self.claims)
         .await?;
         let mut jobs = rows

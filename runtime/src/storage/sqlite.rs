@@ -348,6 +348,13 @@ impl Storage for SqliteStorage {
                 placeholders(request.sequential_channels.len())
             ));
         }
+        // A backend holding its share of this node's claims sits this out.
+        if !request.held_backends.is_empty() {
+            sql.push_str(&format!(
+                " AND (backend IS NULL OR backend NOT IN ({}))",
+                placeholders(request.held_backends.len())
+            ));
+        }
         sql.push_str(" ORDER BY priority, eta, id LIMIT ?");
         let mut query = sqlx::query(&sql).bind(request.now);
         for channel in &request.full_channels {
@@ -359,6 +366,9 @@ impl Storage for SqliteStorage {
         }
         for channel in &request.sequential_channels {
             query = query.bind(channel.clone());
+        }
+        for backend in &request.held_backends {
+            query = query.bind(backend.clone());
         }
         let rows = query
             .bind(i64::from(request.limit))

@@ -848,6 +848,8 @@ impl Synchronizer {
             current.insert(name.clone(), listening);
         }
         drop(current);
+        self.queue
+            .set_backend_workers(&name, units.config.jobs.workers);
         self.backends
             .write()
             .unwrap_or_else(|p| p.into_inner())

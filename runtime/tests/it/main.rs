@@ -10,6 +10,7 @@ mod cluster;
 mod crash;
 mod egress;
 mod events;
+mod fairness;
 mod hostile;
 mod hotswap;
 mod inspect;

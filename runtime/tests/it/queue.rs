@@ -443,6 +443,7 @@ async fn jobs_of_a_dead_node_come_back_when_the_lease_expires() {
         full_channels: Vec::new(),
         sequential_channels: Vec::new(),
         shared_limits: Vec::new(),
+        held_backends: Vec::new(),
     };
     assert_eq!(
         queue.storage().claim(&[id], &request).await.unwrap().len(),

@@ -94,6 +94,7 @@ fn claim(now: i64) -> ClaimRequest {
         full_channels: Vec::new(),
         sequential_channels: Vec::new(),
         shared_limits: Vec::new(),
+        held_backends: Vec::new(),
     }
 }
 
@@ -308,6 +309,60 @@ async fn full_and_stopped_channels_are_skipped() {
             !got.contains(&ids[3]),
             "{name}: root.crm is stopped by its failed job"
         );
+    }
+}
+
+#[tokio::test]
+async fn backends_holding_their_share_are_left_out_of_claims() {
+    for (name, s, _dir) in storages().await {
+        let of = |backend: Option<&str>| {
+            let mut j = job("f");
+            j.backend = backend.map(str::to_string);
+            j
+        };
+        let ids: Vec<i64> = s
+            .enqueue(
+                &[
+                    of(Some("hostile")),
+                    of(Some("hostile")),
+                    of(Some("shop")),
+                    of(None),
+                ],
+                1,
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        let mut req = claim(100);
+        req.held_backends = vec!["hostile".into()];
+        let got: Vec<i64> = s
+            .candidates(&req)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(got, [ids[2], ids[3]], "{name}: candidates");
+        // The one-statement claim leaves them out as well.
+        let claimed: Vec<i64> = s
+            .claim_next(&req)
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(claimed, [ids[2], ids[3]], "{name}: claim_next");
+        req.held_backends.clear();
+        let rest: Vec<i64> = s
+            .claim_next(&req)
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(rest, [ids[0], ids[1]], "{name}: once it holds less");
     }
 }
 
