@@ -7,6 +7,9 @@
 //! be dispatched on restart: no lost event, no orphan job, no job twice.
 //! Events from an import carry the backend they came from, and listeners of
 //! that backend skip them, so an import never echoes back as an export.
+//! Connectors' listeners are never called here: each hearing becomes a
+//! delivery job (`sync::deliver`), so one backend's failing or looping
+//! listener cannot hold up the dispatcher or another backend's events.
 //! In-process subscribers (the dashboard, tests) get a live stream of
 //! dispatched events.
 
@@ -47,7 +50,10 @@ pub fn pattern_matches(pattern: &str, event: &Event) -> bool {
     (name == "*" || name == event.name) && (model == "*" || model == event.model)
 }
 
-/// A connector's `listener` export, for one backend.
+/// A connector's `listener` export, for one backend. The dispatcher only
+/// routes: an event the listener hears becomes one delivery job
+/// (`junction.deliver`, see `sync::deliver`), and the guest decides when
+/// that job runs, isolated from every other backend's listener.
 pub struct GuestListener {
     pub backend: String,
     pub unit: Unit,
@@ -63,41 +69,19 @@ impl Listener for GuestListener {
     }
 
     async fn on_event(&self, stored: &StoredEvent) -> Result<Vec<JobSpec>, ListenerError> {
-        let event = &stored.event;
-        // The "no export" marker: a change imported from this backend is
-        // never sent back to it, whatever the guest would decide.
-        // The listener hears only what its manifest asks for and the
-        // operator granted: the event's pattern and its model.
-        if event.origin_backend.as_deref() == Some(self.backend.as_str())
-            || !self.patterns.iter().any(|p| pattern_matches(p, event))
-            || !self.ctx.grants.event(event)
-        {
+        if !crate::sync::hears(
+            &self.backend,
+            &self.patterns,
+            &self.ctx.grants,
+            &stored.event,
+        ) {
             return Ok(Vec::new());
         }
-        let requests = self
-            .unit
-            .on_event(&self.ctx, &self.backend, event)
-            .await
-            .into_result()
-            .map_err(|e| ListenerError {
-                listener: self.name(),
-                event: stored.id,
-                message: e.to_string(),
-            })?;
-        // The same admission as `jobs.enqueue`: one refused request fails
-        // the delivery and nothing of it is enqueued.
-        requests
-            .into_iter()
-            .map(|request| {
-                crate::capabilities::jobs::admit(&self.backend, &self.ctx.grants, request).map_err(
-                    |reason| ListenerError {
-                        listener: self.name(),
-                        event: stored.id,
-                        message: format!("a job it returned was refused: {reason}"),
-                    },
-                )
-            })
-            .collect()
+        Ok(vec![crate::sync::delivery(
+            &self.backend,
+            &self.ctx.grants,
+            stored,
+        )])
     }
 }
 

@@ -281,7 +281,6 @@ async fn run(
     let mut running = Occupancy::default();
     // Per backend, against its fair share of the workers (`share`).
     let mut shares = Shares::default();
-    let share = share_of(config.concurrency, config.backend_share);
     // Running and buffered jobs, against the claim budget.
     let mut claimed = Occupancy::default();
     let mut in_flight = 0usize;
@@ -475,6 +474,12 @@ async fn run(
         // channel is full lets later jobs of other channels go first.
         let moment = Instant::now();
         if in_flight < config.concurrency && !buffer.is_empty() {
+            // The share is of the workers that can run at once: root's
+            // capacity when it is below the pool's.
+            let workers = cfg.channels.get("root").map_or(config.concurrency, |r| {
+                (r.capacity as usize).clamp(1, config.concurrency)
+            });
+            let share = share_of(workers, config.backend_share);
             let mut budget = running.budget(&cfg.channels, moment);
             let mut i = 0;
             while i < buffer.len() && in_flight < config.concurrency {
@@ -482,7 +487,7 @@ async fn run(
                 // backends' jobs behind it go first (see `share`).
                 let backend = buffer[i].backend.as_deref();
                 let cap = backend.and_then(|b| cfg.backend_workers.get(b).copied());
-                if !shares.may_start(backend, cap, share, config.concurrency)
+                if !shares.may_start(backend, cap, share, workers)
                     || !budget.try_take(&buffer[i].channel)
                 {
                     i += 1;

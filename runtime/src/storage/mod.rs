@@ -399,6 +399,10 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Outbox events not dispatched yet, oldest first.
     async fn undispatched(&self, limit: u32) -> Result<Vec<StoredEvent>, StorageError>;
 
+    /// One outbox event, dispatched or not (a listener's delivery job
+    /// reads it when it runs).
+    async fn event(&self, id: i64) -> Result<Option<StoredEvent>, StorageError>;
+
     /// Enqueue the jobs events caused and mark them dispatched, in one
     /// transaction: an event's jobs exist exactly once, or not yet. `None`
     /// for an event already dispatched (by another dispatcher).

@@ -1316,6 +1316,19 @@ impl Storage for PgStorage {
             .collect()
     }
 
+    async fn event(&self, id: i64) -> Result<Option<StoredEvent>, StorageError> {
+        let row = sqlx::query(&pg(
+            "SELECT id, name, model, local_id, changed_fields, payload, origin_backend, created_at
+             FROM outbox WHERE id = ?",
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(|r| event_from_row(r).map_err(Into::into))
+            .transpose()
+    }
+
     async fn dispatch(
         &self,
         events: &[(i64, Vec<NewJob>)],

@@ -20,6 +20,7 @@
 pub mod batch;
 mod binder;
 mod commit;
+mod deliver;
 pub mod export;
 pub mod import;
 pub mod schedule;
@@ -58,6 +59,7 @@ pub const IMPORT_BATCH: &str = "junction.import-batch";
 pub const EXPORT_RECORD: &str = "junction.export-record";
 pub const DELETE_REMOTE: &str = "junction.delete-remote";
 pub const DELETE_LOCAL: &str = "junction.delete-local";
+pub use deliver::{DELIVER, LISTENER_TRIES, delivery, hears};
 
 /// How the flows behave.
 #[derive(Debug, Clone)]
@@ -891,6 +893,7 @@ impl Synchronizer {
             EXPORT_RECORD,
             DELETE_REMOTE,
             DELETE_LOCAL,
+            DELIVER,
         ] {
             pool.register(
                 function,
@@ -998,6 +1001,9 @@ struct Args {
     /// Batch: search from this RFC 3339 time instead of the cursor.
     #[serde(default)]
     since: Option<String>,
+    /// Delivery: the outbox event the listener hears.
+    #[serde(default)]
+    event: Option<i64>,
 }
 
 fn required<'a>(
@@ -1098,6 +1104,15 @@ impl SyncHandler {
             DELETE_LOCAL => {
                 let id = required(&args.external_id, "external_id", self.function)?;
                 s.delete_local(&backend, &args.model, id, &holder).await
+            }
+            DELIVER => {
+                let event = args.event.ok_or_else(|| {
+                    JobFailure::fail(
+                        "bad-arguments",
+                        format!("{DELIVER} needs \"event\" in its arguments"),
+                    )
+                })?;
+                s.deliver(&backend, event, trail).await
             }
             other => Err(JobFailure::fail(
                 "bad-function",

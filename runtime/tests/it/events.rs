@@ -279,9 +279,9 @@ fn guest_ctx(queue: &Arc<Queue>) -> Arc<CallContext> {
 }
 
 #[tokio::test]
-async fn a_guest_listener_enqueues_and_never_echoes() {
+async fn a_guest_listener_is_delivered_by_a_job_of_its_own_and_never_echoes() {
     let (queue, _dir) = queue().await;
-    queue.register_guest_function("junction.export-record");
+    queue.register_function(junction_runtime::sync::DELIVER);
     let bus = EventBus::new(queue.clone());
     bus.add_listener(Arc::new(GuestListener {
         backend: "shop".into(),
@@ -301,11 +301,18 @@ async fn a_guest_listener_enqueues_and_never_echoes() {
     assert_eq!(bus.dispatch_pending().await.unwrap(), 3);
     let trap = JobTrap::new(queue.clone());
     let jobs = trap.enqueued().await.unwrap();
+    // The dispatcher called no guest: the one event the listener hears
+    // became one delivery job in the backend's channel (the guest decides
+    // when it runs; `hostile` and `resources` run it on a node).
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0].backend.as_deref(), Some("shop"));
+    assert_eq!(jobs[0].channel, "root.shop");
+    assert_eq!(jobs[0].max_retries, junction_runtime::sync::LISTENER_TRIES);
+    let event = queue.storage().event(1).await.unwrap().unwrap();
+    assert_eq!(event.event.local_id.as_deref(), Some("e1"));
     trap.assert_enqueued(
-        "junction.export-record",
-        json!({"backend": "shop", "model": "echo", "local_id": "e1"}),
+        junction_runtime::sync::DELIVER,
+        json!({"backend": "shop", "model": "echo", "event": event.id}),
     )
     .await;
 }

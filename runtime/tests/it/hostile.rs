@@ -397,6 +397,23 @@ async fn a_listener_hears_only_granted_models_and_its_jobs_stay_its_own() {
         .await
         .unwrap();
     assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].request.function, junction_runtime::sync::DELIVER);
+    assert_eq!(jobs[0].backend.as_deref(), Some("evil"));
+    assert_eq!(jobs[0].request.channel.as_deref(), Some("root.evil"));
+    // What the guest decides when the delivery runs: its own backend's jobs.
+    let decide = |payload: Value| {
+        let (sync, b) = (a.w.node.sync.clone(), b.clone());
+        async move {
+            sync.decide_event(
+                &b,
+                &stored("record-written", "echo", payload),
+                &mut junction_runtime::sync::trail::Trail::default(),
+            )
+            .await
+        }
+    };
+    let jobs = decide(json!({})).await.unwrap();
+    assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].backend.as_deref(), Some("evil"));
     assert_eq!(jobs[0].request.channel.as_deref(), Some("root.evil"));
 
@@ -420,11 +437,12 @@ async fn a_listener_hears_only_granted_models_and_its_jobs_stay_its_own() {
         ),
         (json!({"function": "junction.sleep", "args": {}}), ""),
     ] {
-        let e = l
-            .on_event(&stored("record-written", "echo", json!({"attack": attack})))
-            .await;
+        let e = decide(json!({"attack": attack})).await;
         match e {
-            Err(e) => assert!(e.message.contains(needle), "{needle}: {}", e.message),
+            Err(junction_runtime::queue::worker::JobFailure::Fail { message, .. }) => {
+                assert!(message.contains(needle), "{needle}: {message}")
+            }
+            Err(other) => panic!("a refusal fails the delivery for good: {other:?}"),
             // A function a guest may not run is refused by the queue.
             Ok(specs) => {
                 let err = a.w.node.queue.enqueue_batch(&specs).await.unwrap_err();
@@ -816,4 +834,89 @@ async fn a_reconfigured_backends_listener_runs_with_the_new_grants() {
         1,
         "an event outside the new grant"
     );
+}
+
+#[tokio::test]
+async fn a_failing_or_looping_listener_never_holds_up_another_backends_events() {
+    // `evil`'s listener loops until its (short) deadline or panics on these
+    // events; `calm`, served by the same probe, hears the same events.
+    let a = arena_with(|v| v["limits"] = json!({"deadline": 1500})).await;
+    let calm = Server::start().await;
+    let config: BackendConfig = serde_json::from_value(json!({
+        "name": "calm",
+        "kind": "probe",
+        "version": "1.2.0",
+        "base_url": calm.origin(),
+        "allow_internal": [calm.addr.to_string()],
+        "auth": {"type": "bearer", "token": "calm-backend-secret"},
+    }))
+    .unwrap();
+    a.w.node.sync.configure(&config).await.unwrap();
+    let write = |id: &str, data: Value| junction_runtime::storage::RecordWrite {
+        model: "echo".into(),
+        id: id.into(),
+        data: data.to_string(),
+        expected_version: None,
+        origin_backend: None,
+        bind: None,
+    };
+    // More looping deliveries than the node has workers.
+    for i in 0..6 {
+        a.w.node
+            .bus
+            .put_record(&write(&format!("s{i}"), json!({"spin": "evil"})))
+            .await
+            .unwrap();
+    }
+    a.w.node
+        .bus
+        .put_record(&write("p1", json!({"panic": "evil"})))
+        .await
+        .unwrap();
+    // Every event reaches calm's listener while evil's fail: calm's
+    // exports are enqueued within a few deadlines.
+    let of = |jobs: Vec<Job>, backend: &str| -> Vec<Job> {
+        jobs.into_iter()
+            .filter(|j| j.backend.as_deref() == Some(backend))
+            .collect()
+    };
+    let mut calm_exports = 0;
+    for _ in 0..200 {
+        calm_exports = of(
+            a.w.jobs(junction_runtime::sync::EXPORT_RECORD).await,
+            "calm",
+        )
+        .len();
+        if calm_exports == 7 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(calm_exports, 7, "calm heard every event within 10 s");
+    // Evil's deliveries failed on their own and wait out a back-off (no
+    // retry storm), each with a bounded number of tries left.
+    let mut waiting = Vec::new();
+    for _ in 0..300 {
+        waiting = of(a.w.jobs(junction_runtime::sync::DELIVER).await, "evil")
+            .into_iter()
+            .filter(|j| j.tries >= 1 && j.state == JobState::Pending)
+            .collect();
+        if waiting.len() == 7 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(waiting.len(), 7, "{waiting:#?}");
+    for j in &waiting {
+        // The back-off starts at 5 s: a few seconds in, no delivery has
+        // had more than two tries (without it, about 60 a second).
+        assert!(j.tries <= 2, "no retry storm: {j:?}");
+        assert_eq!(j.max_retries, junction_runtime::sync::LISTENER_TRIES);
+        assert!(
+            j.eta >= j.started_at.unwrap() + 3_000,
+            "retried after a back-off: {j:?}"
+        );
+        let kind = j.error_kind.as_deref().unwrap();
+        assert!(kind == "deadline" || kind == "trap", "{j:?}");
+    }
 }

@@ -1,0 +1,154 @@
+//! `junction.deliver`: one connector listener hearing one event, as a job
+//! of its own.
+//!
+//! The dispatcher never calls a guest. For every guest listener that hears
+//! an event (its manifest's pattern, the operator's event and model grants,
+//! not the event's own origin) it enqueues one delivery job in the
+//! backend's channel, in the transaction that marks the event dispatched.
+//! The guest runs here, on a worker, so a listener that fails, panics or
+//! loops until its deadline costs its own backend's worker share and
+//! nothing else: other backends' deliveries run beside it; its failed
+//! tries come back with the queue's back-off, at most `LISTENER_TRIES`
+//! times, and then stay failed (the dead letter an operator can inspect,
+//! requeue or cancel). The backend's units are resolved when the job runs,
+//! so a reconfigured backend's listener decides with its new settings and
+//! grants.
+
+use serde_json::json;
+
+use super::trail::Trail;
+use super::{BackendUnits, Synchronizer, storage_failure};
+use crate::events::pattern_matches;
+use crate::grants::Grants;
+use crate::model::{Event, JobRequest};
+use crate::queue::worker::JobFailure;
+use crate::queue::{JobSpec, QueueError};
+use crate::storage::StoredEvent;
+
+pub const DELIVER: &str = "junction.deliver";
+
+/// Tries one delivery gets before it is left failed (dead-lettered).
+pub const LISTENER_TRIES: u32 = 8;
+
+/// Whether `backend`'s listener, asking for `patterns`, hears `event`.
+pub fn hears(backend: &str, patterns: &[String], grants: &Grants, event: &Event) -> bool {
+    // The "no export" marker: a change imported from this backend is never
+    // sent back to it. The listener hears only what its manifest asks for
+    // and the operator granted: the event's pattern and its model.
+    event.origin_backend.as_deref() != Some(backend)
+        && patterns.iter().any(|p| pattern_matches(p, event))
+        && grants.event(event)
+}
+
+/// The delivery job of `stored` to `backend`'s listener.
+pub fn delivery(backend: &str, grants: &Grants, stored: &StoredEvent) -> JobSpec {
+    let event = &stored.event;
+    JobSpec {
+        request: JobRequest {
+            function: DELIVER.to_string(),
+            args: json!({"backend": backend, "model": event.model, "event": stored.id}).to_string(),
+            channel: Some(grants.channel.clone()),
+            priority: Some(grants.min_priority.max(10)),
+            // One live delivery per event and backend, even if the
+            // dispatch of the event is repeated.
+            identity_key: Some(format!("deliver:{backend}:{}", stored.id)),
+            max_retries: Some(LISTENER_TRIES),
+            description: Some(format!(
+                "event {} ({}:{}) to the listener of {backend}",
+                stored.id,
+                crate::text::truncate(&event.name, 128),
+                crate::text::truncate(&event.model, 128),
+            )),
+            eta: None,
+        },
+        backend: Some(backend.to_string()),
+        ..JobSpec::default()
+    }
+}
+
+impl Synchronizer {
+    /// Ask `backend`'s listener which jobs `stored` causes, admitted as
+    /// its own jobs (`jobs::admit`); nothing when it no longer hears it.
+    /// A refused job fails the whole delivery: none of its jobs is kept.
+    pub async fn decide_event(
+        &self,
+        backend: &BackendUnits,
+        stored: &StoredEvent,
+        trail: &mut Trail,
+    ) -> Result<Vec<JobSpec>, JobFailure> {
+        let name = backend.name();
+        if !hears(name, &backend.listens, &backend.ctx.grants, &stored.event) {
+            return Ok(Vec::new());
+        }
+        let requests = trail.call(
+            "deciding on the event",
+            backend
+                .adapter
+                .on_event(&backend.ctx, name, &stored.event)
+                .await,
+        )?;
+        let limit = backend.ctx.limits.max_jobs_per_call;
+        if requests.len() > limit {
+            crate::metrics::global().quota(name, "jobs-per-call");
+            return Err(JobFailure::fail(
+                "limit",
+                format!(
+                    "the listener returned {} jobs for one event, over the limit of {limit} per call (limits.max_jobs_per_call)",
+                    requests.len()
+                ),
+            ));
+        }
+        requests
+            .into_iter()
+            .map(|request| {
+                crate::capabilities::jobs::admit(name, &backend.ctx.grants, request).map_err(
+                    |reason| {
+                        JobFailure::fail(
+                            "refused",
+                            format!("a job the listener returned was refused: {reason}"),
+                        )
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The delivery job's work: decide, then enqueue the jobs in one batch.
+    pub(crate) async fn deliver(
+        &self,
+        backend: &BackendUnits,
+        event_id: i64,
+        trail: &mut Trail,
+    ) -> Result<String, JobFailure> {
+        let Some(stored) = self
+            .storage
+            .event(event_id)
+            .await
+            .map_err(storage_failure)?
+        else {
+            return Err(JobFailure::fail(
+                "event-gone",
+                format!("event {event_id} is no longer in the outbox"),
+            ));
+        };
+        let specs = self.decide_event(backend, &stored, trail).await?;
+        if specs.is_empty() {
+            return Ok("no jobs".to_string());
+        }
+        match self.queue.enqueue_batch(&specs).await {
+            Ok(enqueued) => Ok(format!(
+                "enqueued {}",
+                enqueued
+                    .iter()
+                    .map(|e| e.id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Err(QueueError::Storage(e)) => Err(storage_failure(e)),
+            Err(e) => Err(JobFailure::fail(
+                "refused",
+                format!("a job the listener returned was refused: {e}"),
+            )),
+        }
+    }
+}
