@@ -65,6 +65,12 @@ struct File {
     secret_key_file: Option<PathBuf>,
     #[serde(default = "default_max_component_bytes")]
     max_component_bytes: usize,
+    /// Address space of the process that compiles a new component.
+    #[serde(default = "default_compile_memory_bytes")]
+    compile_memory_bytes: u64,
+    /// Milliseconds a component's compilation may take.
+    #[serde(default = "default_compile_timeout")]
+    compile_timeout: u64,
     #[serde(default = "default_warm_instances")]
     warm_instances: u32,
     #[serde(default = "default_max_invocations")]
@@ -89,6 +95,14 @@ fn default_backend_share() -> f64 {
 
 fn default_job_lease() -> u64 {
     60_000
+}
+
+fn default_compile_memory_bytes() -> u64 {
+    HostConfig::default().compile_memory_bytes
+}
+
+fn default_compile_timeout() -> u64 {
+    HostConfig::default().compile_timeout.as_millis() as u64
 }
 
 fn default_max_component_bytes() -> usize {
@@ -190,6 +204,9 @@ pub struct ServiceConfig {
     pub max_invocations: u32,
     /// Components larger than this are refused before compilation.
     pub max_component_bytes: usize,
+    /// Bounds of the child process that compiles a new component.
+    pub compile_memory_bytes: u64,
+    pub compile_timeout: std::time::Duration,
     pub limits: SandboxLimits,
     pub backends: Vec<BackendConfig>,
 }
@@ -293,6 +310,15 @@ impl ServiceConfig {
                 "must be above 0 and at most 1 (the fraction of workers one backend may hold while others wait; 0.5 is the default)".into(),
             ));
         }
+        if file.compile_memory_bytes < 256 << 20 {
+            return Err(key(
+                "compile_memory_bytes",
+                "must be at least 268435456 (256 MiB); compiling a Python connector takes about 1 GiB".into(),
+            ));
+        }
+        if file.compile_timeout < 1_000 {
+            return Err(key("compile_timeout", "must be at least 1000 (ms)".into()));
+        }
         if file.max_component_bytes < 1 << 20 {
             return Err(key(
                 "max_component_bytes",
@@ -353,6 +379,8 @@ impl ServiceConfig {
             warm_instances: file.warm_instances,
             max_invocations: file.max_invocations,
             max_component_bytes: file.max_component_bytes,
+            compile_memory_bytes: file.compile_memory_bytes,
+            compile_timeout: std::time::Duration::from_millis(file.compile_timeout),
             limits,
             backends,
         })

@@ -31,6 +31,11 @@ pub struct SandboxLimits {
     pub max_header_bytes: usize,
     /// Jobs one call may enqueue.
     pub max_jobs_per_call: usize,
+    /// Jobs of the backend's connector (its own and its listener's) that
+    /// may be live at once: waiting, pending or running.
+    pub max_pending_jobs: u64,
+    /// Jobs the backend's connector may enqueue per minute on one node.
+    pub max_jobs_per_minute: u32,
     /// Keys the backend's connector may keep in its state.
     pub max_state_keys: u64,
     /// Bytes (keys and values) the backend's connector may keep in its
@@ -50,6 +55,8 @@ impl Default for SandboxLimits {
             max_host_resources: 1000,
             max_header_bytes: 64 << 10,
             max_jobs_per_call: 1000,
+            max_pending_jobs: 10_000,
+            max_jobs_per_minute: 6_000,
             max_state_keys: 10_000,
             max_state_bytes: 16 << 20,
         }

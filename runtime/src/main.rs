@@ -154,6 +154,12 @@ enum ConnectorCommand {
 }
 
 fn main() -> ExitCode {
+    // The compiler child the service starts for each new component (see
+    // `host::compile`): no logging, no runtime, just stdin to stdout.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(junction_runtime::host::compile::CHILD_COMMAND) {
+        return ExitCode::from(junction_runtime::host::compile::child_main(&args[1..]) as u8);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("JUNCTION_LOG")

@@ -175,7 +175,10 @@ impl Host for CallState {
         }
         self.jobs_enqueued += 1;
         let spec = match admit(&self.ctx.backend.name, &self.ctx.grants, request) {
-            Ok(spec) => spec,
+            Ok(spec) => JobSpec {
+                quota: Some((&self.ctx.limits).into()),
+                ..spec
+            },
             Err(reason) => return Ok(Err(Error::Permanent(reason))),
         };
         match self.ctx.services.jobs.enqueue(&spec).await {

@@ -87,6 +87,11 @@ impl Reload for FileReload {
                 "max_component_bytes",
             ),
             (
+                config.compile_memory_bytes != s.compile_memory_bytes
+                    || config.compile_timeout != s.compile_timeout,
+                "compile_memory_bytes/compile_timeout",
+            ),
+            (
                 config.secret_key_file != s.secret_key_file,
                 "secret_key_file",
             ),
@@ -140,6 +145,11 @@ pub async fn run(
                 warm_instances: config.warm_instances,
                 max_invocations: config.max_invocations,
                 max_component_bytes: config.max_component_bytes,
+                // New components compile in a child of this executable,
+                // bounded in memory and time.
+                compiler: std::env::current_exe().ok(),
+                compile_memory_bytes: config.compile_memory_bytes,
+                compile_timeout: config.compile_timeout,
                 ..HostConfig::default()
             },
             secret_key,

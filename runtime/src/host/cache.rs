@@ -4,7 +4,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -46,57 +46,55 @@ impl ArtifactCache {
             .map(|d| d.join(format!("{hex}-{}.cwasm", self.fingerprint)))
     }
 
-    /// Load the compiled form of `bytes` (whose sha256 is `digest`), or
-    /// compile it and store the result.
-    pub fn load_or_compile(
+    /// The cached compiled form of the component whose digest is
+    /// `digest`, if there is a usable one (an unusable file is removed).
+    pub fn load(&self, engine: &Engine, digest: &str) -> Option<Component> {
+        let path = self.path(digest)?;
+        if !path.exists() {
+            return None;
+        }
+        match deserialize(engine, &path) {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), %e, "compiled artifact unusable; compiling again");
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    /// Load a freshly compiled artifact of `digest` and keep it in the cache.
+    pub fn adopt(
         &self,
         engine: &Engine,
         digest: &str,
-        bytes: &[u8],
-    ) -> wasmtime::Result<(Component, CompileInfo)> {
-        let started = Instant::now();
-        let path = self.path(digest);
-        if let Some(path) = &path
-            && path.exists()
-        {
-            match deserialize(engine, path) {
-                Ok(component) => {
-                    return Ok((
-                        component,
-                        CompileInfo {
-                            cached: true,
-                            duration: started.elapsed(),
-                        },
-                    ));
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), %e, "compiled artifact unusable; compiling again");
-                    let _ = std::fs::remove_file(path);
-                }
-            }
-        }
-        let component = Component::new(engine, bytes)?;
-        let info = CompileInfo {
-            cached: false,
-            duration: started.elapsed(),
-        };
-        if let Some(path) = &path
-            && let Err(e) = store(&component, path)
+        artifact: &[u8],
+    ) -> wasmtime::Result<Component> {
+        let component = from_bytes(engine, artifact)?;
+        if let Some(path) = self.path(digest)
+            && let Err(e) = store(artifact, &path)
         {
             tracing::warn!(path = %path.display(), %e, "could not write compiled artifact to the cache");
         }
-        Ok((component, info))
+        Ok(component)
     }
 }
 
 /// Write to a temporary file and rename, so a crash never leaves a
 /// half-written artifact under the final name.
-fn store(component: &Component, path: &Path) -> wasmtime::Result<()> {
-    let bytes = component.serialize()?;
+fn store(bytes: &[u8], path: &Path) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, &bytes)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[allow(unsafe_code)]
+fn from_bytes(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: the bytes are what `Engine::precompile_component` made of the
+    // component just now, in this process or in the compiler child it
+    // started (its own executable); wasmtime checks that they were made
+    // by a compatible engine and refuses them otherwise.
+    unsafe { Component::deserialize(engine, artifact) }
 }
 
 #[allow(unsafe_code)]

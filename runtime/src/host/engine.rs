@@ -36,6 +36,15 @@ pub struct HostConfig {
     /// Components larger than this are refused before compilation (the
     /// compiler's time and memory grow with the code's size).
     pub max_component_bytes: usize,
+    /// Compile in a child process running this executable (`junction`,
+    /// which has the hidden `__compile-component` command), under
+    /// `compile_memory_bytes` and `compile_timeout`; `None` compiles in
+    /// this process, with no memory bound (see `host::compile`).
+    pub compiler: Option<PathBuf>,
+    /// The compiler child's address space.
+    pub compile_memory_bytes: u64,
+    /// The compiler child's wall-clock and CPU time.
+    pub compile_timeout: Duration,
 }
 
 impl Default for HostConfig {
@@ -49,6 +58,9 @@ impl Default for HostConfig {
             warm_instances: 16,
             max_invocations: 100,
             max_component_bytes: 40 << 20,
+            compiler: None,
+            compile_memory_bytes: 3 << 30,
+            compile_timeout: Duration::from_secs(120),
         }
     }
 }

@@ -10,6 +10,7 @@
 pub(crate) mod bindings;
 mod cache;
 mod call;
+pub mod compile;
 mod convert;
 mod engine;
 mod pool;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
-use wasmtime::component::{InstancePre, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
 
 pub use cache::CompileInfo;
 pub use call::CallReport;
@@ -55,6 +56,8 @@ pub enum LoadError {
     UnsupportedBinary { found: String },
     #[error("invalid component: {0}")]
     Invalid(String),
+    #[error(transparent)]
+    Compile(#[from] compile::CompileError),
     #[error(
         "the component is {size} bytes, over the limit of {limit} bytes; it was not compiled \
          (raise max_component_bytes in junction.toml if it is trusted and this large)"
@@ -100,6 +103,8 @@ struct HostInner {
     slots: tokio::sync::Semaphore,
     /// Warm instances idle across all units.
     idle: Arc<std::sync::atomic::AtomicUsize>,
+    /// One compilation at a time: each may take seconds and much memory.
+    compiling: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Host {
@@ -159,6 +164,7 @@ impl Host {
                     (config.max_instances - config.idle_cap()) as usize,
                 ),
                 idle: Default::default(),
+                compiling: tokio::sync::Semaphore::new(1),
                 config,
             }),
         })
@@ -166,6 +172,56 @@ impl Host {
 
     pub fn config(&self) -> &HostConfig {
         &self.inner.config
+    }
+
+    /// The compiled form of `bytes`: from the cache, or compiled one at a
+    /// time, off the async workers, within the compile bounds
+    /// (`compile`).
+    async fn compiled(
+        &self,
+        digest: &str,
+        bytes: &[u8],
+    ) -> Result<(Component, CompileInfo), LoadError> {
+        let started = std::time::Instant::now();
+        let inner = &self.inner;
+        let cached = |component| {
+            Ok((
+                component,
+                CompileInfo {
+                    cached: true,
+                    duration: started.elapsed(),
+                },
+            ))
+        };
+        if let Some(component) = inner.cache.load(&inner.engine, digest) {
+            return cached(component);
+        }
+        let _permit = inner
+            .compiling
+            .acquire()
+            .await
+            .map_err(|e| LoadError::Invalid(e.to_string()))?;
+        // Another load may have compiled it while this one waited.
+        if let Some(component) = inner.cache.load(&inner.engine, digest) {
+            return cached(component);
+        }
+        let (engine, config, owned) = (inner.engine.clone(), inner.config.clone(), bytes.to_vec());
+        let artifact =
+            tokio::task::spawn_blocking(move || compile::compile(&engine, &config, &owned))
+                .await
+                .map_err(|e| LoadError::Invalid(format!("the compiler thread failed: {e}")))?
+                .map_err(LoadError::Compile)?;
+        let component = inner
+            .cache
+            .adopt(&inner.engine, digest, &artifact)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        Ok((
+            component,
+            CompileInfo {
+                cached: false,
+                duration: started.elapsed(),
+            },
+        ))
     }
 
     /// Load a component from a file.
@@ -190,11 +246,7 @@ impl Host {
         }
         check_header(bytes)?;
         let digest = digest(bytes);
-        let (component, compile) = self
-            .inner
-            .cache
-            .load_or_compile(&self.inner.engine, &digest, bytes)
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let (component, compile) = self.compiled(&digest, bytes).await?;
         let exports = contract_exports(&self.inner.engine, &component)?;
         let pre: InstancePre<CallState> = self
             .inner

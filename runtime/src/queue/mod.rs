@@ -74,6 +74,15 @@ pub enum QueueError {
         function: String,
         known: String,
     },
+    #[error(
+        "backend {backend:?} is over its {what}: {detail}; wait for its jobs to finish, or raise limits.{key} for the backend"
+    )]
+    Quota {
+        backend: String,
+        what: &'static str,
+        key: &'static str,
+        detail: String,
+    },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -89,6 +98,26 @@ pub struct JobSpec {
     /// A guest asked for it (admitted by `capabilities::jobs::admit`): only
     /// functions registered for guests are accepted.
     pub from_guest: bool,
+    /// The backend's quotas on what its connector enqueues (set for a
+    /// guest's jobs from its limits).
+    pub quota: Option<JobQuota>,
+}
+
+/// How many jobs a backend's connector may have live at once, and enqueue
+/// per minute on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobQuota {
+    pub max_pending: u64,
+    pub per_minute: u32,
+}
+
+impl From<&crate::limits::SandboxLimits> for JobQuota {
+    fn from(l: &crate::limits::SandboxLimits) -> Self {
+        JobQuota {
+            max_pending: l.max_pending_jobs,
+            per_minute: l.max_jobs_per_minute,
+        }
+    }
 }
 
 impl JobSpec {
@@ -145,6 +174,8 @@ pub struct Queue {
     guest_functions: RwLock<HashSet<String>>,
     /// Wakes this process's workers the moment something is enqueued.
     pub(crate) wake: Notify,
+    /// Per backend: the minute and how many guest jobs it enqueued in it.
+    rates: std::sync::Mutex<HashMap<String, (i64, u64)>>,
 }
 
 impl Queue {
@@ -155,6 +186,7 @@ impl Queue {
             functions: RwLock::new(HashSet::new()),
             guest_functions: RwLock::new(HashSet::new()),
             wake: Notify::new(),
+            rates: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -334,9 +366,71 @@ impl Queue {
             .enumerate()
             .map(|(i, s)| self.prepare(i, s, now))
             .collect::<Result<Vec<_>, _>>()?;
+        self.check_quotas(specs, now).await?;
         let out = self.storage.enqueue(&jobs, now).await?;
         self.wake.notify_one();
         Ok(out)
+    }
+
+    /// A connector's jobs stay within its backend's quotas: live jobs
+    /// (counted in the database, checked before the write, so concurrent
+    /// calls may pass it by at most their own batches) and jobs per minute
+    /// on this node. A refused batch stores nothing.
+    async fn check_quotas(&self, specs: &[JobSpec], now: i64) -> Result<(), QueueError> {
+        let mut asked: HashMap<&str, (JobQuota, u64)> = HashMap::new();
+        for spec in specs {
+            if let (Some(quota), Some(backend)) = (spec.quota, spec.backend.as_deref()) {
+                asked.entry(backend).or_insert((quota, 0)).1 += 1;
+            }
+        }
+        for (backend, (quota, n)) in asked {
+            let refuse = |what, key, detail| {
+                crate::metrics::global().quota(
+                    backend,
+                    if key == "max_pending_jobs" {
+                        "pending-jobs"
+                    } else {
+                        "jobs-per-minute"
+                    },
+                );
+                QueueError::Quota {
+                    backend: backend.to_string(),
+                    what,
+                    key,
+                    detail,
+                }
+            };
+            let live = self.storage.live_jobs(backend, quota.max_pending).await?;
+            if live + n > quota.max_pending {
+                return Err(refuse(
+                    "pending-jobs quota",
+                    "max_pending_jobs",
+                    format!(
+                        "{live} of its jobs are waiting or running and the limit is {}",
+                        quota.max_pending
+                    ),
+                ));
+            }
+            let minute = now.div_euclid(60_000);
+            let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
+            let (at, count) = rates.entry(backend.to_string()).or_insert((minute, 0));
+            if *at != minute {
+                *at = minute;
+                *count = 0;
+            }
+            if *count + n > u64::from(quota.per_minute) {
+                return Err(refuse(
+                    "jobs-per-minute quota",
+                    "max_jobs_per_minute",
+                    format!(
+                        "it enqueued {count} jobs this minute and the limit is {}",
+                        quota.per_minute
+                    ),
+                ));
+            }
+            *count += n;
+        }
+        Ok(())
     }
 
     pub async fn enqueue(&self, spec: JobSpec) -> Result<Enqueued, QueueError> {

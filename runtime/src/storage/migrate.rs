@@ -29,6 +29,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "nodes",
         sql: include_str!("../../migrations/sqlite/0004_nodes.sql"),
     },
+    Migration {
+        version: 5,
+        name: "backend_quotas",
+        sql: include_str!("../../migrations/sqlite/0005_backend_quotas.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -56,6 +61,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 5,
         name: "lighter_completion",
         sql: include_str!("../../migrations/postgres/0005_lighter_completion.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "backend_quotas",
+        sql: include_str!("../../migrations/postgres/0006_backend_quotas.sql"),
     },
 ];
 

@@ -399,6 +399,10 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Outbox events not dispatched yet, oldest first.
     async fn undispatched(&self, limit: u32) -> Result<Vec<StoredEvent>, StorageError>;
 
+    /// How many jobs of `backend` are live (waiting, pending, claimed or
+    /// running), counting no further than `up_to` + 1.
+    async fn live_jobs(&self, backend: &str, up_to: u64) -> Result<u64, StorageError>;
+
     /// One outbox event, dispatched or not (a listener's delivery job
     /// reads it when it runs).
     async fn event(&self, id: i64) -> Result<Option<StoredEvent>, StorageError>;

@@ -1065,6 +1065,19 @@ impl Storage for SqliteStorage {
             .collect()
     }
 
+    async fn live_jobs(&self, backend: &str, up_to: u64) -> Result<u64, StorageError> {
+        // Bounded: a backend far over its quota costs no more to check.
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE backend = ? AND backend IS NOT NULL
+               AND state IN ('wait_dependencies', 'pending', 'enqueued', 'started') LIMIT ?) AS live",
+        )
+        .bind(backend)
+        .bind(i64::try_from(up_to.saturating_add(1)).unwrap_or(i64::MAX))
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(n as u64)
+    }
+
     async fn event(&self, id: i64) -> Result<Option<StoredEvent>, StorageError> {
         let row = sqlx::query(
             "SELECT id, name, model, local_id, changed_fields, payload, origin_backend, created_at

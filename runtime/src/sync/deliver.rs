@@ -98,17 +98,18 @@ impl Synchronizer {
                 ),
             ));
         }
+        let quota = Some((&backend.ctx.limits).into());
         requests
             .into_iter()
             .map(|request| {
-                crate::capabilities::jobs::admit(name, &backend.ctx.grants, request).map_err(
-                    |reason| {
+                crate::capabilities::jobs::admit(name, &backend.ctx.grants, request)
+                    .map(|spec| JobSpec { quota, ..spec })
+                    .map_err(|reason| {
                         JobFailure::fail(
                             "refused",
                             format!("a job the listener returned was refused: {reason}"),
                         )
-                    },
-                )
+                    })
             })
             .collect()
     }
@@ -145,6 +146,8 @@ impl Synchronizer {
                     .join(", ")
             )),
             Err(QueueError::Storage(e)) => Err(storage_failure(e)),
+            // The backend's quota frees up as its jobs finish: try later.
+            Err(e @ QueueError::Quota { .. }) => Err(JobFailure::retry("quota", e.to_string())),
             Err(e) => Err(JobFailure::fail(
                 "refused",
                 format!("a job the listener returned was refused: {e}"),

@@ -920,3 +920,29 @@ async fn a_failing_or_looping_listener_never_holds_up_another_backends_events() 
         assert!(kind == "deadline" || kind == "trap", "{j:?}");
     }
 }
+
+#[tokio::test]
+async fn a_connectors_jobs_are_bounded_live_and_per_minute() {
+    // No room for live jobs: every enqueue is refused with the quota named.
+    let a = arena_with(|v| v["limits"] = json!({"max_pending_jobs": 0})).await;
+    let v = a.answer("enqueue-many", "3").await;
+    assert_eq!(v["ok"], 0, "{v}");
+    assert!(
+        v["err"].as_str().unwrap().contains("max_pending_jobs"),
+        "{v}"
+    );
+    // Two a minute: the third is refused, whatever became of the first two.
+    let a = arena_with(|v| v["limits"] = json!({"max_jobs_per_minute": 2})).await;
+    let v = a.answer("enqueue-many", "3").await;
+    assert_eq!(v["ok"], 2, "{v}");
+    assert!(
+        v["err"].as_str().unwrap().contains("max_jobs_per_minute"),
+        "{v}"
+    );
+    let mut body = String::new();
+    junction_runtime::metrics::global().render(&mut body, &|d| (d.into(), String::new()));
+    assert!(
+        body.contains(r#"junction_quota_refusals_total{backend="evil",quota="jobs-per-minute"}"#),
+        "{body}"
+    );
+}

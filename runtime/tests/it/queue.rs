@@ -549,3 +549,53 @@ async fn a_long_job_shows_started_while_it_runs() {
     let report = handle.shutdown(Duration::from_millis(10)).await.unwrap();
     assert_eq!(report.released, 1);
 }
+
+#[tokio::test]
+async fn a_backends_live_jobs_are_capped_and_free_up_as_they_finish() {
+    let (queue, _dir) = queue_with(QueueConfig::default()).await;
+    queue.register_function("f");
+    let quota = junction_runtime::queue::JobQuota {
+        max_pending: 3,
+        per_minute: 1000,
+    };
+    let of = |backend: &str| JobSpec {
+        backend: Some(backend.into()),
+        quota: Some(quota),
+        ..JobSpec::new("f", json!({}))
+    };
+    queue.enqueue_batch(&[of("a"), of("a")]).await.unwrap();
+    // A batch that would pass the limit is refused whole.
+    let err = queue
+        .enqueue_batch(&[of("a"), of("a")])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("max_pending_jobs") && err.contains("2 of its jobs"),
+        "{err}"
+    );
+    assert_eq!(queue.storage().live_jobs("a", 10).await.unwrap(), 2);
+    // Another backend, and jobs without a quota (operators'), are apart.
+    queue
+        .enqueue_batch(&[of("b"), of("b"), of("b")])
+        .await
+        .unwrap();
+    queue
+        .enqueue(JobSpec {
+            backend: Some("a".into()),
+            ..JobSpec::new("f", json!({}))
+        })
+        .await
+        .unwrap();
+    assert!(queue.enqueue(of("a")).await.is_err());
+    // Finished jobs free the quota.
+    let mut pool = WorkerPool::new(queue.clone(), fast_pool());
+    pool.register("f", handler_fn(|_| async { Handled::done(None) }));
+    let pool = pool.start();
+    drain(&queue).await;
+    pool.shutdown(Duration::from_secs(5)).await.unwrap();
+    queue
+        .enqueue_batch(&[of("a"), of("a"), of("a")])
+        .await
+        .unwrap();
+}

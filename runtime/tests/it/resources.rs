@@ -112,3 +112,86 @@ async fn a_component_over_the_size_limit_is_refused_before_compiling() {
     let err = host.load(&bytes).await.unwrap_err().to_string();
     assert!(!err.contains("over the limit"), "{err}");
 }
+
+/// LEB128 of `n`, as WebAssembly sizes are written.
+fn leb(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
+    out.push(id);
+    leb(body.len(), out);
+    out.extend_from_slice(body);
+}
+
+/// A component a few megabytes long whose one function keeps `live`
+/// values alive at once: cheap to send, very expensive to compile.
+fn compile_bomb(live: usize) -> Vec<u8> {
+    let mut body = vec![0x00]; // no locals
+    for _ in 0..live {
+        body.extend_from_slice(&[0x41, 0x01]); // i32.const 1
+    }
+    body.extend(std::iter::repeat_n(0x6a, live - 1)); // i32.add
+    body.push(0x0b);
+    let mut code = vec![0x01];
+    leb(body.len(), &mut code);
+    code.extend_from_slice(&body);
+    let mut module = b"\0asm\x01\x00\x00\x00".to_vec();
+    section(1, &[0x01, 0x60, 0x00, 0x01, 0x7f], &mut module); // () -> i32
+    section(3, &[0x01, 0x00], &mut module);
+    section(10, &code, &mut module);
+    let mut component = b"\0asm\x0d\x00\x01\x00".to_vec();
+    section(1, &module, &mut component); // a core module
+    component
+}
+
+#[tokio::test]
+async fn a_compile_bomb_is_refused_and_the_node_keeps_running() {
+    // Compiled in a child of the junction executable, as the service does.
+    let host = junction_runtime::Host::new(junction_runtime::HostConfig {
+        max_instances: 8,
+        compiler: Some(env!("CARGO_BIN_EXE_junction").into()),
+        compile_memory_bytes: 1 << 30,
+        compile_timeout: std::time::Duration::from_secs(20),
+        ..junction_runtime::HostConfig::default()
+    })
+    .unwrap();
+    let bomb = compile_bomb(1_500_000);
+    assert!(bomb.len() < 5 << 20, "a few megabytes: {}", bomb.len());
+    let loading = tokio::spawn({
+        let host = host.clone();
+        async move { host.load(&bomb).await.map(|_| ()) }
+    });
+    // Calls go on while it compiles: compilation holds no async worker.
+    let ctx = crate::support::Ctx::limited(|_| {});
+    for _ in 0..5 {
+        probe().read(&ctx, "echo", "x").await.into_result().unwrap();
+    }
+    let err = loading.await.unwrap().unwrap_err().to_string();
+    assert!(
+        err.contains("was stopped")
+            && (err.contains("compile_memory_bytes") || err.contains("compile_timeout")),
+        "{err}"
+    );
+    // The same host compiles a well-behaved component right after, in a
+    // child as well.
+    let unit = host
+        .load_file(junction_test_artifacts::PROBE.as_ref())
+        .await
+        .unwrap();
+    assert!(!unit.compile_info().cached);
+    // An invalid component is named as such, from the child.
+    let mut broken = compile_bomb(2);
+    let n = broken.len();
+    broken[n - 1] = 0x00; // the function's `end` is gone
+    let err = host.load(&broken).await.unwrap_err().to_string();
+    assert!(err.starts_with("invalid component:"), "{err}");
+}
