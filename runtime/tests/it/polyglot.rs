@@ -528,7 +528,11 @@ async fn a_rate_limited_crm_converges_with_no_failed_jobs() {
         let w = world(
             "3.0.0",
             CrmConfig {
-                rate_limit: Some(8),
+                // Under the pace of the exports (each event now goes
+                // through its listener's delivery job first, and the crm
+                // backend gets its fair share of the workers), so that
+                // 429s come for sure.
+                rate_limit: Some(5),
                 ..small_crm()
             },
             connector,

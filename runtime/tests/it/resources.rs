@@ -195,3 +195,97 @@ async fn a_compile_bomb_is_refused_and_the_node_keeps_running() {
     let err = host.load(&broken).await.unwrap_err().to_string();
     assert!(err.starts_with("invalid component:"), "{err}");
 }
+
+/// The most resident memory this process ever had, in KiB (VmHWM).
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The host's memory bound under attack, asserted by
+/// `the_hosts_memory_stays_bounded_under_every_attack_at_once`: with the
+/// default limits, four calls at a time — three holding all the header
+/// maps they may (about 64 MiB each; 300 MB each without the limits), one
+/// flooding its log with a million empty lines — peak at about 230 MiB
+/// (50 MiB before the attack); before the limits one such call took
+/// gigabytes.
+const PEAK_RSS_BOUND_MIB: u64 = 512;
+
+/// Run by the test below in a process of its own (so that no other test's
+/// memory counts): every host-memory attack, four at a time, three rounds,
+/// then the process's peak resident memory on stdout.
+#[tokio::test]
+#[ignore = "run in a child process by the_hosts_memory_stays_bounded_under_every_attack_at_once"]
+async fn memory_attacks_in_a_child_process() {
+    let ctx = Ctx::default().build();
+    probe()
+        .read(&ctx, "echo", "warm-up")
+        .await
+        .into_result()
+        .unwrap();
+    let before = peak_rss_kib();
+    let flood = "\n".repeat(1 << 20);
+    for _ in 0..3 {
+        let mut calls = Vec::new();
+        for i in 0..4 {
+            let (ctx, flood) = (ctx.clone(), flood.clone());
+            calls.push(tokio::spawn(async move {
+                let report = if i < 3 {
+                    // 5,000 header maps of 60,000 bytes: 300 MB unbounded.
+                    probe().read(&ctx, "fields-bomb", "5000:60000").await
+                } else {
+                    probe().read(&ctx, "print", &flood).await
+                };
+                assert!(report.result.is_err(), "the attack is stopped");
+            }));
+        }
+        for call in calls {
+            call.await.unwrap();
+        }
+    }
+    // The node still serves a well-behaved call.
+    probe()
+        .read(&ctx, "echo", "after")
+        .await
+        .into_result()
+        .unwrap();
+    println!("peak-rss-kib: {} before: {before}", peak_rss_kib());
+}
+
+#[test]
+fn the_hosts_memory_stays_bounded_under_every_attack_at_once() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "resources::memory_attacks_in_a_child_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("peak-rss-kib:").map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("the child ran no attack: {stdout}"));
+    let peak: u64 = line.split_whitespace().next().unwrap().parse().unwrap();
+    println!("peak resident memory under attack: {} MiB", peak >> 10);
+    assert!(
+        peak < PEAK_RSS_BOUND_MIB << 10,
+        "peak resident memory {} MiB, over the bound of {PEAK_RSS_BOUND_MIB} MiB",
+        peak >> 10
+    );
+}

@@ -136,11 +136,11 @@ async fn migrations_apply_once_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/dir/junction.db");
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 4);
+    assert_eq!(s.schema_version().await.unwrap(), 5);
     s.enqueue(&[job("f")], 1).await.unwrap();
     drop(s);
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 4);
+    assert_eq!(s.schema_version().await.unwrap(), 5);
     assert_eq!(s.jobs(&JobFilter::default()).await.unwrap().len(), 1);
 }
 
