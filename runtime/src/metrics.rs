@@ -52,6 +52,8 @@ struct Inner {
     denied: BTreeMap<String, u64>,
     /// Quota refusals by backend and quota (a fixed set of names).
     quotas: BTreeMap<(String, &'static str), u64>,
+    /// Components whose compilation was stopped, by limit (memory, time).
+    compiles: BTreeMap<&'static str, u64>,
     /// (function, outcome) → durations.
     jobs: BTreeMap<(String, String), Histogram>,
 }
@@ -119,6 +121,11 @@ impl Metrics {
     /// host's fixed names, never guest text).
     pub fn quota(&self, backend: &str, quota: &'static str) {
         self.with(|m| *m.quotas.entry((backend.into(), quota)).or_default() += 1);
+    }
+
+    /// A component's compilation was stopped at `limit` (memory or time).
+    pub fn compile_refused(&self, limit: &'static str) {
+        self.with(|m| *m.compiles.entry(limit).or_default() += 1);
     }
 
     pub fn denied(&self, backend: &str) {
@@ -230,6 +237,18 @@ impl Metrics {
                     out,
                     "junction_quota_refusals_total{{backend=\"{}\",quota=\"{quota}\"}} {n}",
                     escape(backend)
+                );
+            }
+            header(
+                out,
+                "junction_compile_refusals_total",
+                "counter",
+                "Components whose compilation was stopped at a limit (memory, time).",
+            );
+            for (limit, n) in &m.compiles {
+                let _ = writeln!(
+                    out,
+                    "junction_compile_refusals_total{{limit=\"{limit}\"}} {n}"
                 );
             }
             header(

@@ -210,7 +210,18 @@ impl Host {
             tokio::task::spawn_blocking(move || compile::compile(&engine, &config, &owned))
                 .await
                 .map_err(|e| LoadError::Invalid(format!("the compiler thread failed: {e}")))?
-                .map_err(LoadError::Compile)?;
+                .map_err(|e| {
+                    match e {
+                        compile::CompileError::Memory { .. } => {
+                            crate::metrics::global().compile_refused("memory")
+                        }
+                        compile::CompileError::Time { .. } => {
+                            crate::metrics::global().compile_refused("time")
+                        }
+                        _ => {}
+                    }
+                    LoadError::Compile(e)
+                })?;
         let component = inner
             .cache
             .adopt(&inner.engine, digest, &artifact)

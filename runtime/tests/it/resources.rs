@@ -181,6 +181,13 @@ async fn a_compile_bomb_is_refused_and_the_node_keeps_running() {
             && (err.contains("compile_memory_bytes") || err.contains("compile_timeout")),
         "{err}"
     );
+    let mut metrics = String::new();
+    junction_runtime::metrics::global().render(&mut metrics, &|d| (d.into(), String::new()));
+    assert!(
+        metrics.contains("junction_compile_refusals_total{limit=\"memory\"}")
+            || metrics.contains("junction_compile_refusals_total{limit=\"time\"}"),
+        "{metrics}"
+    );
     // The same host compiles a well-behaved component right after, in a
     // child as well.
     let unit = host
