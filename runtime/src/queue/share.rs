@@ -5,12 +5,15 @@
 //! otherwise hold every worker, and its rows would fill every claim. Two
 //! rules, both local to the node:
 //!
-//! - **Running**: while jobs of other backends (or of none) wait in this
-//!   node's buffer, a backend runs at most its share of the workers
-//!   (`PoolConfig::backend_share`, default half), and never more than its
-//!   own `jobs.workers` cap. Alone, it may use every worker. So another
-//!   backend's job waits at most until one of the busy backend's jobs ends
-//!   (about one deadline), never for the whole backlog.
+//! - **Running**: free workers go first to jobs whose backend runs less
+//!   than its share of the workers (`PoolConfig::backend_share`, default
+//!   half); only workers that no such job can take (none waits, or its
+//!   channel is full) go to a backend over its share. A backend never
+//!   runs more than its own `jobs.workers`. Alone, it may use every
+//!   worker, and a job that cannot start anyway (its channel is full)
+//!   holds no worker back. So another backend's job waits at most until one
+//!   of the busy backend's jobs ends (about one deadline), never for the
+//!   whole backlog.
 //! - **Claiming**: a backend holding `claim_limit` jobs on this node (buffered
 //!   or running) is left out of the next claim, so that the jobs of other
 //!   backends, which sort after its backlog, are claimed at all.
@@ -27,8 +30,6 @@ pub(crate) struct Shares {
     /// Buffered or running, until the outcome is recorded.
     held: HashMap<String, usize>,
     buffered: HashMap<String, usize>,
-    /// Every buffered job, with a backend or not.
-    buffered_total: usize,
 }
 
 fn add(map: &mut HashMap<String, usize>, key: &str) {
@@ -48,7 +49,6 @@ fn sub(map: &mut HashMap<String, usize>, key: &str) {
 impl Shares {
     /// A job was claimed into the buffer.
     pub fn claimed(&mut self, backend: Option<&str>) {
-        self.buffered_total += 1;
         if let Some(b) = backend {
             add(&mut self.held, b);
             add(&mut self.buffered, b);
@@ -57,7 +57,6 @@ impl Shares {
 
     /// A buffered job started running.
     pub fn started(&mut self, backend: Option<&str>) {
-        self.buffered_total = self.buffered_total.saturating_sub(1);
         if let Some(b) = backend {
             sub(&mut self.buffered, b);
             add(&mut self.running, b);
@@ -78,23 +77,15 @@ impl Shares {
         }
     }
 
-    /// Whether a buffered job of `backend` may take a free worker now.
-    /// `cap` is the backend's own `jobs.workers`, `share` its share while
-    /// others wait, `all` the node's workers.
-    pub fn may_start(
-        &self,
-        backend: Option<&str>,
-        cap: Option<usize>,
-        share: usize,
-        all: usize,
-    ) -> bool {
+    /// Whether a buffered job of `backend` may take a free worker while
+    /// its backend runs fewer than `limit` jobs (the share in the first
+    /// pass over the buffer, every worker in the second) and fewer than
+    /// `cap`, its own `jobs.workers`.
+    pub fn may_start(&self, backend: Option<&str>, cap: Option<usize>, limit: usize) -> bool {
         let Some(b) = backend else {
             return true;
         };
         let running = self.running.get(b).copied().unwrap_or(0);
-        let own_buffered = self.buffered.get(b).copied().unwrap_or(0);
-        let others_wait = self.buffered_total > own_buffered;
-        let limit = if others_wait { share } else { all };
         running < limit.min(cap.unwrap_or(usize::MAX))
     }
 
@@ -129,29 +120,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_backend_alone_uses_every_worker_but_only_its_share_while_others_wait() {
+    fn a_backend_over_its_share_waits_in_the_first_pass_only() {
         let mut s = Shares::default();
         for _ in 0..10 {
             s.claimed(Some("hostile"));
         }
-        for _ in 0..8 {
-            assert!(s.may_start(Some("hostile"), None, 4, 8));
+        for _ in 0..4 {
+            assert!(s.may_start(Some("hostile"), None, 4));
             s.started(Some("hostile"));
         }
-        // Another backend's job arrives: the busy one is over its share.
+        // Over its share: only the second pass (every worker) lets it on.
+        assert!(!s.may_start(Some("hostile"), None, 4));
+        assert!(s.may_start(Some("hostile"), None, 8));
         s.claimed(Some("shop"));
-        assert!(!s.may_start(Some("hostile"), None, 4, 8));
-        assert!(s.may_start(Some("shop"), None, 4, 8));
-        // Operators' jobs are never held back, and count as others.
-        s.claimed(None);
-        assert!(s.may_start(None, None, 4, 8));
-        // Its own cap applies even alone.
-        let mut alone = Shares::default();
-        alone.claimed(Some("a"));
-        alone.started(Some("a"));
-        alone.claimed(Some("a"));
-        assert!(!alone.may_start(Some("a"), Some(1), 4, 8));
-        assert!(alone.may_start(Some("a"), None, 4, 8));
+        assert!(s.may_start(Some("shop"), None, 4));
+        // Operators' jobs are never held back.
+        assert!(s.may_start(None, None, 0));
+        // Its own cap applies in both passes.
+        assert!(!s.may_start(Some("hostile"), Some(2), 8));
     }
 
     #[test]

@@ -481,15 +481,30 @@ async fn run(
             });
             let share = share_of(workers, config.backend_share);
             let mut budget = running.budget(&cfg.channels, moment);
+            // First pass: backends within their share, in buffer order; a
+            // backend over it lets the jobs of others behind it go first.
+            // Second pass: what is left goes to anyone (see `share`).
+            let mut limit = share;
+            // A job passed over for its backend's share in the first pass.
+            let mut held_back = false;
             let mut i = 0;
-            while i < buffer.len() && in_flight < config.concurrency {
-                // A backend over its share waits, and lets other
-                // backends' jobs behind it go first (see `share`).
+            loop {
+                if i >= buffer.len() || in_flight >= config.concurrency {
+                    if !held_back || limit == workers || in_flight >= config.concurrency {
+                        break;
+                    }
+                    limit = workers;
+                    i = 0;
+                    continue;
+                }
                 let backend = buffer[i].backend.as_deref();
                 let cap = backend.and_then(|b| cfg.backend_workers.get(b).copied());
-                if !shares.may_start(backend, cap, share, workers)
-                    || !budget.try_take(&buffer[i].channel)
-                {
+                if !shares.may_start(backend, cap, limit) {
+                    held_back = true;
+                    i += 1;
+                    continue;
+                }
+                if !budget.try_take(&buffer[i].channel) {
                     i += 1;
                     continue;
                 }

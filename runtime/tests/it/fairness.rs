@@ -157,3 +157,20 @@ async fn jobs_workers_caps_a_backend_even_alone() {
     assert_eq!(record.peak.lock().unwrap()["capped"], 1);
     pool.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn jobs_that_cannot_start_hold_no_worker_back_from_a_busy_backend() {
+    // crm's jobs wait on its cap of one worker: shop may take the three
+    // other workers, though that is over its share of two.
+    let (queue, record, pool, _dir) = setup(4, 64, Duration::from_millis(60)).await;
+    queue.set_backend_workers("crm", Some(1));
+    let mut jobs: Vec<JobSpec> = (0..8).map(|_| work("crm")).collect();
+    jobs.extend((0..12).map(|_| work("shop")));
+    queue.enqueue_batch(&jobs).await.unwrap();
+    let pool = pool.start();
+    wait_for(&record, 20).await;
+    let peak = record.peak.lock().unwrap().clone();
+    assert_eq!(peak["crm"], 1, "{peak:?}");
+    assert_eq!(peak["shop"], 3, "{peak:?}");
+    pool.shutdown(Duration::from_secs(5)).await.unwrap();
+}
