@@ -532,7 +532,7 @@ async fn a_rate_limited_crm_converges_with_no_failed_jobs() {
                 // through its listener's delivery job first, and the crm
                 // backend gets its fair share of the workers), so that
                 // 429s come for sure.
-                rate_limit: Some(5),
+                rate_limit: Some(2),
                 ..small_crm()
             },
             connector,
