@@ -174,6 +174,11 @@ impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HttpError::InvalidUrl { url, reason } => write!(f, "invalid url {url:?}: {reason}"),
+            HttpError::Denied { host, code } if internal(code) => write!(
+                f,
+                "request to {host} denied by the host ({code}): it is an internal address; \
+                 ask the operator to list {host} in the backend's allow_internal"
+            ),
             HttpError::Denied { host, code } => write!(
                 f,
                 "request to {host} denied by the host ({code}); ask the operator to allow it in the backend's allowlist"
@@ -187,6 +192,13 @@ impl fmt::Display for HttpError {
 }
 
 impl std::error::Error for HttpError {}
+
+/// Whether a denial is for an internal address (the operator's fix is
+/// `allow_internal`, not `allow`).
+fn internal(code: &str) -> bool {
+    let code = code.to_ascii_lowercase().replace(['-', '_'], "");
+    code.contains("destinationipprohibited") || code.contains("destinationipunroutable")
+}
 
 /// The parts of an absolute `http`/`https` URL that `wasi:http` wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -580,6 +592,12 @@ mod tests {
         let text = classify("evil.example", &ErrorCode::HttpRequestDenied).to_string();
         assert!(
             text.contains("evil.example") && text.contains("allowlist"),
+            "{text}"
+        );
+        // An internal address is the operator's allow_internal to fix.
+        let text = classify("10.0.0.5:80", &ErrorCode::DestinationIpProhibited).to_string();
+        assert!(
+            text.contains("internal address") && text.contains("allow_internal"),
             "{text}"
         );
     }

@@ -392,6 +392,25 @@ impl ServiceConfig {
     /// `JUNCTION_SECRET_KEY`, else `secret_key_file` (which must exist),
     /// else `secret.key` beside the SQLite database (or, on PostgreSQL,
     /// beside this file), generated owner-only on first start.
+    /// The folder of the service's own files: the SQLite database's, or
+    /// junction.toml's on PostgreSQL.
+    pub fn data_folder(&self) -> PathBuf {
+        match &self.database {
+            Database::Sqlite(file) => file.parent().map(Path::to_path_buf),
+            Database::Postgres { .. } => self.path.parent().map(Path::to_path_buf),
+        }
+        .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// Where compiled components are cached: `cache_dir`, else `cache`
+    /// in the data folder (a restart then loads Python and JavaScript
+    /// connectors in milliseconds instead of compiling them again).
+    pub fn cache_folder(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_folder().join("cache"))
+    }
+
     pub fn secret_key(&self) -> Result<SecretKey, SecretError> {
         if let Ok(hex) = std::env::var("JUNCTION_SECRET_KEY") {
             return SecretKey::from_hex(&hex, "JUNCTION_SECRET_KEY");
@@ -399,12 +418,7 @@ impl ServiceConfig {
         if let Some(file) = &self.secret_key_file {
             return SecretKey::load(file);
         }
-        let dir = match &self.database {
-            Database::Sqlite(file) => file.parent().map(Path::to_path_buf),
-            Database::Postgres { .. } => self.path.parent().map(Path::to_path_buf),
-        }
-        .unwrap_or_else(|| PathBuf::from("."));
-        SecretKey::load_or_create(&dir.join("secret.key"))
+        SecretKey::load_or_create(&self.data_folder().join("secret.key"))
     }
 }
 
@@ -427,6 +441,19 @@ mod tests {
             Database::Sqlite("/etc/junction/junction-data/junction.db".into())
         );
         assert_eq!(c.workers, 8);
+        // The compiled-component cache is on, in the data folder.
+        assert_eq!(
+            c.cache_folder(),
+            Path::new("/etc/junction/junction-data/cache")
+        );
+        let pg = parse(&format!("{TOKEN}database = \"postgres://db/j\"\n")).unwrap();
+        assert_eq!(pg.cache_folder(), Path::new("/etc/junction/cache"));
+        let own = parse(&format!("{TOKEN}cache_dir = \"c\"\n")).unwrap();
+        assert_eq!(own.cache_folder(), Path::new("/etc/junction/c"));
+        let e = parse(&format!("{TOKEN}backend_share = 0\n")).unwrap_err();
+        assert!(e.to_string().contains("backend_share"), "{e}");
+        let e = parse(&format!("{TOKEN}compile_memory_bytes = 1000\n")).unwrap_err();
+        assert!(e.to_string().contains("compile_memory_bytes"), "{e}");
     }
 
     #[test]

@@ -153,6 +153,30 @@ enum ConnectorCommand {
     Admin(cli::admin::ConnectorAdmin),
 }
 
+/// `junction backend list | head`: output to a reader that went away ends
+/// the command quietly, as with any command-line tool, instead of a panic
+/// message (Rust ignores SIGPIPE, so `println!` panics on a closed pipe).
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if is_broken_pipe(text) {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// What `print!` panics with when its reader is gone.
+fn is_broken_pipe(panic: &str) -> bool {
+    panic.starts_with("failed printing to std") && panic.contains("Broken pipe")
+}
+
 fn main() -> ExitCode {
     // The compiler child the service starts for each new component (see
     // `host::compile`): no logging, no runtime, just stdin to stdout.
@@ -172,6 +196,7 @@ fn main() -> ExitCode {
         // forge a line of the service's log.
         .with_writer(|| junction_runtime::text::InertLines(std::io::stderr()))
         .init();
+    exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

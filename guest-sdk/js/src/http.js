@@ -90,6 +90,12 @@ export class TransportError extends Error {
   }
 
   toContract() {
+    const code = String(this.code).toLowerCase().replace(/[-_]/g, '');
+    if (this.denied && (code.includes('destinationipprohibited') || code.includes('destinationipunroutable'))) {
+      return new ConfigError(
+        `request to ${this.host} denied by the host (${this.code}): it is an internal address; ask the operator to list ${this.host} in the backend's allow_internal`,
+      );
+    }
     if (this.denied) {
       return new ConfigError(
         `request to ${this.host} denied by the host (${this.code}); ask the operator to allow it in the backend's allowlist`,

@@ -75,6 +75,18 @@ test('a denied request is a config error naming the host', () => {
   );
 });
 
+test('a denied internal address names allow_internal', () => {
+  const internal = new Client('http://10.0.0.5', {
+    transport: () => {
+      throw new TransportError('10.0.0.5:80', 'destination-ip-prohibited', true);
+    },
+  });
+  assert.throws(
+    () => internal.getJson('/'),
+    (e) => e instanceof ConfigError && /internal address.*allow_internal/.test(e.message),
+  );
+});
+
 test('without a transport the error says how to get one', () => {
   assert.throws(() => new Client('http://x').getJson('/'), (e) => e instanceof ConfigError && /wasi-http\.js/.test(e.message));
 });

@@ -109,6 +109,12 @@ class TransportError(Exception):
         self.host, self.code, self.denied = host, code, denied
 
     def to_contract(self):
+        code = self.code.lower().replace("-", "").replace("_", "")
+        if self.denied and ("destinationipprohibited" in code or "destinationipunroutable" in code):
+            return ConfigError(
+                f"request to {self.host} denied by the host ({self.code}): it is an internal address; "
+                f"ask the operator to list {self.host} in the backend's allow_internal"
+            )
         if self.denied:
             return ConfigError(
                 f"request to {self.host} denied by the host ({self.code}); "

@@ -71,6 +71,12 @@ def test_transport_failures_are_told_apart():
     with pytest.raises(ConfigError, match="evil.example.*allowlist"):
         Client("https://evil.example", transport=denied).get_json("/")
 
+    def internal(_request):
+        raise TransportError("10.0.0.5:80", "DestinationIpProhibited", denied=True)
+
+    with pytest.raises(ConfigError, match="internal address.*allow_internal"):
+        Client("http://10.0.0.5", transport=internal).get_json("/")
+
     def refused(_request):
         raise TransportError("shop:80", "ConnectionRefused")
 

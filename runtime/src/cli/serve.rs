@@ -141,7 +141,15 @@ pub async fn run(
             lease: config.job_lease,
             channels: config.channels.clone(),
             host: HostConfig {
-                cache_dir: config.cache_dir.clone().or(cache_dir),
+                // junction.toml's cache_dir, else --cache-dir, else the
+                // data folder's `cache`: on by default.
+                cache_dir: Some(
+                    config
+                        .cache_dir
+                        .clone()
+                        .or(cache_dir)
+                        .unwrap_or_else(|| config.cache_folder()),
+                ),
                 warm_instances: config.warm_instances,
                 max_invocations: config.max_invocations,
                 max_component_bytes: config.max_component_bytes,

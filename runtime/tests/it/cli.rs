@@ -178,6 +178,23 @@ async fn serve_then_operate_it_from_the_cli() {
     tokio::task::spawn_blocking(move || {
         let config = config2.as_path();
         // The backend came from the file, waiting for its connector.
+        // `junction backend list | head`: a reader gone before the output
+        // ends the command quietly, not with a panic.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let piped = junction()
+            .arg("--config")
+            .arg(config)
+            .args(["backend", "list"])
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&piped.stderr);
+        assert!(
+            piped.status.success() && !said.contains("panicked"),
+            "{:?}: {said}",
+            piped.status
+        );
         let backends = json(config, &["backend", "list"]);
         assert!(
             backends["items"][0]["units"]["error"]

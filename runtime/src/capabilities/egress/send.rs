@@ -126,7 +126,7 @@ pub(super) async fn send(
                 };
                 return deny(
                     format!(
-                        "{how}; internal addresses are refused unless the operator allows {}:{} explicitly",
+                        "{how}; internal addresses are refused unless the operator lists {}:{} in the backend's allow_internal",
                         target.host, target.port
                     ),
                     Error::DestinationIpProhibited,
