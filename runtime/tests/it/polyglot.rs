@@ -474,7 +474,8 @@ async fn customers_sync_both_ways(path: &str, name: &str) {
 }
 
 /// `check` works through each connector's HTTP client, and a CRM the
-/// operator did not allow is a config error that names the host — the
+/// operator did not allow is a config error that names the host and the
+/// operator's fix (`allow_internal`, the CRM being on loopback) — the
 /// host's denial reaches the connector as such, not as a network failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_and_js_connectors_check_the_crm_and_report_a_denied_host() {
@@ -498,9 +499,15 @@ async fn python_and_js_connectors_check_the_crm_and_report_a_denied_host() {
             .await
             .unwrap_err()
             .to_string();
+        // The CRM is on loopback: the fix is the backend's allow_internal,
+        // and the connector's error says so.
         assert!(
             err.contains(&format!("request to {} denied by the host", w.crm.addr))
-                && err.contains("ask the operator to allow it"),
+                && err.contains("internal address")
+                && err.contains(&format!(
+                    "list {} in the backend's allow_internal",
+                    w.crm.addr
+                )),
             "{name}: {err}"
         );
         drop(w.shop);
