@@ -107,8 +107,11 @@ impl AdvisoryLeases {
                     if l.holder == holder
                         || l.until < now
                         || l.job.is_some_and(|j| stopped.contains(&j))
-                        // An earlier try of the same job: that try is gone.
-                        || (l.job.is_some() && l.job == lease.job) =>
+                        // Another attempt of the same job: that run is gone
+                        // (this run's own parts wait for each other).
+                        || (l.job.is_some()
+                            && l.job == lease.job
+                            && !super::rows::same_attempt(&l.holder, holder)) =>
                 {
                     // Still locked in PostgreSQL by this node: it only
                     // changes hands here.

@@ -101,6 +101,21 @@ pub(crate) fn binding_from_row(backend: &str, model: &str, row: BindingRow) -> B
     }
 }
 
+/// The attempt a job's lease holder belongs to: `job-<id>.<token>:`, the
+/// part every holder of one run of the job shares (its dependency imports
+/// add `:<depth>:<k>` after the node). A lease of the same job but another
+/// attempt belongs to a run that is gone and may be taken over; one of the
+/// same attempt is a concurrent part of this run and must be waited for.
+pub(crate) fn holder_attempt(holder: &str) -> Option<&str> {
+    holder.strip_prefix("job-")?;
+    holder.find(':').map(|i| &holder[..=i])
+}
+
+/// Whether two holders are parts of one run of a job.
+pub(crate) fn same_attempt(a: &str, b: &str) -> bool {
+    holder_attempt(a).is_some() && holder_attempt(a) == holder_attempt(b)
+}
+
 /// The job a lease holder named `job-<id>…` stands for.
 pub(crate) fn holder_job(holder: &str) -> Option<i64> {
     let rest = holder.strip_prefix("job-")?;

@@ -1780,6 +1780,20 @@ async fn lock_in(
     until: i64,
 ) -> Result<Vec<bool>, StorageError> {
     let job = holder_job(holder);
+    // Another attempt of the same job is gone (a job never runs twice at
+    // once): its leases are taken over; this attempt's own concurrent
+    // parts (dependency imports) wait for each other.
+    let attempt = super::rows::holder_attempt(holder).map_or_else(
+        || "%".to_string(),
+        |a| {
+            format!(
+                "{}%",
+                a.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )
+        },
+    );
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {
         let n = sqlx::query(
@@ -1787,7 +1801,7 @@ async fn lock_in(
              ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, job = excluded.job,
                  until = excluded.until
              WHERE sync_locks.until < ? OR sync_locks.holder = excluded.holder
-                OR sync_locks.job = excluded.job
+                OR (sync_locks.job = excluded.job AND sync_locks.holder NOT LIKE ? ESCAPE '\\')
                 OR (sync_locks.job IS NOT NULL AND NOT EXISTS (
                     SELECT 1 FROM jobs WHERE jobs.id = sync_locks.job
                       AND jobs.state IN ('enqueued', 'started')))",
@@ -1797,6 +1811,7 @@ async fn lock_in(
         .bind(job)
         .bind(until)
         .bind(now)
+        .bind(&attempt)
         .execute(&mut **tx)
         .await?
         .rows_affected();

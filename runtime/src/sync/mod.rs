@@ -1061,7 +1061,15 @@ impl SyncHandler {
         trail.digest = Some(backend.adapter.digest().to_string());
         // Leases named after the job lapse when the job stops running,
         // even if this node dies holding them.
-        let holder = format!("job-{}:{}", job.id, self.sync.node);
+        // One token per attempt: a later attempt takes over what an
+        // attempt that died left leased; this attempt's concurrent parts
+        // never take each other's leases.
+        let holder = format!(
+            "job-{}.{:08x}:{}",
+            job.id,
+            rand::random::<u32>(),
+            self.sync.node
+        );
         let s = &self.sync;
         match self.function {
             IMPORT_RECORD => {

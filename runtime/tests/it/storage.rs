@@ -628,14 +628,24 @@ async fn a_jobs_next_try_takes_over_its_earlier_tries_leases() {
         // The try on node-a took a lease, then node-a died; the job runs
         // again (here: still claimed) under another node's name.
         assert_eq!(
-            s.lock(&r, &format!("job-{id}:node-a"), 3, 1_000_000)
+            s.lock(&r, &format!("job-{id}.aa:node-a"), 3, 1_000_000)
                 .await
                 .unwrap(),
             vec![true],
             "{name}"
         );
+        // Two parts of one attempt (its dependency imports) exclude each
+        // other: one importing a record the other imports would bind it
+        // twice.
         assert_eq!(
-            s.lock(&r, &format!("job-{id}:node-b"), 4, 1_000_000)
+            s.lock(&r, &format!("job-{id}.aa:node-a:1:0"), 3, 1_000_000)
+                .await
+                .unwrap(),
+            vec![false],
+            "{name}: a part of the same attempt waits"
+        );
+        assert_eq!(
+            s.lock(&r, &format!("job-{id}.bb:node-b"), 4, 1_000_000)
                 .await
                 .unwrap(),
             vec![true],
