@@ -384,15 +384,8 @@ impl Queue {
             }
         }
         for (backend, (quota, n)) in asked {
-            let refuse = |what, key, detail| {
-                crate::metrics::global().quota(
-                    backend,
-                    if key == "max_pending_jobs" {
-                        "pending-jobs"
-                    } else {
-                        "jobs-per-minute"
-                    },
-                );
+            let refuse = |what, key, label, detail| {
+                crate::metrics::global().quota(backend, label);
                 QueueError::Quota {
                     backend: backend.to_string(),
                     what,
@@ -405,6 +398,7 @@ impl Queue {
                 return Err(refuse(
                     "pending-jobs quota",
                     "max_pending_jobs",
+                    "pending-jobs",
                     format!(
                         "{live} of its jobs are waiting or running and the limit is {}",
                         quota.max_pending
@@ -422,6 +416,7 @@ impl Queue {
                 return Err(refuse(
                     "jobs-per-minute quota",
                     "max_jobs_per_minute",
+                    "jobs-per-minute",
                     format!(
                         "it enqueued {count} jobs this minute and the limit is {}",
                         quota.per_minute

@@ -501,11 +501,9 @@ impl Storage for PgStorage {
         let sql = pg(&sql);
         let mut query = sqlx::query(&sql).bind(request.now);
         for channel in &request.full_channels {
-            let escaped = channel
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            query = query.bind(channel.clone()).bind(format!("{escaped}.%"));
+            query = query
+                .bind(channel.clone())
+                .bind(super::rows::like_prefix(&format!("{channel}.")));
         }
         for channel in &request.sequential_channels {
             query = query.bind(channel.clone());

@@ -111,6 +111,16 @@ pub(crate) fn holder_attempt(holder: &str) -> Option<&str> {
     holder.find(':').map(|i| &holder[..=i])
 }
 
+/// A `LIKE … ESCAPE '\'` pattern for the texts that start with `prefix`
+/// (its own `%`, `_` and `\` taken literally).
+pub(crate) fn like_prefix(prefix: &str) -> String {
+    let escaped = prefix
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("{escaped}%")
+}
+
 /// Whether two holders are parts of one run of a job.
 pub(crate) fn same_attempt(a: &str, b: &str) -> bool {
     holder_attempt(a).is_some() && holder_attempt(a) == holder_attempt(b)

@@ -358,11 +358,9 @@ impl Storage for SqliteStorage {
         sql.push_str(" ORDER BY priority, eta, id LIMIT ?");
         let mut query = sqlx::query(&sql).bind(request.now);
         for channel in &request.full_channels {
-            let escaped = channel
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            query = query.bind(channel.clone()).bind(format!("{escaped}.%"));
+            query = query
+                .bind(channel.clone())
+                .bind(super::rows::like_prefix(&format!("{channel}.")));
         }
         for channel in &request.sequential_channels {
             query = query.bind(channel.clone());
@@ -1783,17 +1781,7 @@ async fn lock_in(
     // Another attempt of the same job is gone (a job never runs twice at
     // once): its leases are taken over; this attempt's own concurrent
     // parts (dependency imports) wait for each other.
-    let attempt = super::rows::holder_attempt(holder).map_or_else(
-        || "%".to_string(),
-        |a| {
-            format!(
-                "{}%",
-                a.replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            )
-        },
-    );
+    let attempt = super::rows::like_prefix(super::rows::holder_attempt(holder).unwrap_or(""));
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {
         let n = sqlx::query(
