@@ -257,6 +257,46 @@ pub async fn put_backend(
     ))
 }
 
+/// Query of `DELETE /api/v1/backends/{name}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveBackendQuery {
+    #[serde(default)]
+    cancel_jobs: bool,
+    #[serde(default)]
+    purge: bool,
+}
+
+/// `DELETE /api/v1/backends/{name}`: remove a backend. Refused while it
+/// has unfinished jobs (unless `cancel_jobs`) and for a backend the
+/// configuration file declares (the next reload would add it again).
+pub async fn remove_backend(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Query(q): Query<RemoveBackendQuery>,
+) -> ApiResult<Json<Value>> {
+    if let Some(file) = state.declaring_file(&name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "backend_declared",
+            format!(
+                "backend {name:?} is declared in {file}; remove it from there and reload (`junction reload`), \
+                 since removing it here would last only until the next reload"
+            ),
+        ));
+    }
+    let how = crate::storage::RemoveBackend {
+        cancel_jobs: q.cancel_jobs,
+        purge: q.purge,
+    };
+    let removed = state.sync().remove_backend(&name, how).await?;
+    Ok(Json(json!({
+        "removed": name,
+        "cancelled_jobs": removed.cancelled_jobs,
+        "purged": {"bindings": removed.bindings, "state_keys": removed.state_keys},
+    })))
+}
+
 /// Call the adapter's `check` against the backend.
 pub async fn check(
     State(state): State<ApiState>,

@@ -57,6 +57,9 @@ impl From<StorageError> for ApiError {
             StorageError::WrongState { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "wrong_state", e.to_string())
             }
+            StorageError::BackendBusy { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "backend_busy", e.to_string())
+            }
             StorageError::VersionConflict { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "version_conflict", e.to_string())
             }

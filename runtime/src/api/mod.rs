@@ -42,6 +42,12 @@ pub use system::OPENAPI;
 #[async_trait]
 pub trait Reload: Send + Sync {
     async fn reload(&self) -> Result<Reloaded, String>;
+    /// Where the backend `name` is declared (the file's name), if the
+    /// configuration file declares it: removing such a backend through
+    /// the API would last only until the next reload.
+    fn declares_backend(&self, _name: &str) -> Option<String> {
+        None
+    }
 }
 
 /// What a reload changed.
@@ -99,6 +105,11 @@ impl ApiState {
         let r = reload.reload().await?;
         *self.inner.token.write().unwrap_or_else(|p| p.into_inner()) = r.admin_token;
         Ok(Some(r.summary))
+    }
+
+    /// The configuration file declaring backend `name`, if one does.
+    pub fn declaring_file(&self, name: &str) -> Option<String> {
+        self.inner.reload.as_ref()?.declares_backend(name)
     }
 
     fn sync(&self) -> &Arc<Synchronizer> {
@@ -166,7 +177,10 @@ pub fn app(state: ApiState) -> Router {
             "/api/v1/backends",
             get(connectors::backends).post(connectors::put_backend),
         )
-        .route("/api/v1/backends/{name}", get(connectors::backend))
+        .route(
+            "/api/v1/backends/{name}",
+            get(connectors::backend).delete(connectors::remove_backend),
+        )
         .route("/api/v1/backends/{name}/check", post(connectors::check))
         .route("/api/v1/sync/import", post(jobs::import))
         .route("/api/v1/sync/export", post(jobs::export))

@@ -65,6 +65,20 @@ pub enum BackendAdmin {
     List,
     /// Call the connector's `check` against the backend.
     Check { name: String },
+    /// Remove a backend added with `backend add` (one declared in
+    /// junction.toml is removed from the file instead). Its bindings and
+    /// state are kept, so adding it again binds to the same records.
+    Remove {
+        name: String,
+        /// Cancel its unfinished jobs (and the jobs depending on them)
+        /// instead of refusing while it has any.
+        #[arg(long)]
+        cancel_jobs: bool,
+        /// Also delete its bindings and state: adding it again later
+        /// imports every record as new.
+        #[arg(long)]
+        purge: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -416,6 +430,31 @@ pub async fn backend(client: &Client, cmd: BackendAdmin, as_json: bool) -> anyho
             }
             v
         }
+        BackendAdmin::Remove {
+            name,
+            cancel_jobs,
+            purge,
+        } => {
+            let v = client
+                .call(
+                    "DELETE",
+                    &format!(
+                        "/api/v1/backends/{}?cancel_jobs={cancel_jobs}&purge={purge}",
+                        enc(&name)
+                    ),
+                    None,
+                )
+                .await?;
+            if !as_json {
+                println!(
+                    "backend {name} removed; {} unfinished jobs cancelled, {} bindings and {} state keys deleted",
+                    s(&v["cancelled_jobs"]),
+                    s(&v["purged"]["bindings"]),
+                    s(&v["purged"]["state_keys"])
+                );
+            }
+            v
+        }
         BackendAdmin::Check { name } => {
             let v = client
                 .post(
@@ -512,8 +551,19 @@ pub async fn sync(client: &Client, cmd: SyncAdmin, as_json: bool) -> anyhow::Res
         return Ok(());
     }
     let finished = follow(client, &backend, &jobs, as_json).await?;
+    // Batches in job mode leave one job per record: follow those too, so
+    // that "done" means the records are imported.
+    let enqueued_records = finished
+        .iter()
+        .any(|j| j["function"] == junction_runtime::sync::IMPORT_BATCH && j["state"] == "done");
+    let records = match jobs.iter().map(|(id, _)| *id).min() {
+        Some(first) if enqueued_records => {
+            Some(follow_records(client, &backend, first, as_json).await?)
+        }
+        _ => None,
+    };
     if as_json {
-        return print_json(&json!({"jobs": finished}));
+        return print_json(&json!({"jobs": finished, "record_jobs": records}));
     }
     for (j, (_, model)) in finished.iter().zip(&jobs) {
         let outcome = if j["state"] == "done" {
@@ -536,7 +586,131 @@ pub async fn sync(client: &Client, cmd: SyncAdmin, as_json: bool) -> anyhow::Res
             s(&failed[0]["id"])
         );
     }
+    if let Some(r) = records {
+        let unfinished = r["failed"].as_array().map_or(0, Vec::len) as u64
+            + r["cancelled"].as_u64().unwrap_or(0);
+        if unfinished > 0 {
+            bail!(
+                "{} record import jobs failed and {} were cancelled; \
+                 `junction jobs list --backend {backend} --function {} --state failed` lists the failed ones",
+                r["failed"].as_array().map_or(0, Vec::len),
+                r["cancelled"],
+                junction_runtime::sync::IMPORT_RECORD
+            );
+        }
+        println!("every record import job finished done");
+    }
     Ok(())
+}
+
+/// Jobs of `backend` running `function` in `state`, newer than `after`
+/// and not newer than `upto`, newest first (at most `limit`, or every one
+/// when `limit` is `None`).
+async fn jobs_between(
+    client: &Client,
+    backend: &str,
+    state: &str,
+    after: i64,
+    upto: i64,
+    limit: Option<usize>,
+) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut before = upto + 1;
+    loop {
+        let page = client
+            .get(&format!(
+                "/api/v1/jobs?backend={}&function={}&state={state}&cursor={before}&limit={}",
+                enc(backend),
+                enc(junction_runtime::sync::IMPORT_RECORD),
+                limit.unwrap_or(500).min(500)
+            ))
+            .await?;
+        let mut last = None;
+        for j in items(&page["items"]) {
+            let id = j["id"].as_i64().unwrap_or_default();
+            if id <= after {
+                return Ok(out);
+            }
+            out.push(j.clone());
+            if limit.is_some_and(|l| out.len() >= l) {
+                return Ok(out);
+            }
+            last = Some(id);
+        }
+        match (last, page["next"].is_null()) {
+            (Some(id), false) => before = id,
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// Wait until the record import jobs the batches enqueued have finished:
+/// the backend's `junction.import-record` jobs after the first batch job
+/// and no newer than the newest job once the batches were done (later
+/// ones belong to later imports). Their failed ids and cancelled count.
+async fn follow_records(
+    client: &Client,
+    backend: &str,
+    first: i64,
+    quiet: bool,
+) -> anyhow::Result<Value> {
+    let newest = client.get("/api/v1/jobs?limit=1").await?;
+    let upto = newest["items"][0]["id"].as_i64().unwrap_or(first);
+    let bar = ProgressBar::new_spinner();
+    if quiet {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix:>10} {msg}").expect("a valid template"),
+    );
+    bar.set_prefix("records");
+    bar.enable_steady_tick(Duration::from_millis(120));
+    loop {
+        let mut live = None;
+        for state in ["started", "enqueued", "pending", "wait_dependencies"] {
+            if let Some(j) = jobs_between(client, backend, state, first, upto, Some(1))
+                .await?
+                .pop()
+            {
+                live = Some(j);
+                break;
+            }
+        }
+        let Some(j) = live else { break };
+        let b = client
+            .get(&format!("/api/v1/backends/{}", enc(backend)))
+            .await?;
+        let bound: u64 = b["bindings"]
+            .as_object()
+            .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+        let retrying = if s(&j["error_message"]).is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (job {} retrying: {})",
+                s(&j["id"]),
+                s(&j["error_message"])
+            )
+        };
+        bar.set_message(format!(
+            "{bound} records bound; import jobs still {}{retrying}",
+            s(&j["state"])
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let failed: Vec<Value> = jobs_between(client, backend, "failed", first, upto, None)
+        .await?
+        .iter()
+        .map(|j| j["id"].clone())
+        .collect();
+    let cancelled = jobs_between(client, backend, "cancelled", first, upto, None)
+        .await?
+        .len();
+    bar.finish_with_message(format!(
+        "record import jobs finished: {} failed, {cancelled} cancelled",
+        failed.len()
+    ));
+    Ok(json!({"failed": failed, "cancelled": cancelled}))
 }
 
 /// Show one bar per job (records bound so far for its model) until every

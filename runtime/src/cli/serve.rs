@@ -55,6 +55,16 @@ struct FileReload {
 
 #[async_trait]
 impl Reload for FileReload {
+    fn declares_backend(&self, name: &str) -> Option<String> {
+        // Read now: the file may have changed since the last reload.
+        let config = ServiceConfig::load(&self.path).ok()?;
+        config
+            .backends
+            .iter()
+            .any(|b| b.name == name)
+            .then(|| self.path.display().to_string())
+    }
+
     async fn reload(&self) -> Result<Reloaded, String> {
         let config = ServiceConfig::load(&self.path).map_err(|e| e.to_string())?;
         let mut lines = Vec::new();

@@ -56,6 +56,12 @@ pub enum StorageError {
     },
     #[error("{0}")]
     Rejected(String),
+    /// The backend still has unfinished jobs (their count).
+    #[error(
+        "backend {backend:?} has {jobs} unfinished jobs; wait for them, or remove it with its jobs cancelled \
+         (`junction backend remove {backend} --cancel-jobs`)"
+    )]
+    BackendBusy { backend: String, jobs: u64 },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -207,6 +213,26 @@ pub struct StoredBackend {
     pub name: String,
     pub config: String,
     pub updated_at: i64,
+}
+
+/// How [`Storage::remove_backend`] treats what the backend leaves behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RemoveBackend {
+    /// Cancel its unfinished jobs (and the jobs depending on them) instead
+    /// of refusing.
+    pub cancel_jobs: bool,
+    /// Delete its bindings and state too. Kept otherwise, so that a
+    /// backend added again under the same name binds to the same records
+    /// instead of duplicating them.
+    pub purge: bool,
+}
+
+/// What [`Storage::remove_backend`] removed besides the configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RemovedBackend {
+    pub cancelled_jobs: u64,
+    pub bindings: u64,
+    pub state_keys: u64,
 }
 
 /// One write of a [`Storage::write_batch`].
@@ -561,6 +587,15 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         now: i64,
     ) -> Result<(), StorageError>;
     async fn backends(&self) -> Result<Vec<StoredBackend>, StorageError>;
+    /// Remove a backend's configuration in one transaction; `None` when
+    /// no backend has that name. Refused (`BackendBusy`) while it has
+    /// unfinished jobs, unless `how.cancel_jobs`.
+    async fn remove_backend(
+        &self,
+        name: &str,
+        how: RemoveBackend,
+        now: i64,
+    ) -> Result<Option<RemovedBackend>, StorageError>;
 
     async fn state_get(&self, backend: &str, key: &str) -> Result<Option<String>, StorageError>;
     /// Set a state value. With `quota`, refused (`Rejected`, naming the

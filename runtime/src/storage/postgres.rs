@@ -22,9 +22,9 @@ use super::rows::{
     placeholders, record_from_row,
 };
 use super::{
-    Binding, ClaimRequest, InstalledConnector, NodeInfo, PutOutcome, RecordWrite, StateCount,
-    StateQuota, Storage, StorageError, StoredBackend, StoredEvent, WriteDone, WriteOp,
-    changed_fields, json_object,
+    Binding, ClaimRequest, InstalledConnector, NodeInfo, PutOutcome, RecordWrite, RemoveBackend,
+    RemovedBackend, StateCount, StateQuota, Storage, StorageError, StoredBackend, StoredEvent,
+    WriteDone, WriteOp, changed_fields, json_object,
 };
 use crate::capabilities::egress::AuditEntry;
 use crate::model::{Event, LocalRecord, format_timestamp};
@@ -1852,6 +1852,68 @@ impl Storage for PgStorage {
         bump_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn remove_backend(
+        &self,
+        name: &str,
+        how: RemoveBackend,
+        now: i64,
+    ) -> Result<Option<RemovedBackend>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let found: Option<String> =
+            sqlx::query_scalar(&pg("SELECT name FROM backends WHERE name = ?"))
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if found.is_none() {
+            return Ok(None);
+        }
+        let mut removed = RemovedBackend::default();
+        if how.cancel_jobs {
+            // Its unfinished jobs and, transitively, the jobs depending on them.
+            let ids: Vec<i64> = sqlx::query_scalar(&pg("WITH RECURSIVE tree(id) AS (
+                     SELECT id FROM jobs WHERE backend = ? AND state NOT IN ('done', 'cancelled', 'failed')
+                     UNION SELECT d.child FROM job_dependencies d JOIN tree t ON d.parent = t.id)
+                 UPDATE jobs SET state = 'cancelled', finished_at = ?, lease_until = NULL
+                 WHERE id IN (SELECT id FROM tree) AND state NOT IN ('done', 'cancelled', 'failed')
+                 RETURNING id"))
+            .bind(name)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            removed.cancelled_jobs = ids.len() as u64;
+        } else {
+            let jobs: i64 = sqlx::query_scalar(&pg("SELECT COUNT(*) FROM jobs WHERE backend = ? AND state NOT IN ('done', 'cancelled', 'failed')"))
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+            if jobs > 0 {
+                return Err(StorageError::BackendBusy {
+                    backend: name.to_string(),
+                    jobs: jobs as u64,
+                });
+            }
+        }
+        if how.purge {
+            removed.bindings = sqlx::query(&pg("DELETE FROM bindings WHERE backend = ?"))
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            removed.state_keys = sqlx::query(&pg("DELETE FROM stream_state WHERE backend = ?"))
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        sqlx::query(&pg("DELETE FROM backends WHERE name = ?"))
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        bump_generation(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Some(removed))
     }
 
     async fn backends(&self) -> Result<Vec<StoredBackend>, StorageError> {

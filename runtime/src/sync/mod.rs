@@ -578,6 +578,24 @@ impl Synchronizer {
         for (backend, e) in self.resolve_all().await? {
             tracing::warn!(backend, error = %e, "backend not ready");
         }
+        // A backend removed (here or on another node) stops listening.
+        let stored: std::collections::HashSet<String> = self
+            .storage
+            .backends()
+            .await?
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        self.listening
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name, _| {
+                let keep = stored.contains(name);
+                if !keep {
+                    self.bus.set_listener(&format!("backend:{name}"), None);
+                }
+                keep
+            });
         self.resolved_generation
             .store(generation, std::sync::atomic::Ordering::Release);
         Ok(())
@@ -638,6 +656,28 @@ impl Synchronizer {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&config.name);
         Ok(self.backend(&config.name).await.err())
+    }
+
+    /// Remove a configured backend: its configuration goes (and with
+    /// `how.purge` its bindings and state), its listener stops here at
+    /// once and on other nodes when they next follow the registry. Refused
+    /// while it has unfinished jobs unless `how.cancel_jobs`.
+    pub async fn remove_backend(
+        &self,
+        name: &str,
+        how: crate::storage::RemoveBackend,
+    ) -> Result<crate::storage::RemovedBackend, SyncError> {
+        let removed = self
+            .storage
+            .remove_backend(name, how, now_ms())
+            .await?
+            .ok_or_else(|| {
+                SyncError::NotFound(format!(
+                    "backend {name:?} is not configured; `junction backend list` shows the configured ones"
+                ))
+            })?;
+        self.reload_listening().await?;
+        Ok(removed)
     }
 
     /// Forget resolved backends, so that the next job resolves them again

@@ -543,3 +543,105 @@ async fn metrics_parse_as_prometheus_text() {
     );
     assert!(w.failed().await.iter().all(|j| j.state == JobState::Failed));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_backend_refuses_while_it_has_jobs_and_keeps_bindings_unless_purged() {
+    let w = world().await;
+    let app = router(&w);
+    w.import_all().await;
+    let bound = get(&app, "/api/v1/backends/shop").await["bindings"]["customer"].clone();
+    assert_eq!(bound, json!(12), "customers bound before removal");
+    let config = get(&app, "/api/v1/backends/shop").await;
+
+    // A job waiting for an hour keeps the backend: refused, naming the fix.
+    let (status, queued) = post(
+        &app,
+        "/api/v1/jobs",
+        json!({"jobs": [{"function": "junction.noop", "backend": "shop", "delay_ms": 3_600_000}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{queued}");
+    let (status, refused) = call(&app, "DELETE", "/api/v1/backends/shop", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["error"]["code"], "backend_busy");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("1 unfinished jobs") && message.contains("--cancel-jobs"),
+        "{message}"
+    );
+    assert_eq!(
+        get(&app, "/api/v1/backends").await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // With its jobs cancelled it goes; its bindings stay.
+    let (status, removed) = call(
+        &app,
+        "DELETE",
+        "/api/v1/backends/shop?cancel_jobs=true",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{removed}");
+    assert_eq!(removed["cancelled_jobs"], 1);
+    assert_eq!(removed["purged"]["bindings"], 0);
+    let id = queued["jobs"][0]["id"].as_i64().unwrap();
+    assert_eq!(
+        get(&app, &format!("/api/v1/jobs/{id}")).await["job"]["state"],
+        "cancelled"
+    );
+    let (status, gone) = call(&app, "GET", "/api/v1/backends/shop", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{gone}");
+    let (status, again) = call(&app, "DELETE", "/api/v1/backends/shop", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{again}");
+
+    // Its listener stopped: a product written locally makes no delivery.
+    let product = get(&app, "/api/v1/records/product?limit=1").await["items"][0].clone();
+    let mut data = product["data"].clone();
+    data["price"] = json!(1234.5);
+    w.node
+        .bus
+        .put_record(&junction_runtime::storage::RecordWrite {
+            model: "product".into(),
+            id: product["id"].as_str().unwrap().into(),
+            data: data.to_string(),
+            expected_version: None,
+            origin_backend: None,
+            bind: None,
+        })
+        .await
+        .unwrap();
+    w.node.bus.dispatch_pending().await.unwrap();
+    let deliveries = get(&app, "/api/v1/jobs?function=junction.deliver").await;
+    assert_eq!(deliveries["items"], json!([]), "{deliveries}");
+
+    // Added again it finds its bindings; removed with purge they go.
+    let mut readded = config["config"].clone();
+    readded["auth"] = json!({"type": "bearer", "token": w.shop.issue_token()});
+    let (status, body) = post(&app, "/api/v1/backends", readded).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["bindings"]["customer"], 12, "{body}");
+    let (status, purged) = call(
+        &app,
+        "DELETE",
+        "/api/v1/backends/shop?purge=true",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{purged}");
+    assert!(
+        purged["purged"]["bindings"].as_u64().unwrap() >= 12,
+        "{purged}"
+    );
+    assert!(
+        purged["purged"]["state_keys"].as_u64().unwrap() >= 1,
+        "{purged}"
+    );
+    let left = get(&app, "/api/v1/bindings?backend=shop&model=customer").await;
+    assert_eq!(left["items"], json!([]), "{left}");
+}

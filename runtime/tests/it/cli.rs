@@ -79,7 +79,15 @@ fn signal(child: &Child, name: &str) {
 fn config_text(port: u16, shop: &Shop, channels: &str) -> String {
     format!(
         "data_dir = \"data\"\nwatch_dir = \"drop\"\nlisten = \"127.0.0.1:{port}\"\nadmin_token = \"{TOKEN}\"\nworkers = 4\nchannels = \"{channels}\"\n\n\
-         [[backends]]\nname = \"shop\"\nkind = \"magento\"\nversion = \"2.4.6\"\nbase_url = \"{}\"\n\
+         [[backends]]\n{}",
+        backend_text("shop", shop)
+    )
+}
+
+/// One backend entry (the keys of a `[[backends]]` table) for `shop`.
+fn backend_text(name: &str, shop: &Shop) -> String {
+    format!(
+        "name = \"{name}\"\nkind = \"magento\"\nversion = \"2.4.6\"\nbase_url = \"{}\"\n\
          allow_internal = [\"{}\"]\nauth = {{ type = \"bearer\", token = \"{}\" }}\n",
         shop.base_url(),
         shop.addr,
@@ -175,6 +183,7 @@ async fn serve_then_operate_it_from_the_cli() {
     .unwrap();
 
     let config2 = config.clone();
+    let shop2 = backend_text("shop2", &shop);
     tokio::task::spawn_blocking(move || {
         let config = config2.as_path();
         // The backend came from the file, waiting for its connector.
@@ -254,6 +263,55 @@ async fn serve_then_operate_it_from_the_cli() {
         let refused = run(config, &["jobs", "requeue", &id]);
         assert!(!refused.status.success());
         assert!(String::from_utf8_lossy(&refused.stderr).contains("is done"));
+
+        // A backend added from a file imports one job per record; the
+        // command returns only once those jobs have finished.
+        let added = config.with_file_name("shop2.toml");
+        std::fs::write(&added, shop2).unwrap();
+        ok(config, &["backend", "add", added.to_str().unwrap()]);
+        let imported = ok(config, &["sync", "import", "shop2", "--model", "customer"]);
+        assert!(
+            imported.contains("every record import job finished done"),
+            "{imported}"
+        );
+        for state in ["pending", "enqueued", "started"] {
+            let left = json(
+                config,
+                &["jobs", "list", "--backend", "shop2", "--state", state],
+            );
+            assert_eq!(left["items"], serde_json::json!([]), "{state}: {left}");
+        }
+        let records = json(
+            config,
+            &[
+                "jobs",
+                "list",
+                "--backend",
+                "shop2",
+                "--function",
+                "junction.import-record",
+                "--state",
+                "done",
+            ],
+        );
+        assert_eq!(records["items"].as_array().unwrap().len(), 12, "{records}");
+
+        // Removal: the file's backend is refused (a reload would bring it
+        // back); the added one goes, with its bindings when purged.
+        let refused = run(config, &["backend", "remove", "shop"]);
+        assert!(!refused.status.success());
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            said.contains("declared in") && said.contains("junction.toml"),
+            "{said}"
+        );
+        let removed = ok(config, &["backend", "remove", "shop2", "--purge"]);
+        assert!(
+            removed.contains("backend shop2 removed") && removed.contains("12 bindings"),
+            "{removed}"
+        );
+        let backends = json(config, &["backend", "list"]);
+        assert_eq!(backends["items"].as_array().unwrap().len(), 1, "{backends}");
     })
     .await
     .unwrap();

@@ -10,8 +10,8 @@ use junction_runtime::queue::job::{Completion, JobFilter, JobState, NewJob, Outc
 use junction_runtime::storage::postgres::PgStorage;
 use junction_runtime::storage::sqlite::SqliteStorage;
 use junction_runtime::storage::{
-    BindWrite, ClaimRequest, InstalledConnector, NodeInfo, RecordWrite, StateQuota, Storage,
-    StorageError,
+    BindWrite, ClaimRequest, InstalledConnector, NodeInfo, RecordWrite, RemoveBackend, StateQuota,
+    Storage, StorageError,
 };
 
 /// Every storage implementation under test, each on a fresh database.
@@ -1186,5 +1186,103 @@ async fn a_write_batch_answers_each_write_as_its_own_method_would() {
             "{name}"
         );
         assert!(s.record("product", "p2").await.unwrap().is_none(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn removing_a_backend_is_refused_while_it_has_jobs_and_purges_only_when_asked() {
+    for (name, s, _dir) in storages().await {
+        for b in ["shop", "crm"] {
+            s.put_backend(b, "magento", "2.4.6", "{}", 1).await.unwrap();
+            s.bind(b, "product", "E1", "p1", 1, None).await.unwrap();
+            s.state_set(b, "cursor", "x", 1, None).await.unwrap();
+        }
+        let mut live = job("junction.noop");
+        live.backend = Some("shop".into());
+        let parent = s.enqueue(&[live], 1).await.unwrap()[0].id;
+        // A job of no backend waiting for the shop's job is cancelled with it.
+        let mut child = job("junction.noop");
+        child.parents = vec![Parent::Stored(parent)];
+        let child = s.enqueue(&[child], 1).await.unwrap()[0].id;
+        let g0 = s.registry_generation().await.unwrap();
+
+        let busy = s
+            .remove_backend("shop", RemoveBackend::default(), 2)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(busy, StorageError::BackendBusy { jobs: 1, .. }),
+            "{name}: {busy}"
+        );
+        assert_eq!(
+            s.backends().await.unwrap().len(),
+            2,
+            "{name}: nothing removed"
+        );
+        assert_eq!(s.registry_generation().await.unwrap(), g0, "{name}");
+
+        let how = RemoveBackend {
+            cancel_jobs: true,
+            purge: false,
+        };
+        let removed = s.remove_backend("shop", how, 3).await.unwrap().unwrap();
+        assert_eq!(removed.cancelled_jobs, 2, "{name}");
+        assert_eq!((removed.bindings, removed.state_keys), (0, 0), "{name}");
+        for id in [parent, child] {
+            let j = s.job(id).await.unwrap().unwrap();
+            assert_eq!(j.state, JobState::Cancelled, "{name}: job {id}");
+        }
+        assert!(s.registry_generation().await.unwrap() > g0, "{name}");
+        let names: Vec<String> = s
+            .backends()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        assert_eq!(names, ["crm"], "{name}");
+        assert_eq!(
+            s.binding_to_local("shop", "product", "E1")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("p1"),
+            "{name}: bindings kept"
+        );
+        assert_eq!(
+            s.state_get("shop", "cursor").await.unwrap().as_deref(),
+            Some("x"),
+            "{name}: state kept"
+        );
+        assert!(
+            s.remove_backend("shop", how, 4).await.unwrap().is_none(),
+            "{name}"
+        );
+
+        let purge = RemoveBackend {
+            cancel_jobs: false,
+            purge: true,
+        };
+        let removed = s.remove_backend("crm", purge, 5).await.unwrap().unwrap();
+        assert_eq!((removed.bindings, removed.state_keys), (1, 1), "{name}");
+        assert!(
+            s.binding_to_local("crm", "product", "E1")
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}"
+        );
+        assert!(
+            s.state_get("crm", "cursor").await.unwrap().is_none(),
+            "{name}"
+        );
+        // The other backend's kept rows are untouched by the purge.
+        assert!(
+            s.binding_to_local("shop", "product", "E1")
+                .await
+                .unwrap()
+                .is_some(),
+            "{name}"
+        );
     }
 }
