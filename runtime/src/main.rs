@@ -140,7 +140,7 @@ enum ConnectorCommand {
     /// Check that a file is a connector component and print its manifest.
     ///
     /// Loads the file, checks it against the contract (a component, not a
-    /// core module; the junction:connector@0.1.0 exports; imports the
+    /// core module; the junction:connector exports (contract 0.1.x); imports the
     /// sandbox provides), calls its `describe` in a sandbox with no network,
     /// and prints the manifest, the hosts it wants to reach, its sha256
     /// digest, size and compile time. Exits with status 1 and the reason

@@ -15,6 +15,7 @@ const FIXTURES: &[&str] = &[
     "mapper-only",
     "broken-describe",
     "crm-mapper",
+    "old-contract",
 ];
 
 fn constant(consts: &mut String, doc: &str, name: &str, path: &Path) {
@@ -53,7 +54,7 @@ fn main() {
         &root,
         guests::guest_target_dir(&out_dir, &root).join("polyglot"),
     );
-    let http_wit = poly.http_wit("connector");
+    let wit = poly.wit();
     // Python and JavaScript build side by side: each takes seconds.
     let ((python, crm_python), (node_tools, crm_js_mapper, crm_js)) = std::thread::scope(|s| {
         let py = s.spawn(|| {
@@ -61,7 +62,7 @@ fn main() {
             let component = poly.python_component(
                 &python,
                 "crm-python",
-                &http_wit,
+                &wit,
                 "connector-http",
                 &["guest-sdk/python", "connectors/crm-python"],
                 "app",
@@ -75,7 +76,7 @@ fn main() {
                 &tools,
                 "crm-js-mapper",
                 "connectors/crm-js/mapper.js",
-                &root.join("wit"),
+                &wit,
                 "mapper-unit",
                 &[],
                 &paths,
@@ -86,7 +87,7 @@ fn main() {
                 &tools,
                 "crm-js",
                 "connectors/crm-js/connector.js",
-                &http_wit,
+                &wit,
                 "connector-http",
                 &["clocks"],
                 &paths,

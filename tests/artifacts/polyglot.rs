@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::{env, fs};
 
-/// Where the tools and components go: `<dir>/tools`, `<dir>/wit-http`,
+/// Where the tools and components go: `<dir>/tools`,
 /// `<dir>/<name>.wasm`.
 pub struct Polyglot {
     pub root: PathBuf,
@@ -104,36 +104,32 @@ impl Polyglot {
         tools
     }
 
-    /// `wit/` plus the `wasi:*` packages that wasmtime-wasi-http serves,
-    /// and a world that adds outgoing HTTP to `world` (componentize-py
-    /// needs the WASI packages to generate bindings for them). Nothing is
-    /// vendored: the WASI files come from the crate in cargo's registry.
-    pub fn http_wit(&self, world: &str) -> PathBuf {
-        let dir = self.dir.join("wit-http");
-        let _ = fs::remove_dir_all(&dir);
-        let ours = dir.join("deps/junction-connector");
-        fs::create_dir_all(&ours).unwrap();
-        for entry in fs::read_dir(self.root.join("wit")).unwrap() {
+    /// `wit/`, which the components build from as they are (its `-http`
+    /// worlds import outgoing HTTP from the vendored `wit/deps`), after
+    /// checking that the vendored WASI packages are the ones the host's
+    /// wasmtime-wasi-http serves and that the JavaScript SDK imports that
+    /// version.
+    pub fn wit(&self) -> PathBuf {
+        let wit = self.root.join("wit");
+        let served = wasi_http_wit(&self.root);
+        for entry in fs::read_dir(&served).unwrap() {
             let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "wit") {
-                fs::copy(&path, ours.join(path.file_name().unwrap())).unwrap();
-            }
+            let name = path.file_stem().unwrap().to_string_lossy().to_string();
+            let vendored = wit.join("deps").join(&name).join(format!("{name}.wit"));
+            assert!(
+                fs::read(&vendored).ok() == Some(fs::read(&path).unwrap()),
+                "{} differs from {}, the WASI package the host serves: copy it over \
+                 (wit/deps follows the wasmtime-wasi-http release in Cargo.lock)",
+                vendored.display(),
+                path.display()
+            );
         }
-        let wasi = wasi_http_wit(&self.root);
-        let mut http_version = None;
-        for entry in fs::read_dir(&wasi).unwrap() {
-            let path = entry.unwrap().path();
-            let text = fs::read_to_string(&path).unwrap();
-            if let Some(v) = text
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("package wasi:http@"))
-            {
-                http_version = Some(v.trim_end_matches(';').to_string());
-            }
-            fs::write(dir.join("deps").join(path.file_name().unwrap()), text).unwrap();
-        }
-        let http_version =
-            http_version.unwrap_or_else(|| panic!("no wasi:http package in {}", wasi.display()));
+        let http = fs::read_to_string(wit.join("deps/http/http.wit")).unwrap();
+        let http_version = http
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("package wasi:http@"))
+            .map(|v| v.trim_end_matches(';').to_string())
+            .expect("wit/deps/http/http.wit names no wasi:http package");
         // componentize-js resolves imports by their full name, version and
         // all, so the JavaScript SDK names the version it was written for.
         let sdk = self.root.join("guest-sdk/js/src/wasi-http.js");
@@ -143,16 +139,14 @@ impl Polyglot {
             "{} does not import {import}, the wasi:http version wasmtime-wasi-http serves: update its imports",
             sdk.display()
         );
-        fs::write(
-            dir.join("world.wit"),
-            format!(
-                "package junction:guest-http@0.1.0;\n\n\
-                 world {world}-http {{\n    include junction:connector/{world}@0.1.0;\n    \
-                 import wasi:http/outgoing-handler@{http_version};\n}}\n"
-            ),
-        )
-        .unwrap();
-        dir
+        let worlds = fs::read_to_string(wit.join("worlds.wit")).unwrap();
+        assert!(
+            worlds.contains(&format!(
+                "import wasi:http/outgoing-handler@{http_version};"
+            )),
+            "wit/worlds.wit's -http worlds do not import wasi:http {http_version}, the version wit/deps holds"
+        );
+        wit
     }
 
     /// componentize-py: `module` found on `paths` (relative to the root),

@@ -32,9 +32,13 @@ pub use stdio::{LogLevel, LogLine, LogSource};
 use bindings::{adapter, describe, listener, mapper};
 use store::CallState;
 
-/// The contract package and version this host speaks.
+/// The contract package and version this host speaks. Components built
+/// against an older version of the same compatible line (semver as Cargo
+/// reads it: `0.1.x` for 0.1, `1.x` for 1) keep working: the contract only
+/// grows within a line, under `@since` gates, and wasmtime links a
+/// component's `…@0.1.0` imports and exports to this version's.
 pub const CONTRACT_PACKAGE: &str = "junction:connector";
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.1.1";
 
 /// Why a file could not be loaded as a connector component.
 #[derive(Debug, thiserror::Error)]
@@ -66,9 +70,9 @@ pub enum LoadError {
     #[error("the component exports none of the {CONTRACT_PACKAGE} interfaces (it exports: {}); implement the adapter-unit, mapper-unit or connector world from wit/", if .exports.is_empty() { "nothing".to_string() } else { .exports.join(", ") })]
     NoContract { exports: Vec<String> },
     #[error(
-        "the component implements {CONTRACT_PACKAGE} version {found}, but this runtime speaks {CONTRACT_VERSION}; rebuild it against wit/ of this release"
+        "the component implements {CONTRACT_PACKAGE} version {found}, which this runtime (contract {CONTRACT_VERSION}) cannot run: {why}"
     )]
-    UnknownContractVersion { found: String },
+    UnknownContractVersion { found: String, why: &'static str },
     #[error(
         "the component does not export {CONTRACT_PACKAGE}/{interface}@{CONTRACT_VERSION}: {hint}"
     )]
@@ -373,13 +377,14 @@ fn contract_exports(
     for name in &names {
         if let Some(rest) = name.strip_prefix(&prefix) {
             let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
-            if version != CONTRACT_VERSION {
+            if let Err(why) = contract_compatible(version) {
                 return Err(LoadError::UnknownContractVersion {
                     found: if version.is_empty() {
                         "(unversioned)".to_string()
                     } else {
                         version.to_string()
                     },
+                    why,
                 });
             }
             found.insert(interface.to_string());
@@ -406,6 +411,33 @@ fn contract_exports(
         });
     }
     Ok(exports)
+}
+
+/// Whether a component built against contract `version` runs on this
+/// host: the same compatible line and not newer; otherwise what to do.
+pub fn contract_compatible(version: &str) -> Result<(), &'static str> {
+    let ours = semver::Version::parse(CONTRACT_VERSION).expect("CONTRACT_VERSION is semver");
+    let Ok(theirs) = semver::Version::parse(version) else {
+        return Err("its version is not semver; build it against wit/ of a junction release");
+    };
+    let line = |v: &semver::Version| {
+        if v.major > 0 {
+            (v.major, 0)
+        } else {
+            (0, v.minor)
+        }
+    };
+    if !theirs.pre.is_empty() || line(&theirs) != line(&ours) {
+        return Err(
+            "it is from another compatible line of the contract; rebuild it against wit/ of this release",
+        );
+    }
+    if theirs > ours {
+        return Err(
+            "it was built against a newer contract; upgrade junction, or build it against wit/ of this release",
+        );
+    }
+    Ok(())
 }
 
 struct Indices {

@@ -73,6 +73,16 @@ fn bad_files_are_explained() {
             (export "junction:connector/describe@0.9.0" (instance $d)))"#,
     )
     .unwrap();
+    // The same line as this runtime's contract, but newer.
+    let newer = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "f") (result i32) i32.const 0))
+            (core instance $i (instantiate $m))
+            (func $f (result u32) (canon lift (core func $i "f")))
+            (instance $d (export "describe" (func $f)))
+            (export "junction:connector/describe@0.1.7" (instance $d)))"#,
+    )
+    .unwrap();
     let no_describe = wat::parse_str(
         r#"(component
             (core module $m (func (export "f") (result i32) i32.const 0))
@@ -108,7 +118,7 @@ fn bad_files_are_explained() {
             (export "junction:connector/adapter@0.1.0" (instance $a)))"#,
     )
     .unwrap();
-    let cases: [(&str, &[u8], &[&str]); 8] = [
+    let cases: [(&str, &[u8], &[&str]); 9] = [
         (
             "notes.txt",
             b"hello, this is text",
@@ -128,17 +138,26 @@ fn bad_files_are_explained() {
                 "exports: nothing",
             ],
         ),
-        ("future.wasm", &future, &["version 0.9.0", "speaks 0.1.0"]),
+        (
+            "future.wasm",
+            &future,
+            &["version 0.9.0", "contract 0.1.1", "another compatible line"],
+        ),
+        (
+            "newer.wasm",
+            &newer,
+            &["version 0.1.7", "newer contract", "upgrade junction"],
+        ),
         (
             "no-describe.wasm",
             &no_describe,
-            &["does not export junction:connector/describe@0.1.0"],
+            &["does not export junction:connector/describe@0.1.1"],
         ),
         (
             "missing-function.wasm",
             &missing_function,
             &[
-                "junction:connector/adapter@0.1.0 does not match the contract",
+                "junction:connector/adapter@0.1.1 does not match the contract",
                 "`check`",
             ],
         ),
@@ -146,7 +165,7 @@ fn bad_files_are_explained() {
             "wrong-types.wasm",
             &wrong_types,
             &[
-                "junction:connector/describe@0.1.0 does not match the contract",
+                "junction:connector/describe@0.1.1 does not match the contract",
                 "type",
             ],
         ),

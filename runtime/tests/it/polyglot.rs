@@ -91,7 +91,10 @@ fn typescript_types_are_generated_from_the_wit() {
         let text =
             std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert!(
-            text.contains(&format!("declare module 'junction:connector/{name}@0.1.0'")),
+            text.contains(&format!(
+                "declare module 'junction:connector/{name}@{}'",
+                junction_runtime::host::CONTRACT_VERSION
+            )),
             "{}",
             file.display()
         );

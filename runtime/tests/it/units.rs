@@ -115,3 +115,70 @@ async fn the_other_adapter_exports_answer() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_component_built_against_the_previous_contract_still_loads_and_runs() {
+    // Built from the frozen copy of junction:connector@0.1.0 in
+    // tests/fixtures/old-contract/wit, never from wit/.
+    assert_ne!(junction_runtime::host::CONTRACT_VERSION, "0.1.0");
+    let bytes = std::fs::read(junction_test_artifacts::OLD_CONTRACT).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("junction:connector/mapper@0.1.0")
+            && !text.contains(&format!(
+                "junction:connector/mapper@{}",
+                junction_runtime::host::CONTRACT_VERSION
+            )),
+        "the fixture must name the old contract"
+    );
+    let unit = host()
+        .load_file(junction_test_artifacts::OLD_CONTRACT.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(unit.exports().world(), "mapper-unit");
+    let ctx = Ctx::default().build();
+    let manifest = unit.describe(&ctx).await.into_result().unwrap();
+    assert_eq!(manifest.name, "old-contract");
+    let record = RemoteRecord {
+        external_id: "1".into(),
+        updated_at: None,
+        data: r#"{"name":"ada"}"#.into(),
+    };
+    // Its imports (log, state, config at 0.1.0) link to this host's.
+    for seen in 1..=2 {
+        let call = unit.map_import(&ctx, "echo", &record).await;
+        assert!(
+            call.log
+                .iter()
+                .any(|l| l.message.contains("mapped by a 0.1.0 component")),
+            "{:?}",
+            call.log
+        );
+        let mapped: serde_json::Value = serde_json::from_str(&call.into_result().unwrap()).unwrap();
+        assert_eq!(
+            mapped,
+            serde_json::json!({"data": {"name": "ada"}, "backend": "test", "seen": seen})
+        );
+    }
+}
+
+#[test]
+fn the_host_accepts_older_contracts_of_its_line_and_refuses_the_rest() {
+    use junction_runtime::host::contract_compatible;
+    assert_eq!(junction_runtime::host::CONTRACT_VERSION, "0.1.1");
+    for ok in ["0.1.0", "0.1.1"] {
+        assert_eq!(contract_compatible(ok), Ok(()), "{ok}");
+    }
+    for (bad, why) in [
+        ("0.1.2", "newer contract"),
+        ("0.2.0", "another compatible line"),
+        ("1.0.0", "another compatible line"),
+        ("0.0.9", "another compatible line"),
+        ("0.1.0-rc.1", "another compatible line"),
+        ("", "not semver"),
+        ("latest", "not semver"),
+    ] {
+        let err = contract_compatible(bad).unwrap_err();
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+}
