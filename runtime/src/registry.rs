@@ -1,7 +1,10 @@
-//! Picks the unit (adapter or mapper) a backend uses: among installed
-//! components whose backend kind matches and whose backend-version range
-//! contains the backend's version, the narrowest range wins; none, or two
-//! equally narrow, is an error that lists the candidates.
+//! Picks the unit (adapter or mapper) a backend uses for each model: among
+//! installed components whose backend kind matches, whose backend-version
+//! range contains the backend's version and whose manifest claims the
+//! model (OCA's `_apply_on`), the narrowest range wins; none, or two
+//! equally narrow, is an error that lists the candidates. So several
+//! vendors' connectors serve one backend side by side, each for the models
+//! it lists.
 
 use std::fmt;
 
@@ -34,6 +37,8 @@ pub struct Candidate {
     pub backend_versions: String,
     pub adapter: bool,
     pub mapper: bool,
+    /// The models its manifest lists: the only ones it is picked for.
+    pub models: Vec<String>,
     /// The version of its connector that new calls use; inactive versions
     /// are kept for rollback.
     pub active: bool,
@@ -64,20 +69,29 @@ impl Candidate {
 pub enum RegistryError {
     #[error("backend version {version:?} is not a semver version such as 2.4.6")]
     BadVersion { version: String },
-    #[error("no installed {role} supports {kind} {version}; installed for {kind}: {}", list(.candidates))]
+    #[error("no installed {role}{} supports {kind} {version}; installed for {kind}: {}", for_model(.model), list(.candidates))]
     NoMatch {
         role: UnitRole,
         kind: String,
         version: String,
+        model: Option<String>,
         candidates: Vec<String>,
     },
-    #[error("more than one {role} fits {kind} {version} equally well: {}; remove one, or narrow its backend-versions range", list(.candidates))]
+    #[error("more than one {role}{} fits {kind} {version} equally well: {}; remove one, or narrow its backend-versions range or its models", for_model(.model), list(.candidates))]
     Tie {
         role: UnitRole,
         kind: String,
         version: String,
+        model: Option<String>,
         candidates: Vec<String>,
     },
+}
+
+fn for_model(model: &Option<String>) -> String {
+    model
+        .as_ref()
+        .map(|m| format!(" for model {m:?}"))
+        .unwrap_or_default()
 }
 
 fn list(items: &[String]) -> String {
@@ -177,12 +191,46 @@ fn interval(req: &VersionReq) -> Interval {
     )
 }
 
-/// Pick the `role` unit for a backend of `kind` at `version`.
+/// Every `role` unit fitting a backend of `kind` at `version`, whatever
+/// its models (in the order given).
+pub fn fitting<'a>(
+    candidates: &'a [Candidate],
+    role: UnitRole,
+    kind: &str,
+    version: &str,
+) -> Result<Vec<&'a Candidate>, RegistryError> {
+    let wanted = Version::parse(version).map_err(|_| RegistryError::BadVersion {
+        version: version.to_string(),
+    })?;
+    let found: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.backend_kind == kind && c.plays(role))
+        .filter(|c| VersionReq::parse(&c.backend_versions).is_ok_and(|r| r.matches(&wanted)))
+        .collect();
+    if found.is_empty() {
+        return Err(RegistryError::NoMatch {
+            role,
+            kind: kind.to_string(),
+            version: version.to_string(),
+            model: None,
+            candidates: candidates
+                .iter()
+                .filter(|c| c.backend_kind == kind && c.plays(role))
+                .map(|c| c.label())
+                .collect(),
+        });
+    }
+    Ok(found)
+}
+
+/// Pick the `role` unit for `model` of a backend of `kind` at `version`
+/// (`None`: any model, as before units claimed models).
 pub fn pick<'a>(
     candidates: &'a [Candidate],
     role: UnitRole,
     kind: &str,
     version: &str,
+    model: Option<&str>,
 ) -> Result<&'a Candidate, RegistryError> {
     let wanted = Version::parse(version).map_err(|_| RegistryError::BadVersion {
         version: version.to_string(),
@@ -190,6 +238,7 @@ pub fn pick<'a>(
     let of_kind: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| c.backend_kind == kind && c.plays(role))
+        .filter(|c| model.is_none_or(|m| c.models.iter().any(|x| x == m)))
         .collect();
     let fitting: Vec<(&Candidate, Interval)> = of_kind
         .iter()
@@ -203,6 +252,7 @@ pub fn pick<'a>(
             role,
             kind: kind.to_string(),
             version: version.to_string(),
+            model: model.map(str::to_string),
             candidates: of_kind.iter().map(|c| c.label()).collect(),
         });
     }
@@ -222,6 +272,7 @@ pub fn pick<'a>(
             role,
             kind: kind.to_string(),
             version: version.to_string(),
+            model: model.map(str::to_string),
             candidates: fitting.iter().map(|(c, _)| c.label()).collect(),
         }),
     }
@@ -240,6 +291,7 @@ mod tests {
             backend_versions: range.into(),
             adapter,
             mapper,
+            models: vec!["product".into()],
             active: true,
         }
     }
@@ -252,26 +304,26 @@ mod tests {
             unit("c", "~2.3", false, true),
         ];
         assert_eq!(
-            pick(&all, UnitRole::Mapper, "magento", "2.4.6")
+            pick(&all, UnitRole::Mapper, "magento", "2.4.6", None)
                 .unwrap()
                 .digest,
             "sha256:b"
         );
         assert_eq!(
-            pick(&all, UnitRole::Mapper, "magento", "2.3.1")
+            pick(&all, UnitRole::Mapper, "magento", "2.3.1", None)
                 .unwrap()
                 .digest,
             "sha256:c"
         );
         assert_eq!(
-            pick(&all, UnitRole::Mapper, "magento", "2.9.0")
+            pick(&all, UnitRole::Mapper, "magento", "2.9.0", None)
                 .unwrap()
                 .digest,
             "sha256:a"
         );
         // The adapter comes from another component than the mapper.
         assert_eq!(
-            pick(&all, UnitRole::Adapter, "magento", "2.4.6")
+            pick(&all, UnitRole::Adapter, "magento", "2.4.6", None)
                 .unwrap()
                 .digest,
             "sha256:a"
@@ -284,14 +336,14 @@ mod tests {
             unit("a", "^2", true, true),
             unit("b", ">=2.0.0, <3.0.0", true, false),
         ];
-        let err = pick(&all, UnitRole::Adapter, "magento", "2.4.0")
+        let err = pick(&all, UnitRole::Adapter, "magento", "2.4.0", None)
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("equally well") && err.contains("magento-a") && err.contains("magento-b"),
             "{err}"
         );
-        let err = pick(&all, UnitRole::Mapper, "magento", "3.1.0")
+        let err = pick(&all, UnitRole::Mapper, "magento", "3.1.0", None)
             .unwrap_err()
             .to_string();
         assert!(
@@ -299,14 +351,74 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("magento-a 1.0.0 (magento ^2"), "{err}");
-        let err = pick(&all, UnitRole::Adapter, "shopify", "1.0.0")
+        let err = pick(&all, UnitRole::Adapter, "shopify", "1.0.0", None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("(none)"), "{err}");
-        let err = pick(&all, UnitRole::Adapter, "magento", "two")
+        let err = pick(&all, UnitRole::Adapter, "magento", "two", None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("not a semver version"), "{err}");
+    }
+
+    #[test]
+    fn units_are_picked_per_model_they_claim() {
+        let claims = |mut c: Candidate, models: &[&str]| {
+            c.models = models.iter().map(|m| m.to_string()).collect();
+            c
+        };
+        let all = [
+            claims(unit("contacts", "^3", true, true), &["contacts"]),
+            claims(unit("deals", "^3", true, true), &["companies", "deals"]),
+            claims(unit("narrow", "~3.1", false, true), &["deals"]),
+        ];
+        let at = |role, model| {
+            pick(&all, role, "magento", "3.1.2", Some(model))
+                .map(|c| c.digest.as_str())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(at(UnitRole::Adapter, "contacts"), Ok("sha256:contacts"));
+        assert_eq!(at(UnitRole::Adapter, "companies"), Ok("sha256:deals"));
+        assert_eq!(at(UnitRole::Mapper, "companies"), Ok("sha256:deals"));
+        // The narrowest range still wins, among the units claiming the model.
+        assert_eq!(at(UnitRole::Mapper, "deals"), Ok("sha256:narrow"));
+        let none = at(UnitRole::Adapter, "tickets").unwrap_err();
+        assert!(
+            none.contains("no installed adapter for model \"tickets\" supports magento 3.1.2"),
+            "{none}"
+        );
+        // A true tie on one model names both units and the model.
+        let tied = [
+            claims(unit("one", "^3", true, true), &["contacts"]),
+            claims(
+                unit("two", ">=3.0.0, <4.0.0", true, false),
+                &["contacts", "deals"],
+            ),
+        ];
+        let err = pick(
+            &tied,
+            UnitRole::Adapter,
+            "magento",
+            "3.0.0",
+            Some("contacts"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("for model \"contacts\"")
+                && err.contains("magento-one")
+                && err.contains("magento-two"),
+            "{err}"
+        );
+        // ... while the model only one claims is not tied.
+        assert_eq!(
+            pick(&tied, UnitRole::Adapter, "magento", "3.0.0", Some("deals"))
+                .unwrap()
+                .digest,
+            "sha256:two"
+        );
+        let all_fitting = fitting(&all, UnitRole::Adapter, "magento", "3.0.0").unwrap();
+        assert_eq!(all_fitting.len(), 2);
     }
 
     #[test]

@@ -1,29 +1,19 @@
-"""Talks to the CRM's v3 API.
-
-Authentication is OAuth2 client credentials without the secret ever
-reaching this code: the operator configures the client id and secret as
-the backend's HTTP Basic credentials, which the host adds to requests that
-carry no `Authorization` of their own — here, only the token request. The
-access token is kept in the backend's state, so every call (each runs in
-a fresh instance) and every node shares it until shortly before it
-expires; a 401 for an expired or revoked token gets one new token and one
-retry.
-"""
+"""Talks to the CRM's v3 API, authenticated with OAuth2 client credentials
+(`junction_guest.oauth`: the host adds the client's id and secret to the
+token request only; the token is shared through the backend's state)."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Optional
 
-from junction_guest.errors import ConfigError, Permanent
-from junction_guest.http import Client, Request, Response
+from junction_guest.errors import Permanent
+from junction_guest.http import Response
+from junction_guest.oauth import TOKEN_STATE, OAuthClient
 from junction_guest.units import Adapter, RemoteRecord
 
-TOKEN_STATE = "oauth.access-token"
-# Renew this long before the CRM says a token expires, so that a request
-# never leaves with a token about to lapse.
-TOKEN_MARGIN_SECONDS = 60
+__all__ = ["TOKEN_STATE", "CrmAdapter"]
+
 MAX_SEARCH_LIMIT = 200
 
 OBJECTS = {"customer": "contacts"}
@@ -48,52 +38,14 @@ class CrmAdapter(Adapter):
         self.transport = transport
         self.clock = clock
 
-    # -- HTTP with the token --------------------------------------------
+    def _api(self, host) -> OAuthClient:
+        return OAuthClient(host, "/oauth/v1/token", transport=self.transport, clock=self.clock)
 
-    def _client(self, host) -> Client:
-        return Client(host.base_url, transport=self.transport)
-
-    def _new_token(self, host, client: Client) -> str:
-        answer = client.request("POST", "/oauth/v1/token", form={"grant_type": "client_credentials"}).json()
-        token = answer.get("access_token") if isinstance(answer, dict) else None
-        if not isinstance(token, str) or not token:
-            raise ConfigError("the CRM's token endpoint answered without an access_token")
-        lifetime = answer.get("expires_in", 0)
-        expires = self.clock() + max(0, int(lifetime) - TOKEN_MARGIN_SECONDS)
-        host.set_state(TOKEN_STATE, json.dumps({"token": token, "expires": expires}))
-        return token
-
-    def _token(self, host, client: Client) -> str:
-        kept = host.get_state(TOKEN_STATE)
-        if kept:
-            try:
-                saved = json.loads(kept)
-                if saved["expires"] > self.clock():
-                    return saved["token"]
-            except (ValueError, KeyError, TypeError):
-                pass
-        return self._new_token(host, client)
-
-    def _send(self, host, method: str, path: str, *, query=None, body: Any = None) -> Response:
-        client = self._client(host)
-        headers = [("Accept", "application/json")]
-        data = b""
-        if body is not None:
-            headers.append(("Content-Type", "application/json"))
-            data = json.dumps(body).encode()
-        url = client.url(path, query)
-        token = self._token(host, client)
-        for attempt in (1, 2):
-            response = client.send(Request(method, url, headers + [("Authorization", f"Bearer {token}")], data))
-            if response.status != 401 or attempt == 2:
-                return response
-            host.log("info", "the CRM refused the access token; getting a new one")
-            token = self._new_token(host, client)
-        raise AssertionError("unreachable")
+    def _send(self, host, method: str, path: str, **kw) -> Response:
+        return self._api(host).send(method, path, **kw)
 
     def _json(self, host, method: str, path: str, **kw) -> Any:
-        response = self._send(host, method, path, **kw).raise_for_status()
-        return response.json() if response.body else None
+        return self._api(host).json(method, path, **kw)
 
     # -- the adapter ----------------------------------------------------
 

@@ -9,26 +9,10 @@ import pytest
 from junction_crm.adapter import TOKEN_STATE, CrmAdapter
 from junction_guest.errors import ConfigError, RateLimited
 from junction_guest.http import Response
-from junction_guest.testing import FakeHost
+from junction_guest.testing import FakeHost, ScriptedTransport
 
 
-class Script:
-    """Answers requests in order and keeps what was sent."""
-
-    def __init__(self, *answers):
-        self.answers = list(answers)
-        self.sent = []
-
-    def __call__(self, request):
-        self.sent.append(request)
-        status, body, *headers = self.answers.pop(0)
-        return Response(status, headers[0] if headers else [], json.dumps(body).encode() if body is not None else b"")
-
-    def header(self, i, name):
-        return dict((k.lower(), v) for k, v in self.sent[i].headers).get(name)
-
-    def body(self, i):
-        return json.loads(self.sent[i].body)
+Script = ScriptedTransport
 
 
 TOKEN = (200, {"access_token": "tok-1", "token_type": "bearer", "expires_in": 1800})

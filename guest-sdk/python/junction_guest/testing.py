@@ -49,3 +49,32 @@ class FakeHost:
 
     def log(self, level: str, message: str) -> None:
         self.logs.append((level, message))
+
+
+class ScriptedTransport:
+    """A fake HTTP transport for native adapter tests: answers requests in
+    order from `(status, json_body[, headers])` tuples and keeps what was
+    sent. Pass it as an adapter's (or `Client`'s) `transport`. A request
+    past the script fails the test, naming it."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.sent = []
+
+    def __call__(self, request):
+        from .http import Response
+
+        self.sent.append(request)
+        if not self.answers:
+            raise AssertionError(f"unexpected request {request.method} {request.url}: the script is used up")
+        status, body, *headers = self.answers.pop(0)
+        data = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else b""
+        return Response(status, list(headers[0]) if headers else [], data)
+
+    def header(self, i: int, name: str) -> Optional[str]:
+        """Header `name` of the `i`-th request sent."""
+        return dict((k.lower(), v) for k, v in self.sent[i].headers).get(name.lower())
+
+    def body(self, i: int) -> Any:
+        """The `i`-th request's body as JSON."""
+        return json.loads(self.sent[i].body)

@@ -185,9 +185,14 @@ pub async fn remove(
 async fn backend_view(state: &ApiState, config: &BackendConfig) -> ApiResult<Value> {
     let units = match state.sync().backend(&config.name).await {
         Ok(u) => json!({
-            "adapter": u.adapter_label,
-            "adapter_digest": u.adapter.digest(),
-            "mapper": u.mapper_label,
+            "adapter": u.adapter_labels(),
+            "adapter_digest": u.adapters.first().map(|a| a.unit.digest()),
+            "mapper": u.mapper_labels(),
+            "models": u.routes.iter().map(|(model, r)| (model.clone(), json!({
+                "adapter": r.adapter_label,
+                "adapter_digest": r.adapter.digest(),
+                "mapper": r.mapper_label,
+            }))).collect::<serde_json::Map<String, Value>>(),
         }),
         Err(e) => json!({"error": e.to_string()}),
     };

@@ -191,7 +191,9 @@ pub async fn run(args: DemoArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<(
         4,
         &format!(
             "backend {BACKEND:?}: magento 2.4.6 → adapter {}, mapper {} (the registry's picks by version); outbound HTTP to {} only, token added by the host",
-            units.adapter_label, units.mapper_label, shop.addr
+            units.adapter_labels(),
+            units.mapper_labels(),
+            shop.addr
         ),
     );
 

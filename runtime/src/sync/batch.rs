@@ -10,7 +10,7 @@ use std::fmt;
 
 use super::import::{Imported, is_older, record_key};
 use super::trail::Trail;
-use super::{BackendUnits, IMPORT_BATCH, IMPORT_RECORD, Synchronizer, storage_failure};
+use super::{BackendUnits, IMPORT_BATCH, IMPORT_RECORD, Synchronizer, route, storage_failure};
 use crate::model::{format_timestamp, parse_timestamp};
 use crate::queue::job::Parent;
 use crate::queue::worker::JobFailure;
@@ -174,7 +174,8 @@ impl Synchronizer {
             let page = loop {
                 let found = trail.call(
                     &format!("searching {model} in {}", b.name()),
-                    b.adapter
+                    route(b, model)?
+                        .adapter
                         .search(
                             &b.ctx,
                             model,

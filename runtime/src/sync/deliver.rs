@@ -77,16 +77,24 @@ impl Synchronizer {
         trail: &mut Trail,
     ) -> Result<Vec<JobSpec>, JobFailure> {
         let name = backend.name();
-        if !hears(name, &backend.listens, &backend.ctx.grants, &stored.event) {
-            return Ok(Vec::new());
+        // Each connector serving the backend whose listener hears it
+        // decides, in turn; a failure of one fails (and retries) the whole
+        // delivery, whose jobs collapse by identity key when repeated.
+        let mut requests = Vec::new();
+        for adapter in &backend.adapters {
+            if !hears(name, &adapter.listens, &backend.ctx.grants, &stored.event) {
+                continue;
+            }
+            requests.extend(
+                trail.call(
+                    &format!("deciding on the event ({})", adapter.label),
+                    adapter
+                        .unit
+                        .on_event(&backend.ctx, name, &stored.event)
+                        .await,
+                )?,
+            );
         }
-        let requests = trail.call(
-            "deciding on the event",
-            backend
-                .adapter
-                .on_event(&backend.ctx, name, &stored.event)
-                .await,
-        )?;
         let limit = backend.ctx.limits.max_jobs_per_call;
         if requests.len() > limit {
             crate::metrics::global().quota(name, "jobs-per-call");

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::import::record_key;
 use super::trail::{Trail, prefixed};
-use super::{BackendUnits, Synchronizer, storage_failure};
+use super::{BackendUnits, Synchronizer, route, storage_failure};
 use crate::model::{LocalRecord, parse_timestamp};
 use crate::queue::now_ms;
 use crate::queue::worker::JobFailure;
@@ -81,7 +81,8 @@ impl Synchronizer {
         chain.push((model.to_string(), record.id.clone()));
         let deps = trail.call(
             &format!("listing what {model} {} needs exported first", record.id),
-            b.mapper
+            route(b, model)?
+                .mapper
                 .export_dependencies(&b.ctx, model, record.clone())
                 .await,
         )?;
@@ -158,11 +159,14 @@ impl Synchronizer {
             let snapshot = record.data.clone();
             let data = trail.call(
                 &format!("mapping {model} {local_id} for {}", b.name()),
-                b.mapper.map_export(&b.ctx, model, record, None).await,
+                route(b, model)?
+                    .mapper
+                    .map_export(&b.ctx, model, record, None)
+                    .await,
             )?;
             let external_id = trail.call(
                 &format!("creating {model} {local_id} in {}", b.name()),
-                b.adapter.create(&b.ctx, model, &data).await,
+                route(b, model)?.adapter.create(&b.ctx, model, &data).await,
             )?;
             self.storage
                 .bind(
@@ -187,7 +191,7 @@ impl Synchronizer {
         // last synced it?
         let remote = trail.call(
             &format!("reading {model} {ext} from {} before exporting", b.name()),
-            b.adapter.read(&b.ctx, model, ext).await,
+            route(b, model)?.adapter.read(&b.ctx, model, ext).await,
         )?;
         let changed_remotely = remote
             .updated_at
@@ -240,7 +244,10 @@ impl Synchronizer {
         };
         trail.call(
             &format!("writing {model} {ext} in {}", b.name()),
-            b.adapter.write(&b.ctx, model, ext, &data).await,
+            route(b, model)?
+                .adapter
+                .write(&b.ctx, model, ext, &data)
+                .await,
         )?;
         // What the backend now has for the exported fields is what we sent;
         // and the sync date must be after our own write, or the next import
@@ -279,7 +286,10 @@ impl Synchronizer {
         fields: Option<Vec<String>>,
         trail: &mut Trail,
     ) -> Result<Option<String>, JobFailure> {
-        let report = b.mapper.map_export(&b.ctx, model, record, fields).await;
+        let report = route(b, model)?
+            .mapper
+            .map_export(&b.ctx, model, record, fields)
+            .await;
         let data = trail.call_unless_nothing_to_do(
             &format!("mapping {model} {local_id} for {}", b.name()),
             report,
@@ -310,7 +320,7 @@ impl Synchronizer {
         let ext = &binding.external_id;
         let key = record_key(b.name(), model, ext);
         let delete = async {
-            let report = b.adapter.delete(&b.ctx, model, ext).await;
+            let report = route(b, model)?.adapter.delete(&b.ctx, model, ext).await;
             trail.call_unless_nothing_to_do(
                 &format!("deleting {model} {ext} in {}", b.name()),
                 report,

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 
 use super::binder::PrefetchedBinder;
 use super::trail::{Trail, prefixed};
-use super::{BackendUnits, Synchronizer, storage_failure};
+use super::{BackendUnits, Synchronizer, route, storage_failure};
 use crate::capabilities::{CallContext, Services};
 use crate::model::{Dependency, RemoteRecord, parse_timestamp};
 use crate::queue::now_ms;
@@ -182,6 +182,13 @@ impl Synchronizer {
                 *r = Some(Err(f.clone()));
             }
         };
+        let units = match route(b, model) {
+            Ok(r) => r,
+            Err(f) => {
+                fail_all(f, &mut results);
+                return collect(results);
+            }
+        };
         // The sync date is when the read began: a change made while this
         // import runs is newer and will be imported by the next run.
         let started = now_ms();
@@ -209,7 +216,7 @@ impl Synchronizer {
                     Some(r) => Ok(r),
                     None => t.call(
                         &format!("reading {model} {id} from {}", b.name()),
-                        b.adapter.read(&b.ctx, model, &id).await,
+                        units.adapter.read(&b.ctx, model, &id).await,
                     ),
                 };
                 (i, r, t)
@@ -248,7 +255,7 @@ impl Synchronizer {
                 let mut t = Trail::default();
                 let r = t.call(
                     &format!("listing what {model} {} depends on", record.external_id),
-                    b.mapper.dependencies(&b.ctx, model, record).await,
+                    units.mapper.dependencies(&b.ctx, model, record).await,
                 );
                 (*i, r, t)
             })
@@ -421,7 +428,7 @@ impl Synchronizer {
                     let mut t = Trail::default();
                     let r = t.call(
                         &format!("mapping {model} {}", record.external_id),
-                        b.mapper.map_import(&ctx, model, record).await,
+                        units.mapper.map_import(&ctx, model, record).await,
                     );
                     (*i, r, t)
                 }
@@ -459,7 +466,7 @@ impl Synchronizer {
                         "mapper",
                         format!(
                             "mapping {model} {id}: {} returned something other than a JSON object",
-                            b.mapper_label
+                            units.mapper_label
                         ),
                     )));
                     continue;
@@ -469,7 +476,7 @@ impl Synchronizer {
                         "mapper",
                         format!(
                             "mapping {model} {id}: what {} returned {}",
-                            b.mapper_label,
+                            units.mapper_label,
                             crate::model::json_problem(&e)
                         ),
                     )));

@@ -203,28 +203,88 @@ impl MapperUnit for Unit {
     }
 }
 
-/// A backend ready to run: its configuration, call context and units.
+/// A backend ready to run: its configuration, call context and the units
+/// serving each of its models.
 pub struct BackendUnits {
     pub config: BackendConfig,
     pub ctx: Arc<CallContext>,
-    pub adapter: Unit,
-    pub mapper: Arc<dyn MapperUnit>,
-    /// `name version` of each unit's component, for messages.
-    pub adapter_label: String,
-    /// Event patterns the adapter component's listener wants (none: no
+    /// The units of each model some unit claims.
+    pub routes: std::collections::BTreeMap<String, Route>,
+    /// The units of a model no unit claims: those fitting the backend best
+    /// whatever their models, when one does (a lone connector); `None`
+    /// when several connectors share the backend.
+    pub fallback: Option<Route>,
+    /// Every adapter component serving the backend, each once: what
+    /// `check` calls and whose listeners hear events.
+    pub adapters: Vec<BackendAdapter>,
+    /// Event patterns the adapters' listeners want together (none: no
     /// listener).
     pub listens: Vec<String>,
-    pub mapper_label: String,
-    /// The models the mapper imports, in the order its manifest lists
-    /// them (connectors list a model after the ones it depends on).
+    /// The models imported, in the order the connectors' manifests list
+    /// them (a connector lists a model after the ones it depends on).
     pub importable: Vec<String>,
-    /// What the adapter's and the mapper's manifests request together.
+    /// What the manifests of every unit in use request together.
     pub requests: crate::grants::Requests,
+}
+
+/// The units serving one model of a backend.
+#[derive(Clone)]
+pub struct Route {
+    pub adapter: Unit,
+    /// `name version` of each unit's component, for messages.
+    pub adapter_label: String,
+    pub mapper: Arc<dyn MapperUnit>,
+    pub mapper_label: String,
+    /// The mapper's component (its manifest says what it imports).
+    pub mapper_digest: String,
+}
+
+/// One adapter component serving a backend.
+#[derive(Clone)]
+pub struct BackendAdapter {
+    pub unit: Unit,
+    pub label: String,
+    /// Its listener's event patterns (none: it does not listen).
+    pub listens: Vec<String>,
 }
 
 impl BackendUnits {
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// The units serving `model`.
+    pub fn route(&self, model: &str) -> Result<&Route, SyncError> {
+        self.routes
+            .get(model)
+            .or(self.fallback.as_ref())
+            .ok_or_else(|| {
+                SyncError::NotFound(format!(
+                    "no connector serving backend {:?} claims model {model:?}; its models: {}",
+                    self.name(),
+                    self.routes.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })
+    }
+
+    /// The adapters' labels, for operators (`a 1.0.0, b 2.1.0`).
+    pub fn adapter_labels(&self) -> String {
+        self.adapters
+            .iter()
+            .map(|a| a.label.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The mappers' labels, each once.
+    pub fn mapper_labels(&self) -> String {
+        let mut labels: Vec<&str> = Vec::new();
+        for r in self.routes.values().chain(self.fallback.as_ref()) {
+            if !labels.contains(&r.mapper_label.as_str()) {
+                labels.push(&r.mapper_label);
+            }
+        }
+        labels.join(", ")
     }
 }
 
@@ -542,19 +602,30 @@ impl Synchronizer {
                 }
                 (Ok(was), Ok(units))
                     if !approve
-                        && (was.adapter_label != units.adapter_label
-                            || was.mapper_label != units.mapper_label)
+                        && (was.adapter_labels() != units.adapter_labels()
+                            || was.mapper_labels() != units.mapper_labels())
                         && !units.requests.beyond(&was.requests).is_empty() =>
                 {
                     return Err(SyncError::NeedsApproval {
                         connector: format!("{} {}", target.name, target.version),
-                        active: format!("{} of backend {:?}", was.adapter_label, config.name),
+                        active: format!("{} of backend {:?}", was.adapter_labels(), config.name),
                         digest: target.digest.clone(),
                         more: Box::new(units.requests.beyond(&was.requests)),
                     });
                 }
-                (_, Ok(units)) if units.adapter.digest() == target.digest => {
-                    let report = units.adapter.check(&units.ctx, &units.ctx.settings).await;
+                (_, Ok(units))
+                    if units
+                        .adapters
+                        .iter()
+                        .any(|a| a.unit.digest() == target.digest) =>
+                {
+                    let a = units
+                        .adapters
+                        .iter()
+                        .find(|a| a.unit.digest() == target.digest)
+                        .map(|a| a.unit.clone());
+                    let Some(unit) = a else { continue };
+                    let report = unit.check(&units.ctx, &units.ctx.settings).await;
                     if let Err(e) = report.into_result() {
                         return Err(refuse(format!(
                             "its check against backend {:?} failed: {e}",
@@ -601,19 +672,24 @@ impl Synchronizer {
         Ok(())
     }
 
-    /// `check` a configured backend with the adapter it resolves to.
+    /// `check` a configured backend with every adapter serving it; their
+    /// lines and labels (joined by `; ` and `, `).
     pub async fn check_backend(&self, name: &str) -> Result<(String, String), SyncError> {
         let units = self.backend(name).await?;
-        let line = units
-            .adapter
-            .check(&units.ctx, &units.ctx.settings)
-            .await
-            .into_result()
-            .map_err(|e| SyncError::Connector {
-                name: units.adapter_label.clone(),
-                reason: format!("check against backend {name:?} failed: {e}"),
-            })?;
-        Ok((line, units.adapter_label.clone()))
+        let mut lines = Vec::new();
+        for a in &units.adapters {
+            let line = a
+                .unit
+                .check(&units.ctx, &units.ctx.settings)
+                .await
+                .into_result()
+                .map_err(|e| SyncError::Connector {
+                    name: a.label.clone(),
+                    reason: format!("check against backend {name:?} failed: {e}"),
+                })?;
+            lines.push(line);
+        }
+        Ok((lines.join("; "), units.adapter_labels()))
     }
 
     /// Store a backend's configuration (validated) and resolve its units,
@@ -709,6 +785,7 @@ impl Synchronizer {
                 backend_versions: c.backend_versions,
                 adapter,
                 mapper,
+                models: manifest.models.iter().map(|m| m.name.clone()).collect(),
             };
             out.push((candidate, manifest));
         }
@@ -813,57 +890,140 @@ impl Synchronizer {
             .filter(|(c, _)| c.active)
             .map(|(c, _)| c.clone())
             .collect();
-        let a = pick(
-            &candidates,
-            UnitRole::Adapter,
-            &config.kind,
-            &config.version,
-        )?;
-        let m = pick(&candidates, UnitRole::Mapper, &config.kind, &config.version)?;
-        let adapter = self.unit(&a.digest).await?;
-        let mapper = self.unit(&m.digest).await?;
+        let (kind, version) = (&config.kind, &config.version);
+        let manifest = |digest: &str| {
+            installed
+                .iter()
+                .find(|(c, _)| c.digest == digest)
+                .map(|(_, m)| m)
+        };
+        // Every model some fitting adapter claims, in install order and
+        // each manifest's order; each gets its own adapter and mapper.
+        let mut models: Vec<&str> = Vec::new();
+        for a in crate::registry::fitting(&candidates, UnitRole::Adapter, kind, version)? {
+            for m in &a.models {
+                if !models.contains(&m.as_str()) {
+                    models.push(m);
+                }
+            }
+        }
+        let mut picked: Vec<(&str, &Candidate, &Candidate)> = Vec::new();
+        let mut unserved = None;
+        for model in &models {
+            let a = pick(&candidates, UnitRole::Adapter, kind, version, Some(model))?;
+            match pick(&candidates, UnitRole::Mapper, kind, version, Some(model)) {
+                Ok(m) => picked.push((model, a, m)),
+                // An adapter's model without a mapper is not served; a tie
+                // is the operator's to settle.
+                Err(e @ RegistryError::NoMatch { .. }) => unserved = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // A lone connector also serves what its manifest does not list.
+        let default = match (
+            pick(&candidates, UnitRole::Adapter, kind, version, None),
+            pick(&candidates, UnitRole::Mapper, kind, version, None),
+        ) {
+            (Ok(a), Ok(m)) => Some((a, m)),
+            _ => None,
+        };
+        if picked.is_empty() && default.is_none() {
+            return Err(unserved
+                .unwrap_or_else(|| RegistryError::NoMatch {
+                    role: UnitRole::Mapper,
+                    kind: kind.clone(),
+                    version: version.clone(),
+                    model: None,
+                    candidates: Vec::new(),
+                })
+                .into());
+        }
+        let label = |c: &Candidate| format!("{} {}", c.name, c.version);
+        let route_of = async |a: &Candidate, m: &Candidate| -> Result<Route, SyncError> {
+            Ok(Route {
+                adapter: self.unit(&a.digest).await?,
+                adapter_label: label(a),
+                mapper: Arc::new(self.unit(&m.digest).await?),
+                mapper_label: label(m),
+                mapper_digest: m.digest.clone(),
+            })
+        };
+        let mut routes = std::collections::BTreeMap::new();
+        let mut used: Vec<&Candidate> = Vec::new();
+        for (model, a, m) in &picked {
+            routes.insert(model.to_string(), route_of(a, m).await?);
+            used.extend([*a, *m]);
+        }
+        let fallback = match default {
+            Some((a, m)) => {
+                used.extend([a, m]);
+                Some(route_of(a, m).await?)
+            }
+            None => None,
+        };
         // The connector's grant is what its components' manifests request
-        // (adapter and mapper together), narrowed by the backend's config.
+        // (every unit in use together), narrowed by the backend's config.
         let mut requests = crate::grants::Requests::default();
-        for (c, manifest) in installed {
-            if c.digest == a.digest || c.digest == m.digest {
-                requests.extend(&crate::grants::Requests::of(manifest));
+        let mut adapters: Vec<BackendAdapter> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for c in used {
+            if !seen.insert(c.digest.as_str()) {
+                continue;
+            }
+            let Some(manifest) = manifest(&c.digest) else {
+                continue;
+            };
+            requests.extend(&crate::grants::Requests::of(manifest));
+            if c.adapter
+                && (routes.values().chain(fallback.as_ref()))
+                    .any(|r| r.adapter.digest() == c.digest)
+            {
+                let unit = self.unit(&c.digest).await?;
+                // An adapter's component is a connector that knows the
+                // backend; its listener (if any) turns local events into
+                // exports.
+                let listens = if unit.exports().listener {
+                    manifest.events.clone()
+                } else {
+                    Vec::new()
+                };
+                adapters.push(BackendAdapter {
+                    unit,
+                    label: label(c),
+                    listens,
+                });
             }
         }
         let ctx = config.context(self.services.clone(), &requests)?;
-        // The adapter's component is the connector that knows the backend;
-        // its listener (if any) turns local events into exports.
-        let listens = if adapter.exports().listener {
-            installed
-                .iter()
-                .find(|(c, _)| c.digest == a.digest)
-                .map(|(_, manifest)| manifest.events.clone())
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let importable = installed
+        let mut listens: Vec<String> = Vec::new();
+        for p in adapters.iter().flat_map(|a| &a.listens) {
+            if !listens.contains(p) {
+                listens.push(p.clone());
+            }
+        }
+        let importable: Vec<String> = models
             .iter()
-            .find(|(c, _)| c.digest == m.digest)
-            .map(|(_, manifest)| {
-                manifest
-                    .models
-                    .iter()
-                    .filter(|model| model.operations.iter().any(|o| o == "import"))
-                    .map(|model| model.name.clone())
-                    .collect()
+            .filter(|model| {
+                let route = routes.get(**model).or(fallback.as_ref());
+                route
+                    .and_then(|r| manifest(&r.mapper_digest))
+                    .is_some_and(|m| {
+                        m.models.iter().any(|x| {
+                            x.name == **model && x.operations.iter().any(|o| o == "import")
+                        })
+                    })
             })
-            .unwrap_or_default();
+            .map(|m| m.to_string())
+            .collect();
         Ok(Arc::new(BackendUnits {
             importable,
             requests,
-            adapter_label: format!("{} {}", a.name, a.version),
-            mapper_label: format!("{} {}", m.name, m.version),
+            routes,
+            fallback,
+            adapters,
             listens,
             config,
             ctx,
-            adapter,
-            mapper: Arc::new(mapper),
         }))
     }
 
@@ -872,16 +1032,17 @@ impl Synchronizer {
     /// a version no longer active; an event being handled finishes on it).
     fn activate(&self, units: Arc<BackendUnits>) {
         let name = units.name().to_string();
-        let listening = (!units.listens.is_empty()).then(|| units.adapter.digest().to_string());
+        let listener_unit = units.adapters.iter().find(|a| !a.listens.is_empty());
+        let listening = listener_unit.map(|a| a.unit.digest().to_string());
         let mut current = self.listening.write().unwrap_or_else(|p| p.into_inner());
         // Replaced whenever the backend is resolved again, not only when its
         // component changes: a reconfigured backend's listener must run
         // with the new settings and grants.
         if listening.is_some() || current.get(&name).is_some_and(Option::is_some) {
-            let listener = listening.as_ref().map(|_| {
+            let listener = listener_unit.map(|a| {
                 Arc::new(GuestListener {
                     backend: name.clone(),
-                    unit: units.adapter.clone(),
+                    unit: a.unit.clone(),
                     ctx: units.ctx.clone(),
                     patterns: units.listens.clone(),
                 }) as Arc<dyn crate::events::Listener>
@@ -907,14 +1068,18 @@ impl Synchronizer {
         label: &str,
     ) -> Result<(), SyncError> {
         let b = self.backend(backend).await?;
+        let swap = |r: &Route| Route {
+            mapper: mapper.clone(),
+            mapper_label: label.to_string(),
+            ..r.clone()
+        };
         let replaced = Arc::new(BackendUnits {
             config: b.config.clone(),
             ctx: b.ctx.clone(),
-            adapter: b.adapter.clone(),
-            mapper,
-            adapter_label: b.adapter_label.clone(),
+            routes: b.routes.iter().map(|(m, r)| (m.clone(), swap(r))).collect(),
+            fallback: b.fallback.as_ref().map(swap),
+            adapters: b.adapters.clone(),
             listens: b.listens.clone(),
-            mapper_label: label.to_string(),
             importable: b.importable.clone(),
             requests: b.requests.clone(),
         });
@@ -1046,6 +1211,13 @@ struct Args {
     event: Option<i64>,
 }
 
+/// The units serving `model` of backend `b`; a job for a model no unit
+/// claims fails naming the backend's models.
+pub(crate) fn route<'a>(b: &'a BackendUnits, model: &str) -> Result<&'a Route, JobFailure> {
+    b.route(model)
+        .map_err(|e| JobFailure::fail("config", e.to_string()))
+}
+
 fn required<'a>(
     value: &'a Option<String>,
     field: &str,
@@ -1098,7 +1270,18 @@ impl SyncHandler {
             SyncError::Storage(e) => storage_failure(e),
             other => JobFailure::fail("config", other.to_string()),
         })?;
-        trail.digest = Some(backend.adapter.digest().to_string());
+        // The adapter serving the job's model (the one that talks to the
+        // backend), for the job's record.
+        trail.digest = backend
+            .route(&args.model)
+            .map(|r| r.adapter.digest().to_string())
+            .ok()
+            .or_else(|| {
+                backend
+                    .adapters
+                    .first()
+                    .map(|a| a.unit.digest().to_string())
+            });
         // Leases named after the job lapse when the job stops running,
         // even if this node dies holding them.
         // One token per attempt: a later attempt takes over what an

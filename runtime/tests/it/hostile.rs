@@ -69,7 +69,12 @@ impl Arena {
     /// The probe's `read(behaviour, arg)` on backend `evil`.
     async fn attack(&self, behaviour: &str, arg: &str) -> Result<RemoteRecord, CallError> {
         let b = self.evil().await;
-        b.adapter.read(&b.ctx, behaviour, arg).await.into_result()
+        b.route(behaviour)
+            .unwrap()
+            .adapter
+            .read(&b.ctx, behaviour, arg)
+            .await
+            .into_result()
     }
 
     /// What the host answered a probe's call that reports it (`ok`/`err`).
@@ -299,7 +304,12 @@ async fn a_host_the_manifest_does_not_request_is_denied() {
     let url = format!("http://localhost:{}/ok", a.server.addr.port());
     let err = a.attack("http", &url).await.unwrap_err();
     let b = a.evil().await;
-    let report = b.adapter.read(&b.ctx, "http", &url).await;
+    let report = b
+        .route("http")
+        .unwrap()
+        .adapter
+        .read(&b.ctx, "http", &url)
+        .await;
     let denied = report
         .audit
         .iter()
@@ -370,7 +380,7 @@ fn stored(name: &str, model: &str, payload: Value) -> StoredEvent {
 fn listener(b: &BackendUnits) -> GuestListener {
     GuestListener {
         backend: b.name().to_string(),
-        unit: b.adapter.clone(),
+        unit: b.adapters[0].unit.clone(),
         ctx: b.ctx.clone(),
         patterns: b.listens.clone(),
     }
@@ -523,7 +533,11 @@ async fn a_version_that_requests_more_needs_the_operators_approval() {
     );
     // Installed but not active: the probe 0.1.0 still serves evil.
     let b = a.evil().await;
-    assert!(b.adapter_label.ends_with("0.1.0"), "{}", b.adapter_label);
+    assert!(
+        b.adapter_labels().ends_with("0.1.0"),
+        "{}",
+        b.adapter_labels()
+    );
     assert!(a.attack("records-get", "customer/c1").await.is_err());
 
     let active =
@@ -534,7 +548,11 @@ async fn a_version_that_requests_more_needs_the_operators_approval() {
             .unwrap();
     assert!(active.active);
     let b = a.evil().await;
-    assert!(b.adapter_label.ends_with("0.2.0"), "{}", b.adapter_label);
+    assert!(
+        b.adapter_labels().ends_with("0.2.0"),
+        "{}",
+        b.adapter_labels()
+    );
     // What was approved is now granted (the operator's grants permitting).
     assert_eq!(
         a.answer("records-get", "customer/nope").await["found"],
@@ -702,13 +720,18 @@ async fn another_connector_taking_over_a_backend_needs_approval_for_more() {
         more.lines().contains(&"secret api_key".to_string()),
         "{err}"
     );
-    assert!(a.evil().await.adapter_label.starts_with("probe 0.1.0"));
+    assert!(a.evil().await.adapter_labels().starts_with("probe 0.1.0"));
     a.w.node
         .sync
         .activate_connector(digest, true)
         .await
         .unwrap();
-    assert!(a.evil().await.adapter_label.starts_with("probe-plus 0.2.0"));
+    assert!(
+        a.evil()
+            .await
+            .adapter_labels()
+            .starts_with("probe-plus 0.2.0")
+    );
 }
 
 #[tokio::test]

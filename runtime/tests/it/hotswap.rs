@@ -143,10 +143,8 @@ async fn another_node_on_the_database_follows_an_activation() {
     let adapter = |node: &junction_runtime::node::Node| {
         let sync = node.sync.clone();
         async move {
-            sync.backend("shop")
-                .await
-                .unwrap()
-                .adapter
+            sync.backend("shop").await.unwrap().adapters[0]
+                .unit
                 .digest()
                 .to_string()
         }

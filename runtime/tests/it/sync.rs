@@ -717,9 +717,9 @@ async fn the_backend_version_picks_the_mapper() {
         .await
         .unwrap();
     assert!(
-        current.mapper_label.starts_with("magento "),
+        current.mapper_labels().starts_with("magento "),
         "{}",
-        current.mapper_label
+        current.mapper_labels()
     );
     let err = w
         .node
@@ -904,8 +904,8 @@ async fn an_export_creates_what_the_record_needs_first_and_names_a_cycle() {
 pub async fn assert_units(node: &Node, backend: &str, adapter: &str, mapper: &str) {
     let units = node.sync.backend(backend).await.unwrap();
     for (label, want) in [
-        (&units.adapter_label, adapter),
-        (&units.mapper_label, mapper),
+        (&units.adapter_labels(), adapter),
+        (&units.mapper_labels(), mapper),
     ] {
         assert!(
             label.starts_with(&format!("{want} ")),
