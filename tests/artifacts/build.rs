@@ -44,6 +44,7 @@ fn main() {
         "guest-sdk/python",
         "guest-sdk/js",
         "connectors/crm-python",
+        "connectors/crm-deals-python",
         "connectors/crm-js",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
@@ -56,51 +57,66 @@ fn main() {
     );
     let wit = poly.wit();
     // Python and JavaScript build side by side: each takes seconds.
-    let ((python, crm_python), (node_tools, crm_js_mapper, crm_js)) = std::thread::scope(|s| {
-        let py = s.spawn(|| {
-            let python = poly.python();
-            let component = poly.python_component(
-                &python,
-                "crm-python",
-                &wit,
-                "connector-http",
-                &["guest-sdk/python", "connectors/crm-python"],
-                "app",
-            );
-            (python, component)
+    let ((python, crm_python, crm_deals), (node_tools, crm_js_mapper, crm_js)) =
+        std::thread::scope(|s| {
+            let py = s.spawn(|| {
+                let python = poly.python();
+                let component = poly.python_component(
+                    &python,
+                    "crm-python",
+                    &wit,
+                    "connector-http",
+                    &["guest-sdk/python", "connectors/crm-python"],
+                    "app",
+                );
+                let deals = poly.python_component(
+                    &python,
+                    "crm-deals-python",
+                    &wit,
+                    "connector-http",
+                    &["guest-sdk/python", "connectors/crm-deals-python"],
+                    "app",
+                );
+                (python, component, deals)
+            });
+            let js = s.spawn(|| {
+                let tools = poly.node_tools();
+                let paths = ["guest-sdk/js/src", "guest-sdk/js/bin", "connectors/crm-js"];
+                let mapper = poly.js_component(
+                    &tools,
+                    "crm-js-mapper",
+                    "connectors/crm-js/mapper.js",
+                    &wit,
+                    "mapper-unit",
+                    &[],
+                    &paths,
+                );
+                // The adapter keeps OAuth2 tokens until they expire: it reads
+                // the clock.
+                let connector = poly.js_component(
+                    &tools,
+                    "crm-js",
+                    "connectors/crm-js/connector.js",
+                    &wit,
+                    "connector-http",
+                    &["clocks"],
+                    &paths,
+                );
+                (tools, mapper, connector)
+            });
+            (py.join().unwrap(), js.join().unwrap())
         });
-        let js = s.spawn(|| {
-            let tools = poly.node_tools();
-            let paths = ["guest-sdk/js/src", "guest-sdk/js/bin", "connectors/crm-js"];
-            let mapper = poly.js_component(
-                &tools,
-                "crm-js-mapper",
-                "connectors/crm-js/mapper.js",
-                &wit,
-                "mapper-unit",
-                &[],
-                &paths,
-            );
-            // The adapter keeps OAuth2 tokens until they expire: it reads
-            // the clock.
-            let connector = poly.js_component(
-                &tools,
-                "crm-js",
-                "connectors/crm-js/connector.js",
-                &wit,
-                "connector-http",
-                &["clocks"],
-                &paths,
-            );
-            (tools, mapper, connector)
-        });
-        (py.join().unwrap(), js.join().unwrap())
-    });
     constant(
         &mut consts,
         "`connectors/crm-python` built with componentize-py (adapter, mapper, listener).",
         "CRM_PYTHON",
         &crm_python,
+    );
+    constant(
+        &mut consts,
+        "`connectors/crm-deals-python` built with componentize-py (companies and deals only).",
+        "CRM_DEALS_PYTHON",
+        &crm_deals,
     );
     constant(
         &mut consts,

@@ -223,6 +223,14 @@ impl Data {
             if !contacts.is_empty() {
                 let c = contacts[rng.below(contacts.len() as u64) as usize];
                 p.insert("associatedcontactid".into(), json!(c.to_string()));
+                // A deal is with its contact's company, as HubSpot
+                // associates them.
+                let company = data
+                    .get(Kind::Contacts, c)
+                    .and_then(|o| o.properties.get("associatedcompanyid").cloned());
+                if let Some(company) = company {
+                    p.insert("associatedcompanyid".into(), company);
+                }
             }
             data.insert_at(Kind::Deals, p, at(i));
         }
@@ -333,5 +341,19 @@ mod tests {
         );
         assert_eq!(ca.properties, cb.properties);
         assert!(ca.properties.contains_key("associatedcompanyid"));
+        // A deal is with its contact's company.
+        for deal in a.all(Kind::Deals) {
+            let contact: u64 = deal
+                .property("associatedcontactid")
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(
+                deal.property("associatedcompanyid"),
+                a.get(Kind::Contacts, contact)
+                    .unwrap()
+                    .property("associatedcompanyid")
+            );
+        }
     }
 }

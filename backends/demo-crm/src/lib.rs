@@ -12,7 +12,8 @@
 //! `?idProperty=email`), `POST /crm/v3/objects/{type}` and
 //! `POST /crm/v3/objects/{type}/search` (`filterGroups`, `sorts`, `limit`,
 //! `after`). Contact emails are unique (409 on a duplicate). Associations
-//! are the properties `associatedcompanyid` and `associatedcontactid`.
+//! are the properties `associatedcompanyid` and `associatedcontactid` (a
+//! seeded deal is with its contact and that contact's company).
 //! Tokens expire (`expires_in`); a rate limit answers 429 with
 //! `Retry-After`; faults can be switched on as in `demo-shop`.
 

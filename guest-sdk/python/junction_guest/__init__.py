@@ -5,7 +5,9 @@ componentize-py, against the WIT contract `junction:connector@0.1.1`.
 - `errors`: the contract's guest errors as exceptions.
 - `http`: a JSON HTTP client that turns statuses and failures into them.
 - `mapping`: OCA-style mapping helpers.
-- `testing`: the host's imports in memory, for native pytest runs.
+- `oauth`: OAuth2 client credentials (token in the backend's state).
+- `testing`: the host's imports in memory and a scripted HTTP transport,
+  for native pytest runs.
 - `units`: the adapter / mapper / listener base classes and the manifest.
 - `component`: the glue componentize-py builds a unit's module with.
 """

@@ -221,7 +221,8 @@ pub struct BackendUnits {
     /// listener).
     pub listens: Vec<String>,
     /// The models imported, in the order the connectors' manifests list
-    /// them (a connector lists a model after the ones it depends on).
+    /// them (a connector lists a model after the ones it depends on;
+    /// connectors by name).
     pub importable: Vec<String>,
     /// What the manifests of every unit in use request together.
     pub requests: crate::grants::Requests,
@@ -897,8 +898,8 @@ impl Synchronizer {
                 .find(|(c, _)| c.digest == digest)
                 .map(|(_, m)| m)
         };
-        // Every model some fitting adapter claims, in install order and
-        // each manifest's order; each gets its own adapter and mapper.
+        // Every model some fitting adapter claims, connectors by name and
+        // each in its manifest's order; each gets its own adapter and mapper.
         let mut models: Vec<&str> = Vec::new();
         for a in crate::registry::fitting(&candidates, UnitRole::Adapter, kind, version)? {
             for m in &a.models {

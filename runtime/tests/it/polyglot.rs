@@ -41,7 +41,11 @@ fn passes(cmd: &mut Command, what: &str) {
 
 #[test]
 fn the_python_sdk_and_connector_pass_their_pytest_suites() {
-    for dir in ["guest-sdk/python", "connectors/crm-python"] {
+    for dir in [
+        "guest-sdk/python",
+        "connectors/crm-python",
+        "connectors/crm-deals-python",
+    ] {
         passes(
             Command::new(junction_test_artifacts::PYTHON)
                 .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
@@ -647,5 +651,160 @@ async fn rust_python_and_js_mappers_map_alike() {
             "{} and {} disagree",
             other.0, answers[0].0
         );
+    }
+}
+
+/// Two vendors' connectors on one CRM backend: the contacts connector and
+/// a companies-and-deals connector (Python, under 120 lines) that claims
+/// only its two models. Each model goes to the unit that claims it; both
+/// sync, deals linked to their companies through the binder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_companies_and_deals_connector_syncs_beside_the_contacts_connector() {
+    let source = [
+        "connectors/crm-deals-python/app.py",
+        "connectors/crm-deals-python/junction_crm_deals/__init__.py",
+    ];
+    let lines: usize = source
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(root().join(p))
+                .unwrap()
+                .lines()
+                .count()
+        })
+        .sum();
+    assert!(lines <= 120, "the connector is {lines} lines");
+    let crm = CrmConfig {
+        seed: junction_demo_crm::Seed {
+            seed: 5,
+            companies: 3,
+            contacts: 4,
+            deals: 6,
+        },
+        ..CrmConfig::default()
+    };
+    let w = world("3.0.0", crm, junction_test_artifacts::CRM_PYTHON).await;
+    // Joining the backend grants the new vendor its models there: the
+    // operator approves that, as for any version that requests more.
+    let bytes = std::fs::read(junction_test_artifacts::CRM_DEALS_PYTHON).unwrap();
+    let err = w.node.sync.install(&bytes).await.unwrap_err().to_string();
+    assert!(
+        err.contains("crm-deals-python") && err.contains("company") && err.contains("deal"),
+        "{err}"
+    );
+    let deals = w.node.sync.install_as(&bytes, true, true).await.unwrap();
+    assert_eq!(deals.name, "crm-deals-python");
+    assert!(deals.active);
+    let units = w.node.sync.backend("crm").await.unwrap();
+    for (model, connector) in [
+        ("customer", "crm-python"),
+        ("company", "crm-deals-python"),
+        ("deal", "crm-deals-python"),
+    ] {
+        let route = units.route(model).unwrap();
+        assert!(
+            route.adapter_label.starts_with(&format!("{connector} ")),
+            "{model}: {}",
+            route.adapter_label
+        );
+        assert!(
+            route.mapper_label.starts_with(&format!("{connector} ")),
+            "{model}: {}",
+            route.mapper_label
+        );
+    }
+    // Two connectors share the backend: a model neither claims has no unit.
+    let unclaimed = units.route("ticket").err().unwrap().to_string();
+    assert!(unclaimed.contains("claims model \"ticket\""), "{unclaimed}");
+    // Each connector's models in its manifest's order (a deal's company
+    // first); connectors by name.
+    assert_eq!(units.importable, ["company", "deal", "customer"]);
+    let (line, adapters) = w.node.sync.check_backend("crm").await.unwrap();
+    assert!(
+        line.contains("contacts") && line.contains("3 companies"),
+        "{line}"
+    );
+    assert!(
+        adapters.contains("crm-python") && adapters.contains("crm-deals-python"),
+        "{adapters}"
+    );
+
+    w.node
+        .queue
+        .enqueue_batch(&junction_runtime::sync::batch::batch_jobs(
+            "crm",
+            &["customer", "company", "deal"],
+            true,
+        ))
+        .await
+        .unwrap();
+    w.settle().await;
+    assert!(
+        w.failed().await.is_empty(),
+        "{}",
+        w.first_failed_log().await
+    );
+    let bound = |model: &'static str| {
+        let storage = w.storage.clone();
+        async move {
+            storage
+                .binding_counts("crm")
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|(m, _)| m == model)
+                .map_or(0, |(_, n)| n)
+        }
+    };
+    assert_eq!(bound("customer").await, 4);
+    assert_eq!(bound("company").await, 3);
+    assert_eq!(bound("deal").await, 6);
+    for deal in w.crm.objects(Kind::Deals) {
+        let id = deal["id"].as_str().unwrap();
+        let local = w
+            .storage
+            .binding("crm", "deal", id)
+            .await
+            .unwrap()
+            .unwrap()
+            .local_id;
+        let record: Value = serde_json::from_str(
+            &w.storage
+                .record("deal", &local)
+                .await
+                .unwrap()
+                .unwrap()
+                .data,
+        )
+        .unwrap();
+        assert_eq!(record["name"], deal["properties"]["dealname"]);
+        let company = deal["properties"]["associatedcompanyid"].as_str().unwrap();
+        let company_local = w
+            .storage
+            .binding("crm", "company", company)
+            .await
+            .unwrap()
+            .unwrap()
+            .local_id;
+        assert_eq!(record["company"], company_local.as_str(), "deal {id}");
+    }
+    // Each job recorded the component that served its model.
+    let jobs = w
+        .storage
+        .jobs(&JobFilter {
+            function: Some(junction_runtime::sync::IMPORT_BATCH.into()),
+            limit: 10,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    for j in jobs {
+        let model = serde_json::from_str::<Value>(&j.args).unwrap()["model"].clone();
+        let want = if model == "customer" {
+            &w.connector.digest
+        } else {
+            &deals.digest
+        };
+        assert_eq!(j.connector_digest.as_ref(), Some(want), "{model}");
     }
 }
