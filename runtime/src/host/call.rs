@@ -788,6 +788,14 @@ fn classify(
             limit: ctx.limits.max_header_bytes,
         };
     }
+    // A Python guest's uncaught exception: the author's mistake, not the
+    // interpreter's trap, leads the message.
+    if let Some(exception) = shared.log.guest_exception() {
+        return CallError::Trap {
+            export,
+            message: format!("the guest raised {exception} ({message})"),
+        };
+    }
     // A Rust guest prints its panic message to stderr just before it traps.
     let tail = shared.log.stderr_tail(3);
     if !tail.is_empty() {

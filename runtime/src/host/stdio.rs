@@ -129,6 +129,39 @@ impl CallLog {
         (lines, inner.truncated)
     }
 
+    /// The guest's own uncaught exception when its stderr holds a Python
+    /// traceback (the SDKs print it before the interpreter's runtime traps):
+    /// the exception line and the innermost frame, e.g. `AttributeError:
+    /// 'NoneType' object has no attribute 'get' (File "app.py", line 9, in
+    /// check)`. What follows the traceback (the runtime's own panic) is
+    /// left out: it names the interpreter, not the author's mistake.
+    pub fn guest_exception(&self) -> Option<String> {
+        let (lines, _) = self.snapshot();
+        let stderr: Vec<&str> = lines
+            .iter()
+            .filter(|l| l.source == LogSource::Stderr)
+            .map(|l| l.message.as_str())
+            .collect();
+        let start = stderr
+            .iter()
+            .rposition(|l| l.trim() == "Traceback (most recent call last):")?;
+        let mut frame = None;
+        for line in &stderr[start + 1..] {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("File ") {
+                frame = Some(trimmed);
+            } else if !line.starts_with(' ') && !trimmed.is_empty() {
+                // The first unindented line ends the traceback: the exception.
+                let found = match frame {
+                    Some(f) => format!("{} ({f})", line.trim()),
+                    None => line.trim().to_string(),
+                };
+                return Some(crate::text::truncate(&found, 1024));
+            }
+        }
+        None
+    }
+
     /// The last few stderr lines: where a Rust guest's panic message lands.
     pub fn stderr_tail(&self, n: usize) -> Vec<String> {
         let (lines, _) = self.snapshot();
@@ -292,6 +325,31 @@ mod tests {
             note.message.starts_with("99990 more lines dropped"),
             "{}",
             note.message
+        );
+    }
+
+    #[test]
+    fn a_python_traceback_names_the_guests_exception_not_the_runtimes_panic() {
+        let log = CallLog::new(1 << 20);
+        log.write_stream(
+            LogSource::Stderr,
+            b"Traceback (most recent call last):\n  File \"/app/junction_guest/component.py\", line 85, in _guard\n    return f(HOST, *args)\n  File \"/app/deals.py\", line 52, in check\n    return found.get('total')\nAttributeError: 'NoneType' object has no attribute 'get'\nthread '<unnamed>' panicked at src/lib.rs:431:17:\nPython function call failed\n",
+        );
+        assert_eq!(
+            log.guest_exception().as_deref(),
+            Some(
+                "AttributeError: 'NoneType' object has no attribute 'get' (File \"/app/deals.py\", line 52, in check)"
+            )
+        );
+        let rust = CallLog::new(1 << 20);
+        rust.write_stream(
+            LogSource::Stderr,
+            b"thread 'main' panicked at src/lib.rs:3:5:\nboom\n",
+        );
+        assert_eq!(rust.guest_exception(), None);
+        assert_eq!(
+            rust.stderr_tail(3),
+            ["thread 'main' panicked at src/lib.rs:3:5:", "boom"]
         );
     }
 }

@@ -808,3 +808,91 @@ async fn a_companies_and_deals_connector_syncs_beside_the_contacts_connector() {
         assert_eq!(j.connector_digest.as_ref(), Some(want), "{model}");
     }
 }
+
+/// A CRM that hands out tokens and answers every other request with JSON
+/// `null`: the companies-and-deals connector's `check` then calls `.get`
+/// on `None` — a bug of the connector's, an `AttributeError`.
+async fn null_crm() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // The head, and a body as long as its content-length.
+                while let Ok(n) = socket.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let body = if String::from_utf8_lossy(&request).contains("/oauth/") {
+                    r#"{"access_token":"t","expires_in":3600}"#
+                } else {
+                    "null"
+                };
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_exception_at_install_shows_the_guests_own_exception() {
+    let w = world("3.0.0", small_crm(), junction_test_artifacts::CRM_PYTHON).await;
+    let addr = null_crm().await;
+    let mut broken: BackendConfig = serde_json::from_value(json!({
+        "name": "broken-crm",
+        "kind": "crm",
+        "version": "3.0.0",
+        "base_url": format!("http://{addr}"),
+        "allow_internal": [addr.to_string()],
+        "auth": {"type": "basic", "username": "junction", "password": "crm-secret"},
+    }))
+    .unwrap();
+    w.node.sync.configure(&broken).await.unwrap();
+    let bytes = std::fs::read(junction_test_artifacts::CRM_DEALS_PYTHON).unwrap();
+    let err = w
+        .node
+        .sync
+        .install_as(&bytes, true, true)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("broken-crm")
+            && err.contains(
+                "the guest raised AttributeError: 'NoneType' object has no attribute 'get'"
+            )
+            && err.contains("in check)"),
+        "{err}"
+    );
+    // Not the interpreter's own panic, which says nothing of the mistake.
+    assert!(!err.contains("panicked at"), "{err}");
+    // Fixed configuration, same component: it installs.
+    broken.base_url = w.crm.base_url();
+    broken.allow_internal = vec![w.crm.addr.to_string()];
+    w.node.sync.configure(&broken).await.unwrap();
+    w.node.sync.install_as(&bytes, true, true).await.unwrap();
+}
