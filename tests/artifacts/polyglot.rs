@@ -149,8 +149,8 @@ impl Polyglot {
         wit
     }
 
-    /// componentize-py: `module` found on `paths` (relative to the root),
-    /// built for `world` in `wit`.
+    /// `junction-componentize` (guest-sdk/python): `module` found on
+    /// `paths` (relative to the root), built for `world` in `wit`.
     pub fn python_component(
         &self,
         python: &Path,
@@ -165,22 +165,29 @@ impl Polyglot {
         inputs.push(wit.to_path_buf());
         inputs.push(self.root.join("guest-sdk/python/requirements.lock"));
         self.unless_built(&out, &inputs, world, || {
+            // The SDK's documented command: it checks the unit against the
+            // world, then runs componentize-py (the component is inspected
+            // by the tests, with the junction being built).
             let mut cmd = Command::new(python);
-            // The wheel has a console script but no `__main__`; calling its
-            // entry point keeps the build independent of the venv's layout.
             cmd.args([
-                "-c",
-                "import sys\nfrom componentize_py import script\nsys.argv[0] = 'componentize-py'\nsys.exit(script())",
-                "-d",
+                "-m",
+                "junction_guest.build",
+                module,
+                "--no-inspect",
+                "--wit",
             ])
-                .arg(wit)
-                .args(["-w", world, "componentize"]);
+            .arg(wit)
+            .args(["--world", world, "-o"])
+            .arg(&out)
+            .env("PYTHONPATH", self.root.join("guest-sdk/python"))
+            .env("PYTHONDONTWRITEBYTECODE", "1");
             for p in paths {
                 cmd.arg("-p").arg(self.root.join(p));
             }
-            cmd.arg(module).arg("-o").arg(&out);
-            cmd.env("PYTHONDONTWRITEBYTECODE", "1");
-            run(&mut cmd, &format!("building the Python component {name} with componentize-py"));
+            run(
+                &mut cmd,
+                &format!("building the Python component {name} with junction-componentize"),
+            );
         });
         out
     }

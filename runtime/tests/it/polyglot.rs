@@ -896,3 +896,66 @@ async fn a_python_exception_at_install_shows_the_guests_own_exception() {
     w.node.sync.configure(&broken).await.unwrap();
     w.node.sync.install_as(&bytes, true, true).await.unwrap();
 }
+
+/// `junction-componentize` for Python (the SDK's documented build
+/// command): a unit built for a world that cannot carry it is refused
+/// before componentize-py runs, naming the fix; a good one is built and
+/// checked with `junction connector inspect`.
+#[test]
+fn junction_componentize_checks_the_unit_and_the_component_it_builds() {
+    let out = tempfile::tempdir().unwrap();
+    let build = |world: &str, wasm: &Path| {
+        Command::new(junction_test_artifacts::PYTHON)
+            .args([
+                "-m",
+                "junction_guest.build",
+                "app",
+                "-p",
+                ".",
+                "--world",
+                world,
+                "-o",
+            ])
+            .arg(wasm)
+            .current_dir(root().join("connectors/crm-deals-python"))
+            .env("PYTHONPATH", root().join("guest-sdk/python"))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("JUNCTION", env!("CARGO_BIN_EXE_junction"))
+            .output()
+            .unwrap()
+    };
+    // An adapter built for the world without outgoing HTTP: install would
+    // refuse it; the command says so first, and writes nothing.
+    let wrong = out.path().join("wrong.wasm");
+    let refused = build("connector", &wrong);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("does not import wasi:http/outgoing-handler")
+            && said.contains("build for connector-http or adapter-unit-http"),
+        "{said}"
+    );
+    assert!(!wrong.exists());
+    let mapper_only = build("mapper-unit", &wrong);
+    let said = String::from_utf8_lossy(&mapper_only.stderr);
+    assert!(
+        !mapper_only.status.success()
+            && said.contains(
+                "passes adapter= to export(), but world mapper-unit does not export adapter"
+            ),
+        "{said}"
+    );
+    // The documented world: built, then inspected as the host will.
+    let good = out.path().join("deals.wasm");
+    let built = build("connector-http", &good);
+    let said = String::from_utf8_lossy(&built.stdout);
+    assert!(
+        built.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    assert!(
+        said.contains("built ") && said.contains("crm-deals-python") && said.contains("company"),
+        "{said}"
+    );
+}
