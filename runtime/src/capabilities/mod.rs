@@ -159,6 +159,16 @@ pub struct CallContext {
 }
 
 impl CallContext {
+    /// Whether `other` is this context or one derived from the same
+    /// resolved backend (same grants, egress policy, settings and limits;
+    /// services may differ, as an import page's prefetched binder does).
+    pub fn same_backend(&self, other: &CallContext) -> bool {
+        Arc::ptr_eq(&self.grants, &other.grants)
+            && Arc::ptr_eq(&self.egress, &other.egress)
+            && self.settings == other.settings
+            && self.limits == other.limits
+    }
+
     /// A context bound to no backend: no outbound HTTP, empty settings,
     /// in-memory services. For `describe`, `inspect` and mapper tests.
     pub fn detached(limits: SandboxLimits) -> Self {

@@ -235,11 +235,16 @@ impl Unit {
         let work = async move {
             let instance = match warm {
                 Some(instance) => instance,
-                None => inner
-                    .pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(Stage::Instantiate)?,
+                None => {
+                    inner
+                        .instantiations
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    inner
+                        .pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(Stage::Instantiate)?
+                }
             };
             f(Lease::new(store, instance, &slot), instance, inner, out)
                 .await

@@ -301,6 +301,7 @@ impl Host {
                 compile,
                 pre,
                 indices,
+                instantiations: std::sync::atomic::AtomicU64::new(0),
                 warm: pool::WarmPool::new(
                     self.inner.idle.clone(),
                     self.inner.config.idle_cap() as usize,
@@ -463,6 +464,8 @@ struct UnitInner {
     pre: InstancePre<CallState>,
     indices: Indices,
     warm: pool::WarmPool,
+    /// Fresh instances made (calls not served by a warm one).
+    instantiations: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Unit {
@@ -490,6 +493,13 @@ impl Unit {
 
     pub fn compile_info(&self) -> CompileInfo {
         self.inner.compile
+    }
+
+    /// Fresh instances made so far: the calls no warm instance served.
+    pub fn instantiations(&self) -> u64 {
+        self.inner
+            .instantiations
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Instances of this unit kept warm for its next calls.

@@ -4,9 +4,11 @@
 //! but a Python or JavaScript guest (an interpreter and its heap) takes a
 //! millisecond or more.
 //!
-//! Rules: an instance serves only the backend context it was made for
-//! (guest memory survives between its calls, and must not cross
-//! backends); it is dropped after any failed call (a trap, a limit, a
+//! Rules: an instance serves only the backend it was made for (guest
+//! memory survives between its calls, and must not cross backends): the
+//! same resolved backend (its grants and egress policy), of which a call
+//! may use a derived context (an import page's prefetched binder), which
+//! the instance then takes on; it is dropped after any failed call (a trap, a limit, a
 //! deadline or a guest error leaves state nobody vouches for) and after
 //! `max_invocations` calls; idle instances across the host never exceed
 //! `warm_instances`, and the call slots are sized so that running plus idle
@@ -34,12 +36,6 @@ impl Warm {
     fn ctx(&self) -> &Arc<CallContext> {
         &self.store.data().ctx
     }
-
-    /// Nobody else holds its context: the backend was reconfigured or
-    /// removed, or it was a one-off context, so no call will ask for it.
-    fn stale(&self) -> bool {
-        Arc::strong_count(self.ctx()) == 1
-    }
 }
 
 /// The idle instances of one unit.
@@ -65,22 +61,54 @@ impl WarmPool {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Drop idle instances no call can use any more.
+    /// Drop idle instances no call can use any more: nothing but idle
+    /// instances holds their context, nor any other context of their
+    /// backend (the backend was reconfigured or removed, or it was a
+    /// one-off context).
     fn sweep(&self, idle: &mut Vec<Warm>) {
         let before = idle.len();
-        idle.retain(|w| !w.stale());
+        let stale: Vec<bool> = idle
+            .iter()
+            .map(|w| {
+                let idle_holders = idle
+                    .iter()
+                    .filter(|o| Arc::ptr_eq(o.ctx(), w.ctx()))
+                    .count();
+                if Arc::strong_count(w.ctx()) > idle_holders {
+                    return false;
+                }
+                // Contexts (not references to them) holding the grants.
+                let mut idle_contexts: Vec<*const CallContext> = idle
+                    .iter()
+                    .filter(|o| Arc::ptr_eq(&o.ctx().grants, &w.ctx().grants))
+                    .map(|o| Arc::as_ptr(o.ctx()))
+                    .collect();
+                idle_contexts.sort();
+                idle_contexts.dedup();
+                Arc::strong_count(&w.ctx().grants) <= idle_contexts.len()
+            })
+            .collect();
+        let mut i = 0;
+        idle.retain(|_| {
+            i += 1;
+            !stale[i - 1]
+        });
         self.host_idle
             .fetch_sub(before - idle.len(), Ordering::Relaxed);
     }
 
-    /// An idle instance made for `ctx`, if there is one.
+    /// An idle instance made for `ctx`'s backend, if there is one; it
+    /// takes on `ctx` (whose services may be a derived call's).
     pub fn take(&self, ctx: &Arc<CallContext>) -> Option<Warm> {
         let mut idle = self.lock();
         self.sweep(&mut idle);
-        let found = idle
+        let mut found = idle
             .iter()
-            .rposition(|w| Arc::ptr_eq(w.ctx(), ctx))
+            .rposition(|w| w.ctx().same_backend(ctx))
             .map(|i| idle.swap_remove(i));
+        if let Some(w) = &mut found {
+            w.store.data_mut().ctx = ctx.clone();
+        }
         if found.is_some() {
             self.host_idle.fetch_sub(1, Ordering::Relaxed);
         }

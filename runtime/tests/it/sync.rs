@@ -913,3 +913,56 @@ pub async fn assert_units(node: &Node, backend: &str, adapter: &str, mapper: &st
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_import_reuses_warm_instances_across_its_pages() {
+    let w = world_with(
+        ShopConfig {
+            seed: Seed {
+                products: 400,
+                ..small()
+            },
+            ..ShopConfig::default()
+        },
+        "2.4.6",
+    )
+    .await;
+    w.run(batch_jobs("shop", &["category"], true)).await;
+    let unit = w
+        .node
+        .sync
+        .backend("shop")
+        .await
+        .unwrap()
+        .route("product")
+        .unwrap()
+        .adapter
+        .clone();
+    let before = unit.instantiations();
+    // 400 products in pages of 25, mapped 8 at a time: each page wraps
+    // the backend's context with its prefetched binder, and must still
+    // get the instances the pages before it left warm.
+    w.run(batch_jobs("shop", &["product"], true)).await;
+    assert_eq!(
+        w.storage
+            .binding_counts("shop")
+            .await
+            .unwrap()
+            .iter()
+            .find(|(m, _)| m == "product")
+            .unwrap()
+            .1,
+        400
+    );
+    let made = unit.instantiations() - before;
+    // At most `direct_concurrency` at once, plus those replacing
+    // instances retired after `max_invocations` (100) of the ~820 calls
+    // (a search per page, dependencies and a mapping per product). Made
+    // per page instead, it was 25 here.
+    let concurrency = junction_runtime::sync::SyncSettings::default().direct_concurrency as u64;
+    let retired = 820 / 100;
+    assert!(
+        made <= concurrency + retired,
+        "{made} fresh instances for 16 pages; the warm ones should have served"
+    );
+}

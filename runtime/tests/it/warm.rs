@@ -117,3 +117,60 @@ async fn idle_instances_stay_within_the_host_cap() {
             .contains("max_invocations must be at least 1"),
     );
 }
+
+#[tokio::test]
+async fn a_derived_context_of_the_same_backend_reuses_the_instance_and_its_services() {
+    let unit = probe_on(4, 100).await;
+    let base = Ctx::default().build();
+    let made = unit.instantiations();
+    assert_eq!(counter(&unit, &base).await, 1);
+    // An import page's context: the backend's, with other services (its
+    // prefetched binder). The warm instance serves it, and its host
+    // imports reach the derived context's services, not the first one's.
+    let other = Ctx::default();
+    let page = Arc::new(CallContext {
+        services: junction_runtime::capabilities::Services::from_one(other.services.clone()),
+        ..(*base).clone()
+    });
+    assert_eq!(counter(&unit, &page).await, 2);
+    assert_eq!(unit.instantiations(), made + 1);
+    use junction_runtime::capabilities::BinderService;
+    other
+        .services
+        .bind("test", "echo", "e1", "l1", None)
+        .await
+        .unwrap();
+    let seen = |ctx: Arc<CallContext>| {
+        let unit = unit.clone();
+        async move {
+            let r = unit
+                .read(&ctx, "to-local", "echo/e1")
+                .await
+                .into_result()
+                .unwrap();
+            serde_json::from_str::<serde_json::Value>(&r.data).unwrap()["local"].clone()
+        }
+    };
+    assert_eq!(
+        seen(page.clone()).await,
+        "l1",
+        "the derived context's binder answers"
+    );
+    assert_eq!(
+        seen(base.clone()).await,
+        serde_json::Value::Null,
+        "and the base's its own"
+    );
+    // The page's context gone, the backend's still serves from the pool.
+    drop(page);
+    assert_eq!(
+        counter(&unit, &base).await,
+        3,
+        "the same instance, its third counter call"
+    );
+    assert_eq!(unit.instantiations(), made + 1);
+    // Another backend's context never does.
+    let elsewhere = Ctx::default().build();
+    assert_eq!(counter(&unit, &elsewhere).await, 1);
+    assert_eq!(unit.instantiations(), made + 2);
+}
