@@ -20,8 +20,17 @@ import * as state from 'junction:connector/state@0.1.1';
 import { ConnectorError, Permanent } from './errors.js';
 import { manifest as checkManifest } from './units.js';
 
-/** The host's imports, with the same methods as `testing.FakeHost`. */
+/**
+ * The host's imports, with the same methods as `testing.FakeHost`
+ * (`test/parity.test.js` fails when they diverge).
+ */
 class SandboxHost {
+  get name() {
+    return config.backend().name;
+  }
+  get kind() {
+    return config.backend().kind;
+  }
   get settings() {
     return JSON.parse(config.settings());
   }

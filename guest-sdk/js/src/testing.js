@@ -1,7 +1,11 @@
 // The host's imports in memory, so units run natively under `node --test`.
 // `FakeHost` records what a unit did (log lines, bindings, jobs, state)
-// and answers from what a test put in; it has the same methods the
-// component glue gives a unit inside the sandbox.
+// and answers from what a test put in. Its methods and getters are exactly
+// those of the host a unit gets inside the sandbox (`SandboxHost` in
+// `component.js`; `test/parity.test.js` fails when they diverge); the
+// fields in `INSPECTION` are for tests only: the real host has none.
+
+export const INSPECTION = ['bindings', 'records', 'state', 'jobs', 'logs'];
 
 export class FakeHost {
   constructor({ name = 'test-backend', kind = 'test', version = '1.0.0', baseUrl = 'http://127.0.0.1', settings = {} } = {}) {
@@ -13,7 +17,7 @@ export class FakeHost {
     this.logs = [];
   }
 
-  bind(model, externalId, localId) {
+  bind(model, externalId, localId, syncDate = undefined) {
     this.bindings.set(`${model}\u0000${externalId}`, localId);
   }
 

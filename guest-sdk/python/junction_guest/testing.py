@@ -1,8 +1,11 @@
 """The host's imports, in memory, so units run natively under pytest.
 
 `FakeHost` records what a unit did (log lines, bindings, jobs, state) and
-answers from what a test put in. It is the same interface the component
-glue gives a unit inside the sandbox (`junction_guest.host.Host`).
+answers from what a test put in. Its methods and properties are exactly
+those of the host a unit gets inside the sandbox
+(`junction_guest.component.SandboxHost`; `tests/test_parity.py` fails when
+they diverge); the fields in `INSPECTION` are for tests to read and set,
+and a unit must not touch them: the real host has none of them.
 """
 
 from __future__ import annotations
@@ -10,6 +13,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
+
+
+#: FakeHost's fields for tests only; the sandbox's host has none of them.
+INSPECTION = ("bindings", "records", "state", "jobs", "logs")
 
 
 @dataclass
