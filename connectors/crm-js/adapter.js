@@ -1,19 +1,11 @@
-// Talks to the CRM's v3 API, as the Python connector's adapter does.
-//
-// OAuth2 client credentials without the secret ever reaching this code:
-// the operator configures the client id and secret as the backend's HTTP
-// Basic credentials, which the host adds to requests that carry no
-// `Authorization` of their own — here, only the token request. The access
-// token is kept in the backend's state, so every call and every node
-// shares it until shortly before it expires; a 401 for an expired or
-// revoked token gets one new token and one retry.
+// Talks to the CRM's v3 API, as the Python connector's adapter does,
+// authenticated with OAuth2 client credentials through the SDK's
+// `OAuthClient` (the host adds the client's id and secret to the token
+// request only; the token is shared through the backend's state).
 
-import { Client, ConfigError, Permanent, Request } from '../../guest-sdk/js/src/index.js';
+import { OAuthClient, Permanent, TOKEN_STATE } from '../../guest-sdk/js/src/index.js';
 
-export const TOKEN_STATE = 'oauth.access-token';
-// Renew this long before the CRM says a token expires, so that a request
-// never leaves with a token about to lapse.
-export const TOKEN_MARGIN_SECONDS = 60;
+export { TOKEN_STATE };
 export const MAX_SEARCH_LIMIT = 200;
 
 const OBJECTS = { customer: 'contacts' };
@@ -52,56 +44,16 @@ export class CrmAdapter {
 
   // -- HTTP with the token ---------------------------------------------
 
-  client(host) {
-    return new Client(host.baseUrl, { transport: this.transport });
+  api(host) {
+    return new OAuthClient(host, '/oauth/v1/token', { transport: this.transport, clock: this.clock });
   }
 
-  newToken(host, client) {
-    const answer = client.request('POST', '/oauth/v1/token', { form: { grant_type: 'client_credentials' } }).json();
-    const token = answer?.access_token;
-    if (typeof token !== 'string' || !token) {
-      throw new ConfigError("the CRM's token endpoint answered without an access_token");
-    }
-    const lifetime = Math.trunc(Number(answer.expires_in ?? 0)) || 0;
-    const expires = this.clock() + Math.max(0, lifetime - TOKEN_MARGIN_SECONDS);
-    host.setState(TOKEN_STATE, JSON.stringify({ token, expires }));
-    return token;
-  }
-
-  token(host, client) {
-    const kept = host.getState(TOKEN_STATE);
-    if (kept) {
-      try {
-        const saved = JSON.parse(kept);
-        if (typeof saved.token === 'string' && saved.expires > this.clock()) return saved.token;
-      } catch {
-        // A damaged entry is replaced by a new token.
-      }
-    }
-    return this.newToken(host, client);
-  }
-
-  send(host, method, path, { query = null, body } = {}) {
-    const client = this.client(host);
-    const headers = [['Accept', 'application/json']];
-    let data = new Uint8Array();
-    if (body !== undefined) {
-      headers.push(['Content-Type', 'application/json']);
-      data = new TextEncoder().encode(JSON.stringify(body));
-    }
-    const url = client.url(path, query);
-    let token = this.token(host, client);
-    for (let attempt = 1; ; attempt++) {
-      const response = client.send(new Request(method, url, [...headers, ['Authorization', `Bearer ${token}`]], data));
-      if (response.status !== 401 || attempt === 2) return response;
-      host.log('info', 'the CRM refused the access token; getting a new one');
-      token = this.newToken(host, client);
-    }
+  send(host, method, path, options) {
+    return this.api(host).send(method, path, options);
   }
 
   json(host, method, path, options) {
-    const response = this.send(host, method, path, options).raiseForStatus();
-    return response.body.length ? response.json() : null;
+    return this.api(host).json(method, path, options);
   }
 
   // -- the adapter -----------------------------------------------------

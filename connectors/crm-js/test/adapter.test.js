@@ -6,22 +6,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { ConfigError, RateLimited, Response } from '../../../guest-sdk/js/src/index.js';
-import { FakeHost } from '../../../guest-sdk/js/src/testing.js';
+import { FakeHost, scriptedTransport } from '../../../guest-sdk/js/src/testing.js';
 import { CrmAdapter, TOKEN_STATE } from '../adapter.js';
 
-/** Answers requests in order and keeps what was sent. */
-function script(...answers) {
-  const sent = [];
-  const transport = (request) => {
-    sent.push(request);
-    const [status, body, headers = []] = answers.shift();
-    return new Response(status, headers, body === null ? new Uint8Array() : new TextEncoder().encode(JSON.stringify(body)));
-  };
-  transport.sent = sent;
-  transport.header = (i, name) => sent[i].headers.find(([k]) => k.toLowerCase() === name)?.[1] ?? null;
-  transport.body = (i) => JSON.parse(new TextDecoder().decode(sent[i].body));
-  return transport;
-}
+const script = scriptedTransport;
 
 const TOKEN = [200, { access_token: 'tok-1', token_type: 'bearer', expires_in: 1800 }];
 const CONTACT = { id: '1001', properties: { email: 'a@b.c' }, updatedAt: '2026-01-01T00:00:00.000Z' };
@@ -57,7 +45,7 @@ test('a refused token gets a new one and one retry', () => {
   const h = host();
   assert.equal(adapter(s).read(h, 'customer', '1001').externalId, '1001');
   assert.equal(s.header(3, 'authorization'), 'Bearer tok-2');
-  assert.deepEqual(h.logs, [['info', 'the CRM refused the access token; getting a new one']]);
+  assert.deepEqual(h.logs, [['info', 'the backend refused the access token; getting a new one']]);
 });
 
 test('a token refused twice is a config error', () => {

@@ -5,6 +5,8 @@
 // `component.js`; `test/parity.test.js` fails when they diverge); the
 // fields in `INSPECTION` are for tests only: the real host has none.
 
+import { Response } from './http.js';
+
 export const INSPECTION = ['bindings', 'records', 'state', 'jobs', 'logs'];
 
 export class FakeHost {
@@ -53,4 +55,25 @@ export class FakeHost {
   log(level, message) {
     this.logs.push([level, message]);
   }
+}
+
+/**
+ * A fake HTTP transport for native adapter tests: answers requests in
+ * order from `[status, jsonBody, headers?]` and keeps what was sent. Pass
+ * it as an adapter's (or `Client`'s) `transport`. A request past the
+ * script fails the test, naming it.
+ */
+export function scriptedTransport(...answers) {
+  const sent = [];
+  const transport = (request) => {
+    sent.push(request);
+    if (answers.length === 0) throw new Error(`unexpected request ${request.method} ${request.url}: the script is used up`);
+    const [status, body, headers = []] = answers.shift();
+    const bytes = body === null || body === undefined ? new Uint8Array() : new TextEncoder().encode(JSON.stringify(body));
+    return new Response(status, headers, bytes);
+  };
+  transport.sent = sent;
+  transport.header = (i, name) => sent[i].headers.find(([k]) => k.toLowerCase() === name.toLowerCase())?.[1] ?? null;
+  transport.body = (i) => JSON.parse(new TextDecoder().decode(sent[i].body));
+  return transport;
 }
