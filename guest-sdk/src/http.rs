@@ -9,10 +9,13 @@ use std::fmt;
 
 use crate::error::{DEFAULT_RETRY_SECONDS, Error};
 
-use wasip2::http::outgoing_handler;
-use wasip2::http::types::{
-    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+use wasip2::http::types::ErrorCode;
+#[cfg(target_arch = "wasm32")]
+use wasip2::http::{
+    outgoing_handler,
+    types::{Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme},
 };
+#[cfg(target_arch = "wasm32")]
 use wasip2::io::streams::StreamError;
 
 /// An HTTP request to send.
@@ -239,6 +242,8 @@ pub fn split_url(url: &str) -> Result<UrlParts, HttpError> {
     })
 }
 
+// Natively only the tests call it: the scripted transport answers there.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 fn classify(host: &str, code: &ErrorCode) -> HttpError {
     let host = host.to_string();
     let text = format!("{code:?}");
@@ -253,6 +258,7 @@ fn classify(host: &str, code: &ErrorCode) -> HttpError {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 fn method(name: &str) -> Method {
     match name.to_ascii_uppercase().as_str() {
         "GET" => Method::Get,
@@ -267,8 +273,18 @@ fn method(name: &str) -> Method {
 }
 
 /// Send a request and read the whole response. Redirects are returned as
-/// they are: neither the host nor this client follows them.
+/// they are: neither the host nor this client follows them. Natively (in
+/// `cargo test`) the [`crate::testing::FakeHost`]'s scripted transport
+/// answers.
 pub fn send(request: &Request) -> Result<Response, HttpError> {
+    #[cfg(not(target_arch = "wasm32"))]
+    return crate::testing::send(request);
+    #[cfg(target_arch = "wasm32")]
+    send_wasi(request)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn send_wasi(request: &Request) -> Result<Response, HttpError> {
     let parts = split_url(&request.url)?;
     let host = parts.authority.clone();
     let transport = |what: &str| HttpError::Transport {
@@ -372,6 +388,7 @@ pub fn send(request: &Request) -> Result<Response, HttpError> {
     })
 }
 
+#[cfg(target_arch = "wasm32")]
 fn read_body(host: &str, body: &IncomingBody) -> Result<Vec<u8>, HttpError> {
     let stream = body.stream().map_err(|_| HttpError::Transport {
         host: host.to_string(),
@@ -387,6 +404,7 @@ fn read_body(host: &str, body: &IncomingBody) -> Result<Vec<u8>, HttpError> {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 fn stream_error(host: &str, error: StreamError) -> HttpError {
     match error {
         StreamError::LastOperationFailed(e) => match wasip2::http::types::http_error_code(&e) {

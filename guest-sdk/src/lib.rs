@@ -25,6 +25,8 @@ pub mod error;
 pub mod host;
 pub mod http;
 pub mod mapping;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 pub mod types;
 
 pub use connector::{Adapter, Connector, Listener, Mapper};

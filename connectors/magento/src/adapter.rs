@@ -166,3 +166,106 @@ pub fn delete(model: &str, id: &str) -> Result<(), Error> {
         Err(e) => Err(e),
     }
 }
+
+/// The adapter natively, against the SDK's fake host and scripted
+/// transport: what it sends, and what it makes of Magento's answers.
+#[cfg(test)]
+mod tests {
+    use junction_guest::testing::{FakeHost, ScriptedTransport};
+
+    use super::*;
+
+    fn shop(transport: ScriptedTransport) -> FakeHost {
+        FakeHost::new("https://shop.test/").transport(transport)
+    }
+
+    #[test]
+    fn search_pages_by_total_count_with_the_changed_since_filter() {
+        let answer = json!({
+            "items": [{"sku": "A-1", "updated_at": "2026-01-02 03:04:05"}],
+            "total_count": 60,
+        });
+        let t = ScriptedTransport::new()
+            .json(200, answer.clone())
+            .json(200, answer);
+        let since = json!({"updated-since": "2026-01-01T00:00:00Z"});
+        let ((first, last), host) = shop(t).run(|| {
+            (
+                search("product", &since, None, 25),
+                search("product", &since, Some("3"), 25),
+            )
+        });
+        let first = first.unwrap();
+        assert_eq!(first.items[0].external_id, "A-1");
+        assert_eq!(
+            first.items[0].updated_at.as_deref(),
+            Some("2026-01-02T03:04:05Z")
+        );
+        assert_eq!(first.next_cursor.as_deref(), Some("2"));
+        // Page 3 of 25 reaches the 60th record: the last page.
+        assert_eq!(last.unwrap().next_cursor, None);
+        let url = &host.sent()[0].url;
+        assert!(
+            url.starts_with("https://shop.test/rest/V1/products?"),
+            "{url}"
+        );
+        assert!(
+            url.contains("%5Bfield%5D=updated_at") && url.contains("condition_type%5D=gteq"),
+            "{url}"
+        );
+        assert!(
+            url.contains("pageSize%5D=25") && url.contains("currentPage%5D=1"),
+            "{url}"
+        );
+        assert!(host.sent()[1].url.contains("currentPage%5D=3"));
+    }
+
+    #[test]
+    fn throttling_and_missing_records_become_the_contracts_errors() {
+        let t = ScriptedTransport::new()
+            .response(429, &[("retry-after", "7")], r#"{"message":"slow down"}"#)
+            .json(404, json!({"message": "No such entity."}))
+            .json(404, json!({"message": "No such entity."}));
+        let ((throttled, missing, deleted), _) = shop(t).run(|| {
+            (
+                read("order", "5"),
+                read("customer", "9"),
+                delete("product", "gone sku"),
+            )
+        });
+        assert!(
+            matches!(
+                throttled,
+                Err(Error::RateLimited {
+                    reset_seconds: 7,
+                    ..
+                })
+            ),
+            "{throttled:?}"
+        );
+        assert!(
+            matches!(&missing, Err(Error::NotFound(m)) if m.contains("customer 9 is gone")),
+            "{missing:?}"
+        );
+        assert!(deleted.is_ok(), "already gone is what a delete wants");
+    }
+
+    #[test]
+    fn order_states_go_out_as_actions_and_others_are_refused() {
+        let t = ScriptedTransport::new().json(200, json!(true));
+        let ((held, bad), host) = shop(t).run(|| {
+            (
+                write("order", "12", &json!({"state": "holded"})),
+                write("order", "12", &json!({"state": "complete"})),
+            )
+        });
+        held.unwrap();
+        assert!(matches!(bad, Err(Error::Permanent(_))), "{bad:?}");
+        assert_eq!(host.sent().len(), 1, "the refused state sent nothing");
+        assert_eq!(host.sent()[0].method, "POST");
+        assert_eq!(
+            host.sent()[0].url,
+            "https://shop.test/rest/V1/orders/12/hold"
+        );
+    }
+}
