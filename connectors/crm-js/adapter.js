@@ -3,7 +3,7 @@
 // `OAuthClient` (the host adds the client's id and secret to the token
 // request only; the token is shared through the backend's state).
 
-import { OAuthClient, Permanent, TOKEN_STATE } from '../../guest-sdk/js/src/index.js';
+import { OAuthClient, Permanent, TOKEN_STATE, cursorPage, pageSize } from '../../guest-sdk/js/src/index.js';
 
 export { TOKEN_STATE };
 export const MAX_SEARCH_LIMIT = 200;
@@ -63,9 +63,9 @@ export class CrmAdapter {
     return `connected to the CRM at ${host.baseUrl}: ${found?.total ?? 0} contacts`;
   }
 
-  search(host, model, filter, cursor, pageSize) {
+  search(host, model, filter, cursor, wanted) {
     const body = {
-      limit: Math.max(1, Math.min(pageSize, MAX_SEARCH_LIMIT)),
+      limit: pageSize(wanted, MAX_SEARCH_LIMIT),
       properties: PROPERTIES,
       // Oldest change first: a contact changing during the scan moves
       // behind the pages already read.
@@ -77,8 +77,7 @@ export class CrmAdapter {
     }
     if (cursor) body.after = cursor;
     const found = this.json(host, 'POST', `/crm/v3/objects/${objects(model)}/search`, { body });
-    const after = found?.paging?.next?.after;
-    return { items: (found?.results ?? []).map(record), nextCursor: after === undefined || after === null ? null : String(after) };
+    return cursorPage(found, record);
   }
 
   read(host, model, externalId) {

@@ -8,6 +8,7 @@ from __future__ import annotations
 from junction_guest.errors import Permanent
 from junction_guest.mapping import Mapping
 from junction_guest.oauth import OAuthClient
+from junction_guest.paging import cursor_page, page_size
 from junction_guest.units import Adapter, Manifest, Mapper, RemoteRecord
 
 MANIFEST = Manifest(
@@ -50,9 +51,9 @@ class DealsAdapter(Adapter):
         found = self._api(host).json("POST", "/crm/v3/objects/companies/search", body={"limit": 1})
         return f"connected to the CRM at {host.base_url}: {found.get('total', 0)} companies"
 
-    def search(self, host, model: str, filter: dict, cursor, page_size: int):
+    def search(self, host, model: str, filter: dict, cursor, wanted: int):
         body = {
-            "limit": max(1, min(page_size, 200)),
+            "limit": page_size(wanted, 200),
             "properties": PROPERTIES.get(model, []),
             "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
         }
@@ -62,8 +63,7 @@ class DealsAdapter(Adapter):
         if cursor:
             body["after"] = cursor
         found = self._api(host).json("POST", f"/crm/v3/objects/{_objects(model)}/search", body=body)
-        after = ((found.get("paging") or {}).get("next") or {}).get("after")
-        return [_record(o) for o in found.get("results", [])], (str(after) if after is not None else None)
+        return cursor_page(found, _record)
 
     def read(self, host, model: str, external_id: str) -> RemoteRecord:
         query = {"properties": ",".join(PROPERTIES.get(model, []))}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
+from junction_guest import paging
 from junction_guest.errors import Permanent
 from junction_guest.http import Response
 from junction_guest.oauth import TOKEN_STATE, OAuthClient
@@ -55,7 +56,7 @@ class CrmAdapter(Adapter):
 
     def search(self, host, model: str, filter: dict, cursor: Optional[str], page_size: int):
         body: dict[str, Any] = {
-            "limit": max(1, min(page_size, MAX_SEARCH_LIMIT)),
+            "limit": paging.page_size(page_size, MAX_SEARCH_LIMIT),
             "properties": PROPERTIES,
             # Oldest change first: a contact changing during the scan
             # moves behind the pages already read.
@@ -69,9 +70,7 @@ class CrmAdapter(Adapter):
         if cursor:
             body["after"] = cursor
         found = self._json(host, "POST", f"/crm/v3/objects/{_objects(model)}/search", body=body)
-        records = [_record(o) for o in found.get("results", [])]
-        after = ((found.get("paging") or {}).get("next") or {}).get("after")
-        return records, (str(after) if after is not None else None)
+        return paging.cursor_page(found, _record)
 
     def read(self, host, model: str, external_id: str) -> RemoteRecord:
         return _record(

@@ -9,4 +9,5 @@ export * from './errors.js';
 export * from './http.js';
 export * from './mapping.js';
 export * from './oauth.js';
+export * from './paging.js';
 export * from './units.js';

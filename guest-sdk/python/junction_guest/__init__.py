@@ -6,6 +6,7 @@ componentize-py, against the WIT contract `junction:connector@0.1.1`.
 - `http`: a JSON HTTP client that turns statuses and failures into them.
 - `mapping`: OCA-style mapping helpers.
 - `oauth`: OAuth2 client credentials (token in the backend's state).
+- `paging`: cursor-paged search helpers.
 - `testing`: the host's imports in memory and a scripted HTTP transport,
   for native pytest runs.
 - `units`: the adapter / mapper / listener base classes and the manifest.
