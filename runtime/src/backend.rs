@@ -209,6 +209,14 @@ impl BackendConfig {
             .auth
             .as_ref()
             .filter(|_| requests.is_none_or(|r| !r.secrets.is_empty()));
+        if self.auth.is_some() && auth.is_none() {
+            // The author's likely mistake: the requests go out bare.
+            tracing::warn!(
+                backend = %self.name,
+                "the backend has credentials, but its connectors' manifests name no secret, so none are added to their requests; \
+                 declare the secret in the manifest (`secrets`)"
+            );
+        }
         let mut policy = EgressPolicy::new(&allow, &self.allow_internal, auth, self.egress.clone())
             .and_then(|p| p.credential_origins(&credential_origins))
             .map_err(policy_error)?;

@@ -19,6 +19,8 @@ MANIFEST = Manifest(
     # Import order: a deal's company first.
     models={"company": ["search", "read", "import"], "deal": ["search", "read", "import"]},
     settings_schema={"type": "object"},
+    # The OAuth2 client's secret, which the host adds to the token request.
+    secrets=["client_secret"],
 )
 
 OBJECTS = {"company": "companies", "deal": "deals"}

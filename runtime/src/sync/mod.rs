@@ -909,14 +909,13 @@ impl Synchronizer {
             }
         }
         let mut picked: Vec<(&str, &Candidate, &Candidate)> = Vec::new();
-        let mut unserved = None;
         for model in &models {
             let a = pick(&candidates, UnitRole::Adapter, kind, version, Some(model))?;
             match pick(&candidates, UnitRole::Mapper, kind, version, Some(model)) {
                 Ok(m) => picked.push((model, a, m)),
                 // An adapter's model without a mapper is not served; a tie
                 // is the operator's to settle.
-                Err(e @ RegistryError::NoMatch { .. }) => unserved = Some(e),
+                Err(RegistryError::NoMatch { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -925,20 +924,16 @@ impl Synchronizer {
             pick(&candidates, UnitRole::Adapter, kind, version, None),
             pick(&candidates, UnitRole::Mapper, kind, version, None),
         ) {
-            (Ok(a), Ok(m)) => Some((a, m)),
-            _ => None,
+            (Ok(a), Ok(m)) => Ok((a, m)),
+            (Err(e), _) | (_, Err(e)) => Err(e),
         };
-        if picked.is_empty() && default.is_none() {
-            return Err(unserved
-                .unwrap_or_else(|| RegistryError::NoMatch {
-                    role: UnitRole::Mapper,
-                    kind: kind.clone(),
-                    version: version.clone(),
-                    model: None,
-                    candidates: Vec::new(),
-                })
-                .into());
-        }
+        let default = match default {
+            Ok(pair) => Some(pair),
+            // Nothing serves the backend at all: the backend-wide reason
+            // lists every candidate of the kind.
+            Err(e) if picked.is_empty() => return Err(e.into()),
+            Err(_) => None,
+        };
         let label = |c: &Candidate| format!("{} {}", c.name, c.version);
         let route_of = async |a: &Candidate, m: &Candidate| -> Result<Route, SyncError> {
             Ok(Route {
