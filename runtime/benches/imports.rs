@@ -112,12 +112,16 @@ fn main() {
             node.sync.configure(&backend(&crm, name)).await.unwrap();
         }
         let rate = |(records, elapsed): (i64, Duration)| records as f64 / elapsed.as_secs_f64();
+        // The component's fresh instances: calls no warm instance served.
+        let unit = node.sync.backend("fresh").await.unwrap().route("deal").unwrap().adapter.clone();
+        let made = unit.instantiations();
         let fresh = import(&node, &storage, "fresh", true).await;
         println!(
-            "direct import, fresh node:        {} records in {:.2} s = {:.0} records/s",
+            "direct import, fresh node:        {} records in {:.2} s = {:.0} records/s ({} fresh instances)",
             fresh.0,
             fresh.1.as_secs_f64(),
-            rate(fresh)
+            rate(fresh),
+            unit.instantiations() - made
         );
         for name in ["jobs-1", "jobs-2"] {
             let jobs = import(&node, &storage, name, false).await;
@@ -128,7 +132,9 @@ fn main() {
                 rate(jobs)
             );
         }
+        let made = unit.instantiations();
         let later = import(&node, &storage, "later", true).await;
+        println!("({} fresh instances)", unit.instantiations() - made);
         println!(
             "direct import, after those jobs:  {} records in {:.2} s = {:.0} records/s ({:+.0} % against fresh)",
             later.0,
