@@ -191,47 +191,16 @@ fn interval(req: &VersionReq) -> Interval {
     )
 }
 
-/// Every `role` unit fitting a backend of `kind` at `version`, whatever
-/// its models (in the order given).
-pub fn fitting<'a>(
-    candidates: &'a [Candidate],
-    role: UnitRole,
-    kind: &str,
-    version: &str,
-) -> Result<Vec<&'a Candidate>, RegistryError> {
-    let wanted = Version::parse(version).map_err(|_| RegistryError::BadVersion {
-        version: version.to_string(),
-    })?;
-    let found: Vec<&Candidate> = candidates
-        .iter()
-        .filter(|c| c.backend_kind == kind && c.plays(role))
-        .filter(|c| VersionReq::parse(&c.backend_versions).is_ok_and(|r| r.matches(&wanted)))
-        .collect();
-    if found.is_empty() {
-        return Err(RegistryError::NoMatch {
-            role,
-            kind: kind.to_string(),
-            version: version.to_string(),
-            model: None,
-            candidates: candidates
-                .iter()
-                .filter(|c| c.backend_kind == kind && c.plays(role))
-                .map(|c| c.label())
-                .collect(),
-        });
-    }
-    Ok(found)
-}
-
-/// Pick the `role` unit for `model` of a backend of `kind` at `version`
-/// (`None`: any model, as before units claimed models).
-pub fn pick<'a>(
+/// The `role` units of `kind` that claim `model` (any, with `None`), and
+/// those of them whose range contains `version`, with their intervals; no
+/// fitting one is `NoMatch`, listing the others.
+fn matching<'a>(
     candidates: &'a [Candidate],
     role: UnitRole,
     kind: &str,
     version: &str,
     model: Option<&str>,
-) -> Result<&'a Candidate, RegistryError> {
+) -> Result<Vec<(&'a Candidate, Interval)>, RegistryError> {
     let wanted = Version::parse(version).map_err(|_| RegistryError::BadVersion {
         version: version.to_string(),
     })?;
@@ -256,6 +225,33 @@ pub fn pick<'a>(
             candidates: of_kind.iter().map(|c| c.label()).collect(),
         });
     }
+    Ok(fitting)
+}
+
+/// Every `role` unit fitting a backend of `kind` at `version`, whatever
+/// its models (in the order given).
+pub fn fitting<'a>(
+    candidates: &'a [Candidate],
+    role: UnitRole,
+    kind: &str,
+    version: &str,
+) -> Result<Vec<&'a Candidate>, RegistryError> {
+    Ok(matching(candidates, role, kind, version, None)?
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect())
+}
+
+/// Pick the `role` unit for `model` of a backend of `kind` at `version`
+/// (`None`: any model, as before units claimed models).
+pub fn pick<'a>(
+    candidates: &'a [Candidate],
+    role: UnitRole,
+    kind: &str,
+    version: &str,
+    model: Option<&str>,
+) -> Result<&'a Candidate, RegistryError> {
+    let fitting = matching(candidates, role, kind, version, model)?;
     // The narrowest: within every other fitting range. Two with the same
     // range (or ranges that overlap without nesting) cannot be ordered.
     let narrowest: Vec<&(&Candidate, Interval)> = fitting

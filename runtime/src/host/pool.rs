@@ -36,6 +36,28 @@ impl Warm {
     fn ctx(&self) -> &Arc<CallContext> {
         &self.store.data().ctx
     }
+
+    /// Whether a call may still ask for it: something besides the `idle`
+    /// instances holds its context, or another context of its backend
+    /// (its grants, which every context of one resolved backend shares).
+    fn in_use(&self, idle: &[Warm]) -> bool {
+        let idle_refs = idle
+            .iter()
+            .filter(|o| Arc::ptr_eq(o.ctx(), self.ctx()))
+            .count();
+        if Arc::strong_count(self.ctx()) > idle_refs {
+            return true;
+        }
+        // Count contexts, not references to them: each holds the grants once.
+        let mut idle_contexts: Vec<*const CallContext> = idle
+            .iter()
+            .filter(|o| Arc::ptr_eq(&o.ctx().grants, &self.ctx().grants))
+            .map(|o| Arc::as_ptr(o.ctx()))
+            .collect();
+        idle_contexts.sort_unstable();
+        idle_contexts.dedup();
+        Arc::strong_count(&self.ctx().grants) > idle_contexts.len()
+    }
 }
 
 /// The idle instances of one unit.
@@ -61,38 +83,13 @@ impl WarmPool {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Drop idle instances no call can use any more: nothing but idle
-    /// instances holds their context, nor any other context of their
-    /// backend (the backend was reconfigured or removed, or it was a
-    /// one-off context).
+    /// Drop idle instances no call can use any more (the backend was
+    /// reconfigured or removed, or it was a one-off context).
     fn sweep(&self, idle: &mut Vec<Warm>) {
         let before = idle.len();
-        let stale: Vec<bool> = idle
-            .iter()
-            .map(|w| {
-                let idle_holders = idle
-                    .iter()
-                    .filter(|o| Arc::ptr_eq(o.ctx(), w.ctx()))
-                    .count();
-                if Arc::strong_count(w.ctx()) > idle_holders {
-                    return false;
-                }
-                // Contexts (not references to them) holding the grants.
-                let mut idle_contexts: Vec<*const CallContext> = idle
-                    .iter()
-                    .filter(|o| Arc::ptr_eq(&o.ctx().grants, &w.ctx().grants))
-                    .map(|o| Arc::as_ptr(o.ctx()))
-                    .collect();
-                idle_contexts.sort();
-                idle_contexts.dedup();
-                Arc::strong_count(&w.ctx().grants) <= idle_contexts.len()
-            })
-            .collect();
-        let mut i = 0;
-        idle.retain(|_| {
-            i += 1;
-            !stale[i - 1]
-        });
+        let keep: Vec<bool> = idle.iter().map(|w| w.in_use(idle)).collect();
+        let mut keep = keep.into_iter();
+        idle.retain(|_| keep.next().unwrap_or(true));
         self.host_idle
             .fetch_sub(before - idle.len(), Ordering::Relaxed);
     }

@@ -907,17 +907,11 @@ impl Storage for PgStorage {
             });
         }
         // The job and, transitively, every unfinished job depending on it.
-        let ids: Vec<i64> = sqlx::query_scalar(
-            &pg("WITH RECURSIVE tree(id) AS (
-                 SELECT ? UNION SELECT d.child FROM job_dependencies d JOIN tree t ON d.parent = t.id)
-             UPDATE jobs SET state = 'cancelled', finished_at = ?, lease_until = NULL
-             WHERE id IN (SELECT id FROM tree) AND state NOT IN ('done', 'cancelled', 'failed')
-             RETURNING id"),
-        )
-        .bind(id)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
+        let ids: Vec<i64> = sqlx::query_scalar(&pg(&super::rows::cancel_tree("SELECT ?")))
+            .bind(id)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(ids)
     }
@@ -1872,12 +1866,9 @@ impl Storage for PgStorage {
         let mut removed = RemovedBackend::default();
         if how.cancel_jobs {
             // Its unfinished jobs and, transitively, the jobs depending on them.
-            let ids: Vec<i64> = sqlx::query_scalar(&pg("WITH RECURSIVE tree(id) AS (
-                     SELECT id FROM jobs WHERE backend = ? AND state NOT IN ('done', 'cancelled', 'failed')
-                     UNION SELECT d.child FROM job_dependencies d JOIN tree t ON d.parent = t.id)
-                 UPDATE jobs SET state = 'cancelled', finished_at = ?, lease_until = NULL
-                 WHERE id IN (SELECT id FROM tree) AND state NOT IN ('done', 'cancelled', 'failed')
-                 RETURNING id"))
+            let ids: Vec<i64> = sqlx::query_scalar(&pg(&super::rows::cancel_tree(
+                super::rows::BACKEND_UNFINISHED,
+            )))
             .bind(name)
             .bind(now)
             .fetch_all(&mut *tx)

@@ -1,6 +1,7 @@
 //! What both SQL implementations share below the SQL itself: decoding
 //! rows into the model (generic over the database's row type), the job
-//! column list, lease-holder names and placeholder lists.
+//! column list, lease-holder names, placeholder lists and the statements
+//! both run as they are.
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -134,6 +135,24 @@ pub(crate) fn holder_job(holder: &str) -> Option<i64> {
         .unwrap_or(rest.len());
     rest[..digits].parse().ok()
 }
+
+/// Cancel the unfinished jobs `seed` selects (its `?`s bound first) and,
+/// transitively, every unfinished job depending on them; binds the time
+/// last and returns the cancelled ids. SQLite and PostgreSQL (through
+/// `pg`) both run it.
+pub(crate) fn cancel_tree(seed: &str) -> String {
+    format!(
+        "WITH RECURSIVE tree(id) AS (
+             {seed} UNION SELECT d.child FROM job_dependencies d JOIN tree t ON d.parent = t.id)
+         UPDATE jobs SET state = 'cancelled', finished_at = ?, lease_until = NULL
+         WHERE id IN (SELECT id FROM tree) AND state NOT IN ('done', 'cancelled', 'failed')
+         RETURNING id"
+    )
+}
+
+/// The `cancel_tree` seed of a backend's unfinished jobs.
+pub(crate) const BACKEND_UNFINISHED: &str =
+    "SELECT id FROM jobs WHERE backend = ? AND state NOT IN ('done', 'cancelled', 'failed')";
 
 /// Ids per `IN (...)` list, under SQLite's bound-parameter limit.
 pub(crate) const IN_CHUNK: usize = 500;

@@ -684,17 +684,11 @@ impl Storage for SqliteStorage {
             });
         }
         // The job and, transitively, every unfinished job depending on it.
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "WITH RECURSIVE tree(id) AS (
-                 SELECT ? UNION SELECT d.child FROM job_dependencies d JOIN tree t ON d.parent = t.id)
-             UPDATE jobs SET state = 'cancelled', finished_at = ?, lease_until = NULL
-             WHERE id IN (SELECT id FROM tree) AND state NOT IN ('done', 'cancelled', 'failed')
-             RETURNING id",
-        )
-        .bind(id)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
+        let ids: Vec<i64> = sqlx::query_scalar(&super::rows::cancel_tree("SELECT ?"))
+            .bind(id)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(ids)
     }
@@ -1600,16 +1594,12 @@ impl Storage for SqliteStorage {
         let mut removed = RemovedBackend::default();
         if how.cancel_jobs {
             // Its unfinished jobs and, transitively, the jobs depending on them.
-            let ids: Vec<i64> = sqlx::query_scalar("WITH RECURSIVE tree(id) AS (
-                     SELECT id FROM jobs WHERE backend = ? AND state NOT IN ('done', 'cancelled', 'failed')
-                     UNION SELECT d.child FROM job_dependencies d JOIN tree t ON d.parent = t.id)
-                 UPDATE jobs SET state = 'cancelled', finished_at = ?, lease_until = NULL
-                 WHERE id IN (SELECT id FROM tree) AND state NOT IN ('done', 'cancelled', 'failed')
-                 RETURNING id")
-            .bind(name)
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await?;
+            let ids: Vec<i64> =
+                sqlx::query_scalar(&super::rows::cancel_tree(super::rows::BACKEND_UNFINISHED))
+                    .bind(name)
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await?;
             removed.cancelled_jobs = ids.len() as u64;
         } else {
             let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE backend = ? AND state NOT IN ('done', 'cancelled', 'failed')")

@@ -614,24 +614,19 @@ impl Synchronizer {
                         more: Box::new(units.requests.beyond(&was.requests)),
                     });
                 }
-                (_, Ok(units))
-                    if units
+                (_, Ok(units)) => {
+                    let target_adapter = units
                         .adapters
                         .iter()
-                        .any(|a| a.unit.digest() == target.digest) =>
-                {
-                    let a = units
-                        .adapters
-                        .iter()
-                        .find(|a| a.unit.digest() == target.digest)
-                        .map(|a| a.unit.clone());
-                    let Some(unit) = a else { continue };
-                    let report = unit.check(&units.ctx, &units.ctx.settings).await;
-                    if let Err(e) = report.into_result() {
-                        return Err(refuse(format!(
-                            "its check against backend {:?} failed: {e}",
-                            config.name
-                        )));
+                        .find(|a| a.unit.digest() == target.digest);
+                    if let Some(a) = target_adapter {
+                        let report = a.unit.check(&units.ctx, &units.ctx.settings).await;
+                        if let Err(e) = report.into_result() {
+                            return Err(refuse(format!(
+                                "its check against backend {:?} failed: {e}",
+                                config.name
+                            )));
+                        }
                     }
                 }
                 _ => {}
@@ -650,24 +645,6 @@ impl Synchronizer {
         for (backend, e) in self.resolve_all().await? {
             tracing::warn!(backend, error = %e, "backend not ready");
         }
-        // A backend removed (here or on another node) stops listening.
-        let stored: std::collections::HashSet<String> = self
-            .storage
-            .backends()
-            .await?
-            .into_iter()
-            .map(|b| b.name)
-            .collect();
-        self.listening
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|name, _| {
-                let keep = stored.contains(name);
-                if !keep {
-                    self.bus.set_listener(&format!("backend:{name}"), None);
-                }
-                keep
-            });
         self.resolved_generation
             .store(generation, std::sync::atomic::Ordering::Release);
         Ok(())
@@ -832,7 +809,19 @@ impl Synchronizer {
     /// listener); the backends that could not be resolved, with the reason.
     pub async fn resolve_all(&self) -> Result<Vec<(String, SyncError)>, StorageError> {
         let mut failed = Vec::new();
-        for stored in self.storage.backends().await? {
+        let stored = self.storage.backends().await?;
+        // A backend removed (here or on another node) stops listening.
+        self.listening
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name, _| {
+                let keep = stored.iter().any(|b| &b.name == name);
+                if !keep {
+                    self.bus.set_listener(&format!("backend:{name}"), None);
+                }
+                keep
+            });
+        for stored in stored {
             if self.cached(&stored.name).is_some() {
                 continue;
             }
@@ -970,11 +959,12 @@ impl Synchronizer {
                 continue;
             };
             requests.extend(&crate::grants::Requests::of(manifest));
-            if c.adapter
-                && (routes.values().chain(fallback.as_ref()))
-                    .any(|r| r.adapter.digest() == c.digest)
-            {
-                let unit = self.unit(&c.digest).await?;
+            let serving = routes
+                .values()
+                .chain(fallback.as_ref())
+                .find(|r| r.adapter.digest() == c.digest);
+            if let Some(route) = serving {
+                let unit = route.adapter.clone();
                 // An adapter's component is a connector that knows the
                 // backend; its listener (if any) turns local events into
                 // exports.
