@@ -15,6 +15,9 @@
 //! - [`mapping`]: declarative record mapping (direct, converted, relations
 //!   through the binder, children, create-only, changed-only), natively
 //!   testable.
+//! - [`oauth`] and [`paging`]: OAuth2 client credentials (token kept in
+//!   the backend's state, renewed before expiry and once on a 401) and
+//!   cursor-paged search answers.
 //! - [`host`]: the host's imports (log, backend, binder, records, jobs,
 //!   state).
 
@@ -25,6 +28,8 @@ pub mod error;
 pub mod host;
 pub mod http;
 pub mod mapping;
+pub mod oauth;
+pub mod paging;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod types;
