@@ -206,10 +206,14 @@ impl<T: Listener> listener::Guest for T {
 
 /// Make `$ty` — which implements [`Connector`], [`Adapter`], [`Mapper`] and
 /// [`Listener`] — this component's exports. Use once, in the crate built as
-/// the component.
+/// the component. Natively it exports nothing: the component's export
+/// names (`junction:connector/adapter@0.1.1#search`) are not symbols a
+/// native linker takes, and a crate built as `["cdylib", "rlib"]` must
+/// still link for `cargo test`.
 #[macro_export]
 macro_rules! export {
     ($ty:ident) => {
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_connector!($ty with_types_in $crate::bindings);
     };
 }

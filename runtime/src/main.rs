@@ -149,6 +149,24 @@ enum ConnectorCommand {
         /// The .wasm file, e.g. target/wasm32-wasip2/release/my_connector.wasm
         file: PathBuf,
     },
+    /// Make a new connector's skeleton: manifest, adapter (search and read
+    /// with `updated-since`), mapper, native tests with the SDK's fake host
+    /// and scripted transport, a build script and a README. As made, it
+    /// builds, passes its tests and imports the reference CRM's companies.
+    New {
+        /// The connector's name: lowercase letters, digits and dashes.
+        name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum)]
+        lang: cli::new::Lang,
+        /// The folder to create it in (as DIR/NAME).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The Junction checkout whose guest-sdk/ and wit/ it builds with
+        /// (default: the one this binary was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     #[command(flatten)]
     Admin(cli::admin::ConnectorAdmin),
 }
@@ -231,6 +249,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     println!("{report}");
                 }
+                Ok(())
+            }
+            Command::Connector {
+                command:
+                    ConnectorCommand::New {
+                        name,
+                        lang,
+                        dir,
+                        sdk,
+                    },
+            } => {
+                let out = cli::new::run(&name, lang, &dir, sdk.as_deref())?;
+                println!("{}", cli::new::next_steps(&out, lang));
                 Ok(())
             }
             Command::Queue {

@@ -123,6 +123,8 @@ def inspect(out: Path) -> Optional[str]:
         return None
     done = subprocess.run([junction, "connector", "inspect", str(out)], capture_output=True, text=True)
     if done.returncode != 0:
+        # What the host would refuse at install is not left behind.
+        out.unlink(missing_ok=True)
         raise BuildError(f"the built component fails `junction connector inspect`: {done.stderr.strip()}")
     return done.stdout
 

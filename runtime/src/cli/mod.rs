@@ -6,10 +6,12 @@
 //! - [`db`]: schema migration and copying between databases.
 //! - [`dropdir`]: the service's watched folder of components.
 //! - [`demo`]: the guided end-to-end sync on a local shop.
+//! - [`new`]: `connector new`, a connector skeleton from `templates/`.
 
 pub mod admin;
 pub mod client;
 pub mod db;
 pub mod demo;
 pub mod dropdir;
+pub mod new;
 pub mod serve;

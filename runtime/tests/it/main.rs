@@ -20,6 +20,7 @@ mod postgres;
 mod queue;
 mod resources;
 mod sandbox;
+mod scaffold;
 mod storage;
 mod support;
 mod sync;

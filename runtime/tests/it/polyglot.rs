@@ -23,11 +23,11 @@ use serde_json::{Value, json};
 
 use crate::sync::{assert_units, fresh_node, small};
 
-fn root() -> &'static Path {
+pub(crate) fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
-fn passes(cmd: &mut Command, what: &str) {
+pub(crate) fn passes(cmd: &mut Command, what: &str) {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{what} did not start: {e}"));
@@ -128,7 +128,7 @@ struct World {
     _dir: tempfile::TempDir,
 }
 
-fn crm_backend(crm: &Crm, version: &str) -> BackendConfig {
+pub(crate) fn crm_backend(crm: &Crm, version: &str) -> BackendConfig {
     serde_json::from_value(json!({
         "name": "crm",
         "kind": "crm",
