@@ -1,11 +1,14 @@
 //! `cargo bench -p junction-runtime --bench imports`: a direct import of
 //! 7,000 CRM records (2,000 companies, 5,000 deals, each deal after its
-//! company) through the Python companies-and-deals connector
-//! (`connectors/crm-deals-python`, componentize-py) on a fresh SQLite
-//! node, records per second end to end; then, on the same node, 14,000
-//! one-job-per-record imports (two more backends on the same CRM) and the
-//! same direct import again, to see whether a long-running node slows
-//! down. Side by side in one run, as the machine is noisy.
+//! company) through the companies-and-deals connector in Python
+//! (`connectors/crm-deals-python`, componentize-py), JavaScript
+//! (`crm-deals-js`, componentize-js) and Rust (`crm-deals-rust`), each on
+//! a fresh SQLite node of its own against the same CRM, records per second
+//! end to end; then, on the same node, 14,000 one-job-per-record imports
+//! (two more backends on the same CRM) and the same direct import again,
+//! to see whether a long-running node slows down. Side by side in one run,
+//! as the machine is noisy. `IMPORTS_QUICK=1` runs the direct imports on
+//! fresh nodes only; `IMPORTS_ONLY=python|js|rust` one language.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,11 +70,84 @@ async fn import(
     (records, elapsed)
 }
 
+/// The figures of one language.
+async fn language(crm: &Crm, label: &str, component: &str, quick: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(
+        SqliteStorage::open(&dir.path().join("bench.db"))
+            .await
+            .unwrap(),
+    );
+    let node = Node::start(
+        storage.clone(),
+        NodeConfig {
+            name: "bench".into(),
+            host: HostConfig {
+                cache_dir: Some(std::env::temp_dir().join("junction-bench-cache")),
+                ..HostConfig::default()
+            },
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    node.sync
+        .install(&std::fs::read(component).unwrap())
+        .await
+        .unwrap();
+    for name in ["fresh", "jobs-1", "jobs-2", "later"] {
+        node.sync.configure(&backend(crm, name)).await.unwrap();
+    }
+    let rate = |(records, elapsed): (i64, Duration)| records as f64 / elapsed.as_secs_f64();
+    // The component's fresh instances: calls no warm instance served.
+    let unit = node
+        .sync
+        .backend("fresh")
+        .await
+        .unwrap()
+        .route("deal")
+        .unwrap()
+        .adapter
+        .clone();
+    let made = unit.instantiations();
+    let fresh = import(&node, &storage, "fresh", true).await;
+    println!(
+        "{label:<10} direct import, fresh node:       {} records in {:.2} s = {:>5.0} records/s ({} fresh instances)",
+        fresh.0,
+        fresh.1.as_secs_f64(),
+        rate(fresh),
+        unit.instantiations() - made
+    );
+    if !quick {
+        for name in ["jobs-1", "jobs-2"] {
+            let jobs = import(&node, &storage, name, false).await;
+            println!(
+                "{label:<10} one job per record ({name}):   {} records in {:.2} s = {:>5.0} records/s",
+                jobs.0,
+                jobs.1.as_secs_f64(),
+                rate(jobs)
+            );
+        }
+        let made = unit.instantiations();
+        let later = import(&node, &storage, "later", true).await;
+        println!(
+            "{label:<10} direct import, after those jobs: {} records in {:.2} s = {:>5.0} records/s ({:+.0} % against fresh; {} fresh instances)",
+            later.0,
+            later.1.as_secs_f64(),
+            rate(later),
+            (rate(later) / rate(fresh) - 1.0) * 100.0,
+            unit.instantiations() - made
+        );
+    }
+    node.stop(Duration::from_secs(5)).await.unwrap();
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("imports benchmark: skipped (run with `cargo bench`)");
         return;
     }
+    let quick = std::env::var_os("IMPORTS_QUICK").is_some();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -91,57 +167,15 @@ fn main() {
         )
         .await
         .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let storage = Arc::new(SqliteStorage::open(&dir.path().join("bench.db")).await.unwrap());
-        let node = Node::start(
-            storage.clone(),
-            NodeConfig {
-                name: "bench".into(),
-                host: HostConfig {
-                    cache_dir: Some(std::env::temp_dir().join("junction-bench-cache")),
-                    ..HostConfig::default()
-                },
-                ..NodeConfig::default()
-            },
-        )
-        .await
-        .unwrap();
-        let bytes = std::fs::read(junction_test_artifacts::CRM_DEALS_PYTHON).unwrap();
-        node.sync.install(&bytes).await.unwrap();
-        for name in ["fresh", "jobs-1", "jobs-2", "later"] {
-            node.sync.configure(&backend(&crm, name)).await.unwrap();
+        for (label, component) in [
+            ("python", junction_test_artifacts::CRM_DEALS_PYTHON),
+            ("js", junction_test_artifacts::CRM_DEALS_JS),
+            ("rust", junction_test_artifacts::CRM_DEALS_RUST),
+        ] {
+            if std::env::var("IMPORTS_ONLY").is_ok_and(|only| only != label) {
+                continue;
+            }
+            language(&crm, label, component, quick).await;
         }
-        let rate = |(records, elapsed): (i64, Duration)| records as f64 / elapsed.as_secs_f64();
-        // The component's fresh instances: calls no warm instance served.
-        let unit = node.sync.backend("fresh").await.unwrap().route("deal").unwrap().adapter.clone();
-        let made = unit.instantiations();
-        let fresh = import(&node, &storage, "fresh", true).await;
-        println!(
-            "direct import, fresh node:        {} records in {:.2} s = {:.0} records/s ({} fresh instances)",
-            fresh.0,
-            fresh.1.as_secs_f64(),
-            rate(fresh),
-            unit.instantiations() - made
-        );
-        for name in ["jobs-1", "jobs-2"] {
-            let jobs = import(&node, &storage, name, false).await;
-            println!(
-                "one job per record ({name}):     {} records in {:.2} s = {:.0} records/s",
-                jobs.0,
-                jobs.1.as_secs_f64(),
-                rate(jobs)
-            );
-        }
-        let made = unit.instantiations();
-        let later = import(&node, &storage, "later", true).await;
-        println!("({} fresh instances)", unit.instantiations() - made);
-        println!(
-            "direct import, after those jobs:  {} records in {:.2} s = {:.0} records/s ({:+.0} % against fresh)",
-            later.0,
-            later.1.as_secs_f64(),
-            rate(later),
-            (rate(later) / rate(fresh) - 1.0) * 100.0
-        );
-        node.stop(Duration::from_secs(5)).await.unwrap();
     });
 }

@@ -27,8 +27,11 @@ fn constant(consts: &mut String, doc: &str, name: &str, path: &Path) {
 
 fn main() {
     let packages: Vec<String> = FIXTURES.iter().map(|n| format!("fixture-{n}")).collect();
-    let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
-    let files = guests::build(&packages, &["tests/fixtures"]);
+    let mut packages: Vec<&str> = packages.iter().map(String::as_str).collect();
+    // The Rust companies-and-deals connector, for the imports benchmark.
+    packages.push("junction-connector-crm-deals");
+    let mut files = guests::build(&packages, &["tests/fixtures", "connectors/crm-deals-rust"]);
+    let crm_deals_rust = files.pop().unwrap();
     let mut consts = String::new();
     for (name, file) in FIXTURES.iter().zip(files) {
         constant(
@@ -46,6 +49,7 @@ fn main() {
         "connectors/crm-python",
         "connectors/crm-deals-python",
         "connectors/crm-js",
+        "connectors/crm-deals-js",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
@@ -57,7 +61,7 @@ fn main() {
     );
     let wit = poly.wit();
     // Python and JavaScript build side by side: each takes seconds.
-    let ((python, crm_python, crm_deals), (node_tools, crm_js_mapper, crm_js)) =
+    let ((python, crm_python, crm_deals), (node_tools, crm_js_mapper, crm_js, crm_deals_js)) =
         std::thread::scope(|s| {
             let py = s.spawn(|| {
                 let python = poly.python();
@@ -82,6 +86,11 @@ fn main() {
             let js = s.spawn(|| {
                 let tools = poly.node_tools();
                 let paths = ["guest-sdk/js/src", "guest-sdk/js/bin", "connectors/crm-js"];
+                let deals_paths = [
+                    "guest-sdk/js/src",
+                    "guest-sdk/js/bin",
+                    "connectors/crm-deals-js",
+                ];
                 let mapper = poly.js_component(
                     &tools,
                     "crm-js-mapper",
@@ -102,7 +111,16 @@ fn main() {
                     &["clocks"],
                     &paths,
                 );
-                (tools, mapper, connector)
+                let deals = poly.js_component(
+                    &tools,
+                    "crm-deals-js",
+                    "connectors/crm-deals-js/connector.js",
+                    &wit,
+                    "connector-http",
+                    &["clocks"],
+                    &deals_paths,
+                );
+                (tools, mapper, connector, deals)
             });
             (py.join().unwrap(), js.join().unwrap())
         });
@@ -129,6 +147,18 @@ fn main() {
         "`connectors/crm-js` whole, built with componentize-js (adapter, mapper, listener).",
         "CRM_JS",
         &crm_js,
+    );
+    constant(
+        &mut consts,
+        "`connectors/crm-deals-js` built with componentize-js (companies and deals only).",
+        "CRM_DEALS_JS",
+        &crm_deals_js,
+    );
+    constant(
+        &mut consts,
+        "`connectors/crm-deals-rust` built for wasm32-wasip2 (companies and deals only).",
+        "CRM_DEALS_RUST",
+        &crm_deals_rust,
     );
     constant(
         &mut consts,

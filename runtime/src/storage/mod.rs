@@ -11,6 +11,7 @@ pub mod copy;
 mod migrate;
 mod pg_leases;
 pub mod postgres;
+mod put;
 mod rows;
 pub mod sqlite;
 

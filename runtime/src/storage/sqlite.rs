@@ -26,10 +26,10 @@ use super::rows::{
 use super::{
     Binding, ClaimRequest, InstalledConnector, NodeInfo, PutOutcome, RecordWrite, RemoveBackend,
     RemovedBackend, StateCount, StateQuota, Storage, StorageError, StoredBackend, StoredEvent,
-    WriteDone, WriteOp, changed_fields, json_object,
+    WriteDone, WriteOp, json_object,
 };
 use crate::capabilities::egress::AuditEntry;
-use crate::model::{Event, LocalRecord, format_timestamp};
+use crate::model::{Event, LocalRecord};
 use crate::queue::job::{
     Completion, Enqueued, Job, JobAuditEntry, JobFilter, JobId, JobLogLine, JobState, NewJob,
     Outcome, Parent,
@@ -1089,17 +1089,25 @@ impl Storage for SqliteStorage {
         now: i64,
     ) -> Result<Vec<Option<Vec<Enqueued>>>, StorageError> {
         let mut tx = self.writer.begin_with(BEGIN).await?;
+        // Every event marked in one statement per chunk; those it does not
+        // return were dispatched already (by another dispatcher): their
+        // jobs exist.
+        let ids: Vec<i64> = events.iter().map(|(id, _)| *id).collect();
+        let mut marked = std::collections::HashSet::new();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "UPDATE outbox SET processed_at = ? WHERE processed_at IS NULL AND id IN ({}) RETURNING id",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(now);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            marked.extend(q.fetch_all(&mut *tx).await?);
+        }
         let mut out = Vec::with_capacity(events.len());
         for (event_id, jobs) in events {
-            let marked = sqlx::query(
-                "UPDATE outbox SET processed_at = ? WHERE id = ? AND processed_at IS NULL",
-            )
-            .bind(now)
-            .bind(event_id)
-            .execute(&mut *tx)
-            .await?;
-            // Already dispatched (by another dispatcher): its jobs exist.
-            if marked.rows_affected() == 0 {
+            if !marked.remove(event_id) {
                 out.push(None);
                 continue;
             }
@@ -1712,112 +1720,95 @@ async fn bump_generation(tx: &mut Transaction<'_, Sqlite>) -> Result<(), Storage
     Ok(())
 }
 
-/// One write of `put_records`, inside its transaction.
-async fn put_in(tx: &mut Transaction<'_, Sqlite>, write: &RecordWrite, now: i64) -> PutOutcome {
-    let new = json_object(
-        &write.data,
-        &format!("data of {} {}", write.model, write.id),
-    )?;
-    let old = sqlx::query(
-        "SELECT model, id, data, version, updated_at FROM records WHERE model = ? AND id = ?",
-    )
-    .bind(&write.model)
-    .bind(&write.id)
-    .fetch_optional(&mut **tx)
-    .await?
-    .map(|r| record_from_row(&r))
-    .transpose()?;
-    let found = old.as_ref().map_or(0, |r| r.version);
-    if let Some(expected) = write.expected_version
-        && expected != found
-    {
-        return Err(StorageError::VersionConflict {
-            model: write.model.clone(),
-            id: write.id.clone(),
-            expected,
-            found,
-        });
-    }
-    // The binding first: it is written even when the data did not change
-    // (the sync date moves), and a binding taken by another record refuses
-    // the whole write.
-    if let Some(b) = &write.bind {
-        bind_in(
-            tx,
-            &b.backend,
-            &write.model,
-            &b.external_id,
-            &write.id,
-            b.sync_date,
-            b.synced.as_deref(),
-        )
-        .await?;
-    }
-    let (name, fields) = match &old {
-        None => ("record-created", new.keys().cloned().collect::<Vec<_>>()),
-        Some(r) => {
-            let before = json_object(&r.data, "stored data")?;
-            let fields = changed_fields(&before, &new);
-            if fields.is_empty() {
-                return Ok(None);
-            }
-            ("record-written", fields)
-        }
-    };
-    let version = found + 1;
-    sqlx::query(
-        "INSERT INTO records (model, id, data, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (model, id) DO UPDATE SET data = excluded.data, version = excluded.version,
-             updated_at = excluded.updated_at",
-    )
-    .bind(&write.model)
-    .bind(&write.id)
-    .bind(&write.data)
-    .bind(version as i64)
-    .bind(now)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    let event = Event {
-        name: name.to_string(),
-        model: write.model.clone(),
-        local_id: Some(write.id.clone()),
-        changed_fields: fields,
-        payload: write.data.clone(),
-        origin_backend: write.origin_backend.clone(),
-    };
-    let stored = outbox_in(tx, &event, now).await?;
-    let record = LocalRecord {
-        model: write.model.clone(),
-        id: write.id.clone(),
-        data: write.data.clone(),
-        version,
-        updated_at: format_timestamp(now),
-    };
-    Ok(Some((record, stored)))
-}
-
-/// Record writes inside a transaction, a savepoint each, so that one
-/// refused write leaves the others in place.
+/// Record writes inside a transaction: the rows they touch read up front,
+/// the outcomes planned in Rust (`storage::put`), and the rows written
+/// with a few multi-row statements; a refused write writes nothing and
+/// leaves the others in place.
 async fn put_many_in(
     tx: &mut Transaction<'_, Sqlite>,
     writes: &[RecordWrite],
     now: i64,
 ) -> Result<Vec<PutOutcome>, StorageError> {
-    let mut out = Vec::with_capacity(writes.len());
-    for write in writes {
-        sqlx::query("SAVEPOINT put").execute(&mut **tx).await?;
-        let result = put_in(tx, write, now).await;
-        if result.is_err() {
-            sqlx::query("ROLLBACK TO put").execute(&mut **tx).await?;
-        }
-        sqlx::query("RELEASE put").execute(&mut **tx).await?;
-        match result {
-            Err(StorageError::Database(e)) => return Err(StorageError::Database(e)),
-            other => out.push(other),
+    use super::put::{Inputs, ROWS, plan, sql};
+    let (record_ids, binding_ids) = Inputs::wanted(writes);
+    let mut inputs = Inputs::default();
+    for (model, ids) in &record_ids {
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = sql::records(chunk.len());
+            let mut q = sqlx::query(&sql).bind(model);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&mut **tx).await? {
+                let r = record_from_row(&row)?;
+                inputs.records.insert((r.model.clone(), r.id.clone()), r);
+            }
         }
     }
-    Ok(out)
+    for ((backend, model), (ext, loc)) in &binding_ids {
+        let pairs = inputs
+            .bindings
+            .entry((backend.clone(), model.clone()))
+            .or_default();
+        for (ext, loc) in ext.chunks(IN_CHUNK / 2).zip(loc.chunks(IN_CHUNK / 2)) {
+            let sql = sql::bindings(ext.len());
+            let mut q = sqlx::query_as::<_, (String, String)>(&sql)
+                .bind(backend)
+                .bind(model);
+            for id in ext.iter().chain(loc) {
+                q = q.bind(id);
+            }
+            pairs.extend(q.fetch_all(&mut **tx).await?);
+        }
+    }
+    let plan = plan(writes, inputs, now);
+    for chunk in plan.bindings.chunks(ROWS) {
+        let sql = sql::upsert_bindings(chunk.len());
+        let mut q = sqlx::query(&sql);
+        for b in chunk {
+            q = q
+                .bind(&b.backend)
+                .bind(&b.model)
+                .bind(&b.external_id)
+                .bind(&b.local_id)
+                .bind(b.sync_date)
+                .bind(&b.synced);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    for chunk in plan.records.chunks(ROWS) {
+        let sql = sql::upsert_records(chunk.len());
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
+                .bind(&r.model)
+                .bind(&r.id)
+                .bind(&r.data)
+                .bind(r.version as i64)
+                .bind(now)
+                .bind(now);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    let mut event_ids = Vec::with_capacity(plan.events.len());
+    for chunk in plan.events.chunks(ROWS) {
+        let sql = sql::insert_events(chunk.len());
+        let mut q = sqlx::query_scalar::<_, i64>(&sql);
+        for e in chunk {
+            q = q
+                .bind(&e.name)
+                .bind(&e.model)
+                .bind(&e.local_id)
+                .bind(serde_json::to_string(&e.changed_fields).unwrap_or_else(|_| "[]".into()))
+                .bind(&e.payload)
+                .bind(&e.origin_backend)
+                .bind(now);
+        }
+        let mut ids = q.fetch_all(&mut **tx).await?;
+        ids.sort_unstable();
+        event_ids.extend(ids);
+    }
+    Ok(plan.finish(&event_ids, now))
 }
 
 /// Take leases inside a transaction (see `Storage::lock`).
@@ -1833,30 +1824,29 @@ async fn lock_in(
     // once): its leases are taken over; this attempt's own concurrent
     // parts (dependency imports) wait for each other.
     let attempt = super::rows::like_prefix(super::rows::holder_attempt(holder).unwrap_or(""));
-    let mut out = Vec::with_capacity(keys.len());
-    for key in keys {
-        let n = sqlx::query(
-            "INSERT INTO sync_locks (key, holder, job, until) VALUES (?, ?, ?, ?)
+    // One statement per chunk of keys: the keys it returns are the ones
+    // taken (inserted, or updated because the lease was free to take).
+    let mut taken = std::collections::HashSet::new();
+    for chunk in keys.chunks(IN_CHUNK / 2) {
+        let sql = format!(
+            "INSERT INTO sync_locks (key, holder, job, until) VALUES {}
              ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, job = excluded.job,
                  until = excluded.until
              WHERE sync_locks.until < ? OR sync_locks.holder = excluded.holder
                 OR (sync_locks.job = excluded.job AND sync_locks.holder NOT LIKE ? ESCAPE '\\')
                 OR (sync_locks.job IS NOT NULL AND NOT EXISTS (
                     SELECT 1 FROM jobs WHERE jobs.id = sync_locks.job
-                      AND jobs.state IN ('enqueued', 'started')))",
-        )
-        .bind(key)
-        .bind(holder)
-        .bind(job)
-        .bind(until)
-        .bind(now)
-        .bind(&attempt)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        out.push(n > 0);
+                      AND jobs.state IN ('enqueued', 'started')))
+             RETURNING key",
+            vec!["(?, ?, ?, ?)"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        for key in chunk {
+            q = q.bind(key).bind(holder).bind(job).bind(until);
+        }
+        taken.extend(q.bind(now).bind(&attempt).fetch_all(&mut **tx).await?);
     }
-    Ok(out)
+    Ok(keys.iter().map(|k| taken.contains(k)).collect())
 }
 
 /// Give leases back inside a transaction.
@@ -1865,12 +1855,16 @@ async fn unlock_in(
     keys: &[String],
     holder: &str,
 ) -> Result<(), StorageError> {
-    for key in keys {
-        sqlx::query("DELETE FROM sync_locks WHERE key = ? AND holder = ?")
-            .bind(key)
-            .bind(holder)
-            .execute(&mut **tx)
-            .await?;
+    for chunk in keys.chunks(IN_CHUNK) {
+        let sql = format!(
+            "DELETE FROM sync_locks WHERE holder = ? AND key IN ({})",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql).bind(holder);
+        for key in chunk {
+            q = q.bind(key);
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
 }

@@ -59,7 +59,11 @@ fn the_python_sdk_and_connector_pass_their_pytest_suites() {
 
 #[test]
 fn the_js_sdk_and_connector_pass_their_node_tests() {
-    for dir in ["guest-sdk/js", "connectors/crm-js"] {
+    for dir in [
+        "guest-sdk/js",
+        "connectors/crm-js",
+        "connectors/crm-deals-js",
+    ] {
         passes(
             Command::new("node")
                 .arg("--test")
@@ -958,4 +962,109 @@ fn junction_componentize_checks_the_unit_and_the_component_it_builds() {
         said.contains("built ") && said.contains("crm-deals-python") && said.contains("company"),
         "{said}"
     );
+}
+
+/// The companies-and-deals connector in Python, JavaScript and Rust (the
+/// imports benchmark's three) imports the same CRM into the same local
+/// records, each deal linked to its company's local record.
+#[tokio::test(flavor = "multi_thread")]
+async fn companies_and_deals_import_alike_in_python_js_and_rust() {
+    let crm = Crm::start(
+        CrmConfig {
+            seed: junction_demo_crm::Seed {
+                seed: 21,
+                companies: 4,
+                contacts: 6,
+                deals: 9,
+            },
+            ..CrmConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut seen: Vec<(&str, Vec<(String, Value)>)> = Vec::new();
+    for (label, component) in [
+        ("python", junction_test_artifacts::CRM_DEALS_PYTHON),
+        ("js", junction_test_artifacts::CRM_DEALS_JS),
+        ("rust", junction_test_artifacts::CRM_DEALS_RUST),
+    ] {
+        let (_dir, storage, node) = fresh_node().await;
+        node.sync
+            .install(&std::fs::read(component).unwrap())
+            .await
+            .unwrap();
+        node.sync
+            .configure(&crm_backend(&crm, "3.0.0"))
+            .await
+            .unwrap();
+        node.queue
+            .enqueue_batch(&junction_runtime::sync::batch::batch_jobs(
+                "crm",
+                &["company", "deal"],
+                true,
+            ))
+            .await
+            .unwrap();
+        assert!(node.settle(Duration::from_secs(120)).await.unwrap());
+        let failed = storage
+            .jobs(&JobFilter {
+                state: Some(JobState::Failed),
+                limit: 5,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        assert!(failed.is_empty(), "{label}: failed jobs: {failed:?}");
+        // Local ids differ between nodes: compare by external id, with each
+        // deal's company given as its company's external id.
+        let companies = binding_map(&*storage, "company").await;
+        let deals = binding_map(&*storage, "deal").await;
+        assert_eq!(companies.len(), 4, "{label}");
+        assert_eq!(deals.len(), 9, "{label}");
+        let mut out = Vec::new();
+        for (external_id, local_id) in &deals {
+            let record = storage.record("deal", local_id).await.unwrap().unwrap();
+            let mut data: Value = serde_json::from_str(&record.data).unwrap();
+            let company_local = data["company"].as_str().unwrap().to_string();
+            let company = companies
+                .iter()
+                .find(|(_, l)| **l == company_local)
+                .map(|(e, _)| e.clone())
+                .unwrap_or_else(|| panic!("{label}: deal {external_id}'s company {company_local} is no imported company"));
+            let want = crm.object(Kind::Deals, external_id).unwrap();
+            assert_eq!(
+                want["properties"]["associatedcompanyid"].as_str(),
+                Some(company.as_str()),
+                "{label}: deal {external_id}"
+            );
+            data["company"] = json!(company);
+            // JavaScript writes 6042 where Python writes 6042.0: the same
+            // number in JSON.
+            if let Some(n) = data["amount"].as_f64() {
+                data["amount"] = json!(n);
+            }
+            out.push((external_id.clone(), data));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        seen.push((label, out));
+        node.stop(Duration::from_secs(5)).await.unwrap();
+    }
+    for (label, deals) in &seen[1..] {
+        assert_eq!(deals, &seen[0].1, "{label} imported deals unlike python");
+    }
+}
+
+/// External id → local id of a model's bindings on backend `crm`.
+async fn binding_map(
+    storage: &dyn Storage,
+    model: &str,
+) -> std::collections::HashMap<String, String> {
+    storage
+        .bindings_page("crm", model, None, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.external_id, b.local_id))
+        .collect()
 }

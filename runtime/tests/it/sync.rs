@@ -956,11 +956,11 @@ async fn a_direct_import_reuses_warm_instances_across_its_pages() {
     );
     let made = unit.instantiations() - before;
     // At most `direct_concurrency` at once, plus those replacing
-    // instances retired after `max_invocations` (100) of the ~820 calls
+    // instances retired after `max_invocations` of the ~820 calls
     // (a search per page, dependencies and a mapping per product). Made
     // per page instead, it was 25 here.
     let concurrency = junction_runtime::sync::SyncSettings::default().direct_concurrency as u64;
-    let retired = 820 / 100;
+    let retired = 820 / u64::from(junction_runtime::host::HostConfig::default().max_invocations);
     assert!(
         made <= concurrency + retired,
         "{made} fresh instances for 16 pages; the warm ones should have served"
