@@ -1990,93 +1990,14 @@ async fn bump_generation(tx: &mut Transaction<'_, Postgres>) -> Result<(), Stora
     Ok(())
 }
 
-/// Record writes inside a transaction, planned as SQLite's are
-/// (`storage::put`): the rows read up front, a few multi-row statements.
+/// Record writes inside a transaction, planned and written as SQLite's are
+/// (`storage::put`), with numbered placeholders.
 async fn put_many_in(
     tx: &mut Transaction<'_, Postgres>,
     writes: &[RecordWrite],
     now: i64,
 ) -> Result<Vec<PutOutcome>, StorageError> {
-    use super::put::{Inputs, ROWS, plan, sql};
-    let (record_ids, binding_ids) = Inputs::wanted(writes);
-    let mut inputs = Inputs::default();
-    for (model, ids) in &record_ids {
-        for chunk in ids.chunks(IN_CHUNK) {
-            let sql = pg(&sql::records(chunk.len()));
-            let mut q = sqlx::query(&sql).bind(model);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            for row in q.fetch_all(&mut **tx).await? {
-                let r = record_from_row(&row)?;
-                inputs.records.insert((r.model.clone(), r.id.clone()), r);
-            }
-        }
-    }
-    for ((backend, model), (ext, loc)) in &binding_ids {
-        let pairs = inputs
-            .bindings
-            .entry((backend.clone(), model.clone()))
-            .or_default();
-        for (ext, loc) in ext.chunks(IN_CHUNK / 2).zip(loc.chunks(IN_CHUNK / 2)) {
-            let sql = pg(&sql::bindings(ext.len()));
-            let mut q = sqlx::query_as::<_, (String, String)>(&sql)
-                .bind(backend)
-                .bind(model);
-            for id in ext.iter().chain(loc) {
-                q = q.bind(id);
-            }
-            pairs.extend(q.fetch_all(&mut **tx).await?);
-        }
-    }
-    let plan = plan(writes, inputs, now);
-    for chunk in plan.bindings.chunks(ROWS) {
-        let sql = pg(&sql::upsert_bindings(chunk.len()));
-        let mut q = sqlx::query(&sql);
-        for b in chunk {
-            q = q
-                .bind(&b.backend)
-                .bind(&b.model)
-                .bind(&b.external_id)
-                .bind(&b.local_id)
-                .bind(b.sync_date)
-                .bind(&b.synced);
-        }
-        q.execute(&mut **tx).await?;
-    }
-    for chunk in plan.records.chunks(ROWS) {
-        let sql = pg(&sql::upsert_records(chunk.len()));
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q
-                .bind(&r.model)
-                .bind(&r.id)
-                .bind(&r.data)
-                .bind(r.version as i64)
-                .bind(now)
-                .bind(now);
-        }
-        q.execute(&mut **tx).await?;
-    }
-    let mut event_ids = Vec::with_capacity(plan.events.len());
-    for chunk in plan.events.chunks(ROWS) {
-        let sql = pg(&sql::insert_events(chunk.len()));
-        let mut q = sqlx::query_scalar::<_, i64>(&sql);
-        for e in chunk {
-            q = q
-                .bind(&e.name)
-                .bind(&e.model)
-                .bind(&e.local_id)
-                .bind(serde_json::to_string(&e.changed_fields).unwrap_or_else(|_| "[]".into()))
-                .bind(&e.payload)
-                .bind(&e.origin_backend)
-                .bind(now);
-        }
-        let mut ids = q.fetch_all(&mut **tx).await?;
-        ids.sort_unstable();
-        event_ids.extend(ids);
-    }
-    Ok(plan.finish(&event_ids, now))
+    super::put::put_many!(tx, writes, now, |sql: String| pg(&sql))
 }
 
 /// Take leases inside a transaction (see `Storage::lock`).

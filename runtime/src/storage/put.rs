@@ -229,6 +229,100 @@ impl Plan {
     }
 }
 
+/// The body of a dialect's `put_many_in`: reads the rows a batch touches,
+/// plans it and runs the plan's statements, each through `$dialect` (the
+/// SQL as both take it, or numbered for PostgreSQL). A macro, not a
+/// function generic over the database: the two transactions are different
+/// types whose executors sqlx's bounds make unwieldy to name.
+macro_rules! put_many {
+    ($tx:ident, $writes:ident, $now:ident, $dialect:expr) => {{
+        let dialect = $dialect;
+        let (record_ids, binding_ids) = $crate::storage::put::Inputs::wanted($writes);
+        let mut inputs = $crate::storage::put::Inputs::default();
+        for (model, ids) in &record_ids {
+            for chunk in ids.chunks($crate::storage::rows::IN_CHUNK) {
+                let sql = dialect($crate::storage::put::sql::records(chunk.len()));
+                let mut q = sqlx::query(&sql).bind(model);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                for row in q.fetch_all(&mut **$tx).await? {
+                    let r = $crate::storage::rows::record_from_row(&row)?;
+                    inputs.records.insert((r.model.clone(), r.id.clone()), r);
+                }
+            }
+        }
+        for ((backend, model), (ext, loc)) in &binding_ids {
+            let pairs = inputs
+                .bindings
+                .entry((backend.clone(), model.clone()))
+                .or_default();
+            for (ext, loc) in ext
+                .chunks($crate::storage::rows::IN_CHUNK / 2)
+                .zip(loc.chunks($crate::storage::rows::IN_CHUNK / 2))
+            {
+                let sql = dialect($crate::storage::put::sql::bindings(ext.len()));
+                let mut q = sqlx::query_as::<_, (String, String)>(&sql)
+                    .bind(backend)
+                    .bind(model);
+                for id in ext.iter().chain(loc) {
+                    q = q.bind(id);
+                }
+                pairs.extend(q.fetch_all(&mut **$tx).await?);
+            }
+        }
+        let plan = $crate::storage::put::plan($writes, inputs, $now);
+        for chunk in plan.bindings.chunks($crate::storage::put::ROWS) {
+            let sql = dialect($crate::storage::put::sql::upsert_bindings(chunk.len()));
+            let mut q = sqlx::query(&sql);
+            for b in chunk {
+                q = q
+                    .bind(&b.backend)
+                    .bind(&b.model)
+                    .bind(&b.external_id)
+                    .bind(&b.local_id)
+                    .bind(b.sync_date)
+                    .bind(&b.synced);
+            }
+            q.execute(&mut **$tx).await?;
+        }
+        for chunk in plan.records.chunks($crate::storage::put::ROWS) {
+            let sql = dialect($crate::storage::put::sql::upsert_records(chunk.len()));
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(&r.model)
+                    .bind(&r.id)
+                    .bind(&r.data)
+                    .bind(r.version as i64)
+                    .bind($now)
+                    .bind($now);
+            }
+            q.execute(&mut **$tx).await?;
+        }
+        let mut event_ids = Vec::with_capacity(plan.events.len());
+        for chunk in plan.events.chunks($crate::storage::put::ROWS) {
+            let sql = dialect($crate::storage::put::sql::insert_events(chunk.len()));
+            let mut q = sqlx::query_scalar::<_, i64>(&sql);
+            for e in chunk {
+                q = q
+                    .bind(&e.name)
+                    .bind(&e.model)
+                    .bind(&e.local_id)
+                    .bind(serde_json::to_string(&e.changed_fields).unwrap_or_else(|_| "[]".into()))
+                    .bind(&e.payload)
+                    .bind(&e.origin_backend)
+                    .bind($now);
+            }
+            let mut ids = q.fetch_all(&mut **$tx).await?;
+            ids.sort_unstable();
+            event_ids.extend(ids);
+        }
+        Ok(plan.finish(&event_ids, $now))
+    }};
+}
+pub(crate) use put_many;
+
 /// Rows per multi-row statement: within SQLite's bound-parameter limit.
 pub(crate) const ROWS: usize = 200;
 

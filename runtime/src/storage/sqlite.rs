@@ -1721,94 +1721,15 @@ async fn bump_generation(tx: &mut Transaction<'_, Sqlite>) -> Result<(), Storage
 }
 
 /// Record writes inside a transaction: the rows they touch read up front,
-/// the outcomes planned in Rust (`storage::put`), and the rows written
-/// with a few multi-row statements; a refused write writes nothing and
-/// leaves the others in place.
+/// the outcomes planned in Rust, the rows written with a few multi-row
+/// statements (`storage::put`); a refused write writes nothing and leaves
+/// the others in place.
 async fn put_many_in(
     tx: &mut Transaction<'_, Sqlite>,
     writes: &[RecordWrite],
     now: i64,
 ) -> Result<Vec<PutOutcome>, StorageError> {
-    use super::put::{Inputs, ROWS, plan, sql};
-    let (record_ids, binding_ids) = Inputs::wanted(writes);
-    let mut inputs = Inputs::default();
-    for (model, ids) in &record_ids {
-        for chunk in ids.chunks(IN_CHUNK) {
-            let sql = sql::records(chunk.len());
-            let mut q = sqlx::query(&sql).bind(model);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            for row in q.fetch_all(&mut **tx).await? {
-                let r = record_from_row(&row)?;
-                inputs.records.insert((r.model.clone(), r.id.clone()), r);
-            }
-        }
-    }
-    for ((backend, model), (ext, loc)) in &binding_ids {
-        let pairs = inputs
-            .bindings
-            .entry((backend.clone(), model.clone()))
-            .or_default();
-        for (ext, loc) in ext.chunks(IN_CHUNK / 2).zip(loc.chunks(IN_CHUNK / 2)) {
-            let sql = sql::bindings(ext.len());
-            let mut q = sqlx::query_as::<_, (String, String)>(&sql)
-                .bind(backend)
-                .bind(model);
-            for id in ext.iter().chain(loc) {
-                q = q.bind(id);
-            }
-            pairs.extend(q.fetch_all(&mut **tx).await?);
-        }
-    }
-    let plan = plan(writes, inputs, now);
-    for chunk in plan.bindings.chunks(ROWS) {
-        let sql = sql::upsert_bindings(chunk.len());
-        let mut q = sqlx::query(&sql);
-        for b in chunk {
-            q = q
-                .bind(&b.backend)
-                .bind(&b.model)
-                .bind(&b.external_id)
-                .bind(&b.local_id)
-                .bind(b.sync_date)
-                .bind(&b.synced);
-        }
-        q.execute(&mut **tx).await?;
-    }
-    for chunk in plan.records.chunks(ROWS) {
-        let sql = sql::upsert_records(chunk.len());
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q
-                .bind(&r.model)
-                .bind(&r.id)
-                .bind(&r.data)
-                .bind(r.version as i64)
-                .bind(now)
-                .bind(now);
-        }
-        q.execute(&mut **tx).await?;
-    }
-    let mut event_ids = Vec::with_capacity(plan.events.len());
-    for chunk in plan.events.chunks(ROWS) {
-        let sql = sql::insert_events(chunk.len());
-        let mut q = sqlx::query_scalar::<_, i64>(&sql);
-        for e in chunk {
-            q = q
-                .bind(&e.name)
-                .bind(&e.model)
-                .bind(&e.local_id)
-                .bind(serde_json::to_string(&e.changed_fields).unwrap_or_else(|_| "[]".into()))
-                .bind(&e.payload)
-                .bind(&e.origin_backend)
-                .bind(now);
-        }
-        let mut ids = q.fetch_all(&mut **tx).await?;
-        ids.sort_unstable();
-        event_ids.extend(ids);
-    }
-    Ok(plan.finish(&event_ids, now))
+    super::put::put_many!(tx, writes, now, |sql: String| sql)
 }
 
 /// Take leases inside a transaction (see `Storage::lock`).

@@ -998,24 +998,8 @@ async fn companies_and_deals_import_alike_in_python_js_and_rust() {
             .configure(&crm_backend(&crm, "3.0.0"))
             .await
             .unwrap();
-        node.queue
-            .enqueue_batch(&junction_runtime::sync::batch::batch_jobs(
-                "crm",
-                &["company", "deal"],
-                true,
-            ))
-            .await
-            .unwrap();
-        assert!(node.settle(Duration::from_secs(120)).await.unwrap());
-        let failed = storage
-            .jobs(&JobFilter {
-                state: Some(JobState::Failed),
-                limit: 5,
-                ..JobFilter::default()
-            })
-            .await
-            .unwrap();
-        assert!(failed.is_empty(), "{label}: failed jobs: {failed:?}");
+        let batches = junction_runtime::sync::batch::batch_jobs("crm", &["company", "deal"], true);
+        run_clean(&node, &*storage, &batches, label).await;
         // Local ids differ between nodes: compare by external id, with each
         // deal's company given as its company's external id.
         let companies = binding_map(&*storage, "company").await;
@@ -1053,6 +1037,29 @@ async fn companies_and_deals_import_alike_in_python_js_and_rust() {
     for (label, deals) in &seen[1..] {
         assert_eq!(deals, &seen[0].1, "{label} imported deals unlike python");
     }
+}
+
+/// Enqueue `specs` and wait until the node is idle, with no job failed.
+pub(crate) async fn run_clean(
+    node: &Node,
+    storage: &dyn Storage,
+    specs: &[junction_runtime::queue::JobSpec],
+    what: &str,
+) {
+    node.queue.enqueue_batch(specs).await.unwrap();
+    assert!(
+        node.settle(Duration::from_secs(120)).await.unwrap(),
+        "{what}: the node did not settle"
+    );
+    let failed = storage
+        .jobs(&JobFilter {
+            state: Some(JobState::Failed),
+            limit: 5,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(failed.is_empty(), "{what}: failed jobs: {failed:?}");
 }
 
 /// External id → local id of a model's bindings on backend `crm`.

@@ -6,14 +6,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use junction_demo_crm::{Crm, CrmConfig, Kind, Seed};
-use junction_runtime::queue::job::{JobFilter, JobState};
 use junction_runtime::sync::batch::batch_job;
 use serde_json::json;
 
-use crate::polyglot::{crm_backend, passes, root};
+use crate::polyglot::{crm_backend, passes, root, run_clean};
 use crate::sync::fresh_node;
 
 /// `junction connector new NAME --lang LANG --dir DIR`: the skeleton's folder.
@@ -60,20 +58,13 @@ async fn imports_the_crms_companies(wasm: &Path, name: &str) {
         .await
         .unwrap();
     let import = || async {
-        node.queue
-            .enqueue_batch(&[batch_job("crm", "company", false)])
-            .await
-            .unwrap();
-        assert!(node.settle(Duration::from_secs(120)).await.unwrap());
-        let failed = storage
-            .jobs(&JobFilter {
-                state: Some(JobState::Failed),
-                limit: 5,
-                ..JobFilter::default()
-            })
-            .await
-            .unwrap();
-        assert!(failed.is_empty(), "failed jobs: {failed:?}");
+        run_clean(
+            &node,
+            &*storage,
+            &[batch_job("crm", "company", false)],
+            name,
+        )
+        .await;
     };
     import().await;
     let companies = crm.objects(Kind::Companies);
