@@ -261,7 +261,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     },
             } => {
                 let out = cli::new::run(&name, lang, &dir, sdk.as_deref())?;
-                println!("{}", cli::new::next_steps(&out, lang));
+                println!("{}", cli::new::next_steps(&out, lang, sdk.as_deref()));
                 Ok(())
             }
             Command::Queue {

@@ -178,13 +178,14 @@ impl Drop for Staging {
 }
 
 /// What to do next, for the operator's terminal.
-pub fn next_steps(out: &Path, lang: Lang) -> String {
+pub fn next_steps(out: &Path, lang: Lang, sdk: Option<&Path>) -> String {
+    let sdk = sdk_root(sdk).map_or_else(|_| "<junction>".into(), |p| p.display().to_string());
     let steps = match lang {
-        Lang::Python => {
-            "python3 -m venv .venv && . .venv/bin/activate\n  pip install \"<sdk>/guest-sdk/python[build,test]\"\n  pytest\n  ./build.sh"
-        }
-        Lang::Js => "npm install\n  npm test\n  npm run build",
-        Lang::Rust => "cargo test\n  ./build.sh",
+        Lang::Python => format!(
+            "python3 -m venv .venv && . .venv/bin/activate\n  pip install \"{sdk}/guest-sdk/python[build,test]\"\n  pytest\n  ./build.sh"
+        ),
+        Lang::Js => "npm install\n  npm test\n  npm run build".into(),
+        Lang::Rust => "cargo test\n  ./build.sh".into(),
     };
     format!(
         "created {}\nnext:\n  cd {}\n  {steps}\nits README.md says how to install it and import from the reference CRM",
