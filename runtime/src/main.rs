@@ -260,8 +260,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         sdk,
                     },
             } => {
-                let out = cli::new::run(&name, lang, &dir, sdk.as_deref())?;
-                println!("{}", cli::new::next_steps(&out, lang, sdk.as_deref()));
+                let (out, sdk) = cli::new::run(&name, lang, &dir, sdk.as_deref())?;
+                println!("{}", cli::new::next_steps(&out, lang, &sdk));
                 Ok(())
             }
             Command::Queue {

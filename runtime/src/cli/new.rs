@@ -112,8 +112,14 @@ fn toolchain() -> &'static str {
         .unwrap_or("stable")
 }
 
-/// Write the skeleton of `name` in `lang` into `dir/name`; the folder made.
-pub fn run(name: &str, lang: Lang, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<PathBuf> {
+/// Write the skeleton of `name` in `lang` into `dir/name`; the folder made
+/// and the Junction checkout it builds with.
+pub fn run(
+    name: &str,
+    lang: Lang,
+    dir: &Path,
+    sdk: Option<&Path>,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
     check_name(name)?;
     let sdk = sdk_root(sdk)?;
     let out = dir.join(name);
@@ -165,7 +171,7 @@ pub fn run(name: &str, lang: Lang, dir: &Path, sdk: Option<&Path>) -> anyhow::Re
     }
     std::fs::rename(&staging.0, &out)
         .with_context(|| format!("moving the skeleton to {}", out.display()))?;
-    Ok(out)
+    Ok((out, sdk))
 }
 
 /// A folder removed when dropped (after a rename, there is none left).
@@ -178,8 +184,8 @@ impl Drop for Staging {
 }
 
 /// What to do next, for the operator's terminal.
-pub fn next_steps(out: &Path, lang: Lang, sdk: Option<&Path>) -> String {
-    let sdk = sdk_root(sdk).map_or_else(|_| "<junction>".into(), |p| p.display().to_string());
+pub fn next_steps(out: &Path, lang: Lang, sdk: &Path) -> String {
+    let sdk = sdk.display();
     let steps = match lang {
         Lang::Python => format!(
             "python3 -m venv .venv && . .venv/bin/activate\n  pip install \"{sdk}/guest-sdk/python[build,test]\"\n  pytest\n  ./build.sh"

@@ -14,19 +14,10 @@
 
 use std::collections::HashMap;
 
-use super::{PutOutcome, RecordWrite, StorageError, StoredEvent, changed_fields, json_object};
+use super::{
+    Binding, PutOutcome, RecordWrite, StorageError, StoredEvent, changed_fields, json_object,
+};
 use crate::model::{Event, LocalRecord, format_timestamp};
-
-/// A binding row to upsert: `synced` of `None` keeps the stored one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct BindingRow {
-    pub backend: String,
-    pub model: String,
-    pub external_id: String,
-    pub local_id: String,
-    pub sync_date: i64,
-    pub synced: Option<String>,
-}
 
 /// What the batch reads before planning: the stored records it writes,
 /// and per (backend, model) the bindings of its external and local ids.
@@ -49,10 +40,13 @@ impl Inputs {
     ) {
         let mut records: HashMap<String, Vec<String>> = HashMap::new();
         let mut bindings: HashMap<(String, String), (Vec<String>, Vec<String>)> = HashMap::new();
+        let mut seen = std::collections::HashSet::new();
         for w in writes {
-            let ids = records.entry(w.model.clone()).or_default();
-            if !ids.contains(&w.id) {
-                ids.push(w.id.clone());
+            if seen.insert((&w.model, &w.id)) {
+                records
+                    .entry(w.model.clone())
+                    .or_default()
+                    .push(w.id.clone());
             }
             if let Some(b) = &w.bind {
                 let (ext, loc) = bindings
@@ -70,8 +64,9 @@ impl Inputs {
 /// filled in by [`Plan::finish`] once the outbox rows have theirs).
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
-    /// The last state of each binding written, in first-written order.
-    pub bindings: Vec<BindingRow>,
+    /// The last state of each binding written, in first-written order
+    /// (`synced` of `None` keeps the stored one).
+    pub bindings: Vec<Binding>,
     /// The last state of each record written, in first-written order.
     pub records: Vec<LocalRecord>,
     /// Outbox rows, in the order of the writes.
@@ -156,7 +151,7 @@ pub(crate) fn plan(writes: &[RecordWrite], inputs: Inputs, now: i64) -> Plan {
                     }
                     None => {
                         binding_at.insert(row_key, plan.bindings.len());
-                        plan.bindings.push(BindingRow {
+                        plan.bindings.push(Binding {
                             backend: b.backend.clone(),
                             model: write.model.clone(),
                             external_id: b.external_id.clone(),
