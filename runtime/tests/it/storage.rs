@@ -753,6 +753,78 @@ fn put(model: &str, id: &str, data: serde_json::Value, expected: Option<u64>) ->
     }
 }
 
+/// A page of more records than one statement takes (a connector may
+/// return any number per page): every write, binding and lease lands,
+/// and each write's event is its own.
+#[tokio::test]
+async fn a_batch_larger_than_one_statement_is_written_whole() {
+    for (name, s, _dir) in storages().await {
+        let n = 1_200;
+        let writes: Vec<RecordWrite> = (0..n)
+            .map(|i| {
+                let mut w = put(
+                    "product",
+                    &format!("p{i}"),
+                    serde_json::json!({"i": i}),
+                    None,
+                );
+                w.bind = Some(BindWrite {
+                    backend: "shop".into(),
+                    external_id: format!("E{i}"),
+                    sync_date: 5,
+                    synced: None,
+                });
+                w
+            })
+            .collect();
+        let out = s.put_records(&writes, 2).await.unwrap();
+        let mut last = 0;
+        for (i, o) in out.iter().enumerate() {
+            let (record, event) = o.as_ref().unwrap().as_ref().unwrap();
+            assert_eq!(record.id, format!("p{i}"), "{name}");
+            assert_eq!(
+                event.event.local_id.as_deref(),
+                Some(record.id.as_str()),
+                "{name}"
+            );
+            assert!(event.id > last, "{name}: events in the order of the writes");
+            last = event.id;
+        }
+        let stored = s.undispatched(n).await.unwrap();
+        for (o, e) in out.iter().zip(&stored) {
+            let (record, event) = o.as_ref().unwrap().as_ref().unwrap();
+            assert_eq!(e.id, event.id, "{name}");
+            assert_eq!(
+                e.event.payload, record.data,
+                "{name}: the id is this record's event"
+            );
+        }
+        assert_eq!(
+            s.binding_counts("shop").await.unwrap(),
+            vec![("product".to_string(), i64::from(n))],
+            "{name}"
+        );
+        let keys: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+        assert!(
+            s.lock(&keys, "a", 1, 100).await.unwrap().iter().all(|t| *t),
+            "{name}"
+        );
+        assert!(
+            s.lock(&keys, "b", 2, 100)
+                .await
+                .unwrap()
+                .iter()
+                .all(|t| !*t),
+            "{name}"
+        );
+        s.unlock(&keys, "a").await.unwrap();
+        assert!(
+            s.lock(&keys, "b", 3, 100).await.unwrap().iter().all(|t| *t),
+            "{name}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_batch_of_record_writes_refuses_one_and_keeps_the_others() {
     for (name, s, _dir) in storages().await {
