@@ -6,8 +6,9 @@
 //! a fresh SQLite node of its own against the same CRM, records per second
 //! end to end; then, on the same node, 14,000 one-job-per-record imports
 //! (two more backends on the same CRM) and the same direct import again,
-//! to see whether a long-running node slows down. Side by side in one run,
-//! as the machine is noisy. `IMPORTS_QUICK=1` runs the direct imports on
+//! twice, each time alongside the same import on a second node that ran
+//! nothing else, to see whether a long-running node slows down. Side by
+//! side in one run, as the machine is noisy. `IMPORTS_QUICK=1` runs the direct imports on
 //! fresh nodes only; `IMPORTS_ONLY=python|js|rust` one language.
 
 use std::sync::Arc;
@@ -70,76 +71,115 @@ async fn import(
     (records, elapsed)
 }
 
-/// The figures of one language.
-async fn language(crm: &Crm, label: &str, component: &str, quick: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(
-        SqliteStorage::open(&dir.path().join("bench.db"))
-            .await
-            .unwrap(),
-    );
-    let node = Node::start(
-        storage.clone(),
-        NodeConfig {
-            name: "bench".into(),
-            host: HostConfig {
-                cache_dir: Some(std::env::temp_dir().join("junction-bench-cache")),
-                ..HostConfig::default()
+/// A node of its own (SQLite in a temporary folder) with the connector
+/// installed and `backends` configured on the CRM.
+struct Bench {
+    node: Node,
+    storage: Arc<SqliteStorage>,
+    _dir: tempfile::TempDir,
+}
+
+impl Bench {
+    async fn start(crm: &Crm, component: &str, backends: &[String]) -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(
+            SqliteStorage::open(&dir.path().join("bench.db"))
+                .await
+                .unwrap(),
+        );
+        let node = Node::start(
+            storage.clone(),
+            NodeConfig {
+                name: "bench".into(),
+                host: HostConfig {
+                    cache_dir: Some(std::env::temp_dir().join("junction-bench-cache")),
+                    ..HostConfig::default()
+                },
+                ..NodeConfig::default()
             },
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    node.sync
-        .install(&std::fs::read(component).unwrap())
+        )
         .await
         .unwrap();
-    for name in ["fresh", "jobs-1", "jobs-2", "later"] {
-        node.sync.configure(&backend(crm, name)).await.unwrap();
-    }
-    let rate = |(records, elapsed): (i64, Duration)| records as f64 / elapsed.as_secs_f64();
-    // The component's fresh instances: calls no warm instance served.
-    let unit = node
-        .sync
-        .backend("fresh")
-        .await
-        .unwrap()
-        .route("deal")
-        .unwrap()
-        .adapter
-        .clone();
-    let made = unit.instantiations();
-    let fresh = import(&node, &storage, "fresh", true).await;
-    println!(
-        "{label:<10} direct import, fresh node:       {} records in {:.2} s = {:>5.0} records/s ({} fresh instances)",
-        fresh.0,
-        fresh.1.as_secs_f64(),
-        rate(fresh),
-        unit.instantiations() - made
-    );
-    if !quick {
-        for name in ["jobs-1", "jobs-2"] {
-            let jobs = import(&node, &storage, name, false).await;
-            println!(
-                "{label:<10} one job per record ({name}):   {} records in {:.2} s = {:>5.0} records/s",
-                jobs.0,
-                jobs.1.as_secs_f64(),
-                rate(jobs)
-            );
+        node.sync
+            .install(&std::fs::read(component).unwrap())
+            .await
+            .unwrap();
+        for name in backends {
+            node.sync.configure(&backend(crm, name)).await.unwrap();
         }
-        let made = unit.instantiations();
-        let later = import(&node, &storage, "later", true).await;
+        Bench {
+            node,
+            storage,
+            _dir: dir,
+        }
+    }
+
+    /// Fresh instances the connector has made so far (calls no warm
+    /// instance served).
+    async fn instantiations(&self, backend: &str) -> u64 {
+        let unit = self
+            .node
+            .sync
+            .backend(backend)
+            .await
+            .unwrap()
+            .route("deal")
+            .unwrap()
+            .adapter
+            .clone();
+        unit.instantiations()
+    }
+
+    /// Import into `backend`: records per second and fresh instances.
+    async fn import(&self, backend: &str, direct: bool) -> (f64, u64, i64, Duration) {
+        let made = self.instantiations(backend).await;
+        let (records, elapsed) = import(&self.node, &self.storage, backend, direct).await;
+        let rate = records as f64 / elapsed.as_secs_f64();
+        (rate, self.instantiations(backend).await - made, records, elapsed)
+    }
+}
+
+/// The figures of one language: a direct import on a fresh node; then,
+/// unless quick, 14,000 one-job-per-record imports on that node, and
+/// direct imports alternating between it and a second node that ran
+/// nothing else, so both are measured side by side under the same load.
+async fn language(crm: &Crm, label: &str, component: &str, quick: bool) {
+    let names = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let aged = Bench::start(
+        crm,
+        component,
+        &names(&["fresh", "jobs-1", "jobs-2", "later-1", "later-2"]),
+    )
+    .await;
+    let (fresh, made, records, elapsed) = aged.import("fresh", true).await;
+    println!(
+        "{label:<10} direct import, fresh node:       {records} records in {:.2} s = {fresh:>5.0} records/s ({made} fresh instances)",
+        elapsed.as_secs_f64(),
+    );
+    if quick {
+        aged.node.stop(Duration::from_secs(5)).await.unwrap();
+        return;
+    }
+    for name in ["jobs-1", "jobs-2"] {
+        let (rate, _, records, elapsed) = aged.import(name, false).await;
         println!(
-            "{label:<10} direct import, after those jobs: {} records in {:.2} s = {:>5.0} records/s ({:+.0} % against fresh; {} fresh instances)",
-            later.0,
-            later.1.as_secs_f64(),
-            rate(later),
-            (rate(later) / rate(fresh) - 1.0) * 100.0,
-            unit.instantiations() - made
+            "{label:<10} one job per record ({name}):   {records} records in {:.2} s = {rate:>5.0} records/s",
+            elapsed.as_secs_f64(),
         );
     }
-    node.stop(Duration::from_secs(5)).await.unwrap();
+    let new = Bench::start(crm, component, &names(&["new-1", "new-2"])).await;
+    for round in 1..=2 {
+        let (other, other_made, _, _) = new.import(&format!("new-{round}"), true).await;
+        let (later, made, records, elapsed) = aged.import(&format!("later-{round}"), true).await;
+        println!(
+            "{label:<10} direct import, after those jobs: {records} records in {:.2} s = {later:>5.0} records/s ({:+.0} % against its fresh import, {:+.0} % against a node that ran nothing else, {other:.0} records/s alongside; {made} and {other_made} fresh instances)",
+            elapsed.as_secs_f64(),
+            (later / fresh - 1.0) * 100.0,
+            (later / other - 1.0) * 100.0,
+        );
+    }
+    new.node.stop(Duration::from_secs(5)).await.unwrap();
+    aged.node.stop(Duration::from_secs(5)).await.unwrap();
 }
 
 fn main() {

@@ -759,14 +759,21 @@ fn spawn_maintenance(
                         tracing::warn!(%e, "renewing job leases failed");
                     }
                 }
-                _ = reap.tick() => match storage.requeue_expired(now_ms()).await {
-                    Ok(ids) if !ids.is_empty() => {
-                        tracing::warn!(count = ids.len(), "jobs whose lease expired went back to the queue");
-                        queue.wake.notify_one();
+                _ = reap.tick() => {
+                    match storage.requeue_expired(now_ms()).await {
+                        Ok(ids) if !ids.is_empty() => {
+                            tracing::warn!(count = ids.len(), "jobs whose lease expired went back to the queue");
+                            queue.wake.notify_one();
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(%e, "returning expired leases failed"),
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(%e, "returning expired leases failed"),
-                },
+                    // Keeps the job counts a few rows however busy the
+                    // queue has been since the last tick.
+                    if let Err(e) = storage.compact_counts().await {
+                        tracing::warn!(%e, "compacting the job counts failed");
+                    }
+                }
                 _ = house.tick() => {
                     if let Some(retention) = config.retention {
                         let before = now_ms() - retention.as_millis() as i64;

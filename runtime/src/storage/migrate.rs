@@ -34,6 +34,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "backend_quotas",
         sql: include_str!("../../migrations/sqlite/0005_backend_quotas.sql"),
     },
+    Migration {
+        version: 6,
+        name: "job_counts",
+        sql: include_str!("../../migrations/sqlite/0006_job_counts.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -66,6 +71,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 6,
         name: "backend_quotas",
         sql: include_str!("../../migrations/postgres/0006_backend_quotas.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "job_counts",
+        sql: include_str!("../../migrations/postgres/0007_job_counts.sql"),
     },
 ];
 

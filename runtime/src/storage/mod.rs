@@ -362,7 +362,12 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Per channel, the ETA of the oldest job that is due but not started
     /// (pending or enqueued with `eta <= now`): the queue's lag.
     async fn oldest_due(&self, now: i64) -> Result<Vec<(String, i64)>, StorageError>;
+    /// Jobs by state and channel, read from counts the database keeps as
+    /// jobs change: the same cost at ten jobs as at ten million.
     async fn counts(&self) -> Result<Vec<StateCount>, StorageError>;
+    /// Fold the kept counts into one row per channel and state (called by
+    /// the queue's maintenance so that `counts` stays a few rows).
+    async fn compact_counts(&self) -> Result<(), StorageError>;
 
     /// Delete done and cancelled jobs finished before `before`, at most
     /// `batch` of them; returns how many were deleted.

@@ -1103,24 +1103,25 @@ impl Storage for PgStorage {
     }
 
     async fn counts(&self) -> Result<Vec<StateCount>, StorageError> {
-        let rows = sqlx::query(&pg(
-            "SELECT state, channel, COUNT(*) AS n FROM jobs GROUP BY state, channel",
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(super::rows::COUNTS).fetch_all(&self.pool).await?;
         rows.iter()
-            .map(|r| {
-                let state: String = r.try_get("state")?;
-                Ok(StateCount {
-                    state: JobState::parse(&state).ok_or_else(|| {
-                        sqlx::Error::Decode(format!("unknown job state {state:?}").into())
-                    })?,
-                    channel: r.try_get("channel")?,
-                    count: r.try_get("n")?,
-                })
-            })
+            .map(super::rows::state_count_from_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
+    }
+
+    async fn compact_counts(&self) -> Result<(), StorageError> {
+        // Fold the triggers' deltas into one row per channel and state.
+        // Concurrent compactions are safe: each deleted delta is summed
+        // back by exactly one of them, and the sums are unchanged.
+        sqlx::query(
+            "WITH gone AS (DELETE FROM job_counts RETURNING channel, state, n)
+             INSERT INTO job_counts (channel, state, n)
+             SELECT channel, state, SUM(n) FROM gone GROUP BY channel, state HAVING SUM(n) <> 0",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn purge(&self, before: i64, batch: u32) -> Result<u64, StorageError> {

@@ -5,7 +5,7 @@
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::{Binding, StoredEvent};
+use super::{Binding, StateCount, StoredEvent};
 use crate::model::{Event, LocalRecord, format_timestamp};
 use crate::queue::job::{Job, JobState};
 
@@ -46,6 +46,27 @@ where
         node: row.try_get("node")?,
         worker: row.try_get("worker")?,
         connector_digest: row.try_get("connector_digest")?,
+    })
+}
+
+/// Jobs by channel and state, from the counts the triggers keep
+/// (`job_counts`: one row per channel and state on SQLite, signed deltas
+/// on PostgreSQL; the sum is right on both).
+pub(crate) const COUNTS: &str = "SELECT state, channel, CAST(SUM(n) AS BIGINT) AS n FROM job_counts \
+    GROUP BY state, channel HAVING SUM(n) <> 0 ORDER BY channel, state";
+
+pub(crate) fn state_count_from_row<R: Row>(row: &R) -> Result<StateCount, sqlx::Error>
+where
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let state: String = row.try_get("state")?;
+    Ok(StateCount {
+        state: JobState::parse(&state)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown job state {state:?}").into()))?,
+        channel: row.try_get("channel")?,
+        count: row.try_get("n")?,
     })
 }
 

@@ -882,23 +882,20 @@ impl Storage for SqliteStorage {
     }
 
     async fn counts(&self) -> Result<Vec<StateCount>, StorageError> {
-        let rows =
-            sqlx::query("SELECT state, channel, COUNT(*) AS n FROM jobs GROUP BY state, channel")
-                .fetch_all(&self.reader)
-                .await?;
+        let rows = sqlx::query(super::rows::COUNTS).fetch_all(&self.reader).await?;
         rows.iter()
-            .map(|r| {
-                let state: String = r.try_get("state")?;
-                Ok(StateCount {
-                    state: JobState::parse(&state).ok_or_else(|| {
-                        sqlx::Error::Decode(format!("unknown job state {state:?}").into())
-                    })?,
-                    channel: r.try_get("channel")?,
-                    count: r.try_get("n")?,
-                })
-            })
+            .map(super::rows::state_count_from_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
+    }
+
+    async fn compact_counts(&self) -> Result<(), StorageError> {
+        // One row per channel and state already (the single writer updates
+        // them in place); only rows of channels no job uses any more go.
+        sqlx::query("DELETE FROM job_counts WHERE n = 0")
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     async fn purge(&self, before: i64, batch: u32) -> Result<u64, StorageError> {

@@ -136,11 +136,11 @@ async fn migrations_apply_once_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/dir/junction.db");
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 5);
+    assert_eq!(s.schema_version().await.unwrap(), 6);
     s.enqueue(&[job("f")], 1).await.unwrap();
     drop(s);
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 5);
+    assert_eq!(s.schema_version().await.unwrap(), 6);
     assert_eq!(s.jobs(&JobFilter::default()).await.unwrap().len(), 1);
 }
 
@@ -1357,4 +1357,160 @@ async fn removing_a_backend_is_refused_while_it_has_jobs_and_purges_only_when_as
             "{name}"
         );
     }
+}
+
+/// Jobs by (channel, state, count), counted from the jobs themselves.
+async fn counted(s: &dyn Storage) -> Vec<(String, JobState, i64)> {
+    let jobs = s
+        .jobs(&JobFilter {
+            limit: 100_000,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut by: std::collections::BTreeMap<(String, String), i64> = Default::default();
+    for j in jobs {
+        *by.entry((j.channel, j.state.to_string())).or_default() += 1;
+    }
+    by.into_iter()
+        .map(|((channel, state), n)| (channel, JobState::parse(&state).unwrap(), n))
+        .collect()
+}
+
+/// The counts the database keeps, in the same shape.
+async fn kept(s: &dyn Storage) -> Vec<(String, JobState, i64)> {
+    let mut kept: Vec<(String, JobState, i64)> = s
+        .counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.channel, c.state, c.count))
+        .collect();
+    kept.sort_by(|a, b| (&a.0, a.1.to_string()).cmp(&(&b.0, b.1.to_string())));
+    kept
+}
+
+#[tokio::test]
+async fn kept_job_counts_follow_every_kind_of_change() {
+    for (name, s, _dir) in storages().await {
+        let s = &*s;
+        let mut shop = job("a");
+        shop.channel = "root.shop".into();
+        shop.backend = Some("shop".into());
+        let mut waits = job("b");
+        waits.parents = vec![Parent::InBatch(0)];
+        let ids: Vec<i64> = s
+            .enqueue(&[shop, waits, job("c"), job("d"), job("e")], 1)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(kept(s).await, counted(s).await, "{name}: after enqueue");
+        assert_eq!(
+            kept(s).await.iter().map(|c| c.2).sum::<i64>(),
+            5,
+            "{name}: every job counted once"
+        );
+
+        start_all(s, 10).await;
+        assert_eq!(kept(s).await, counted(s).await, "{name}: after claim");
+        let failed = Completion {
+            outcome: Outcome::Failed {
+                kind: "permanent".into(),
+                message: "no".into(),
+            },
+            ..done(ids[2])
+        };
+        let retry = Completion {
+            outcome: Outcome::Retry {
+                eta: 30,
+                count_try: true,
+                kind: "retryable".into(),
+                message: "later".into(),
+            },
+            ..done(ids[3])
+        };
+        s.complete(&[done(ids[0]), failed, retry], &[(ids[4], 11)], 20)
+            .await
+            .unwrap();
+        assert_eq!(kept(s).await, counted(s).await, "{name}: after complete");
+
+        s.requeue(ids[2], 25).await.unwrap();
+        s.cancel(ids[3], 26).await.unwrap();
+        s.mark_done(ids[1], 27).await.unwrap();
+        assert_eq!(
+            kept(s).await,
+            counted(s).await,
+            "{name}: after requeue, cancel, mark done"
+        );
+        // ids[4] is started with a lease until 1010.
+        s.requeue_expired(5_000).await.unwrap();
+        assert_eq!(kept(s).await, counted(s).await, "{name}: after expiry");
+
+        s.compact_counts().await.unwrap();
+        assert_eq!(kept(s).await, counted(s).await, "{name}: after compaction");
+        assert!(s.purge(100_000, 100).await.unwrap() > 0, "{name}");
+        assert_eq!(kept(s).await, counted(s).await, "{name}: after purge");
+        s.compact_counts().await.unwrap();
+        assert_eq!(kept(s).await, counted(s).await, "{name}: compacted again");
+        assert!(
+            !kept(s).await.iter().any(|c| c.2 == 0),
+            "{name}: no empty groups are reported"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_database_from_before_the_kept_counts_gets_them_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junction.db");
+    let s = SqliteStorage::open(&path).await.unwrap();
+    let mut shop = job("a");
+    shop.channel = "root.shop".into();
+    s.enqueue(&[shop, job("b"), job("c")], 1).await.unwrap();
+    start_all(&s, 10).await;
+    let before = counted(&s).await;
+    drop(s);
+    // Take the database back to schema 5, as an older Junction left it.
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "DROP TRIGGER job_counts_insert; DROP TRIGGER job_counts_update;
+         DROP TRIGGER job_counts_delete; DROP TABLE job_counts;
+         DELETE FROM schema_migrations WHERE version = 6;",
+    )
+    .execute(&raw)
+    .await
+    .unwrap();
+    raw.close().await;
+    let s = SqliteStorage::open(&path).await.unwrap();
+    assert_eq!(s.schema_version().await.unwrap(), 6);
+    assert_eq!(kept(&s).await, before, "the jobs already stored are counted");
+
+    let Some((url, schema)) = postgres_schema().await else {
+        return;
+    };
+    let pg = PgStorage::open(&url, Some(&schema)).await.unwrap();
+    let mut shop = job("a");
+    shop.channel = "root.shop".into();
+    pg.enqueue(&[shop, job("b"), job("c")], 1).await.unwrap();
+    start_all(&pg, 10).await;
+    let before = counted(&pg).await;
+    drop(pg);
+    let raw = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::raw_sql(&format!(
+        "SET search_path TO {schema};
+         DROP TABLE job_counts; DROP FUNCTION job_counts_inserted() CASCADE;
+         DROP FUNCTION job_counts_updated() CASCADE; DROP FUNCTION job_counts_deleted() CASCADE;
+         DELETE FROM schema_migrations WHERE version = 7;"
+    ))
+    .execute(&raw)
+    .await
+    .unwrap();
+    raw.close().await;
+    let pg = PgStorage::open(&url, Some(&schema)).await.unwrap();
+    assert_eq!(pg.schema_version().await.unwrap(), 7);
+    assert_eq!(kept(&pg).await, before, "postgres: the jobs already stored are counted");
 }
