@@ -6,10 +6,12 @@
 //! a fresh SQLite node of its own against the same CRM, records per second
 //! end to end; then, on the same node, 14,000 one-job-per-record imports
 //! (two more backends on the same CRM) and the same direct import again,
-//! twice, each time alongside the same import on a second node that ran
-//! nothing else, to see whether a long-running node slows down. Side by
-//! side in one run, as the machine is noisy. `IMPORTS_QUICK=1` runs the direct imports on
-//! fresh nodes only; `IMPORTS_ONLY=python|js|rust` one language.
+//! twice, each time alongside the same import on a control node that
+//! imported once before the jobs and ran nothing else, to see whether a
+//! long-running node slows down apart from the machine's own drift. Side
+//! by side in one run, as the machine is noisy. `IMPORTS_QUICK=1` runs
+//! the direct imports on fresh nodes only; `IMPORTS_ONLY=python|js|rust`
+//! one language.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,10 +141,11 @@ impl Bench {
     }
 }
 
-/// The figures of one language: a direct import on a fresh node; then,
-/// unless quick, 14,000 one-job-per-record imports on that node, and
-/// direct imports alternating between it and a second node that ran
-/// nothing else, so both are measured side by side under the same load.
+/// The figures of one language: a direct import on each of two fresh
+/// nodes; then, unless quick, 14,000 one-job-per-record imports on the
+/// first, and the direct import again on both, alternating, twice. The
+/// second node ran nothing in between: what it loses is the machine's and
+/// the process's drift, not the long-running node's.
 async fn language(crm: &Crm, label: &str, component: &str, quick: bool) {
     let names = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     let aged = Bench::start(
@@ -160,6 +163,11 @@ async fn language(crm: &Crm, label: &str, component: &str, quick: bool) {
         aged.node.stop(Duration::from_secs(5)).await.unwrap();
         return;
     }
+    let control = Bench::start(crm, component, &names(&["new-0", "new-1", "new-2"])).await;
+    let (control_fresh, ..) = control.import("new-0", true).await;
+    println!(
+        "{label:<10} direct import, control node:     {control_fresh:>5.0} records/s (a second fresh node, which runs nothing else)"
+    );
     for name in ["jobs-1", "jobs-2"] {
         let (rate, _, records, elapsed) = aged.import(name, false).await;
         println!(
@@ -167,18 +175,18 @@ async fn language(crm: &Crm, label: &str, component: &str, quick: bool) {
             elapsed.as_secs_f64(),
         );
     }
-    let new = Bench::start(crm, component, &names(&["new-1", "new-2"])).await;
     for round in 1..=2 {
-        let (other, other_made, _, _) = new.import(&format!("new-{round}"), true).await;
+        let (other, ..) = control.import(&format!("new-{round}"), true).await;
         let (later, made, records, elapsed) = aged.import(&format!("later-{round}"), true).await;
         println!(
-            "{label:<10} direct import, after those jobs: {records} records in {:.2} s = {later:>5.0} records/s ({:+.0} % against its fresh import, {:+.0} % against a node that ran nothing else, {other:.0} records/s alongside; {made} and {other_made} fresh instances)",
+            "{label:<10} direct import, after those jobs: {records} records in {:.2} s = {later:>5.0} records/s ({:+.0} % against its fresh import; {made} fresh instances) | control node alongside {other:.0} records/s ({:+.0} % against its fresh import) | long-running against control {:+.0} %",
             elapsed.as_secs_f64(),
             (later / fresh - 1.0) * 100.0,
+            (other / control_fresh - 1.0) * 100.0,
             (later / other - 1.0) * 100.0,
         );
     }
-    new.node.stop(Duration::from_secs(5)).await.unwrap();
+    control.node.stop(Duration::from_secs(5)).await.unwrap();
     aged.node.stop(Duration::from_secs(5)).await.unwrap();
 }
 

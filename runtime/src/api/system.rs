@@ -1,7 +1,7 @@
 //! Service-wide routes: health, status, reload, the OpenAPI document and
 //! the Prometheus metrics.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 use axum::Json;
@@ -78,13 +78,21 @@ pub async fn metrics(State(state): State<ApiState>) -> ApiResult<impl IntoRespon
         "gauge",
         "Jobs in the queue by state and channel.",
     );
+    // Series are labelled by configured channel: a job in a channel
+    // nobody configured counts under its nearest configured parent (as it
+    // does for capacity), so whoever enqueues cannot mint new series.
+    let channels = state.queue().config().channels.clone();
+    let mut jobs: BTreeMap<(&str, String), i64> = BTreeMap::new();
     for c in storage.counts().await? {
+        *jobs
+            .entry((channels.resolve(&c.channel), c.state.to_string()))
+            .or_default() += c.count;
+    }
+    for ((channel, state), count) in jobs {
         let _ = writeln!(
             out,
-            "junction_jobs{{state=\"{}\",channel=\"{}\"}} {}",
-            c.state,
-            escape(&c.channel),
-            c.count
+            "junction_jobs{{state=\"{state}\",channel=\"{}\"}} {count}",
+            escape(channel),
         );
     }
     let now = now_ms();
@@ -94,11 +102,16 @@ pub async fn metrics(State(state): State<ApiState>) -> ApiResult<impl IntoRespon
         "gauge",
         "How long the oldest due job of each channel has waited to start.",
     );
+    let mut lag: BTreeMap<&str, i64> = BTreeMap::new();
     for (channel, eta) in storage.oldest_due(now).await? {
+        let oldest = lag.entry(channels.resolve(&channel)).or_insert(eta);
+        *oldest = (*oldest).min(eta);
+    }
+    for (channel, eta) in lag {
         let _ = writeln!(
             out,
             "junction_queue_lag_seconds{{channel=\"{}\"}} {}",
-            escape(&channel),
+            escape(channel),
             (now - eta).max(0) as f64 / 1000.0
         );
     }

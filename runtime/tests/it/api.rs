@@ -645,3 +645,56 @@ async fn removing_a_backend_refuses_while_it_has_jobs_and_keeps_bindings_unless_
     let left = get(&app, "/api/v1/bindings?backend=shop&model=customer").await;
     assert_eq!(left["items"], json!([]), "{left}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_label_only_configured_channels() {
+    let w = world().await;
+    let app = router(&w);
+    let configured: HashSet<String> = w
+        .node
+        .queue
+        .config()
+        .channels
+        .iter()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    // Fifty channels nobody configured, each with a job due at once and
+    // one waiting an hour: fifty new series each, if labels followed jobs.
+    let jobs: Vec<Value> = (0..50)
+        .flat_map(|i| {
+            [
+                json!({"function": "junction.noop", "channel": format!("root.minted{i}"), "delay_ms": 3_600_000}),
+                json!({"function": "junction.noop", "channel": format!("root.minted{i}.deeper"), "delay_ms": 3_600_000}),
+            ]
+        })
+        .collect();
+    let (status, v) = post(&app, "/api/v1/jobs", json!({ "jobs": jobs })).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let (_, text) = call(&app, "GET", "/metrics", Some(TOKEN), None).await;
+    let text = text.as_str().unwrap().to_string();
+    let scrape =
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let channels: HashSet<&str> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric.starts_with("junction_jobs") || s.metric.starts_with("junction_queue_lag"))
+        .filter_map(|s| s.labels.get("channel"))
+        .collect();
+    assert!(
+        channels.iter().all(|c| configured.contains(*c)),
+        "only configured channels {configured:?} label series, got {channels:?}"
+    );
+    let pending: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "junction_jobs" && s.labels.get("state") == Some("pending"))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(n) => n,
+            _ => 0.0,
+        })
+        .sum();
+    assert!(
+        pending >= 100.0,
+        "the jobs of unconfigured channels are counted under a configured parent:\n{text}"
+    );
+}

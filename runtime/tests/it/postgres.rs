@@ -232,6 +232,11 @@ async fn db_copy_moves_an_embedded_installation_to_postgres() {
         assert_eq!(a.len(), b.len(), "{}", table.name);
         assert!(a == b, "{} differs after the copy", table.name);
     }
+    assert_eq!(
+        target.counts().await.unwrap(),
+        source.counts().await.unwrap(),
+        "the copied jobs are counted on the target"
+    );
     // A second copy into the same (no longer empty) target is refused.
     let out = copy(&[]);
     assert!(!out.status.success());
