@@ -137,7 +137,12 @@ impl Bench {
         let made = self.instantiations(backend).await;
         let (records, elapsed) = import(&self.node, &self.storage, backend, direct).await;
         let rate = records as f64 / elapsed.as_secs_f64();
-        (rate, self.instantiations(backend).await - made, records, elapsed)
+        (
+            rate,
+            self.instantiations(backend).await - made,
+            records,
+            elapsed,
+        )
     }
 }
 

@@ -2,7 +2,9 @@
 //! PostgreSQL, side by side in one run on the same server —
 //! - Junction: enqueue throughput (one per transaction, batches of 1,000)
 //!   and no-op job throughput with 1 and 3 nodes (each its own connection
-//!   pool and 24 workers, as separate processes would have);
+//!   pool and 24 workers, as separate processes would have), and with 1
+//!   node again with the triggers that keep the job counts dropped (what
+//!   they cost);
 //! - graphile-worker, installed from npm into the target folder and run
 //!   as its perfTest does (4 processes × 24 concurrent jobs, local queue
 //!   of 500, no completion batching delay), if Node.js and npm are here;
@@ -68,10 +70,26 @@ fn noop_specs(n: u64) -> Vec<JobSpec> {
 }
 
 /// `nodes` pools drain `JOBS` no-op jobs; jobs/s until all are recorded.
-async fn processing(url: &str, nodes: usize) -> f64 {
+/// Without `kept_counts`, the triggers that keep the job counts are
+/// dropped first: what they cost, side by side.
+async fn processing(url: &str, nodes: usize, kept_counts: bool) -> f64 {
     let schema = format!("junction_bench_{nodes}");
     reset(url, &schema).await;
     let first = queue(url, &schema).await;
+    if !kept_counts {
+        let admin = sqlx::PgPool::connect(url).await.unwrap();
+        for t in [
+            "job_counts_insert",
+            "job_counts_update",
+            "job_counts_delete",
+        ] {
+            sqlx::query(&format!("DROP TRIGGER {t} ON {schema}.jobs"))
+                .execute(&admin)
+                .await
+                .unwrap();
+        }
+        admin.close().await;
+    }
     for chunk in noop_specs(JOBS).chunks(1000) {
         first.enqueue_batch(chunk).await.unwrap();
     }
@@ -116,16 +134,25 @@ async fn processing(url: &str, nodes: usize) -> f64 {
     }
     assert_eq!(finished, JOBS);
     let rate = per_sec(JOBS, started.elapsed());
-    let left: i64 = first
-        .storage()
-        .counts()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|c| c.state != junction_runtime::queue::job::JobState::Done)
-        .map(|c| c.count)
-        .sum();
+    let admin = sqlx::PgPool::connect(url).await.unwrap();
+    let left: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM {schema}.jobs WHERE state <> 'done'"
+    ))
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    admin.close().await;
     assert_eq!(left, 0, "every job recorded done");
+    if kept_counts {
+        let counts = first.storage().counts().await.unwrap();
+        let done: i64 = counts
+            .iter()
+            .filter(|c| c.state == junction_runtime::queue::job::JobState::Done)
+            .map(|c| c.count)
+            .sum();
+        assert_eq!(done as u64, JOBS, "the kept counts agree: {counts:?}");
+        assert_eq!(counts.len(), 1, "nothing but done jobs: {counts:?}");
+    }
     rate
 }
 
@@ -286,11 +313,17 @@ fn main() {
         line("Junction enqueue, batches of 1000", batched);
         let (mut one, mut three, mut raw, mut graph) = (vec![], vec![], vec![], vec![]);
         let mut graph_planned = vec![];
+        let mut uncounted = vec![];
         for round in 1..=rounds {
             println!("round {round}");
-            one.push(processing(&url, 1).await);
+            one.push(processing(&url, 1, true).await);
             line("  Junction run no-op jobs, 1 node", *one.last().unwrap());
-            three.push(processing(&url, 3).await);
+            uncounted.push(processing(&url, 1, false).await);
+            line(
+                "  the same without the kept job counts' triggers",
+                *uncounted.last().unwrap(),
+            );
+            three.push(processing(&url, 3, true).await);
             line("  Junction run no-op jobs, 3 nodes", *three.last().unwrap());
             if only == "junction" {
                 continue;
@@ -320,6 +353,10 @@ fn main() {
         let (one, three) = (median(&mut one), median(&mut three));
         println!("medians of {rounds} rounds");
         line("Junction run no-op jobs, 1 node", one);
+        line(
+            "the same without the kept job counts' triggers",
+            median(&mut uncounted),
+        );
         line("Junction run no-op jobs, 3 nodes", three);
         // Each comparison: its median, and Junction's against it.
         let compare = |what: &str, rates: &mut Vec<f64>, ratio: &str| {

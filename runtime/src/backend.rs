@@ -10,6 +10,8 @@ use crate::capabilities::egress::{Auth, EgressPolicy, PolicyError, parse_target}
 use crate::capabilities::{BackendInfo, CallContext, Services};
 use crate::grants::{GrantConfig, Grants, JobPlacement, Requests};
 use crate::limits::{EgressLimits, SandboxLimits};
+use crate::queue::breaker::BreakerConfig;
+use crate::queue::retry::{RetryConfig, RetryPolicy};
 use crate::secrets::{SecretError, SecretKey};
 
 /// One backend of the operator's configuration.
@@ -56,6 +58,13 @@ pub struct BackendConfig {
     /// Recurring incremental imports.
     #[serde(default)]
     pub schedules: Vec<Schedule>,
+    /// How this backend's failed jobs are retried, whatever their function
+    /// (else the function's policy, else `[retry] default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryConfig>,
+    /// When its jobs stop and wait because it is out of reach.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub breaker: BreakerConfig,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -126,6 +135,8 @@ impl BackendConfig {
         if self.kind.trim().is_empty() {
             return Err(self.bad("kind", "must not be empty"));
         }
+        self.retry_policy()?;
+        self.breaker.check().map_err(|e| self.bad("breaker", e))?;
         semver::Version::parse(&self.version).map_err(|e| {
             self.bad(
                 "version",
@@ -226,6 +237,14 @@ impl BackendConfig {
             policy = policy.requested_hosts(&hosts).map_err(policy_error)?;
         }
         Ok(policy)
+    }
+
+    /// Its own retry policy, if it sets one.
+    pub fn retry_policy(&self) -> Result<Option<RetryPolicy>, BackendConfigError> {
+        self.retry
+            .as_ref()
+            .map(|r| r.policy().map_err(|e| self.bad("retry", e)))
+            .transpose()
     }
 
     /// The configuration as stored: its inline credential sealed.

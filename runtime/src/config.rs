@@ -14,6 +14,7 @@ use crate::backend::BackendConfig;
 use crate::host::HostConfig;
 use crate::limits::SandboxLimits;
 use crate::queue::channels::ChannelConfig;
+use crate::queue::retry::{RetryConfig, RetryPolicy};
 use crate::secrets::{SecretError, SecretKey};
 use crate::storage::postgres::PgStorage;
 use crate::storage::sqlite::SqliteStorage;
@@ -77,6 +78,9 @@ struct File {
     max_invocations: u32,
     #[serde(default)]
     limits: Option<toml::Table>,
+    /// Retry policies: `default`, and per job function by its name.
+    #[serde(default)]
+    retry: std::collections::BTreeMap<String, RetryConfig>,
     #[serde(default)]
     backends: Vec<toml::Table>,
 }
@@ -208,6 +212,11 @@ pub struct ServiceConfig {
     pub compile_memory_bytes: u64,
     pub compile_timeout: std::time::Duration,
     pub limits: SandboxLimits,
+    /// The retry policy of jobs that neither their backend nor their
+    /// function has one for (`[retry] default`).
+    pub default_retry: RetryPolicy,
+    /// Retry policies per job function (`[retry."function"]`).
+    pub retry: std::collections::HashMap<String, RetryPolicy>,
     pub backends: Vec<BackendConfig>,
 }
 
@@ -338,6 +347,18 @@ impl ServiceConfig {
         let limits: SandboxLimits = toml::Value::Table(limits_table.clone())
             .try_into()
             .map_err(|e: toml::de::Error| key("limits", e.to_string().trim_end().to_string()))?;
+        let mut default_retry = RetryPolicy::default();
+        let mut retry = std::collections::HashMap::new();
+        for (name, config) in &file.retry {
+            let policy = config
+                .policy()
+                .map_err(|reason| key(&format!("retry.{name}"), reason))?;
+            if name == "default" {
+                default_retry = policy;
+            } else {
+                retry.insert(name.clone(), policy);
+            }
+        }
         let mut backends = Vec::new();
         for (i, table) in file.backends.iter().enumerate() {
             let name = table.get("name").and_then(|v| v.as_str()).map_or_else(
@@ -382,6 +403,8 @@ impl ServiceConfig {
             compile_memory_bytes: file.compile_memory_bytes,
             compile_timeout: std::time::Duration::from_millis(file.compile_timeout),
             limits,
+            default_retry,
+            retry,
             backends,
         })
     }

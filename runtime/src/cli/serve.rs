@@ -72,6 +72,9 @@ impl Reload for FileReload {
             self.queue.set_channels(channels.clone());
             lines.push("channels reloaded".to_string());
         }
+        self.queue
+            .set_retry_policies(config.default_retry.clone(), config.retry.clone());
+        lines.push("retry policies reloaded".to_string());
         lines.extend(
             apply_backends(&self.sync, &config)
                 .await
@@ -175,6 +178,8 @@ pub async fn run(
         },
     )
     .await?;
+    node.queue
+        .set_retry_policies(config.default_retry.clone(), config.retry.clone());
     for line in apply_backends(&node.sync, &config).await? {
         eprintln!("{line}");
     }

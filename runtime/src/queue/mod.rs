@@ -4,6 +4,7 @@
 //! Jobs live in [`Storage`]; this module owns the rules around them. Times
 //! are Unix milliseconds.
 
+pub mod breaker;
 pub mod channels;
 pub mod job;
 pub mod retry;
@@ -38,8 +39,14 @@ pub const MAX_ARGS_BYTES: usize = crate::capabilities::jobs::MAX_ARGS_BYTES;
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
     pub channels: ChannelConfig,
-    /// Retry policy per job function; others use the default back-off.
+    /// Retry policy per job function (`junction.toml`'s `[retry]`).
     pub retry: HashMap<String, RetryPolicy>,
+    /// The policy of jobs that neither their backend nor their function
+    /// chooses one for (`[retry] default`).
+    pub default_retry: RetryPolicy,
+    /// Retry policy per backend (its `retry`): how that system recovers
+    /// decides, whatever the job.
+    pub backend_retry: HashMap<String, RetryPolicy>,
     /// Tries a job gets when its request does not say (0 = unlimited).
     pub default_max_retries: u32,
     /// How long a started job's lease lasts without a heartbeat.
@@ -49,11 +56,24 @@ pub struct QueueConfig {
     pub backend_workers: HashMap<String, usize>,
 }
 
+impl QueueConfig {
+    /// The retry policy of a job: its backend's, else its function's, else
+    /// the default.
+    pub fn retry_policy(&self, function: &str, backend: Option<&str>) -> &RetryPolicy {
+        backend
+            .and_then(|b| self.backend_retry.get(b))
+            .or_else(|| self.retry.get(function))
+            .unwrap_or(&self.default_retry)
+    }
+}
+
 impl Default for QueueConfig {
     fn default() -> Self {
         QueueConfig {
             channels: ChannelConfig::default(),
             retry: HashMap::new(),
+            default_retry: RetryPolicy::default(),
+            backend_retry: HashMap::new(),
             default_max_retries: 5,
             lease: Duration::from_secs(30),
             backend_workers: HashMap::new(),
@@ -176,6 +196,8 @@ pub struct Queue {
     pub(crate) wake: Notify,
     /// Per backend: the minute and how many guest jobs it enqueued in it.
     rates: std::sync::Mutex<HashMap<String, (i64, u64)>>,
+    /// Backends' circuit breakers as this node sees them.
+    pub breakers: breaker::Breakers,
 }
 
 impl Queue {
@@ -187,7 +209,16 @@ impl Queue {
             guest_functions: RwLock::new(HashSet::new()),
             wake: Notify::new(),
             rates: std::sync::Mutex::new(HashMap::new()),
+            breakers: breaker::Breakers::default(),
         })
+    }
+
+    /// Whether a worker of this process runs `function`.
+    pub fn knows(&self, function: &str) -> bool {
+        self.functions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(function)
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
@@ -225,6 +256,33 @@ impl Queue {
     pub fn set_retry_policy(&self, function: &str, policy: RetryPolicy) {
         self.update(|c| {
             c.retry.insert(function.to_string(), policy);
+        });
+    }
+
+    /// Replace the default and per-function retry policies (a reload).
+    pub fn set_retry_policies(
+        &self,
+        default: RetryPolicy,
+        functions: HashMap<String, RetryPolicy>,
+    ) {
+        self.update(|c| {
+            c.default_retry = default;
+            c.retry = functions;
+        });
+    }
+
+    /// Set (`Some`) or clear (`None`) a backend's retry policy.
+    pub fn set_backend_retry(&self, backend: &str, policy: Option<RetryPolicy>) {
+        if self.config().backend_retry.get(backend) == policy.as_ref() {
+            return;
+        }
+        self.update(|c| match policy {
+            Some(p) => {
+                c.backend_retry.insert(backend.to_string(), p);
+            }
+            None => {
+                c.backend_retry.remove(backend);
+            }
         });
     }
 

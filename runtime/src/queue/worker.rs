@@ -16,6 +16,7 @@ use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::breaker::Verdict;
 use super::channels::{Budget, Occupancy};
 use super::job::{Completion, Job, JobId, Outcome};
 use super::share::{Shares, share_of};
@@ -23,7 +24,7 @@ use super::{Queue, now_ms};
 use crate::capabilities::egress::AuditEntry;
 use crate::error::{CallError, GuestError};
 use crate::host::LogLine;
-use crate::storage::{ClaimRequest, StorageError};
+use crate::storage::{ClaimRequest, OpenBreaker, StorageError};
 
 /// Why a try did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +137,9 @@ pub struct PoolConfig {
     /// Rows deleted per housekeeping transaction.
     pub purge_batch: u32,
     pub housekeeping_interval: Duration,
+    /// How often the open circuit breakers are read from the database and
+    /// their due probes enqueued.
+    pub health_interval: Duration,
     /// The fraction of `concurrency` one backend may run while jobs of
     /// other backends (or of none) wait; alone it may use every worker.
     /// A backend's `jobs.workers` caps it further (`QueueConfig`).
@@ -154,6 +158,7 @@ impl Default for PoolConfig {
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             purge_batch: 1000,
             housekeeping_interval: Duration::from_secs(60),
+            health_interval: Duration::from_secs(1),
             backend_share: 0.5,
         }
     }
@@ -519,7 +524,7 @@ async fn run(
                 tokio::spawn(run_one(
                     job,
                     handlers.clone(),
-                    cfg.clone(),
+                    queue.clone(),
                     runner.clone(),
                     done_tx.clone(),
                 ));
@@ -564,7 +569,13 @@ async fn run(
                         .filter(|(name, _)| *name != "root")
                         .map(|(name, spec)| (name.to_string(), spec.capacity))
                         .collect(),
-                    held_backends: over,
+                    // Backends holding their share of this node, and
+                    // backends whose breaker is open (on any node).
+                    held_backends: {
+                        let mut held = over;
+                        held.extend(queue.breakers.held());
+                        held
+                    },
                 };
                 let unfiltered = request.full_channels.is_empty()
                     && request.sequential_channels.is_empty()
@@ -636,15 +647,18 @@ async fn run(
 async fn run_one(
     job: Job,
     handlers: Arc<HashMap<String, Arc<dyn Handler>>>,
-    config: Arc<super::QueueConfig>,
+    queue: Arc<Queue>,
     runner: Arc<str>,
     done: mpsc::UnboundedSender<Finished>,
 ) {
+    let config = queue.config();
     let started = std::time::Instant::now();
     let handled = handle(&handlers, &job, &runner).await;
     let took = started.elapsed();
     let now = now_ms();
-    let outcome = match handled.result.unwrap_or(Ok(None)) {
+    let result = handled.result.unwrap_or(Ok(None));
+    let open = breaker_verdict(&queue, &job, &result, &handled.audit, now).await;
+    let outcome = match result {
         Ok(result) => Outcome::Done { result },
         Err(JobFailure::Fail { kind, message }) => Outcome::Failed { kind, message },
         Err(JobFailure::Retry {
@@ -653,6 +667,9 @@ async fn run_one(
             kind,
             message,
         }) => {
+            // Tries failing because the backend is out of reach do not
+            // count once its breaker is open: its jobs wait for it.
+            let count_try = count_try && !open;
             let tries = job.tries + u32::from(count_try);
             if count_try && job.max_retries > 0 && tries >= job.max_retries {
                 Outcome::Failed {
@@ -660,17 +677,15 @@ async fn run_one(
                     message: format!("{message} (gave up after {tries} tries)"),
                 }
             } else {
-                // The guest's own delay (retryable, rate-limited) sets the
-                // ETA; otherwise the function's policy, or a short pause for
-                // contention that did not count.
-                let wait = after.unwrap_or_else(|| {
-                    if count_try {
-                        let policy = config.retry.get(&job.function).cloned().unwrap_or_default();
-                        policy.delay(tries, rand::random::<f64>())
-                    } else {
-                        Duration::from_millis(200)
-                    }
-                });
+                let policy = config.retry_policy(&job.function, job.backend.as_deref());
+                let wait = super::retry::next_wait(
+                    policy,
+                    tries,
+                    rand::random::<f64>(),
+                    &kind,
+                    after,
+                    count_try,
+                );
                 Outcome::Retry {
                     eta: now + wait.as_millis() as i64,
                     count_try,
@@ -701,6 +716,57 @@ async fn run_one(
             audit: handled.audit,
         },
     });
+}
+
+/// Tell the backend's breaker how a try of one of its jobs went; true when
+/// the breaker is open (this try opened it, or it was open already), so
+/// that the try does not count. Breakers need the probe that closes them,
+/// so they stay off where no worker of this process can run it.
+async fn breaker_verdict(
+    queue: &Queue,
+    job: &Job,
+    result: &Result<Option<String>, JobFailure>,
+    audit: &[AuditEntry],
+    now: i64,
+) -> bool {
+    let Some(backend) = job.backend.as_deref() else {
+        return false;
+    };
+    if !queue.knows(super::breaker::PROBE) {
+        return false;
+    }
+    let reason = match result {
+        Err(_) => super::breaker::outage(audit),
+        Ok(_) => None,
+    };
+    match queue.breakers.record(backend, reason.is_some()) {
+        Verdict::Healthy | Verdict::Counting => false,
+        Verdict::Open { opened: false } => true,
+        Verdict::Open { opened: true } => {
+            let config = queue.breakers.config(backend);
+            let cool_down = config.cool_down.as_millis() as i64;
+            let breaker = OpenBreaker {
+                backend: backend.to_string(),
+                failures: i64::from(config.failures),
+                reason: reason.unwrap_or_default(),
+                opened_at: now,
+                retry_at: now + cool_down,
+                cool_down,
+                probes: 0,
+            };
+            match queue.storage().open_breaker(&breaker).await {
+                Ok(true) => tracing::warn!(
+                    backend,
+                    failures = config.failures,
+                    reason = %breaker.reason,
+                    "backend out of reach: its circuit breaker is open, its jobs wait for a probe"
+                ),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(%e, backend, "storing an open circuit breaker failed"),
+            }
+            true
+        }
+    }
 }
 
 /// Run a job's handler: a missing handler fails the job, a panicking one
@@ -750,6 +816,7 @@ fn spawn_maintenance(
         let mut beat = tokio::time::interval((lease / 3).max(Duration::from_millis(50)));
         let mut reap = tokio::time::interval(config.reap_interval);
         let mut house = tokio::time::interval(config.housekeeping_interval);
+        let mut health = tokio::time::interval(config.health_interval);
         loop {
             tokio::select! {
                 _ = beat.tick() => {
@@ -774,6 +841,7 @@ fn spawn_maintenance(
                         tracing::warn!(%e, "compacting the job counts failed");
                     }
                 }
+                _ = health.tick() => health_tick(&queue).await,
                 _ = house.tick() => {
                     if let Some(retention) = config.retention {
                         let before = now_ms() - retention.as_millis() as i64;
@@ -792,6 +860,39 @@ fn spawn_maintenance(
             }
         }
     })
+}
+
+/// Read the open breakers (another node may have opened or closed one)
+/// and enqueue a probe for each whose cool-down is over. The probe's
+/// identity key keeps it to one live probe per backend across nodes.
+async fn health_tick(queue: &Queue) {
+    use super::breaker::PROBE;
+    let open = match queue.storage().breakers().await {
+        Ok(open) => open,
+        Err(e) => {
+            tracing::warn!(%e, "reading the circuit breakers failed");
+            return;
+        }
+    };
+    let was_held = queue.breakers.held();
+    queue.breakers.refresh(&open);
+    if queue.breakers.held() != was_held {
+        // A closed breaker frees jobs that are due now.
+        queue.wake.notify_one();
+    }
+    if !queue.knows(PROBE) {
+        return;
+    }
+    let now = now_ms();
+    for b in open.iter().filter(|b| b.retry_at <= now) {
+        let mut spec = super::JobSpec::new(PROBE, serde_json::json!({"backend": b.backend}));
+        spec.request.identity_key = Some(format!("{PROBE}:{}", b.backend));
+        spec.request.max_retries = Some(1);
+        spec.request.description = Some(format!("probe backend {}", b.backend));
+        if let Err(e) = queue.enqueue(spec).await {
+            tracing::warn!(%e, backend = %b.backend, "enqueuing a circuit breaker probe failed");
+        }
+    }
 }
 
 /// A handler from an async closure.

@@ -39,6 +39,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "job_counts",
         sql: include_str!("../../migrations/sqlite/0006_job_counts.sql"),
     },
+    Migration {
+        version: 7,
+        name: "backend_breakers",
+        sql: include_str!("../../migrations/sqlite/0007_backend_breakers.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -76,6 +81,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 7,
         name: "job_counts",
         sql: include_str!("../../migrations/postgres/0007_job_counts.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "backend_breakers",
+        sql: include_str!("../../migrations/postgres/0008_backend_breakers.sql"),
     },
 ];
 

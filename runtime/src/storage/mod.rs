@@ -208,6 +208,24 @@ pub struct NodeInfo {
     pub running: i64,
 }
 
+/// An open circuit breaker: the backend's jobs wait until a probe after
+/// `retry_at` succeeds (see `queue::breaker`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OpenBreaker {
+    pub backend: String,
+    /// Consecutive outage failures that opened it.
+    pub failures: i64,
+    /// The last failure's description (the outbound request that failed).
+    pub reason: String,
+    pub opened_at: i64,
+    /// When the next probe may run.
+    pub retry_at: i64,
+    /// Milliseconds between probes now; doubles after each failed probe.
+    pub cool_down: i64,
+    /// Probes that failed since it opened.
+    pub probes: i64,
+}
+
 /// A backend's configuration as stored (JSON of `BackendConfig`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBackend {
@@ -562,6 +580,24 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// A number that changes whenever connectors or backends change, on
     /// any node.
     async fn registry_generation(&self) -> Result<i64, StorageError>;
+
+    /// Open a backend's circuit breaker unless it is open already; true
+    /// when this call opened it (another node may have first).
+    async fn open_breaker(&self, breaker: &OpenBreaker) -> Result<bool, StorageError>;
+    /// Every open breaker, by backend.
+    async fn breakers(&self) -> Result<Vec<OpenBreaker>, StorageError>;
+    /// A probe of an open breaker failed: the next waits twice as long
+    /// (at most `max_cool_down` ms) from `now`.
+    async fn breaker_probe_failed(
+        &self,
+        backend: &str,
+        reason: &str,
+        now: i64,
+        max_cool_down: i64,
+    ) -> Result<(), StorageError>;
+    /// Close a backend's breaker (a probe succeeded, or an operator closed
+    /// it); true when it was open.
+    async fn close_breaker(&self, backend: &str) -> Result<bool, StorageError>;
 
     /// Record that `node` is alive (its heartbeat); the first beat of a
     /// start also sets `started_at` and clears `stopped_at`.

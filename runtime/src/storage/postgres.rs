@@ -22,9 +22,9 @@ use super::rows::{
     placeholders, record_from_row,
 };
 use super::{
-    Binding, ClaimRequest, InstalledConnector, NodeInfo, PutOutcome, RecordWrite, RemoveBackend,
-    RemovedBackend, StateCount, StateQuota, Storage, StorageError, StoredBackend, StoredEvent,
-    WriteDone, WriteOp, json_object,
+    Binding, ClaimRequest, InstalledConnector, NodeInfo, OpenBreaker, PutOutcome, RecordWrite,
+    RemoveBackend, RemovedBackend, StateCount, StateQuota, Storage, StorageError, StoredBackend,
+    StoredEvent, WriteDone, WriteOp, json_object,
 };
 use crate::capabilities::egress::AuditEntry;
 use crate::model::{Event, LocalRecord};
@@ -1095,15 +1095,17 @@ impl Storage for PgStorage {
     }
 
     async fn oldest_due(&self, now: i64) -> Result<Vec<(String, i64)>, StorageError> {
-        Ok(sqlx::query_as(&pg("SELECT channel, MIN(eta) FROM jobs
-             WHERE state IN ('pending', 'enqueued') AND eta <= ? GROUP BY channel"))
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(&pg(super::rows::OLDEST_DUE))
+            .bind(now)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn counts(&self) -> Result<Vec<StateCount>, StorageError> {
-        let rows = sqlx::query(super::rows::COUNTS).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(super::rows::COUNTS)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(super::rows::state_count_from_row)
             .collect::<Result<_, sqlx::Error>>()
@@ -1812,6 +1814,57 @@ impl Storage for PgStorage {
         Ok(Box::new(PgLoader {
             tx: self.pool.begin().await?,
         }))
+    }
+
+    async fn open_breaker(&self, b: &OpenBreaker) -> Result<bool, StorageError> {
+        let done = sqlx::query(&pg(super::rows::OPEN_BREAKER))
+            .bind(&b.backend)
+            .bind(b.failures)
+            .bind(&b.reason)
+            .bind(b.opened_at)
+            .bind(b.retry_at)
+            .bind(b.cool_down)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn breakers(&self) -> Result<Vec<OpenBreaker>, StorageError> {
+        let rows: Vec<super::rows::BreakerRow> = sqlx::query_as(&pg(super::rows::BREAKERS))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(super::rows::breaker_from_row)
+            .collect())
+    }
+
+    async fn breaker_probe_failed(
+        &self,
+        backend: &str,
+        reason: &str,
+        now: i64,
+        max_cool_down: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(&pg(super::rows::BREAKER_PROBE_FAILED))
+            .bind(max_cool_down)
+            .bind(max_cool_down)
+            .bind(reason)
+            .bind(now)
+            .bind(max_cool_down)
+            .bind(max_cool_down)
+            .bind(backend)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn close_breaker(&self, backend: &str) -> Result<bool, StorageError> {
+        let done = sqlx::query(&pg(super::rows::CLOSE_BREAKER))
+            .bind(backend)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn registry_generation(&self) -> Result<i64, StorageError> {

@@ -49,6 +49,48 @@ where
     })
 }
 
+/// Circuit breakers: the same statements on both databases.
+pub(crate) const OPEN_BREAKER: &str = "INSERT INTO backend_breakers \
+    (backend, failures, reason, opened_at, retry_at, cool_down, probes) VALUES (?, ?, ?, ?, ?, ?, 0) \
+    ON CONFLICT (backend) DO NOTHING";
+pub(crate) const BREAKERS: &str = "SELECT backend, failures, reason, opened_at, retry_at, cool_down, probes \
+    FROM backend_breakers ORDER BY backend";
+/// Binds: max cool-down twice, reason, now, max cool-down twice, backend.
+pub(crate) const BREAKER_PROBE_FAILED: &str = "UPDATE backend_breakers SET \
+    cool_down = CASE WHEN cool_down * 2 > ? THEN ? ELSE cool_down * 2 END, \
+    reason = ?, probes = probes + 1, \
+    retry_at = ? + CASE WHEN cool_down * 2 > ? THEN ? ELSE cool_down * 2 END \
+    WHERE backend = ?";
+/// A row of `BREAKERS`.
+pub(crate) type BreakerRow = (String, i64, String, i64, i64, i64, i64);
+
+pub(crate) fn breaker_from_row(r: BreakerRow) -> super::OpenBreaker {
+    let (backend, failures, reason, opened_at, retry_at, cool_down, probes) = r;
+    super::OpenBreaker {
+        backend,
+        failures,
+        reason,
+        opened_at,
+        retry_at,
+        cool_down,
+        probes,
+    }
+}
+
+pub(crate) const CLOSE_BREAKER: &str = "DELETE FROM backend_breakers WHERE backend = ?";
+
+/// Per channel, the ETA of the oldest due job not started (binds `now`
+/// twice). One branch per partial index (`jobs_ready` over pending jobs,
+/// `jobs_leased` over enqueued and started ones; the repeated `state` term
+/// is what lets SQLite prove the second applies), so that the cost follows
+/// the live jobs, not the finished ones kept until the retention purge.
+pub(crate) const OLDEST_DUE: &str = "SELECT channel, MIN(eta) FROM (
+        SELECT channel, eta FROM jobs WHERE state = 'pending' AND eta <= ?
+        UNION ALL
+        SELECT channel, eta FROM jobs
+        WHERE state IN ('enqueued', 'started') AND state = 'enqueued' AND eta <= ?
+    ) AS due GROUP BY channel";
+
 /// Jobs by channel and state, from the counts the triggers keep
 /// (`job_counts`: one row per channel and state on SQLite, signed deltas
 /// on PostgreSQL; the sum is right on both).

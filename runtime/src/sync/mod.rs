@@ -23,6 +23,7 @@ mod commit;
 mod deliver;
 pub mod export;
 pub mod import;
+mod probe;
 pub mod schedule;
 pub mod trail;
 mod watch;
@@ -1039,6 +1040,10 @@ impl Synchronizer {
         drop(current);
         self.queue
             .set_backend_workers(&name, units.config.jobs.workers);
+        self.queue.breakers.set_config(&name, units.config.breaker);
+        // Validated when the backend was configured.
+        self.queue
+            .set_backend_retry(&name, units.config.retry_policy().ok().flatten());
         self.backends
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -1094,6 +1099,10 @@ impl Synchronizer {
                 }),
             );
         }
+        pool.register(
+            crate::queue::breaker::PROBE,
+            Arc::new(probe::ProbeHandler { sync: self.clone() }),
+        );
     }
 
     /// Take the lease `key` for this job, or fail with a retry that does

@@ -672,12 +672,13 @@ async fn metrics_label_only_configured_channels() {
     assert_eq!(status, StatusCode::CREATED, "{v}");
     let (_, text) = call(&app, "GET", "/metrics", Some(TOKEN), None).await;
     let text = text.as_str().unwrap().to_string();
-    let scrape =
-        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
     let channels: HashSet<&str> = scrape
         .samples
         .iter()
-        .filter(|s| s.metric.starts_with("junction_jobs") || s.metric.starts_with("junction_queue_lag"))
+        .filter(|s| {
+            s.metric.starts_with("junction_jobs") || s.metric.starts_with("junction_queue_lag")
+        })
         .filter_map(|s| s.labels.get("channel"))
         .collect();
     assert!(

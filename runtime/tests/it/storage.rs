@@ -136,11 +136,11 @@ async fn migrations_apply_once_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/dir/junction.db");
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 6);
+    assert_eq!(s.schema_version().await.unwrap(), 7);
     s.enqueue(&[job("f")], 1).await.unwrap();
     drop(s);
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 6);
+    assert_eq!(s.schema_version().await.unwrap(), 7);
     assert_eq!(s.jobs(&JobFilter::default()).await.unwrap().len(), 1);
 }
 
@@ -1472,22 +1472,28 @@ async fn a_database_from_before_the_kept_counts_gets_them_on_open() {
     start_all(&s, 10).await;
     let before = counted(&s).await;
     drop(s);
-    // Take the database back to schema 5, as an older Junction left it.
+    // Take the database back to schema 5, as an older Junction left it
+    // (undoing every later migration: a new one adds its undo here).
     let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
     sqlx::raw_sql(
         "DROP TRIGGER job_counts_insert; DROP TRIGGER job_counts_update;
          DROP TRIGGER job_counts_delete; DROP TABLE job_counts;
-         DELETE FROM schema_migrations WHERE version = 6;",
+         DROP TABLE backend_breakers;
+         DELETE FROM schema_migrations WHERE version >= 6;",
     )
     .execute(&raw)
     .await
     .unwrap();
     raw.close().await;
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 6);
-    assert_eq!(kept(&s).await, before, "the jobs already stored are counted");
+    assert_eq!(s.schema_version().await.unwrap(), 7);
+    assert_eq!(
+        kept(&s).await,
+        before,
+        "the jobs already stored are counted"
+    );
 
     let Some((url, schema)) = postgres_schema().await else {
         return;
@@ -1504,13 +1510,62 @@ async fn a_database_from_before_the_kept_counts_gets_them_on_open() {
         "SET search_path TO {schema};
          DROP TABLE job_counts; DROP FUNCTION job_counts_inserted() CASCADE;
          DROP FUNCTION job_counts_updated() CASCADE; DROP FUNCTION job_counts_deleted() CASCADE;
-         DELETE FROM schema_migrations WHERE version = 7;"
+         DROP TABLE backend_breakers;
+         DELETE FROM schema_migrations WHERE version >= 7;"
     ))
     .execute(&raw)
     .await
     .unwrap();
     raw.close().await;
     let pg = PgStorage::open(&url, Some(&schema)).await.unwrap();
-    assert_eq!(pg.schema_version().await.unwrap(), 7);
-    assert_eq!(kept(&pg).await, before, "postgres: the jobs already stored are counted");
+    assert_eq!(pg.schema_version().await.unwrap(), 8);
+    assert_eq!(
+        kept(&pg).await,
+        before,
+        "postgres: the jobs already stored are counted"
+    );
+}
+
+#[tokio::test]
+async fn the_oldest_due_job_of_each_channel_counts_pending_and_enqueued_only() {
+    for (name, s, _dir) in storages().await {
+        let s = &*s;
+        let at = |function: &str, channel: &str, eta: i64| NewJob {
+            channel: channel.to_string(),
+            eta,
+            ..job(function)
+        };
+        let ids: Vec<i64> = s
+            .enqueue(
+                &[
+                    at("a", "root", 5),
+                    at("b", "root", 10),
+                    at("c", "root.shop", 100),
+                    at("d", "root.crm", 7),
+                ],
+                1,
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        let due = |v: Vec<(String, i64)>| {
+            let mut v = v;
+            v.sort();
+            v
+        };
+        let expected = vec![("root".to_string(), 5), ("root.crm".to_string(), 7)];
+        assert_eq!(due(s.oldest_due(50).await.unwrap()), expected, "{name}");
+        // Claimed but not begun (enqueued): still waiting to start.
+        start_all(s, 50).await;
+        assert_eq!(due(s.oldest_due(50).await.unwrap()), expected, "{name}");
+        // Begun: no longer waiting.
+        s.complete(&[], &[(ids[0], 51)], 51).await.unwrap();
+        assert_eq!(
+            due(s.oldest_due(51).await.unwrap()),
+            vec![("root".to_string(), 10), ("root.crm".to_string(), 7)],
+            "{name}"
+        );
+    }
 }

@@ -1,0 +1,14 @@
+-- Open circuit breakers: a backend whose calls kept failing at the
+-- transport (connection refused or dropped, timeout) or with 5xx answers.
+-- Its jobs wait, unclaimed by every node, until a probe (`check`) after
+-- `retry_at` succeeds; a failed probe doubles `cool_down` up to the
+-- backend's maximum. A closed breaker has no row.
+CREATE TABLE backend_breakers (
+    backend   TEXT    PRIMARY KEY,
+    failures  INTEGER NOT NULL,
+    reason    TEXT    NOT NULL,
+    opened_at INTEGER NOT NULL,
+    retry_at  INTEGER NOT NULL,
+    cool_down INTEGER NOT NULL,
+    probes    INTEGER NOT NULL DEFAULT 0
+);
