@@ -396,10 +396,27 @@ impl Queue {
                 )));
             }
         }
+        // A sync job names its backend in its arguments; the job carries
+        // it too when its request did not, so that the backend's share,
+        // quotas and circuit breaker apply to it however it was enqueued.
+        let backend = spec.backend.clone().or_else(|| {
+            let sync = self
+                .guest_functions
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&r.function);
+            sync.then(|| serde_json::from_str::<serde_json::Value>(&r.args).ok())
+                .flatten()
+                .and_then(|a| {
+                    a.get("backend")
+                        .and_then(|b| b.as_str())
+                        .map(str::to_string)
+                })
+        });
         Ok(NewJob {
             function: r.function.clone(),
             args: r.args.clone(),
-            backend: spec.backend.clone(),
+            backend,
             priority: priority as i32,
             eta,
             channel,

@@ -668,10 +668,19 @@ async fn run_one(
             message,
         }) => {
             // Tries failing because the backend is out of reach do not
-            // count once its breaker is open: its jobs wait for it.
+            // count once its breaker is open: its jobs wait for it, due
+            // again at once, so that they run as soon as a probe closes
+            // it (claims leave them alone until then).
             let count_try = count_try && !open;
             let tries = job.tries + u32::from(count_try);
-            if count_try && job.max_retries > 0 && tries >= job.max_retries {
+            if open {
+                Outcome::Retry {
+                    eta: now + 200,
+                    count_try,
+                    kind,
+                    message,
+                }
+            } else if count_try && job.max_retries > 0 && tries >= job.max_retries {
                 Outcome::Failed {
                     kind,
                     message: format!("{message} (gave up after {tries} tries)"),

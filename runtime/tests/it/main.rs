@@ -14,6 +14,7 @@ mod fairness;
 mod hostile;
 mod hotswap;
 mod inspect;
+mod outage;
 mod pg_server;
 mod polyglot;
 mod postgres;

@@ -599,3 +599,147 @@ async fn a_backends_live_jobs_are_capped_and_free_up_as_they_finish() {
         .await
         .unwrap();
 }
+
+/// A failed try whose last outbound request was answered 503.
+fn outage_failure() -> Handled {
+    Handled {
+        audit: vec![junction_runtime::capabilities::egress::AuditEntry {
+            method: "GET".into(),
+            scheme: "http".into(),
+            host: "127.0.0.1".into(),
+            port: 9,
+            path: "/rest/V1/products".into(),
+            status: Some(503),
+            denied: None,
+            error: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            duration_ms: 1,
+        }],
+        ..Handled::failed(JobFailure::Retry {
+            after: Some(Duration::from_secs(30)),
+            count_try: true,
+            kind: "retryable".into(),
+            message: "503 service unavailable".into(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_open_breaker_holds_its_backends_jobs_without_spending_tries_until_a_probe_closes_it() {
+    use junction_runtime::queue::breaker::{BreakerConfig, PROBE};
+    let (queue, _dir) = queue_with(QueueConfig::default()).await;
+    queue.breakers.set_config(
+        "shop",
+        BreakerConfig {
+            failures: 1,
+            cool_down: Duration::from_millis(300),
+            max_cool_down: Duration::from_millis(300),
+        },
+    );
+    // What ran, in order: the backend's job ("job: down" or "job: up")
+    // and the probe.
+    let ran: Arc<Mutex<Vec<String>>> = Arc::default();
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut pool = WorkerPool::new(
+        queue.clone(),
+        PoolConfig {
+            health_interval: Duration::from_millis(50),
+            ..fast_pool()
+        },
+    );
+    let (r, d) = (ran.clone(), down.clone());
+    pool.register(
+        "fetch",
+        handler_fn(move |_job| {
+            let (r, d) = (r.clone(), d.clone());
+            async move {
+                if d.load(Ordering::SeqCst) {
+                    r.lock().unwrap().push("job: down".into());
+                    outage_failure()
+                } else {
+                    r.lock().unwrap().push("job: up".into());
+                    Handled::done(None)
+                }
+            }
+        }),
+    );
+    let (r, q) = (ran.clone(), queue.clone());
+    pool.register(
+        PROBE,
+        handler_fn(move |_job| {
+            let (r, q) = (r.clone(), q.clone());
+            async move {
+                r.lock().unwrap().push("probe".into());
+                q.storage().close_breaker("shop").await.unwrap();
+                Handled::done(None)
+            }
+        }),
+    );
+    let handle = pool.start();
+    let mut spec = JobSpec::new("fetch", json!({}));
+    spec.backend = Some("shop".into());
+    spec.request.max_retries = Some(1);
+    let id = queue.enqueue(spec).await.unwrap().id;
+
+    // The one try opens the breaker and does not count: with one try
+    // allowed, counting it would have failed the job.
+    for _ in 0..200 {
+        if !queue.storage().breakers().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let open = queue.storage().breakers().await.unwrap();
+    assert_eq!(open.len(), 1, "the breaker opened");
+    assert!(open[0].reason.contains("answered 503"), "{open:?}");
+    down.store(false, Ordering::SeqCst);
+    drain(&queue).await;
+    let job = queue.storage().job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Done, "{job:?}");
+    assert_eq!(job.tries, 1, "only the try that succeeded counted");
+    // Held while open: the job's next try came only after the probe, not
+    // after its own retry delay of 200 ms.
+    let ran = ran.lock().unwrap().clone();
+    assert_eq!(ran, ["job: down", "probe", "job: up"]);
+    assert!(queue.storage().breakers().await.unwrap().is_empty());
+    handle.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_backends_retry_policy_bounds_a_guests_delay() {
+    use junction_runtime::queue::retry::RetryPolicy;
+    let (queue, _dir) = queue_with(QueueConfig::default()).await;
+    queue.set_backend_retry("shop", Some(RetryPolicy::pattern(&[(1, 2)]).unwrap()));
+    let mut pool = WorkerPool::new(queue.clone(), fast_pool());
+    pool.register(
+        "fetch",
+        handler_fn(|_job| async {
+            Handled::failed(JobFailure::Retry {
+                after: Some(Duration::from_secs(600)),
+                count_try: true,
+                kind: "retryable".into(),
+                message: "try again in ten minutes".into(),
+            })
+        }),
+    );
+    let handle = pool.start();
+    let before = junction_runtime::queue::now_ms();
+    let mut spec = JobSpec::new("fetch", json!({}));
+    spec.backend = Some("shop".into());
+    let id = queue.enqueue(spec).await.unwrap().id;
+    for _ in 0..200 {
+        if queue.storage().job(id).await.unwrap().unwrap().tries == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let job = queue.storage().job(id).await.unwrap().unwrap();
+    assert_eq!(job.tries, 1);
+    let wait = job.eta - before;
+    assert!(
+        (1_600..=3_000).contains(&wait),
+        "the backend's 2 s (±20 %), not the guest's ten minutes: {wait} ms"
+    );
+    handle.shutdown(Duration::from_secs(1)).await.unwrap();
+}

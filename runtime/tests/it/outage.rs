@@ -1,0 +1,98 @@
+//! Riding out a backend outage: the demo shop answers every request 503
+//! for far longer than every retry of the jobs in flight would last; its
+//! circuit breaker opens, no job fails or spends its tries while it is
+//! open, probes keep failing until the shop is back, then one closes the
+//! breaker and every job completes.
+
+use std::time::{Duration, Instant};
+
+use junction_demo_shop::Faults;
+use junction_runtime::queue::job::{JobFilter, JobState};
+use junction_runtime::sync::IMPORT_RECORD;
+use serde_json::json;
+
+use super::sync::{backend, import, world};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_down_longer_than_every_retry_fails_nothing() {
+    let w = world().await;
+    // Retries that would all be spent within a second, and a breaker that
+    // opens after three outage failures and probes every 300-600 ms.
+    let mut config = serde_json::to_value(backend(&w.shop, "2.4.6")).unwrap();
+    config["retry"] = json!({"base": 50, "cap": 200});
+    config["breaker"] = json!({"failures": 3, "cool_down": 300, "max_cool_down": 600});
+    w.node
+        .sync
+        .configure(&serde_json::from_value(config).unwrap())
+        .await
+        .unwrap();
+    w.shop.set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    let specs = (1..=10)
+        .map(|i| {
+            let mut spec = import("product", &format!("DS-{i:05}"));
+            spec.request.max_retries = Some(3);
+            spec
+        })
+        .collect::<Vec<_>>();
+    w.node.queue.enqueue_batch(&specs).await.unwrap();
+
+    // Down for 5 s: five times what three tries at 50-200 ms take.
+    let down = Instant::now();
+    let mut opened = None;
+    let mut probes = 0;
+    while down.elapsed() < Duration::from_secs(5) {
+        if let Some(b) = w.storage.breakers().await.unwrap().pop() {
+            opened.get_or_insert(b.opened_at);
+            probes = probes.max(b.probes);
+        }
+        let failed = w
+            .storage
+            .jobs(&JobFilter {
+                state: Some(JobState::Failed),
+                limit: 10,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        assert!(
+            failed.is_empty(),
+            "no job fails during the outage: {failed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(opened.is_some(), "the breaker opened");
+    assert!(
+        probes >= 2,
+        "probes failed while the shop was down: {probes}"
+    );
+    let status = w
+        .node
+        .sync
+        .check_backend("shop")
+        .await
+        .expect_err("the shop is still down");
+    assert!(status.to_string().contains("503"), "{status}");
+
+    w.shop.set_faults(Faults::default());
+    w.settle().await;
+    assert!(
+        w.storage.breakers().await.unwrap().is_empty(),
+        "a probe closed the breaker"
+    );
+    let jobs = w.jobs(IMPORT_RECORD).await;
+    assert_eq!(jobs.len(), 10);
+    for job in &jobs {
+        assert_eq!(job.state, JobState::Done, "{job:?}");
+        assert!(job.tries <= 3, "{job:?}");
+    }
+    assert!(
+        w.jobs(junction_runtime::queue::breaker::PROBE)
+            .await
+            .iter()
+            .all(|j| j.state == JobState::Done),
+        "probes end done, saying whether they closed the breaker"
+    );
+}
