@@ -523,4 +523,33 @@ mod tests {
         assert_eq!(b.limits.memory_bytes, 32 << 20);
         assert_eq!(b.schedules[0].every.as_secs(), 300);
     }
+
+    #[test]
+    fn retry_policies_and_breakers_are_read_and_their_mistakes_named() {
+        let c = parse(&format!(
+            "{TOKEN}[retry]\ndefault = {{ base = 100, cap = 1000 }}\n\"junction.import-record\" = {{ pattern = {{ \"1\" = 10 }} }}\n\n[[backends]]\nname = \"shop\"\nkind = \"magento\"\nversion = \"2.4.6\"\nbase_url = \"https://shop.example.com\"\nretry = {{ base = 50 }}\nbreaker = {{ failures = 2, cool_down = 1000, max_cool_down = 4000 }}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.default_retry,
+            RetryPolicy::Exponential {
+                base: std::time::Duration::from_millis(100),
+                cap: std::time::Duration::from_millis(1000)
+            }
+        );
+        assert!(c.retry.contains_key("junction.import-record"));
+        let b = &c.backends[0];
+        assert!(b.retry_policy().unwrap().is_some());
+        assert_eq!(b.breaker.failures, 2);
+
+        let e = parse(&format!("{TOKEN}[retry]\ndefault = {{ base = 0 }}\n")).unwrap_err();
+        assert!(e.to_string().contains("retry.default"), "{e}");
+        assert!(e.to_string().contains("at least 1 ms"), "{e}");
+        let e = parse(&format!(
+            "{TOKEN}[[backends]]\nname = \"shop\"\nkind = \"magento\"\nversion = \"2.4.6\"\nbase_url = \"https://shop.example.com\"\nbreaker = {{ cool_down = 5000, max_cool_down = 10 }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("breaker"), "{e}");
+        assert!(e.to_string().contains("shorter than cool_down"), "{e}");
+    }
 }

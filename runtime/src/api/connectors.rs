@@ -203,12 +203,35 @@ async fn backend_view(state: &ApiState, config: &BackendConfig) -> ApiResult<Val
         .into_iter()
         .map(|(model, n)| (model, json!(n)))
         .collect();
+    let breaker = state
+        .storage()
+        .breakers()
+        .await?
+        .into_iter()
+        .find(|b| b.backend == config.name);
     Ok(json!({
         "name": config.name,
         "config": config.redacted(),
         "units": units,
         "bindings": bindings,
+        "breaker": breaker_view(breaker.as_ref(), crate::queue::now_ms()),
     }))
+}
+
+/// A backend's circuit breaker: `closed`; `open` until `retry_at`; then
+/// `half-open` while its probe is due or running.
+pub(crate) fn breaker_view(open: Option<&crate::storage::OpenBreaker>, now: i64) -> Value {
+    match open {
+        None => json!({"state": "closed"}),
+        Some(b) => json!({
+            "state": if b.retry_at <= now { "half-open" } else { "open" },
+            "failures": b.failures,
+            "reason": b.reason,
+            "opened_at": b.opened_at,
+            "retry_at": b.retry_at,
+            "probes": b.probes,
+        }),
+    }
 }
 
 pub async fn backends(State(state): State<ApiState>) -> ApiResult<Json<Value>> {

@@ -115,6 +115,26 @@ pub async fn metrics(State(state): State<ApiState>) -> ApiResult<impl IntoRespon
             (now - eta).max(0) as f64 / 1000.0
         );
     }
+    metric_header(
+        &mut out,
+        "junction_backend_breaker_open",
+        "gauge",
+        "1 while a backend's circuit breaker is open (its jobs wait), else 0.",
+    );
+    let open: std::collections::HashSet<String> = storage
+        .breakers()
+        .await?
+        .into_iter()
+        .map(|b| b.backend)
+        .collect();
+    for config in state.sync().backend_configs().await? {
+        let _ = writeln!(
+            out,
+            "junction_backend_breaker_open{{backend=\"{}\"}} {}",
+            escape(&config.name),
+            u8::from(open.contains(&config.name))
+        );
+    }
     let installed: HashMap<String, (String, String)> = storage
         .connectors()
         .await?

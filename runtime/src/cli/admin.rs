@@ -414,17 +414,34 @@ pub async fn backend(client: &Client, cmd: BackendAdmin, as_json: bool) -> anyho
                             .flatten()
                             .map(|(m, n)| format!("{m} {n}"))
                             .collect();
+                        // "open since …: reason" when its jobs wait.
+                        let breaker = match s(&b["breaker"]["state"]).as_str() {
+                            "closed" | "" => "closed".to_string(),
+                            state => format!(
+                                "{state} ({} probes failed): {}",
+                                b["breaker"]["probes"],
+                                s(&b["breaker"]["reason"])
+                            ),
+                        };
                         vec![
                             s(&b["name"]),
                             format!("{} {}", s(&b["config"]["kind"]), s(&b["config"]["version"])),
                             s(&b["config"]["base_url"]),
                             units,
                             bound.join(", "),
+                            breaker,
                         ]
                     })
                     .collect();
                 table(
-                    &["name", "kind", "base url", "adapter / mapper", "bound"],
+                    &[
+                        "name",
+                        "kind",
+                        "base url",
+                        "adapter / mapper",
+                        "bound",
+                        "breaker",
+                    ],
                     rows,
                 );
             }

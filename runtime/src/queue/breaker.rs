@@ -77,6 +77,16 @@ impl BreakerConfig {
     }
 }
 
+/// The longest breaker reason stored: it quotes a guest-chosen request
+/// path or a guest's error text.
+pub const MAX_REASON: usize = 512;
+
+/// `reason` made safe to store and show: hazards escaped, at most
+/// [`MAX_REASON`] bytes.
+pub fn reason(text: &str) -> String {
+    crate::text::truncate(&crate::text::clean(text), MAX_REASON)
+}
+
 /// Whether a failed try shows the backend out of reach, from the outbound
 /// requests it made: the last one failed at the transport or was answered
 /// 5xx. A description of it for the breaker's reason, or `None`.
@@ -288,6 +298,14 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(b.record("shop", true), Verdict::Healthy);
         }
+    }
+
+    #[test]
+    fn a_reason_is_cleaned_and_bounded() {
+        let hostile = format!("\u{1b}[2J{}", "x".repeat(10_000));
+        let r = reason(&hostile);
+        assert!(r.len() <= MAX_REASON + 64, "{}", r.len());
+        assert!(!r.contains('\u{1b}'));
     }
 
     #[test]

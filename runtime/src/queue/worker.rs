@@ -757,7 +757,7 @@ async fn breaker_verdict(
             let breaker = OpenBreaker {
                 backend: backend.to_string(),
                 failures: i64::from(config.failures),
-                reason: reason.unwrap_or_default(),
+                reason: super::breaker::reason(&reason.unwrap_or_default()),
                 opened_at: now,
                 retry_at: now + cool_down,
                 cool_down,

@@ -43,7 +43,7 @@ impl Handler for ProbeHandler {
             },
             Err(e) => {
                 let max = queue.breakers.config(&backend).max_cool_down.as_millis() as i64;
-                let reason = format!("probe failed: {e}");
+                let reason = crate::queue::breaker::reason(&format!("probe failed: {e}"));
                 tracing::warn!(backend, %reason, "the circuit breaker stays open");
                 storage
                     .breaker_probe_failed(&backend, &reason, now_ms(), max)

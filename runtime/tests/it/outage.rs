@@ -11,6 +11,7 @@ use junction_runtime::queue::job::{JobFilter, JobState};
 use junction_runtime::sync::IMPORT_RECORD;
 use serde_json::json;
 
+use super::api::{TOKEN, call, router};
 use super::sync::{backend, import, world};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,6 +69,28 @@ async fn a_backend_down_longer_than_every_retry_fails_nothing() {
         probes >= 2,
         "probes failed while the shop was down: {probes}"
     );
+    // The operator sees it: the API, and the metric.
+    let app = router(&w);
+    let (_, v) = call(&app, "GET", "/api/v1/backends/shop", Some(TOKEN), None).await;
+    let state = v["breaker"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(state == "open" || state == "half-open", "{v}");
+    assert!(
+        v["breaker"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("503"),
+        "{v}"
+    );
+    let (_, text) = call(&app, "GET", "/metrics", Some(TOKEN), None).await;
+    assert!(
+        text.as_str()
+            .unwrap()
+            .contains("junction_backend_breaker_open{backend=\"shop\"} 1"),
+        "{text}"
+    );
     let status = w
         .node
         .sync
@@ -82,6 +105,8 @@ async fn a_backend_down_longer_than_every_retry_fails_nothing() {
         w.storage.breakers().await.unwrap().is_empty(),
         "a probe closed the breaker"
     );
+    let (_, v) = call(&app, "GET", "/api/v1/backends/shop", Some(TOKEN), None).await;
+    assert_eq!(v["breaker"]["state"], "closed", "{v}");
     let jobs = w.jobs(IMPORT_RECORD).await;
     assert_eq!(jobs.len(), 10);
     for job in &jobs {

@@ -96,15 +96,23 @@ function draw(canvas, points) {
   g.stroke();
 }
 
-// --- Backends: configuration, units, bound records, health --------------
+// --- Backends: configuration, units, bound records, breaker, health -----
+// An open breaker means the backend's jobs wait (see README, "Outages").
+function breaker(b) {
+  if (!b || b.state === "closed") return `<span class="good">closed</span>`;
+  return `<span class="bad">${esc(b.state)}</span> since ${esc(when(b.opened_at))}, next probe ${esc(when(b.retry_at))}` +
+    ` (${esc(b.probes)} failed)<div class="reason">${esc(b.reason)}</div>`;
+}
+
 async function backends() {
   const list = await api("GET", "/api/v1/backends");
   view.innerHTML = `<h2>Backends</h2><table id="backends-table"><tr><th>Name</th><th>Kind</th><th>Base URL</th>
-    <th>Adapter / mapper</th><th>Bound records</th><th>Health</th></tr>${list.items.map((b) => `
+    <th>Adapter / mapper</th><th>Bound records</th><th>Breaker</th><th>Health</th></tr>${list.items.map((b) => `
     <tr data-name="${esc(b.name)}"><td>${esc(b.name)}</td><td>${esc(b.config.kind)} ${esc(b.config.version)}</td>
     <td>${esc(b.config.base_url)}</td>
     <td>${b.units.error ? `<span class="bad">${esc(b.units.error)}</span>` : `${esc(b.units.adapter)} / ${esc(b.units.mapper)}`}</td>
     <td>${Object.entries(b.bindings).map(([m, n]) => `${esc(m)}: ${n}`).join("<br>")}</td>
+    <td class="breaker">${breaker(b.breaker)}</td>
     <td class="health">checking…</td></tr>`).join("")}</table>`;
   for (const b of list.items) {
     api("POST", `/api/v1/backends/${encodeURIComponent(b.name)}/check`).then((r) => {
