@@ -3,7 +3,8 @@
 //! claim+complete throughput of no-op jobs with 1, 2 and 8 workers, and
 //! enqueue→start latency — next to the raw SQLite limit for the same work
 //! (a plain insert / claim / complete loop with the same durability
-//! settings), with the ratio.
+//! settings), with the ratio; and 8 workers with and without the triggers
+//! that keep the job counts, alternating twice (what they cost).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,8 +41,25 @@ fn per_sec(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
-async fn processing(dir: &tempfile::TempDir, workers: usize) -> f64 {
-    let queue = fresh_queue(dir, &format!("process-{workers}.db"), workers).await;
+async fn processing(dir: &tempfile::TempDir, workers: usize, kept_counts: bool) -> f64 {
+    let name = format!(
+        "process-{workers}-{kept_counts}-{}.db",
+        rand::random::<u32>()
+    );
+    let queue = fresh_queue(dir, &name, workers).await;
+    if !kept_counts {
+        let raw =
+            sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join(&name).display()))
+                .await
+                .unwrap();
+        sqlx::raw_sql(
+            "DROP TRIGGER job_counts_insert; DROP TRIGGER job_counts_update; DROP TRIGGER job_counts_delete;",
+        )
+        .execute(&raw)
+        .await
+        .unwrap();
+        raw.close().await;
+    }
     let seen = Arc::new(AtomicU64::new(0));
     let all = Arc::new(Notify::new());
     let (s, a) = (seen.clone(), all.clone());
@@ -219,7 +237,14 @@ fn main() {
 
         let mut processed = Vec::new();
         for workers in [1, 2, 8] {
-            processed.push((workers, processing(&dir, workers).await));
+            processed.push((workers, processing(&dir, workers, true).await));
+        }
+        let mut counted = Vec::new();
+        for _ in 0..2 {
+            counted.push((
+                processing(&dir, 8, true).await,
+                processing(&dir, 8, false).await,
+            ));
         }
         let (p50, p99) = latency(&dir).await;
         let (raw_insert, raw_process) = raw_limit(&dir).await;
@@ -243,6 +268,15 @@ fn main() {
                 rate,
                 raw_process,
                 rate / raw_process
+            );
+        }
+        for (with, without) in &counted {
+            println!(
+                "{:<46} {:>12.0} jobs/s   without the count triggers {:>9.0}/s   ratio {:.2}",
+                "claim+run+complete, 8 workers (again)",
+                with,
+                without,
+                with / without
             );
         }
         println!(
