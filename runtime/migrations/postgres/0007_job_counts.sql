@@ -6,21 +6,25 @@
 -- statement changed, never an update of a shared row that concurrent
 -- transactions would queue on, or deadlock over); readers sum them, and
 -- the queue's maintenance folds them back into one row per channel and
--- state (`Storage::compact_counts`).
+-- state (`Storage::compact_counts`). The functions keep the schema they
+-- were created in (`SET search_path FROM CURRENT`): a session whose
+-- search path lacks it (psql, pgbench, another tool) can still write jobs.
 CREATE TABLE job_counts (
     channel TEXT   NOT NULL,
     state   TEXT   NOT NULL,
     n       BIGINT NOT NULL
 );
 
-CREATE FUNCTION job_counts_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION job_counts_inserted() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO job_counts (channel, state, n)
         SELECT channel, state, COUNT(*) FROM new_jobs GROUP BY channel, state;
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION job_counts_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION job_counts_updated() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO job_counts (channel, state, n)
         SELECT channel, state, SUM(n) FROM (
@@ -33,7 +37,8 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION job_counts_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION job_counts_deleted() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO job_counts (channel, state, n)
         SELECT channel, state, -COUNT(*) FROM old_jobs GROUP BY channel, state;

@@ -1569,3 +1569,23 @@ async fn the_oldest_due_job_of_each_channel_counts_pending_and_enqueued_only() {
         );
     }
 }
+
+#[tokio::test]
+async fn jobs_changed_by_a_session_outside_the_schema_are_still_counted() {
+    let Some((url, schema)) = postgres_schema().await else {
+        return;
+    };
+    let pg = PgStorage::open(&url, Some(&schema)).await.unwrap();
+    pg.enqueue(&[job("a"), job("b")], 1).await.unwrap();
+    // A session whose search path lacks the schema (psql, pgbench, a
+    // repair script): the count triggers must still find their table.
+    let raw = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(&format!(
+        "UPDATE {schema}.jobs SET state = 'cancelled', finished_at = 5 WHERE function = 'a'"
+    ))
+    .execute(&raw)
+    .await
+    .unwrap();
+    raw.close().await;
+    assert_eq!(kept(&pg).await, counted(&pg).await);
+}
