@@ -62,10 +62,15 @@ enum Command {
         #[command(subcommand)]
         command: ConnectorCommand,
     },
-    /// Backends: add one, list them, check one's connection.
+    /// Backends: add one, list them, check one's connection, pause one.
     Backend {
         #[command(subcommand)]
         command: cli::admin::BackendAdmin,
+    },
+    /// Channels: pause and resume them.
+    Channel {
+        #[command(subcommand)]
+        command: cli::admin::ChannelAdmin,
     },
     /// Start imports from, or exports to, a backend and follow them.
     Sync {
@@ -312,6 +317,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Backend { command } => {
                 cli::admin::backend(&cli::client::Client::new(&cli.server)?, command, cli.json)
+                    .await
+            }
+            Command::Channel { command } => {
+                cli::admin::channel(&cli::client::Client::new(&cli.server)?, command, cli.json)
                     .await
             }
             Command::Sync { command } => {

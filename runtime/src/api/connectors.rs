@@ -215,6 +215,12 @@ async fn backend_view(state: &ApiState, config: &BackendConfig) -> ApiResult<Val
         "units": units,
         "bindings": bindings,
         "breaker": breaker_view(breaker.as_ref(), crate::queue::now_ms()),
+        "paused": state
+            .storage()
+            .paused()
+            .await?
+            .iter()
+            .any(|(kind, name, _)| kind == "backend" && *name == config.name),
     }))
 }
 

@@ -13,6 +13,7 @@
 //!   and the router in step.
 
 mod connectors;
+mod control;
 mod dashboard;
 mod data;
 pub mod error;
@@ -182,6 +183,22 @@ pub fn app(state: ApiState) -> Router {
             get(connectors::backend).delete(connectors::remove_backend),
         )
         .route("/api/v1/backends/{name}/check", post(connectors::check))
+        .route(
+            "/api/v1/backends/{name}/pause",
+            post(control::pause_backend),
+        )
+        .route(
+            "/api/v1/backends/{name}/resume",
+            post(control::resume_backend),
+        )
+        .route(
+            "/api/v1/channels/{name}/pause",
+            post(control::pause_channel),
+        )
+        .route(
+            "/api/v1/channels/{name}/resume",
+            post(control::resume_channel),
+        )
         .route("/api/v1/sync/import", post(jobs::import))
         .route("/api/v1/sync/export", post(jobs::export))
         .route("/api/v1/jobs", get(jobs::list).post(jobs::enqueue))

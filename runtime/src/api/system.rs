@@ -42,7 +42,16 @@ pub async fn status(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
     for c in &counts {
         *by_state.entry(c.state.to_string()).or_default() += c.count;
     }
+    let paused = state.storage().paused().await?;
+    let names = |kind: &str| -> Vec<String> {
+        paused
+            .iter()
+            .filter(|(k, _, _)| k == kind)
+            .map(|(_, n, _)| n.clone())
+            .collect()
+    };
     Ok(Json(json!({
+        "paused": {"backends": names("backend"), "channels": names("channel")},
         "node": state.inner.node,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": state.inner.started.elapsed().as_secs(),

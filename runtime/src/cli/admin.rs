@@ -65,6 +65,11 @@ pub enum BackendAdmin {
     List,
     /// Call the connector's `check` against the backend.
     Check { name: String },
+    /// Pause the backend on every node: its jobs stay pending, running
+    /// ones finish; kept across restarts until `backend resume`.
+    Pause { name: String },
+    /// Resume a paused backend: its pending jobs run again.
+    Resume { name: String },
     /// Remove a backend added with `backend add` (one declared in
     /// junction.toml is removed from the file instead). Its bindings and
     /// state are kept, so adding it again binds to the same records.
@@ -79,6 +84,16 @@ pub enum BackendAdmin {
         #[arg(long)]
         purge: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelAdmin {
+    /// Pause a channel and its subtree on every node: their jobs stay
+    /// pending, running ones finish; kept across restarts until `channel
+    /// resume`.
+    Pause { name: String },
+    /// Resume a paused channel.
+    Resume { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +208,45 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
 /// API returns was chosen by a connector (log lines, errors, audit paths,
 /// ids), so control characters are shown as escapes and can never move the
 /// cursor or start a line that looks like the CLI's own.
+/// `junction channel …`.
+pub async fn channel(client: &Client, command: ChannelAdmin, as_json: bool) -> anyhow::Result<()> {
+    match command {
+        ChannelAdmin::Pause { name } => pause(client, "channels", &name, true, as_json).await?,
+        ChannelAdmin::Resume { name } => pause(client, "channels", &name, false, as_json).await?,
+    };
+    Ok(())
+}
+
+/// Pause or resume a backend or channel (`what`: `backends`, `channels`)
+/// and say what changed.
+async fn pause(
+    client: &Client,
+    what: &str,
+    name: &str,
+    paused: bool,
+    as_json: bool,
+) -> anyhow::Result<Value> {
+    let verb = if paused { "pause" } else { "resume" };
+    let v = client
+        .post(&format!("/api/v1/{what}/{}/{verb}", enc(name)), &json!({}))
+        .await?;
+    if as_json {
+        print_json(&v)?;
+    } else {
+        let kind = s(&v["kind"]);
+        let name = s(&v["name"]);
+        match (paused, v["changed"] == json!(true)) {
+            (true, true) => println!(
+                "{kind} {name} paused on every node: its jobs stay pending, running ones finish"
+            ),
+            (true, false) => println!("{kind} {name} was paused already"),
+            (false, true) => println!("{kind} {name} resumed: its pending jobs run again"),
+            (false, false) => println!("{kind} {name} was not paused"),
+        }
+    }
+    Ok(v)
+}
+
 fn s(v: &Value) -> String {
     junction_runtime::text::clean(&match v {
         Value::Null => String::new(),
@@ -471,6 +525,14 @@ pub async fn backend(client: &Client, cmd: BackendAdmin, as_json: bool) -> anyho
                 );
             }
             v
+        }
+        BackendAdmin::Pause { name } => {
+            pause(client, "backends", &name, true, as_json).await?;
+            return Ok(());
+        }
+        BackendAdmin::Resume { name } => {
+            pause(client, "backends", &name, false, as_json).await?;
+            return Ok(());
         }
         BackendAdmin::Check { name } => {
             let v = client

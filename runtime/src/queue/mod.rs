@@ -7,6 +7,7 @@
 pub mod breaker;
 pub mod channels;
 pub mod job;
+pub mod pause;
 pub mod retry;
 mod share;
 pub mod testing;
@@ -198,6 +199,8 @@ pub struct Queue {
     rates: std::sync::Mutex<HashMap<String, (i64, u64)>>,
     /// Backends' circuit breakers as this node sees them.
     pub breakers: breaker::Breakers,
+    /// Paused backends and channels as this node sees them.
+    pub pauses: pause::Pauses,
 }
 
 impl Queue {
@@ -210,7 +213,26 @@ impl Queue {
             wake: Notify::new(),
             rates: std::sync::Mutex::new(HashMap::new()),
             breakers: breaker::Breakers::default(),
+            pauses: pause::Pauses::default(),
         })
+    }
+
+    /// Pause (`paused`) or resume a backend or channel on every node: stored,
+    /// applied here at once, on other nodes within their health tick.
+    /// True when that changed anything.
+    pub async fn set_paused(
+        &self,
+        kind: pause::PauseKind,
+        name: &str,
+        paused: bool,
+    ) -> Result<bool, StorageError> {
+        let changed = self
+            .storage
+            .set_paused(kind.as_str(), name, paused, now_ms())
+            .await?;
+        self.pauses.refresh(&self.storage.paused().await?);
+        self.wake.notify_one();
+        Ok(changed)
     }
 
     /// Whether a worker of this process runs `function`.

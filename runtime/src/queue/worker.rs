@@ -264,6 +264,9 @@ async fn run(
         handlers,
     } = pool;
     let handlers = Arc::new(handlers);
+    // Pauses and open breakers before the first claim: a node starting
+    // while a backend is paused must not take its jobs.
+    health_tick(&queue).await;
     // Who runs the jobs, as a missing-handler error names it.
     let runner: Arc<str> = Arc::from(format!("node {}", config.node).as_str());
     let storage = queue.storage().clone();
@@ -503,6 +506,11 @@ async fn run(
                     continue;
                 }
                 let backend = buffer[i].backend.as_deref();
+                // Claimed before a pause or an open breaker: it waits here.
+                if must_wait(&queue, &buffer[i]) {
+                    i += 1;
+                    continue;
+                }
                 let cap = backend.and_then(|b| cfg.backend_workers.get(b).copied());
                 if !shares.may_start(backend, cap, limit) {
                     held_back = true;
@@ -539,7 +547,14 @@ async fn run(
         let target = config.prefetch.max(config.concurrency);
         let low_mark = (target / 4).max(config.concurrency);
         let over = shares.over_claimed(low_mark);
-        let eligible = buffer.len() - shares.buffered_of(&over).min(buffer.len());
+        // Jobs claimed before their backend or channel was paused (or its
+        // breaker opened) wait in the buffer; they must not keep the
+        // others' jobs from being claimed either.
+        let waiting = buffer.iter().filter(|j| must_wait(&queue, j)).count();
+        let eligible = buffer
+            .len()
+            .saturating_sub(shares.buffered_of(&over))
+            .saturating_sub(waiting);
         let want = if eligible <= low_mark {
             target - eligible
         } else {
@@ -559,7 +574,13 @@ async fn run(
                     now,
                     lease_until: now + cfg.lease.as_millis() as i64,
                     limit: (room * 2).max(16) as u32,
-                    full_channels: ahead.full(),
+                    // A paused channel is left out like a full one, with
+                    // its subtree.
+                    full_channels: {
+                        let mut full = ahead.full();
+                        full.extend(queue.pauses.channels());
+                        full
+                    },
                     sequential_channels: cfg.channels.sequential().map(str::to_string).collect(),
                     // Root's capacity is this node's; the channels under it
                     // are shared by every node on the database.
@@ -574,6 +595,7 @@ async fn run(
                     held_backends: {
                         let mut held = over;
                         held.extend(queue.breakers.held());
+                        held.extend(queue.pauses.backends());
                         held
                     },
                 };
@@ -725,6 +747,13 @@ async fn run_one(
             audit: handled.audit,
         },
     });
+}
+
+/// Whether a claimed job must not start now: its backend or channel is
+/// paused, or its backend's breaker is open.
+fn must_wait(queue: &Queue, job: &Job) -> bool {
+    let backend = job.backend.as_deref();
+    queue.pauses.holds(backend, &job.channel) || backend.is_some_and(|b| queue.breakers.is_open(b))
 }
 
 /// Tell the backend's breaker how a try of one of its jobs went; true when
@@ -885,7 +914,14 @@ async fn health_tick(queue: &Queue) {
     };
     let was_held = queue.breakers.held();
     queue.breakers.refresh(&open);
-    if queue.breakers.held() != was_held {
+    let pauses_changed = match queue.storage().paused().await {
+        Ok(paused) => queue.pauses.refresh(&paused),
+        Err(e) => {
+            tracing::warn!(%e, "reading the paused backends and channels failed");
+            false
+        }
+    };
+    if queue.breakers.held() != was_held || pauses_changed {
         // A closed breaker frees jobs that are due now.
         queue.wake.notify_one();
     }

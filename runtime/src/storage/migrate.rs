@@ -44,6 +44,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "backend_breakers",
         sql: include_str!("../../migrations/sqlite/0007_backend_breakers.sql"),
     },
+    Migration {
+        version: 8,
+        name: "paused",
+        sql: include_str!("../../migrations/sqlite/0008_paused.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -86,6 +91,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 8,
         name: "backend_breakers",
         sql: include_str!("../../migrations/postgres/0008_backend_breakers.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "paused",
+        sql: include_str!("../../migrations/postgres/0009_paused.sql"),
     },
 ];
 

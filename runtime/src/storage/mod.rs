@@ -599,6 +599,18 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// it); true when it was open.
     async fn close_breaker(&self, backend: &str) -> Result<bool, StorageError>;
 
+    /// Pause (`paused`) or resume a backend or channel (`kind`: `backend`
+    /// or `channel`); true when that changed anything.
+    async fn set_paused(
+        &self,
+        kind: &str,
+        name: &str,
+        paused: bool,
+        now: i64,
+    ) -> Result<bool, StorageError>;
+    /// What is paused: kind, name and since when.
+    async fn paused(&self) -> Result<Vec<(String, String, i64)>, StorageError>;
+
     /// Record that `node` is alive (its heartbeat); the first beat of a
     /// start also sets `started_at` and clears `stopped_at`.
     async fn node_beat(&self, node: &NodeInfo) -> Result<(), StorageError>;

@@ -1867,6 +1867,36 @@ impl Storage for PgStorage {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn set_paused(
+        &self,
+        kind: &str,
+        name: &str,
+        paused: bool,
+        now: i64,
+    ) -> Result<bool, StorageError> {
+        let done = if paused {
+            sqlx::query(&pg(super::rows::PAUSE))
+                .bind(kind)
+                .bind(name)
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+        } else {
+            sqlx::query(&pg(super::rows::RESUME))
+                .bind(kind)
+                .bind(name)
+                .execute(&self.pool)
+                .await?
+        };
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn paused(&self) -> Result<Vec<(String, String, i64)>, StorageError> {
+        Ok(sqlx::query_as(&pg(super::rows::PAUSED))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     async fn registry_generation(&self) -> Result<i64, StorageError> {
         Ok(
             sqlx::query_scalar(&pg("SELECT value FROM registry_generation WHERE id = 1"))

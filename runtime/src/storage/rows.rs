@@ -79,6 +79,12 @@ pub(crate) fn breaker_from_row(r: BreakerRow) -> super::OpenBreaker {
 
 pub(crate) const CLOSE_BREAKER: &str = "DELETE FROM backend_breakers WHERE backend = ?";
 
+/// Pauses: the same statements on both databases.
+pub(crate) const PAUSE: &str = "INSERT INTO paused (kind, name, paused_at) VALUES (?, ?, ?) \
+    ON CONFLICT (kind, name) DO NOTHING";
+pub(crate) const RESUME: &str = "DELETE FROM paused WHERE kind = ? AND name = ?";
+pub(crate) const PAUSED: &str = "SELECT kind, name, paused_at FROM paused ORDER BY kind, name";
+
 /// Per channel, the ETA of the oldest due job not started (binds `now`
 /// twice). One branch per partial index (`jobs_ready` over pending jobs,
 /// `jobs_leased` over enqueued and started ones; the repeated `state` term

@@ -1598,6 +1598,36 @@ impl Storage for SqliteStorage {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn set_paused(
+        &self,
+        kind: &str,
+        name: &str,
+        paused: bool,
+        now: i64,
+    ) -> Result<bool, StorageError> {
+        let done = if paused {
+            sqlx::query(super::rows::PAUSE)
+                .bind(kind)
+                .bind(name)
+                .bind(now)
+                .execute(&self.writer)
+                .await?
+        } else {
+            sqlx::query(super::rows::RESUME)
+                .bind(kind)
+                .bind(name)
+                .execute(&self.writer)
+                .await?
+        };
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn paused(&self) -> Result<Vec<(String, String, i64)>, StorageError> {
+        Ok(sqlx::query_as(super::rows::PAUSED)
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
     async fn registry_generation(&self) -> Result<i64, StorageError> {
         Ok(
             sqlx::query_scalar("SELECT value FROM registry_generation WHERE id = 1")

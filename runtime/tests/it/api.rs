@@ -699,3 +699,48 @@ async fn metrics_label_only_configured_channels() {
         "the jobs of unconfigured channels are counted under a configured parent:\n{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_names_what_it_refuses_and_shows_what_is_paused() {
+    let w = world().await;
+    let app = router(&w);
+    let (status, v) = post(&app, "/api/v1/backends/no-such/pause", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("no-such"),
+        "{v}"
+    );
+    let (status, v) = post(&app, "/api/v1/channels/shop/pause", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("root"),
+        "{v}"
+    );
+
+    let (status, v) = post(&app, "/api/v1/backends/shop/pause", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["changed"], true);
+    let (_, v) = post(&app, "/api/v1/channels/root.shop/pause", json!({})).await;
+    assert_eq!(v["changed"], true, "{v}");
+    let v = get(&app, "/api/v1/status").await;
+    assert_eq!(v["paused"]["backends"], json!(["shop"]), "{v}");
+    assert_eq!(v["paused"]["channels"], json!(["root.shop"]), "{v}");
+    assert_eq!(get(&app, "/api/v1/backends/shop").await["paused"], true);
+
+    // A paused backend's import waits; resumed, it runs.
+    w.node
+        .queue
+        .enqueue(import("product", "DS-00001"))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let jobs = w.jobs(junction_runtime::sync::IMPORT_RECORD).await;
+    assert_eq!(jobs[0].state, JobState::Pending, "{jobs:?}");
+    let (_, v) = post(&app, "/api/v1/backends/shop/resume", json!({})).await;
+    assert_eq!(v["changed"], true, "{v}");
+    w.settle().await;
+    let jobs = w.jobs(junction_runtime::sync::IMPORT_RECORD).await;
+    assert_eq!(jobs[0].state, JobState::Done, "{jobs:?}");
+    let (_, v) = post(&app, "/api/v1/backends/shop/resume", json!({})).await;
+    assert_eq!(v["changed"], false, "resuming twice changes nothing: {v}");
+}

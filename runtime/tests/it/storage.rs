@@ -136,11 +136,11 @@ async fn migrations_apply_once_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/dir/junction.db");
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 7);
+    assert_eq!(s.schema_version().await.unwrap(), 8);
     s.enqueue(&[job("f")], 1).await.unwrap();
     drop(s);
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 7);
+    assert_eq!(s.schema_version().await.unwrap(), 8);
     assert_eq!(s.jobs(&JobFilter::default()).await.unwrap().len(), 1);
 }
 
@@ -1480,7 +1480,7 @@ async fn a_database_from_before_the_kept_counts_gets_them_on_open() {
     sqlx::raw_sql(
         "DROP TRIGGER job_counts_insert; DROP TRIGGER job_counts_update;
          DROP TRIGGER job_counts_delete; DROP TABLE job_counts;
-         DROP TABLE backend_breakers;
+         DROP TABLE backend_breakers; DROP TABLE paused;
          DELETE FROM schema_migrations WHERE version >= 6;",
     )
     .execute(&raw)
@@ -1488,7 +1488,7 @@ async fn a_database_from_before_the_kept_counts_gets_them_on_open() {
     .unwrap();
     raw.close().await;
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 7);
+    assert_eq!(s.schema_version().await.unwrap(), 8);
     assert_eq!(
         kept(&s).await,
         before,
@@ -1510,7 +1510,7 @@ async fn a_database_from_before_the_kept_counts_gets_them_on_open() {
         "SET search_path TO {schema};
          DROP TABLE job_counts; DROP FUNCTION job_counts_inserted() CASCADE;
          DROP FUNCTION job_counts_updated() CASCADE; DROP FUNCTION job_counts_deleted() CASCADE;
-         DROP TABLE backend_breakers;
+         DROP TABLE backend_breakers; DROP TABLE paused;
          DELETE FROM schema_migrations WHERE version >= 7;"
     ))
     .execute(&raw)
@@ -1518,7 +1518,7 @@ async fn a_database_from_before_the_kept_counts_gets_them_on_open() {
     .unwrap();
     raw.close().await;
     let pg = PgStorage::open(&url, Some(&schema)).await.unwrap();
-    assert_eq!(pg.schema_version().await.unwrap(), 8);
+    assert_eq!(pg.schema_version().await.unwrap(), 9);
     assert_eq!(
         kept(&pg).await,
         before,

@@ -107,13 +107,20 @@ function breaker(b) {
 async function backends() {
   const list = await api("GET", "/api/v1/backends");
   view.innerHTML = `<h2>Backends</h2><table id="backends-table"><tr><th>Name</th><th>Kind</th><th>Base URL</th>
-    <th>Adapter / mapper</th><th>Bound records</th><th>Breaker</th><th>Health</th></tr>${list.items.map((b) => `
+    <th>Adapter / mapper</th><th>Bound records</th><th>Breaker</th><th>Health</th><th>Jobs</th></tr>${list.items.map((b) => `
     <tr data-name="${esc(b.name)}"><td>${esc(b.name)}</td><td>${esc(b.config.kind)} ${esc(b.config.version)}</td>
     <td>${esc(b.config.base_url)}</td>
     <td>${b.units.error ? `<span class="bad">${esc(b.units.error)}</span>` : `${esc(b.units.adapter)} / ${esc(b.units.mapper)}`}</td>
     <td>${Object.entries(b.bindings).map(([m, n]) => `${esc(m)}: ${n}`).join("<br>")}</td>
     <td class="breaker">${breaker(b.breaker)}</td>
-    <td class="health">checking…</td></tr>`).join("")}</table>`;
+    <td class="health">checking…</td>
+    <td>${b.paused ? `<span class="bad">paused</span> <button class="resume" data-name="${esc(b.name)}">Resume</button>`
+      : `<button class="pause" data-name="${esc(b.name)}">Pause</button>`}</td></tr>`).join("")}</table>`;
+  // A paused backend's jobs stay pending on every node; running ones finish.
+  view.querySelectorAll("button.pause").forEach((btn) => btn.onclick = () =>
+    act(() => api("POST", `/api/v1/backends/${encodeURIComponent(btn.dataset.name)}/pause`), "paused"));
+  view.querySelectorAll("button.resume").forEach((btn) => btn.onclick = () =>
+    act(() => api("POST", `/api/v1/backends/${encodeURIComponent(btn.dataset.name)}/resume`), "resumed"));
   for (const b of list.items) {
     api("POST", `/api/v1/backends/${encodeURIComponent(b.name)}/check`).then((r) => {
       const cell = view.querySelector(`tr[data-name="${CSS.escape(b.name)}"] .health`);

@@ -1,0 +1,82 @@
+//! Pausing and resuming backends and channels (`POST
+//! /api/v1/backends/{name}/pause|resume`, `POST
+//! /api/v1/channels/{name}/pause|resume`): every node stops starting their
+//! jobs, which stay pending; running ones finish. See `queue::pause`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::ApiState;
+use super::error::{ApiError, ApiResult};
+use crate::queue::channels::check_name;
+use crate::queue::pause::PauseKind;
+
+async fn set(
+    state: &ApiState,
+    kind: PauseKind,
+    name: &str,
+    paused: bool,
+) -> ApiResult<Json<Value>> {
+    let changed = state.queue().set_paused(kind, name, paused).await?;
+    Ok(Json(json!({
+        "kind": kind.as_str(),
+        "name": name,
+        "paused": paused,
+        "changed": changed,
+    })))
+}
+
+/// The backend must be configured: pausing a name nobody uses is a typo.
+async fn configured(state: &ApiState, name: &str) -> ApiResult<()> {
+    if state
+        .sync()
+        .backend_configs()
+        .await?
+        .iter()
+        .any(|b| b.name == name)
+    {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "backend {name:?} is not configured; `junction backend list` shows the configured ones"
+        )))
+    }
+}
+
+fn channel(name: &str) -> ApiResult<()> {
+    check_name(name).map_err(|e| ApiError::bad_request(format!("channel {name:?}: {e}")))
+}
+
+pub async fn pause_backend(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    configured(&state, &name).await?;
+    set(&state, PauseKind::Backend, &name, true).await
+}
+
+/// Resuming is allowed for any name, so that a pause outliving its
+/// backend's removal can still be lifted.
+pub async fn resume_backend(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    set(&state, PauseKind::Backend, &name, false).await
+}
+
+pub async fn pause_channel(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    channel(&name)?;
+    set(&state, PauseKind::Channel, &name, true).await
+}
+
+pub async fn resume_channel(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    channel(&name)?;
+    set(&state, PauseKind::Channel, &name, false).await
+}
