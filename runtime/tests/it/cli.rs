@@ -217,6 +217,24 @@ async fn serve_then_operate_it_from_the_cli() {
         assert!(installed.contains("installed magento 0.1.0"), "{installed}");
         let checked = ok(config, &["backend", "check", "shop"]);
         assert!(checked.contains("backend shop ok"), "{checked}");
+        let paused = ok(config, &["backend", "pause", "shop"]);
+        assert!(
+            paused.contains("backend shop paused on every node"),
+            "{paused}"
+        );
+        let resumed = ok(config, &["backend", "resume", "shop"]);
+        assert!(resumed.contains("backend shop resumed"), "{resumed}");
+        let again = ok(config, &["channel", "resume", "root.shop"]);
+        assert!(
+            again.contains("channel root.shop was not paused"),
+            "{again}"
+        );
+        let refused = run(config, &["channel", "pause", "shop"]);
+        assert!(!refused.status.success());
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("start with `root`"),
+            "{refused:?}"
+        );
         let nodes = ok(config, &["nodes"]);
         assert!(
             nodes.lines().nth(1).is_some_and(|l| l.contains("alive")),
