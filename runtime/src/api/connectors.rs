@@ -3,13 +3,14 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiState;
 use super::error::{ApiError, ApiResult};
+use super::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery};
 use crate::backend::BackendConfig;
 use crate::grants::Requests;
 use crate::model::Manifest;
@@ -61,7 +62,7 @@ pub async fn list(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
 
 pub async fn show(
     State(state): State<ApiState>,
-    Path(digest): Path<String>,
+    ApiPath(digest): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     let c = state.sync().connector(&digest).await?;
     let all = state.storage().connectors().await?;
@@ -85,8 +86,8 @@ pub struct InstallQuery {
 /// `POST /api/v1/connectors` with the component's bytes as the body.
 pub async fn install(
     State(state): State<ApiState>,
-    Query(q): Query<InstallQuery>,
-    body: Bytes,
+    ApiQuery(q): ApiQuery<InstallQuery>,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     if body.is_empty() {
         return Err(ApiError::bad_request(
@@ -149,8 +150,8 @@ pub struct ActivateQuery {
 
 pub async fn activate(
     State(state): State<ApiState>,
-    Path(digest): Path<String>,
-    Query(q): Query<ActivateQuery>,
+    ApiPath(digest): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ActivateQuery>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(view(
         &state
@@ -168,14 +169,14 @@ pub struct Rollback {
 
 pub async fn rollback(
     State(state): State<ApiState>,
-    Json(r): Json<Rollback>,
+    ApiJson(r): ApiJson<Rollback>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(view(&state.sync().rollback_connector(&r.name).await?)))
 }
 
 pub async fn remove(
     State(state): State<ApiState>,
-    Path(digest): Path<String>,
+    ApiPath(digest): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(view(&state.sync().remove_connector(&digest).await?)))
 }
@@ -250,7 +251,7 @@ pub async fn backends(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
 
 pub async fn backend(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     let config = find_backend(&state, &name).await?;
     Ok(Json(backend_view(&state, &config).await?))
@@ -275,7 +276,7 @@ async fn find_backend(state: &ApiState, name: &str) -> ApiResult<BackendConfig> 
 /// it.
 pub async fn put_backend(
     State(state): State<ApiState>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let config: BackendConfig = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
@@ -306,8 +307,8 @@ pub struct RemoveBackendQuery {
 /// configuration file declares (the next reload would add it again).
 pub async fn remove_backend(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
-    Query(q): Query<RemoveBackendQuery>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RemoveBackendQuery>,
 ) -> ApiResult<Json<Value>> {
     if let Some(file) = state.declaring_file(&name) {
         return Err(ApiError::new(
@@ -334,7 +335,7 @@ pub async fn remove_backend(
 /// Call the adapter's `check` against the backend.
 pub async fn check(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     find_backend(&state, &name).await?;
     match state.sync().check_backend(&name).await {

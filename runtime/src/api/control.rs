@@ -4,11 +4,12 @@
 //! jobs, which stay pending; running ones finish. See `queue::pause`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde_json::{Value, json};
 
 use super::ApiState;
 use super::error::{ApiError, ApiResult};
+use super::extract::ApiPath;
 use crate::queue::channels::check_name;
 use crate::queue::pause::PauseKind;
 
@@ -50,7 +51,7 @@ fn channel(name: &str) -> ApiResult<()> {
 
 pub async fn pause_backend(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     configured(&state, &name).await?;
     set(&state, PauseKind::Backend, &name, true).await
@@ -60,14 +61,14 @@ pub async fn pause_backend(
 /// backend's removal can still be lifted.
 pub async fn resume_backend(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     set(&state, PauseKind::Backend, &name, false).await
 }
 
 pub async fn pause_channel(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     channel(&name)?;
     set(&state, PauseKind::Channel, &name, true).await
@@ -75,7 +76,7 @@ pub async fn pause_channel(
 
 pub async fn resume_channel(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     channel(&name)?;
     set(&state, PauseKind::Channel, &name, false).await

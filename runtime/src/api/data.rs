@@ -1,11 +1,12 @@
 //! Local records and bindings, read-only.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
+use super::extract::{ApiPath, ApiQuery};
 use super::{ApiState, Page, page_limit};
 use crate::model::LocalRecord;
 
@@ -28,8 +29,8 @@ pub struct PageQuery {
 
 pub async fn records(
     State(state): State<ApiState>,
-    Path(model): Path<String>,
-    Query(q): Query<PageQuery>,
+    ApiPath(model): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Page<Value>>> {
     let limit = page_limit(q.limit)?;
     let items = state
@@ -47,7 +48,7 @@ pub async fn records(
 
 pub async fn record(
     State(state): State<ApiState>,
-    Path((model, id)): Path<(String, String)>,
+    ApiPath((model, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let r = state
         .storage()
@@ -68,7 +69,7 @@ pub struct BindingsQuery {
 
 pub async fn bindings(
     State(state): State<ApiState>,
-    Query(q): Query<BindingsQuery>,
+    ApiQuery(q): ApiQuery<BindingsQuery>,
 ) -> ApiResult<Json<Page<Value>>> {
     let (Some(backend), Some(model)) = (q.backend, q.model) else {
         return Err(ApiError::bad_request(

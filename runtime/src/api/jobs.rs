@@ -2,12 +2,13 @@
 //! dependencies, requeue / cancel / mark done, and starting syncs.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{ApiState, Page, page_limit};
 use crate::queue::JobSpec;
 use crate::queue::job::{Job, JobFilter, JobState};
@@ -39,7 +40,7 @@ pub struct ListQuery {
 /// Newest first.
 pub async fn list(
     State(state): State<ApiState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<Value>>> {
     let limit = page_limit(q.limit)?;
     let job_state = q
@@ -89,7 +90,10 @@ async fn job(state: &ApiState, id: i64) -> ApiResult<Job> {
 }
 
 /// One job with everything it left behind.
-pub async fn show(State(state): State<ApiState>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+pub async fn show(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Value>> {
     let j = job(&state, id).await?;
     let storage = state.storage();
     let logs = storage.job_log(id).await?;
@@ -128,19 +132,28 @@ async fn after(state: &ApiState, id: i64) -> ApiResult<Json<Value>> {
     Ok(Json(view(&job(state, id).await?)))
 }
 
-pub async fn requeue(State(state): State<ApiState>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+pub async fn requeue(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Value>> {
     state.queue().requeue(id).await?;
     after(&state, id).await
 }
 
-pub async fn cancel(State(state): State<ApiState>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+pub async fn cancel(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Value>> {
     let cancelled = state.queue().cancel(id).await?;
     let mut v = after(&state, id).await?.0;
     v["cancelled"] = json!(cancelled);
     Ok(Json(v))
 }
 
-pub async fn done(State(state): State<ApiState>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+pub async fn done(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Value>> {
     state.queue().mark_done(id).await?;
     after(&state, id).await
 }
@@ -162,7 +175,7 @@ pub struct Import {
 /// Enqueue batch imports; answers the jobs.
 pub async fn import(
     State(state): State<ApiState>,
-    Json(r): Json<Import>,
+    ApiJson(r): ApiJson<Import>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let units = state.sync().backend(&r.backend).await?;
     let models: Vec<String> = match &r.model {
@@ -217,7 +230,7 @@ pub struct Export {
 /// Enqueue the export of one local record.
 pub async fn export(
     State(state): State<ApiState>,
-    Json(r): Json<Export>,
+    ApiJson(r): ApiJson<Export>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     state.sync().backend(&r.backend).await?;
     if state
@@ -274,7 +287,7 @@ pub struct Enqueue {
 /// none (at most 10,000 per request).
 pub async fn enqueue(
     State(state): State<ApiState>,
-    Json(r): Json<Enqueue>,
+    ApiJson(r): ApiJson<Enqueue>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     if r.jobs.is_empty() || r.jobs.len() > 10_000 {
         return Err(ApiError::bad_request(format!(

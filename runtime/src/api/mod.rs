@@ -17,6 +17,7 @@ mod control;
 mod dashboard;
 mod data;
 pub mod error;
+mod extract;
 mod jobs;
 mod system;
 
@@ -215,6 +216,7 @@ pub fn app(state: ApiState) -> Router {
         .merge(dashboard::routes())
         .merge(api)
         .fallback(system::not_found)
+        .method_not_allowed_fallback(system::method_not_allowed)
         .with_state(state)
 }
 
@@ -222,11 +224,14 @@ pub fn app(state: ApiState) -> Router {
 /// guessed byte by byte from response times.
 async fn auth(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     use axum::response::IntoResponse;
+    // The scheme is case-insensitive (RFC 9110 §11.1).
     let given = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     match given {
         Some(token)
             if same(
@@ -241,19 +246,40 @@ async fn auth(State(state): State<ApiState>, request: Request, next: Next) -> Re
         {
             next.run(request).await
         }
-        Some(_) => ApiError::new(
-            axum::http::StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the bearer token is not the admin token",
-        )
-        .into_response(),
-        None => ApiError::new(
-            axum::http::StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send the admin token as `Authorization: Bearer <token>` (it is in the service's config, admin_token or admin_token_file)",
-        )
-        .into_response(),
+        Some(_) => challenge(
+            ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the bearer token is not the admin token",
+            )
+            .into_response(),
+            true,
+        ),
+        None => challenge(
+            ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send the admin token as `Authorization: Bearer <token>` (it is in the service's config, admin_token or admin_token_file)",
+            )
+            .into_response(),
+            false,
+        ),
     }
+}
+
+/// A 401 names the scheme it wants (RFC 9110 §11.6.1), and a wrong token
+/// says so (RFC 6750 §3).
+fn challenge(mut response: Response, wrong_token: bool) -> Response {
+    let value = if wrong_token {
+        r#"Bearer realm="junction", error="invalid_token""#
+    } else {
+        r#"Bearer realm="junction""#
+    };
+    response.headers_mut().insert(
+        axum::http::header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static(value),
+    );
+    response
 }
 
 fn same(a: &[u8], b: &[u8]) -> bool {

@@ -32,6 +32,10 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The longest delay a job may be enqueued with (ten years): beyond it a
+/// delay is a mistake, and far beyond it the ETA would overflow.
+pub const MAX_DELAY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// Arguments larger than this are refused: jobs carry ids, not payloads.
 pub const MAX_ARGS_BYTES: usize = crate::capabilities::jobs::MAX_ARGS_BYTES;
 
@@ -392,7 +396,16 @@ impl Queue {
             (Some(text), None) => {
                 crate::model::parse_timestamp(text).map_err(|e| invalid(format!("eta {e}")))?
             }
-            (None, Some(d)) => now.saturating_add(d.as_millis() as i64),
+            (None, Some(d)) => {
+                if d > MAX_DELAY {
+                    return Err(invalid(format!(
+                        "a delay of {} ms is too long; at most {} ms (ten years)",
+                        d.as_millis(),
+                        MAX_DELAY.as_millis()
+                    )));
+                }
+                now.saturating_add(d.as_millis() as i64)
+            }
             (None, None) => now,
         };
         if eta < 0 {

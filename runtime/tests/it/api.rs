@@ -744,3 +744,210 @@ async fn pausing_names_what_it_refuses_and_shows_what_is_paused() {
     let (_, v) = post(&app, "/api/v1/backends/shop/resume", json!({})).await;
     assert_eq!(v["changed"], false, "resuming twice changes nothing: {v}");
 }
+
+/// One request with its headers as given; the status, the headers and the
+/// body as JSON (or a JSON string when it is not JSON).
+async fn raw(
+    app: &Router,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = app
+        .clone()
+        .oneshot(req.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, headers, value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_rejection_answers_the_documented_error_shape() {
+    let w = world().await;
+    let app = router(&w);
+    let auth = format!("Bearer {TOKEN}");
+    let json_type = ("content-type", "application/json");
+    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, StatusCode, &str)> = vec![
+        (
+            "POST",
+            "/api/v1/jobs",
+            vec![json_type],
+            b"{not json".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs",
+            vec![json_type],
+            br#"{"jobs": "x"}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs",
+            vec![],
+            br#"{"jobs": []}"#.to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "GET",
+            "/api/v1/jobs?limit=many",
+            vec![],
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+        ),
+        (
+            "GET",
+            "/api/v1/jobs/not-a-number",
+            vec![],
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+        ),
+        (
+            "DELETE",
+            "/api/v1/status",
+            vec![],
+            vec![],
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "POST",
+            "/api/v1/backends",
+            vec![json_type],
+            vec![b' '; 3 << 20],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs",
+            vec![json_type],
+            vec![b' '; 3 << 20],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "POST",
+            "/api/v1/connectors",
+            vec![("content-type", "application/wasm")],
+            vec![0; 65 << 20],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "GET",
+            "/api/v1/no-such-route",
+            vec![],
+            vec![],
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (method, path, mut headers, body, status, code) in cases {
+        headers.push(("authorization", &auth));
+        let (got, _, v) = raw(&app, method, path, &headers, body).await;
+        assert_eq!(got, status, "{method} {path}: {v}");
+        assert_eq!(v["error"]["code"], code, "{method} {path}: {v}");
+        assert!(
+            v["error"]["message"].as_str().is_some_and(|m| m.len() > 10),
+            "{method} {path}: a message a person can act on: {v}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_case_insensitive_and_a_401_names_it() {
+    let w = world().await;
+    let app = router(&w);
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let auth = format!("{scheme} {TOKEN}");
+        let (status, _, v) = raw(
+            &app,
+            "GET",
+            "/api/v1/status",
+            &[("authorization", &auth)],
+            vec![],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{scheme}: {v}");
+    }
+    let (status, headers, _) = raw(&app, "GET", "/api/v1/status", &[], vec![]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], r#"Bearer realm="junction""#);
+    let (status, headers, v) = raw(
+        &app,
+        "GET",
+        "/api/v1/status",
+        &[("authorization", "Bearer wrong-token")],
+        vec![],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains(r#"error="invalid_token""#)
+    );
+    let (status, _, _) = raw(
+        &app,
+        "GET",
+        "/api/v1/status",
+        &[("authorization", &format!("Basic {TOKEN}"))],
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "another scheme is not a bearer token"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delay_too_long_to_be_meant_is_refused_not_wrapped() {
+    let w = world().await;
+    let app = router(&w);
+    for delay in [u64::MAX, 1 << 63, 400_000_000_000] {
+        let (status, v) = post(
+            &app,
+            "/api/v1/jobs",
+            json!({"jobs": [{"function": "junction.noop", "delay_ms": delay}]}),
+        )
+        .await;
+        assert!(status.is_client_error(), "{delay}: {status} {v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("too long"), "{delay}: {v}");
+    }
+    assert!(
+        w.storage
+            .jobs(&junction_runtime::queue::job::JobFilter::default())
+            .await
+            .unwrap()
+            .iter()
+            .all(|j| j.function != "junction.noop"),
+        "nothing was enqueued"
+    );
+    let (status, v) = post(
+        &app,
+        "/api/v1/jobs",
+        json!({"jobs": [{"function": "junction.noop", "delay_ms": 3_600_000}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "an hour is fine: {v}");
+}
