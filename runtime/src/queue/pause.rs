@@ -52,28 +52,12 @@ impl Pauses {
 
     /// Paused backends, sorted.
     pub fn backends(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .backends
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect();
-        v.sort();
-        v
+        sorted(&self.backends)
     }
 
     /// Paused channels, sorted.
     pub fn channels(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .channels
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect();
-        v.sort();
-        v
+        sorted(&self.channels)
     }
 
     /// Whether a job of `backend` in `channel` must wait: its backend, its
@@ -102,6 +86,17 @@ impl Pauses {
             }
         }
     }
+}
+
+fn sorted(set: &RwLock<HashSet<String>>) -> Vec<String> {
+    let mut v: Vec<String> = set
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    v.sort();
+    v
 }
 
 #[cfg(test)]

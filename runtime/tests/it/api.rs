@@ -776,7 +776,16 @@ async fn every_kind_of_rejection_answers_the_documented_error_shape() {
     let app = router(&w);
     let auth = format!("Bearer {TOKEN}");
     let json_type = ("content-type", "application/json");
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, StatusCode, &str)> = vec![
+    // method, path, headers, body, expected status and code.
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        StatusCode,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/api/v1/jobs",
