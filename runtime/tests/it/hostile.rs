@@ -931,9 +931,10 @@ async fn a_failing_or_looping_listener_never_holds_up_another_backends_events() 
     }
     assert_eq!(waiting.len(), 7, "{waiting:#?}");
     for j in &waiting {
-        // The back-off starts at 5 s: a few seconds in, no delivery has
-        // had more than two tries (without it, about 60 a second).
-        assert!(j.tries <= 2, "no retry storm: {j:?}");
+        // The back-off starts at 5 s and doubles (±20 %): in the 25 s this
+        // test may take on a loaded machine, no delivery has had more than
+        // three tries (without it, about 60 a second).
+        assert!(j.tries <= 3, "no retry storm: {j:?}");
         assert_eq!(j.max_retries, junction_runtime::sync::LISTENER_TRIES);
         assert!(
             j.eta >= j.started_at.unwrap() + 3_000,
