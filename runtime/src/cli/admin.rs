@@ -484,6 +484,11 @@ pub async fn backend(client: &Client, cmd: BackendAdmin, as_json: bool) -> anyho
                             units,
                             bound.join(", "),
                             breaker,
+                            if b["paused"] == json!(true) {
+                                "paused".to_string()
+                            } else {
+                                "running".to_string()
+                            },
                         ]
                     })
                     .collect();
@@ -495,6 +500,7 @@ pub async fn backend(client: &Client, cmd: BackendAdmin, as_json: bool) -> anyho
                         "adapter / mapper",
                         "bound",
                         "breaker",
+                        "jobs",
                     ],
                     rows,
                 );

@@ -222,6 +222,13 @@ async fn serve_then_operate_it_from_the_cli() {
             paused.contains("backend shop paused on every node"),
             "{paused}"
         );
+        let listed = ok(config, &["backend", "list"]);
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.starts_with("shop") && l.trim_end().ends_with("paused")),
+            "{listed}"
+        );
         let resumed = ok(config, &["backend", "resume", "shop"]);
         assert!(resumed.contains("backend shop resumed"), "{resumed}");
         let again = ok(config, &["channel", "resume", "root.shop"]);
