@@ -183,7 +183,23 @@ pub async fn remove(
 
 /// A backend as the API shows it: its configuration without secrets, the
 /// units it resolves to (or why not), and how many records it has bound.
-async fn backend_view(state: &ApiState, config: &BackendConfig) -> ApiResult<Value> {
+/// What operators and the queue hold against backends: open breakers and
+/// pauses, read once for a whole list of backends.
+struct Held {
+    breakers: Vec<crate::storage::OpenBreaker>,
+    paused: Vec<(String, String, i64)>,
+}
+
+impl Held {
+    async fn load(state: &ApiState) -> ApiResult<Held> {
+        Ok(Held {
+            breakers: state.storage().breakers().await?,
+            paused: state.storage().paused().await?,
+        })
+    }
+}
+
+async fn backend_view(state: &ApiState, config: &BackendConfig, held: &Held) -> ApiResult<Value> {
     let units = match state.sync().backend(&config.name).await {
         Ok(u) => json!({
             "adapter": u.adapter_labels(),
@@ -204,22 +220,15 @@ async fn backend_view(state: &ApiState, config: &BackendConfig) -> ApiResult<Val
         .into_iter()
         .map(|(model, n)| (model, json!(n)))
         .collect();
-    let breaker = state
-        .storage()
-        .breakers()
-        .await?
-        .into_iter()
-        .find(|b| b.backend == config.name);
+    let breaker = held.breakers.iter().find(|b| b.backend == config.name);
     Ok(json!({
         "name": config.name,
         "config": config.redacted(),
         "units": units,
         "bindings": bindings,
-        "breaker": breaker_view(breaker.as_ref(), crate::queue::now_ms()),
-        "paused": state
-            .storage()
-            .paused()
-            .await?
+        "breaker": breaker_view(breaker, crate::queue::now_ms()),
+        "paused": held
+            .paused
             .iter()
             .any(|(kind, name, _)| kind == "backend" && *name == config.name),
     }))
@@ -242,9 +251,10 @@ pub(crate) fn breaker_view(open: Option<&crate::storage::OpenBreaker>, now: i64)
 }
 
 pub async fn backends(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
+    let held = Held::load(&state).await?;
     let mut items = Vec::new();
     for config in state.sync().backend_configs().await? {
-        items.push(backend_view(&state, &config).await?);
+        items.push(backend_view(&state, &config, &held).await?);
     }
     Ok(Json(json!({"items": items, "next": null})))
 }
@@ -254,10 +264,11 @@ pub async fn backend(
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     let config = find_backend(&state, &name).await?;
-    Ok(Json(backend_view(&state, &config).await?))
+    let held = Held::load(&state).await?;
+    Ok(Json(backend_view(&state, &config, &held).await?))
 }
 
-async fn find_backend(state: &ApiState, name: &str) -> ApiResult<BackendConfig> {
+pub(super) async fn find_backend(state: &ApiState, name: &str) -> ApiResult<BackendConfig> {
     state
         .sync()
         .backend_configs()
@@ -288,7 +299,7 @@ pub async fn put_backend(
     state.sync().configure(&config).await?;
     Ok((
         StatusCode::CREATED,
-        Json(backend_view(&state, &config).await?),
+        Json(backend_view(&state, &config, &Held::load(&state).await?).await?),
     ))
 }
 

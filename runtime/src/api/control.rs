@@ -28,23 +28,6 @@ async fn set(
     })))
 }
 
-/// The backend must be configured: pausing a name nobody uses is a typo.
-async fn configured(state: &ApiState, name: &str) -> ApiResult<()> {
-    if state
-        .sync()
-        .backend_configs()
-        .await?
-        .iter()
-        .any(|b| b.name == name)
-    {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(format!(
-            "backend {name:?} is not configured; `junction backend list` shows the configured ones"
-        )))
-    }
-}
-
 fn channel(name: &str) -> ApiResult<()> {
     check_name(name).map_err(|e| ApiError::bad_request(format!("channel {name:?}: {e}")))
 }
@@ -53,7 +36,8 @@ pub async fn pause_backend(
     State(state): State<ApiState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
-    configured(&state, &name).await?;
+    // Pausing a name nobody configured is a typo: refused as not found.
+    super::connectors::find_backend(&state, &name).await?;
     set(&state, PauseKind::Backend, &name, true).await
 }
 

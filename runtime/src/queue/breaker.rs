@@ -160,6 +160,15 @@ impl Breakers {
         held
     }
 
+    /// Whether any backend's breaker is open (the pool's fast path).
+    pub fn any_open(&self) -> bool {
+        !self
+            .open
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
     pub fn is_open(&self, backend: &str) -> bool {
         self.open
             .read()

@@ -50,6 +50,20 @@ impl Pauses {
         changed
     }
 
+    /// Whether anything is paused (the pool's fast path).
+    pub fn any(&self) -> bool {
+        !self
+            .backends
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+            || !self
+                .channels
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+    }
+
     /// Paused backends, sorted.
     pub fn backends(&self) -> Vec<String> {
         sorted(&self.backends)

@@ -550,7 +550,11 @@ async fn run(
         // Jobs claimed before their backend or channel was paused (or its
         // breaker opened) wait in the buffer; they must not keep the
         // others' jobs from being claimed either.
-        let waiting = buffer.iter().filter(|j| must_wait(&queue, j)).count();
+        let waiting = if holding(&queue) {
+            buffer.iter().filter(|j| must_wait(&queue, j)).count()
+        } else {
+            0
+        };
         let eligible = buffer
             .len()
             .saturating_sub(shares.buffered_of(&over))
@@ -749,9 +753,19 @@ async fn run_one(
     });
 }
 
+/// Whether anything is paused or any breaker open at all.
+fn holding(queue: &Queue) -> bool {
+    queue.pauses.any() || queue.breakers.any_open()
+}
+
 /// Whether a claimed job must not start now: its backend or channel is
-/// paused, or its backend's breaker is open.
+/// paused, or its backend's breaker is open. Called for every buffered job
+/// on every turn of the pool's loop, so nothing is looked up when nothing
+/// is held.
 fn must_wait(queue: &Queue, job: &Job) -> bool {
+    if !holding(queue) {
+        return false;
+    }
     let backend = job.backend.as_deref();
     queue.pauses.holds(backend, &job.channel) || backend.is_some_and(|b| queue.breakers.is_open(b))
 }
