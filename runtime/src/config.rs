@@ -81,6 +81,9 @@ struct File {
     /// Retry policies: `default`, and per job function by its name.
     #[serde(default)]
     retry: std::collections::BTreeMap<String, RetryConfig>,
+    /// Hours finished jobs are kept: `default`, and per channel subtree.
+    #[serde(default)]
+    retention_hours: std::collections::BTreeMap<String, crate::queue::retention::Keep>,
     #[serde(default)]
     backends: Vec<toml::Table>,
 }
@@ -217,6 +220,8 @@ pub struct ServiceConfig {
     pub default_retry: RetryPolicy,
     /// Retry policies per job function (`[retry."function"]`).
     pub retry: std::collections::HashMap<String, RetryPolicy>,
+    /// How long finished jobs are kept (`[retention_hours]`).
+    pub retention: crate::queue::retention::Retention,
     pub backends: Vec<BackendConfig>,
 }
 
@@ -359,6 +364,8 @@ impl ServiceConfig {
                 retry.insert(name.clone(), policy);
             }
         }
+        let retention = crate::queue::retention::Retention::parse(&file.retention_hours)
+            .map_err(|reason| key("retention_hours", reason))?;
         let mut backends = Vec::new();
         for (i, table) in file.backends.iter().enumerate() {
             let name = table.get("name").and_then(|v| v.as_str()).map_or_else(
@@ -404,6 +411,7 @@ impl ServiceConfig {
             compile_timeout: std::time::Duration::from_millis(file.compile_timeout),
             limits,
             default_retry,
+            retention,
             retry,
             backends,
         })

@@ -62,7 +62,8 @@ enum Command {
         #[command(subcommand)]
         command: ConnectorCommand,
     },
-    /// Backends: add one, list them, check one's connection, pause one.
+    /// Backends: add one, list them, check one's connection, pause one,
+    /// close its breaker, see and reset its import cursors.
     Backend {
         #[command(subcommand)]
         command: cli::admin::BackendAdmin,
@@ -77,10 +78,16 @@ enum Command {
         #[command(subcommand)]
         command: cli::admin::SyncAdmin,
     },
-    /// The job queue: list, show, requeue, cancel, mark done.
+    /// The job queue: list, show, requeue, cancel, mark done, one job or
+    /// in bulk by filter.
     Jobs {
         #[command(subcommand)]
         command: cli::admin::JobsAdmin,
+    },
+    /// Dead events: list them, deliver them again, or discard them.
+    Events {
+        #[command(subcommand)]
+        command: cli::repair::EventsAdmin,
     },
     /// Local records.
     Records {
@@ -328,6 +335,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Jobs { command } => {
                 cli::admin::jobs(&cli::client::Client::new(&cli.server)?, command, cli.json).await
+            }
+            Command::Events { command } => {
+                cli::repair::events(&cli::client::Client::new(&cli.server)?, command, cli.json)
+                    .await
             }
             Command::Records { command } => {
                 cli::admin::records(&cli::client::Client::new(&cli.server)?, command, cli.json)

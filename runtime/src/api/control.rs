@@ -65,3 +65,18 @@ pub async fn resume_channel(
     channel(&name)?;
     set(&state, PauseKind::Channel, &name, false).await
 }
+
+/// `POST /api/v1/backends/{name}/breaker/close`: the operator knows the
+/// backend is back (or wants its jobs to try now): close its breaker
+/// without waiting for the probe. Its jobs are claimed again at once; if
+/// the backend is still out of reach, the breaker opens again after as
+/// many failures as it takes to open it.
+pub async fn close_breaker(
+    State(state): State<ApiState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    super::connectors::find_backend(&state, &name).await?;
+    let queue = state.queue();
+    let closed = queue.close_breaker(&name).await?;
+    Ok(Json(json!({"backend": name, "closed": closed})))
+}

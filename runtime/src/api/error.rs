@@ -79,6 +79,7 @@ impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
         match e {
             QueueError::Storage(s) => s.into(),
+            QueueError::Unfiltered(_) => ApiError::bad_request(e.to_string()),
             other => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_job",

@@ -11,7 +11,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{ApiState, Page, page_limit};
 use crate::queue::JobSpec;
-use crate::queue::job::{Job, JobFilter, JobState};
+use crate::queue::job::{Job, JobAction, JobFilter, JobState};
 use crate::sync::EXPORT_RECORD;
 use crate::sync::batch::batch_jobs;
 
@@ -26,6 +26,58 @@ fn view(job: &Job) -> Value {
     v
 }
 
+/// Which jobs: what the list and the bulk actions filter on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    state: Option<String>,
+    channel: Option<String>,
+    backend: Option<String>,
+    function: Option<String>,
+    /// Enqueued at or after this RFC 3339 time.
+    created_after: Option<String>,
+    /// Enqueued before this RFC 3339 time.
+    created_before: Option<String>,
+}
+
+fn instant(key: &str, text: &Option<String>) -> ApiResult<Option<i64>> {
+    text.as_deref()
+        .map(|t| {
+            crate::model::parse_timestamp(t).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "{key} {t:?} is not an RFC 3339 time such as 2026-01-31T00:00:00Z: {e}"
+                ))
+            })
+        })
+        .transpose()
+}
+
+impl Filter {
+    fn to_jobs(&self) -> ApiResult<JobFilter> {
+        let state = self
+            .state
+            .as_deref()
+            .map(|s| {
+                JobState::parse(s).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "state {s:?} is not a job state; use one of wait_dependencies, pending, enqueued, started, done, cancelled, failed"
+                    ))
+                })
+            })
+            .transpose()?;
+        Ok(JobFilter {
+            state,
+            channel: self.channel.clone(),
+            backend: self.backend.clone(),
+            function: self.function.clone(),
+            created_after: instant("created_after", &self.created_after)?,
+            created_before: instant("created_before", &self.created_before)?,
+            before: None,
+            limit: 0,
+        })
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
@@ -33,6 +85,8 @@ pub struct ListQuery {
     channel: Option<String>,
     backend: Option<String>,
     function: Option<String>,
+    created_after: Option<String>,
+    created_before: Option<String>,
     cursor: Option<String>,
     limit: Option<u32>,
 }
@@ -43,17 +97,15 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<Value>>> {
     let limit = page_limit(q.limit)?;
-    let job_state = q
-        .state
-        .as_deref()
-        .map(|s| {
-            JobState::parse(s).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "state {s:?} is not a job state; use one of wait_dependencies, pending, enqueued, started, done, cancelled, failed"
-                ))
-            })
-        })
-        .transpose()?;
+    let filter = Filter {
+        state: q.state,
+        channel: q.channel,
+        backend: q.backend,
+        function: q.function,
+        created_after: q.created_after,
+        created_before: q.created_before,
+    }
+    .to_jobs()?;
     let before = q
         .cursor
         .as_deref()
@@ -66,12 +118,9 @@ pub async fn list(
     let jobs = state
         .storage()
         .jobs(&JobFilter {
-            state: job_state,
-            channel: q.channel,
-            backend: q.backend,
-            function: q.function,
             before,
             limit,
+            ..filter
         })
         .await?;
     let next = (jobs.len() as u32 == limit)
@@ -158,6 +207,38 @@ pub async fn done(
     after(&state, id).await
 }
 
+/// Body of `POST /api/v1/jobs/bulk`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bulk {
+    /// `requeue`, `cancel` or `done`.
+    action: String,
+    filter: Filter,
+    /// Only count what the filter matches.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Requeue, cancel or mark done every job a filter matches, one
+/// transaction per page; `dry_run` answers the count alone.
+pub async fn bulk(
+    State(state): State<ApiState>,
+    ApiJson(b): ApiJson<Bulk>,
+) -> ApiResult<Json<Value>> {
+    let action = JobAction::parse(&b.action).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "action {:?} is not a bulk action; use requeue, cancel or done",
+            b.action
+        ))
+    })?;
+    let filter = b.filter.to_jobs()?;
+    let report = state.queue().bulk(action, &filter, b.dry_run).await?;
+    let mut v = serde_json::to_value(&report).unwrap_or_default();
+    v["action"] = json!(action);
+    v["dry_run"] = json!(b.dry_run);
+    Ok(Json(v))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Import {
@@ -170,6 +251,10 @@ pub struct Import {
     direct: bool,
     /// Search from this RFC 3339 time instead of the stored cursor.
     since: Option<String>,
+    /// Import every record found (from the beginning unless `since`),
+    /// even those synced since their last change, writing every field.
+    #[serde(default)]
+    force: bool,
 }
 
 /// Enqueue batch imports; answers the jobs.
@@ -203,10 +288,21 @@ pub async fn import(
     }
     let names: Vec<&str> = models.iter().map(String::as_str).collect();
     let mut specs = batch_jobs(&r.backend, &names, r.direct);
-    if let Some(since) = &r.since {
+    if r.since.is_some() || r.force {
         for spec in &mut specs {
             let mut args: Value = serde_json::from_str(&spec.request.args).unwrap_or_default();
-            args["since"] = json!(since);
+            if let Some(since) = &r.since {
+                args["since"] = json!(since);
+            }
+            if r.force {
+                args["force"] = json!(true);
+                // Not collapsed into an ordinary import waiting.
+                spec.request.identity_key = spec
+                    .request
+                    .identity_key
+                    .as_ref()
+                    .map(|k| format!("{k}:forced"));
+            }
             spec.request.args = args.to_string();
         }
     }

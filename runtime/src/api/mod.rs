@@ -14,9 +14,11 @@
 
 mod connectors;
 mod control;
+mod cursors;
 mod dashboard;
 mod data;
 pub mod error;
+mod events;
 mod extract;
 mod jobs;
 mod system;
@@ -30,7 +32,7 @@ use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde::Serialize;
 
 use crate::node::Node;
@@ -200,15 +202,29 @@ pub fn app(state: ApiState) -> Router {
             "/api/v1/channels/{name}/resume",
             post(control::resume_channel),
         )
+        .route(
+            "/api/v1/backends/{name}/breaker/close",
+            post(control::close_breaker),
+        )
+        .route("/api/v1/backends/{name}/cursors", get(cursors::list))
+        .route(
+            "/api/v1/backends/{name}/cursors/{model}",
+            put(cursors::set).delete(cursors::reset),
+        )
         .route("/api/v1/sync/import", post(jobs::import))
         .route("/api/v1/sync/export", post(jobs::export))
         .route("/api/v1/jobs", get(jobs::list).post(jobs::enqueue))
+        .route("/api/v1/jobs/bulk", post(jobs::bulk))
         .route("/api/v1/jobs/{id}", get(jobs::show))
         .route("/api/v1/jobs/{id}/requeue", post(jobs::requeue))
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/jobs/{id}/done", post(jobs::done))
+        .route("/api/v1/events/dead", get(events::list))
+        .route("/api/v1/events/dead/retry", post(events::retry))
+        .route("/api/v1/events/dead/discard", post(events::discard))
         .route("/api/v1/records/{model}", get(data::records))
         .route("/api/v1/records/{model}/{id}", get(data::record))
+        .route("/api/v1/records/{model}/{id}/timeline", get(data::timeline))
         .route("/api/v1/bindings", get(data::bindings))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()

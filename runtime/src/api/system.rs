@@ -58,8 +58,13 @@ pub async fn status(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
             .map(|(_, n, _)| n.clone())
             .collect()
     };
+    let dead_events = state
+        .storage()
+        .count_jobs(&crate::sync::deliver::dead(None))
+        .await?;
     Ok(Json(json!({
         "paused": {"backends": names("backend"), "channels": names("channel")},
+        "dead_events": dead_events,
         "node": state.inner.node,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": state.inner.started.elapsed().as_secs(),
@@ -152,6 +157,16 @@ pub async fn metrics(State(state): State<ApiState>) -> ApiResult<impl IntoRespon
             u8::from(open.contains(&config.name))
         );
     }
+    metric_header(
+        &mut out,
+        "junction_dead_events",
+        "gauge",
+        "Events whose delivery to a listener failed for good (GET /api/v1/events/dead).",
+    );
+    let dead = storage
+        .count_jobs(&crate::sync::deliver::dead(None))
+        .await?;
+    let _ = writeln!(out, "junction_dead_events {dead}");
     let installed: HashMap<String, (String, String)> = storage
         .connectors()
         .await?

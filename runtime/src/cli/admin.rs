@@ -70,6 +70,21 @@ pub enum BackendAdmin {
     Pause { name: String },
     /// Resume a paused backend: its pending jobs run again.
     Resume { name: String },
+    /// Close the backend's circuit breaker now, without waiting for its
+    /// probe: its jobs run again (it opens again if the backend still
+    /// fails).
+    CloseBreaker { name: String },
+    /// Where each model's next batch import starts searching.
+    Cursors { name: String },
+    /// Reset a model's import cursor: its next import searches from the
+    /// beginning, or from --to.
+    ResetCursor {
+        name: String,
+        model: String,
+        /// RFC 3339: search for records changed since then instead.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Remove a backend added with `backend add` (one declared in
     /// junction.toml is removed from the file instead). Its bindings and
     /// state are kept, so adding it again binds to the same records.
@@ -110,6 +125,10 @@ pub enum SyncAdmin {
         /// Search from this RFC 3339 time instead of the stored cursor.
         #[arg(long)]
         since: Option<String>,
+        /// Import every record found (from the beginning unless --since),
+        /// even those synced since their last change, writing every field.
+        #[arg(long)]
+        force: bool,
         /// Return once the jobs are enqueued.
         #[arg(long)]
         no_wait: bool,
@@ -151,6 +170,10 @@ pub enum JobsAdmin {
     Cancel { id: i64 },
     /// Mark a failed job done without running it.
     Done { id: i64 },
+    /// Requeue, cancel, mark done or discard every job a filter matches
+    /// (one transaction per page of 500). Counts first: acts only with
+    /// --yes.
+    Bulk(super::repair::BulkArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,7 +206,7 @@ pub enum BindingsAdmin {
 }
 
 /// Print rows under headers, columns aligned.
-fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+pub(super) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -204,10 +227,6 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
-/// A value as one line of text for a table or a report. Much of what the
-/// API returns was chosen by a connector (log lines, errors, audit paths,
-/// ids), so control characters are shown as escapes and can never move the
-/// cursor or start a line that looks like the CLI's own.
 /// `junction channel …`.
 pub async fn channel(client: &Client, command: ChannelAdmin, as_json: bool) -> anyhow::Result<()> {
     match command {
@@ -247,7 +266,11 @@ async fn pause(
     Ok(v)
 }
 
-fn s(v: &Value) -> String {
+/// A value as one line of text for a table or a report. Much of what the
+/// API returns was chosen by a connector (log lines, errors, audit paths,
+/// ids), so control characters are shown as escapes and can never move the
+/// cursor or start a line that looks like the CLI's own.
+pub(super) fn s(v: &Value) -> String {
     junction_runtime::text::clean(&match v {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
@@ -256,7 +279,7 @@ fn s(v: &Value) -> String {
 }
 
 /// The elements of a JSON array; none when it is not one.
-fn items(v: &Value) -> impl Iterator<Item = &Value> {
+pub(super) fn items(v: &Value) -> impl Iterator<Item = &Value> {
     v.as_array().into_iter().flatten()
 }
 
@@ -273,12 +296,12 @@ fn short(digest: &Value) -> String {
     s(digest).chars().take(19).collect()
 }
 
-fn print_json(v: &Value) -> anyhow::Result<()> {
+pub(super) fn print_json(v: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
-fn next(v: &Value) {
+pub(super) fn next(v: &Value) {
     if let Some(n) = v["next"].as_str() {
         println!("more: --cursor {n}");
     }
@@ -540,6 +563,16 @@ pub async fn backend(client: &Client, cmd: BackendAdmin, as_json: bool) -> anyho
             pause(client, "backends", &name, false, as_json).await?;
             return Ok(());
         }
+        BackendAdmin::CloseBreaker { name } => {
+            return super::repair::close_breaker(client, &name, as_json).await;
+        }
+        BackendAdmin::Cursors { name } => {
+            return super::repair::cursors(client, &name, as_json).await;
+        }
+        BackendAdmin::ResetCursor { name, model, to } => {
+            return super::repair::reset_cursor(client, &name, &model, to.as_deref(), as_json)
+                .await;
+        }
         BackendAdmin::Check { name } => {
             let v = client
                 .post(
@@ -592,9 +625,10 @@ pub async fn sync(client: &Client, cmd: SyncAdmin, as_json: bool) -> anyhow::Res
             model,
             direct,
             since,
+            force,
             no_wait,
         } => {
-            let mut body = json!({"backend": backend, "direct": direct});
+            let mut body = json!({"backend": backend, "direct": direct, "force": force});
             if let Some(m) = model {
                 body["model"] = json!(m);
             }
@@ -979,6 +1013,10 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
                     s(&e["response_bytes"])
                 );
             }
+        }
+        JobsAdmin::Bulk(args) => {
+            super::repair::check_filter(&args)?;
+            return super::repair::bulk(client, args, as_json).await;
         }
         JobsAdmin::Requeue { id } | JobsAdmin::Cancel { id } | JobsAdmin::Done { id } => {
             let (action, word) = match cmd {

@@ -140,6 +140,15 @@ impl Client {
         self.call("GET", path, None).await
     }
 
+    pub async fn put(&self, path: &str, json: &Value) -> anyhow::Result<Value> {
+        self.call(
+            "PUT",
+            path,
+            Some(("application/json", serde_json::to_vec(json)?)),
+        )
+        .await
+    }
+
     pub async fn post(&self, path: &str, json: &Value) -> anyhow::Result<Value> {
         self.call(
             "POST",

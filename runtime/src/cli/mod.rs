@@ -14,4 +14,5 @@ pub mod db;
 pub mod demo;
 pub mod dropdir;
 pub mod new;
+pub mod repair;
 pub mod serve;

@@ -74,6 +74,7 @@ impl Reload for FileReload {
         }
         self.queue
             .set_retry_policies(config.default_retry.clone(), config.retry.clone());
+        self.queue.set_retention(config.retention.clone());
         lines.push("retry policies reloaded".to_string());
         lines.extend(
             apply_backends(&self.sync, &config)
@@ -180,6 +181,7 @@ pub async fn run(
     .await?;
     node.queue
         .set_retry_policies(config.default_retry.clone(), config.retry.clone());
+    node.queue.set_retention(config.retention.clone());
     for line in apply_backends(&node.sync, &config).await? {
         eprintln!("{line}");
     }

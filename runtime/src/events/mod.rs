@@ -13,8 +13,9 @@
 //! In-process subscribers (the dashboard, tests) get a live stream of
 //! dispatched events.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::{Notify, broadcast};
@@ -105,6 +106,26 @@ pub struct EventBus {
     listeners: RwLock<Vec<Keyed>>,
     live: broadcast::Sender<StoredEvent>,
     wake: Notify,
+    /// Events an in-process listener refused, by id: tries so far and when
+    /// to offer them again. They are skipped until then, so that refused
+    /// events at the head of the outbox never hold up the ones behind.
+    deferred: std::sync::Mutex<HashMap<i64, (u32, Instant)>>,
+}
+
+/// Events passed over per dispatch pass, at most, for deferred ones: up
+/// to this many refused events at the head of the outbox cannot stop the
+/// events behind them.
+const DEFERRED_MAX: usize = 4096;
+/// The longest an in-process listener's refused event waits to be offered
+/// again (back-off doubles from 50 ms).
+const DEFERRED_WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// When a refused event is offered again, after `tries` refusals.
+fn deferred_until(tries: u32, now: Instant) -> Instant {
+    let wait = Duration::from_millis(50)
+        .saturating_mul(1u32 << tries.min(16))
+        .min(DEFERRED_WAIT_MAX);
+    now + wait
 }
 
 impl std::fmt::Debug for EventBus {
@@ -120,6 +141,7 @@ impl EventBus {
             listeners: RwLock::new(Vec::new()),
             live: broadcast::channel(1024).0,
             wake: Notify::new(),
+            deferred: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -209,7 +231,11 @@ impl EventBus {
     }
 
     /// Dispatch what is in the outbox now; returns how many events were
-    /// dispatched. An event whose listener failed stays for the next pass.
+    /// dispatched. An event an in-process listener refused (or asked an
+    /// invalid job for) stays in the outbox and is offered again after a
+    /// back-off; the events behind it go on. (Connectors' listeners never
+    /// refuse here: each hearing is a delivery job of its own, which
+    /// retries and dead-letters by itself.)
     pub async fn dispatch_pending(&self) -> Result<usize, EventError> {
         let storage = self.queue.storage();
         let listeners: Vec<Arc<dyn Listener>> = self
@@ -221,7 +247,23 @@ impl EventBus {
             .collect();
         let mut batch = Vec::new();
         let mut events = Vec::new();
-        for stored in storage.undispatched(256).await? {
+        let now = Instant::now();
+        let waiting: std::collections::HashSet<i64> = {
+            let deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+            deferred
+                .iter()
+                .filter(|(_, (_, until))| *until > now)
+                .map(|(id, _)| *id)
+                .take(DEFERRED_MAX)
+                .collect()
+        };
+        let offered = storage
+            .undispatched(256 + waiting.len() as u32)
+            .await?
+            .into_iter()
+            .filter(|e| !waiting.contains(&e.id))
+            .take(256);
+        for stored in offered {
             let mut specs = Vec::new();
             let mut failed = None;
             for listener in &listeners {
@@ -234,7 +276,7 @@ impl EventBus {
                 }
             }
             if let Some(e) = failed {
-                tracing::warn!(%e, "event stays in the outbox");
+                self.defer(stored.id, &e.to_string());
                 continue;
             }
             let now = now_ms();
@@ -246,7 +288,10 @@ impl EventBus {
             {
                 Ok(jobs) => jobs,
                 Err(e) => {
-                    tracing::warn!(event = stored.id, %e, "a listener asked for an invalid job; event stays in the outbox");
+                    self.defer(
+                        stored.id,
+                        &format!("a listener asked for an invalid job: {e}"),
+                    );
                     continue;
                 }
             };
@@ -281,19 +326,38 @@ impl EventBus {
         for (stored, result) in events.into_iter().zip(results) {
             match result {
                 Ok(Some(_)) => {
+                    self.deferred
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&stored.id);
                     dispatched += 1;
                     let _ = self.live.send(stored);
                 }
                 Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(event = stored.id, %e, "its jobs could not be stored; event stays in the outbox")
-                }
+                Err(e) => self.defer(stored.id, &format!("its jobs could not be stored: {e}")),
             }
         }
         if dispatched > 0 {
             self.queue.wake.notify_one();
         }
         Ok(dispatched)
+    }
+
+    /// Leave an event in the outbox and offer it again after a back-off.
+    fn defer(&self, id: i64, why: &str) {
+        let mut deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        let tries = deferred.get(&id).map_or(0, |(t, _)| *t) + 1;
+        let until = deferred_until(tries, Instant::now());
+        if tries == 1 {
+            tracing::warn!(
+                event = id,
+                why,
+                "event stays in the outbox; offered again after a back-off"
+            );
+        } else {
+            tracing::debug!(event = id, tries, why, "event refused again");
+        }
+        deferred.insert(id, (tries, until));
     }
 
     /// Run the dispatcher until the handle is aborted: on every change, and

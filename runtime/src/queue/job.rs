@@ -164,9 +164,105 @@ pub struct JobFilter {
     pub channel: Option<String>,
     pub backend: Option<String>,
     pub function: Option<String>,
+    /// Only jobs enqueued at or after this time (Unix milliseconds).
+    pub created_after: Option<i64>,
+    /// Only jobs enqueued before this time (Unix milliseconds).
+    pub created_before: Option<i64>,
     /// Only ids below this (for paging, newest first).
     pub before: Option<JobId>,
     pub limit: u32,
+}
+
+impl JobFilter {
+    /// Whether the filter names anything beyond paging: a bulk action
+    /// over every job must be asked for by name, never by omission.
+    pub fn narrows(&self) -> bool {
+        self.state.is_some()
+            || self.channel.is_some()
+            || self.backend.is_some()
+            || self.function.is_some()
+            || self.created_after.is_some()
+            || self.created_before.is_some()
+    }
+}
+
+/// What an operator does to jobs by hand, one at a time or in bulk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobAction {
+    /// A failed or cancelled job back to the queue, tries reset.
+    Requeue,
+    /// An unfinished job, and every job that depends on it, cancelled.
+    Cancel,
+    /// A job that is not done marked done (its dependents may start).
+    Done,
+    /// A failed job set aside for good: cancelled, with the jobs waiting
+    /// on it, and purged with the other finished jobs (a dead event the
+    /// operator chose not to deliver).
+    Discard,
+}
+
+impl JobAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobAction::Requeue => "requeue",
+            JobAction::Cancel => "cancel",
+            JobAction::Done => "done",
+            JobAction::Discard => "discard",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<JobAction> {
+        [
+            JobAction::Requeue,
+            JobAction::Cancel,
+            JobAction::Done,
+            JobAction::Discard,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == text)
+    }
+
+    /// Whether the action applies to a job in `state`.
+    pub fn applies_to(self, state: JobState) -> bool {
+        match self {
+            JobAction::Requeue => matches!(state, JobState::Failed | JobState::Cancelled),
+            JobAction::Cancel => !state.is_final(),
+            JobAction::Done => state != JobState::Done,
+            JobAction::Discard => state == JobState::Failed,
+        }
+    }
+
+    /// The states it applies to, as an error message says them.
+    pub fn expected(self) -> &'static str {
+        match self {
+            JobAction::Requeue => "failed or cancelled",
+            JobAction::Cancel => "not finished",
+            JobAction::Done => "not done",
+            JobAction::Discard => "failed",
+        }
+    }
+
+    /// How an error message names it.
+    pub fn verb(self) -> &'static str {
+        match self {
+            JobAction::Requeue => "requeue",
+            JobAction::Cancel => "cancel",
+            JobAction::Done => "mark done",
+            JobAction::Discard => "discard",
+        }
+    }
+}
+
+/// What one operator action over a set of jobs did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Acted {
+    /// Jobs it changed: for a cancel, the dependents cancelled with them.
+    pub changed: Vec<JobId>,
+    /// Jobs it left alone because their state had moved on.
+    pub skipped: Vec<(JobId, JobState)>,
+    /// Jobs that no longer exist (purged).
+    pub missing: Vec<JobId>,
 }
 
 /// A job's stored log line.

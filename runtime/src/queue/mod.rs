@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod channels;
 pub mod job;
 pub mod pause;
+pub mod retention;
 pub mod retry;
 mod share;
 pub mod testing;
@@ -22,7 +23,7 @@ use tokio::sync::Notify;
 use crate::model::JobRequest;
 use crate::storage::{Storage, StorageError};
 use channels::{ChannelConfig, ChannelConfigError};
-use job::{Enqueued, JobId, NewJob, Parent};
+use job::{Enqueued, JobAction, JobFilter, JobId, NewJob, Parent};
 use retry::RetryPolicy;
 
 /// Milliseconds since the Unix epoch.
@@ -59,6 +60,8 @@ pub struct QueueConfig {
     /// Per backend, the workers of one node its jobs may hold at once
     /// (the backend's `jobs.workers`); others get the pool's fair share.
     pub backend_workers: HashMap<String, usize>,
+    /// How long finished jobs are kept, per channel (`[retention_hours]`).
+    pub retention: retention::Retention,
 }
 
 impl QueueConfig {
@@ -82,6 +85,7 @@ impl Default for QueueConfig {
             default_max_retries: 5,
             lease: Duration::from_secs(30),
             backend_workers: HashMap::new(),
+            retention: retention::Retention::default(),
         }
     }
 }
@@ -108,8 +112,28 @@ pub enum QueueError {
         key: &'static str,
         detail: String,
     },
+    /// A bulk action without a filter, and the like: the message says
+    /// what to add.
+    #[error("{0}")]
+    Unfiltered(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// Jobs one bulk transaction acts on.
+pub const BULK_PAGE: u32 = 500;
+
+/// What a bulk action did (or, dry, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BulkReport {
+    /// Jobs the filter matched when the action began.
+    pub matched: u64,
+    /// Jobs changed (a cancel counts the dependents cancelled with them).
+    pub changed: u64,
+    /// Jobs left alone: their state had moved on, or they were purged.
+    pub skipped: u64,
+    /// Transactions it took.
+    pub pages: u64,
 }
 
 /// What to enqueue: the guest-facing request plus host-side fields.
@@ -295,6 +319,11 @@ impl Queue {
             c.default_retry = default;
             c.retry = functions;
         });
+    }
+
+    /// Replace how long finished jobs are kept (a reload).
+    pub fn set_retention(&self, retention: retention::Retention) {
+        self.update(|c| c.retention = retention);
     }
 
     /// Set (`Some`) or clear (`None`) a backend's retry policy.
@@ -542,9 +571,83 @@ impl Queue {
         Ok(self.enqueue_batch(std::slice::from_ref(&spec)).await?[0])
     }
 
+    /// Close `backend`'s circuit breaker by hand; whether it was open.
+    /// Every node sees it at its next health tick; this one at once.
+    pub async fn close_breaker(&self, backend: &str) -> Result<bool, QueueError> {
+        let closed = self.storage.close_breaker(backend).await?;
+        self.breakers.refresh(&self.storage.breakers().await?);
+        if closed {
+            tracing::info!(backend, "circuit breaker closed by an operator");
+        }
+        self.wake.notify_one();
+        Ok(closed)
+    }
+
+    /// An operator's action on named jobs, in one transaction.
+    pub async fn act(&self, action: JobAction, ids: &[JobId]) -> Result<job::Acted, QueueError> {
+        let acted = self.storage.act(action, ids, now_ms()).await?;
+        self.wake.notify_one();
+        Ok(acted)
+    }
+
     /// Cancel a job and its dependents.
     pub async fn cancel(&self, id: JobId) -> Result<Vec<JobId>, QueueError> {
         Ok(self.storage.cancel(id, now_ms()).await?)
+    }
+
+    /// `action` on every job `filter` matches, newest first, one
+    /// transaction per page of `BULK_PAGE` jobs: a crash midway leaves
+    /// whole pages done and the rest untouched, and running the same
+    /// action again finishes the job (jobs already acted on no longer
+    /// match, or are skipped). With `dry_run`, only counts the matches.
+    pub async fn bulk(
+        &self,
+        action: JobAction,
+        filter: &JobFilter,
+        dry_run: bool,
+    ) -> Result<BulkReport, QueueError> {
+        if !filter.narrows() {
+            return Err(QueueError::Unfiltered(format!(
+                "a bulk {} needs a filter (state, backend, channel, function, created_after or \
+                 created_before); to act on every job in a state, name the state",
+                action.verb()
+            )));
+        }
+        let matched = self.storage.count_jobs(filter).await?;
+        let mut report = BulkReport {
+            matched,
+            ..BulkReport::default()
+        };
+        if dry_run {
+            return Ok(report);
+        }
+        let mut page = JobFilter {
+            limit: BULK_PAGE,
+            before: None,
+            ..filter.clone()
+        };
+        loop {
+            let ids: Vec<JobId> = self
+                .storage
+                .jobs(&page)
+                .await?
+                .iter()
+                .map(|j| j.id)
+                .collect();
+            let Some(&last) = ids.last() else { break };
+            let acted = self.storage.act(action, &ids, now_ms()).await?;
+            report.changed += acted.changed.len() as u64;
+            report.skipped += (acted.skipped.len() + acted.missing.len()) as u64;
+            report.pages += 1;
+            if action != JobAction::Cancel {
+                self.wake.notify_one();
+            }
+            if ids.len() < BULK_PAGE as usize {
+                break;
+            }
+            page.before = Some(last);
+        }
+        Ok(report)
     }
 
     /// Put a failed or cancelled job back in the queue.

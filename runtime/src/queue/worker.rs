@@ -132,8 +132,6 @@ pub struct PoolConfig {
     pub poll_interval: Duration,
     /// How often to look for expired leases.
     pub reap_interval: Duration,
-    /// Done and cancelled jobs older than this are deleted; `None` keeps them.
-    pub retention: Option<Duration>,
     /// Rows deleted per housekeeping transaction.
     pub purge_batch: u32,
     pub housekeeping_interval: Duration,
@@ -155,7 +153,6 @@ impl Default for PoolConfig {
             prefetch_factor: 64,
             poll_interval: Duration::from_millis(500),
             reap_interval: Duration::from_secs(5),
-            retention: Some(Duration::from_secs(7 * 24 * 3600)),
             purge_batch: 1000,
             housekeeping_interval: Duration::from_secs(60),
             health_interval: Duration::from_secs(1),
@@ -895,10 +892,12 @@ fn spawn_maintenance(
                 }
                 _ = health.tick() => health_tick(&queue).await,
                 _ = house.tick() => {
-                    if let Some(retention) = config.retention {
-                        let before = now_ms() - retention.as_millis() as i64;
+                    // Each channel's retention (`[retention_hours]`),
+                    // read each time so that a reload applies.
+                    for (scope, keep) in queue.config().retention.scopes() {
+                        let before = now_ms() - keep.as_millis() as i64;
                         loop {
-                            match storage.purge(before, config.purge_batch).await {
+                            match storage.purge(before, config.purge_batch, &scope).await {
                                 Ok(n) if n == u64::from(config.purge_batch) => continue,
                                 Ok(_) => break,
                                 Err(e) => {

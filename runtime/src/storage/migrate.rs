@@ -49,6 +49,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "paused",
         sql: include_str!("../../migrations/sqlite/0008_paused.sql"),
     },
+    Migration {
+        version: 9,
+        name: "operator_views",
+        sql: include_str!("../../migrations/sqlite/0009_operator_views.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -96,6 +101,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 9,
         name: "paused",
         sql: include_str!("../../migrations/postgres/0009_paused.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "operator_views",
+        sql: include_str!("../../migrations/postgres/0010_operator_views.sql"),
     },
 ];
 

@@ -19,7 +19,8 @@ use async_trait::async_trait;
 
 use crate::model::{Event, LocalRecord};
 use crate::queue::job::{
-    Completion, Enqueued, Job, JobAuditEntry, JobFilter, JobId, JobLogLine, JobState, NewJob,
+    Acted, Completion, Enqueued, Job, JobAction, JobAuditEntry, JobFilter, JobId, JobLogLine,
+    JobState, NewJob,
 };
 
 /// A storage operation failed.
@@ -361,14 +362,50 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// (graceful shutdown).
     async fn release(&self, node: &str, ids: &[JobId], now: i64) -> Result<(), StorageError>;
 
+    /// An operator's action on `ids`, in one transaction: each job the
+    /// action applies to is changed, the others are reported skipped
+    /// (their state moved on since they were listed) or missing.
+    async fn act(&self, action: JobAction, ids: &[JobId], now: i64) -> Result<Acted, StorageError>;
+
     /// Cancel a job that has not finished, and every job that depends on it.
-    async fn cancel(&self, id: JobId, now: i64) -> Result<Vec<JobId>, StorageError>;
+    async fn cancel(&self, id: JobId, now: i64) -> Result<Vec<JobId>, StorageError> {
+        Ok(self.act_on_one(JobAction::Cancel, id, now).await?.changed)
+    }
 
     /// Put a failed or cancelled job back in the queue, tries reset.
-    async fn requeue(&self, id: JobId, now: i64) -> Result<(), StorageError>;
+    async fn requeue(&self, id: JobId, now: i64) -> Result<(), StorageError> {
+        self.act_on_one(JobAction::Requeue, id, now).await.map(drop)
+    }
 
     /// Mark a job that has not finished as done by hand (releases dependents).
-    async fn mark_done(&self, id: JobId, now: i64) -> Result<(), StorageError>;
+    async fn mark_done(&self, id: JobId, now: i64) -> Result<(), StorageError> {
+        self.act_on_one(JobAction::Done, id, now).await.map(drop)
+    }
+
+    /// `act` on one job, whose wrong state or absence is an error.
+    async fn act_on_one(
+        &self,
+        action: JobAction,
+        id: JobId,
+        now: i64,
+    ) -> Result<Acted, StorageError> {
+        let acted = self.act(action, &[id], now).await?;
+        if let Some(&(id, state)) = acted.skipped.first() {
+            return Err(StorageError::WrongState {
+                id,
+                state,
+                action: action.verb(),
+                expected: action.expected(),
+            });
+        }
+        if !acted.missing.is_empty() {
+            return Err(StorageError::NoSuchJob(id));
+        }
+        Ok(acted)
+    }
+
+    /// How many jobs `filter` matches (paging and limit ignored).
+    async fn count_jobs(&self, filter: &JobFilter) -> Result<u64, StorageError>;
 
     async fn job(&self, id: JobId) -> Result<Option<Job>, StorageError>;
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StorageError>;
@@ -387,9 +424,14 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// the queue's maintenance so that `counts` stays a few rows).
     async fn compact_counts(&self) -> Result<(), StorageError>;
 
-    /// Delete done and cancelled jobs finished before `before`, at most
-    /// `batch` of them; returns how many were deleted.
-    async fn purge(&self, before: i64, batch: u32) -> Result<u64, StorageError>;
+    /// Delete done and cancelled jobs in `scope` finished before `before`,
+    /// at most `batch` of them; returns how many were deleted.
+    async fn purge(
+        &self,
+        before: i64,
+        batch: u32,
+        scope: &crate::queue::retention::PurgeScope,
+    ) -> Result<u64, StorageError>;
 
     /// Create or update a local record and put its `record-created` or
     /// `record-written` event (with the changed top-level fields) in the
@@ -509,6 +551,22 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         model: &str,
         local_id: &str,
     ) -> Result<Option<Binding>, StorageError>;
+    /// The newest jobs (at most `limit`) naming a record: by its local id,
+    /// or by one of its `(backend, external id)`s, newest first.
+    async fn record_jobs(
+        &self,
+        model: &str,
+        local_id: &str,
+        external: &[(String, String)],
+        limit: u32,
+    ) -> Result<Vec<Job>, StorageError>;
+    /// The newest events (at most `limit`) about a local record.
+    async fn record_events(
+        &self,
+        model: &str,
+        local_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StorageError>;
     /// Remove the binding of a local record; `false` when there was none.
     async fn unbind(
         &self,
@@ -652,6 +710,15 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<RemovedBackend>, StorageError>;
 
     async fn state_get(&self, backend: &str, key: &str) -> Result<Option<String>, StorageError>;
+    /// A backend's state keys starting with `prefix`, in key order, with
+    /// their values and when they were last written.
+    async fn state_list(
+        &self,
+        backend: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, String, i64)>, StorageError>;
+    /// Remove one state key; whether it existed.
+    async fn state_delete(&self, backend: &str, key: &str) -> Result<bool, StorageError>;
     /// Set a state value. With `quota`, refused (`Rejected`, naming the
     /// limit) when the backend's keys under the quota's prefix would then
     /// number more than `max_keys` or hold more than `max_bytes` (keys

@@ -7,7 +7,8 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{Binding, StateCount, StoredEvent};
 use crate::model::{Event, LocalRecord, format_timestamp};
-use crate::queue::job::{Job, JobState};
+use crate::queue::job::{Job, JobFilter, JobState};
+use crate::queue::retention::PurgeScope;
 
 pub(crate) const JOB_COLUMNS: &str = "id, function, args, backend, state, priority, eta, channel, identity_key, \
     max_retries, tries, description, result, error_kind, error_message, created_at, started_at, \
@@ -230,3 +231,129 @@ pub(crate) const IN_CHUNK: usize = 500;
 pub(crate) fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
+
+/// One value a job filter binds, in the order of `job_filter`'s `?`s.
+pub(crate) enum FilterValue {
+    Text(String),
+    Int(i64),
+}
+
+/// The ` AND …` conditions of a job filter (paging included), and the
+/// values to bind to them in order.
+pub(crate) fn job_filter(filter: &JobFilter) -> (String, Vec<FilterValue>) {
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    // The state written out, not bound: a partial index (the failed
+    // jobs', the finished jobs') serves only a query that names its state
+    // literally. `as_str` is one of a fixed set of words.
+    if let Some(s) = filter.state {
+        sql.push_str(&format!(" AND state = '{}'", s.as_str()));
+    }
+    for (column, value) in [
+        ("channel", &filter.channel),
+        ("backend", &filter.backend),
+        ("function", &filter.function),
+    ] {
+        if let Some(v) = value {
+            sql.push_str(&format!(" AND {column} = ?"));
+            values.push(FilterValue::Text(v.clone()));
+        }
+    }
+    for (condition, value) in [
+        (" AND created_at >= ?", filter.created_after),
+        (" AND created_at < ?", filter.created_before),
+        (" AND id < ?", filter.before),
+    ] {
+        if let Some(v) = value {
+            sql.push_str(condition);
+            values.push(FilterValue::Int(v));
+        }
+    }
+    (sql, values)
+}
+
+/// Requeue, step 1 (binds: job): how many of its parents are not done.
+pub(crate) const UNDONE_PARENTS: &str = "SELECT COUNT(*) FROM job_dependencies d \
+    JOIN jobs p ON p.id = d.parent WHERE d.child = ? AND p.state != 'done'";
+/// Requeue, step 2 (binds: state, now, waiting parents, job).
+pub(crate) const REQUEUE: &str = "UPDATE jobs SET state = ?, tries = 0, eta = ?, \
+    pending_parents = ?, finished_at = NULL, lease_until = NULL, node = NULL, worker = NULL \
+    WHERE id = ?";
+/// Mark done (binds: now, job); the dependents are released after.
+pub(crate) const MARK_DONE: &str = "UPDATE jobs SET state = 'done', finished_at = ?, \
+    lease_until = NULL, result = COALESCE(result, '\"marked done by an operator\"') WHERE id = ?";
+
+/// A backend's state keys under a prefix (binds: backend, prefix length,
+/// prefix): compared as text, whatever the collation or `LIKE` escapes.
+pub(crate) const STATE_LIST: &str = "SELECT key, value, updated_at FROM stream_state \
+    WHERE backend = ? AND SUBSTR(key, 1, CAST(? AS INTEGER)) = ? ORDER BY key";
+/// Binds: backend, key.
+pub(crate) const STATE_DELETE: &str = "DELETE FROM stream_state WHERE backend = ? AND key = ?";
+/// Discard a failed job (binds: now, job); its dependents are cancelled
+/// after, with `cancel_tree(DEPENDENTS)`.
+pub(crate) const DISCARD: &str = "UPDATE jobs SET state = 'cancelled', finished_at = ?, \
+    lease_until = NULL, result = '\"discarded by an operator\"' WHERE id = ?";
+/// The `cancel_tree` seed of a job's direct dependents (binds: job).
+pub(crate) const DEPENDENTS: &str = "SELECT child FROM job_dependencies WHERE parent = ?";
+
+/// Condition: `channel` is `root` or inside it (binds: root, its length
+/// plus one, root and a dot), compared as text so that `_` and `%` in a
+/// name mean themselves.
+const IN_SUBTREE: &str = "(channel = ? OR SUBSTR(channel, 1, CAST(? AS INTEGER)) = ?)";
+
+/// One purge batch of finished jobs in `scope`, older than a time: the
+/// statement and its values (binds: before, the scope's, batch size).
+pub(crate) fn purge(scope: &PurgeScope, before: i64, batch: u32) -> (String, Vec<FilterValue>) {
+    let mut values = vec![FilterValue::Int(before)];
+    let mut conditions = String::new();
+    let subtree = |root: &str, values: &mut Vec<FilterValue>| {
+        values.push(FilterValue::Text(root.to_string()));
+        values.push(FilterValue::Int(root.chars().count() as i64 + 1));
+        values.push(FilterValue::Text(format!("{root}.")));
+    };
+    if let Some(root) = &scope.subtree {
+        conditions.push_str(&format!(" AND {IN_SUBTREE}"));
+        subtree(root, &mut values);
+    }
+    for root in &scope.except {
+        conditions.push_str(&format!(" AND NOT {IN_SUBTREE}"));
+        subtree(root, &mut values);
+    }
+    values.push(FilterValue::Int(i64::from(batch)));
+    (
+        format!(
+            "DELETE FROM jobs WHERE id IN (
+                 SELECT id FROM jobs WHERE state IN ('done', 'cancelled') AND finished_at < ?{conditions}
+                 AND id NOT IN (SELECT d.parent FROM job_dependencies d JOIN jobs c ON c.id = d.child
+                                WHERE c.state NOT IN ('done', 'cancelled', 'failed'))
+                 LIMIT ?)"
+        ),
+        values,
+    )
+}
+
+/// A record's jobs by local id (binds: model, local id, limit), given the
+/// dialect's expression for one field of the job's JSON arguments (the
+/// one the index was made with).
+pub(crate) fn record_jobs_local(field: fn(&str) -> String) -> String {
+    let (model, local) = (field("model"), field("local_id"));
+    format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE {model} = ? AND {local} = ? AND {local} IS NOT NULL \
+         ORDER BY id DESC LIMIT ?"
+    )
+}
+
+/// A record's jobs by one backend's external id (binds: backend, model,
+/// external id, limit).
+pub(crate) fn record_jobs_external(field: fn(&str) -> String) -> String {
+    let (model, external) = (field("model"), field("external_id"));
+    format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE backend = ? AND {model} = ? AND {external} = ? \
+         AND {external} IS NOT NULL ORDER BY id DESC LIMIT ?"
+    )
+}
+
+/// Events about a record, newest first (binds: model, local id, limit).
+pub(crate) const RECORD_EVENTS: &str = "SELECT id, name, model, local_id, changed_fields, payload, \
+    origin_backend, created_at FROM outbox WHERE model = ? AND local_id = ? AND local_id IS NOT NULL \
+    ORDER BY id DESC LIMIT ?";

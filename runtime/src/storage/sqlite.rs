@@ -31,8 +31,8 @@ use super::{
 use crate::capabilities::egress::AuditEntry;
 use crate::model::{Event, LocalRecord};
 use crate::queue::job::{
-    Completion, Enqueued, Job, JobAuditEntry, JobFilter, JobId, JobLogLine, JobState, NewJob,
-    Outcome, Parent,
+    Acted, Completion, Enqueued, Job, JobAction, JobAuditEntry, JobFilter, JobId, JobLogLine,
+    JobState, NewJob, Outcome, Parent,
 };
 
 #[derive(Debug, Clone)]
@@ -120,13 +120,9 @@ impl SqliteStorage {
     }
 }
 
-async fn job_in(tx: &mut Transaction<'_, Sqlite>, id: JobId) -> Result<Job, StorageError> {
-    let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or(StorageError::NoSuchJob(id))?;
-    Ok(job_from_row(&row)?)
+/// One field of a job's JSON arguments, as the timeline's indexes have it.
+fn args_field(field: &str) -> String {
+    format!("json_extract(args, '$.{field}')")
 }
 
 /// Jobs are done: their dependents count them off, and those with no
@@ -672,83 +668,79 @@ impl Storage for SqliteStorage {
         Ok(())
     }
 
-    async fn cancel(&self, id: JobId, now: i64) -> Result<Vec<JobId>, StorageError> {
+    async fn act(&self, action: JobAction, ids: &[JobId], now: i64) -> Result<Acted, StorageError> {
         let mut tx = self.writer.begin_with(BEGIN).await?;
-        let job = job_in(&mut tx, id).await?;
-        if job.state.is_final() {
-            return Err(StorageError::WrongState {
-                id,
-                state: job.state,
-                action: "cancel",
-                expected: "not finished",
-            });
+        let mut acted = Acted::default();
+        for &id in ids {
+            let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(state) = state.as_deref().and_then(JobState::parse) else {
+                acted.missing.push(id);
+                continue;
+            };
+            if !action.applies_to(state) {
+                acted.skipped.push((id, state));
+                continue;
+            }
+            match action {
+                JobAction::Cancel => {
+                    // The job and, transitively, every unfinished job
+                    // depending on it.
+                    let tree: Vec<i64> = sqlx::query_scalar(&super::rows::cancel_tree("SELECT ?"))
+                        .bind(id)
+                        .bind(now)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    acted.changed.extend(tree);
+                }
+                JobAction::Requeue => {
+                    let waiting: i64 = sqlx::query_scalar(super::rows::UNDONE_PARENTS)
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    sqlx::query(super::rows::REQUEUE)
+                        .bind(if waiting > 0 {
+                            "wait_dependencies"
+                        } else {
+                            "pending"
+                        })
+                        .bind(now)
+                        .bind(waiting)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    acted.changed.push(id);
+                }
+                JobAction::Done => {
+                    sqlx::query(super::rows::MARK_DONE)
+                        .bind(now)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    release_children_of(&mut tx, &[id]).await?;
+                    acted.changed.push(id);
+                }
+                JobAction::Discard => {
+                    sqlx::query(super::rows::DISCARD)
+                        .bind(now)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    acted.changed.push(id);
+                    let tree: Vec<i64> =
+                        sqlx::query_scalar(&super::rows::cancel_tree(super::rows::DEPENDENTS))
+                            .bind(id)
+                            .bind(now)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                    acted.changed.extend(tree);
+                }
+            }
         }
-        // The job and, transitively, every unfinished job depending on it.
-        let ids: Vec<i64> = sqlx::query_scalar(&super::rows::cancel_tree("SELECT ?"))
-            .bind(id)
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await?;
         tx.commit().await?;
-        Ok(ids)
-    }
-
-    async fn requeue(&self, id: JobId, now: i64) -> Result<(), StorageError> {
-        let mut tx = self.writer.begin_with(BEGIN).await?;
-        let job = job_in(&mut tx, id).await?;
-        if !matches!(job.state, JobState::Failed | JobState::Cancelled) {
-            return Err(StorageError::WrongState {
-                id,
-                state: job.state,
-                action: "requeue",
-                expected: "failed or cancelled",
-            });
-        }
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM job_dependencies d JOIN jobs p ON p.id = d.parent
-             WHERE d.child = ? AND p.state != 'done'",
-        )
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE jobs SET state = ?, tries = 0, eta = ?, pending_parents = ?, finished_at = NULL,
-                 lease_until = NULL, node = NULL, worker = NULL
-             WHERE id = ?",
-        )
-        .bind(if waiting > 0 { "wait_dependencies" } else { "pending" })
-        .bind(now)
-        .bind(waiting)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn mark_done(&self, id: JobId, now: i64) -> Result<(), StorageError> {
-        let mut tx = self.writer.begin_with(BEGIN).await?;
-        let job = job_in(&mut tx, id).await?;
-        if job.state == JobState::Done {
-            return Err(StorageError::WrongState {
-                id,
-                state: job.state,
-                action: "mark done",
-                expected: "not done",
-            });
-        }
-        sqlx::query(
-            "UPDATE jobs SET state = 'done', finished_at = ?, lease_until = NULL,
-                 result = COALESCE(result, '\"marked done by an operator\"')
-             WHERE id = ?",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        release_children_of(&mut tx, &[id]).await?;
-        tx.commit().await?;
-        Ok(())
+        Ok(acted)
     }
 
     async fn job(&self, id: JobId) -> Result<Option<Job>, StorageError> {
@@ -762,41 +754,39 @@ impl Storage for SqliteStorage {
     }
 
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StorageError> {
-        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
-        if filter.state.is_some() {
-            sql.push_str(" AND state = ?");
-        }
-        if filter.channel.is_some() {
-            sql.push_str(" AND channel = ?");
-        }
-        if filter.backend.is_some() {
-            sql.push_str(" AND backend = ?");
-        }
-        if filter.function.is_some() {
-            sql.push_str(" AND function = ?");
-        }
-        if filter.before.is_some() {
-            sql.push_str(" AND id < ?");
-        }
-        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        let (conditions, values) = super::rows::job_filter(filter);
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1{conditions} ORDER BY id DESC LIMIT ?"
+        );
         let mut query = sqlx::query(&sql);
-        if let Some(s) = filter.state {
-            query = query.bind(s.as_str());
-        }
-        for v in [&filter.channel, &filter.backend, &filter.function]
-            .into_iter()
-            .flatten()
-        {
-            query = query.bind(v.clone());
-        }
-        if let Some(b) = filter.before {
-            query = query.bind(b);
+        for value in values {
+            query = match value {
+                super::rows::FilterValue::Text(t) => query.bind(t),
+                super::rows::FilterValue::Int(i) => query.bind(i),
+            };
         }
         let limit = if filter.limit == 0 { 100 } else { filter.limit };
         let rows = query.bind(i64::from(limit)).fetch_all(&self.reader).await?;
         rows.iter()
             .map(|r| job_from_row(r).map_err(Into::into))
             .collect()
+    }
+
+    async fn count_jobs(&self, filter: &JobFilter) -> Result<u64, StorageError> {
+        let filter = JobFilter {
+            before: None,
+            ..filter.clone()
+        };
+        let (conditions, values) = super::rows::job_filter(&filter);
+        let sql = format!("SELECT COUNT(*) FROM jobs WHERE 1 = 1{conditions}");
+        let mut query = sqlx::query_scalar::<_, i64>(&sql);
+        for value in values {
+            query = match value {
+                super::rows::FilterValue::Text(t) => query.bind(t),
+                super::rows::FilterValue::Int(i) => query.bind(i),
+            };
+        }
+        Ok(query.fetch_one(&self.reader).await? as u64)
     }
 
     async fn job_log(&self, id: JobId) -> Result<Vec<JobLogLine>, StorageError> {
@@ -898,22 +888,26 @@ impl Storage for SqliteStorage {
         Ok(())
     }
 
-    async fn purge(&self, before: i64, batch: u32) -> Result<u64, StorageError> {
+    async fn purge(
+        &self,
+        before: i64,
+        batch: u32,
+        scope: &crate::queue::retention::PurgeScope,
+    ) -> Result<u64, StorageError> {
+        let (sql, values) = super::rows::purge(scope, before, batch);
+        let mut query = sqlx::query(&sql);
+        for value in values {
+            query = match value {
+                super::rows::FilterValue::Text(t) => query.bind(t),
+                super::rows::FilterValue::Int(i) => query.bind(i),
+            };
+        }
         let mut tx = self.writer.begin_with(BEGIN).await?;
-        let done = sqlx::query(
-            "DELETE FROM jobs WHERE id IN (
-                 SELECT id FROM jobs WHERE state IN ('done', 'cancelled') AND finished_at < ?
-                 AND id NOT IN (SELECT d.parent FROM job_dependencies d JOIN jobs c ON c.id = d.child
-                                WHERE c.state NOT IN ('done', 'cancelled', 'failed'))
-                 LIMIT ?)",
-        )
-        .bind(before)
-        .bind(i64::from(batch))
-        .execute(&mut *tx)
-        .await?;
+        let done = query.execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }
+
     async fn put_records(
         &self,
         writes: &[RecordWrite],
@@ -1733,6 +1727,81 @@ impl Storage for SqliteStorage {
                 updated_at,
             })
             .collect())
+    }
+
+    async fn record_jobs(
+        &self,
+        model: &str,
+        local_id: &str,
+        external: &[(String, String)],
+        limit: u32,
+    ) -> Result<Vec<Job>, StorageError> {
+        let local = super::rows::record_jobs_local(args_field);
+        let mut rows = sqlx::query(&local)
+            .bind(model)
+            .bind(local_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        let by_external = super::rows::record_jobs_external(args_field);
+        for (backend, external_id) in external {
+            rows.extend(
+                sqlx::query(&by_external)
+                    .bind(backend)
+                    .bind(model)
+                    .bind(external_id)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.reader)
+                    .await?,
+            );
+        }
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
+        jobs.dedup_by_key(|j| j.id);
+        jobs.truncate(limit as usize);
+        Ok(jobs)
+    }
+
+    async fn record_events(
+        &self,
+        model: &str,
+        local_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StorageError> {
+        let rows = sqlx::query(super::rows::RECORD_EVENTS)
+            .bind(model)
+            .bind(local_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| event_from_row(r).map_err(Into::into))
+            .collect()
+    }
+
+    async fn state_list(
+        &self,
+        backend: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, String, i64)>, StorageError> {
+        Ok(sqlx::query_as(super::rows::STATE_LIST)
+            .bind(backend)
+            .bind(prefix.chars().count() as i64)
+            .bind(prefix)
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
+    async fn state_delete(&self, backend: &str, key: &str) -> Result<bool, StorageError> {
+        let done = sqlx::query(super::rows::STATE_DELETE)
+            .bind(backend)
+            .bind(key)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn state_get(&self, backend: &str, key: &str) -> Result<Option<String>, StorageError> {

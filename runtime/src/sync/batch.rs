@@ -105,24 +105,43 @@ async fn wait_for(f: &JobFailure) -> bool {
 
 /// The state key of a model's import cursor.
 pub fn cursor_key(model: &str) -> String {
-    format!("import:{model}:since")
+    format!("{CURSOR_PREFIX}{model}{CURSOR_SUFFIX}")
+}
+
+/// What every cursor key starts with.
+pub const CURSOR_PREFIX: &str = "import:";
+const CURSOR_SUFFIX: &str = ":since";
+
+/// The model a cursor key is for; `None` for other state under the prefix.
+pub fn cursor_model(key: &str) -> Option<&str> {
+    key.strip_prefix(CURSOR_PREFIX)?.strip_suffix(CURSOR_SUFFIX)
+}
+
+/// How one batch import runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchRun<'a> {
+    /// Import in the batch job itself instead of one job per record.
+    pub direct: bool,
+    /// Import every record found, even those synced since their last
+    /// change, and write every mapped field, changed or not.
+    pub force: bool,
+    /// Search from this RFC 3339 time instead of the stored cursor.
+    pub since: Option<&'a str>,
 }
 
 impl Synchronizer {
-    /// Run one batch import of `model`. `since` overrides the stored cursor
-    /// (RFC 3339); `direct` imports in this job instead of enqueueing.
+    /// Run one batch import of `model`.
     pub async fn import_batch(
         &self,
         b: &BackendUnits,
         model: &str,
-        direct: bool,
-        since: Option<&str>,
+        run: BatchRun<'_>,
         holder: &str,
         trail: &mut Trail,
     ) -> Result<BatchReport, JobFailure> {
         // One run per backend and model at a time, across nodes.
         let key = format!("batch:{}:{model}", b.name());
-        let run = self.batch_locked(b, model, direct, since, holder, trail);
+        let run = self.batch_locked(b, model, run, holder, trail);
         self.leased(&key, holder, run).await
     }
 
@@ -130,14 +149,21 @@ impl Synchronizer {
         &self,
         b: &BackendUnits,
         model: &str,
-        direct: bool,
-        since: Option<&str>,
+        run: BatchRun<'_>,
         holder: &str,
         trail: &mut Trail,
     ) -> Result<BatchReport, JobFailure> {
+        let BatchRun {
+            direct,
+            force,
+            since,
+        } = run;
         let started = now_ms();
+        // A forced import without `since` starts from the beginning: it is
+        // asked for to repair what earlier imports left.
         let stored = match since {
             Some(s) => Some(s.to_string()),
+            None if force => None,
             None => self
                 .storage
                 .state_get(b.name(), &cursor_key(model))
@@ -194,10 +220,11 @@ impl Synchronizer {
             };
             report.found += page.items.len() as u64;
             if direct {
-                self.import_page(b, model, page.items, holder, trail, &mut report)
+                self.import_page(b, model, page.items, force, holder, trail, &mut report)
                     .await?;
             } else {
-                self.enqueue_page(b, model, page.items, &mut report).await?;
+                self.enqueue_page(b, model, page.items, force, &mut report)
+                    .await?;
             }
             match page.next_cursor {
                 Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
@@ -217,6 +244,7 @@ impl Synchronizer {
         b: &BackendUnits,
         model: &str,
         items: Vec<crate::model::RemoteRecord>,
+        force: bool,
         report: &mut BatchReport,
     ) -> Result<(), JobFailure> {
         if items.is_empty() {
@@ -233,20 +261,31 @@ impl Synchronizer {
             .collect();
         let mut specs = Vec::with_capacity(items.len());
         for item in items {
-            // Records synced after their last change need no job at all.
-            if synced
-                .get(&item.external_id)
-                .is_some_and(|at| is_older(item.updated_at.as_deref(), *at))
+            // Records synced after their last change need no job at all
+            // (unless the operator forces them all again).
+            if !force
+                && synced
+                    .get(&item.external_id)
+                    .is_some_and(|at| is_older(item.updated_at.as_deref(), *at))
             {
                 report.skipped += 1;
                 continue;
             }
             let id = &item.external_id;
-            let mut spec = JobSpec::new(
-                IMPORT_RECORD,
-                serde_json::json!({"backend": b.name(), "model": model, "external_id": id}),
-            )
-            .identity_key(&format!("import:{}:{model}:{id}", b.name()));
+            let (args, key) = if force {
+                (
+                    serde_json::json!({"backend": b.name(), "model": model, "external_id": id, "force": true}),
+                    // A forced import must not collapse into an ordinary
+                    // one waiting (which would keep unchanged fields).
+                    format!("import-forced:{}:{model}:{id}", b.name()),
+                )
+            } else {
+                (
+                    serde_json::json!({"backend": b.name(), "model": model, "external_id": id}),
+                    format!("import:{}:{model}:{id}", b.name()),
+                )
+            };
+            let mut spec = JobSpec::new(IMPORT_RECORD, args).identity_key(&key);
             spec.backend = Some(b.name().to_string());
             spec.request.description = Some(format!("import {model} {id} from {}", b.name()));
             specs.push(spec);
@@ -263,11 +302,13 @@ impl Synchronizer {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn import_page(
         &self,
         b: &BackendUnits,
         model: &str,
         items: Vec<crate::model::RemoteRecord>,
+        force: bool,
         holder: &str,
         trail: &mut Trail,
         report: &mut BatchReport,
@@ -297,13 +338,13 @@ impl Synchronizer {
         }
         // Records another worker is syncing right now get a job of their
         // own, which waits for the lease.
-        self.enqueue_page(b, model, busy, report).await?;
+        self.enqueue_page(b, model, busy, force, report).await?;
         let wanted: Vec<(String, Option<crate::model::RemoteRecord>)> = mine
             .into_iter()
             .map(|r| (r.external_id.clone(), Some(r)))
             .collect();
         let mut results = self
-            .import_many(b, model, wanted.clone(), false, holder, trail, &[])
+            .import_many(b, model, wanted.clone(), force, holder, trail, &[])
             .await;
         // Records that failed with a delay (a rate limit, a 503) are tried
         // again in this job, after the delay, a few times.
@@ -322,7 +363,7 @@ impl Synchronizer {
             let retry: Vec<(String, Option<crate::model::RemoteRecord>)> =
                 again.iter().map(|i| wanted[*i].clone()).collect();
             let redone = self
-                .import_many(b, model, retry, false, holder, trail, &[])
+                .import_many(b, model, retry, force, holder, trail, &[])
                 .await;
             for (i, r) in again.into_iter().zip(redone) {
                 results[i] = r;
@@ -353,7 +394,7 @@ impl Synchronizer {
                 }
             }
         }
-        self.enqueue_page(b, model, refused, report).await?;
+        self.enqueue_page(b, model, refused, force, report).await?;
         // The cursor must not pass a record that may still import: the run
         // fails and is retried over the same window (the imported ones are
         // skipped then).

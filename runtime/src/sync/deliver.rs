@@ -66,6 +66,35 @@ pub fn delivery(backend: &str, grants: &Grants, stored: &StoredEvent) -> JobSpec
     }
 }
 
+/// What `listening` records for a backend heard on behalf of a listener
+/// not resolved yet.
+pub(crate) const UNRESOLVED: &str = "unresolved";
+
+/// The listener of a backend that cannot be resolved now: every event
+/// but the backend's own becomes a delivery job, which waits (spending no
+/// try) until the backend resolves and then lets its real listener decide.
+pub(crate) struct UnresolvedListener {
+    pub backend: String,
+    pub grants: Grants,
+}
+
+#[async_trait::async_trait]
+impl crate::events::Listener for UnresolvedListener {
+    fn name(&self) -> String {
+        format!("{} (unresolved)", self.backend)
+    }
+
+    async fn on_event(
+        &self,
+        stored: &StoredEvent,
+    ) -> Result<Vec<JobSpec>, crate::events::ListenerError> {
+        if stored.event.origin_backend.as_deref() == Some(self.backend.as_str()) {
+            return Ok(Vec::new());
+        }
+        Ok(vec![delivery(&self.backend, &self.grants, stored)])
+    }
+}
+
 impl Synchronizer {
     /// Ask `backend`'s listener which jobs `stored` causes, admitted as
     /// its own jobs (`jobs::admit`); nothing when it no longer hears it.
@@ -161,5 +190,16 @@ impl Synchronizer {
                 format!("a job the listener returned was refused: {e}"),
             )),
         }
+    }
+}
+
+/// The dead events: deliveries that failed for good (of one backend, or
+/// of all). Counting them reads the failed jobs' index alone.
+pub fn dead(backend: Option<&str>) -> crate::queue::job::JobFilter {
+    crate::queue::job::JobFilter {
+        state: Some(crate::queue::job::JobState::Failed),
+        function: Some(DELIVER.to_string()),
+        backend: backend.map(str::to_string),
+        ..Default::default()
     }
 }

@@ -20,7 +20,7 @@
 pub mod batch;
 mod binder;
 mod commit;
-mod deliver;
+pub mod deliver;
 pub mod export;
 pub mod import;
 mod probe;
@@ -61,6 +61,10 @@ pub const EXPORT_RECORD: &str = "junction.export-record";
 pub const DELETE_REMOTE: &str = "junction.delete-remote";
 pub const DELETE_LOCAL: &str = "junction.delete-local";
 pub use deliver::{DELIVER, LISTENER_TRIES, delivery, hears};
+
+/// How long a job of a backend that cannot be resolved waits before it
+/// looks again (it spends no try).
+pub const UNRESOLVED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How the flows behave.
 #[derive(Debug, Clone)]
@@ -827,16 +831,50 @@ impl Synchronizer {
                 continue;
             }
             let name = stored.name.clone();
+            let mut placement = None;
             let resolved = match parse_backend(stored, &self.secret_key) {
-                Ok(config) => self.resolve(config).await,
+                Ok(config) => {
+                    placement = Some((config.grants.clone(), config.jobs.clone()));
+                    self.resolve(config).await
+                }
                 Err(e) => Err(e),
             };
             match resolved {
                 Ok(units) => self.activate(units),
-                Err(e) => failed.push((name, e)),
+                Err(e) => {
+                    self.listen_unresolved(&name, placement.as_ref());
+                    failed.push((name, e));
+                }
             }
         }
         Ok(failed)
+    }
+
+    /// A backend that cannot be resolved still hears every event (but its
+    /// own): each becomes a delivery job that waits until the backend can
+    /// be resolved, and then decides with its listener's own patterns, so
+    /// no event is lost for it meanwhile.
+    fn listen_unresolved(
+        &self,
+        name: &str,
+        placement: Option<&(crate::grants::GrantConfig, crate::grants::JobPlacement)>,
+    ) {
+        let grants = match placement {
+            Some((config, jobs)) => {
+                crate::grants::Grants::new(name, &crate::grants::Requests::default(), config, jobs)
+            }
+            None => crate::grants::Grants::unrestricted(name),
+        };
+        let listener = Arc::new(deliver::UnresolvedListener {
+            backend: name.to_string(),
+            grants,
+        });
+        self.bus
+            .set_listener(&format!("backend:{name}"), Some(listener));
+        self.listening
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), Some(deliver::UNRESOLVED.to_string()));
     }
 
     fn cached(&self, name: &str) -> Option<Arc<BackendUnits>> {
@@ -1263,6 +1301,24 @@ impl SyncHandler {
         };
         let backend = self.sync.backend(&name).await.map_err(|e| match e {
             SyncError::Storage(e) => storage_failure(e),
+            // Configured but not servable now (no connector serves it, its
+            // component does not load, its configuration does not parse):
+            // the operator can fix that, so its jobs wait without spending
+            // tries, instead of failing while the fix is on its way.
+            e @ (SyncError::Registry(_)
+            | SyncError::Load(_)
+            | SyncError::Connector { .. }
+            | SyncError::Backend(_)
+            | SyncError::StoredBackend { .. }) => JobFailure::Retry {
+                after: Some(UNRESOLVED_WAIT),
+                count_try: false,
+                kind: "unresolved".to_string(),
+                message: format!(
+                    "backend {name:?} cannot be resolved: {e}; its jobs wait until it can \
+                     (install or activate a connector serving it, or fix its configuration), \
+                     or cancel them"
+                ),
+            },
             other => JobFailure::fail("config", other.to_string()),
         })?;
         // The adapter serving the job's model (the one that talks to the
@@ -1302,8 +1358,11 @@ impl SyncHandler {
                     .import_batch(
                         &backend,
                         &args.model,
-                        args.direct,
-                        args.since.as_deref(),
+                        batch::BatchRun {
+                            direct: args.direct,
+                            force: args.force,
+                            since: args.since.as_deref(),
+                        },
                         &holder,
                         trail,
                     )

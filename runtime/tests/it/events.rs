@@ -207,11 +207,73 @@ async fn a_failing_listener_leaves_the_event_in_the_outbox() {
             .unwrap()
             .is_empty()
     );
+    assert_eq!(
+        bus.dispatch_pending().await.unwrap(),
+        0,
+        "a refused event waits out its back-off"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     assert_eq!(bus.dispatch_pending().await.unwrap(), 1);
     assert_eq!(
         JobTrap::new(queue.clone()).enqueued().await.unwrap().len(),
         1
     );
+}
+
+#[tokio::test]
+async fn refused_events_at_the_head_do_not_hold_up_the_ones_behind() {
+    // A listener that refuses every event about a "poison" record.
+    struct Picky;
+    #[async_trait]
+    impl Listener for Picky {
+        fn name(&self) -> String {
+            "picky".into()
+        }
+        async fn on_event(&self, stored: &StoredEvent) -> Result<Vec<JobSpec>, ListenerError> {
+            if stored
+                .event
+                .local_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with("poison"))
+            {
+                return Err(ListenerError {
+                    listener: self.name(),
+                    event: stored.id,
+                    message: "cannot decide".into(),
+                });
+            }
+            Ok(vec![JobSpec::new(
+                "export-record",
+                json!({"id": stored.event.local_id}),
+            )])
+        }
+    }
+    let (queue, _dir) = queue().await;
+    queue.register_function("export-record");
+    let bus = EventBus::new(queue.clone());
+    bus.add_listener(Arc::new(Picky));
+    // More refused events than one dispatch pass looks at (256).
+    for i in 0..300 {
+        bus.put_record(&write(
+            "product",
+            &format!("poison-{i}"),
+            json!({"a": 1}),
+            None,
+        ))
+        .await
+        .unwrap();
+    }
+    bus.put_record(&write("product", "good", json!({"a": 1}), None))
+        .await
+        .unwrap();
+    let mut dispatched = 0;
+    for _ in 0..5 {
+        dispatched += bus.dispatch_pending().await.unwrap();
+    }
+    assert_eq!(dispatched, 1, "the good event behind 300 refused ones");
+    let jobs = JobTrap::new(queue.clone()).enqueued().await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert!(jobs[0].args.contains("good"), "{}", jobs[0].args);
 }
 
 #[tokio::test]

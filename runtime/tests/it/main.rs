@@ -23,6 +23,7 @@ mod resources;
 mod sandbox;
 mod scaffold;
 mod storage;
+mod storage_operate;
 mod support;
 mod sync;
 mod units;

@@ -472,9 +472,12 @@ async fn jobs_of_a_dead_node_come_back_when_the_lease_expires() {
 
 #[tokio::test]
 async fn housekeeping_purges_finished_jobs_after_their_retention() {
-    let (queue, _dir) = queue_with(QueueConfig::default()).await;
+    let (queue, _dir) = queue_with(QueueConfig {
+        retention: junction_runtime::queue::retention::Retention::all(Duration::from_millis(100)),
+        ..QueueConfig::default()
+    })
+    .await;
     let pool = PoolConfig {
-        retention: Some(Duration::from_millis(100)),
         housekeeping_interval: Duration::from_millis(50),
         purge_batch: 7,
         ..fast_pool()

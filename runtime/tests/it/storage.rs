@@ -7,6 +7,7 @@ use std::sync::Arc;
 use junction_runtime::capabilities::egress::AuditEntry;
 use junction_runtime::host::{LogLevel, LogLine, LogSource};
 use junction_runtime::queue::job::{Completion, JobFilter, JobState, NewJob, Outcome, Parent};
+use junction_runtime::queue::retention::PurgeScope;
 use junction_runtime::storage::postgres::PgStorage;
 use junction_runtime::storage::sqlite::SqliteStorage;
 use junction_runtime::storage::{
@@ -136,11 +137,11 @@ async fn migrations_apply_once_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/dir/junction.db");
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 8);
+    assert_eq!(s.schema_version().await.unwrap(), 9);
     s.enqueue(&[job("f")], 1).await.unwrap();
     drop(s);
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 8);
+    assert_eq!(s.schema_version().await.unwrap(), 9);
     assert_eq!(s.jobs(&JobFilter::default()).await.unwrap().len(), 1);
 }
 
@@ -686,9 +687,13 @@ async fn purge_removes_old_finished_jobs_in_batches() {
             .await
             .unwrap();
         s.enqueue(&[job("live")], 60).await.unwrap();
-        assert_eq!(s.purge(51, 2).await.unwrap(), 2, "{name}");
-        assert_eq!(s.purge(51, 10).await.unwrap(), 3);
-        assert_eq!(s.purge(51, 10).await.unwrap(), 0);
+        assert_eq!(
+            s.purge(51, 2, &PurgeScope::default()).await.unwrap(),
+            2,
+            "{name}"
+        );
+        assert_eq!(s.purge(51, 10, &PurgeScope::default()).await.unwrap(), 3);
+        assert_eq!(s.purge(51, 10, &PurgeScope::default()).await.unwrap(), 0);
         let left = s.jobs(&JobFilter::default()).await.unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].function, "live");
@@ -1450,7 +1455,10 @@ async fn kept_job_counts_follow_every_kind_of_change() {
 
         s.compact_counts().await.unwrap();
         assert_eq!(kept(s).await, counted(s).await, "{name}: after compaction");
-        assert!(s.purge(100_000, 100).await.unwrap() > 0, "{name}");
+        assert!(
+            s.purge(100_000, 100, &PurgeScope::default()).await.unwrap() > 0,
+            "{name}"
+        );
         assert_eq!(kept(s).await, counted(s).await, "{name}: after purge");
         s.compact_counts().await.unwrap();
         assert_eq!(kept(s).await, counted(s).await, "{name}: compacted again");
@@ -1480,7 +1488,8 @@ async fn a_database_from_before_the_kept_counts_gets_them_on_open() {
     sqlx::raw_sql(
         "DROP TRIGGER job_counts_insert; DROP TRIGGER job_counts_update;
          DROP TRIGGER job_counts_delete; DROP TABLE job_counts;
-         DROP TABLE backend_breakers; DROP TABLE paused;
+         DROP TABLE backend_breakers; DROP TABLE paused; DROP INDEX jobs_failed;
+         DROP INDEX jobs_local_record; DROP INDEX jobs_external_record; DROP INDEX outbox_record;
          DELETE FROM schema_migrations WHERE version >= 6;",
     )
     .execute(&raw)
@@ -1488,7 +1497,7 @@ async fn a_database_from_before_the_kept_counts_gets_them_on_open() {
     .unwrap();
     raw.close().await;
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 8);
+    assert_eq!(s.schema_version().await.unwrap(), 9);
     assert_eq!(
         kept(&s).await,
         before,
@@ -1510,7 +1519,8 @@ async fn a_database_from_before_the_kept_counts_gets_them_on_open() {
         "SET search_path TO {schema};
          DROP TABLE job_counts; DROP FUNCTION job_counts_inserted() CASCADE;
          DROP FUNCTION job_counts_updated() CASCADE; DROP FUNCTION job_counts_deleted() CASCADE;
-         DROP TABLE backend_breakers; DROP TABLE paused;
+         DROP TABLE backend_breakers; DROP TABLE paused; DROP INDEX jobs_failed;
+         DROP INDEX jobs_local_record; DROP INDEX jobs_external_record; DROP INDEX outbox_record;
          DELETE FROM schema_migrations WHERE version >= 7;"
     ))
     .execute(&raw)
@@ -1518,7 +1528,7 @@ async fn a_database_from_before_the_kept_counts_gets_them_on_open() {
     .unwrap();
     raw.close().await;
     let pg = PgStorage::open(&url, Some(&schema)).await.unwrap();
-    assert_eq!(pg.schema_version().await.unwrap(), 9);
+    assert_eq!(pg.schema_version().await.unwrap(), 10);
     assert_eq!(
         kept(&pg).await,
         before,

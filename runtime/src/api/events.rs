@@ -1,0 +1,162 @@
+//! Dead events (`/api/v1/events/dead`): deliveries of an event to a
+//! backend's listener that failed for good (`sync::deliver`), listed with
+//! the event they carry, retried (the delivery job requeued with its
+//! tries reset) or discarded (set aside for good, purged like any
+//! finished job). Acting by filter pages like the jobs' bulk actions;
+//! acting on named jobs refuses any that is not a dead delivery.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiQuery};
+use super::{ApiState, Page, page_limit};
+use crate::queue::job::{JobAction, JobFilter, JobId, JobState};
+use crate::sync::{DELIVER, deliver::dead};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadQuery {
+    backend: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/events/dead`: newest first, with each event's name,
+/// model and record (when the event is still stored).
+pub async fn list(
+    State(state): State<ApiState>,
+    ApiQuery(q): ApiQuery<DeadQuery>,
+) -> ApiResult<Json<Page<Value>>> {
+    let limit = page_limit(q.limit)?;
+    let before = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!("cursor {c:?} is not one this API gave"))
+            })
+        })
+        .transpose()?;
+    let storage = state.storage();
+    let jobs = storage
+        .jobs(&JobFilter {
+            before,
+            limit,
+            ..dead(q.backend.as_deref())
+        })
+        .await?;
+    let mut items = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        let event_id = serde_json::from_str::<Value>(&job.args)
+            .ok()
+            .and_then(|a| a["event"].as_i64());
+        let event = match event_id {
+            Some(id) => storage.event(id).await?,
+            None => None,
+        };
+        items.push(json!({
+            "job": job.id,
+            "backend": job.backend,
+            "event": event_id,
+            "name": event.as_ref().map(|e| e.event.name.clone()),
+            "model": event.as_ref().map(|e| e.event.model.clone()),
+            "local_id": event.as_ref().and_then(|e| e.event.local_id.clone()),
+            "tries": job.tries,
+            "error_kind": job.error_kind,
+            "error_message": job.error_message,
+            "failed_at": job.finished_at,
+        }));
+    }
+    let next = (jobs.len() as u32 == limit)
+        .then(|| jobs.last().map(|j| j.id.to_string()))
+        .flatten();
+    Ok(Json(Page { items, next }))
+}
+
+/// Body of `POST /api/v1/events/dead/retry|discard`: the named delivery
+/// jobs, or every dead event (of `backend`, when given).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Act {
+    backend: Option<String>,
+    jobs: Option<Vec<JobId>>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn act(state: &ApiState, action: JobAction, body: Act) -> ApiResult<Json<Value>> {
+    let queue = state.queue();
+    let Some(ids) = body.jobs else {
+        let report = queue
+            .bulk(action, &dead(body.backend.as_deref()), body.dry_run)
+            .await?;
+        let mut v = serde_json::to_value(&report).unwrap_or_default();
+        v["dry_run"] = json!(body.dry_run);
+        return Ok(Json(v));
+    };
+    if ids.len() > crate::queue::BULK_PAGE as usize {
+        return Err(ApiError::bad_request(format!(
+            "{} jobs named; name at most {} at a time, or act by backend",
+            ids.len(),
+            crate::queue::BULK_PAGE
+        )));
+    }
+    // Every named job must be a dead delivery (of the backend, if one is
+    // named): this route is not a back door to act on other jobs.
+    for &id in &ids {
+        let job = state.storage().job(id).await?.ok_or_else(|| {
+            ApiError::not_found(format!("job {id} does not exist (it may have been purged)"))
+        })?;
+        let of_backend = body
+            .backend
+            .as_deref()
+            .is_none_or(|b| job.backend.as_deref() == Some(b));
+        if job.function != DELIVER || job.state != JobState::Failed || !of_backend {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "not_dead_event",
+                format!(
+                    "job {id} is not a dead event ({} {}{}); list them with GET /api/v1/events/dead",
+                    job.function,
+                    job.state,
+                    job.backend
+                        .as_deref()
+                        .map(|b| format!(" of backend {b}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    if body.dry_run {
+        return Ok(Json(
+            json!({"matched": ids.len(), "changed": 0, "skipped": 0, "pages": 0, "dry_run": true}),
+        ));
+    }
+    let acted = queue.act(action, &ids).await?;
+    Ok(Json(json!({
+        "matched": ids.len(),
+        "changed": acted.changed.len(),
+        "skipped": acted.skipped.len() + acted.missing.len(),
+        "pages": 1,
+        "dry_run": false,
+    })))
+}
+
+/// `POST /api/v1/events/dead/retry`: deliver again, tries reset.
+pub async fn retry(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<Act>,
+) -> ApiResult<Json<Value>> {
+    act(&state, JobAction::Requeue, body).await
+}
+
+/// `POST /api/v1/events/dead/discard`: give up on delivering them.
+pub async fn discard(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<Act>,
+) -> ApiResult<Json<Value>> {
+    act(&state, JobAction::Discard, body).await
+}
