@@ -488,6 +488,24 @@ mod tests {
     }
 
     #[test]
+    fn retention_is_read_per_channel_and_bad_values_name_the_key() {
+        let c = parse(&format!(
+            "{TOKEN}[retention_hours]\ndefault = 48\n\"root.shop\" = 2\n\"root.audit\" = \"forever\"\n"
+        ))
+        .unwrap();
+        let h = |n: u64| Some(std::time::Duration::from_secs(n * 3600));
+        assert_eq!(c.retention.of("root.crm"), h(48));
+        assert_eq!(c.retention.of("root.shop.orders"), h(2));
+        assert_eq!(c.retention.of("root.audit"), None);
+        let e = parse(&format!("{TOKEN}[retention_hours]\n\"root.shop\" = 0\n")).unwrap_err();
+        assert!(e.to_string().contains("retention_hours"), "{e}");
+        assert!(e.to_string().contains("forever"), "{e}");
+        // Without the table: a week for every channel.
+        let c = parse(TOKEN).unwrap();
+        assert_eq!(c.retention.of("root"), h(168));
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let e = parse("admin_token = \"0123456789abcdef\"\nworkerz = 3\n").unwrap_err();
         assert!(e.to_string().contains("workerz"), "{e}");

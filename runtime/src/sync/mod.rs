@@ -63,8 +63,12 @@ pub const DELETE_LOCAL: &str = "junction.delete-local";
 pub use deliver::{DELIVER, LISTENER_TRIES, delivery, hears};
 
 /// How long a job of a backend that cannot be resolved waits before it
-/// looks again (it spends no try).
-pub const UNRESOLVED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// looks again (it spends no try): half as long as it has waited so far,
+/// from 5 s up to a minute, so that many waiting jobs do not keep
+/// resolving the backend while the operator fixes it.
+pub fn unresolved_wait(waited_ms: i64) -> std::time::Duration {
+    std::time::Duration::from_millis((waited_ms / 2).clamp(5_000, 60_000) as u64)
+}
 
 /// How the flows behave.
 #[derive(Debug, Clone)]
@@ -714,7 +718,14 @@ impl Synchronizer {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&config.name);
-        Ok(self.backend(&config.name).await.err())
+        let failed = self.backend(&config.name).await.err();
+        if failed.is_some() {
+            self.listen_unresolved(
+                &config.name,
+                Some(&(config.grants.clone(), config.jobs.clone())),
+            );
+        }
+        Ok(failed)
     }
 
     /// Remove a configured backend: its configuration goes (and with
@@ -1310,7 +1321,7 @@ impl SyncHandler {
             | SyncError::Connector { .. }
             | SyncError::Backend(_)
             | SyncError::StoredBackend { .. }) => JobFailure::Retry {
-                after: Some(UNRESOLVED_WAIT),
+                after: Some(unresolved_wait(now_ms() - job.created_at)),
                 count_try: false,
                 kind: "unresolved".to_string(),
                 message: format!(

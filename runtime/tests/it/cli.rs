@@ -285,6 +285,39 @@ async fn serve_then_operate_it_from_the_cli() {
             ],
         );
         assert_eq!(bindings.lines().count(), 1 + 12, "{bindings}");
+        // Repair commands: cursors, bulk actions (counted first), dead
+        // events, a breaker closed by hand.
+        let cursors = ok(config, &["backend", "cursors", "shop"]);
+        assert!(
+            cursors.starts_with("MODEL") && cursors.contains("\nproduct "),
+            "{cursors}"
+        );
+        let reset = ok(config, &["backend", "reset-cursor", "shop", "product"]);
+        assert!(reset.contains("product cursor reset"), "{reset}");
+        let refused = run(config, &["jobs", "bulk", "requeue"]);
+        assert!(!refused.status.success());
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("needs a filter: --state"),
+            "{refused:?}"
+        );
+        let counted = ok(
+            config,
+            &["jobs", "bulk", "cancel", "--state", "done", "--backend", "shop"],
+        );
+        assert!(
+            counted.contains("4 jobs match; nothing changed yet")
+                && counted.contains("junction jobs bulk cancel --state done --backend shop --yes"),
+            "{counted}"
+        );
+        let acted = ok(
+            config,
+            &["jobs", "bulk", "cancel", "--state", "done", "--backend", "shop", "--yes"],
+        );
+        assert!(acted.contains("0 changed, 4 skipped"), "{acted}");
+        let dead = ok(config, &["events", "dead"]);
+        assert_eq!(dead.lines().count(), 1, "only the header: {dead}");
+        let closed = ok(config, &["backend", "close-breaker", "shop"]);
+        assert!(closed.contains("was not open"), "{closed}");
         let refused = run(config, &["jobs", "requeue", &id]);
         assert!(!refused.status.success());
         assert!(String::from_utf8_lossy(&refused.stderr).contains("is done"));

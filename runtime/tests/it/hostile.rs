@@ -970,3 +970,175 @@ async fn a_connectors_jobs_are_bounded_live_and_per_minute() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_ends_dead_and_the_operator_retries_or_discards_it() {
+    // evil's listener panics on one event; its retries are quick here.
+    let a = arena_with(|v| v["retry"] = json!({"base": 10, "cap": 20})).await;
+    let app = crate::api::router(&a.w);
+    let write = |id: &str, data: Value| junction_runtime::storage::RecordWrite {
+        model: "echo".into(),
+        id: id.into(),
+        data: data.to_string(),
+        expected_version: None,
+        origin_backend: None,
+        bind: None,
+    };
+    a.w.node
+        .bus
+        .put_record(&write("poison", json!({"panic": "evil"})))
+        .await
+        .unwrap();
+    a.w.node
+        .bus
+        .put_record(&write("fine", json!({"n": 1})))
+        .await
+        .unwrap();
+    let dead = || async {
+        let (_, v) = crate::api::call(
+            &app,
+            "GET",
+            "/api/v1/events/dead?backend=evil",
+            Some(crate::api::TOKEN),
+            None,
+        )
+        .await;
+        v["items"].as_array().cloned().unwrap_or_default()
+    };
+    let mut items = Vec::new();
+    for _ in 0..300 {
+        items = dead().await;
+        if !items.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(items.len(), 1, "{items:?}");
+    let d = &items[0];
+    assert_eq!(
+        (&d["model"], &d["local_id"], &d["tries"]),
+        (
+            &json!("echo"),
+            &json!("poison"),
+            &json!(junction_runtime::sync::LISTENER_TRIES)
+        ),
+        "{d}"
+    );
+    // The event behind it was delivered: evil's export of "fine" exists.
+    a.w.settle().await;
+    let exports = a.w.jobs(junction_runtime::sync::EXPORT_RECORD).await;
+    assert!(
+        exports
+            .iter()
+            .any(|j| j.backend.as_deref() == Some("evil") && j.args.contains("fine")),
+        "{exports:?}"
+    );
+    let metrics = |app: axum::Router| async move {
+        let (_, v) = crate::api::call(&app, "GET", "/metrics", Some(crate::api::TOKEN), None).await;
+        v.as_str().unwrap().to_string()
+    };
+    assert!(metrics(app.clone()).await.contains("\njunction_dead_events 1\n"));
+    let post = |path: &'static str, body: Value| {
+        let app = app.clone();
+        async move {
+            crate::api::call(
+                &app,
+                "POST",
+                path,
+                Some(crate::api::TOKEN),
+                Some(("application/json", body.to_string().into_bytes())),
+            )
+            .await
+        }
+    };
+    let job = d["job"].as_i64().unwrap();
+    // Only dead deliveries can be named.
+    let export = exports[0].id;
+    let (status, v) = post("/api/v1/events/dead/retry", json!({"jobs": [export]})).await;
+    assert_eq!(status, axum::http::StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "not_dead_event", "{v}");
+    // Retried, it is delivered again (and, still poison, dies again).
+    let (_, v) = post("/api/v1/events/dead/retry", json!({"backend": "evil", "dry_run": true})).await;
+    assert_eq!((&v["matched"], &v["changed"]), (&json!(1), &json!(0)), "{v}");
+    let (_, v) = post("/api/v1/events/dead/retry", json!({"jobs": [job]})).await;
+    assert_eq!(v["changed"], 1, "{v}");
+    let j = a.w.storage.job(job).await.unwrap().unwrap();
+    assert_ne!(j.state, JobState::Failed, "requeued: {j:?}");
+    let mut again = Vec::new();
+    for _ in 0..300 {
+        again = dead().await;
+        if !again.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(again.len(), 1, "dead again");
+    // Discarded, it is gone from the list and the gauge.
+    let (_, v) = post("/api/v1/events/dead/discard", json!({"jobs": [job]})).await;
+    assert_eq!(v["changed"], 1, "{v}");
+    assert!(dead().await.is_empty());
+    assert!(metrics(app.clone()).await.contains("\njunction_dead_events 0\n"));
+    let j = a.w.storage.job(job).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Cancelled, "{j:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_for_a_backend_nothing_serves_yet_wait_for_it() {
+    let w = world().await;
+    w.import_all().await;
+    let (server, other) = (Server::start().await, Server::start().await);
+    // Configured before its connector is installed (as a config file may).
+    let unresolved = w
+        .node
+        .sync
+        .store_backend(&evil_config(&server, &other, |_| {}))
+        .await
+        .unwrap();
+    assert!(unresolved.is_some(), "no connector serves kind probe yet");
+    let write = junction_runtime::storage::RecordWrite {
+        model: "echo".into(),
+        id: "early".into(),
+        data: json!({"n": 1}).to_string(),
+        expected_version: None,
+        origin_backend: None,
+        bind: None,
+    };
+    w.node.bus.put_record(&write).await.unwrap();
+    // Its delivery waits, spending no try.
+    let mut waiting = Vec::new();
+    for _ in 0..100 {
+        waiting = w.jobs(junction_runtime::sync::DELIVER).await;
+        if waiting
+            .iter()
+            .any(|j| j.error_kind.as_deref() == Some("unresolved"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let delivery = waiting
+        .iter()
+        .find(|j| j.backend.as_deref() == Some("evil"))
+        .unwrap_or_else(|| panic!("a delivery for evil: {waiting:?}"));
+    assert_eq!(
+        (delivery.state, delivery.tries, delivery.error_kind.as_deref()),
+        (JobState::Pending, 0, Some("unresolved")),
+        "{delivery:?}"
+    );
+    // The connector arrives: the event reaches its listener.
+    let probe = std::fs::read(junction_test_artifacts::PROBE).unwrap();
+    w.node.sync.install(&probe).await.unwrap();
+    let mut exported = false;
+    for _ in 0..300 {
+        exported = w
+            .jobs(junction_runtime::sync::EXPORT_RECORD)
+            .await
+            .iter()
+            .any(|j| j.backend.as_deref() == Some("evil") && j.args.contains("early"));
+        if exported {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(exported, "the early event reached evil's listener once it resolved");
+}

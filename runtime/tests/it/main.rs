@@ -19,6 +19,7 @@ mod pg_server;
 mod polyglot;
 mod postgres;
 mod queue;
+mod repair;
 mod resources;
 mod sandbox;
 mod scaffold;
