@@ -1,6 +1,9 @@
 //! The dashboard in headless Chromium, driven over WebDriver
 //! (chromedriver): sign in, see the overview, filter jobs by state,
-//! requeue a failed job and watch it finish on its page.
+//! requeue a failed job and watch it finish on its page; a wrong token
+//! named and no polling after it; every operator page at desktop and
+//! 400 px widths without sideways scrolling; job times, a record's
+//! timeline, discarding a dead event, signing out.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (or CHROMIUM and
 //! CHROMEDRIVER pointing at them). Without them the test says it was
@@ -182,15 +185,7 @@ impl Driver {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_filters_jobs_and_requeues_a_failed_one() {
-    let (Some(chromium), Some(chromedriver)) = (
-        tool("CHROMIUM", "/usr/bin/chromium"),
-        tool("CHROMEDRIVER", "/usr/bin/chromedriver"),
-    ) else {
-        let message = "the browser test needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver) or CHROMIUM and CHROMEDRIVER";
-        if std::env::var_os("JUNCTION_REQUIRE_BROWSER").is_some() {
-            panic!("{message}");
-        }
-        eprintln!("skipped: {message}");
+    let Some((chromium, chromedriver)) = browser() else {
         return;
     };
     let w = world().await;
@@ -254,6 +249,160 @@ async fn the_dashboard_filters_jobs_and_requeues_a_failed_one() {
         .script("return document.getElementById('view').innerText")
         .await;
     assert!(text.as_str().unwrap().contains("503"), "{text}");
+    d.cmd("DELETE", "", None).await;
+    server.abort();
+}
+
+/// The chromium and chromedriver to use, or `None` (said skipped).
+fn browser() -> Option<(PathBuf, PathBuf)> {
+    match (
+        tool("CHROMIUM", "/usr/bin/chromium"),
+        tool("CHROMEDRIVER", "/usr/bin/chromedriver"),
+    ) {
+        (Some(chromium), Some(chromedriver)) => Some((chromium, chromedriver)),
+        _ => {
+            let message = "the browser test needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver) or CHROMIUM and CHROMEDRIVER";
+            if std::env::var_os("JUNCTION_REQUIRE_BROWSER").is_some() {
+                panic!("{message}");
+            }
+            eprintln!("skipped: {message}");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_pages_work_on_a_desktop_and_a_400_px_screen() {
+    let Some((chromium, chromedriver)) = browser() else {
+        return;
+    };
+    let w = world().await;
+    w.import_all().await;
+    // One dead event: a delivery of an event that is not in the outbox
+    // fails for good at once.
+    let mut dead = junction_runtime::queue::JobSpec::new(
+        junction_runtime::sync::DELIVER,
+        json!({"backend": "shop", "model": "product", "event": 999_999}),
+    );
+    dead.backend = Some("shop".into());
+    w.node.queue.enqueue(dead).await.unwrap();
+    w.settle().await;
+    let binding = w
+        .storage
+        .binding("shop", "product", "DS-00001")
+        .await
+        .unwrap()
+        .unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = app(ApiState::new(&w.node, TOKEN, None));
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let d = Driver::start(&chromedriver, &chromium).await;
+
+    // A wrong token: the page says so and stops asking the server.
+    d.go(&format!("{base}/")).await;
+    d.type_into("#token-input", "not-the-token").await;
+    d.click("#token-save").await;
+    d.until(
+        "const e = document.getElementById('login-error');
+         return !e.hidden && e.textContent.includes('refused')",
+        "the refused token's message",
+    )
+    .await;
+    d.script(
+        "window.__calls = 0; const f = window.fetch;
+         window.fetch = (...a) => { window.__calls++; return f(...a); }; return true",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert_eq!(
+        d.script("return window.__calls").await,
+        json!(0),
+        "no polling after a 401"
+    );
+    d.type_into("#token-input", TOKEN).await;
+    d.click("#token-save").await;
+    d.until(
+        "return document.querySelectorAll('#counts .card').length === 7",
+        "the overview after signing in",
+    )
+    .await;
+
+    let local = &binding.local_id;
+    let pages: Vec<(String, String)> = vec![
+        ("#/".into(), "#counts .card".into()),
+        ("#/backends".into(), "#backends-table tr[data-name]".into()),
+        ("#/connectors".into(), "#connectors-table".into()),
+        ("#/jobs".into(), "#jobs-table tr[data-id]".into()),
+        ("#/events".into(), "#dead-table tr[data-job]".into()),
+        ("#/nodes".into(), "#nodes-table td".into()),
+        (
+            "#/records?model=product".into(),
+            "#records-table tr[data-id]".into(),
+        ),
+        (
+            "#/bindings?backend=shop&model=product".into(),
+            "#bindings-table td".into(),
+        ),
+        (
+            format!("#/records/product/{local}"),
+            "#record-timeline td".into(),
+        ),
+    ];
+    for (width, height) in [(1280, 900), (400, 800)] {
+        d.cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+        let inner = d.script("return window.innerWidth").await;
+        assert!(
+            inner.as_i64().is_some_and(|w| w <= width),
+            "the window is {inner} px wide, not {width}"
+        );
+        for (hash, ready) in &pages {
+            d.go(&format!("{base}/{hash}")).await;
+            d.find(ready).await;
+            let fits = d
+                .script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+                .await;
+            assert_eq!(fits, json!(true), "{hash} scrolls sideways at {width} px");
+        }
+    }
+    // The job page shows when the job was enqueued, started and finished.
+    d.go(&format!("{base}/#/jobs?state=done")).await;
+    d.click("#jobs-table tr[data-id] a").await;
+    d.until(
+        "const t = document.getElementById('job-times');
+         return !!t && t.textContent.includes('Finished') && t.textContent.includes('ran ')",
+        "the job's times and duration",
+    )
+    .await;
+    // The record's page names its binding and its import.
+    d.go(&format!("{base}/#/records/product/{local}")).await;
+    d.until(
+        "const b = document.getElementById('record-bindings');
+         return !!b && b.textContent.includes('DS-00001')",
+        "the record's binding",
+    )
+    .await;
+    // The dead event is discarded from its page.
+    d.go(&format!("{base}/#/events")).await;
+    d.click("#dead-table button.dead-discard").await;
+    d.until(
+        "return document.querySelectorAll('#dead-table tr[data-job]').length === 0",
+        "the discarded dead event leaving the list",
+    )
+    .await;
+    // Signing out forgets the token.
+    d.click("#sign-out").await;
+    d.until(
+        "return !document.getElementById('login').hidden && !localStorage.getItem('junction.token')",
+        "signing out",
+    )
+    .await;
     d.cmd("DELETE", "", None).await;
     server.abort();
 }

@@ -302,7 +302,15 @@ async fn serve_then_operate_it_from_the_cli() {
         );
         let counted = ok(
             config,
-            &["jobs", "bulk", "cancel", "--state", "done", "--backend", "shop"],
+            &[
+                "jobs",
+                "bulk",
+                "cancel",
+                "--state",
+                "done",
+                "--backend",
+                "shop",
+            ],
         );
         assert!(
             counted.contains("4 jobs match; nothing changed yet")
@@ -311,7 +319,16 @@ async fn serve_then_operate_it_from_the_cli() {
         );
         let acted = ok(
             config,
-            &["jobs", "bulk", "cancel", "--state", "done", "--backend", "shop", "--yes"],
+            &[
+                "jobs",
+                "bulk",
+                "cancel",
+                "--state",
+                "done",
+                "--backend",
+                "shop",
+                "--yes",
+            ],
         );
         assert!(acted.contains("0 changed, 4 skipped"), "{acted}");
         let dead = ok(config, &["events", "dead"]);

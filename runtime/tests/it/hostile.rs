@@ -1037,7 +1037,11 @@ async fn a_poison_event_ends_dead_and_the_operator_retries_or_discards_it() {
         let (_, v) = crate::api::call(&app, "GET", "/metrics", Some(crate::api::TOKEN), None).await;
         v.as_str().unwrap().to_string()
     };
-    assert!(metrics(app.clone()).await.contains("\njunction_dead_events 1\n"));
+    assert!(
+        metrics(app.clone())
+            .await
+            .contains("\njunction_dead_events 1\n")
+    );
     let post = |path: &'static str, body: Value| {
         let app = app.clone();
         async move {
@@ -1058,8 +1062,16 @@ async fn a_poison_event_ends_dead_and_the_operator_retries_or_discards_it() {
     assert_eq!(status, axum::http::StatusCode::CONFLICT, "{v}");
     assert_eq!(v["error"]["code"], "not_dead_event", "{v}");
     // Retried, it is delivered again (and, still poison, dies again).
-    let (_, v) = post("/api/v1/events/dead/retry", json!({"backend": "evil", "dry_run": true})).await;
-    assert_eq!((&v["matched"], &v["changed"]), (&json!(1), &json!(0)), "{v}");
+    let (_, v) = post(
+        "/api/v1/events/dead/retry",
+        json!({"backend": "evil", "dry_run": true}),
+    )
+    .await;
+    assert_eq!(
+        (&v["matched"], &v["changed"]),
+        (&json!(1), &json!(0)),
+        "{v}"
+    );
     let (_, v) = post("/api/v1/events/dead/retry", json!({"jobs": [job]})).await;
     assert_eq!(v["changed"], 1, "{v}");
     let j = a.w.storage.job(job).await.unwrap().unwrap();
@@ -1077,7 +1089,11 @@ async fn a_poison_event_ends_dead_and_the_operator_retries_or_discards_it() {
     let (_, v) = post("/api/v1/events/dead/discard", json!({"jobs": [job]})).await;
     assert_eq!(v["changed"], 1, "{v}");
     assert!(dead().await.is_empty());
-    assert!(metrics(app.clone()).await.contains("\njunction_dead_events 0\n"));
+    assert!(
+        metrics(app.clone())
+            .await
+            .contains("\njunction_dead_events 0\n")
+    );
     let j = a.w.storage.job(job).await.unwrap().unwrap();
     assert_eq!(j.state, JobState::Cancelled, "{j:?}");
 }
@@ -1121,7 +1137,11 @@ async fn events_for_a_backend_nothing_serves_yet_wait_for_it() {
         .find(|j| j.backend.as_deref() == Some("evil"))
         .unwrap_or_else(|| panic!("a delivery for evil: {waiting:?}"));
     assert_eq!(
-        (delivery.state, delivery.tries, delivery.error_kind.as_deref()),
+        (
+            delivery.state,
+            delivery.tries,
+            delivery.error_kind.as_deref()
+        ),
         (JobState::Pending, 0, Some("unresolved")),
         "{delivery:?}"
     );
@@ -1140,5 +1160,8 @@ async fn events_for_a_backend_nothing_serves_yet_wait_for_it() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(exported, "the early event reached evil's listener once it resolved");
+    assert!(
+        exported,
+        "the early event reached evil's listener once it resolved"
+    );
 }

@@ -66,7 +66,10 @@ async fn a_bulk_requeue_puts_ten_thousand_failed_jobs_back_page_by_page() {
         let dry = queue.bulk(JobAction::Requeue, &failed, true).await.unwrap();
         assert_eq!((dry.matched, dry.changed), (10_000, 0), "{name}: a dry run");
         assert_eq!(storage.count_jobs(&failed).await.unwrap(), 10_000);
-        let done = queue.bulk(JobAction::Requeue, &failed, false).await.unwrap();
+        let done = queue
+            .bulk(JobAction::Requeue, &failed, false)
+            .await
+            .unwrap();
         assert_eq!(done.changed, 10_000, "{name}: {done:?}");
         assert_eq!(done.pages, 20, "{name}: one transaction per 500 jobs");
         assert_eq!(storage.count_jobs(&failed).await.unwrap(), 0, "{name}");
@@ -106,7 +109,11 @@ async fn the_bulk_api_counts_first_acts_by_filter_and_names_bad_input() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{v}");
-    assert_eq!((v["matched"].clone(), v["changed"].clone()), (json!(2), json!(0)), "{v}");
+    assert_eq!(
+        (v["matched"].clone(), v["changed"].clone()),
+        (json!(2), json!(0)),
+        "{v}"
+    );
     assert_eq!(w.failed().await.len(), 2, "a dry run changes nothing");
     let (_, v) = post(
         &app,
@@ -117,7 +124,11 @@ async fn the_bulk_api_counts_first_acts_by_filter_and_names_bad_input() {
     assert_eq!(v["changed"], 2, "{v}");
     assert!(w.failed().await.is_empty());
     let cancelled = get(&app, "/api/v1/jobs?state=cancelled").await;
-    assert_eq!(cancelled["items"].as_array().unwrap().len(), 2, "{cancelled}");
+    assert_eq!(
+        cancelled["items"].as_array().unwrap().len(),
+        2,
+        "{cancelled}"
+    );
     // The time filter: nothing was enqueued in the future.
     let (_, v) = post(
         &app,
@@ -127,11 +138,31 @@ async fn the_bulk_api_counts_first_acts_by_filter_and_names_bad_input() {
     .await;
     assert_eq!(v["matched"], 0, "{v}");
     for (body, code, needle) in [
-        (json!({"action": "requeue", "filter": {}}), "bad_request", "needs a filter"),
-        (json!({"action": "explode", "filter": {"state": "failed"}}), "bad_request", "requeue, cancel or done"),
-        (json!({"action": "requeue", "filter": {"state": "broken"}}), "bad_request", "not a job state"),
-        (json!({"action": "requeue", "filter": {"created_after": "yesterday"}}), "bad_request", "RFC 3339"),
-        (json!({"action": "requeue", "filter": {"colour": "red"}}), "invalid_body", "colour"),
+        (
+            json!({"action": "requeue", "filter": {}}),
+            "bad_request",
+            "needs a filter",
+        ),
+        (
+            json!({"action": "explode", "filter": {"state": "failed"}}),
+            "bad_request",
+            "requeue, cancel or done",
+        ),
+        (
+            json!({"action": "requeue", "filter": {"state": "broken"}}),
+            "bad_request",
+            "not a job state",
+        ),
+        (
+            json!({"action": "requeue", "filter": {"created_after": "yesterday"}}),
+            "bad_request",
+            "RFC 3339",
+        ),
+        (
+            json!({"action": "requeue", "filter": {"colour": "red"}}),
+            "invalid_body",
+            "colour",
+        ),
     ] {
         let (status, v) = post(&app, "/api/v1/jobs/bulk", body.clone()).await;
         assert!(status.is_client_error(), "{body}: {status} {v}");
@@ -163,7 +194,9 @@ async fn cursors_are_listed_moved_and_reset_and_a_forced_import_rewrites_every_r
         Some(TOKEN),
         Some((
             "application/json",
-            json!({"cursor": "2026-01-02T03:04:05Z"}).to_string().into_bytes(),
+            json!({"cursor": "2026-01-02T03:04:05Z"})
+                .to_string()
+                .into_bytes(),
         )),
     )
     .await;
@@ -181,18 +214,32 @@ async fn cursors_are_listed_moved_and_reset_and_a_forced_import_rewrites_every_r
         None,
     )
     .await;
-    assert_eq!((status, v["existed"].clone()), (StatusCode::OK, json!(true)), "{v}");
+    assert_eq!(
+        (status, v["existed"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{v}"
+    );
     assert_eq!(w.storage.state_get("shop", &key).await.unwrap(), None);
     let (status, v) = call(
         &app,
         "PUT",
         "/api/v1/backends/shop/cursors/product",
         Some(TOKEN),
-        Some(("application/json", json!({"cursor": "soon"}).to_string().into_bytes())),
+        Some((
+            "application/json",
+            json!({"cursor": "soon"}).to_string().into_bytes(),
+        )),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
-    let (status, _) = call(&app, "GET", "/api/v1/backends/nowhere/cursors", Some(TOKEN), None).await;
+    let (status, _) = call(
+        &app,
+        "GET",
+        "/api/v1/backends/nowhere/cursors",
+        Some(TOKEN),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Everything is up to date: an ordinary import enqueues nothing, a
@@ -222,8 +269,15 @@ async fn cursors_are_listed_moved_and_reset_and_a_forced_import_rewrites_every_r
         .collect();
     let products = w.storage.records("product", None, 500).await.unwrap().len();
     assert!(products > 0);
-    assert_eq!(forced.len(), products, "one forced job per record ({jobs_before} before)");
-    assert!(forced.iter().all(|j| j.state == JobState::Done), "{forced:?}");
+    assert_eq!(
+        forced.len(),
+        products,
+        "one forced job per record ({jobs_before} before)"
+    );
+    assert!(
+        forced.iter().all(|j| j.state == JobState::Done),
+        "{forced:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,7 +298,10 @@ async fn an_operator_closes_an_open_breaker_and_the_jobs_run_at_once() {
         })
         .await
         .unwrap();
-    w.node.queue.breakers.refresh(&storage.breakers().await.unwrap());
+    w.node
+        .queue
+        .breakers
+        .refresh(&storage.breakers().await.unwrap());
     w.node
         .queue
         .enqueue(import("product", "DS-00001"))
@@ -254,13 +311,23 @@ async fn an_operator_closes_an_open_breaker_and_the_jobs_run_at_once() {
     let jobs = w.jobs(junction_runtime::sync::IMPORT_RECORD).await;
     assert_eq!(jobs[0].state, JobState::Pending, "held by the open breaker");
     let (status, v) = post(&app, "/api/v1/backends/shop/breaker/close", json!({})).await;
-    assert_eq!((status, v["closed"].clone()), (StatusCode::OK, json!(true)), "{v}");
+    assert_eq!(
+        (status, v["closed"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{v}"
+    );
     w.settle().await;
     let jobs = w.jobs(junction_runtime::sync::IMPORT_RECORD).await;
     assert_eq!(jobs[0].state, JobState::Done, "{jobs:?}");
-    assert_eq!(get(&app, "/api/v1/backends/shop").await["breaker"]["state"], "closed");
+    assert_eq!(
+        get(&app, "/api/v1/backends/shop").await["breaker"]["state"],
+        "closed"
+    );
     let (_, v) = post(&app, "/api/v1/backends/shop/breaker/close", json!({})).await;
-    assert_eq!(v["closed"], false, "closing a closed breaker changes nothing");
+    assert_eq!(
+        v["closed"], false,
+        "closing a closed breaker changes nothing"
+    );
     let (status, _) = post(&app, "/api/v1/backends/nowhere/breaker/close", json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

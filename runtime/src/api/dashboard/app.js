@@ -45,6 +45,8 @@ function showLogin(why) {
   const error = document.getElementById("login-error");
   error.textContent = why || "";
   error.hidden = !why;
+  // The refused token is not left in the field to be sent again.
+  if (why) document.getElementById("token-input").value = "";
   document.getElementById("login").hidden = false;
   document.getElementById("sign-out").hidden = true;
   view.innerHTML = "";
