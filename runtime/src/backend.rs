@@ -65,6 +65,9 @@ pub struct BackendConfig {
     /// When its jobs stop and wait because it is out of reach.
     #[serde(default, skip_serializing_if = "is_default")]
     pub breaker: BreakerConfig,
+    /// Its own failure webhook (else the global `[notify]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<crate::queue::notify::NotifyConfig>,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -137,6 +140,9 @@ impl BackendConfig {
         }
         self.retry_policy()?;
         self.breaker.check().map_err(|e| self.bad("breaker", e))?;
+        if let Some(n) = &self.notify {
+            n.check().map_err(|e| self.bad("notify", e))?;
+        }
         semver::Version::parse(&self.version).map_err(|e| {
             self.bad(
                 "version",
@@ -251,14 +257,29 @@ impl BackendConfig {
     pub fn sealed(&self, key: &SecretKey) -> BackendConfig {
         BackendConfig {
             auth: self.auth.as_ref().map(|a| a.sealed(key)),
+            notify: self
+                .notify
+                .as_ref()
+                .map(|n| crate::queue::notify::NotifyConfig {
+                    secret: n.secret.as_ref().map(|s| s.sealed(key)),
+                    ..n.clone()
+                }),
             ..self.clone()
         }
     }
 
     /// The configuration as read back: its sealed credential opened.
     pub fn opened(&self, key: &SecretKey) -> Result<BackendConfig, SecretError> {
+        let notify = match &self.notify {
+            Some(n) => Some(crate::queue::notify::NotifyConfig {
+                secret: n.secret.as_ref().map(|s| s.opened(key)).transpose()?,
+                ..n.clone()
+            }),
+            None => None,
+        };
         Ok(BackendConfig {
             auth: self.auth.as_ref().map(|a| a.opened(key)).transpose()?,
+            notify,
             ..self.clone()
         })
     }
@@ -278,6 +299,14 @@ impl BackendConfig {
                         *s = serde_json::Value::String("***".into());
                     }
                 }
+            }
+        }
+        if let Some(s) = v.pointer_mut("/notify/secret") {
+            let reference = s
+                .as_object()
+                .is_some_and(|o| o.contains_key("env") || o.contains_key("file"));
+            if !reference {
+                *s = serde_json::Value::String("***".into());
             }
         }
         v

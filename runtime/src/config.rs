@@ -84,6 +84,8 @@ struct File {
     /// Hours finished jobs are kept: `default`, and per channel subtree.
     #[serde(default)]
     retention_hours: std::collections::BTreeMap<String, crate::queue::retention::Keep>,
+    /// The failure webhook of backends without their own.
+    notify: Option<crate::queue::notify::NotifyConfig>,
     #[serde(default)]
     backends: Vec<toml::Table>,
 }
@@ -222,6 +224,8 @@ pub struct ServiceConfig {
     pub retry: std::collections::HashMap<String, RetryPolicy>,
     /// How long finished jobs are kept (`[retention_hours]`).
     pub retention: crate::queue::retention::Retention,
+    /// The global failure webhook (`[notify]`).
+    pub notify: Option<crate::queue::notify::NotifyConfig>,
     pub backends: Vec<BackendConfig>,
 }
 
@@ -366,6 +370,9 @@ impl ServiceConfig {
         }
         let retention = crate::queue::retention::Retention::parse(&file.retention_hours)
             .map_err(|reason| key("retention_hours", reason))?;
+        if let Some(n) = &file.notify {
+            n.check().map_err(|reason| key("notify", reason))?;
+        }
         let mut backends = Vec::new();
         for (i, table) in file.backends.iter().enumerate() {
             let name = table.get("name").and_then(|v| v.as_str()).map_or_else(
@@ -412,6 +419,7 @@ impl ServiceConfig {
             limits,
             default_retry,
             retention,
+            notify: file.notify.clone(),
             retry,
             backends,
         })

@@ -1,4 +1,5 @@
--- Indexes for what operators look at: dead events and a record's timeline.
+-- What operators look at and are told: dead events, a record's timeline,
+-- failure notifications.
 --
 -- Failed jobs by function: dead events (failed `junction.deliver` jobs)
 -- are counted for /metrics and /api/v1/status, at the cost of the failed
@@ -14,3 +15,20 @@ CREATE INDEX jobs_local_record ON jobs (((args::jsonb) ->> 'model'), ((args::jso
 CREATE INDEX jobs_external_record ON jobs (backend, ((args::jsonb) ->> 'model'), ((args::jsonb) ->> 'external_id'))
     WHERE ((args::jsonb) ->> 'external_id') IS NOT NULL;
 CREATE INDEX outbox_record ON outbox (model, local_id) WHERE local_id IS NOT NULL;
+
+-- Failure notifications waiting for their webhook call (queue::notify),
+-- and per target how many were dropped over the cap since the last call.
+CREATE TABLE notifications (
+    id      BIGSERIAL PRIMARY KEY,
+    target  TEXT    NOT NULL,
+    kind    TEXT    NOT NULL,
+    backend TEXT,
+    subject TEXT    NOT NULL,
+    message TEXT    NOT NULL,
+    at      BIGINT  NOT NULL
+);
+CREATE INDEX notifications_target ON notifications (target, id);
+CREATE TABLE notification_drops (
+    target  TEXT    PRIMARY KEY,
+    dropped BIGINT  NOT NULL
+);

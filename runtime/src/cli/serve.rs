@@ -75,6 +75,10 @@ impl Reload for FileReload {
         self.queue
             .set_retry_policies(config.default_retry.clone(), config.retry.clone());
         self.queue.set_retention(config.retention.clone());
+        self.queue.notify.set(
+            junction_runtime::queue::notify::GLOBAL,
+            config.notify.clone(),
+        );
         lines.push("retry policies reloaded".to_string());
         lines.extend(
             apply_backends(&self.sync, &config)
@@ -182,6 +186,10 @@ pub async fn run(
     node.queue
         .set_retry_policies(config.default_retry.clone(), config.retry.clone());
     node.queue.set_retention(config.retention.clone());
+    node.queue.notify.set(
+        junction_runtime::queue::notify::GLOBAL,
+        config.notify.clone(),
+    );
     for line in apply_backends(&node.sync, &config).await? {
         eprintln!("{line}");
     }

@@ -7,6 +7,7 @@
 pub mod breaker;
 pub mod channels;
 pub mod job;
+pub mod notify;
 pub mod pause;
 pub mod retention;
 pub mod retry;
@@ -229,6 +230,8 @@ pub struct Queue {
     pub breakers: breaker::Breakers,
     /// Paused backends and channels as this node sees them.
     pub pauses: pause::Pauses,
+    /// Where failure notifications go (`[notify]`, backends' `notify`).
+    pub notify: notify::Targets,
 }
 
 impl Queue {
@@ -242,6 +245,7 @@ impl Queue {
             rates: std::sync::Mutex::new(HashMap::new()),
             breakers: breaker::Breakers::default(),
             pauses: pause::Pauses::default(),
+            notify: notify::Targets::default(),
         })
     }
 

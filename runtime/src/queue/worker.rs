@@ -727,6 +727,26 @@ async fn run_one(
             }
         }
     };
+    if let Outcome::Failed { kind, message } = &outcome
+        && job.function != super::notify::NOTIFY
+    {
+        let what = if job.function == "junction.deliver" {
+            super::notify::NotifyKind::EventDead
+        } else {
+            super::notify::NotifyKind::JobFailed
+        };
+        queue
+            .notify(
+                what,
+                job.backend.as_deref(),
+                &format!("job {}", job.id),
+                &format!(
+                    "{} failed for good: {kind}: {message}",
+                    job.description.as_deref().unwrap_or(&job.function)
+                ),
+            )
+            .await;
+    }
     crate::metrics::global().job(
         &job.function,
         match &outcome {
@@ -804,12 +824,25 @@ async fn breaker_verdict(
                 probes: 0,
             };
             match queue.storage().open_breaker(&breaker).await {
-                Ok(true) => tracing::warn!(
-                    backend,
-                    failures = config.failures,
-                    reason = %breaker.reason,
-                    "backend out of reach: its circuit breaker is open, its jobs wait for a probe"
-                ),
+                Ok(true) => {
+                    tracing::warn!(
+                        backend,
+                        failures = config.failures,
+                        reason = %breaker.reason,
+                        "backend out of reach: its circuit breaker is open, its jobs wait for a probe"
+                    );
+                    queue
+                        .notify(
+                            super::notify::NotifyKind::BreakerOpened,
+                            Some(backend),
+                            &format!("backend {backend}"),
+                            &format!(
+                                "circuit breaker opened after {} failures: {}; its jobs wait for a probe",
+                                config.failures, breaker.reason
+                            ),
+                        )
+                        .await;
+                }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(%e, backend, "storing an open circuit breaker failed"),
             }
@@ -892,6 +925,7 @@ fn spawn_maintenance(
                 }
                 _ = health.tick() => health_tick(&queue).await,
                 _ = house.tick() => {
+                    queue.sweep_notifications().await;
                     // Each channel's retention (`[retention_hours]`),
                     // read each time so that a reload applies.
                     for (scope, keep) in queue.config().retention.scopes() {
@@ -978,7 +1012,8 @@ where
 
 /// The built-in job functions every node knows: `junction.noop` (does
 /// nothing; for benchmarks and smoke tests) and `junction.sleep`
-/// (`{"ms": N}`: waits N milliseconds).
+/// (`{"ms": N}`: waits N milliseconds); `with_builtins` adds
+/// `junction.notify` (failure notifications, `queue::notify`).
 pub fn builtins() -> Vec<(&'static str, Arc<dyn Handler>)> {
     vec![
         (
@@ -1012,6 +1047,12 @@ impl WorkerPool {
         for (name, handler) in builtins() {
             self.register(name, handler);
         }
+        // Failure notifications are delivered by the queue itself.
+        let notify = super::notify::NotifyHandler {
+            queue: self.queue.clone(),
+            node: self.config.node.clone(),
+        };
+        self.register(super::notify::NOTIFY, Arc::new(notify));
         self
     }
 }

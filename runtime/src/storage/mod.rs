@@ -567,6 +567,29 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         local_id: &str,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StorageError>;
+    /// Store a notification for `target`, unless `max` already wait for
+    /// it (then it is counted as dropped); whether it was stored.
+    async fn notify_add(
+        &self,
+        target: &str,
+        note: &crate::queue::notify::Notification,
+        max: u64,
+    ) -> Result<bool, StorageError>;
+    /// The oldest notifications waiting for `target` (at most `limit`), and
+    /// how many were dropped since the last call.
+    async fn notify_take(
+        &self,
+        target: &str,
+        limit: u32,
+    ) -> Result<(Vec<crate::queue::notify::Notification>, u64), StorageError>;
+    /// Forget notifications that were sent, and `dropped` of the count of
+    /// dropped ones (that the call reported).
+    async fn notify_done(
+        &self,
+        target: &str,
+        ids: &[i64],
+        dropped: u64,
+    ) -> Result<(), StorageError>;
     /// Remove the binding of a local record; `false` when there was none.
     async fn unbind(
         &self,

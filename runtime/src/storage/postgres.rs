@@ -2060,6 +2060,89 @@ impl Storage for PgStorage {
             .collect()
     }
 
+    async fn notify_add(
+        &self,
+        target: &str,
+        note: &crate::queue::notify::Notification,
+        max: u64,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let waiting: i64 = sqlx::query_scalar(&pg(super::rows::NOTIFY_COUNT))
+            .bind(target)
+            .fetch_one(&mut *tx)
+            .await?;
+        let stored = (waiting.max(0) as u64) < max;
+        if stored {
+            sqlx::query(&pg(super::rows::NOTIFY_ADD))
+                .bind(target)
+                .bind(&note.kind)
+                .bind(&note.backend)
+                .bind(&note.subject)
+                .bind(&note.message)
+                .bind(note.at)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query(&pg(super::rows::NOTIFY_DROP))
+                .bind(target)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn notify_take(
+        &self,
+        target: &str,
+        limit: u32,
+    ) -> Result<(Vec<crate::queue::notify::Notification>, u64), StorageError> {
+        let rows = sqlx::query(&pg(super::rows::NOTIFY_TAKE))
+            .bind(target)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let notes = rows
+            .iter()
+            .map(super::rows::notification_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let dropped: Option<i64> = sqlx::query_scalar(&pg(super::rows::NOTIFY_DROPPED))
+            .bind(target)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok((notes, dropped.unwrap_or(0).max(0) as u64))
+    }
+
+    async fn notify_done(
+        &self,
+        target: &str,
+        ids: &[i64],
+        dropped: u64,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in ids.chunks(super::rows::IN_CHUNK) {
+            let sql = format!(
+                "DELETE FROM notifications WHERE target = ? AND id IN ({})",
+                super::rows::placeholders(chunk.len())
+            );
+            let sql = pg(&sql);
+            let mut query = sqlx::query(&sql).bind(target);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        if dropped > 0 {
+            sqlx::query(&pg(super::rows::NOTIFY_UNDROP))
+                .bind(i64::try_from(dropped).unwrap_or(i64::MAX))
+                .bind(target)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn state_list(
         &self,
         backend: &str,

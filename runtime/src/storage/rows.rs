@@ -357,3 +357,35 @@ pub(crate) fn record_jobs_external(field: fn(&str) -> String) -> String {
 pub(crate) const RECORD_EVENTS: &str = "SELECT id, name, model, local_id, changed_fields, payload, \
     origin_backend, created_at FROM outbox WHERE model = ? AND local_id = ? AND local_id IS NOT NULL \
     ORDER BY id DESC LIMIT ?";
+
+/// Notifications (queue::notify): the same statements on both databases.
+pub(crate) const NOTIFY_COUNT: &str = "SELECT COUNT(*) FROM notifications WHERE target = ?";
+pub(crate) const NOTIFY_ADD: &str = "INSERT INTO notifications (target, kind, backend, subject, \
+    message, at) VALUES (?, ?, ?, ?, ?, ?)";
+pub(crate) const NOTIFY_DROP: &str = "INSERT INTO notification_drops (target, dropped) VALUES (?, 1) \
+    ON CONFLICT (target) DO UPDATE SET dropped = notification_drops.dropped + 1";
+pub(crate) const NOTIFY_TAKE: &str = "SELECT id, kind, backend, subject, message, at \
+    FROM notifications WHERE target = ? ORDER BY id LIMIT ?";
+pub(crate) const NOTIFY_DROPPED: &str = "SELECT dropped FROM notification_drops WHERE target = ?";
+/// Binds: how many were reported, target.
+pub(crate) const NOTIFY_UNDROP: &str =
+    "UPDATE notification_drops SET dropped = dropped - ? WHERE target = ?";
+
+pub(crate) fn notification_from_row<R: Row>(
+    row: &R,
+) -> Result<crate::queue::notify::Notification, sqlx::Error>
+where
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(crate::queue::notify::Notification {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        backend: row.try_get("backend")?,
+        subject: row.try_get("subject")?,
+        message: row.try_get("message")?,
+        at: row.try_get("at")?,
+    })
+}

@@ -834,6 +834,7 @@ impl Synchronizer {
                 let keep = stored.iter().any(|b| &b.name == name);
                 if !keep {
                     self.bus.set_listener(&format!("backend:{name}"), None);
+                    self.queue.notify.set(&format!("backend:{name}"), None);
                 }
                 keep
             });
@@ -1090,6 +1091,9 @@ impl Synchronizer {
         self.queue
             .set_backend_workers(&name, units.config.jobs.workers);
         self.queue.breakers.set_config(&name, units.config.breaker);
+        self.queue
+            .notify
+            .set(&format!("backend:{name}"), units.config.notify.clone());
         // Validated when the backend was configured.
         self.queue
             .set_backend_retry(&name, units.config.retry_policy().ok().flatten());

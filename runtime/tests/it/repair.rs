@@ -365,3 +365,158 @@ async fn a_records_timeline_shows_its_bindings_events_and_jobs() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
 }
+
+/// A webhook receiver on loopback: every call's secret header and body,
+/// with when it came; answers `status` (changeable).
+/// One call the webhook received: when, its secret header, its body.
+type Call = (std::time::Instant, Option<String>, Value);
+
+#[derive(Clone, Default)]
+struct Hook {
+    calls: Arc<std::sync::Mutex<Vec<Call>>>,
+    status: Arc<std::sync::atomic::AtomicU16>,
+}
+
+impl Hook {
+    async fn start() -> (Hook, String) {
+        let hook = Hook::default();
+        hook.status.store(200, std::sync::atomic::Ordering::SeqCst);
+        let h = hook.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::Json<Value>| {
+                    let h = h.clone();
+                    async move {
+                        let secret = headers
+                            .get("x-junction-secret")
+                            .map(|v| v.to_str().unwrap().to_string());
+                        h.calls
+                            .lock()
+                            .unwrap()
+                            .push((std::time::Instant::now(), secret, body.0));
+                        StatusCode::from_u16(h.status.load(std::sync::atomic::Ordering::SeqCst))
+                            .unwrap()
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (hook, url)
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// Wait up to 20 s for `n` calls.
+    async fn until(&self, n: usize) -> Vec<Call> {
+        for _ in 0..200 {
+            if self.calls().len() >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        self.calls()
+    }
+}
+
+fn kinds(call: &Value) -> Vec<String> {
+    call["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_reach_the_webhook_in_batches_at_most_once_an_interval_and_survive_its_outage() {
+    let w = world().await;
+    let (global, global_url) = Hook::start().await;
+    let (own, own_url) = Hook::start().await;
+    w.node.queue.notify.set(
+        junction_runtime::queue::notify::GLOBAL,
+        Some(serde_json::from_value(json!({"url": global_url, "interval": 1000})).unwrap()),
+    );
+    // Two imports fail for good at once: one call carries both.
+    w.run(vec![
+        import("product", "NO-SUCH-1"),
+        import("product", "NO-SUCH-2"),
+    ])
+    .await;
+    let calls = global.until(1).await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        kinds(&calls[0].2),
+        vec!["job-failed", "job-failed"],
+        "{:?}",
+        calls[0].2
+    );
+    assert_eq!(calls[0].2["notifications"][0]["backend"], "shop");
+    assert!(
+        calls[0].2["notifications"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("failed for good"),
+        "{:?}",
+        calls[0].2
+    );
+    // The webhook is down: nothing is lost, the call comes back one
+    // interval on, never sooner.
+    global
+        .status
+        .store(500, std::sync::atomic::Ordering::SeqCst);
+    // (Not `run`: a node with a notification waiting to be sent has not
+    // settled, and this one waits for the webhook.)
+    w.node
+        .queue
+        .enqueue(import("product", "NO-SUCH-3"))
+        .await
+        .unwrap();
+    let calls = global.until(2).await;
+    assert_eq!(calls.len(), 2);
+    global
+        .status
+        .store(200, std::sync::atomic::Ordering::SeqCst);
+    let calls = global.until(3).await;
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert_eq!(
+        calls[2].2["notifications"][0]["subject"],
+        calls[1].2["notifications"][0]["subject"]
+    );
+    for pair in calls.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(
+            gap >= std::time::Duration::from_millis(900),
+            "two calls {gap:?} apart, under the 1 s interval"
+        );
+    }
+    // A backend's own webhook, with its secret, takes its failures.
+    let mut config = super::sync::backend(&w.shop, "2.4.6");
+    config.notify = Some(
+        serde_json::from_value(json!({"url": own_url, "secret": "hook-secret", "interval": 1000}))
+            .unwrap(),
+    );
+    w.node.sync.configure(&config).await.unwrap();
+    let shown = get(&router(&w), "/api/v1/backends/shop").await;
+    assert_eq!(shown["config"]["notify"]["secret"], "***", "{shown}");
+    w.run(vec![import("product", "NO-SUCH-4")]).await;
+    let calls = own.until(1).await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].1.as_deref(), Some("hook-secret"));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        global.calls().len(),
+        3,
+        "the global webhook heard none of it"
+    );
+    // A bad webhook setting is refused with the key named.
+    config.notify = Some(serde_json::from_value(json!({"url": "ftp://x/"})).unwrap());
+    let Err(e) = w.node.sync.configure(&config).await else {
+        panic!("an ftp:// webhook was accepted");
+    };
+    assert!(e.to_string().contains("notify"), "{e}");
+}

@@ -34,6 +34,7 @@ pub use allowlist::{
 };
 pub use audit::{AuditEntry, AuditLog};
 pub use ipclass::internal_class;
+pub(crate) use send::tls_config;
 
 use crate::limits::EgressLimits;
 
