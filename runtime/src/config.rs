@@ -514,6 +514,22 @@ mod tests {
     }
 
     #[test]
+    fn the_global_webhook_is_read_and_checked() {
+        let c = parse(&format!(
+            "{TOKEN}[notify]\nurl = \"https://hooks.example.com/j\"\nsecret = {{ env = \"HOOK\" }}\ninterval = 5000\n"
+        ))
+        .unwrap();
+        let n = c.notify.unwrap();
+        assert_eq!(
+            (n.url.as_str(), n.interval),
+            ("https://hooks.example.com/j", 5000)
+        );
+        let e = parse(&format!("{TOKEN}[notify]\nurl = \"hooks\"\n")).unwrap_err();
+        assert!(e.to_string().contains("notify is invalid"), "{e}");
+        assert!(parse(TOKEN).unwrap().notify.is_none());
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let e = parse("admin_token = \"0123456789abcdef\"\nworkerz = 3\n").unwrap_err();
         assert!(e.to_string().contains("workerz"), "{e}");

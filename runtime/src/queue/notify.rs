@@ -120,6 +120,30 @@ pub struct Notification {
     pub at: i64,
 }
 
+impl Notification {
+    pub fn new(
+        kind: NotifyKind,
+        backend: Option<&str>,
+        subject: &str,
+        message: &str,
+        at: i64,
+    ) -> Notification {
+        Notification {
+            id: 0,
+            kind: kind.as_str().to_string(),
+            backend: backend.map(str::to_string),
+            subject: subject.to_string(),
+            // Error text may come from a connector: made inert for the
+            // receiver's terminals and logs, and bounded.
+            message: crate::text::truncate(&crate::text::clean(message), MAX_MESSAGE),
+            at,
+        }
+    }
+}
+
+/// Bytes of a notification's message, at most.
+pub const MAX_MESSAGE: usize = 1000;
+
 /// The global target's name; a backend's is `backend:<name>`.
 pub const GLOBAL: &str = "global";
 
@@ -183,15 +207,7 @@ impl Queue {
         let Some((target, config)) = self.notify.target_for(backend) else {
             return;
         };
-        let note = Notification {
-            id: 0,
-            kind: kind.as_str().to_string(),
-            backend: backend.map(str::to_string),
-            subject: subject.to_string(),
-            // Error text may come from a connector: clean and bounded.
-            message: crate::text::truncate(&crate::text::clean(message), 1000),
-            at: now_ms(),
-        };
+        let note = Notification::new(kind, backend, subject, message, now_ms());
         match self.storage.notify_add(&target, &note, MAX_STORED).await {
             Ok(_) => {}
             Err(e) => {
@@ -451,6 +467,17 @@ mod tests {
             let e = c.check().unwrap_err();
             assert!(e.contains(needle), "{e}");
         }
+    }
+
+    #[test]
+    fn a_connectors_error_text_is_made_inert_and_bounded() {
+        let hostile = format!("\u{1b}[2J\rfake line\n{}", "x".repeat(5000));
+        let n = Notification::new(NotifyKind::JobFailed, Some("shop"), "job 1", &hostile, 5);
+        // The cut is noted after the kept bytes.
+        assert!(n.message.len() <= MAX_MESSAGE + 40, "{}", n.message.len());
+        assert!(n.message.ends_with("more bytes cut)"), "{}", n.message);
+        assert!(!n.message.contains('\u{1b}') && !n.message.contains('\r'));
+        assert!(!n.message.contains('\n'), "{}", &n.message[..40]);
     }
 
     #[test]

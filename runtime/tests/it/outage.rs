@@ -121,3 +121,110 @@ async fn a_backend_down_longer_than_every_retry_fails_nothing() {
         "probes end done, saying whether they closed the breaker"
     );
 }
+
+/// An hour's outage at a thousandth of the time: the default policies
+/// scaled down 1,000 times (retries from 5 ms up to 3.6 s, the breaker
+/// probing after 30 ms up to 600 ms) and the shop down for 3.6 s, while
+/// imports run and local edits are exported. Nothing fails, no event is
+/// lost, the operator is told once that the breaker opened, and everything
+/// is done once the shop is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hour_long_outage_at_a_thousandth_of_the_time_loses_and_fails_nothing() {
+    let w = world().await;
+    w.import_all().await;
+    let mut config = serde_json::to_value(backend(&w.shop, "2.4.6")).unwrap();
+    config["retry"] = json!({"base": 5, "cap": 3600});
+    config["breaker"] = json!({"failures": 5, "cool_down": 30, "max_cool_down": 600});
+    w.node
+        .sync
+        .configure(&serde_json::from_value(config).unwrap())
+        .await
+        .unwrap();
+    let (hook, url) = super::repair::Hook::start().await;
+    w.node.queue.notify.set(
+        junction_runtime::queue::notify::GLOBAL,
+        Some(serde_json::from_value(json!({"url": url, "interval": 1000})).unwrap()),
+    );
+    w.shop.set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    // Imports, and local edits whose exports the listener enqueues.
+    // Two tries each: without the breaker, spent within the outage.
+    let specs = (1..=10)
+        .map(|i| {
+            let mut spec = import("product", &format!("DS-{i:05}"));
+            spec.request.max_retries = Some(2);
+            spec
+        })
+        .collect::<Vec<_>>();
+    w.node.queue.enqueue_batch(&specs).await.unwrap();
+    let edited: Vec<String> = (1..=5).map(|i| format!("DS-{i:05}")).collect();
+    for (i, sku) in edited.iter().enumerate() {
+        w.edit_local("product", sku, |d| d["price"] = json!(100.5 + i as f64))
+            .await;
+    }
+    let down = Instant::now();
+    while down.elapsed() < Duration::from_millis(3600) {
+        let failed = w
+            .storage
+            .jobs(&JobFilter {
+                state: Some(JobState::Failed),
+                limit: 10,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        assert!(
+            failed.is_empty(),
+            "no job fails during the outage: {failed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.shop.set_faults(Faults::default());
+    w.settle().await;
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    assert!(
+        w.storage.breakers().await.unwrap().is_empty(),
+        "closed again"
+    );
+    let imports = w.jobs(IMPORT_RECORD).await;
+    assert!(
+        imports.iter().all(|j| j.state == JobState::Done),
+        "{imports:?}"
+    );
+    let exports = w.jobs(junction_runtime::sync::EXPORT_RECORD).await;
+    assert_eq!(exports.len(), 5, "one export per edit: {exports:?}");
+    assert!(
+        w.jobs(junction_runtime::sync::DELIVER)
+            .await
+            .iter()
+            .all(|j| j.state == JobState::Done),
+        "no dead event"
+    );
+    assert!(
+        exports.iter().all(|j| j.state == JobState::Done),
+        "{exports:?}"
+    );
+    // The shop has the edits.
+    for (i, sku) in edited.iter().enumerate() {
+        assert_eq!(
+            w.shop.product(sku).unwrap()["price"],
+            json!(100.5 + i as f64),
+            "{sku}"
+        );
+    }
+    let calls = hook.until(1).await;
+    let told: Vec<String> = calls
+        .iter()
+        .flat_map(|c| super::repair::kinds(&c.2))
+        .collect();
+    assert!(
+        told.iter().any(|k| k == "breaker-opened"),
+        "the operator is told: {told:?}"
+    );
+    assert!(
+        told.iter().all(|k| k == "breaker-opened"),
+        "and told of nothing failed: {told:?}"
+    );
+}

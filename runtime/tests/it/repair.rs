@@ -369,16 +369,16 @@ async fn a_records_timeline_shows_its_bindings_events_and_jobs() {
 /// A webhook receiver on loopback: every call's secret header and body,
 /// with when it came; answers `status` (changeable).
 /// One call the webhook received: when, its secret header, its body.
-type Call = (std::time::Instant, Option<String>, Value);
+pub(crate) type Call = (std::time::Instant, Option<String>, Value);
 
 #[derive(Clone, Default)]
-struct Hook {
+pub(crate) struct Hook {
     calls: Arc<std::sync::Mutex<Vec<Call>>>,
     status: Arc<std::sync::atomic::AtomicU16>,
 }
 
 impl Hook {
-    async fn start() -> (Hook, String) {
+    pub(crate) async fn start() -> (Hook, String) {
         let hook = Hook::default();
         hook.status.store(200, std::sync::atomic::Ordering::SeqCst);
         let h = hook.clone();
@@ -407,12 +407,12 @@ impl Hook {
         (hook, url)
     }
 
-    fn calls(&self) -> Vec<Call> {
+    pub(crate) fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
 
     /// Wait up to 20 s for `n` calls.
-    async fn until(&self, n: usize) -> Vec<Call> {
+    pub(crate) async fn until(&self, n: usize) -> Vec<Call> {
         for _ in 0..200 {
             if self.calls().len() >= n {
                 break;
@@ -423,7 +423,7 @@ impl Hook {
     }
 }
 
-fn kinds(call: &Value) -> Vec<String> {
+pub(crate) fn kinds(call: &Value) -> Vec<String> {
     call["notifications"]
         .as_array()
         .unwrap()

@@ -218,7 +218,12 @@ impl World {
     }
 
     /// Change a local record as a user of Junction would (no origin).
-    async fn edit_local(&self, model: &str, external_id: &str, change: impl FnOnce(&mut Value)) {
+    pub(crate) async fn edit_local(
+        &self,
+        model: &str,
+        external_id: &str,
+        change: impl FnOnce(&mut Value),
+    ) {
         let b = self
             .storage
             .binding("shop", model, external_id)
