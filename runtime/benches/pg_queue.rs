@@ -4,7 +4,9 @@
 //!   and no-op job throughput with 1 and 3 nodes (each its own connection
 //!   pool and 24 workers, as separate processes would have), and with 1
 //!   node again with the triggers that keep the job counts dropped (what
-//!   they cost);
+//!   they cost); jobs whose arguments name a record (as imports' do)
+//!   enqueued with and without the index of the record they name,
+//!   alternating twice;
 //! - graphile-worker, installed from npm into the target folder and run
 //!   as its perfTest does (4 processes × 24 concurrent jobs, local queue
 //!   of 500, no completion batching delay), if Node.js and npm are here;
@@ -61,6 +63,40 @@ async fn queue(url: &str, schema: &str) -> Arc<Queue> {
     );
     q.register_function("bench.noop");
     q
+}
+
+/// No-op jobs whose arguments name a record, as an import's do.
+fn record_specs(n: u64) -> Vec<JobSpec> {
+    (0..n)
+        .map(|i| {
+            JobSpec::new(
+                "bench.noop",
+                json!({"backend": "shop", "model": "product", "external_id": format!("SKU-{i:08}")}),
+            )
+        })
+        .collect()
+}
+
+/// Enqueue `JOBS` record-shaped jobs in batches of 1000 into a fresh
+/// schema, with or without the record index; jobs/s.
+async fn record_enqueue(url: &str, indexed: bool) -> f64 {
+    let schema = "junction_bench_timeline";
+    reset(url, schema).await;
+    let q = queue(url, schema).await;
+    if !indexed {
+        let admin = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query(&format!("DROP INDEX {schema}.jobs_record"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+    }
+    let specs = record_specs(JOBS);
+    let started = Instant::now();
+    for chunk in specs.chunks(1000) {
+        q.enqueue_batch(chunk).await.unwrap();
+    }
+    per_sec(JOBS, started.elapsed())
 }
 
 fn noop_specs(n: u64) -> Vec<JobSpec> {
@@ -311,6 +347,15 @@ fn main() {
         let line = |what: &str, rate: f64| println!("{what:<52} {rate:>10.0} jobs/s");
         line("Junction enqueue, one per transaction", single);
         line("Junction enqueue, batches of 1000", batched);
+        for _ in 0..2 {
+            let with = record_enqueue(&url, true).await;
+            let without = record_enqueue(&url, false).await;
+            println!(
+                "{:<52} {with:>10.0} jobs/s   without the record index {without:>9.0}/s   ratio {:.2}",
+                "Junction enqueue, record-shaped, batches of 1000",
+                with / without
+            );
+        }
         let (mut one, mut three, mut raw, mut graph) = (vec![], vec![], vec![], vec![]);
         let mut graph_planned = vec![];
         let mut uncounted = vec![];

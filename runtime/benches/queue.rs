@@ -4,7 +4,10 @@
 //! enqueue→start latency — next to the raw SQLite limit for the same work
 //! (a plain insert / claim / complete loop with the same durability
 //! settings), with the ratio; and 8 workers with and without the triggers
-//! that keep the job counts, alternating twice (what they cost).
+//! that keep the job counts, alternating twice (what they cost); and jobs
+//! shaped like record imports (their arguments name a record) enqueued and
+//! run with and without the index of the record they name (a record's
+//! timeline), alternating twice.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,29 +40,50 @@ fn noop_specs(n: u64) -> Vec<JobSpec> {
         .collect()
 }
 
-fn per_sec(n: u64, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64()
+/// No-op jobs whose arguments name a record, as an import's do.
+fn record_specs(n: u64) -> Vec<JobSpec> {
+    (0..n)
+        .map(|i| {
+            JobSpec::new(
+                "bench.noop",
+                json!({"backend": "shop", "model": "product", "external_id": format!("SKU-{i:08}")}),
+            )
+        })
+        .collect()
 }
 
-async fn processing(dir: &tempfile::TempDir, workers: usize, kept_counts: bool) -> f64 {
-    let name = format!(
-        "process-{workers}-{kept_counts}-{}.db",
-        rand::random::<u32>()
-    );
-    let queue = fresh_queue(dir, &name, workers).await;
-    if !kept_counts {
+const NO_COUNTS: &str = "DROP TRIGGER job_counts_insert; DROP TRIGGER job_counts_update; DROP TRIGGER job_counts_delete;";
+const NO_TIMELINE: &str = "DROP INDEX jobs_record;";
+
+/// Enqueue (batches of 1000) and run `JOBS` jobs of `specs` with 8
+/// workers on a fresh database, after `drop` (SQL) if given; both rates.
+async fn shaped(
+    dir: &tempfile::TempDir,
+    specs: fn(u64) -> Vec<JobSpec>,
+    drop: Option<&str>,
+) -> (f64, f64) {
+    let name = format!("shaped-{}.db", rand::random::<u32>());
+    let queue = fresh_queue(dir, &name, 8).await;
+    if let Some(sql) = drop {
         let raw =
             sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join(&name).display()))
                 .await
                 .unwrap();
-        sqlx::raw_sql(
-            "DROP TRIGGER job_counts_insert; DROP TRIGGER job_counts_update; DROP TRIGGER job_counts_delete;",
-        )
-        .execute(&raw)
-        .await
-        .unwrap();
+        sqlx::raw_sql(sql).execute(&raw).await.unwrap();
         raw.close().await;
     }
+    queue.register_function("bench.noop");
+    let all = specs(JOBS);
+    let started = Instant::now();
+    for chunk in all.chunks(1000) {
+        queue.enqueue_batch(chunk).await.unwrap();
+    }
+    let enqueued = per_sec(JOBS, started.elapsed());
+    (enqueued, run_all(queue, 8).await)
+}
+
+/// Run every job queued (`JOBS` of `bench.noop`) with `workers`; the rate.
+async fn run_all(queue: Arc<Queue>, workers: usize) -> f64 {
     let seen = Arc::new(AtomicU64::new(0));
     let all = Arc::new(Notify::new());
     let (s, a) = (seen.clone(), all.clone());
@@ -83,10 +107,6 @@ async fn processing(dir: &tempfile::TempDir, workers: usize, kept_counts: bool) 
             }
         }),
     );
-    for chunk in noop_specs(JOBS).chunks(1000) {
-        queue.register_function("bench.noop");
-        queue.enqueue_batch(chunk).await.unwrap();
-    }
     let started = Instant::now();
     let handle = pool.start();
     all.notified().await;
@@ -94,6 +114,31 @@ async fn processing(dir: &tempfile::TempDir, workers: usize, kept_counts: bool) 
     let report = handle.shutdown(Duration::from_secs(30)).await.unwrap();
     assert_eq!(report.finished, JOBS);
     per_sec(JOBS, started.elapsed())
+}
+
+fn per_sec(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+async fn processing(dir: &tempfile::TempDir, workers: usize, kept_counts: bool) -> f64 {
+    let name = format!(
+        "process-{workers}-{kept_counts}-{}.db",
+        rand::random::<u32>()
+    );
+    let queue = fresh_queue(dir, &name, workers).await;
+    if !kept_counts {
+        let raw =
+            sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join(&name).display()))
+                .await
+                .unwrap();
+        sqlx::raw_sql(NO_COUNTS).execute(&raw).await.unwrap();
+        raw.close().await;
+    }
+    for chunk in noop_specs(JOBS).chunks(1000) {
+        queue.register_function("bench.noop");
+        queue.enqueue_batch(chunk).await.unwrap();
+    }
+    run_all(queue, workers).await
 }
 
 async fn latency(dir: &tempfile::TempDir) -> (Duration, Duration) {
@@ -246,6 +291,13 @@ fn main() {
                 processing(&dir, 8, false).await,
             ));
         }
+        let mut timeline = Vec::new();
+        for _ in 0..2 {
+            timeline.push((
+                shaped(&dir, record_specs, None).await,
+                shaped(&dir, record_specs, Some(NO_TIMELINE)).await,
+            ));
+        }
         let (p50, p99) = latency(&dir).await;
         let (raw_insert, raw_process) = raw_limit(&dir).await;
 
@@ -277,6 +329,22 @@ fn main() {
                 with,
                 without,
                 with / without
+            );
+        }
+        for ((enq, run), (enq_without, run_without)) in &timeline {
+            println!(
+                "{:<46} {:>12.0} jobs/s   without the record index {:>9.0}/s   ratio {:.2}",
+                "record-shaped jobs: enqueue, batches of 1000",
+                enq,
+                enq_without,
+                enq / enq_without
+            );
+            println!(
+                "{:<46} {:>12.0} jobs/s   without the record index {:>9.0}/s   ratio {:.2}",
+                "record-shaped jobs: claim+run+complete, 8 workers",
+                run,
+                run_without,
+                run / run_without
             );
         }
         println!(

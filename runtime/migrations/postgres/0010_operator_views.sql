@@ -7,13 +7,12 @@
 CREATE INDEX jobs_failed ON jobs (function, backend) WHERE state = 'failed';
 
 -- A record's timeline (GET /api/v1/records/{model}/{id}/timeline): the
--- jobs naming it by local id (exports, deletes) or by a backend's external
--- id (imports), and the events about it, found without a scan. Job
--- arguments are always a JSON object (checked when enqueued).
-CREATE INDEX jobs_local_record ON jobs (((args::jsonb) ->> 'model'), ((args::jsonb) ->> 'local_id'))
-    WHERE ((args::jsonb) ->> 'local_id') IS NOT NULL;
-CREATE INDEX jobs_external_record ON jobs (backend, ((args::jsonb) ->> 'model'), ((args::jsonb) ->> 'external_id'))
-    WHERE ((args::jsonb) ->> 'external_id') IS NOT NULL;
+-- record a job's arguments name (set by the queue when it is enqueued, a
+-- JSON array such as ["local","product","p1"] or
+-- ["remote","shop","product","SKU-1"]), and the events about it, found
+-- without a scan. Jobs enqueued before this migration name none.
+ALTER TABLE jobs ADD COLUMN record TEXT;
+CREATE INDEX jobs_record ON jobs (record) WHERE record IS NOT NULL;
 CREATE INDEX outbox_record ON outbox (model, local_id) WHERE local_id IS NOT NULL;
 
 -- Failure notifications waiting for their webhook call (queue::notify),

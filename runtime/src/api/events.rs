@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiQuery};
-use super::{ApiState, Page, page_limit};
+use super::{ApiState, Page, id_cursor, page_limit};
 use crate::queue::job::{JobAction, JobFilter, JobId, JobState};
 use crate::sync::{DELIVER, deliver::dead};
 
@@ -31,15 +31,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<DeadQuery>,
 ) -> ApiResult<Json<Page<Value>>> {
     let limit = page_limit(q.limit)?;
-    let before = q
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<i64>().map_err(|_| {
-                ApiError::bad_request(format!("cursor {c:?} is not one this API gave"))
-            })
-        })
-        .transpose()?;
+    let before = id_cursor(q.cursor.as_deref())?;
     let storage = state.storage();
     let jobs = storage
         .jobs(&JobFilter {
@@ -107,9 +99,7 @@ async fn act(state: &ApiState, action: JobAction, body: Act) -> ApiResult<Json<V
     // Every named job must be a dead delivery (of the backend, if one is
     // named): this route is not a back door to act on other jobs.
     for &id in &ids {
-        let job = state.storage().job(id).await?.ok_or_else(|| {
-            ApiError::not_found(format!("job {id} does not exist (it may have been purged)"))
-        })?;
+        let job = super::jobs::job(state, id).await?;
         let of_backend = body
             .backend
             .as_deref()

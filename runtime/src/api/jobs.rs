@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::{ApiState, Page, page_limit};
+use super::{ApiState, Page, id_cursor, page_limit};
 use crate::queue::JobSpec;
 use crate::queue::job::{Job, JobAction, JobFilter, JobState};
 use crate::sync::EXPORT_RECORD;
@@ -106,15 +106,7 @@ pub async fn list(
         created_before: q.created_before,
     }
     .to_jobs()?;
-    let before = q
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<i64>().map_err(|_| {
-                ApiError::bad_request(format!("cursor {c:?} is not one this API gave"))
-            })
-        })
-        .transpose()?;
+    let before = id_cursor(q.cursor.as_deref())?;
     let jobs = state
         .storage()
         .jobs(&JobFilter {
@@ -132,7 +124,8 @@ pub async fn list(
     }))
 }
 
-async fn job(state: &ApiState, id: i64) -> ApiResult<Job> {
+/// One job, or `not_found`.
+pub(super) async fn job(state: &ApiState, id: i64) -> ApiResult<Job> {
     state.storage().job(id).await?.ok_or_else(|| {
         ApiError::not_found(format!("job {id} does not exist (it may have been purged)"))
     })

@@ -149,6 +149,17 @@ fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
+/// A job-id cursor (the `next` of a page of jobs, newest first).
+pub(crate) fn id_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
+    cursor
+        .map(|c| {
+            c.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!("cursor {c:?} is not one this API gave"))
+            })
+        })
+        .transpose()
+}
+
 /// The router.
 pub fn app(state: ApiState) -> Router {
     let api = Router::new()

@@ -90,6 +90,31 @@ pub struct NewJob {
     pub max_retries: u32,
     pub description: Option<String>,
     pub parents: Vec<Parent>,
+    /// The record its arguments name ([`record_key`]), for a record's
+    /// timeline; `None` for jobs about no record.
+    pub record: Option<String>,
+}
+
+/// The key of a local record (`model`, local `id`) in jobs' `record`:
+/// unambiguous whatever the ids hold.
+pub fn local_record_key(model: &str, id: &str) -> String {
+    serde_json::json!(["local", model, id]).to_string()
+}
+
+/// The key of a backend's record (`model`, external `id`).
+pub fn remote_record_key(backend: &str, model: &str, id: &str) -> String {
+    serde_json::json!(["remote", backend, model, id]).to_string()
+}
+
+/// The record a job's arguments name: `model` with `local_id`, else with
+/// `external_id` of the job's backend.
+pub fn record_key(args: &serde_json::Value, backend: Option<&str>) -> Option<String> {
+    let model = args.get("model")?.as_str()?;
+    if let Some(id) = args.get("local_id").and_then(|v| v.as_str()) {
+        return Some(local_record_key(model, id));
+    }
+    let id = args.get("external_id")?.as_str()?;
+    Some(remote_record_key(backend?, model, id))
 }
 
 /// What enqueueing one job did.

@@ -467,20 +467,19 @@ impl Queue {
         // A sync job names its backend in its arguments; the job carries
         // it too when its request did not, so that the backend's share,
         // quotas and circuit breaker apply to it however it was enqueued.
+        // (Checked to be a JSON object by `validate`.)
+        let args: serde_json::Value = serde_json::from_str(&r.args).unwrap_or_default();
         let backend = spec.backend.clone().or_else(|| {
             let sync = self
                 .guest_functions
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .contains(&r.function);
-            sync.then(|| serde_json::from_str::<serde_json::Value>(&r.args).ok())
+            sync.then(|| args.get("backend").and_then(|b| b.as_str()))
                 .flatten()
-                .and_then(|a| {
-                    a.get("backend")
-                        .and_then(|b| b.as_str())
-                        .map(str::to_string)
-                })
+                .map(str::to_string)
         });
+        let record = job::record_key(&args, backend.as_deref());
         Ok(NewJob {
             function: r.function.clone(),
             args: r.args.clone(),
@@ -497,6 +496,7 @@ impl Queue {
             ),
             description: r.description.clone(),
             parents: spec.parents.clone(),
+            record,
         })
     }
 

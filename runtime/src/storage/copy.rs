@@ -147,6 +147,7 @@ pub const TABLES: &[Table] = &[
             ("node", Text),
             ("worker", Text),
             ("connector_digest", Text),
+            ("record", Text),
         ],
     },
     Table {
@@ -224,6 +225,31 @@ pub const TABLES: &[Table] = &[
             ("created_at", Int),
             ("processed_at", Int),
         ],
+    },
+    // An operator's pauses, and the notifications not sent yet, hold
+    // across a move.
+    Table {
+        name: "paused",
+        order: "kind, name",
+        columns: &[("kind", Text), ("name", Text), ("paused_at", Int)],
+    },
+    Table {
+        name: "notifications",
+        order: "id",
+        columns: &[
+            ("id", Int),
+            ("target", Text),
+            ("kind", Text),
+            ("backend", Text),
+            ("subject", Text),
+            ("message", Text),
+            ("at", Int),
+        ],
+    },
+    Table {
+        name: "notification_drops",
+        order: "target",
+        columns: &[("target", Text), ("dropped", Int)],
     },
 ];
 

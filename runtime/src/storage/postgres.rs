@@ -222,11 +222,6 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
-/// One field of a job's JSON arguments, as the timeline's indexes have it.
-fn args_field(field: &str) -> String {
-    format!("((args::jsonb) ->> '{field}')")
-}
-
 /// Jobs are done: their dependents count them off, and those with no
 /// parent left to wait for become pending. One statement for the batch.
 async fn release_children_of(
@@ -301,9 +296,9 @@ async fn enqueue_in(
         for chunk in jobs.chunks(500) {
             let sql = format!(
                 "INSERT INTO jobs (function, args, backend, state, priority, eta, channel, max_retries,
-                                   description, created_at)
+                                   description, created_at, record)
                  VALUES {} RETURNING id",
-                vec!["(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+                vec!["(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
             );
             let sql = pg(&sql);
             let mut query = sqlx::query_scalar::<_, i64>(&sql);
@@ -317,7 +312,8 @@ async fn enqueue_in(
                     .bind(&job.channel)
                     .bind(i64::from(job.max_retries))
                     .bind(&job.description)
-                    .bind(now);
+                    .bind(now)
+                    .bind(&job.record);
             }
             let mut ids = query.fetch_all(&mut **tx).await?;
             ids.sort_unstable();
@@ -370,8 +366,8 @@ async fn enqueue_in(
         };
         let inserted: Option<i64> = sqlx::query_scalar(
                 &pg("INSERT INTO jobs (function, args, backend, state, priority, eta, channel, identity_key,
-                                   max_retries, description, pending_parents, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                   max_retries, description, pending_parents, created_at, record)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT DO NOTHING
                  RETURNING id"),
             )
@@ -387,6 +383,7 @@ async fn enqueue_in(
             .bind(&job.description)
             .bind(waiting)
             .bind(now)
+            .bind(&job.record)
             .fetch_optional(&mut **tx)
             .await?;
         match inserted {
@@ -2014,33 +2011,16 @@ impl Storage for PgStorage {
         external: &[(String, String)],
         limit: u32,
     ) -> Result<Vec<Job>, StorageError> {
-        let local = super::rows::record_jobs_local(args_field);
-        let mut rows = sqlx::query(&pg(&local))
-            .bind(model)
-            .bind(local_id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        let by_external = super::rows::record_jobs_external(args_field);
-        for (backend, external_id) in external {
-            rows.extend(
-                sqlx::query(&pg(&by_external))
-                    .bind(backend)
-                    .bind(model)
-                    .bind(external_id)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?,
-            );
+        let keys = super::rows::record_keys(model, local_id, external);
+        let sql = pg(&super::rows::record_jobs(keys.len()));
+        let mut query = sqlx::query(&sql);
+        for key in &keys {
+            query = query.bind(key);
         }
-        let mut jobs = rows
-            .iter()
-            .map(job_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
-        jobs.dedup_by_key(|j| j.id);
-        jobs.truncate(limit as usize);
-        Ok(jobs)
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| job_from_row(r).map_err(Into::into))
+            .collect()
     }
 
     async fn record_events(
@@ -2375,6 +2355,7 @@ impl copy::Loader for PgLoader {
             ("jobs", "id"),
             ("outbox", "id"),
             ("connector_activations", "seq"),
+            ("notifications", "id"),
         ] {
             sqlx::query(&format!(
                 "SELECT setval(pg_get_serial_sequence('{table}', '{column}'),

@@ -332,24 +332,27 @@ pub(crate) fn purge(scope: &PurgeScope, before: i64, batch: u32) -> (String, Vec
     )
 }
 
-/// A record's jobs by local id (binds: model, local id, limit), given the
-/// dialect's expression for one field of the job's JSON arguments (the
-/// one the index was made with).
-pub(crate) fn record_jobs_local(field: fn(&str) -> String) -> String {
-    let (model, local) = (field("model"), field("local_id"));
-    format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE {model} = ? AND {local} = ? AND {local} IS NOT NULL \
-         ORDER BY id DESC LIMIT ?"
-    )
+/// The `record` keys a record's jobs carry: its local one and one per
+/// binding.
+pub(crate) fn record_keys(
+    model: &str,
+    local_id: &str,
+    external: &[(String, String)],
+) -> Vec<String> {
+    let mut keys = vec![crate::queue::job::local_record_key(model, local_id)];
+    keys.extend(
+        external
+            .iter()
+            .map(|(backend, id)| crate::queue::job::remote_record_key(backend, model, id)),
+    );
+    keys
 }
 
-/// A record's jobs by one backend's external id (binds: backend, model,
-/// external id, limit).
-pub(crate) fn record_jobs_external(field: fn(&str) -> String) -> String {
-    let (model, external) = (field("model"), field("external_id"));
+/// A record's jobs, newest first (binds: each of `n` keys, limit).
+pub(crate) fn record_jobs(n: usize) -> String {
     format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE backend = ? AND {model} = ? AND {external} = ? \
-         AND {external} IS NOT NULL ORDER BY id DESC LIMIT ?"
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE record IN ({}) ORDER BY id DESC LIMIT ?",
+        placeholders(n)
     )
 }
 

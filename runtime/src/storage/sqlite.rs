@@ -120,11 +120,6 @@ impl SqliteStorage {
     }
 }
 
-/// One field of a job's JSON arguments, as the timeline's indexes have it.
-fn args_field(field: &str) -> String {
-    format!("json_extract(args, '$.{field}')")
-}
-
 /// Jobs are done: their dependents count them off, and those with no
 /// parent left to wait for become pending. One statement for the batch.
 async fn release_children_of(
@@ -198,9 +193,9 @@ async fn enqueue_in(
         for chunk in jobs.chunks(500) {
             let sql = format!(
                 "INSERT INTO jobs (function, args, backend, state, priority, eta, channel, max_retries,
-                                   description, created_at)
+                                   description, created_at, record)
                  VALUES {} RETURNING id",
-                vec!["(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+                vec!["(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
             );
             let mut query = sqlx::query_scalar::<_, i64>(&sql);
             for job in chunk {
@@ -213,7 +208,8 @@ async fn enqueue_in(
                     .bind(&job.channel)
                     .bind(i64::from(job.max_retries))
                     .bind(&job.description)
-                    .bind(now);
+                    .bind(now)
+                    .bind(&job.record);
             }
             let mut ids = query.fetch_all(&mut **tx).await?;
             ids.sort_unstable();
@@ -265,8 +261,8 @@ async fn enqueue_in(
         };
         let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO jobs (function, args, backend, state, priority, eta, channel, identity_key,
-                                   max_retries, description, pending_parents, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                   max_retries, description, pending_parents, created_at, record)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT DO NOTHING
                  RETURNING id",
             )
@@ -282,6 +278,7 @@ async fn enqueue_in(
             .bind(&job.description)
             .bind(waiting)
             .bind(now)
+            .bind(&job.record)
             .fetch_optional(&mut **tx)
             .await?;
         match inserted {
@@ -1736,33 +1733,16 @@ impl Storage for SqliteStorage {
         external: &[(String, String)],
         limit: u32,
     ) -> Result<Vec<Job>, StorageError> {
-        let local = super::rows::record_jobs_local(args_field);
-        let mut rows = sqlx::query(&local)
-            .bind(model)
-            .bind(local_id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?;
-        let by_external = super::rows::record_jobs_external(args_field);
-        for (backend, external_id) in external {
-            rows.extend(
-                sqlx::query(&by_external)
-                    .bind(backend)
-                    .bind(model)
-                    .bind(external_id)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.reader)
-                    .await?,
-            );
+        let keys = super::rows::record_keys(model, local_id, external);
+        let sql = super::rows::record_jobs(keys.len());
+        let mut query = sqlx::query(&sql);
+        for key in &keys {
+            query = query.bind(key);
         }
-        let mut jobs = rows
-            .iter()
-            .map(job_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
-        jobs.dedup_by_key(|j| j.id);
-        jobs.truncate(limit as usize);
-        Ok(jobs)
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|r| job_from_row(r).map_err(Into::into))
+            .collect()
     }
 
     async fn record_events(

@@ -119,6 +119,7 @@ async fn run(url: &str, schema: &str, disruption: Disruption) -> Option<PrivateS
         max_retries: 5,
         description: None,
         parents: Vec::new(),
+        record: None,
     };
     let now = junction_runtime::queue::now_ms();
     for _ in 0..JOBS / 5_000 {

@@ -337,6 +337,11 @@ async fn a_records_timeline_shows_its_bindings_events_and_jobs() {
     let w = world().await;
     let app = router(&w);
     w.import_all().await;
+    // One import of it by external id, one export of it by local id.
+    w.run(vec![import("product", "DS-00001")]).await;
+    w.edit_local("product", "DS-00001", |d| d["price"] = json!(12.5))
+        .await;
+    w.settle().await;
     let binding = w
         .storage
         .binding("shop", "product", "DS-00001")
@@ -354,6 +359,26 @@ async fn a_records_timeline_shows_its_bindings_events_and_jobs() {
     assert!(
         timeline.iter().any(|e| e["kind"] == "event"),
         "the import's event: {v}"
+    );
+    let jobs: Vec<&str> = timeline
+        .iter()
+        .filter(|e| e["kind"] == "job")
+        .map(|e| e["what"].as_str().unwrap())
+        .collect();
+    assert!(
+        jobs.iter()
+            .any(|w| w.starts_with("import product DS-00001")),
+        "the import job, by external id: {jobs:?}"
+    );
+    assert!(
+        jobs.iter().any(|w| w.starts_with("export product")),
+        "the export job, by local id: {jobs:?}"
+    );
+    assert!(
+        timeline
+            .windows(2)
+            .all(|p| p[0]["at"].as_i64() >= p[1]["at"].as_i64()),
+        "newest first: {v}"
     );
     let (status, v) = call(
         &app,

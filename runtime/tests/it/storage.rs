@@ -82,6 +82,7 @@ pub(crate) fn job(function: &str) -> NewJob {
         max_retries: 3,
         description: None,
         parents: Vec::new(),
+        record: None,
     }
 }
 
@@ -1489,7 +1490,7 @@ async fn a_database_from_before_the_kept_counts_gets_them_on_open() {
         "DROP TRIGGER job_counts_insert; DROP TRIGGER job_counts_update;
          DROP TRIGGER job_counts_delete; DROP TABLE job_counts;
          DROP TABLE backend_breakers; DROP TABLE paused; DROP INDEX jobs_failed;
-         DROP INDEX jobs_local_record; DROP INDEX jobs_external_record; DROP INDEX outbox_record;
+         DROP INDEX jobs_record; ALTER TABLE jobs DROP COLUMN record; DROP INDEX outbox_record;
          DROP TABLE notifications; DROP TABLE notification_drops;
          DELETE FROM schema_migrations WHERE version >= 6;",
     )
@@ -1521,7 +1522,7 @@ async fn a_database_from_before_the_kept_counts_gets_them_on_open() {
          DROP TABLE job_counts; DROP FUNCTION job_counts_inserted() CASCADE;
          DROP FUNCTION job_counts_updated() CASCADE; DROP FUNCTION job_counts_deleted() CASCADE;
          DROP TABLE backend_breakers; DROP TABLE paused; DROP INDEX jobs_failed;
-         DROP INDEX jobs_local_record; DROP INDEX jobs_external_record; DROP INDEX outbox_record;
+         DROP INDEX jobs_record; ALTER TABLE jobs DROP COLUMN record; DROP INDEX outbox_record;
          DROP TABLE notifications; DROP TABLE notification_drops;
          DELETE FROM schema_migrations WHERE version >= 7;"
     ))

@@ -266,6 +266,8 @@ async fn a_records_jobs_are_found_by_local_and_external_id() {
             let mut j = job(function);
             j.args = args.to_string();
             j.backend = backend.map(str::to_string);
+            // What the queue sets when it prepares a job.
+            j.record = junction_runtime::queue::job::record_key(&args, backend);
             j
         };
         let ids = enqueue(
