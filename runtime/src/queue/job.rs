@@ -98,12 +98,25 @@ pub struct NewJob {
 /// The key of a local record (`model`, local `id`) in jobs' `record`:
 /// unambiguous whatever the ids hold.
 pub fn local_record_key(model: &str, id: &str) -> String {
-    serde_json::json!(["local", model, id]).to_string()
+    bounded(serde_json::json!(["local", model, id]).to_string())
 }
 
 /// The key of a backend's record (`model`, external `id`).
 pub fn remote_record_key(backend: &str, model: &str, id: &str) -> String {
-    serde_json::json!(["remote", backend, model, id]).to_string()
+    bounded(serde_json::json!(["remote", backend, model, id]).to_string())
+}
+
+/// Keys longer than this are stored as their SHA-256: an index entry has
+/// a size limit (PostgreSQL's B-tree about 2.7 KB), and ids come from
+/// backends and connectors.
+const MAX_RECORD_KEY: usize = 256;
+
+fn bounded(key: String) -> String {
+    use sha2::{Digest, Sha256};
+    if key.len() <= MAX_RECORD_KEY {
+        return key;
+    }
+    format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes())))
 }
 
 /// The record a job's arguments name: `model` with `local_id`, else with

@@ -314,6 +314,30 @@ async fn a_records_jobs_are_found_by_local_and_external_id() {
             vec![ids[1], ids[0]],
             "{name}: newest first, nothing else"
         );
+        // An id longer than any index entry may be still finds its jobs.
+        // (Not compressible, as a repeated letter would be.)
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let long: String = (0..5000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'a' + (x % 26) as u8)
+            })
+            .collect();
+        let id = enqueue(
+            &*s,
+            vec![with(
+                "export",
+                Some("shop"),
+                serde_json::json!({"model": "product", "local_id": long}),
+            )],
+            2,
+        )
+        .await[0];
+        let found = s.record_jobs("product", &long, &[], 10).await.unwrap();
+        assert_eq!(found.len(), 1, "{name}");
+        assert_eq!(found[0].id, id);
         let one = s
             .record_jobs("product", "p1", &[("shop".into(), "X1".into())], 1)
             .await
