@@ -156,6 +156,12 @@ pub enum JobsAdmin {
         backend: Option<String>,
         #[arg(long)]
         function: Option<String>,
+        /// Only jobs enqueued at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only jobs enqueued before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
         /// The `next` cursor printed under the previous page.
@@ -904,6 +910,8 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
             channel,
             backend,
             function,
+            since,
+            until,
             limit,
             cursor,
         } => {
@@ -913,6 +921,8 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
                 ("channel", channel),
                 ("backend", backend),
                 ("function", function),
+                ("created_after", since),
+                ("created_before", until),
                 ("cursor", cursor),
             ] {
                 if let Some(v) = v {

@@ -333,7 +333,13 @@ impl EventBus {
                     dispatched += 1;
                     let _ = self.live.send(stored);
                 }
-                Ok(None) => {}
+                // Dispatched by another node meanwhile.
+                Ok(None) => {
+                    self.deferred
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&stored.id);
+                }
                 Err(e) => self.defer(stored.id, &format!("its jobs could not be stored: {e}")),
             }
         }

@@ -331,6 +331,8 @@ async fn serve_then_operate_it_from_the_cli() {
             ],
         );
         assert!(acted.contains("0 changed, 4 skipped"), "{acted}");
+        let later = ok(config, &["jobs", "list", "--since", "2999-01-01T00:00:00Z"]);
+        assert_eq!(later.lines().count(), 1, "nothing enqueued then: {later}");
         let dead = ok(config, &["events", "dead"]);
         assert_eq!(dead.lines().count(), 1, "only the header: {dead}");
         let closed = ok(config, &["backend", "close-breaker", "shop"]);
