@@ -976,6 +976,11 @@ async fn a_poison_event_ends_dead_and_the_operator_retries_or_discards_it() {
     // evil's listener panics on one event; its retries are quick here.
     let a = arena_with(|v| v["retry"] = json!({"base": 10, "cap": 20})).await;
     let app = crate::api::router(&a.w);
+    let (hook, url) = crate::repair::Hook::start().await;
+    a.w.node.queue.notify.set(
+        junction_runtime::queue::notify::GLOBAL,
+        Some(serde_json::from_value(json!({"url": url, "interval": 1000})).unwrap()),
+    );
     let write = |id: &str, data: Value| junction_runtime::storage::RecordWrite {
         model: "echo".into(),
         id: id.into(),
@@ -1056,6 +1061,16 @@ async fn a_poison_event_ends_dead_and_the_operator_retries_or_discards_it() {
         }
     };
     let job = d["job"].as_i64().unwrap();
+    // The operator is told, naming the delivery.
+    let calls = hook.until(1).await;
+    let told: Vec<&Value> = calls
+        .iter()
+        .flat_map(|c| c.2["notifications"].as_array().unwrap().iter())
+        .filter(|n| n["kind"] == "event-dead")
+        .collect();
+    assert_eq!(told.len(), 1, "{calls:?}");
+    assert_eq!(told[0]["subject"], format!("job {job}"));
+    assert_eq!(told[0]["backend"], "evil");
     // Only dead deliveries can be named.
     let export = exports[0].id;
     let (status, v) = post("/api/v1/events/dead/retry", json!({"jobs": [export]})).await;
