@@ -639,13 +639,10 @@ impl Queue {
                 .map(|j| j.id)
                 .collect();
             let Some(&last) = ids.last() else { break };
-            let acted = self.storage.act(action, &ids, now_ms()).await?;
+            let acted = self.act(action, &ids).await?;
             report.changed += acted.changed.len() as u64;
             report.skipped += (acted.skipped.len() + acted.missing.len()) as u64;
             report.pages += 1;
-            if action != JobAction::Cancel {
-                self.wake.notify_one();
-            }
             if ids.len() < BULK_PAGE as usize {
                 break;
             }

@@ -983,13 +983,7 @@ impl Storage for PgStorage {
         let sql = pg(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1{conditions} ORDER BY id DESC LIMIT ?"
         ));
-        let mut query = sqlx::query(&sql);
-        for value in values {
-            query = match value {
-                super::rows::FilterValue::Text(t) => query.bind(t),
-                super::rows::FilterValue::Int(i) => query.bind(i),
-            };
-        }
+        let query = super::rows::bind_values(sqlx::query(&sql), values);
         let limit = if filter.limit == 0 { 100 } else { filter.limit };
         let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.iter()
@@ -1006,14 +1000,9 @@ impl Storage for PgStorage {
         let sql = pg(&format!(
             "SELECT COUNT(*) FROM jobs WHERE 1 = 1{conditions}"
         ));
-        let mut query = sqlx::query_scalar::<_, i64>(&sql);
-        for value in values {
-            query = match value {
-                super::rows::FilterValue::Text(t) => query.bind(t),
-                super::rows::FilterValue::Int(i) => query.bind(i),
-            };
-        }
-        Ok(query.fetch_one(&self.pool).await? as u64)
+        let query = super::rows::bind_values(sqlx::query(&sql), values);
+        let count: i64 = query.fetch_one(&self.pool).await?.try_get(0)?;
+        Ok(count.max(0) as u64)
     }
 
     async fn job_log(&self, id: JobId) -> Result<Vec<JobLogLine>, StorageError> {
@@ -1126,13 +1115,7 @@ impl Storage for PgStorage {
     ) -> Result<u64, StorageError> {
         let (sql, values) = super::rows::purge(scope, before, batch);
         let sql = pg(&sql);
-        let mut query = sqlx::query(&sql);
-        for value in values {
-            query = match value {
-                super::rows::FilterValue::Text(t) => query.bind(t),
-                super::rows::FilterValue::Int(i) => query.bind(i),
-            };
-        }
+        let query = super::rows::bind_values(sqlx::query(&sql), values);
         let mut tx = self.pool.begin().await?;
         let done = query.execute(&mut *tx).await?;
         tx.commit().await?;

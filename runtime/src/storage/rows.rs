@@ -238,6 +238,25 @@ pub(crate) enum FilterValue {
     Int(i64),
 }
 
+/// `query` with `values` bound in order (a job filter's, a purge's).
+pub(crate) fn bind_values<'q, DB>(
+    mut query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    values: Vec<FilterValue>,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'q, DB> + Type<DB>,
+    i64: sqlx::Encode<'q, DB> + Type<DB>,
+{
+    for value in values {
+        query = match value {
+            FilterValue::Text(t) => query.bind(t),
+            FilterValue::Int(i) => query.bind(i),
+        };
+    }
+    query
+}
+
 /// The ` AND …` conditions of a job filter (paging included), and the
 /// values to bind to them in order.
 pub(crate) fn job_filter(filter: &JobFilter) -> (String, Vec<FilterValue>) {
