@@ -80,13 +80,13 @@ pub(crate) async fn call(
     (status, value)
 }
 
-async fn get(app: &Router, path: &str) -> Value {
+pub(crate) async fn get(app: &Router, path: &str) -> Value {
     let (status, v) = call(app, "GET", path, Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::OK, "GET {path}: {v}");
     v
 }
 
-async fn post(app: &Router, path: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn post(app: &Router, path: &str, body: Value) -> (StatusCode, Value) {
     call(
         app,
         "POST",

@@ -12,33 +12,52 @@ use junction_runtime::sync::IMPORT_RECORD;
 use serde_json::json;
 
 use super::api::{TOKEN, call, router};
-use super::sync::{backend, import, world};
+use super::sync::{World, backend, import, world};
+
+/// The shop backend reconfigured with a `retry` policy and a `breaker`.
+async fn with_policies(w: &World, retry: serde_json::Value, breaker: serde_json::Value) {
+    let mut config = serde_json::to_value(backend(&w.shop, "2.4.6")).unwrap();
+    config["retry"] = retry;
+    config["breaker"] = breaker;
+    w.node
+        .sync
+        .configure(&serde_json::from_value(config).unwrap())
+        .await
+        .unwrap();
+}
+
+/// The shop answers every request 503.
+fn shop_down(w: &World) {
+    w.shop.set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+}
+
+/// Imports of DS-00001 to DS-00010, each with `tries` tries.
+fn imports(tries: u32) -> Vec<junction_runtime::queue::JobSpec> {
+    (1..=10)
+        .map(|i| {
+            let mut spec = import("product", &format!("DS-{i:05}"));
+            spec.request.max_retries = Some(tries);
+            spec
+        })
+        .collect()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_down_longer_than_every_retry_fails_nothing() {
     let w = world().await;
     // Retries that would all be spent within a second, and a breaker that
     // opens after three outage failures and probes every 300-600 ms.
-    let mut config = serde_json::to_value(backend(&w.shop, "2.4.6")).unwrap();
-    config["retry"] = json!({"base": 50, "cap": 200});
-    config["breaker"] = json!({"failures": 3, "cool_down": 300, "max_cool_down": 600});
-    w.node
-        .sync
-        .configure(&serde_json::from_value(config).unwrap())
-        .await
-        .unwrap();
-    w.shop.set_faults(Faults {
-        error_rate: 1.0,
-        ..Faults::default()
-    });
-    let specs = (1..=10)
-        .map(|i| {
-            let mut spec = import("product", &format!("DS-{i:05}"));
-            spec.request.max_retries = Some(3);
-            spec
-        })
-        .collect::<Vec<_>>();
-    w.node.queue.enqueue_batch(&specs).await.unwrap();
+    with_policies(
+        &w,
+        json!({"base": 50, "cap": 200}),
+        json!({"failures": 3, "cool_down": 300, "max_cool_down": 600}),
+    )
+    .await;
+    shop_down(&w);
+    w.node.queue.enqueue_batch(&imports(3)).await.unwrap();
 
     // Down for 5 s: five times what three tries at 50-200 ms take.
     let down = Instant::now();
@@ -132,33 +151,21 @@ async fn a_backend_down_longer_than_every_retry_fails_nothing() {
 async fn an_hour_long_outage_at_a_thousandth_of_the_time_loses_and_fails_nothing() {
     let w = world().await;
     w.import_all().await;
-    let mut config = serde_json::to_value(backend(&w.shop, "2.4.6")).unwrap();
-    config["retry"] = json!({"base": 5, "cap": 3600});
-    config["breaker"] = json!({"failures": 5, "cool_down": 30, "max_cool_down": 600});
-    w.node
-        .sync
-        .configure(&serde_json::from_value(config).unwrap())
-        .await
-        .unwrap();
+    with_policies(
+        &w,
+        json!({"base": 5, "cap": 3600}),
+        json!({"failures": 5, "cool_down": 30, "max_cool_down": 600}),
+    )
+    .await;
     let (hook, url) = super::repair::Hook::start().await;
     w.node.queue.notify.set(
         junction_runtime::queue::notify::GLOBAL,
         Some(serde_json::from_value(json!({"url": url, "interval": 1000})).unwrap()),
     );
-    w.shop.set_faults(Faults {
-        error_rate: 1.0,
-        ..Faults::default()
-    });
+    shop_down(&w);
     // Imports, and local edits whose exports the listener enqueues.
     // Two tries each: without the breaker, spent within the outage.
-    let specs = (1..=10)
-        .map(|i| {
-            let mut spec = import("product", &format!("DS-{i:05}"));
-            spec.request.max_retries = Some(2);
-            spec
-        })
-        .collect::<Vec<_>>();
-    w.node.queue.enqueue_batch(&specs).await.unwrap();
+    w.node.queue.enqueue_batch(&imports(2)).await.unwrap();
     let edited: Vec<String> = (1..=5).map(|i| format!("DS-{i:05}")).collect();
     for (i, sku) in edited.iter().enumerate() {
         w.edit_local("product", sku, |d| d["price"] = json!(100.5 + i as f64))

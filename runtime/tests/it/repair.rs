@@ -1,5 +1,7 @@
 //! Repairing at scale and by hand: bulk actions over thousands of jobs,
-//! their API and its refusals, cursors, retention and closing a breaker.
+//! their API and its refusals, cursors and forced imports, closing a
+//! breaker, a record's timeline, and failure notifications reaching a
+//! real webhook.
 
 use std::sync::Arc;
 
@@ -8,31 +10,14 @@ use junction_runtime::queue::job::{Completion, JobAction, JobFilter, JobState, O
 use junction_runtime::queue::{Queue, QueueConfig};
 use serde_json::{Value, json};
 
-use super::api::{TOKEN, call, router};
+use super::api::{TOKEN, call, get, post, router};
 use super::storage::{job, start_all, storages};
 use super::sync::{import, world};
-
-async fn post(app: &axum::Router, path: &str, body: Value) -> (StatusCode, Value) {
-    call(
-        app,
-        "POST",
-        path,
-        Some(TOKEN),
-        Some(("application/json", body.to_string().into_bytes())),
-    )
-    .await
-}
-
-async fn get(app: &axum::Router, path: &str) -> Value {
-    let (status, v) = call(app, "GET", path, Some(TOKEN), None).await;
-    assert_eq!(status, StatusCode::OK, "GET {path}: {v}");
-    v
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_requeue_puts_ten_thousand_failed_jobs_back_page_by_page() {
     for (name, storage, _dir) in storages().await {
-        // 10,000 failed jobs (and a done one the filter must not catch).
+        // 10,000 failed jobs.
         for _ in 0..20 {
             let specs: Vec<_> = (0..500).map(|_| job("f")).collect();
             storage.enqueue(&specs, 1).await.unwrap();
