@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::capabilities::egress::{Auth, EgressPolicy, PolicyError, parse_target};
+use crate::capabilities::egress::{Auth, EgressPolicy, PolicyError, Secret, parse_target};
 use crate::capabilities::{BackendInfo, CallContext, Services};
 use crate::grants::{GrantConfig, Grants, JobPlacement, Requests};
 use crate::limits::{EgressLimits, SandboxLimits};
@@ -15,7 +15,7 @@ use crate::queue::retry::{RetryConfig, RetryPolicy};
 use crate::secrets::{SecretError, SecretKey};
 
 /// One backend of the operator's configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     /// The operator's name for it: letters, digits, `-` and `_`.
@@ -76,12 +76,13 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 
 /// "Import `model` from this backend every `every`": a batch import that
 /// never overlaps the previous run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
     pub model: String,
     /// Milliseconds between the starts of two runs.
     #[serde(with = "crate::limits::millis")]
+    #[schema(value_type = u64)]
     pub every: std::time::Duration,
 }
 
@@ -284,32 +285,26 @@ impl BackendConfig {
         })
     }
 
-    /// The configuration as JSON with credentials replaced by `***`, for
-    /// the admin API and the CLI (a reference to an environment variable
-    /// or a file is shown: it is not the secret).
-    pub fn redacted(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        if let Some(auth) = v.get_mut("auth").and_then(|a| a.as_object_mut()) {
-            for secret in ["token", "password", "value"] {
-                if let Some(s) = auth.get_mut(secret) {
-                    let reference = s
-                        .as_object()
-                        .is_some_and(|o| o.contains_key("env") || o.contains_key("file"));
-                    if !reference {
-                        *s = serde_json::Value::String("***".into());
-                    }
-                }
+    /// The configuration with credentials replaced by `***`, for the
+    /// admin API and the CLI (a reference to an environment variable or a
+    /// file is shown: it is not the secret).
+    pub fn redacted(&self) -> BackendConfig {
+        fn hide(secret: &mut Secret) {
+            if !secret.is_reference() {
+                *secret = Secret::new("***");
             }
         }
-        if let Some(s) = v.pointer_mut("/notify/secret") {
-            let reference = s
-                .as_object()
-                .is_some_and(|o| o.contains_key("env") || o.contains_key("file"));
-            if !reference {
-                *s = serde_json::Value::String("***".into());
-            }
+        let mut c = self.clone();
+        match &mut c.auth {
+            Some(Auth::Bearer { token }) => hide(token),
+            Some(Auth::Basic { password, .. }) => hide(password),
+            Some(Auth::Header { value, .. }) => hide(value),
+            None => {}
         }
-        v
+        if let Some(secret) = c.notify.as_mut().and_then(|n| n.secret.as_mut()) {
+            hide(secret);
+        }
+        c
     }
 
     /// The context this backend's calls run in, on `services`, for a
@@ -357,7 +352,7 @@ mod tests {
 
     #[test]
     fn redacted_hides_credentials() {
-        let v = shop().redacted();
+        let v = serde_json::to_value(shop().redacted()).unwrap();
         assert_eq!(v["auth"]["token"], "***");
         assert!(!v.to_string().contains("s3cret"));
         assert_eq!(v["base_url"], "https://Shop.Example.com/");

@@ -150,7 +150,7 @@ impl fmt::Display for Requests {
 
 /// The operator's grant to a backend's connector, narrowing what its
 /// manifest requests. Absent lists grant everything requested.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantConfig {
     /// Local models, as `model` (every requested operation) or
@@ -214,7 +214,7 @@ impl GrantConfig {
 }
 
 /// Where a backend's guest jobs may go and how urgent they may be.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobPlacement {
     /// The channel subtree the connector's jobs run in (default

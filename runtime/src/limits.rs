@@ -6,12 +6,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// CPU, memory and output limits of one call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxLimits {
     /// Wall-clock time for one call, including time spent waiting on host
     /// calls such as HTTP.
     #[serde(with = "millis")]
+    #[schema(value_type = u64)]
     pub deadline: Duration,
     /// Linear memory one instance may grow to.
     pub memory_bytes: usize,
@@ -64,15 +65,17 @@ impl Default for SandboxLimits {
 }
 
 /// Limits on a backend's outbound HTTP.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EgressLimits {
     pub max_request_body_bytes: u64,
     pub max_response_body_bytes: u64,
     #[serde(with = "millis")]
+    #[schema(value_type = u64)]
     pub connect_timeout: Duration,
     /// From sending the request to the last byte of the response.
     #[serde(with = "millis")]
+    #[schema(value_type = u64)]
     pub total_timeout: Duration,
     /// Requests in flight at once to this backend, across all calls.
     pub max_concurrent_requests: usize,

@@ -53,6 +53,10 @@ enum Command {
     },
     /// Ask the running server to re-read its config file.
     Reload,
+    /// Print the admin API's OpenAPI 3.1 document (what the server answers
+    /// at /api/v1/openapi.json), generated from the handlers' types: feed
+    /// it to a client generator.
+    Openapi,
     /// The nodes on the server's database: alive, lost (no heartbeat for
     /// 15 s: crashed or cut off) or stopped, and the jobs each holds.
     Nodes,
@@ -301,15 +305,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Demo(args) => cli::demo::run(args, cli.cache_dir).await,
             Command::Serve(args) => cli::serve::run(args, &cli.server.config, cli.cache_dir).await,
             Command::Reload => {
-                let client = cli::client::Client::new(&cli.server)?;
-                let v = client
-                    .post("/api/v1/reload", &serde_json::json!({}))
-                    .await?;
-                if cli.json {
-                    println!("{}", serde_json::to_string_pretty(&v)?);
-                } else {
-                    println!("reloaded: {}", v["summary"].as_str().unwrap_or(""));
-                }
+                cli::admin::reload(&cli::client::Client::new(&cli.server)?, cli.json).await
+            }
+            Command::Openapi => {
+                println!("{}", junction_runtime::api::openapi_json());
                 Ok(())
             }
             Command::Db { command } => cli::db::run(command, &cli.server.config, cli.json).await,

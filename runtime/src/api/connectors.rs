@@ -5,12 +5,16 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::ApiState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery};
+use super::types::{
+    ActivateQuery, BackendRemoved, BackendView, BreakerState, BreakerView, CheckAnswer, Component,
+    ConnectorView, ErrorBody, Inspected, InstallQuery, ModelUnits, Page, Purged,
+    RemoveBackendQuery, ResolvedUnits, Rollback, Units, UnresolvedUnits,
+};
 use crate::backend::BackendConfig;
 use crate::grants::Requests;
 use crate::model::Manifest;
@@ -26,69 +30,66 @@ fn requests(c: &InstalledConnector) -> Requests {
 /// A connector as the API shows it, with what it requests and, for an
 /// inactive version, what it requests beyond the active one of its
 /// connector (what activating it needs approved).
-fn view_among(c: &InstalledConnector, all: &[InstalledConnector]) -> Value {
-    let mut v = view(c);
+fn view(c: &InstalledConnector, all: &[InstalledConnector]) -> ConnectorView {
     let mine = requests(c);
-    let beyond = all
+    let beyond_active = all
         .iter()
         .find(|o| o.active && o.name == c.name && o.digest != c.digest)
         .map(|active| mine.beyond(&requests(active)).lines())
         .unwrap_or_default();
-    v["requests"] = json!(mine.lines());
-    v["beyond_active"] = json!(beyond);
-    v
+    ConnectorView {
+        digest: c.digest.clone(),
+        name: c.name.clone(),
+        version: c.version.clone(),
+        backend_kind: c.backend_kind.clone(),
+        backend_versions: c.backend_versions.clone(),
+        active: c.active,
+        installed_at: c.installed_at,
+        manifest: serde_json::from_str(&c.manifest).unwrap_or(Value::Null),
+        requests: mine.lines(),
+        beyond_active,
+    }
 }
 
-/// A connector as the API shows it.
-fn view(c: &InstalledConnector) -> Value {
-    let manifest: Value = serde_json::from_str(&c.manifest).unwrap_or(Value::Null);
-    json!({
-        "digest": c.digest,
-        "name": c.name,
-        "version": c.version,
-        "backend_kind": c.backend_kind,
-        "backend_versions": c.backend_versions,
-        "active": c.active,
-        "installed_at": c.installed_at,
-        "manifest": manifest,
-    })
+/// A connector as the API shows it, among the installed ones now.
+async fn view_now(state: &ApiState, c: &InstalledConnector) -> ApiResult<ConnectorView> {
+    Ok(view(c, &state.storage().connectors().await?))
 }
 
-pub async fn list(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
+/// Installed connector versions.
+#[utoipa::path(get, path = "/api/v1/connectors", operation_id = "list_connectors", tag = "connectors",
+    responses((status = OK, description = "every installed version, one page", body = Page<ConnectorView>)))]
+pub async fn list(State(state): State<ApiState>) -> ApiResult<Json<Page<ConnectorView>>> {
     let all = state.storage().connectors().await?;
-    let items: Vec<Value> = all.iter().map(|c| view_among(c, &all)).collect();
-    Ok(Json(json!({"items": items, "next": null})))
+    let items = all.iter().map(|c| view(c, &all)).collect();
+    Ok(Json(Page { items, next: None }))
 }
 
+/// One installed version.
+#[utoipa::path(get, path = "/api/v1/connectors/{digest}", operation_id = "get_connector", tag = "connectors", params(("digest" = String, Path, description = "`sha256:` and the component's hex digest")),
+    responses((status = OK, description = "the version", body = ConnectorView)))]
 pub async fn show(
     State(state): State<ApiState>,
     ApiPath(digest): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ConnectorView>> {
     let c = state.sync().connector(&digest).await?;
-    let all = state.storage().connectors().await?;
-    Ok(Json(view_among(&c, &all)))
+    Ok(Json(view_now(&state, &c).await?))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InstallQuery {
-    /// Make it the active version (default true).
-    activate: Option<bool>,
-    /// Refuse the upload unless its sha256 is this (hex, with or without
-    /// `sha256:`).
-    sha256: Option<String>,
-    /// Approve what it requests beyond the active version (see
-    /// `beyond_active`); without it such a version is installed inactive
-    /// and the answer is 409 `needs_approval`.
-    approve: Option<bool>,
-}
-
-/// `POST /api/v1/connectors` with the component's bytes as the body.
+/// Install a component (the body is its bytes, up to 64 MiB).
+#[utoipa::path(post, path = "/api/v1/connectors", operation_id = "install_connector", tag = "connectors", params(InstallQuery),
+    request_body(content = Component, content_type = "application/wasm"),
+    responses(
+        (status = CREATED, description = "installed", body = ConnectorView),
+        (status = CONFLICT, description = "`needs_approval`: it requests more than the active version; installed inactive", body = ErrorBody),
+        (status = UNPROCESSABLE_ENTITY, description = "`digest_mismatch` or `not_a_connector`; nothing was installed", body = ErrorBody),
+        (status = PAYLOAD_TOO_LARGE, description = "`payload_too_large`", body = ErrorBody),
+    ))]
 pub async fn install(
     State(state): State<ApiState>,
     ApiQuery(q): ApiQuery<InstallQuery>,
     ApiBytes(body): ApiBytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<ConnectorView>)> {
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "the body is empty; send the component's .wasm bytes",
@@ -118,12 +119,21 @@ pub async fn install(
             q.approve.unwrap_or(false),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(view(&installed))))
+    Ok((
+        StatusCode::CREATED,
+        Json(view_now(&state, &installed).await?),
+    ))
 }
 
-/// `POST /api/v1/inspect`: what `junction connector inspect` reports, for
-/// an upload; installs nothing.
-pub async fn inspect(State(state): State<ApiState>, body: Bytes) -> ApiResult<Json<Value>> {
+/// What `junction connector inspect` reports, for an upload; installs
+/// nothing.
+#[utoipa::path(post, path = "/api/v1/inspect", operation_id = "inspect_component", tag = "connectors",
+    request_body(content = Component, content_type = "application/wasm"),
+    responses(
+        (status = OK, description = "what the component is", body = Inspected),
+        (status = UNPROCESSABLE_ENTITY, description = "`not_a_connector`", body = ErrorBody),
+    ))]
+pub async fn inspect(State(state): State<ApiState>, body: Bytes) -> ApiResult<Json<Inspected>> {
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "the body is empty; send the component's .wasm bytes",
@@ -138,47 +148,58 @@ pub async fn inspect(State(state): State<ApiState>, body: Bytes) -> ApiResult<Js
                 e.to_string(),
             )
         })?;
-    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+    Ok(Json(Inspected {
+        file: report.file,
+        digest: report.digest,
+        size_bytes: report.size_bytes as u64,
+        world: report.world.to_string(),
+        compile_ms: report.compile_ms as u64,
+        compile_cached: report.compile_cached,
+        manifest: serde_json::to_value(&report.manifest).unwrap_or(Value::Null),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActivateQuery {
-    /// Approve what the version requests beyond the active one.
-    approve: Option<bool>,
-}
-
+/// Make a version the active one of its connector.
+#[utoipa::path(post, path = "/api/v1/connectors/{digest}/activate", operation_id = "activate_connector", tag = "connectors", params(("digest" = String, Path, description = "`sha256:` and the component's hex digest"), ActivateQuery),
+    responses(
+        (status = OK, description = "active now", body = ConnectorView),
+        (status = CONFLICT, description = "`needs_approval`: pass approve=true", body = ErrorBody),
+    ))]
 pub async fn activate(
     State(state): State<ApiState>,
     ApiPath(digest): ApiPath<String>,
     ApiQuery(q): ApiQuery<ActivateQuery>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(view(
-        &state
-            .sync()
-            .activate_connector(&digest, q.approve.unwrap_or(false))
-            .await?,
-    )))
+) -> ApiResult<Json<ConnectorView>> {
+    let c = state
+        .sync()
+        .activate_connector(&digest, q.approve.unwrap_or(false))
+        .await?;
+    Ok(Json(view_now(&state, &c).await?))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rollback {
-    name: String,
-}
-
+/// Make the previous version of a connector active again.
+#[utoipa::path(post, path = "/api/v1/connectors/rollback", operation_id = "rollback_connector", tag = "connectors", request_body = Rollback,
+    responses((status = OK, description = "the version active now", body = ConnectorView)))]
 pub async fn rollback(
     State(state): State<ApiState>,
     ApiJson(r): ApiJson<Rollback>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(view(&state.sync().rollback_connector(&r.name).await?)))
+) -> ApiResult<Json<ConnectorView>> {
+    let c = state.sync().rollback_connector(&r.name).await?;
+    Ok(Json(view_now(&state, &c).await?))
 }
 
+/// Remove an inactive version.
+#[utoipa::path(delete, path = "/api/v1/connectors/{digest}", operation_id = "remove_connector", tag = "connectors", params(("digest" = String, Path, description = "`sha256:` and the component's hex digest")),
+    responses(
+        (status = OK, description = "the version removed", body = ConnectorView),
+        (status = CONFLICT, description = "`refused`: it is active or a backend uses it", body = ErrorBody),
+    ))]
 pub async fn remove(
     State(state): State<ApiState>,
     ApiPath(digest): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(view(&state.sync().remove_connector(&digest).await?)))
+) -> ApiResult<Json<ConnectorView>> {
+    let c = state.sync().remove_connector(&digest).await?;
+    Ok(Json(view_now(&state, &c).await?))
 }
 
 /// A backend as the API shows it: its configuration without secrets, the
@@ -199,70 +220,101 @@ impl Held {
     }
 }
 
-async fn backend_view(state: &ApiState, config: &BackendConfig, held: &Held) -> ApiResult<Value> {
+async fn backend_view(
+    state: &ApiState,
+    config: &BackendConfig,
+    held: &Held,
+) -> ApiResult<BackendView> {
     let units = match state.sync().backend(&config.name).await {
-        Ok(u) => json!({
-            "adapter": u.adapter_labels(),
-            "adapter_digest": u.adapters.first().map(|a| a.unit.digest()),
-            "mapper": u.mapper_labels(),
-            "models": u.routes.iter().map(|(model, r)| (model.clone(), json!({
-                "adapter": r.adapter_label,
-                "adapter_digest": r.adapter.digest(),
-                "mapper": r.mapper_label,
-            }))).collect::<serde_json::Map<String, Value>>(),
+        Ok(u) => Units::Resolved(ResolvedUnits {
+            adapter: u.adapter_labels(),
+            adapter_digest: u.adapters.first().map(|a| a.unit.digest().to_string()),
+            mapper: u.mapper_labels(),
+            models: u
+                .routes
+                .iter()
+                .map(|(model, r)| {
+                    (
+                        model.clone(),
+                        ModelUnits {
+                            adapter: r.adapter_label.clone(),
+                            adapter_digest: r.adapter.digest().to_string(),
+                            mapper: r.mapper_label.clone(),
+                        },
+                    )
+                })
+                .collect(),
         }),
-        Err(e) => json!({"error": e.to_string()}),
+        Err(e) => Units::Unresolved(UnresolvedUnits {
+            error: e.to_string(),
+        }),
     };
-    let bindings: serde_json::Map<String, Value> = state
+    let bindings = state
         .storage()
         .binding_counts(&config.name)
         .await?
         .into_iter()
-        .map(|(model, n)| (model, json!(n)))
         .collect();
     let breaker = held.breakers.iter().find(|b| b.backend == config.name);
-    Ok(json!({
-        "name": config.name,
-        "config": config.redacted(),
-        "units": units,
-        "bindings": bindings,
-        "breaker": breaker_view(breaker, crate::queue::now_ms()),
-        "paused": held
+    Ok(BackendView {
+        name: config.name.clone(),
+        config: config.redacted(),
+        units,
+        bindings,
+        breaker: breaker_view(breaker, crate::queue::now_ms()),
+        paused: held
             .paused
             .iter()
             .any(|(kind, name, _)| kind == "backend" && *name == config.name),
-    }))
+    })
 }
 
 /// A backend's circuit breaker: `closed`; `open` until `retry_at`; then
 /// `half-open` while its probe is due or running.
-pub(crate) fn breaker_view(open: Option<&crate::storage::OpenBreaker>, now: i64) -> Value {
+pub(crate) fn breaker_view(open: Option<&crate::storage::OpenBreaker>, now: i64) -> BreakerView {
     match open {
-        None => json!({"state": "closed"}),
-        Some(b) => json!({
-            "state": if b.retry_at <= now { "half-open" } else { "open" },
-            "failures": b.failures,
-            "reason": b.reason,
-            "opened_at": b.opened_at,
-            "retry_at": b.retry_at,
-            "probes": b.probes,
-        }),
+        None => BreakerView {
+            state: BreakerState::Closed,
+            failures: None,
+            reason: None,
+            opened_at: None,
+            retry_at: None,
+            probes: None,
+        },
+        Some(b) => BreakerView {
+            state: if b.retry_at <= now {
+                BreakerState::HalfOpen
+            } else {
+                BreakerState::Open
+            },
+            failures: Some(b.failures),
+            reason: Some(b.reason.clone()),
+            opened_at: Some(b.opened_at),
+            retry_at: Some(b.retry_at),
+            probes: Some(b.probes),
+        },
     }
 }
 
-pub async fn backends(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
+/// Configured backends with their units, bindings, breaker and pause.
+#[utoipa::path(get, path = "/api/v1/backends", operation_id = "list_backends", tag = "backends",
+    responses((status = OK, description = "every backend, one page", body = Page<BackendView>)))]
+pub async fn backends(State(state): State<ApiState>) -> ApiResult<Json<Page<BackendView>>> {
     let held = Held::load(&state).await?;
     let mut items = Vec::new();
     for config in state.sync().backend_configs().await? {
         items.push(backend_view(&state, &config, &held).await?);
     }
-    Ok(Json(json!({"items": items, "next": null})))
+    Ok(Json(Page { items, next: None }))
 }
 
+/// One backend.
+#[utoipa::path(get, path = "/api/v1/backends/{name}", operation_id = "get_backend", tag = "backends", params(("name" = String, Path, description = "the backend's name")),
+    responses((status = OK, description = "the backend", body = BackendView)))]
 pub async fn backend(
     State(state): State<ApiState>,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BackendView>> {
     let config = find_backend(&state, &name).await?;
     let held = Held::load(&state).await?;
     Ok(Json(backend_view(&state, &config, &held).await?))
@@ -282,13 +334,17 @@ pub(super) async fn find_backend(state: &ApiState, name: &str) -> ApiResult<Back
         })
 }
 
-/// `POST /api/v1/backends`: create or replace a backend (a
-/// `BackendConfig` as JSON). Refused when no installed connector serves
-/// it.
+/// Create or replace a backend. Refused when no installed connector
+/// serves it.
+#[utoipa::path(post, path = "/api/v1/backends", operation_id = "put_backend", tag = "backends", request_body = BackendConfig,
+    responses(
+        (status = CREATED, description = "configured", body = BackendView),
+        (status = UNPROCESSABLE_ENTITY, description = "`bad_backend`: the configuration is invalid (the message names the field), or `unresolved`", body = ErrorBody),
+    ))]
 pub async fn put_backend(
     State(state): State<ApiState>,
     ApiBytes(body): ApiBytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<BackendView>)> {
     let config: BackendConfig = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -303,24 +359,19 @@ pub async fn put_backend(
     ))
 }
 
-/// Query of `DELETE /api/v1/backends/{name}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RemoveBackendQuery {
-    #[serde(default)]
-    cancel_jobs: bool,
-    #[serde(default)]
-    purge: bool,
-}
-
-/// `DELETE /api/v1/backends/{name}`: remove a backend. Refused while it
-/// has unfinished jobs (unless `cancel_jobs`) and for a backend the
-/// configuration file declares (the next reload would add it again).
+/// Remove a backend. Refused while it has unfinished jobs (unless
+/// `cancel_jobs`) and for a backend the configuration file declares (the
+/// next reload would add it again).
+#[utoipa::path(delete, path = "/api/v1/backends/{name}", operation_id = "remove_backend", tag = "backends", params(("name" = String, Path, description = "the backend's name"), RemoveBackendQuery),
+    responses(
+        (status = OK, description = "removed", body = BackendRemoved),
+        (status = CONFLICT, description = "`backend_busy` (it has unfinished jobs) or `backend_declared` (the config file declares it)", body = ErrorBody),
+    ))]
 pub async fn remove_backend(
     State(state): State<ApiState>,
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<RemoveBackendQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BackendRemoved>> {
     if let Some(file) = state.declaring_file(&name) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -336,29 +387,39 @@ pub async fn remove_backend(
         purge: q.purge,
     };
     let removed = state.sync().remove_backend(&name, how).await?;
-    Ok(Json(json!({
-        "removed": name,
-        "cancelled_jobs": removed.cancelled_jobs,
-        "purged": {"bindings": removed.bindings, "state_keys": removed.state_keys},
-    })))
+    Ok(Json(BackendRemoved {
+        removed: name,
+        cancelled_jobs: removed.cancelled_jobs,
+        purged: Purged {
+            bindings: removed.bindings,
+            state_keys: removed.state_keys,
+        },
+    }))
 }
 
-/// Call the adapter's `check` against the backend.
+/// Call the adapter's `check` against the backend: reachable, with the
+/// configured credentials? A failing check answers 200 with `ok` false.
+#[utoipa::path(post, path = "/api/v1/backends/{name}/check", operation_id = "check_backend", tag = "backends", params(("name" = String, Path, description = "the backend's name")),
+    responses((status = OK, description = "the check's answer", body = CheckAnswer)))]
 pub async fn check(
     State(state): State<ApiState>,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CheckAnswer>> {
     find_backend(&state, &name).await?;
     match state.sync().check_backend(&name).await {
-        Ok((line, adapter)) => Ok(Json(
-            json!({"ok": true, "message": line, "adapter": adapter}),
-        )),
+        Ok((message, adapter)) => Ok(Json(CheckAnswer {
+            ok: true,
+            message,
+            adapter,
+        })),
         Err(crate::sync::SyncError::Connector {
             name: adapter,
             reason,
-        }) => Ok(Json(
-            json!({"ok": false, "message": reason, "adapter": adapter}),
-        )),
+        }) => Ok(Json(CheckAnswer {
+            ok: false,
+            message: reason,
+            adapter,
+        })),
         Err(e) => Err(e.into()),
     }
 }

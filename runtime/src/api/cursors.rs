@@ -7,49 +7,50 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::ApiState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath};
+use super::types::{CursorChanged, CursorView, Cursors, SetCursor};
 use crate::model::{format_timestamp, parse_timestamp};
 use crate::sync::batch::{CURSOR_PREFIX, cursor_key, cursor_model};
 
-/// `GET /api/v1/backends/{name}/cursors`: every model's cursor.
+/// Where each model's next batch import of a backend starts searching.
+#[utoipa::path(get, path = "/api/v1/backends/{name}/cursors", operation_id = "list_cursors", tag = "backends", params(("name" = String, Path, description = "the backend's name")),
+    responses((status = OK, description = "every model's cursor", body = Cursors)))]
 pub async fn list(
     State(state): State<ApiState>,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Cursors>> {
     super::connectors::find_backend(&state, &name).await?;
-    let items: Vec<Value> = state
+    let items = state
         .storage()
         .state_list(&name, CURSOR_PREFIX)
         .await?
         .into_iter()
         .filter_map(|(key, value, at)| {
-            cursor_model(&key).map(|model| {
-                json!({"model": model, "cursor": value, "updated_at": format_timestamp(at)})
+            cursor_model(&key).map(|model| CursorView {
+                model: model.to_string(),
+                cursor: value,
+                updated_at: format_timestamp(at),
             })
         })
         .collect();
-    Ok(Json(json!({"backend": name, "items": items})))
+    Ok(Json(Cursors {
+        backend: name,
+        items,
+    }))
 }
 
-/// Body of `PUT /api/v1/backends/{name}/cursors/{model}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SetCursor {
-    /// RFC 3339: the next import searches for records changed since then.
-    cursor: String,
-}
-
-/// `PUT …/cursors/{model}`: move a model's cursor to a given time.
+/// Move a model's cursor to a given time.
+#[utoipa::path(put, path = "/api/v1/backends/{name}/cursors/{model}", operation_id = "set_cursor", tag = "backends", params(("name" = String, Path, description = "the backend's name"), ("model" = String, Path, description = "a model the backend imports")),
+    request_body = SetCursor,
+    responses((status = OK, description = "the cursor now", body = CursorChanged)))]
 pub async fn set(
     State(state): State<ApiState>,
     ApiPath((name, model)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<SetCursor>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CursorChanged>> {
     super::connectors::find_backend(&state, &name).await?;
     let at = parse_timestamp(&body.cursor).map_err(|e| {
         ApiError::bad_request(format!(
@@ -68,23 +69,31 @@ pub async fn set(
             None,
         )
         .await?;
-    Ok(Json(
-        json!({"backend": name, "model": model, "cursor": cursor}),
-    ))
+    Ok(Json(CursorChanged {
+        backend: name,
+        model,
+        cursor: Some(cursor),
+        existed: None,
+    }))
 }
 
-/// `DELETE …/cursors/{model}`: forget a model's cursor, so that its next
-/// import searches from the beginning.
+/// Forget a model's cursor, so that its next import searches from the
+/// beginning.
+#[utoipa::path(delete, path = "/api/v1/backends/{name}/cursors/{model}", operation_id = "reset_cursor", tag = "backends", params(("name" = String, Path, description = "the backend's name"), ("model" = String, Path, description = "a model the backend imports")),
+    responses((status = OK, description = "the cursor is gone", body = CursorChanged)))]
 pub async fn reset(
     State(state): State<ApiState>,
     ApiPath((name, model)): ApiPath<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CursorChanged>> {
     super::connectors::find_backend(&state, &name).await?;
     let existed = state
         .storage()
         .state_delete(&name, &cursor_key(&model))
         .await?;
-    Ok(Json(
-        json!({"backend": name, "model": model, "cursor": null, "existed": existed}),
-    ))
+    Ok(Json(CursorChanged {
+        backend: name,
+        model,
+        cursor: None,
+        existed: Some(existed),
+    }))
 }

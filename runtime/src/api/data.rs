@@ -2,36 +2,23 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, ApiQuery};
-use super::{ApiState, Page, page_limit};
-use crate::model::LocalRecord;
+use super::types::{
+    BindingView, BindingsQuery, EntryKind, Page, PageQuery, RecordBinding, RecordView, Timeline,
+    TimelineEntry,
+};
+use super::{ApiState, page_limit};
 
-fn view(r: &LocalRecord) -> Value {
-    json!({
-        "model": r.model,
-        "id": r.id,
-        "version": r.version,
-        "updated_at": r.updated_at,
-        "data": serde_json::from_str::<Value>(&r.data).unwrap_or(Value::String(r.data.clone())),
-    })
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PageQuery {
-    cursor: Option<String>,
-    limit: Option<u32>,
-}
-
+/// A model's local records, by id.
+#[utoipa::path(get, path = "/api/v1/records/{model}", operation_id = "list_records", tag = "records", params(("model" = String, Path, description = "a local model, such as `product`"), PageQuery),
+    responses((status = OK, description = "a page of records", body = Page<RecordView>)))]
 pub async fn records(
     State(state): State<ApiState>,
     ApiPath(model): ApiPath<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
-) -> ApiResult<Json<Page<Value>>> {
+) -> ApiResult<Json<Page<RecordView>>> {
     let limit = page_limit(q.limit)?;
     let items = state
         .storage()
@@ -41,36 +28,34 @@ pub async fn records(
         .then(|| items.last().map(|r| r.id.clone()))
         .flatten();
     Ok(Json(Page {
-        items: items.iter().map(view).collect(),
+        items: items.iter().map(RecordView::from).collect(),
         next,
     }))
 }
 
+/// One local record.
+#[utoipa::path(get, path = "/api/v1/records/{model}/{id}", operation_id = "get_record", tag = "records", params(("model" = String, Path, description = "a local model, such as `product`"), ("id" = String, Path, description = "the record's local id")),
+    responses((status = OK, description = "the record", body = RecordView)))]
 pub async fn record(
     State(state): State<ApiState>,
     ApiPath((model, id)): ApiPath<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RecordView>> {
     let r = state
         .storage()
         .record(&model, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("there is no local {model} {id:?}")))?;
-    Ok(Json(view(&r)))
+    Ok(Json(RecordView::from(&r)))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BindingsQuery {
-    backend: Option<String>,
-    model: Option<String>,
-    cursor: Option<String>,
-    limit: Option<u32>,
-}
-
+/// A backend's bindings of a model: which backend record each local
+/// record is.
+#[utoipa::path(get, path = "/api/v1/bindings", operation_id = "list_bindings", tag = "records", params(BindingsQuery),
+    responses((status = OK, description = "a page of bindings, by external id", body = Page<BindingView>)))]
 pub async fn bindings(
     State(state): State<ApiState>,
     ApiQuery(q): ApiQuery<BindingsQuery>,
-) -> ApiResult<Json<Page<Value>>> {
+) -> ApiResult<Json<Page<BindingView>>> {
     let (Some(backend), Some(model)) = (q.backend, q.model) else {
         return Err(ApiError::bad_request(
             "give backend and model, e.g. ?backend=shop&model=product",
@@ -87,14 +72,12 @@ pub async fn bindings(
     Ok(Json(Page {
         items: items
             .iter()
-            .map(|b| {
-                json!({
-                    "backend": b.backend,
-                    "model": b.model,
-                    "external_id": b.external_id,
-                    "local_id": b.local_id,
-                    "sync_date": b.sync_date,
-                })
+            .map(|b| BindingView {
+                backend: b.backend.clone(),
+                model: b.model.clone(),
+                external_id: b.external_id.clone(),
+                local_id: b.local_id.clone(),
+                sync_date: b.sync_date,
             })
             .collect(),
         next,
@@ -110,10 +93,12 @@ const TIMELINE_MAX: u32 = 200;
 /// by a backend's external id, exports and deletes by its local id), each
 /// job with its outbound request count. The jobs' own pages have their
 /// logs and audit.
+#[utoipa::path(get, path = "/api/v1/records/{model}/{id}/timeline", operation_id = "record_timeline", tag = "records", params(("model" = String, Path, description = "a local model, such as `product`"), ("id" = String, Path, description = "the record's local id")),
+    responses((status = OK, description = "the record's story", body = Timeline)))]
 pub async fn timeline(
     State(state): State<ApiState>,
     ApiPath((model, id)): ApiPath<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Timeline>> {
     let storage = state.storage();
     let record = storage.record(&model, &id).await?;
     let mut bindings = Vec::new();
@@ -135,7 +120,7 @@ pub async fn timeline(
             "there is no local {model} {id:?} and nothing was ever recorded about it"
         )));
     }
-    let mut timeline: Vec<(i64, Value)> = Vec::new();
+    let mut timeline: Vec<TimelineEntry> = Vec::new();
     for e in &events {
         let origin = e
             .event
@@ -143,21 +128,21 @@ pub async fn timeline(
             .as_deref()
             .map(|b| format!(" (imported from {b})"))
             .unwrap_or_default();
-        timeline.push((
-            e.created_at,
-            json!({
-                "at": e.created_at,
-                "kind": "event",
-                "what": format!("event {}{origin}", e.event.name),
-                "state": "",
-                "detail": if e.event.changed_fields.is_empty() {
-                    String::new()
-                } else {
-                    format!("changed: {}", e.event.changed_fields.join(", "))
-                },
-                "event": e.id,
-            }),
-        ));
+        timeline.push(TimelineEntry {
+            at: e.created_at,
+            kind: EntryKind::Event,
+            what: format!("event {}{origin}", e.event.name),
+            state: String::new(),
+            detail: if e.event.changed_fields.is_empty() {
+                String::new()
+            } else {
+                format!("changed: {}", e.event.changed_fields.join(", "))
+            },
+            event: Some(e.id),
+            job: None,
+            backend: None,
+            finished_at: None,
+        });
     }
     for j in &jobs {
         let detail = j
@@ -165,30 +150,31 @@ pub async fn timeline(
             .clone()
             .or_else(|| j.result.clone())
             .unwrap_or_default();
-        timeline.push((
-            j.created_at,
-            json!({
-                "at": j.created_at,
-                "kind": "job",
-                "what": j.description.clone().unwrap_or_else(|| j.function.clone()),
-                "state": j.state,
-                "detail": crate::text::truncate(&detail, 300),
-                "job": j.id,
-                "backend": j.backend,
-                "finished_at": j.finished_at,
-            }),
-        ));
+        timeline.push(TimelineEntry {
+            at: j.created_at,
+            kind: EntryKind::Job,
+            what: j.description.clone().unwrap_or_else(|| j.function.clone()),
+            state: j.state.to_string(),
+            detail: crate::text::truncate(&detail, 300).to_string(),
+            event: None,
+            job: Some(j.id),
+            backend: j.backend.clone(),
+            finished_at: j.finished_at,
+        });
     }
-    timeline.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
-    Ok(Json(json!({
-        "model": model,
-        "id": id,
-        "record": record.as_ref().map(view),
-        "bindings": bindings.iter().map(|b| json!({
-            "backend": b.backend,
-            "external_id": b.external_id,
-            "sync_date": b.sync_date,
-        })).collect::<Vec<_>>(),
-        "timeline": timeline.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
-    })))
+    timeline.sort_by_key(|e| std::cmp::Reverse(e.at));
+    Ok(Json(Timeline {
+        model,
+        id,
+        record: record.as_ref().map(RecordView::from),
+        bindings: bindings
+            .into_iter()
+            .map(|b| RecordBinding {
+                backend: b.backend,
+                external_id: b.external_id,
+                sync_date: b.sync_date,
+            })
+            .collect(),
+        timeline,
+    }))
 }

@@ -6,8 +6,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
+use super::types::{ErrorBody, ErrorDetail};
 use crate::queue::QueueError;
 use crate::storage::StorageError;
 use crate::sync::SyncError;
@@ -44,7 +44,12 @@ impl IntoResponse for ApiError {
         }
         (
             self.status,
-            Json(json!({"error": {"code": self.code, "message": self.message}})),
+            Json(ErrorBody {
+                error: ErrorDetail {
+                    code: self.code.to_string(),
+                    message: self.message,
+                },
+            }),
         )
             .into_response()
     }

@@ -7,29 +7,23 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiQuery};
-use super::{ApiState, Page, id_cursor, page_limit};
-use crate::queue::job::{JobAction, JobFilter, JobId, JobState};
+use super::types::{BulkAnswer, DeadAction, DeadEvent, DeadQuery, ErrorBody, Page};
+use super::{ApiState, id_cursor, page_limit};
+use crate::queue::job::{JobAction, JobFilter, JobState};
 use crate::sync::{DELIVER, deliver::dead};
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeadQuery {
-    backend: Option<String>,
-    cursor: Option<String>,
-    limit: Option<u32>,
-}
 
 /// `GET /api/v1/events/dead`: newest first, with each event's name,
 /// model and record (when the event is still stored).
+#[utoipa::path(get, path = "/api/v1/events/dead", operation_id = "list_dead_events", tag = "events", params(DeadQuery),
+    responses((status = OK, description = "a page of dead events", body = Page<DeadEvent>)))]
 pub async fn list(
     State(state): State<ApiState>,
     ApiQuery(q): ApiQuery<DeadQuery>,
-) -> ApiResult<Json<Page<Value>>> {
+) -> ApiResult<Json<Page<DeadEvent>>> {
     let limit = page_limit(q.limit)?;
     let before = id_cursor(q.cursor.as_deref())?;
     let storage = state.storage();
@@ -49,18 +43,18 @@ pub async fn list(
             Some(id) => storage.event(id).await?,
             None => None,
         };
-        items.push(json!({
-            "job": job.id,
-            "backend": job.backend,
-            "event": event_id,
-            "name": event.as_ref().map(|e| e.event.name.clone()),
-            "model": event.as_ref().map(|e| e.event.model.clone()),
-            "local_id": event.as_ref().and_then(|e| e.event.local_id.clone()),
-            "tries": job.tries,
-            "error_kind": job.error_kind,
-            "error_message": job.error_message,
-            "failed_at": job.finished_at,
-        }));
+        items.push(DeadEvent {
+            job: job.id,
+            backend: job.backend.clone(),
+            event: event_id,
+            name: event.as_ref().map(|e| e.event.name.clone()),
+            model: event.as_ref().map(|e| e.event.model.clone()),
+            local_id: event.as_ref().and_then(|e| e.event.local_id.clone()),
+            tries: job.tries,
+            error_kind: job.error_kind.clone(),
+            error_message: job.error_message.clone(),
+            failed_at: job.finished_at,
+        });
     }
     let next = (jobs.len() as u32 == limit)
         .then(|| jobs.last().map(|j| j.id.to_string()))
@@ -68,26 +62,13 @@ pub async fn list(
     Ok(Json(Page { items, next }))
 }
 
-/// Body of `POST /api/v1/events/dead/retry|discard`: the named delivery
-/// jobs, or every dead event (of `backend`, when given).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Act {
-    backend: Option<String>,
-    jobs: Option<Vec<JobId>>,
-    #[serde(default)]
-    dry_run: bool,
-}
-
-async fn act(state: &ApiState, action: JobAction, body: Act) -> ApiResult<Json<Value>> {
+async fn act(state: &ApiState, action: JobAction, body: DeadAction) -> ApiResult<Json<BulkAnswer>> {
     let queue = state.queue();
     let Some(ids) = body.jobs else {
         let report = queue
             .bulk(action, &dead(body.backend.as_deref()), body.dry_run)
             .await?;
-        let mut v = serde_json::to_value(&report).unwrap_or_default();
-        v["dry_run"] = json!(body.dry_run);
-        return Ok(Json(v));
+        return Ok(Json(BulkAnswer::from_report(report, body.dry_run, None)));
     };
     if ids.len() > crate::queue::BULK_PAGE as usize {
         return Err(ApiError::bad_request(format!(
@@ -120,33 +101,51 @@ async fn act(state: &ApiState, action: JobAction, body: Act) -> ApiResult<Json<V
             ));
         }
     }
+    let matched = ids.len() as u64;
     if body.dry_run {
-        return Ok(Json(
-            json!({"matched": ids.len(), "changed": 0, "skipped": 0, "pages": 0, "dry_run": true}),
-        ));
+        return Ok(Json(BulkAnswer {
+            matched,
+            changed: 0,
+            skipped: 0,
+            pages: 0,
+            dry_run: true,
+            action: None,
+        }));
     }
     let acted = queue.act(action, &ids).await?;
-    Ok(Json(json!({
-        "matched": ids.len(),
-        "changed": acted.changed.len(),
-        "skipped": acted.skipped.len() + acted.missing.len(),
-        "pages": 1,
-        "dry_run": false,
-    })))
+    Ok(Json(BulkAnswer {
+        matched,
+        changed: acted.changed.len() as u64,
+        skipped: (acted.skipped.len() + acted.missing.len()) as u64,
+        pages: 1,
+        dry_run: false,
+        action: None,
+    }))
 }
 
-/// `POST /api/v1/events/dead/retry`: deliver again, tries reset.
+/// Deliver dead events again, tries reset.
+#[utoipa::path(post, path = "/api/v1/events/dead/retry", operation_id = "retry_dead_events", tag = "events", request_body = DeadAction,
+    responses(
+        (status = OK, description = "what it did (or would do)", body = BulkAnswer),
+        (status = CONFLICT, description = "`not_dead_event`: a named job is not a dead delivery; nothing was done", body = ErrorBody),
+    ))]
 pub async fn retry(
     State(state): State<ApiState>,
-    ApiJson(body): ApiJson<Act>,
-) -> ApiResult<Json<Value>> {
+    ApiJson(body): ApiJson<DeadAction>,
+) -> ApiResult<Json<BulkAnswer>> {
     act(&state, JobAction::Requeue, body).await
 }
 
-/// `POST /api/v1/events/dead/discard`: give up on delivering them.
+/// Give up on delivering dead events: set aside for good, purged like
+/// finished jobs.
+#[utoipa::path(post, path = "/api/v1/events/dead/discard", operation_id = "discard_dead_events", tag = "events", request_body = DeadAction,
+    responses(
+        (status = OK, description = "what it did (or would do)", body = BulkAnswer),
+        (status = CONFLICT, description = "`not_dead_event`: a named job is not a dead delivery; nothing was done", body = ErrorBody),
+    ))]
 pub async fn discard(
     State(state): State<ApiState>,
-    ApiJson(body): ApiJson<Act>,
-) -> ApiResult<Json<Value>> {
+    ApiJson(body): ApiJson<DeadAction>,
+) -> ApiResult<Json<BulkAnswer>> {
     act(&state, JobAction::Discard, body).await
 }

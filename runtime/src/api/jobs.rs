@@ -4,41 +4,20 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::{ApiState, Page, id_cursor, page_limit};
+use super::types::{
+    BulkAnswer, BulkRequest, CancelledJob, EnqueueAnswer, EnqueueRequest, ErrorBody, ExportRequest,
+    ImportRequest, JobAudit, JobDetail, JobLog, JobSelection, JobView, JobsQuery, Neighbour, Page,
+    Relation, Started, StartedJob,
+};
+use super::{ApiState, id_cursor, page_limit};
 use crate::queue::JobSpec;
 use crate::queue::job::{Job, JobAction, JobFilter, JobState};
 use crate::sync::EXPORT_RECORD;
 use crate::sync::batch::batch_jobs;
-
-/// A job as the API shows it: its arguments as JSON, not text.
-fn view(job: &Job) -> Value {
-    let mut v = serde_json::to_value(job).unwrap_or_default();
-    if let Some(obj) = v.as_object_mut() {
-        let args: Value =
-            serde_json::from_str(&job.args).unwrap_or(Value::String(job.args.clone()));
-        obj.insert("args".into(), args);
-    }
-    v
-}
-
-/// Which jobs: what the list and the bulk actions filter on.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Filter {
-    state: Option<String>,
-    channel: Option<String>,
-    backend: Option<String>,
-    function: Option<String>,
-    /// Enqueued at or after this RFC 3339 time.
-    created_after: Option<String>,
-    /// Enqueued before this RFC 3339 time.
-    created_before: Option<String>,
-}
 
 fn instant(key: &str, text: &Option<String>) -> ApiResult<Option<i64>> {
     text.as_deref()
@@ -52,60 +31,47 @@ fn instant(key: &str, text: &Option<String>) -> ApiResult<Option<i64>> {
         .transpose()
 }
 
-impl Filter {
-    fn to_jobs(&self) -> ApiResult<JobFilter> {
-        let state = self
-            .state
-            .as_deref()
-            .map(|s| {
-                JobState::parse(s).ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "state {s:?} is not a job state; use one of wait_dependencies, pending, enqueued, started, done, cancelled, failed"
-                    ))
-                })
+/// What the list and the bulk actions filter on, checked.
+fn to_jobs(f: &JobSelection) -> ApiResult<JobFilter> {
+    let state = f
+        .state
+        .as_deref()
+        .map(|s| {
+            JobState::parse(s).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "state {s:?} is not a job state; use one of wait_dependencies, pending, enqueued, started, done, cancelled, failed"
+                ))
             })
-            .transpose()?;
-        Ok(JobFilter {
-            state,
-            channel: self.channel.clone(),
-            backend: self.backend.clone(),
-            function: self.function.clone(),
-            created_after: instant("created_after", &self.created_after)?,
-            created_before: instant("created_before", &self.created_before)?,
-            before: None,
-            limit: 0,
         })
-    }
+        .transpose()?;
+    Ok(JobFilter {
+        state,
+        channel: f.channel.clone(),
+        backend: f.backend.clone(),
+        function: f.function.clone(),
+        created_after: instant("created_after", &f.created_after)?,
+        created_before: instant("created_before", &f.created_before)?,
+        before: None,
+        limit: 0,
+    })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    state: Option<String>,
-    channel: Option<String>,
-    backend: Option<String>,
-    function: Option<String>,
-    created_after: Option<String>,
-    created_before: Option<String>,
-    cursor: Option<String>,
-    limit: Option<u32>,
-}
-
-/// Newest first.
+/// Jobs, newest first, filtered.
+#[utoipa::path(get, path = "/api/v1/jobs", operation_id = "list_jobs", tag = "jobs", params(JobsQuery),
+    responses((status = OK, description = "a page of jobs", body = Page<JobView>)))]
 pub async fn list(
     State(state): State<ApiState>,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Page<Value>>> {
+    ApiQuery(q): ApiQuery<JobsQuery>,
+) -> ApiResult<Json<Page<JobView>>> {
     let limit = page_limit(q.limit)?;
-    let filter = Filter {
+    let filter = to_jobs(&JobSelection {
         state: q.state,
         channel: q.channel,
         backend: q.backend,
         function: q.function,
         created_after: q.created_after,
         created_before: q.created_before,
-    }
-    .to_jobs()?;
+    })?;
     let before = id_cursor(q.cursor.as_deref())?;
     let jobs = state
         .storage()
@@ -119,7 +85,7 @@ pub async fn list(
         .then(|| jobs.last().map(|j| j.id.to_string()))
         .flatten();
     Ok(Json(Page {
-        items: jobs.iter().map(view).collect(),
+        items: jobs.iter().map(JobView::from).collect(),
         next,
     }))
 }
@@ -131,11 +97,13 @@ pub(super) async fn job(state: &ApiState, id: i64) -> ApiResult<Job> {
     })
 }
 
-/// One job with everything it left behind.
+/// One job with its logs, outbound HTTP audit and dependencies.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", operation_id = "get_job", tag = "jobs", params(("id" = i64, Path, description = "the job's id")),
+    responses((status = OK, description = "the job", body = JobDetail)))]
 pub async fn show(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JobDetail>> {
     let j = job(&state, id).await?;
     let storage = state.storage();
     let logs = storage.job_log(id).await?;
@@ -151,110 +119,127 @@ pub async fn show(
         .chain(children.iter().take(SHOWN))
     {
         if let Some(o) = storage.job(*other).await? {
-            graph.push(json!({
-                "id": o.id,
-                "function": o.function,
-                "state": o.state,
-                "description": o.description,
-                "relation": if parents.contains(other) { "parent" } else { "child" },
-            }));
+            graph.push(Neighbour {
+                id: o.id,
+                function: o.function,
+                state: o.state,
+                description: o.description,
+                relation: if parents.contains(other) {
+                    Relation::Parent
+                } else {
+                    Relation::Child
+                },
+            });
         }
     }
-    Ok(Json(json!({
-        "job": view(&j),
-        "logs": logs,
-        "audit": audit,
-        "parents": parents,
-        "children": children,
-        "graph": graph,
-    })))
+    Ok(Json(JobDetail {
+        job: JobView::from(&j),
+        logs: logs
+            .into_iter()
+            .map(|l| JobLog {
+                try_number: l.try_number,
+                level: l.level,
+                source: l.source,
+                message: l.message,
+            })
+            .collect(),
+        audit: audit
+            .into_iter()
+            .map(|a| JobAudit {
+                try_number: a.try_number,
+                entry: a.entry,
+            })
+            .collect(),
+        parents,
+        children,
+        graph,
+    }))
 }
 
-async fn after(state: &ApiState, id: i64) -> ApiResult<Json<Value>> {
-    Ok(Json(view(&job(state, id).await?)))
+async fn after(state: &ApiState, id: i64) -> ApiResult<Json<JobView>> {
+    Ok(Json(JobView::from(&job(state, id).await?)))
 }
 
+/// A failed or cancelled job back to the queue, tries reset.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/requeue", operation_id = "requeue_job", tag = "jobs", params(("id" = i64, Path, description = "the job's id")),
+    responses(
+        (status = OK, description = "the job, pending again", body = JobView),
+        (status = CONFLICT, description = "`wrong_state`: it is not failed or cancelled", body = ErrorBody),
+    ))]
 pub async fn requeue(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JobView>> {
     state.queue().requeue(id).await?;
     after(&state, id).await
 }
 
+/// Cancel an unfinished job and every job that depends on it.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", operation_id = "cancel_job", tag = "jobs", params(("id" = i64, Path, description = "the job's id")),
+    responses(
+        (status = OK, description = "the job, with every job cancelled", body = CancelledJob),
+        (status = CONFLICT, description = "`wrong_state`: it has finished", body = ErrorBody),
+    ))]
 pub async fn cancel(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CancelledJob>> {
     let cancelled = state.queue().cancel(id).await?;
-    let mut v = after(&state, id).await?.0;
-    v["cancelled"] = json!(cancelled);
-    Ok(Json(v))
+    let Json(job) = after(&state, id).await?;
+    Ok(Json(CancelledJob { job, cancelled }))
 }
 
+/// Mark a job done by hand (its dependents may start).
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/done", operation_id = "mark_job_done", tag = "jobs", params(("id" = i64, Path, description = "the job's id")),
+    responses(
+        (status = OK, description = "the job, done", body = JobView),
+        (status = CONFLICT, description = "`wrong_state`: it is done already or running", body = ErrorBody),
+    ))]
 pub async fn done(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JobView>> {
     state.queue().mark_done(id).await?;
     after(&state, id).await
 }
 
-/// Body of `POST /api/v1/jobs/bulk`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Bulk {
-    /// `requeue`, `cancel` or `done`.
-    action: String,
-    filter: Filter,
-    /// Only count what the filter matches.
-    #[serde(default)]
-    dry_run: bool,
-}
-
 /// Requeue, cancel or mark done every job a filter matches, one
 /// transaction per page; `dry_run` answers the count alone.
+#[utoipa::path(post, path = "/api/v1/jobs/bulk", operation_id = "bulk_jobs", tag = "jobs", request_body = BulkRequest,
+    responses(
+        (status = OK, description = "what it did (or would do)", body = BulkAnswer),
+        (status = BAD_REQUEST, description = "`bad_request`: an empty filter or a bad action", body = ErrorBody),
+    ))]
 pub async fn bulk(
     State(state): State<ApiState>,
-    ApiJson(b): ApiJson<Bulk>,
-) -> ApiResult<Json<Value>> {
+    ApiJson(b): ApiJson<BulkRequest>,
+) -> ApiResult<Json<BulkAnswer>> {
     let action = JobAction::parse(&b.action).ok_or_else(|| {
         ApiError::bad_request(format!(
             "action {:?} is not a bulk action; use requeue, cancel or done",
             b.action
         ))
     })?;
-    let filter = b.filter.to_jobs()?;
+    let filter = to_jobs(&b.filter)?;
     let report = state.queue().bulk(action, &filter, b.dry_run).await?;
-    let mut v = serde_json::to_value(&report).unwrap_or_default();
-    v["action"] = json!(action);
-    v["dry_run"] = json!(b.dry_run);
-    Ok(Json(v))
+    Ok(Json(BulkAnswer::from_report(
+        report,
+        b.dry_run,
+        Some(action),
+    )))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Import {
-    backend: String,
-    /// One model; all the backend's importable models (in dependency
-    /// order) when absent.
-    model: Option<String>,
-    /// Import in the batch job itself instead of one job per record.
-    #[serde(default)]
-    direct: bool,
-    /// Search from this RFC 3339 time instead of the stored cursor.
-    since: Option<String>,
-    /// Import every record found (from the beginning unless `since`),
-    /// even those synced since their last change, writing every field.
-    #[serde(default)]
-    force: bool,
-}
-
-/// Enqueue batch imports; answers the jobs.
+/// Start batch imports of a backend (one model, or all in dependency
+/// order).
+#[utoipa::path(post, path = "/api/v1/sync/import", operation_id = "start_import", tag = "sync", request_body = ImportRequest,
+    responses(
+        (status = ACCEPTED, description = "the batch jobs", body = Started),
+        (status = UNPROCESSABLE_ENTITY, description = "`unknown_model`: the backend does not import that model", body = ErrorBody),
+    ))]
 pub async fn import(
     State(state): State<ApiState>,
-    ApiJson(r): ApiJson<Import>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    ApiJson(r): ApiJson<ImportRequest>,
+) -> ApiResult<(StatusCode, Json<Started>)> {
     let units = state.sync().backend(&r.backend).await?;
     let models: Vec<String> = match &r.model {
         Some(m) if units.importable.contains(m) => vec![m.clone()],
@@ -300,27 +285,25 @@ pub async fn import(
         }
     }
     let enqueued = state.queue().enqueue_batch(&specs).await?;
-    let jobs: Vec<Value> = enqueued
+    let jobs = enqueued
         .iter()
         .zip(&models)
-        .map(|(e, m)| json!({"id": e.id, "model": m, "deduplicated": e.deduplicated}))
+        .map(|(e, m)| StartedJob {
+            id: e.id,
+            model: m.clone(),
+            deduplicated: e.deduplicated,
+        })
         .collect();
-    Ok((StatusCode::ACCEPTED, Json(json!({"jobs": jobs}))))
+    Ok((StatusCode::ACCEPTED, Json(Started { jobs })))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Export {
-    backend: String,
-    model: String,
-    local_id: String,
-}
-
-/// Enqueue the export of one local record.
+/// Export one local record to a backend.
+#[utoipa::path(post, path = "/api/v1/sync/export", operation_id = "start_export", tag = "sync", request_body = ExportRequest,
+    responses((status = ACCEPTED, description = "the export job", body = Started)))]
 pub async fn export(
     State(state): State<ApiState>,
-    ApiJson(r): ApiJson<Export>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    ApiJson(r): ApiJson<ExportRequest>,
+) -> ApiResult<(StatusCode, Json<Started>)> {
     state.sync().backend(&r.backend).await?;
     if state
         .storage()
@@ -345,39 +328,27 @@ pub async fn export(
     let e = state.queue().enqueue(spec).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"jobs": [{"id": e.id, "model": r.model, "deduplicated": e.deduplicated}]})),
+        Json(Started {
+            jobs: vec![StartedJob {
+                id: e.id,
+                model: r.model,
+                deduplicated: e.deduplicated,
+            }],
+        }),
     ))
-}
-
-/// One job of `POST /api/v1/jobs`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewJobRequest {
-    function: String,
-    #[serde(default)]
-    args: Option<Value>,
-    backend: Option<String>,
-    channel: Option<String>,
-    priority: Option<u32>,
-    identity_key: Option<String>,
-    max_retries: Option<u32>,
-    /// Run no earlier than this many milliseconds from now.
-    delay_ms: Option<u64>,
-    description: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Enqueue {
-    jobs: Vec<NewJobRequest>,
 }
 
 /// Enqueue jobs of any registered function, in one transaction: all or
 /// none (at most 10,000 per request).
+#[utoipa::path(post, path = "/api/v1/jobs", operation_id = "enqueue_jobs", tag = "jobs", request_body = EnqueueRequest,
+    responses(
+        (status = CREATED, description = "the jobs, in the order sent", body = EnqueueAnswer),
+        (status = UNPROCESSABLE_ENTITY, description = "`invalid_job`: an unknown function, channel or delay; nothing was enqueued", body = ErrorBody),
+    ))]
 pub async fn enqueue(
     State(state): State<ApiState>,
-    ApiJson(r): ApiJson<Enqueue>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    ApiJson(r): ApiJson<EnqueueRequest>,
+) -> ApiResult<(StatusCode, Json<EnqueueAnswer>)> {
     if r.jobs.is_empty() || r.jobs.len() > 10_000 {
         return Err(ApiError::bad_request(format!(
             "send 1 to 10000 jobs per request, not {}",
@@ -400,5 +371,5 @@ pub async fn enqueue(
         })
         .collect();
     let enqueued = state.queue().enqueue_batch(&specs).await?;
-    Ok((StatusCode::CREATED, Json(json!({"jobs": enqueued}))))
+    Ok((StatusCode::CREATED, Json(EnqueueAnswer { jobs: enqueued })))
 }

@@ -9,37 +9,41 @@
 //! - Errors: [`error::ApiError`], one JSON shape.
 //! - Lists answer `{"items": [...], "next": cursor-or-null}`; pass `next`
 //!   back as `cursor` for the following page.
-//! - The OpenAPI 3 document is at `/api/v1/openapi.json`; a test keeps it
-//!   and the router in step.
+//! - The OpenAPI 3.1 document is at `/api/v1/openapi.json` (and printed by
+//!   `junction openapi`): generated from the handlers' `#[utoipa::path]`
+//!   attributes and the wire types in [`types`], and the router is built
+//!   from the same attributes, so no route goes undocumented.
 
 mod connectors;
 mod control;
 mod cursors;
 mod dashboard;
 mod data;
+mod doc;
 pub mod error;
 mod events;
 mod extract;
 mod jobs;
 mod system;
+pub mod types;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
-use serde::Serialize;
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::node::Node;
 use crate::queue::Queue;
 use crate::sync::Synchronizer;
 use error::ApiError;
-pub use system::OPENAPI;
 
 /// Reloads the service's configuration file (`POST /api/v1/reload`,
 /// SIGHUP): channels, backends and their schedules, the admin token.
@@ -129,14 +133,6 @@ impl ApiState {
     }
 }
 
-/// A page of a list.
-#[derive(Debug, Serialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    /// Pass as `cursor` for the next page; `null` on the last one.
-    pub next: Option<String>,
-}
-
 /// Page sizes: 50 unless asked, at most 500.
 fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit {
@@ -160,88 +156,78 @@ pub(crate) fn id_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
         .transpose()
 }
 
+/// Components are a few MiB; the default 2 MiB body limit is too small.
+const COMPONENT_LIMIT: usize = 64 << 20;
+
+/// The API's routes with their documentation: those anyone may call
+/// (`doc::OPEN`) and those that need the admin token.
+fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
+    let open = OpenApiRouter::with_openapi(doc::Base::openapi()).routes(routes!(system::health));
+    let guarded = OpenApiRouter::new()
+        .routes(routes!(system::status))
+        .routes(routes!(system::reload))
+        .routes(routes!(system::nodes))
+        .routes(routes!(system::openapi))
+        .routes(routes!(system::metrics))
+        .routes(
+            routes!(connectors::list, connectors::install)
+                .layer(DefaultBodyLimit::max(COMPONENT_LIMIT)),
+        )
+        .routes(routes!(connectors::rollback))
+        .routes(routes!(connectors::inspect).layer(DefaultBodyLimit::max(COMPONENT_LIMIT)))
+        .routes(routes!(connectors::show, connectors::remove))
+        .routes(routes!(connectors::activate))
+        .routes(routes!(connectors::backends, connectors::put_backend))
+        .routes(routes!(connectors::backend, connectors::remove_backend))
+        .routes(routes!(connectors::check))
+        .routes(routes!(control::pause_backend))
+        .routes(routes!(control::resume_backend))
+        .routes(routes!(control::pause_channel))
+        .routes(routes!(control::resume_channel))
+        .routes(routes!(control::close_breaker))
+        .routes(routes!(cursors::list))
+        .routes(routes!(cursors::set, cursors::reset))
+        .routes(routes!(jobs::import))
+        .routes(routes!(jobs::export))
+        .routes(routes!(jobs::list, jobs::enqueue))
+        .routes(routes!(jobs::bulk))
+        .routes(routes!(jobs::show))
+        .routes(routes!(jobs::requeue))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::done))
+        .routes(routes!(events::list))
+        .routes(routes!(events::retry))
+        .routes(routes!(events::discard))
+        .routes(routes!(data::records))
+        .routes(routes!(data::record))
+        .routes(routes!(data::timeline))
+        .routes(routes!(data::bindings));
+    (open, guarded)
+}
+
+/// The OpenAPI document of every route [`app`] serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (open, guarded) = routes();
+    let mut doc = open.merge(guarded).into_openapi();
+    doc::Common.modify(&mut doc);
+    doc
+}
+
+/// [`openapi`] as pretty JSON, generated once.
+pub fn openapi_json() -> &'static str {
+    static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    JSON.get_or_init(|| openapi().to_pretty_json().unwrap_or_default())
+}
+
 /// The router.
 pub fn app(state: ApiState) -> Router {
-    let api = Router::new()
-        .route("/api/v1/status", get(system::status))
-        .route("/api/v1/reload", post(system::reload))
-        .route("/api/v1/nodes", get(system::nodes))
-        .route("/api/v1/openapi.json", get(system::openapi))
-        .route("/metrics", get(system::metrics))
-        .route(
-            "/api/v1/connectors",
-            get(connectors::list).post(connectors::install).layer(
-                // Components are a few MiB; the default 2 MiB is too small.
-                axum::extract::DefaultBodyLimit::max(64 << 20),
-            ),
-        )
-        .route("/api/v1/connectors/rollback", post(connectors::rollback))
-        .route(
-            "/api/v1/inspect",
-            post(connectors::inspect).layer(axum::extract::DefaultBodyLimit::max(64 << 20)),
-        )
-        .route(
-            "/api/v1/connectors/{digest}",
-            get(connectors::show).delete(connectors::remove),
-        )
-        .route(
-            "/api/v1/connectors/{digest}/activate",
-            post(connectors::activate),
-        )
-        .route(
-            "/api/v1/backends",
-            get(connectors::backends).post(connectors::put_backend),
-        )
-        .route(
-            "/api/v1/backends/{name}",
-            get(connectors::backend).delete(connectors::remove_backend),
-        )
-        .route("/api/v1/backends/{name}/check", post(connectors::check))
-        .route(
-            "/api/v1/backends/{name}/pause",
-            post(control::pause_backend),
-        )
-        .route(
-            "/api/v1/backends/{name}/resume",
-            post(control::resume_backend),
-        )
-        .route(
-            "/api/v1/channels/{name}/pause",
-            post(control::pause_channel),
-        )
-        .route(
-            "/api/v1/channels/{name}/resume",
-            post(control::resume_channel),
-        )
-        .route(
-            "/api/v1/backends/{name}/breaker/close",
-            post(control::close_breaker),
-        )
-        .route("/api/v1/backends/{name}/cursors", get(cursors::list))
-        .route(
-            "/api/v1/backends/{name}/cursors/{model}",
-            put(cursors::set).delete(cursors::reset),
-        )
-        .route("/api/v1/sync/import", post(jobs::import))
-        .route("/api/v1/sync/export", post(jobs::export))
-        .route("/api/v1/jobs", get(jobs::list).post(jobs::enqueue))
-        .route("/api/v1/jobs/bulk", post(jobs::bulk))
-        .route("/api/v1/jobs/{id}", get(jobs::show))
-        .route("/api/v1/jobs/{id}/requeue", post(jobs::requeue))
-        .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/api/v1/jobs/{id}/done", post(jobs::done))
-        .route("/api/v1/events/dead", get(events::list))
-        .route("/api/v1/events/dead/retry", post(events::retry))
-        .route("/api/v1/events/dead/discard", post(events::discard))
-        .route("/api/v1/records/{model}", get(data::records))
-        .route("/api/v1/records/{model}/{id}", get(data::record))
-        .route("/api/v1/records/{model}/{id}/timeline", get(data::timeline))
-        .route("/api/v1/bindings", get(data::bindings))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    let (open, guarded) = routes();
+    let (open, _) = open.split_for_parts();
+    let (guarded, _) = guarded.split_for_parts();
     Router::new()
-        .route("/health", get(system::health))
+        .merge(open)
         .merge(dashboard::routes())
-        .merge(api)
+        .merge(guarded.route_layer(middleware::from_fn_with_state(state.clone(), auth)))
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .with_state(state)

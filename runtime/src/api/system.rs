@@ -8,23 +8,22 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use serde_json::{Value, json};
 
 use super::ApiState;
 use super::error::{ApiError, ApiResult};
+use super::types::{ErrorBody, Health, NodeStatus, NodeView, Page, Paused, ReloadAnswer, Status};
 use crate::metrics::{escape, global, header as metric_header};
 use crate::queue::now_ms;
 
-/// The OpenAPI 3 document, written by hand next to the routes it
-/// describes (a test compares the two).
-pub const OPENAPI: &str = include_str!("openapi.json");
-
-pub async fn health(State(state): State<ApiState>) -> Json<Value> {
-    Json(json!({
-        "status": "ok",
-        "node": state.inner.node,
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+/// The process answers (no token needed).
+#[utoipa::path(get, path = "/health", operation_id = "health", tag = "system",
+    responses((status = OK, description = "the node is up", body = Health)))]
+pub async fn health(State(state): State<ApiState>) -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        node: state.inner.node.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
 pub async fn not_found() -> ApiError {
@@ -39,14 +38,22 @@ pub async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// This document, generated from the handlers' types.
+#[utoipa::path(get, path = "/api/v1/openapi.json", operation_id = "openapi", tag = "system",
+    responses((status = OK, description = "the OpenAPI 3.1 document", body = Object)))]
 pub async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi_json(),
+    )
 }
 
-/// Jobs by state, the node, uptime.
-pub async fn status(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
+/// Jobs by state, pauses, dead events, the node, uptime.
+#[utoipa::path(get, path = "/api/v1/status", operation_id = "status", tag = "system",
+    responses((status = OK, description = "the queue's state", body = Status)))]
+pub async fn status(State(state): State<ApiState>) -> ApiResult<Json<Status>> {
     let counts = state.storage().counts().await?;
-    let mut by_state: HashMap<String, i64> = HashMap::new();
+    let mut by_state: BTreeMap<String, i64> = BTreeMap::new();
     for c in &counts {
         *by_state.entry(c.state.to_string()).or_default() += c.count;
     }
@@ -62,20 +69,34 @@ pub async fn status(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
         .storage()
         .count_jobs(&crate::sync::deliver::dead(None))
         .await?;
-    Ok(Json(json!({
-        "paused": {"backends": names("backend"), "channels": names("channel")},
-        "dead_events": dead_events,
-        "node": state.inner.node,
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_s": state.inner.started.elapsed().as_secs(),
-        "jobs": by_state,
-        "now": now_ms(),
-    })))
+    Ok(Json(Status {
+        paused: Paused {
+            backends: names("backend"),
+            channels: names("channel"),
+        },
+        dead_events,
+        node: state.inner.node.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_s: state.inner.started.elapsed().as_secs(),
+        jobs: by_state,
+        now: now_ms(),
+    }))
 }
 
-pub async fn reload(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
+/// Reload the configuration file: channels, backends and their
+/// schedules, the admin token.
+#[utoipa::path(post, path = "/api/v1/reload", operation_id = "reload", tag = "system",
+    responses(
+        (status = OK, description = "reloaded", body = ReloadAnswer),
+        (status = CONFLICT, description = "`no_config`: the node was not started from a file", body = ErrorBody),
+        (status = UNPROCESSABLE_ENTITY, description = "`bad_config`: the file is invalid; nothing changed", body = ErrorBody),
+    ))]
+pub async fn reload(State(state): State<ApiState>) -> ApiResult<Json<ReloadAnswer>> {
     match state.reload().await {
-        Ok(Some(summary)) => Ok(Json(json!({"reloaded": true, "summary": summary}))),
+        Ok(Some(summary)) => Ok(Json(ReloadAnswer {
+            reloaded: true,
+            summary,
+        })),
         Ok(None) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "no_config",
@@ -91,6 +112,8 @@ pub async fn reload(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
 
 /// Prometheus text: the process's counters plus gauges read from storage
 /// now (every node on the database reports the same queue).
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "system",
+    responses((status = OK, description = "Prometheus text exposition 0.0.4", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<ApiState>) -> ApiResult<impl IntoResponse> {
     let storage = state.storage();
     let mut out = String::new();
@@ -194,25 +217,34 @@ const ALIVE_WITHIN_MS: i64 = 15_000;
 
 /// The node registry: every node that ran on this database, whether it is
 /// alive, and the jobs it holds.
-pub async fn nodes(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/v1/nodes", operation_id = "list_nodes", tag = "system",
+    responses((status = OK, description = "every node, one page", body = Page<NodeView>)))]
+pub async fn nodes(State(state): State<ApiState>) -> ApiResult<Json<Page<NodeView>>> {
     let now = now_ms();
-    let items: Vec<Value> = state
+    let items: Vec<NodeView> = state
         .storage()
         .nodes()
         .await?
         .into_iter()
         .map(|n| {
             let status = if n.stopped_at.is_some() {
-                "stopped"
+                NodeStatus::Stopped
             } else if now - n.heartbeat_at <= ALIVE_WITHIN_MS {
-                "alive"
+                NodeStatus::Alive
             } else {
-                "lost"
+                NodeStatus::Lost
             };
-            let mut v = serde_json::to_value(&n).unwrap_or_default();
-            v["status"] = json!(status);
-            v
+            NodeView {
+                name: n.name,
+                version: n.version,
+                host: n.host,
+                started_at: n.started_at,
+                heartbeat_at: n.heartbeat_at,
+                stopped_at: n.stopped_at,
+                running: n.running,
+                status,
+            }
         })
         .collect();
-    Ok(Json(json!({"items": items, "next": null})))
+    Ok(Json(Page { items, next: None }))
 }

@@ -1,6 +1,7 @@
 //! The operator commands that talk to a running server: connectors,
 //! backends, syncs, jobs, records and bindings. Each prints a human view
-//! by default and the API's JSON with `--json`.
+//! by default and the API's JSON with `--json`; both read the API's own
+//! wire types.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +9,18 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use junction_runtime::api::types::{
+    BackendRemoved, BackendView, BindingView, BreakerState, CancelledJob, CheckAnswer,
+    ConnectorView, ExportRequest, ImportRequest, InstallQuery, JobDetail, JobView, JobsQuery,
+    NodeView, Page, PauseAnswer, PauseTarget, RecordView, Relation, ReloadAnswer,
+    RemoveBackendQuery, Rollback, Started, Units,
+};
+use junction_runtime::queue::job::{JobId, JobState};
+use junction_runtime::text::clean;
 
 use super::client::{Client, enc};
 
@@ -236,10 +248,9 @@ pub(super) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
 /// `junction channel …`.
 pub async fn channel(client: &Client, command: ChannelAdmin, as_json: bool) -> anyhow::Result<()> {
     match command {
-        ChannelAdmin::Pause { name } => pause(client, "channels", &name, true, as_json).await?,
-        ChannelAdmin::Resume { name } => pause(client, "channels", &name, false, as_json).await?,
-    };
-    Ok(())
+        ChannelAdmin::Pause { name } => pause(client, "channels", &name, true, as_json).await,
+        ChannelAdmin::Resume { name } => pause(client, "channels", &name, false, as_json).await,
+    }
 }
 
 /// Pause or resume a backend or channel (`what`: `backends`, `channels`)
@@ -250,81 +261,79 @@ async fn pause(
     name: &str,
     paused: bool,
     as_json: bool,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<()> {
     let verb = if paused { "pause" } else { "resume" };
-    let v = client
-        .post(&format!("/api/v1/{what}/{}/{verb}", enc(name)), &json!({}))
+    let v: PauseAnswer = client
+        .act(&format!("/api/v1/{what}/{}/{verb}", enc(name)))
         .await?;
     if as_json {
-        print_json(&v)?;
-    } else {
-        let kind = s(&v["kind"]);
-        let name = s(&v["name"]);
-        match (paused, v["changed"] == json!(true)) {
-            (true, true) => println!(
-                "{kind} {name} paused on every node: its jobs stay pending, running ones finish"
-            ),
-            (true, false) => println!("{kind} {name} was paused already"),
-            (false, true) => println!("{kind} {name} resumed: its pending jobs run again"),
-            (false, false) => println!("{kind} {name} was not paused"),
-        }
+        return print_json(&v);
     }
-    Ok(v)
+    let kind = match v.kind {
+        PauseTarget::Backend => "backend",
+        PauseTarget::Channel => "channel",
+    };
+    let name = clean(&v.name);
+    match (paused, v.changed) {
+        (true, true) => println!(
+            "{kind} {name} paused on every node: its jobs stay pending, running ones finish"
+        ),
+        (true, false) => println!("{kind} {name} was paused already"),
+        (false, true) => println!("{kind} {name} resumed: its pending jobs run again"),
+        (false, false) => println!("{kind} {name} was not paused"),
+    }
+    Ok(())
 }
 
-/// A value as one line of text for a table or a report. Much of what the
-/// API returns was chosen by a connector (log lines, errors, audit paths,
-/// ids), so control characters are shown as escapes and can never move the
-/// cursor or start a line that looks like the CLI's own.
+/// A JSON value as one line of text for a table or a report. Much of what
+/// the API returns was chosen by a connector (log lines, errors, audit
+/// paths, ids), so control characters are shown as escapes and can never
+/// move the cursor or start a line that looks like the CLI's own.
 pub(super) fn s(v: &Value) -> String {
-    junction_runtime::text::clean(&match v {
+    clean(&match v {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
         other => other.to_string(),
     })
 }
 
-/// The elements of a JSON array; none when it is not one.
-pub(super) fn items(v: &Value) -> impl Iterator<Item = &Value> {
-    v.as_array().into_iter().flatten()
+/// Optional text, cleaned like [`s`]; empty when absent.
+pub(super) fn o(v: &Option<String>) -> String {
+    v.as_deref().map(clean).unwrap_or_default()
 }
 
 /// What a job does: its description, else its function.
-fn what(job: &Value) -> String {
-    if job["description"].is_null() {
-        s(&job["function"])
-    } else {
-        s(&job["description"])
-    }
+fn what(job: &JobView) -> String {
+    clean(job.description.as_deref().unwrap_or(&job.function))
 }
 
-fn short(digest: &Value) -> String {
-    s(digest).chars().take(19).collect()
+fn short(digest: &str) -> String {
+    clean(digest).chars().take(19).collect()
 }
 
-pub(super) fn print_json(v: &Value) -> anyhow::Result<()> {
+pub(super) fn print_json(v: &impl Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
-pub(super) fn next(v: &Value) {
-    if let Some(n) = v["next"].as_str() {
-        println!("more: --cursor {n}");
+pub(super) fn next<T>(page: &Page<T>) {
+    if let Some(n) = &page.next {
+        println!("more: --cursor {}", clean(n));
     }
 }
 
 /// GET a page of a list (`path` already has its query); with `--json`
 /// it is printed and `None` returned, else the page to show.
-async fn page(
+async fn page<T: DeserializeOwned + Serialize>(
     client: &Client,
     mut path: String,
     cursor: Option<String>,
     as_json: bool,
-) -> anyhow::Result<Option<Value>> {
+) -> anyhow::Result<Option<Page<T>>> {
     if let Some(c) = cursor {
         path.push_str(&format!("&cursor={}", enc(&c)));
     }
-    let v = client.get(&path).await?;
+    let v: Page<T> = client.get(&path).await?;
     if as_json {
         print_json(&v)?;
         return Ok(None);
@@ -332,22 +341,18 @@ async fn page(
     Ok(Some(v))
 }
 
-fn connector_line(c: &Value) -> String {
+fn connector_line(c: &ConnectorView) -> String {
     format!(
         "{} {} ({}){}",
-        s(&c["name"]),
-        s(&c["version"]),
-        short(&c["digest"]),
-        if c["active"] == json!(true) {
-            ", active"
-        } else {
-            ""
-        }
+        clean(&c.name),
+        clean(&c.version),
+        short(&c.digest),
+        if c.active { ", active" } else { "" }
     )
 }
 
 pub async fn connector(client: &Client, cmd: ConnectorAdmin, as_json: bool) -> anyhow::Result<()> {
-    let v = match cmd {
+    let (v, done): (ConnectorView, &str) = match cmd {
         ConnectorAdmin::Install {
             file,
             no_activate,
@@ -356,112 +361,102 @@ pub async fn connector(client: &Client, cmd: ConnectorAdmin, as_json: bool) -> a
         } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let mut path = format!(
-                "/api/v1/connectors?activate={}&approve={approve}",
-                !no_activate
-            );
-            if let Some(h) = sha256 {
-                path.push_str(&format!("&sha256={}", enc(&h)));
-            }
-            let v = client
+            let query = serde_urlencoded::to_string(InstallQuery {
+                activate: Some(!no_activate),
+                sha256,
+                approve: Some(approve),
+            })?;
+            let path = format!("/api/v1/connectors?{query}");
+            let answer = client
                 .call("POST", &path, Some(("application/wasm", bytes)))
                 .await?;
-            if !as_json {
-                println!("installed {}", connector_line(&v));
-            }
-            v
+            (client.typed("POST", &path, answer)?, "installed")
         }
         ConnectorAdmin::List => {
-            let v = client.get("/api/v1/connectors").await?;
-            if !as_json {
-                let rows = items(&v["items"])
-                    .map(|c| {
-                        vec![
-                            if c["active"] == json!(true) {
-                                "*".into()
-                            } else {
-                                String::new()
-                            },
-                            s(&c["name"]),
-                            s(&c["version"]),
-                            format!("{} {}", s(&c["backend_kind"]), s(&c["backend_versions"])),
-                            short(&c["digest"]),
-                        ]
-                    })
-                    .collect();
-                table(&["", "name", "version", "backend", "digest"], rows);
+            let v: Page<ConnectorView> = client.get("/api/v1/connectors").await?;
+            if as_json {
+                return print_json(&v);
             }
-            v
+            let rows = v
+                .items
+                .iter()
+                .map(|c| {
+                    vec![
+                        if c.active { "*".into() } else { String::new() },
+                        clean(&c.name),
+                        clean(&c.version),
+                        format!("{} {}", clean(&c.backend_kind), clean(&c.backend_versions)),
+                        short(&c.digest),
+                    ]
+                })
+                .collect();
+            table(&["", "name", "version", "backend", "digest"], rows);
+            return Ok(());
         }
-        ConnectorAdmin::Activate { digest, approve } => {
-            let v = client
-                .post(
-                    &format!(
-                        "/api/v1/connectors/{}/activate?approve={approve}",
-                        enc(&digest)
-                    ),
-                    &json!({}),
-                )
-                .await?;
-            if !as_json {
-                println!("activated {}", connector_line(&v));
-            }
-            v
-        }
+        ConnectorAdmin::Activate { digest, approve } => (
+            client
+                .act(&format!(
+                    "/api/v1/connectors/{}/activate?approve={approve}",
+                    enc(&digest)
+                ))
+                .await?,
+            "activated",
+        ),
         ConnectorAdmin::Show { digest } => {
-            let v = client
+            let v: ConnectorView = client
                 .get(&format!("/api/v1/connectors/{}", enc(&digest)))
                 .await?;
-            if !as_json {
-                println!("{}", connector_line(&v));
-                println!("requests:");
-                for line in items(&v["requests"]) {
-                    println!("  {}", s(line));
+            if as_json {
+                return print_json(&v);
+            }
+            println!("{}", connector_line(&v));
+            println!("requests:");
+            for line in &v.requests {
+                println!("  {}", clean(line));
+            }
+            if !v.beyond_active.is_empty() {
+                println!("beyond the active version (activating needs --approve):");
+                for line in &v.beyond_active {
+                    println!("  {}", clean(line));
                 }
-                let beyond: Vec<&Value> = items(&v["beyond_active"]).collect();
-                if !beyond.is_empty() {
-                    println!("beyond the active version (activating needs --approve):");
-                    for line in beyond {
-                        println!("  {}", s(line));
-                    }
-                }
             }
-            v
+            return Ok(());
         }
-        ConnectorAdmin::Rollback { name } => {
-            let v = client
-                .post("/api/v1/connectors/rollback", &json!({"name": name}))
-                .await?;
-            if !as_json {
-                println!("rolled back to {}", connector_line(&v));
-            }
-            v
-        }
-        ConnectorAdmin::Remove { digest } => {
-            let v = client
-                .call(
-                    "DELETE",
-                    &format!("/api/v1/connectors/{}", enc(&digest)),
-                    None,
-                )
-                .await?;
-            if !as_json {
-                println!("removed {}", connector_line(&v));
-            }
-            v
-        }
+        ConnectorAdmin::Rollback { name } => (
+            client
+                .post("/api/v1/connectors/rollback", &Rollback { name })
+                .await?,
+            "rolled back to",
+        ),
+        ConnectorAdmin::Remove { digest } => (
+            client
+                .delete(&format!("/api/v1/connectors/{}", enc(&digest)))
+                .await?,
+            "removed",
+        ),
     };
     if as_json {
-        print_json(&v)?;
+        return print_json(&v);
     }
+    println!("{done} {}", connector_line(&v));
     Ok(())
 }
 
+/// The units line of a backend: its adapter and mapper, or why none.
+fn units_line(units: &Units) -> String {
+    match units {
+        Units::Resolved(u) => format!("{} / {}", clean(&u.adapter), clean(&u.mapper)),
+        Units::Unresolved(u) => format!("not ready: {}", clean(&u.error)),
+    }
+}
+
 pub async fn backend(client: &Client, cmd: BackendAdmin, as_json: bool) -> anyhow::Result<()> {
-    let v = match cmd {
+    match cmd {
         BackendAdmin::Add { file } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
+            // Sent as the user wrote it: the server names the field that
+            // is wrong, with the same rules a config file gets.
             let config: Value = if file.extension().is_some_and(|e| e == "json") {
                 serde_json::from_str(&text)
                     .with_context(|| format!("{} is not valid JSON", file.display()))?
@@ -470,162 +465,141 @@ pub async fn backend(client: &Client, cmd: BackendAdmin, as_json: bool) -> anyho
                     .with_context(|| format!("{} is not valid TOML", file.display()))?;
                 serde_json::to_value(t)?
             };
-            let v = client.post("/api/v1/backends", &config).await?;
-            if !as_json {
-                println!("backend {} configured", s(&v["name"]));
-                print_units(&v);
+            let v: BackendView = client.post("/api/v1/backends", &config).await?;
+            if as_json {
+                return print_json(&v);
             }
-            v
+            println!("backend {} configured", clean(&v.name));
+            match &v.units {
+                Units::Resolved(u) => println!(
+                    "  adapter {}, mapper {}",
+                    clean(&u.adapter),
+                    clean(&u.mapper)
+                ),
+                Units::Unresolved(u) => println!("  not ready: {}", clean(&u.error)),
+            }
         }
         BackendAdmin::List => {
-            let v = client.get("/api/v1/backends").await?;
-            if !as_json {
-                let rows = items(&v["items"])
-                    .map(|b| {
-                        let units = if b["units"]["error"].is_null() {
-                            format!(
-                                "{} / {}",
-                                s(&b["units"]["adapter"]),
-                                s(&b["units"]["mapper"])
-                            )
-                        } else {
-                            format!("not ready: {}", s(&b["units"]["error"]))
-                        };
-                        let bound: Vec<String> = b["bindings"]
-                            .as_object()
-                            .into_iter()
-                            .flatten()
-                            .map(|(m, n)| format!("{m} {n}"))
-                            .collect();
-                        // "open since …: reason" when its jobs wait.
-                        let breaker = match s(&b["breaker"]["state"]).as_str() {
-                            "closed" | "" => "closed".to_string(),
-                            state => format!(
-                                "{state} ({} probes failed): {}",
-                                b["breaker"]["probes"],
-                                s(&b["breaker"]["reason"])
-                            ),
-                        };
-                        vec![
-                            s(&b["name"]),
-                            format!("{} {}", s(&b["config"]["kind"]), s(&b["config"]["version"])),
-                            s(&b["config"]["base_url"]),
-                            units,
-                            bound.join(", "),
-                            breaker,
-                            if b["paused"] == json!(true) {
-                                "paused".to_string()
-                            } else {
-                                "running".to_string()
-                            },
-                        ]
-                    })
-                    .collect();
-                table(
-                    &[
-                        "name",
-                        "kind",
-                        "base url",
-                        "adapter / mapper",
-                        "bound",
-                        "breaker",
-                        "jobs",
-                    ],
-                    rows,
-                );
+            let v: Page<BackendView> = client.get("/api/v1/backends").await?;
+            if as_json {
+                return print_json(&v);
             }
-            v
+            let rows = v
+                .items
+                .iter()
+                .map(|b| {
+                    let bound: Vec<String> = b
+                        .bindings
+                        .iter()
+                        .map(|(m, n)| format!("{} {n}", clean(m)))
+                        .collect();
+                    // "open (n probes failed): reason" when its jobs wait.
+                    let breaker = match b.breaker.state {
+                        BreakerState::Closed => "closed".to_string(),
+                        state => format!(
+                            "{} ({} probes failed): {}",
+                            state.as_str(),
+                            b.breaker.probes.unwrap_or_default(),
+                            o(&b.breaker.reason)
+                        ),
+                    };
+                    vec![
+                        clean(&b.name),
+                        format!("{} {}", clean(&b.config.kind), clean(&b.config.version)),
+                        clean(&b.config.base_url),
+                        units_line(&b.units),
+                        bound.join(", "),
+                        breaker,
+                        if b.paused { "paused" } else { "running" }.to_string(),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "name",
+                    "kind",
+                    "base url",
+                    "adapter / mapper",
+                    "bound",
+                    "breaker",
+                    "jobs",
+                ],
+                rows,
+            );
         }
         BackendAdmin::Remove {
             name,
             cancel_jobs,
             purge,
         } => {
-            let v = client
-                .call(
-                    "DELETE",
-                    &format!(
-                        "/api/v1/backends/{}?cancel_jobs={cancel_jobs}&purge={purge}",
-                        enc(&name)
-                    ),
-                    None,
-                )
+            let query = serde_urlencoded::to_string(RemoveBackendQuery { cancel_jobs, purge })?;
+            let v: BackendRemoved = client
+                .delete(&format!("/api/v1/backends/{}?{query}", enc(&name)))
                 .await?;
-            if !as_json {
-                println!(
-                    "backend {name} removed; {} unfinished jobs cancelled, {} bindings and {} state keys deleted",
-                    s(&v["cancelled_jobs"]),
-                    s(&v["purged"]["bindings"]),
-                    s(&v["purged"]["state_keys"])
-                );
+            if as_json {
+                return print_json(&v);
             }
-            v
+            println!(
+                "backend {} removed; {} unfinished jobs cancelled, {} bindings and {} state keys deleted",
+                clean(&name),
+                v.cancelled_jobs,
+                v.purged.bindings,
+                v.purged.state_keys
+            );
         }
-        BackendAdmin::Pause { name } => {
-            pause(client, "backends", &name, true, as_json).await?;
-            return Ok(());
-        }
-        BackendAdmin::Resume { name } => {
-            pause(client, "backends", &name, false, as_json).await?;
-            return Ok(());
-        }
+        BackendAdmin::Pause { name } => pause(client, "backends", &name, true, as_json).await?,
+        BackendAdmin::Resume { name } => pause(client, "backends", &name, false, as_json).await?,
         BackendAdmin::CloseBreaker { name } => {
-            return super::repair::close_breaker(client, &name, as_json).await;
+            super::repair::close_breaker(client, &name, as_json).await?
         }
-        BackendAdmin::Cursors { name } => {
-            return super::repair::cursors(client, &name, as_json).await;
-        }
+        BackendAdmin::Cursors { name } => super::repair::cursors(client, &name, as_json).await?,
         BackendAdmin::ResetCursor { name, model, to } => {
-            return super::repair::reset_cursor(client, &name, &model, to.as_deref(), as_json)
-                .await;
+            super::repair::reset_cursor(client, &name, &model, to.as_deref(), as_json).await?
         }
         BackendAdmin::Check { name } => {
-            let v = client
-                .post(
-                    &format!("/api/v1/backends/{}/check", enc(&name)),
-                    &json!({}),
-                )
+            let v: CheckAnswer = client
+                .act(&format!("/api/v1/backends/{}/check", enc(&name)))
                 .await?;
             if as_json {
                 print_json(&v)?;
             }
-            if v["ok"] != json!(true) {
+            let name = clean(&name);
+            if !v.ok {
                 bail!(
                     "backend {name} fails its check ({}): {}",
-                    s(&v["adapter"]),
-                    s(&v["message"])
+                    clean(&v.adapter),
+                    clean(&v.message)
                 );
             }
             if !as_json {
                 println!(
                     "backend {name} ok ({}): {}",
-                    s(&v["adapter"]),
-                    s(&v["message"])
+                    clean(&v.adapter),
+                    clean(&v.message)
                 );
             }
-            return Ok(());
         }
-    };
-    if as_json {
-        print_json(&v)?;
     }
     Ok(())
 }
 
-fn print_units(b: &Value) {
-    if b["units"]["error"].is_null() {
-        println!(
-            "  adapter {}, mapper {}",
-            s(&b["units"]["adapter"]),
-            s(&b["units"]["mapper"])
-        );
-    } else {
-        println!("  not ready: {}", s(&b["units"]["error"]));
-    }
+/// What following a sync found, for `--json`.
+#[derive(Serialize)]
+struct Followed {
+    jobs: Vec<JobView>,
+    record_jobs: Option<RecordJobs>,
+}
+
+/// The record import jobs a sync's batches enqueued that did not finish
+/// done.
+#[derive(Serialize)]
+struct RecordJobs {
+    failed: Vec<JobId>,
+    cancelled: usize,
 }
 
 pub async fn sync(client: &Client, cmd: SyncAdmin, as_json: bool) -> anyhow::Result<()> {
-    let (v, wait, backend) = match cmd {
+    let (v, wait, backend): (Started, bool, String) = match cmd {
         SyncAdmin::Import {
             backend,
             model,
@@ -634,13 +608,13 @@ pub async fn sync(client: &Client, cmd: SyncAdmin, as_json: bool) -> anyhow::Res
             force,
             no_wait,
         } => {
-            let mut body = json!({"backend": backend, "direct": direct, "force": force});
-            if let Some(m) = model {
-                body["model"] = json!(m);
-            }
-            if let Some(t) = since {
-                body["since"] = json!(t);
-            }
+            let body = ImportRequest {
+                backend: backend.clone(),
+                model,
+                direct,
+                since,
+                force,
+            };
             (
                 client.post("/api/v1/sync/import", &body).await?,
                 !no_wait,
@@ -652,26 +626,29 @@ pub async fn sync(client: &Client, cmd: SyncAdmin, as_json: bool) -> anyhow::Res
             model,
             local_id,
             no_wait,
-        } => (
-            client
-                .post(
-                    "/api/v1/sync/export",
-                    &json!({"backend": backend, "model": model, "local_id": local_id}),
-                )
-                .await?,
-            !no_wait,
-            backend,
-        ),
+        } => {
+            let body = ExportRequest {
+                backend: backend.clone(),
+                model,
+                local_id,
+            };
+            (
+                client.post("/api/v1/sync/export", &body).await?,
+                !no_wait,
+                backend,
+            )
+        }
     };
     if as_json && !wait {
         return print_json(&v);
     }
-    let jobs: Vec<(i64, String)> = items(&v["jobs"])
-        .map(|j| (j["id"].as_i64().unwrap_or_default(), s(&j["model"])))
-        .collect();
+    let jobs: Vec<(JobId, String)> = v.jobs.iter().map(|j| (j.id, j.model.clone())).collect();
     if !wait {
         for (id, model) in &jobs {
-            println!("job {id}: {model} (follow it with `junction jobs show {id}`)");
+            println!(
+                "job {id}: {} (follow it with `junction jobs show {id}`)",
+                clean(model)
+            );
         }
         return Ok(());
     }
@@ -680,7 +657,7 @@ pub async fn sync(client: &Client, cmd: SyncAdmin, as_json: bool) -> anyhow::Res
     // that "done" means the records are imported.
     let enqueued_records = finished
         .iter()
-        .any(|j| j["function"] == junction_runtime::sync::IMPORT_BATCH && j["state"] == "done");
+        .any(|j| j.function == junction_runtime::sync::IMPORT_BATCH && j.state == JobState::Done);
     let records = match jobs.iter().map(|(id, _)| *id).min() {
         Some(first) if enqueued_records => {
             Some(follow_records(client, &backend, first, as_json).await?)
@@ -688,38 +665,39 @@ pub async fn sync(client: &Client, cmd: SyncAdmin, as_json: bool) -> anyhow::Res
         _ => None,
     };
     if as_json {
-        return print_json(&json!({"jobs": finished, "record_jobs": records}));
+        return print_json(&Followed {
+            jobs: finished,
+            record_jobs: records,
+        });
     }
     for (j, (_, model)) in finished.iter().zip(&jobs) {
-        let outcome = if j["state"] == "done" {
-            s(&j["result"])
+        let outcome = if j.state == JobState::Done {
+            o(&j.result)
         } else {
-            s(&j["error_message"])
+            o(&j.error_message)
         };
-        println!(
-            "{model}: {} (job {}) {outcome}",
-            s(&j["state"]),
-            s(&j["id"])
-        );
+        println!("{}: {} (job {}) {outcome}", clean(model), j.state, j.id);
     }
-    let failed: Vec<&Value> = finished.iter().filter(|j| j["state"] != "done").collect();
-    if !failed.is_empty() {
+    let failed: Vec<&JobView> = finished
+        .iter()
+        .filter(|j| j.state != JobState::Done)
+        .collect();
+    if let Some(first) = failed.first() {
         bail!(
             "{} of {} jobs did not finish done; see `junction jobs show {}`",
             failed.len(),
             finished.len(),
-            s(&failed[0]["id"])
+            first.id
         );
     }
     if let Some(r) = records {
-        let unfinished = r["failed"].as_array().map_or(0, Vec::len) as u64
-            + r["cancelled"].as_u64().unwrap_or(0);
-        if unfinished > 0 {
+        if !r.failed.is_empty() || r.cancelled > 0 {
             bail!(
                 "{} record import jobs failed and {} were cancelled; \
-                 `junction jobs list --backend {backend} --function {} --state failed` lists the failed ones",
-                r["failed"].as_array().map_or(0, Vec::len),
-                r["cancelled"],
+                 `junction jobs list --backend {} --function {} --state failed` lists the failed ones",
+                r.failed.len(),
+                r.cancelled,
+                clean(&backend),
                 junction_runtime::sync::IMPORT_RECORD
             );
         }
@@ -734,39 +712,46 @@ pub async fn sync(client: &Client, cmd: SyncAdmin, as_json: bool) -> anyhow::Res
 async fn jobs_between(
     client: &Client,
     backend: &str,
-    state: &str,
-    after: i64,
-    upto: i64,
+    state: JobState,
+    after: JobId,
+    upto: JobId,
     limit: Option<usize>,
-) -> anyhow::Result<Vec<Value>> {
+) -> anyhow::Result<Vec<JobView>> {
     let mut out = Vec::new();
     let mut before = upto + 1;
     loop {
-        let page = client
-            .get(&format!(
-                "/api/v1/jobs?backend={}&function={}&state={state}&cursor={before}&limit={}",
-                enc(backend),
-                enc(junction_runtime::sync::IMPORT_RECORD),
-                limit.unwrap_or(500).min(500)
-            ))
-            .await?;
+        let query = serde_urlencoded::to_string(JobsQuery {
+            backend: Some(backend.to_string()),
+            function: Some(junction_runtime::sync::IMPORT_RECORD.to_string()),
+            state: Some(state.to_string()),
+            cursor: Some(before.to_string()),
+            limit: Some(limit.unwrap_or(500).min(500) as u32),
+            ..JobsQuery::default()
+        })?;
+        let page: Page<JobView> = client.get(&format!("/api/v1/jobs?{query}")).await?;
         let mut last = None;
-        for j in items(&page["items"]) {
-            let id = j["id"].as_i64().unwrap_or_default();
-            if id <= after {
+        for j in page.items {
+            if j.id <= after {
                 return Ok(out);
             }
-            out.push(j.clone());
+            last = Some(j.id);
+            out.push(j);
             if limit.is_some_and(|l| out.len() >= l) {
                 return Ok(out);
             }
-            last = Some(id);
         }
-        match (last, page["next"].is_null()) {
-            (Some(id), false) => before = id,
+        match (last, page.next) {
+            (Some(id), Some(_)) => before = id,
             _ => return Ok(out),
         }
     }
+}
+
+/// Records bound so far in a backend, in all models.
+async fn bound(client: &Client, backend: &str) -> anyhow::Result<BackendView> {
+    client
+        .get(&format!("/api/v1/backends/{}", enc(backend)))
+        .await
 }
 
 /// Wait until the record import jobs the batches enqueued have finished:
@@ -776,11 +761,11 @@ async fn jobs_between(
 async fn follow_records(
     client: &Client,
     backend: &str,
-    first: i64,
+    first: JobId,
     quiet: bool,
-) -> anyhow::Result<Value> {
-    let newest = client.get("/api/v1/jobs?limit=1").await?;
-    let upto = newest["items"][0]["id"].as_i64().unwrap_or(first);
+) -> anyhow::Result<RecordJobs> {
+    let newest: Page<JobView> = client.get("/api/v1/jobs?limit=1").await?;
+    let upto = newest.items.first().map_or(first, |j| j.id);
     let bar = ProgressBar::new_spinner();
     if quiet {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -792,7 +777,12 @@ async fn follow_records(
     bar.enable_steady_tick(Duration::from_millis(120));
     loop {
         let mut live = None;
-        for state in ["started", "enqueued", "pending", "wait_dependencies"] {
+        for state in [
+            JobState::Started,
+            JobState::Enqueued,
+            JobState::Pending,
+            JobState::WaitDependencies,
+        ] {
             if let Some(j) = jobs_between(client, backend, state, first, upto, Some(1))
                 .await?
                 .pop()
@@ -802,40 +792,30 @@ async fn follow_records(
             }
         }
         let Some(j) = live else { break };
-        let b = client
-            .get(&format!("/api/v1/backends/{}", enc(backend)))
-            .await?;
-        let bound: u64 = b["bindings"]
-            .as_object()
-            .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
-        let retrying = if s(&j["error_message"]).is_empty() {
-            String::new()
-        } else {
-            format!(
-                " (job {} retrying: {})",
-                s(&j["id"]),
-                s(&j["error_message"])
-            )
+        let total: i64 = bound(client, backend).await?.bindings.values().sum();
+        let retrying = match &j.error_message {
+            Some(e) if !e.is_empty() => format!(" (job {} retrying: {})", j.id, clean(e)),
+            _ => String::new(),
         };
         bar.set_message(format!(
-            "{bound} records bound; import jobs still {}{retrying}",
-            s(&j["state"])
+            "{total} records bound; import jobs still {}{retrying}",
+            j.state
         ));
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let failed: Vec<Value> = jobs_between(client, backend, "failed", first, upto, None)
+    let failed: Vec<JobId> = jobs_between(client, backend, JobState::Failed, first, upto, None)
         .await?
         .iter()
-        .map(|j| j["id"].clone())
+        .map(|j| j.id)
         .collect();
-    let cancelled = jobs_between(client, backend, "cancelled", first, upto, None)
+    let cancelled = jobs_between(client, backend, JobState::Cancelled, first, upto, None)
         .await?
         .len();
     bar.finish_with_message(format!(
         "record import jobs finished: {} failed, {cancelled} cancelled",
         failed.len()
     ));
-    Ok(json!({"failed": failed, "cancelled": cancelled}))
+    Ok(RecordJobs { failed, cancelled })
 }
 
 /// Show one bar per job (records bound so far for its model) until every
@@ -843,53 +823,52 @@ async fn follow_records(
 async fn follow(
     client: &Client,
     backend: &str,
-    jobs: &[(i64, String)],
+    jobs: &[(JobId, String)],
     quiet: bool,
-) -> anyhow::Result<Vec<Value>> {
+) -> anyhow::Result<Vec<JobView>> {
     let bars = MultiProgress::new();
     if quiet {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let style = ProgressStyle::with_template("{spinner} {prefix:>10} {pos:>7} bound  {msg}")
         .expect("a valid template");
-    let tracked: Vec<(i64, String, ProgressBar)> = jobs
+    let tracked: Vec<(JobId, String, ProgressBar)> = jobs
         .iter()
         .map(|(id, model)| {
             let bar = bars.add(ProgressBar::new_spinner());
             bar.set_style(style.clone());
-            bar.set_prefix(model.clone());
+            bar.set_prefix(clean(model));
             bar.enable_steady_tick(Duration::from_millis(120));
             (*id, model.clone(), bar)
         })
         .collect();
-    let mut finished = vec![Value::Null; tracked.len()];
+    let mut finished: Vec<Option<JobView>> = vec![None; tracked.len()];
     loop {
-        let b = client
-            .get(&format!("/api/v1/backends/{}", enc(backend)))
-            .await?;
+        let b = bound(client, backend).await?;
         let mut open = 0;
         for (i, (id, model, bar)) in tracked.iter().enumerate() {
-            if !finished[i].is_null() {
+            if finished[i].is_some() {
                 continue;
             }
-            let j = client.get(&format!("/api/v1/jobs/{id}")).await?["job"].clone();
-            bar.set_position(b["bindings"][model].as_u64().unwrap_or(0));
-            let state = s(&j["state"]);
-            match state.as_str() {
-                "done" | "failed" | "cancelled" => {
-                    let msg = if state == "done" {
-                        format!("done: {}", s(&j["result"]))
+            let j = client
+                .get::<JobDetail>(&format!("/api/v1/jobs/{id}"))
+                .await?
+                .job;
+            bar.set_position(b.bindings.get(model).copied().unwrap_or(0).max(0) as u64);
+            match j.state {
+                JobState::Done | JobState::Failed | JobState::Cancelled => {
+                    let msg = if j.state == JobState::Done {
+                        format!("done: {}", o(&j.result))
                     } else {
-                        format!("{state}: {}", s(&j["error_message"]))
+                        format!("{}: {}", j.state, o(&j.error_message))
                     };
                     bar.finish_with_message(msg);
-                    finished[i] = j;
+                    finished[i] = Some(j);
                 }
-                _ => {
-                    let wait = if s(&j["error_message"]).is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (retrying: {})", s(&j["error_message"]))
+                state => {
+                    let wait = match &j.error_message {
+                        Some(e) if !e.is_empty() => format!(" (retrying: {})", clean(e)),
+                        _ => String::new(),
                     };
                     bar.set_message(format!("job {id} {state}{wait}"));
                     open += 1;
@@ -897,7 +876,7 @@ async fn follow(
             }
         }
         if open == 0 {
-            return Ok(finished);
+            return Ok(finished.into_iter().flatten().collect());
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -915,33 +894,31 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
             limit,
             cursor,
         } => {
-            let mut q = vec![format!("limit={limit}")];
-            for (k, v) in [
-                ("state", state),
-                ("channel", channel),
-                ("backend", backend),
-                ("function", function),
-                ("created_after", since),
-                ("created_before", until),
-                ("cursor", cursor),
-            ] {
-                if let Some(v) = v {
-                    q.push(format!("{k}={}", enc(&v)));
-                }
-            }
-            let v = client.get(&format!("/api/v1/jobs?{}", q.join("&"))).await?;
+            let query = serde_urlencoded::to_string(JobsQuery {
+                state,
+                channel,
+                backend,
+                function,
+                created_after: since,
+                created_before: until,
+                cursor,
+                limit: Some(limit),
+            })?;
+            let v: Page<JobView> = client.get(&format!("/api/v1/jobs?{query}")).await?;
             if as_json {
                 return print_json(&v);
             }
-            let rows = items(&v["items"])
+            let rows = v
+                .items
+                .iter()
                 .map(|j| {
                     vec![
-                        s(&j["id"]),
-                        s(&j["state"]),
-                        s(&j["tries"]),
-                        s(&j["channel"]),
+                        j.id.to_string(),
+                        j.state.to_string(),
+                        j.tries.to_string(),
+                        clean(&j.channel),
                         what(j),
-                        s(&j["error_message"]).chars().take(60).collect(),
+                        o(&j.error_message).chars().take(60).collect(),
                     ]
                 })
                 .collect();
@@ -949,78 +926,79 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
             next(&v);
         }
         JobsAdmin::Show { id } => {
-            let v = client.get(&format!("/api/v1/jobs/{id}")).await?;
+            let v: JobDetail = client.get(&format!("/api/v1/jobs/{id}")).await?;
             if as_json {
                 return print_json(&v);
             }
-            let j = &v["job"];
+            let j = &v.job;
             println!("job {id}: {}", what(j));
-            println!("  function   {}", s(&j["function"]));
-            println!("  state      {}", s(&j["state"]));
+            println!("  function   {}", clean(&j.function));
+            println!("  state      {}", j.state);
             println!(
                 "  tries      {} of {}",
-                s(&j["tries"]),
-                if j["max_retries"] == json!(0) {
+                j.tries,
+                if j.max_retries == 0 {
                     "unlimited".into()
                 } else {
-                    s(&j["max_retries"])
+                    j.max_retries.to_string()
                 }
             );
-            println!("  channel    {}", s(&j["channel"]));
-            println!("  node       {}", s(&j["node"]));
-            println!("  connector  {}", s(&j["connector_digest"]));
-            if !j["result"].is_null() {
-                println!("  result     {}", s(&j["result"]));
+            println!("  channel    {}", clean(&j.channel));
+            println!("  node       {}", o(&j.node));
+            println!("  connector  {}", o(&j.connector_digest));
+            if j.result.is_some() {
+                println!("  result     {}", o(&j.result));
             }
-            if !j["error_message"].is_null() {
-                println!(
-                    "  error      {}: {}",
-                    s(&j["error_kind"]),
-                    s(&j["error_message"])
-                );
+            if j.error_message.is_some() {
+                println!("  error      {}: {}", o(&j.error_kind), o(&j.error_message));
             }
-            println!("  arguments  {}", s(&j["args"]));
-            for rel in ["parent", "child"] {
-                for g in items(&v["graph"]).filter(|g| g["relation"] == rel) {
+            println!("  arguments  {}", s(&j.args));
+            for rel in [Relation::Parent, Relation::Child] {
+                let word = if rel == Relation::Parent {
+                    "parent"
+                } else {
+                    "child"
+                };
+                for g in v.graph.iter().filter(|g| g.relation == rel) {
                     println!(
-                        "  {rel:<10} job {} {} ({})",
-                        s(&g["id"]),
-                        s(&g["description"]),
-                        s(&g["state"])
+                        "  {word:<10} job {} {} ({})",
+                        g.id,
+                        o(&g.description),
+                        g.state
                     );
                 }
             }
             println!("log:");
-            for l in items(&v["logs"]) {
+            for l in &v.logs {
                 println!(
                     "  try {} {:<5} {}: {}",
-                    s(&l["try_number"]),
-                    s(&l["level"]),
-                    s(&l["source"]),
-                    s(&l["message"])
+                    l.try_number,
+                    clean(&l.level),
+                    clean(&l.source),
+                    clean(&l.message)
                 );
             }
             println!("outbound HTTP:");
-            for a in items(&v["audit"]) {
-                let e = &a["entry"];
-                let outcome = if !e["denied"].is_null() {
-                    format!("DENIED: {}", s(&e["denied"]))
-                } else if !e["error"].is_null() {
-                    format!("failed: {}", s(&e["error"]))
+            for a in &v.audit {
+                let e = &a.entry;
+                let outcome = if let Some(denied) = &e.denied {
+                    format!("DENIED: {}", clean(denied))
+                } else if let Some(error) = &e.error {
+                    format!("failed: {}", clean(error))
                 } else {
-                    s(&e["status"])
+                    e.status.map(|s| s.to_string()).unwrap_or_default()
                 };
                 println!(
                     "  try {} {} {}://{}:{}{} → {} ({} ms, {} B)",
-                    s(&a["try_number"]),
-                    s(&e["method"]),
-                    s(&e["scheme"]),
-                    s(&e["host"]),
-                    s(&e["port"]),
-                    s(&e["path"]),
+                    a.try_number,
+                    clean(&e.method),
+                    clean(&e.scheme),
+                    clean(&e.host),
+                    e.port,
+                    clean(&e.path),
                     outcome,
-                    s(&e["duration_ms"]),
-                    s(&e["response_bytes"])
+                    e.duration_ms,
+                    e.response_bytes
                 );
             }
         }
@@ -1028,19 +1006,23 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
             super::repair::check_filter(&args)?;
             return super::repair::bulk(client, args, as_json).await;
         }
-        JobsAdmin::Requeue { id } | JobsAdmin::Cancel { id } | JobsAdmin::Done { id } => {
+        JobsAdmin::Requeue { id } | JobsAdmin::Done { id } => {
             let (action, word) = match cmd {
                 JobsAdmin::Requeue { .. } => ("requeue", "requeued"),
-                JobsAdmin::Cancel { .. } => ("cancel", "cancelled"),
                 _ => ("done", "marked done"),
             };
-            let v = client
-                .post(&format!("/api/v1/jobs/{id}/{action}"), &json!({}))
-                .await?;
+            let v: JobView = client.act(&format!("/api/v1/jobs/{id}/{action}")).await?;
             if as_json {
                 return print_json(&v);
             }
-            println!("job {id} {word}: now {}", s(&v["state"]));
+            println!("job {id} {word}: now {}", v.state);
+        }
+        JobsAdmin::Cancel { id } => {
+            let v: CancelledJob = client.act(&format!("/api/v1/jobs/{id}/cancel")).await?;
+            if as_json {
+                return print_json(&v);
+            }
+            println!("job {id} cancelled: now {}", v.job.state);
         }
     }
     Ok(())
@@ -1049,19 +1031,21 @@ pub async fn jobs(client: &Client, cmd: JobsAdmin, as_json: bool) -> anyhow::Res
 pub async fn records(client: &Client, cmd: RecordsAdmin, as_json: bool) -> anyhow::Result<()> {
     match cmd {
         RecordsAdmin::Get { model, id } => {
-            let v = client
+            let v: RecordView = client
                 .get(&format!("/api/v1/records/{}/{}", enc(&model), enc(&id)))
                 .await?;
             if as_json {
                 return print_json(&v);
             }
             println!(
-                "{model} {id} (version {}, updated {})",
-                s(&v["version"]),
-                s(&v["updated_at"])
+                "{} {} (version {}, updated {})",
+                clean(&model),
+                clean(&id),
+                v.version,
+                clean(&v.updated_at)
             );
-            for line in serde_json::to_string_pretty(&v["data"])?.lines() {
-                println!("{}", junction_runtime::text::clean(line));
+            for line in serde_json::to_string_pretty(&v.data)?.lines() {
+                println!("{}", clean(line));
             }
         }
         RecordsAdmin::List {
@@ -1070,17 +1054,18 @@ pub async fn records(client: &Client, cmd: RecordsAdmin, as_json: bool) -> anyho
             cursor,
         } => {
             let path = format!("/api/v1/records/{}?limit={limit}", enc(&model));
-            let Some(v) = page(client, path, cursor, as_json).await? else {
+            let Some(v) = page::<RecordView>(client, path, cursor, as_json).await? else {
                 return Ok(());
             };
-            let rows = items(&v["items"])
+            let rows = v
+                .items
+                .iter()
                 .map(|r| {
-                    let data = r["data"].to_string();
                     vec![
-                        s(&r["id"]),
-                        s(&r["version"]),
-                        s(&r["updated_at"]),
-                        data.chars().take(70).collect(),
+                        clean(&r.id),
+                        r.version.to_string(),
+                        clean(&r.updated_at),
+                        clean(&r.data.to_string()).chars().take(70).collect(),
                     ]
                 })
                 .collect();
@@ -1103,11 +1088,13 @@ pub async fn bindings(client: &Client, cmd: BindingsAdmin, as_json: bool) -> any
         enc(&backend),
         enc(&model)
     );
-    let Some(v) = page(client, path, cursor, as_json).await? else {
+    let Some(v) = page::<BindingView>(client, path, cursor, as_json).await? else {
         return Ok(());
     };
-    let rows = items(&v["items"])
-        .map(|b| vec![s(&b["external_id"]), s(&b["local_id"]), at(&b["sync_date"])])
+    let rows = v
+        .items
+        .iter()
+        .map(|b| vec![clean(&b.external_id), clean(&b.local_id), at(b.sync_date)])
         .collect();
     table(&["external id", "local id", "synced"], rows);
     next(&v);
@@ -1115,11 +1102,9 @@ pub async fn bindings(client: &Client, cmd: BindingsAdmin, as_json: bool) -> any
 }
 
 /// A Unix-ms time as RFC 3339, for tables.
-fn at(ms: &Value) -> String {
-    ms.as_i64()
-        .and_then(|ms| {
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-        })
+fn at(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
         .and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
@@ -1128,20 +1113,22 @@ fn at(ms: &Value) -> String {
 }
 
 pub async fn nodes(client: &Client, as_json: bool) -> anyhow::Result<()> {
-    let v = client.get("/api/v1/nodes").await?;
+    let v: Page<NodeView> = client.get("/api/v1/nodes").await?;
     if as_json {
         return print_json(&v);
     }
-    let rows = items(&v["items"])
+    let rows = v
+        .items
+        .iter()
         .map(|n| {
             vec![
-                s(&n["name"]),
-                s(&n["status"]),
-                s(&n["running"]),
-                s(&n["version"]),
-                s(&n["host"]),
-                at(&n["started_at"]),
-                at(&n["heartbeat_at"]),
+                clean(&n.name),
+                n.status.as_str().to_string(),
+                n.running.to_string(),
+                clean(&n.version),
+                clean(&n.host),
+                at(n.started_at),
+                at(n.heartbeat_at),
             ]
         })
         .collect();
@@ -1157,5 +1144,15 @@ pub async fn nodes(client: &Client, as_json: bool) -> anyhow::Result<()> {
         ],
         rows,
     );
+    Ok(())
+}
+
+/// `junction reload`.
+pub async fn reload(client: &Client, as_json: bool) -> anyhow::Result<()> {
+    let v: ReloadAnswer = client.act("/api/v1/reload").await?;
+    if as_json {
+        return print_json(&v);
+    }
+    println!("reloaded: {}", clean(&v.summary));
     Ok(())
 }

@@ -1,6 +1,9 @@
 //! The CLI's side of the admin API: finds the server and its token, sends
 //! one request per call over HTTP/1.1, and turns the API's JSON errors
 //! (and a server that does not answer) into messages that say what to do.
+//! Bodies and answers are the API's own wire types
+//! (`junction_runtime::api::types`), the ones its OpenAPI document is
+//! generated from.
 
 use std::path::PathBuf;
 
@@ -9,6 +12,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use junction_runtime::config::ServiceConfig;
@@ -136,26 +141,65 @@ impl Client {
         }
     }
 
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call("GET", path, None).await
+    /// `method path` with a JSON body (or none), its answer read as the
+    /// API's type `T`.
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> anyhow::Result<T> {
+        let body = match body {
+            Some(b) => Some(("application/json", serde_json::to_vec(b)?)),
+            None => None,
+        };
+        let value = self.call(method, path, body).await?;
+        self.typed(method, path, value)
     }
 
-    pub async fn put(&self, path: &str, json: &Value) -> anyhow::Result<Value> {
-        self.call(
-            "PUT",
-            path,
-            Some(("application/json", serde_json::to_vec(json)?)),
-        )
-        .await
+    /// An answer read as the API's type `T`.
+    pub fn typed<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        value: Value,
+    ) -> anyhow::Result<T> {
+        serde_json::from_value(value).map_err(|e| {
+            anyhow!(
+                "{method} {}{path} answered in a shape this CLI (junction {}) does not know: {e}; use the CLI of the server's version (GET /health names it)",
+                self.base(),
+                env!("CARGO_PKG_VERSION")
+            )
+        })
     }
 
-    pub async fn post(&self, path: &str, json: &Value) -> anyhow::Result<Value> {
-        self.call(
-            "POST",
-            path,
-            Some(("application/json", serde_json::to_vec(json)?)),
-        )
-        .await
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send("GET", path, None::<&()>).await
+    }
+
+    pub async fn put<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        self.send("PUT", path, Some(body)).await
+    }
+
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        self.send("POST", path, Some(body)).await
+    }
+
+    /// A POST with no body.
+    pub async fn act<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send("POST", path, None::<&()>).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send("DELETE", path, None::<&()>).await
     }
 }
 
@@ -170,4 +214,30 @@ pub fn enc(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_of_another_shape_names_the_route_and_the_fix() {
+        let client = Client {
+            addr: "127.0.0.1:7171".into(),
+            token: "t".into(),
+        };
+        let e = client
+            .typed::<junction_runtime::api::types::JobView>(
+                "GET",
+                "/api/v1/jobs/1",
+                serde_json::json!({"id": "one"}),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("GET http://127.0.0.1:7171/api/v1/jobs/1")
+                && e.contains("use the CLI of the server's version"),
+            "{e}"
+        );
+    }
 }

@@ -5,9 +5,14 @@
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
 
-use super::admin::{items, next, print_json, s, table};
+use junction_runtime::api::types::{
+    BreakerClosed, BulkAnswer, BulkRequest, CursorChanged, Cursors, DeadAction, DeadEvent,
+    DeadQuery, JobSelection, Page, SetCursor,
+};
+use junction_runtime::text::clean;
+
+use super::admin::{next, o, print_json, table};
 use super::client::{Client, enc};
 
 /// `junction jobs bulk …`.
@@ -69,50 +74,51 @@ pub struct DeadArgs {
 
 /// What a bulk answer says, as a line: the count when dry, else the
 /// changes.
-fn report(v: &Value, verb: &str, again: &str) {
-    if v["dry_run"] == json!(true) {
+fn report(v: &BulkAnswer, verb: &str, again: &str) {
+    if v.dry_run {
         println!(
             "{} jobs match; nothing changed yet. To {verb} them, run again with --yes: {again} --yes",
-            s(&v["matched"])
+            v.matched
         );
     } else {
         println!(
             "{} of {} matching jobs: {} changed, {} skipped (their state had moved on) in {} transactions",
-            verb,
-            s(&v["matched"]),
-            s(&v["changed"]),
-            s(&v["skipped"]),
-            s(&v["pages"])
+            verb, v.matched, v.changed, v.skipped, v.pages
         );
     }
 }
 
 pub async fn bulk(client: &Client, a: BulkArgs, as_json: bool) -> anyhow::Result<()> {
-    let mut filter = serde_json::Map::new();
-    let mut again = format!("junction jobs bulk {}", a.action);
-    for (key, flag, value) in [
-        ("state", "state", &a.state),
-        ("backend", "backend", &a.backend),
-        ("channel", "channel", &a.channel),
-        ("function", "function", &a.function),
-        ("created_after", "since", &a.since),
-        ("created_before", "until", &a.until),
+    let mut again = format!("junction jobs bulk {}", shell_word(&a.action));
+    for (flag, value) in [
+        ("state", &a.state),
+        ("backend", &a.backend),
+        ("channel", &a.channel),
+        ("function", &a.function),
+        ("since", &a.since),
+        ("until", &a.until),
     ] {
         if let Some(v) = value {
-            filter.insert(key.into(), json!(v));
             again.push_str(&format!(" --{flag} {}", shell_word(v)));
         }
     }
-    let v = client
-        .post(
-            "/api/v1/jobs/bulk",
-            &json!({"action": a.action, "filter": filter, "dry_run": !a.yes}),
-        )
-        .await?;
+    let body = BulkRequest {
+        action: a.action.clone(),
+        filter: JobSelection {
+            state: a.state,
+            channel: a.channel,
+            backend: a.backend,
+            function: a.function,
+            created_after: a.since,
+            created_before: a.until,
+        },
+        dry_run: !a.yes,
+    };
+    let v: BulkAnswer = client.post("/api/v1/jobs/bulk", &body).await?;
     if as_json {
         return print_json(&v);
     }
-    report(&v, &a.action, &again);
+    report(&v, &clean(&a.action), &again);
     Ok(())
 }
 
@@ -134,27 +140,27 @@ pub async fn events(client: &Client, cmd: EventsAdmin, as_json: bool) -> anyhow:
             limit,
             cursor,
         } => {
-            let mut path = format!("/api/v1/events/dead?limit={limit}");
-            if let Some(b) = backend {
-                path.push_str(&format!("&backend={}", enc(&b)));
-            }
-            if let Some(c) = cursor {
-                path.push_str(&format!("&cursor={}", enc(&c)));
-            }
-            let v = client.get(&path).await?;
+            let query = serde_urlencoded::to_string(DeadQuery {
+                backend,
+                cursor,
+                limit: Some(limit),
+            })?;
+            let v: Page<DeadEvent> = client.get(&format!("/api/v1/events/dead?{query}")).await?;
             if as_json {
                 return print_json(&v);
             }
-            let rows = items(&v["items"])
+            let rows = v
+                .items
+                .iter()
                 .map(|d| {
                     vec![
-                        s(&d["job"]),
-                        s(&d["backend"]),
-                        s(&d["event"]),
-                        format!("{}:{}", s(&d["name"]), s(&d["model"])),
-                        s(&d["local_id"]),
-                        s(&d["tries"]),
-                        s(&d["error_message"]).chars().take(60).collect(),
+                        d.job.to_string(),
+                        o(&d.backend),
+                        d.event.map(|e| e.to_string()).unwrap_or_default(),
+                        format!("{}:{}", o(&d.name), o(&d.model)),
+                        o(&d.local_id),
+                        d.tries.to_string(),
+                        o(&d.error_message).chars().take(60).collect(),
                     ]
                 })
                 .collect();
@@ -170,19 +176,19 @@ pub async fn events(client: &Client, cmd: EventsAdmin, as_json: bool) -> anyhow:
         EventsAdmin::Retry(a) => ("retry", a),
         EventsAdmin::Discard(a) => ("discard", a),
     };
-    let mut body = json!({"dry_run": !a.yes});
     let mut again = format!("junction events {verb}");
     if let Some(b) = &a.backend {
-        body["backend"] = json!(b);
         again.push_str(&format!(" --backend {}", shell_word(b)));
     }
-    if !a.jobs.is_empty() {
-        body["jobs"] = json!(a.jobs);
-        for id in &a.jobs {
-            again.push_str(&format!(" {id}"));
-        }
+    for id in &a.jobs {
+        again.push_str(&format!(" {id}"));
     }
-    let v = client
+    let body = DeadAction {
+        backend: a.backend,
+        jobs: (!a.jobs.is_empty()).then_some(a.jobs),
+        dry_run: !a.yes,
+    };
+    let v: BulkAnswer = client
         .post(&format!("/api/v1/events/dead/{verb}"), &body)
         .await?;
     if as_json {
@@ -194,16 +200,14 @@ pub async fn events(client: &Client, cmd: EventsAdmin, as_json: bool) -> anyhow:
 
 /// `junction backend close-breaker NAME`.
 pub async fn close_breaker(client: &Client, name: &str, as_json: bool) -> anyhow::Result<()> {
-    let v = client
-        .post(
-            &format!("/api/v1/backends/{}/breaker/close", enc(name)),
-            &json!({}),
-        )
+    let v: BreakerClosed = client
+        .act(&format!("/api/v1/backends/{}/breaker/close", enc(name)))
         .await?;
     if as_json {
         return print_json(&v);
     }
-    if v["closed"] == json!(true) {
+    let name = clean(name);
+    if v.closed {
         println!(
             "backend {name}: circuit breaker closed; its jobs run again (it opens again if the backend still fails)"
         );
@@ -215,14 +219,17 @@ pub async fn close_breaker(client: &Client, name: &str, as_json: bool) -> anyhow
 
 /// `junction backend cursors NAME`.
 pub async fn cursors(client: &Client, name: &str, as_json: bool) -> anyhow::Result<()> {
-    let v = client
+    let v: Cursors = client
         .get(&format!("/api/v1/backends/{}/cursors", enc(name)))
         .await?;
     if as_json {
         return print_json(&v);
     }
-    let rows: Vec<Vec<String>> = items(&v["items"])
-        .map(|c| vec![s(&c["model"]), s(&c["cursor"]), s(&c["updated_at"])])
+    let name = clean(name);
+    let rows: Vec<Vec<String>> = v
+        .items
+        .iter()
+        .map(|c| vec![clean(&c.model), clean(&c.cursor), clean(&c.updated_at)])
         .collect();
     if rows.is_empty() {
         println!(
@@ -243,19 +250,29 @@ pub async fn reset_cursor(
     as_json: bool,
 ) -> anyhow::Result<()> {
     let path = format!("/api/v1/backends/{}/cursors/{}", enc(name), enc(model));
-    let v = match to {
-        Some(t) => client.put(&path, &json!({"cursor": t})).await?,
-        None => client.call("DELETE", &path, None).await?,
+    let v: CursorChanged = match to {
+        Some(t) => {
+            client
+                .put(
+                    &path,
+                    &SetCursor {
+                        cursor: t.to_string(),
+                    },
+                )
+                .await?
+        }
+        None => client.delete(&path).await?,
     };
     if as_json {
         return print_json(&v);
     }
+    let (name, model) = (clean(name), clean(model));
     match to {
         Some(_) => println!(
             "backend {name}: the next {model} import searches for records changed since {}",
-            s(&v["cursor"])
+            o(&v.cursor)
         ),
-        None if v["existed"] == json!(true) => println!(
+        None if v.existed == Some(true) => println!(
             "backend {name}: {model} cursor reset; its next import searches from the beginning"
         ),
         None => println!(

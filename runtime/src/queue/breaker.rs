@@ -31,16 +31,18 @@ pub const PROBE: &str = "junction.probe-backend";
 
 /// A backend's breaker settings (`breaker = { failures = 5, cool_down =
 /// 30000, max_cool_down = 600000 }`; milliseconds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
     /// Consecutive outage failures that open the breaker; 0 turns it off.
     pub failures: u32,
     /// Wait before the first probe.
     #[serde(with = "crate::limits::millis")]
+    #[schema(value_type = u64)]
     pub cool_down: Duration,
     /// The longest wait between probes.
     #[serde(with = "crate::limits::millis")]
+    #[schema(value_type = u64)]
     pub max_cool_down: Duration,
 }
 

@@ -12,7 +12,7 @@ pub type JobId = i64;
 /// A job's state. `wait_dependencies` → `pending` → `started` → `done`,
 /// with `failed` and `cancelled` as the other ends; `enqueued` is a job a
 /// node has claimed but not started yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     WaitDependencies,
@@ -131,8 +131,9 @@ pub fn record_key(args: &serde_json::Value, backend: Option<&str>) -> Option<Str
 }
 
 /// What enqueueing one job did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Enqueued {
+    #[schema(value_type = i64)]
     pub id: JobId,
     /// A live job with the same identity key existed; this is its id.
     pub deduplicated: bool,
@@ -225,7 +226,7 @@ impl JobFilter {
 }
 
 /// What an operator does to jobs by hand, one at a time or in bulk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobAction {
     /// A failed or cancelled job back to the queue, tries reset.

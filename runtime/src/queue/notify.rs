@@ -44,7 +44,7 @@ fn default_interval() -> u64 {
 }
 
 /// Where and how often to notify (`[notify]`, or a backend's `notify`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
     /// `http://` or `https://` URL the batches are POSTed to.

@@ -69,7 +69,7 @@ const MAX_CONFIGURED_WAIT: Duration = Duration::from_secs(30 * 24 * 3600);
 /// `{from_try: seconds}` table (`{ "1" = 10, "5" = 60 }`), or an
 /// exponential back-off from `base` to `cap` (milliseconds; defaults
 /// 5,000 and 3,600,000).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -127,6 +127,17 @@ fn without_a_server_the_cli_says_how_to_start_one() {
 }
 
 #[test]
+fn openapi_prints_the_document_the_server_serves() {
+    // No server and no config needed: the document is generated.
+    let out = junction().arg("openapi").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let served: Value = serde_json::from_str(junction_runtime::api::openapi_json()).unwrap();
+    assert_eq!(printed, served);
+    assert!(printed["paths"]["/api/v1/jobs/bulk"]["post"]["requestBody"].is_object());
+}
+
+#[test]
 fn an_invalid_config_names_the_key_and_nothing_starts() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("junction.toml");

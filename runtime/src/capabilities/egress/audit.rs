@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::allowlist::Target;
 
 /// One outbound request as the sandbox saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub method: String,
     pub scheme: String,

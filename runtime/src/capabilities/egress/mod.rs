@@ -45,7 +45,7 @@ use crate::limits::EgressLimits;
 /// rotates it: `{ env = "SHOP_TOKEN" }` or `{ file = "/run/secrets/shop" }`
 /// (absolute, or relative to the working directory; one trailing newline
 /// is dropped). `{ sealed = "v1:…" }` is the stored form of an inline one.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Secret {
     Inline(String),
@@ -53,10 +53,11 @@ pub enum Secret {
 }
 
 /// Where a secret that is not inline comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum SecretRef {
     Env(String),
+    #[schema(value_type = String)]
     File(std::path::PathBuf),
     Sealed(String),
 }
@@ -64,6 +65,12 @@ pub enum SecretRef {
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
         Secret::Inline(value.into())
+    }
+
+    /// A reference to an environment variable or a file: where the secret
+    /// is, not the secret, so it may be shown.
+    pub fn is_reference(&self) -> bool {
+        matches!(self, Secret::From(SecretRef::Env(_) | SecretRef::File(_)))
     }
 
     /// The value, read now; the error names where it was looked for.
@@ -119,7 +126,7 @@ impl fmt::Debug for Secret {
 }
 
 /// Credentials the host adds to every allowed request of a backend.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Auth {
     Bearer { token: Secret },
