@@ -222,6 +222,9 @@ pub struct Queue {
     /// The functions a guest may enqueue (the sync functions; never the
     /// built-in `junction.sleep`/`junction.noop`).
     guest_functions: RwLock<HashSet<String>>,
+    /// Functions whose pending jobs for one record merge into one (see
+    /// [`Queue::register_coalescing`]).
+    coalescing: RwLock<HashSet<String>>,
     /// Wakes this process's workers the moment something is enqueued.
     pub(crate) wake: Notify,
     /// Per backend: the minute and how many guest jobs it enqueued in it.
@@ -241,6 +244,7 @@ impl Queue {
             config: RwLock::new(Arc::new(config)),
             functions: RwLock::new(HashSet::new()),
             guest_functions: RwLock::new(HashSet::new()),
+            coalescing: RwLock::new(HashSet::new()),
             wake: Notify::new(),
             rates: std::sync::Mutex::new(HashMap::new()),
             breakers: breaker::Breakers::default(),
@@ -380,6 +384,19 @@ impl Queue {
             .insert(name.to_string());
     }
 
+    /// Jobs of `function` that name the same record coalesce: while one
+    /// has not started, another for that record is the same job (its
+    /// identity key is the record's, whatever the request said). The
+    /// function's handler must then do at run time what every merged
+    /// request asked (an export exports every field changed since the last
+    /// sync, not only those its arguments name).
+    pub fn register_coalescing(&self, function: &str) {
+        self.coalescing
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(function.to_string());
+    }
+
     /// Validate and convert a spec; the error names the field.
     pub fn prepare(&self, index: usize, spec: &JobSpec, now: i64) -> Result<NewJob, QueueError> {
         let r = &spec.request;
@@ -480,6 +497,19 @@ impl Queue {
                 .map(str::to_string)
         });
         let record = job::record_key(&args, backend.as_deref());
+        let coalesce = self
+            .coalescing
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&r.function);
+        let identity_key = match (&record, coalesce) {
+            (Some(record), true) => Some(format!(
+                "coalesce:{}:{}:{record}",
+                r.function,
+                backend.as_deref().unwrap_or_default()
+            )),
+            _ => r.identity_key.clone(),
+        };
         Ok(NewJob {
             function: r.function.clone(),
             args: r.args.clone(),
@@ -487,7 +517,7 @@ impl Queue {
             priority: priority as i32,
             eta,
             channel,
-            identity_key: r.identity_key.clone(),
+            identity_key,
             max_retries: r.max_retries.unwrap_or(
                 self.config
                     .read()

@@ -28,6 +28,8 @@ pub struct BatchReport {
     pub updated: u64,
     /// Already up to date (binding newer than the change).
     pub skipped: u64,
+    /// The connector said there was nothing to do for them.
+    pub declined: u64,
     pub since: Option<String>,
     pub cursor: String,
 }
@@ -36,7 +38,7 @@ impl fmt::Display for BatchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {} found since {}; {} import jobs enqueued, {} created, {} updated, {} up to date; cursor now {}",
+            "{}: {} found since {}; {} import jobs enqueued, {} created, {} updated, {} up to date, {} skipped by the connector; cursor now {}",
             self.model,
             self.found,
             self.since.as_deref().unwrap_or("the beginning"),
@@ -44,6 +46,7 @@ impl fmt::Display for BatchReport {
             self.created,
             self.updated,
             self.skipped,
+            self.declined,
             self.cursor
         )
     }
@@ -385,6 +388,8 @@ impl Synchronizer {
                 Ok((Imported::Created { .. }, _)) => report.created += 1,
                 Ok((Imported::Updated { .. }, _)) => report.updated += 1,
                 Ok(_) => report.skipped += 1,
+                // The connector said there was nothing to do for it.
+                Err(f) if super::trail::declined(&f) => report.declined += 1,
                 // A record that cannot be imported gets a job of its own,
                 // which fails visibly with the reason and can be requeued
                 // once fixed; the stream moves on.

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use serde_json::Value;
 
 use super::import::record_key;
-use super::trail::{Trail, prefixed};
+use super::trail::{Trail, declined, prefixed};
 use super::{BackendUnits, Synchronizer, route, storage_failure};
 use crate::model::{LocalRecord, parse_timestamp};
 use crate::queue::now_ms;
@@ -21,6 +21,28 @@ use crate::queue::worker::JobFailure;
 
 fn object(text: &str) -> serde_json::Map<String, Value> {
     serde_json::from_str(text).unwrap_or_default()
+}
+
+/// The fields an export of a bound record sends: those its job asked for
+/// and every other field whose local value differs from what was last
+/// synced. Export jobs of one record coalesce while they wait (see
+/// `Queue::register_coalescing`), so the one that runs carries only the
+/// first edit's fields; the snapshot has the rest. Without a snapshot
+/// every field goes (`None`), so no edit is lost.
+fn pending_fields(
+    asked: Option<&[String]>,
+    record: &LocalRecord,
+    synced: Option<&str>,
+) -> Option<Vec<String>> {
+    let asked = asked?;
+    let snapshot = object(synced?);
+    let mut fields = asked.to_vec();
+    for (k, v) in object(&record.data) {
+        if snapshot.get(&k) != Some(&v) && !fields.contains(&k) {
+            fields.push(k);
+        }
+    }
+    Some(fields)
 }
 
 impl Synchronizer {
@@ -79,13 +101,16 @@ impl Synchronizer {
     ) -> Result<(), JobFailure> {
         let mut chain = ancestors.to_vec();
         chain.push((model.to_string(), record.id.clone()));
-        let deps = trail.call(
-            &format!("listing what {model} {} needs exported first", record.id),
-            route(b, model)?
-                .mapper
-                .export_dependencies(&b.ctx, model, record.clone())
-                .await,
-        )?;
+        // "Nothing to do" for what it needs: it needs nothing.
+        let deps = trail
+            .call_unless_nothing_to_do(
+                &format!("listing what {model} {} needs exported first", record.id),
+                route(b, model)?
+                    .mapper
+                    .export_dependencies(&b.ctx, model, record.clone())
+                    .await,
+            )?
+            .unwrap_or_default();
         for (k, dep) in deps.iter().enumerate() {
             let bound = self
                 .storage
@@ -118,9 +143,18 @@ impl Synchronizer {
             }
             // Each dependency leases under a name of its own.
             let holder = format!("{holder}:{}:{k}", chain.len());
-            self.export_one(b, &dep.model, &dep.local_id, None, &holder, trail, &chain)
+            match self
+                .export_one(b, &dep.model, &dep.local_id, None, &holder, trail, &chain)
                 .await
-                .map_err(|f| prefixed(&step, f))?;
+            {
+                // The connector declined to export the dependency: the
+                // record goes on without it (its mapper finds no binding
+                // and decides).
+                Err(f) if declined(&f) => {}
+                other => {
+                    other.map_err(|f| prefixed(&step, f))?;
+                }
+            }
         }
         Ok(())
     }
@@ -185,7 +219,7 @@ impl Synchronizer {
             ));
         };
         let ext = &binding.external_id;
-        let mut fields: Option<Vec<String>> = fields.map(<[String]>::to_vec);
+        let mut fields = pending_fields(fields, &record, binding.synced.as_deref());
         let mut note = String::new();
         // OCA's `_should_import`: has the backend's copy changed since we
         // last synced it?

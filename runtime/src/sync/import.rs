@@ -20,7 +20,7 @@ use futures_util::{StreamExt, stream};
 use serde_json::{Map, Value};
 
 use super::binder::PrefetchedBinder;
-use super::trail::{Trail, prefixed};
+use super::trail::{Trail, declined, prefixed};
 use super::{BackendUnits, Synchronizer, route, storage_failure};
 use crate::capabilities::{CallContext, Services};
 use crate::model::{Dependency, RemoteRecord, parse_timestamp};
@@ -271,6 +271,8 @@ impl Synchronizer {
                 Ok(d) => {
                     needs.insert(i, d);
                 }
+                // "Nothing to do" for what it needs: it needs nothing.
+                Err(f) if declined(&f) => {}
                 Err(f) => results[i] = Some(Err(f)),
             }
         }
@@ -383,6 +385,10 @@ impl Synchronizer {
                     Ok((outcome, _)) => {
                         known.insert(key, outcome.local_id().to_string());
                     }
+                    // The connector declined the dependency: the record is
+                    // imported without it (its mapper finds no binding and
+                    // decides).
+                    Err(f) if declined(&f) => {}
                     Err(f) => {
                         dep_failures.insert(key, f);
                     }

@@ -362,6 +362,9 @@ impl Synchronizer {
         ] {
             queue.register_guest_function(f);
         }
+        // Five edits of a record waiting to be exported are one export:
+        // it sends every field changed since the last sync.
+        queue.register_coalescing(EXPORT_RECORD);
         Arc::new(Synchronizer {
             commit: commit::Committer::start(queue.storage().clone()),
             storage: queue.storage().clone(),

@@ -49,7 +49,14 @@ impl Trail {
         }
     }
 
+    /// The job's outcome. The guest saying there was nothing to do, at
+    /// any step, ends the job done, its result saying why (OCA's
+    /// `NothingToDoJob`): it is not a failure and is never retried.
     pub fn into_handled(self, result: Result<String, JobFailure>) -> Handled {
+        let result = match result {
+            Err(f) if declined(&f) => Ok(skipped(&f)),
+            other => other,
+        };
         Handled {
             result: Some(result.map(Some)),
             log: self.log,
@@ -82,6 +89,24 @@ pub fn prefixed(step: &str, f: JobFailure) -> JobFailure {
             kind,
             message: format!("{step}: {message}"),
         },
+    }
+}
+
+/// The kind of a failure that is the guest saying there was nothing to
+/// do (`GuestError::NothingToDo`).
+const NOTHING_TO_DO: &str = "nothing-to-do";
+
+/// Whether a failure is the guest saying there was nothing to do.
+pub fn declined(f: &JobFailure) -> bool {
+    matches!(f, JobFailure::Fail { kind, .. } if kind == NOTHING_TO_DO)
+}
+
+/// A declined job's result: the step and the guest's reason.
+fn skipped(f: &JobFailure) -> String {
+    match f {
+        JobFailure::Fail { message, .. } | JobFailure::Retry { message, .. } => {
+            format!("skipped: {message}")
+        }
     }
 }
 

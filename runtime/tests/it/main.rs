@@ -23,6 +23,7 @@ mod repair;
 mod resources;
 mod sandbox;
 mod scaffold;
+mod semantics;
 mod storage;
 mod storage_operate;
 mod support;

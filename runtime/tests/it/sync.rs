@@ -201,7 +201,7 @@ impl World {
             .map_or(0, |(_, n)| n)
     }
 
-    async fn local(&self, model: &str, external_id: &str) -> Value {
+    pub(crate) async fn local(&self, model: &str, external_id: &str) -> Value {
         let b = self
             .storage
             .binding("shop", model, external_id)

@@ -1,0 +1,244 @@
+//! Sync semantics for real data: a connector (the probe, serving backend
+//! `p`) answering "nothing to do" at each step of an import — read,
+//! dependencies, map-import — and the host ending each such job done with
+//! the reason, never failed, never retried, nothing written; and edits of
+//! one record made while its export waits becoming one export that sends
+//! every field they changed (the Magento connector and demo-shop).
+
+use std::sync::Arc;
+
+use junction_demo_shop::ShopConfig;
+use junction_runtime::node::{Node, NodeConfig};
+use junction_runtime::queue::JobSpec;
+use junction_runtime::queue::job::{Job, JobState};
+use junction_runtime::queue::pause::PauseKind;
+use junction_runtime::storage::Storage;
+use junction_runtime::storage::sqlite::SqliteStorage;
+use junction_runtime::sync::batch::batch_job;
+use junction_runtime::sync::{EXPORT_RECORD, IMPORT_RECORD};
+use serde_json::{Value, json};
+
+use crate::support::Server;
+use crate::sync::{World, node_config, small, world, world_on};
+
+/// The shop world plus backend `p`, served by the probe, with `settings`.
+async fn probed(settings: Value) -> (World, Server) {
+    let w = world().await;
+    let server = Server::start().await;
+    let probe = std::fs::read(junction_test_artifacts::PROBE).unwrap();
+    w.node.sync.install(&probe).await.unwrap();
+    let config = serde_json::from_value(json!({
+        "name": "p",
+        "kind": "probe",
+        "version": "1.2.0",
+        "base_url": server.origin(),
+        "allow_internal": [server.addr.to_string()],
+        "settings": settings,
+    }))
+    .unwrap();
+    w.node.sync.configure(&config).await.unwrap();
+    (w, server)
+}
+
+fn import(id: &str) -> JobSpec {
+    let mut spec = JobSpec::new(
+        IMPORT_RECORD,
+        json!({"backend": "p", "model": "echo", "external_id": id}),
+    );
+    spec.backend = Some("p".into());
+    spec
+}
+
+impl World {
+    /// Run `spec` to its end; the job as it ended.
+    async fn ran(&self, spec: JobSpec) -> Job {
+        let id = self.node.queue.enqueue(spec).await.unwrap().id;
+        self.settle().await;
+        self.storage.job(id).await.unwrap().unwrap()
+    }
+
+    async fn bound_in_p(&self, external_id: &str) -> bool {
+        self.storage
+            .binding_to_local("p", "echo", external_id)
+            .await
+            .unwrap()
+            .is_some()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_to_do_from_read_or_map_ends_the_import_done_with_the_reason() {
+    let (w, _server) = probed(json!({})).await;
+    for (id, reason) in [
+        ("skip-read-1", "archived in the backend"),
+        ("skip-map-1", "skip-map-1 is not for this store"),
+    ] {
+        let job = w.ran(import(id)).await;
+        assert_eq!(job.state, JobState::Done, "{job:?}");
+        assert_eq!(job.tries, 1, "never retried: {job:?}");
+        let result = job.result.clone().unwrap_or_default();
+        assert!(
+            result.starts_with("skipped: ") && result.contains(reason),
+            "the job says why: {result}"
+        );
+        assert!(job.error_message.is_none(), "{job:?}");
+        assert!(!w.bound_in_p(id).await, "{id}: nothing was written");
+    }
+    // A record the connector does not decline is imported as usual.
+    let job = w.ran(import("plain-1")).await;
+    assert_eq!(job.state, JobState::Done);
+    assert!(w.bound_in_p("plain-1").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_to_do_for_dependencies_means_none_and_a_declined_dependency_is_left_out() {
+    let (w, _server) = probed(json!({})).await;
+    // "Nothing to do" listing what it needs: it needs nothing.
+    let job = w.ran(import("skip-deps-1")).await;
+    assert_eq!(job.state, JobState::Done, "{job:?}");
+    assert!(w.bound_in_p("skip-deps-1").await, "{job:?}");
+    // It needs a record the backend declines: imported without it.
+    let job = w.ran(import("needs-1")).await;
+    assert_eq!(job.state, JobState::Done, "{job:?}");
+    assert!(
+        !job.result
+            .clone()
+            .unwrap_or_default()
+            .starts_with("skipped"),
+        "{job:?}"
+    );
+    assert!(w.bound_in_p("needs-1").await);
+    assert!(!w.bound_in_p("skip-read-dependency").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_counts_declined_records_as_skipped_and_enqueues_nothing_for_them() {
+    // The probe's search finds echo 0 to 4; its mapper declines 1 and 3.
+    let (w, _server) = probed(json!({"decline": ["1", "3"]})).await;
+    let job = w.ran(batch_job("p", "echo", true)).await;
+    assert_eq!(job.state, JobState::Done, "{job:?}");
+    let result = job.result.clone().unwrap_or_default();
+    assert!(result.contains("2 skipped by the connector"), "{result}");
+    for id in ["0", "2", "4"] {
+        assert!(w.bound_in_p(id).await, "{id}");
+    }
+    for id in ["1", "3"] {
+        assert!(!w.bound_in_p(id).await, "{id}");
+    }
+    assert!(
+        w.jobs(IMPORT_RECORD).await.is_empty(),
+        "no job of its own for a declined record"
+    );
+    assert!(w.failed().await.is_empty());
+}
+
+/// The shop world on a node that runs one job at a time, so that the
+/// events' deliveries all run before the exports they enqueue.
+async fn one_at_a_time() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(
+        SqliteStorage::open(&dir.path().join("junction.db"))
+            .await
+            .unwrap(),
+    );
+    let node = Node::start(
+        storage.clone(),
+        NodeConfig {
+            concurrency: 1,
+            prefetch: 1,
+            ..node_config("node-a")
+        },
+    )
+    .await
+    .unwrap();
+    world_on(
+        ShopConfig {
+            seed: small(),
+            ..ShopConfig::default()
+        },
+        "2.4.6",
+        dir,
+        storage,
+        node,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_concurrent_edits_waiting_to_be_exported_become_one_export_of_every_field() {
+    let w = one_at_a_time().await;
+    w.import_all().await;
+    let sku = "DS-00001";
+    let exports_before = w.jobs(EXPORT_RECORD).await.len();
+    // The backend is paused: the edits' deliveries and exports wait.
+    w.node
+        .queue
+        .set_paused(PauseKind::Backend, "shop", true)
+        .await
+        .unwrap();
+    let edits: Vec<(&str, Value)> = vec![
+        ("price", json!(11.5)),
+        ("stock", json!(3)),
+        ("price", json!(12.5)),
+        ("stock", json!(4)),
+        ("price", json!(13.5)),
+    ];
+    // Five users at once; each retries when another's write got in first.
+    let w = Arc::new(w);
+    let tasks: Vec<_> = edits
+        .into_iter()
+        .map(|(field, value)| {
+            let w = w.clone();
+            tokio::spawn(async move {
+                let local_id = w
+                    .storage
+                    .binding("shop", "product", sku)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .local_id;
+                loop {
+                    let value = value.clone();
+                    match w
+                        .node
+                        .bus
+                        .edit_record("product", &local_id, |d| d[field] = value)
+                        .await
+                    {
+                        Ok(_) => return,
+                        Err(e) if e.to_string().contains("version") => {
+                            tokio::task::yield_now().await
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let local = w.local("product", sku).await;
+    w.node
+        .queue
+        .set_paused(PauseKind::Backend, "shop", false)
+        .await
+        .unwrap();
+    w.settle().await;
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    let exports: Vec<Job> = w.jobs(EXPORT_RECORD).await;
+    assert_eq!(
+        exports.len() - exports_before,
+        1,
+        "five edits waiting together are one export: {exports:?}"
+    );
+    // The one export sent the last value of every field the edits
+    // changed, though its arguments name only the first edit's field.
+    let p = w.shop.product(sku).unwrap();
+    assert_eq!(p["price"], local["price"], "{p}");
+    assert_eq!(
+        p["extension_attributes"]["stock_item"]["qty"], local["stock"],
+        "{p}"
+    );
+    assert!(local["price"] != json!(null) && local["stock"] != json!(null));
+}
