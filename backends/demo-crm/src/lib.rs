@@ -15,7 +15,11 @@
 //! are the properties `associatedcompanyid` and `associatedcontactid` (a
 //! seeded deal is with its contact and that contact's company).
 //! Tokens expire (`expires_in`); a rate limit answers 429 with
-//! `Retry-After`; faults can be switched on as in `demo-shop`.
+//! `Retry-After`; faults can be switched on as in `demo-shop`, including
+//! creates whose answers are lost. A create sent with an
+//! `Idempotency-Key` header is carried out once per key and object type:
+//! the same key again answers the object it created (as Stripe's and
+//! many payment and commerce APIs do).
 
 pub mod data;
 pub mod search;
@@ -61,6 +65,9 @@ impl Default for CrmConfig {
     }
 }
 
+/// Marks (inside this crate) an answer that fault injection loses.
+const LOSE: &str = "x-demo-crm-lose-answer";
+
 struct State {
     config: CrmConfig,
     data: Mutex<Data>,
@@ -68,6 +75,10 @@ struct State {
     tokens: Mutex<HashMap<String, i64>>,
     issued: Mutex<u64>,
     gate: Gate,
+    /// (object type, `Idempotency-Key`) → the id it created.
+    created: Mutex<HashMap<(String, String), u64>>,
+    /// Creates answered from `created` instead of carried out again.
+    replayed: std::sync::atomic::AtomicU64,
 }
 
 /// A running CRM.
@@ -98,6 +109,8 @@ impl Crm {
             config,
             tokens: Mutex::new(HashMap::new()),
             issued: Mutex::new(0),
+            created: Mutex::new(HashMap::new()),
+            replayed: std::sync::atomic::AtomicU64::new(0),
         });
         let s = state.clone();
         spawn_server(listener, move |req| {
@@ -124,6 +137,14 @@ impl Crm {
     /// Requests answered 429 (over the rate limit) so far.
     pub fn rate_limited(&self) -> u64 {
         self.state.gate.rate_limited()
+    }
+
+    /// Creates repeated with an `Idempotency-Key` already used, answered
+    /// with the object the first one made.
+    pub fn creates_replayed(&self) -> u64 {
+        self.state
+            .replayed
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Expire every access token now, as time passing would.
@@ -198,7 +219,14 @@ async fn serve(state: &State, req: Request<Incoming>) -> Result<Response<Body>, 
         .await?;
     match refused {
         Some(r) => Ok(r),
-        None => Ok(route(state, req).await),
+        None => {
+            let answer = route(state, req).await;
+            if answer.headers().contains_key(LOSE) {
+                // Carried out, never answered.
+                return Err(std::io::Error::other("fault injection: answer lost"));
+            }
+            Ok(answer)
+        }
     }
 }
 
@@ -458,6 +486,20 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
             reply(StatusCode::OK, out)
         }
         (&Method::POST, []) => {
+            let key = headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .map(|k| (kind.singular().to_string(), k.to_string()));
+            if let Some(id) = key
+                .as_ref()
+                .and_then(|k| lock(&state.created).get(k).copied())
+                && let Some(existing) = data.get(kind, id)
+            {
+                state
+                    .replayed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return reply(StatusCode::CREATED, existing.to_json());
+            }
             let props = match properties_of(&body, kind) {
                 Ok(p) => p,
                 Err(r) => return *r,
@@ -478,7 +520,17 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
                     );
                 }
             }
-            reply(StatusCode::CREATED, data.create(kind, props).to_json())
+            let created = data.create(kind, props);
+            if let Some(key) = key {
+                lock(&state.created).insert(key, created.id);
+            }
+            let mut answer = reply(StatusCode::CREATED, created.to_json());
+            if state.gate.lose_created() {
+                answer
+                    .headers_mut()
+                    .insert(LOSE, hyper::header::HeaderValue::from_static("1"));
+            }
+            answer
         }
         (&Method::POST, ["search"]) => {
             let request: Value = match serde_json::from_slice(&body) {

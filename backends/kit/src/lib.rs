@@ -26,6 +26,10 @@ pub struct Faults {
     pub error_rate: f64,
     /// Share of requests (0.0–1.0) whose connection is dropped unanswered.
     pub drop_rate: f64,
+    /// The next this many creates are carried out but their answers are
+    /// lost (the connection closes unanswered), as when the network or
+    /// the caller dies between the backend's commit and its reply.
+    pub lose_created: u32,
 }
 
 /// A JSON response.
@@ -78,6 +82,17 @@ impl Gate {
 
     pub fn set_faults(&self, faults: Faults) {
         *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
+    }
+
+    /// Whether the answer to a create just carried out is to be lost
+    /// (`Faults::lose_created`); counts it.
+    pub fn lose_created(&self) -> bool {
+        let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        if faults.lose_created == 0 {
+            return false;
+        }
+        faults.lose_created -= 1;
+        true
     }
 
     /// Deterministic "random" in [0, 1) per request, so fault rates hold

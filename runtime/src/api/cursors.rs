@@ -13,7 +13,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath};
 use super::types::{CursorChanged, CursorView, Cursors, SetCursor};
 use crate::model::{format_timestamp, parse_timestamp};
-use crate::sync::batch::{CURSOR_PREFIX, cursor_key, cursor_model};
+use crate::sync::batch::{CURSOR_PREFIX, cursor_key, cursor_model, resume_key};
 
 /// Where each model's next batch import of a backend starts searching.
 #[utoipa::path(get, path = "/api/v1/backends/{name}/cursors", operation_id = "list_cursors", tag = "backends", params(("name" = String, Path, description = "the backend's name")),
@@ -89,6 +89,11 @@ pub async fn reset(
     let existed = state
         .storage()
         .state_delete(&name, &cursor_key(&model))
+        .await?;
+    // "From the beginning" includes a scan an interrupted run left halfway.
+    state
+        .storage()
+        .state_delete(&name, &resume_key(&model))
         .await?;
     Ok(Json(CursorChanged {
         backend: name,

@@ -32,6 +32,8 @@ pub struct BatchReport {
     pub declined: u64,
     pub since: Option<String>,
     pub cursor: String,
+    /// The page an interrupted run had reached, where this one began.
+    pub resumed_at: Option<String>,
 }
 
 impl fmt::Display for BatchReport {
@@ -48,7 +50,15 @@ impl fmt::Display for BatchReport {
             self.skipped,
             self.declined,
             self.cursor
-        )
+        )?;
+        if let Some(page) = &self.resumed_at {
+            write!(
+                f,
+                "; resumed an interrupted run at its page {}",
+                crate::text::truncate(page, 64)
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -120,6 +130,29 @@ pub fn cursor_model(key: &str) -> Option<&str> {
     key.strip_prefix(CURSOR_PREFIX)?.strip_suffix(CURSOR_SUFFIX)
 }
 
+/// The state key of where a model's running import has got to.
+pub fn resume_key(model: &str) -> String {
+    format!("{CURSOR_PREFIX}{model}{RESUME_SUFFIX}")
+}
+const RESUME_SUFFIX: &str = ":resume";
+
+/// Where a batch import run has got to, written after each page it
+/// handled: a run killed midway (a node lost, a deploy) is taken up by the
+/// job's next try at the page after the last one handled, instead of
+/// scanning from the start again. Only a run of the same scan resumes:
+/// same stored cursor (or explicit `since`) and same `force`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Resume {
+    /// When the interrupted run began: the cursor the finished scan
+    /// stores, so that changes made while it ran are searched again.
+    started: i64,
+    /// The cursor (or `since`) the scan searched from.
+    from: Option<String>,
+    force: bool,
+    /// The search cursor of the next page.
+    page: String,
+}
+
 /// How one batch import runs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BatchRun<'a> {
@@ -161,7 +194,7 @@ impl Synchronizer {
             force,
             since,
         } = run;
-        let started = now_ms();
+        let mut started = now_ms();
         // A forced import without `since` starts from the beginning: it is
         // asked for to repair what earlier imports left.
         let stored = match since {
@@ -173,6 +206,27 @@ impl Synchronizer {
                 .await
                 .map_err(storage_failure)?,
         };
+        let resume_key = resume_key(model);
+        let mut cursor: Option<String> = None;
+        let mut resumed_at = None;
+        if let Some(text) = self
+            .storage
+            .state_get(b.name(), &resume_key)
+            .await
+            .map_err(storage_failure)?
+        {
+            // A resume point of another scan (the cursor was moved or
+            // reset, or this run is forced and that one was not) is stale.
+            match serde_json::from_str::<Resume>(&text) {
+                Ok(r) if r.from == stored && r.force == force => {
+                    started = r.started;
+                    resumed_at = Some(r.page.clone());
+                    cursor = Some(r.page);
+                }
+                _ => {}
+            }
+        }
+        let from = stored.clone();
         let since = match stored {
             Some(text) => {
                 let at = parse_timestamp(&text).map_err(|e| {
@@ -195,9 +249,9 @@ impl Synchronizer {
         let mut report = BatchReport {
             model: model.to_string(),
             since: since.clone(),
+            resumed_at,
             ..BatchReport::default()
         };
-        let mut cursor: Option<String> = None;
         loop {
             let mut waits = 0;
             let page = loop {
@@ -230,13 +284,39 @@ impl Synchronizer {
                     .await?;
             }
             match page.next_cursor {
-                Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
+                Some(next) if Some(&next) != cursor.as_ref() => {
+                    // This page is handled: a try that dies from here on
+                    // begins at the next one.
+                    let point = Resume {
+                        started,
+                        from: from.clone(),
+                        force,
+                        page: next.clone(),
+                    };
+                    self.storage
+                        .state_set(
+                            b.name(),
+                            &resume_key,
+                            &serde_json::to_string(&point).unwrap_or_default(),
+                            now_ms(),
+                            None,
+                        )
+                        .await
+                        .map_err(storage_failure)?;
+                    cursor = Some(next);
+                }
                 _ => break,
             }
         }
         report.cursor = format_timestamp(started);
         self.storage
             .state_set(b.name(), &cursor_key(model), &report.cursor, now_ms(), None)
+            .await
+            .map_err(storage_failure)?;
+        // Were this lost, the next run's cursor would differ from the
+        // point's and it would be ignored.
+        self.storage
+            .state_delete(b.name(), &resume_key)
             .await
             .map_err(storage_failure)?;
         Ok(report)

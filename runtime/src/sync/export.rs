@@ -45,7 +45,38 @@ fn pending_fields(
     Some(fields)
 }
 
+/// The state key holding the idempotency key of a record's create.
+fn create_key_name(model: &str, local_id: &str) -> String {
+    format!("export:create:{model}:{local_id}")
+}
+
 impl Synchronizer {
+    /// The idempotency key of creating local `model` `local_id` in the
+    /// backend: the one stored by an earlier try, else a new one, stored
+    /// before the create is sent (the caller holds the record's lease).
+    async fn create_key(
+        &self,
+        backend: &str,
+        model: &str,
+        local_id: &str,
+    ) -> Result<String, JobFailure> {
+        let name = create_key_name(model, local_id);
+        if let Some(key) = self
+            .storage
+            .state_get(backend, &name)
+            .await
+            .map_err(storage_failure)?
+        {
+            return Ok(key);
+        }
+        let key = format!("junction-{:032x}", rand::random::<u128>());
+        self.storage
+            .state_set(backend, &name, &key, now_ms(), None)
+            .await
+            .map_err(storage_failure)?;
+        Ok(key)
+    }
+
     /// Export local `model` `local_id` to the backend; `fields` are the
     /// changed fields (`None`: all).
     pub async fn export_record(
@@ -198,9 +229,22 @@ impl Synchronizer {
                     .map_export(&b.ctx, model, record, None)
                     .await,
             )?;
+            // The create carries a key stored before the call: a try that
+            // dies, or loses the backend's answer, after the backend made
+            // the record repeats the create with the same key, and a
+            // backend that honours `Idempotency-Key` answers the record it
+            // made instead of making another.
+            let key = self.create_key(b.name(), model, local_id).await?;
+            let ctx = match b.ctx.egress.with_idempotency_key(&key) {
+                Some(egress) => std::sync::Arc::new(crate::capabilities::CallContext {
+                    egress: std::sync::Arc::new(egress),
+                    ..(*b.ctx).clone()
+                }),
+                None => b.ctx.clone(),
+            };
             let external_id = trail.call(
                 &format!("creating {model} {local_id} in {}", b.name()),
-                route(b, model)?.adapter.create(&b.ctx, model, &data).await,
+                route(b, model)?.adapter.create(&ctx, model, &data).await,
             )?;
             self.storage
                 .bind(
@@ -211,6 +255,12 @@ impl Synchronizer {
                     started,
                     Some(&snapshot),
                 )
+                .await
+                .map_err(storage_failure)?;
+            // Bound: a later create of this record (after an unbind) is a
+            // new one.
+            self.storage
+                .state_delete(b.name(), &create_key_name(model, local_id))
                 .await
                 .map_err(storage_failure)?;
             return Ok(format!(

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use junction_demo_crm::{Crm, CrmConfig, Kind};
+use junction_demo_crm::{Crm, CrmConfig, Faults, Kind};
 use junction_demo_shop::{Shop, ShopConfig};
 use junction_runtime::backend::BackendConfig;
 use junction_runtime::node::Node;
@@ -388,6 +388,43 @@ async fn shop_customers_become_crm_contacts_through_the_python_connector() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shop_customers_become_crm_contacts_through_the_js_connector() {
     customers_sync_both_ways(junction_test_artifacts::CRM_JS, "crm-js").await;
+}
+
+/// A create the CRM carries out but whose answer is lost (as when the
+/// node dies between the backend's commit and the binding): the job's
+/// next try repeats it with the key the host stored before the first, the
+/// CRM answers the contact it made, and there is one contact, bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_answer_was_lost_is_repeated_with_its_key_and_makes_one_record() {
+    let w = world("3.0.0", small_crm(), junction_test_artifacts::CRM_JS).await;
+    let before = w.crm.objects(Kind::Contacts).len();
+    w.crm.set_faults(Faults {
+        lose_created: 1,
+        ..Faults::default()
+    });
+    w.import_customers().await;
+    assert!(
+        w.failed().await.is_empty(),
+        "{}",
+        w.first_failed_log().await
+    );
+    assert_eq!(
+        w.crm.creates_replayed(),
+        1,
+        "the repeated create carried the first one's Idempotency-Key"
+    );
+    assert_eq!(
+        w.crm.objects(Kind::Contacts).len(),
+        before + small().customers,
+        "one contact per shop customer, none twice"
+    );
+    for (local, contact) in w.customers_and_contacts().await {
+        let contact = contact.unwrap_or_else(|| panic!("no CRM contact for {local}"));
+        assert_same_person(&local, &contact);
+    }
+    // Once bound, a record's create key is forgotten.
+    let keys = w.storage.state_list("crm", "export:create:").await.unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
 }
 
 /// The whole flow through the CRM connector built at `path`, whose

@@ -5,9 +5,11 @@
 //! one record made while its export waits becoming one export that sends
 //! every field they changed (the Magento connector and demo-shop).
 
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
-use junction_demo_shop::ShopConfig;
+use junction_demo_shop::{Faults, Seed, ShopConfig};
 use junction_runtime::node::{Node, NodeConfig};
 use junction_runtime::queue::JobSpec;
 use junction_runtime::queue::job::{Job, JobState};
@@ -19,7 +21,7 @@ use junction_runtime::sync::{EXPORT_RECORD, IMPORT_RECORD};
 use serde_json::{Value, json};
 
 use crate::support::Server;
-use crate::sync::{World, node_config, small, world, world_on};
+use crate::sync::{World, cache_dir, node_config, small, world, world_on};
 
 /// The shop world plus backend `p`, served by the probe, with `settings`.
 async fn probed(settings: Value) -> (World, Server) {
@@ -241,4 +243,156 @@ async fn five_concurrent_edits_waiting_to_be_exported_become_one_export_of_every
         "{p}"
     );
     assert!(local["price"] != json!(null) && local["stock"] != json!(null));
+}
+
+/// `junction queue work` on `db`: a node in its own process.
+fn worker(db: &std::path::Path, node: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_junction"))
+        .args([
+            "queue",
+            "work",
+            "--concurrency",
+            "2",
+            "--lease-ms",
+            "600",
+            "--node",
+            node,
+        ])
+        .arg("--database")
+        .arg(db)
+        .env("JUNCTION_CACHE_DIR", cache_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("junction starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_full_import_resumes_at_the_page_it_reached() {
+    // 2,000 products: 20 search pages of the worker's 100; each request
+    // slowed so that the scan takes seconds.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("junction.db");
+    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&db).await.unwrap());
+    // The key the worker processes find beside the database, so that they
+    // open the credentials this node seals.
+    let node = Node::start(
+        storage.clone(),
+        NodeConfig {
+            secret_key: Arc::new(
+                junction_runtime::secrets::SecretKey::load_or_create(
+                    &dir.path().join("secret.key"),
+                )
+                .unwrap(),
+            ),
+            ..node_config("setup")
+        },
+    )
+    .await
+    .unwrap();
+    let seed = Seed {
+        products: 2000,
+        ..small()
+    };
+    let w = world_on(
+        ShopConfig {
+            seed,
+            ..ShopConfig::default()
+        },
+        "2.4.6",
+        dir,
+        storage.clone(),
+        node,
+    )
+    .await;
+    w.run(vec![batch_job("shop", "category", true)]).await;
+    let World { shop, node, .. } = w;
+    node.stop(Duration::from_secs(5)).await.unwrap();
+    shop.set_faults(Faults {
+        latency: Duration::from_millis(60),
+        ..Faults::default()
+    });
+    let queue = junction_runtime::queue::Queue::new(
+        storage.clone(),
+        junction_runtime::queue::QueueConfig::default(),
+    );
+    queue.register_function(junction_runtime::sync::IMPORT_BATCH);
+    let job = queue
+        .enqueue(batch_job("shop", "product", true))
+        .await
+        .unwrap()
+        .id;
+    let bound = || async {
+        storage
+            .binding_counts("shop")
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|(m, _)| m == "product")
+            .map_or(0, |(_, n)| n)
+    };
+
+    let mut doomed = worker(&db, "doomed");
+    let mut reached = 0;
+    for _ in 0..3000 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        reached = bound().await;
+        if reached >= 500 {
+            break;
+        }
+    }
+    doomed.kill().unwrap(); // SIGKILL, mid-scan
+    doomed.wait().unwrap();
+    assert!(
+        (500..2000).contains(&reached),
+        "killed midway: {reached} bound"
+    );
+
+    let mut survivor = worker(&db, "survivor");
+    let mut finished = None;
+    for _ in 0..6000 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let j = storage.job(job).await.unwrap().unwrap();
+        if matches!(j.state, JobState::Done | JobState::Failed) {
+            finished = Some(j);
+            break;
+        }
+    }
+    Command::new("kill")
+        .arg(survivor.id().to_string())
+        .status()
+        .unwrap();
+    survivor.wait().unwrap();
+    let finished = finished.expect("the import finished");
+    assert_eq!(finished.state, JobState::Done, "{finished:?}");
+    assert_eq!(bound().await, 2000, "every product imported");
+    let result = finished.result.clone().unwrap_or_default();
+    assert!(result.contains("resumed an interrupted run"), "{result}");
+    // The try that finished searched only the pages the killed one had
+    // not handled (its own audit; the killed try's was lost with it).
+    let searches = storage
+        .job_audit(job)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| {
+            a.try_number == finished.tries && a.entry.path.starts_with("/rest/V1/products?")
+        })
+        .count();
+    let handled_before = reached as usize / 100;
+    assert!(
+        searches >= 1 && searches <= 20 - handled_before + 1,
+        "{searches} searches after {handled_before} pages were handled"
+    );
+    // The finished scan leaves no resume point behind.
+    assert!(
+        storage
+            .state_get(
+                "shop",
+                &junction_runtime::sync::batch::resume_key("product")
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

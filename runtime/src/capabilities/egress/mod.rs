@@ -220,7 +220,7 @@ fn base64(input: &[u8]) -> String {
 }
 
 /// Everything that decides where a backend's guest may send requests.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct EgressPolicy {
     allowlist: Allowlist,
     /// Exact `host:port` pairs that may resolve to internal addresses.
@@ -235,6 +235,10 @@ pub struct EgressPolicy {
     requested: Option<Allowlist>,
     limits: EgressLimits,
     permits: Arc<Semaphore>,
+    /// Sent as `Idempotency-Key` with the state-changing requests of one
+    /// call (a create the host may have to repeat; see
+    /// [`EgressPolicy::with_idempotency_key`]).
+    idempotency_key: Option<http::HeaderValue>,
 }
 
 /// A policy that cannot be built from the operator's settings.
@@ -291,7 +295,37 @@ impl EgressPolicy {
             requested: None,
             permits: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
             limits,
+            idempotency_key: None,
         })
+    }
+
+    /// This policy for one call that must happen at most once in the
+    /// backend however often it is tried: its POST, PUT and PATCH requests
+    /// to the credential's origins (the backend's own) carry
+    /// `Idempotency-Key: key` unless the guest set one. The concurrency
+    /// cap stays shared with the backend's other calls.
+    pub fn with_idempotency_key(&self, key: &str) -> Option<EgressPolicy> {
+        let value = http::HeaderValue::from_str(key).ok()?;
+        Some(EgressPolicy {
+            idempotency_key: Some(value),
+            ..self.clone()
+        })
+    }
+
+    /// The `Idempotency-Key` for a `method` request to `target`, if this
+    /// call has one and the request changes state at the backend.
+    fn idempotency_for(
+        &self,
+        method: &http::Method,
+        target: &Target,
+    ) -> Option<&http::HeaderValue> {
+        let changes = matches!(
+            *method,
+            http::Method::POST | http::Method::PUT | http::Method::PATCH
+        );
+        self.idempotency_key
+            .as_ref()
+            .filter(|_| changes && self.auth_origins.find(target).is_some())
     }
 
     /// No outbound HTTP at all (for `describe`, `inspect` and mappers).
@@ -394,6 +428,33 @@ mod tests {
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
+    }
+
+    #[test]
+    fn the_idempotency_key_goes_only_with_state_changes_to_the_backends_origin() {
+        let policy = EgressPolicy::new(
+            &["https://a.example.com", "https://cdn.example.com"],
+            &[],
+            None,
+            EgressLimits::default(),
+        )
+        .unwrap()
+        .credential_origins(&["https://a.example.com"])
+        .unwrap();
+        let keyed = policy.with_idempotency_key("k-1").unwrap();
+        let target = |u: &str| parse_target(&u.parse::<http::Uri>().unwrap()).unwrap();
+        let (own, cdn) = (
+            target("https://a.example.com/contacts"),
+            target("https://cdn.example.com/x"),
+        );
+        for method in [http::Method::POST, http::Method::PUT, http::Method::PATCH] {
+            assert_eq!(keyed.idempotency_for(&method, &own).unwrap(), "k-1");
+        }
+        assert!(keyed.idempotency_for(&http::Method::GET, &own).is_none());
+        assert!(keyed.idempotency_for(&http::Method::DELETE, &own).is_none());
+        assert!(keyed.idempotency_for(&http::Method::POST, &cdn).is_none());
+        assert!(policy.idempotency_for(&http::Method::POST, &own).is_none());
+        assert!(policy.with_idempotency_key("bad\nkey").is_none());
     }
 
     #[test]

@@ -23,6 +23,9 @@ use super::ipclass::internal_class;
 
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 
+/// The header a repeatable create carries.
+const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
+
 pub(super) async fn send(
     policy: Arc<EgressPolicy>,
     audit: AuditLog,
@@ -387,6 +390,15 @@ async fn exchange(
         && !headers.contains_key(name)
     {
         headers.insert(name.clone(), value.clone());
+    }
+    // A create the host may repeat after a crash or a lost answer: the
+    // backend recognises the repeat by this key (where it supports one).
+    let method = request.method().clone();
+    let headers = request.headers_mut();
+    if let Some(key) = policy.idempotency_for(&method, target)
+        && !headers.contains_key(IDEMPOTENCY_KEY)
+    {
+        headers.insert(IDEMPOTENCY_KEY, key.clone());
     }
 
     let first_byte = options
