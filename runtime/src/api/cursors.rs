@@ -2,8 +2,10 @@
 //! next batch import of a backend starts searching. Listing shows how far
 //! each import got; resetting one makes the next import search from the
 //! beginning (or from a given time), to repair what earlier imports
-//! missed. A batch import running while its cursor is reset writes its
-//! own cursor when it ends: reset after it finishes.
+//! missed. A scan interrupted midway shows the page it resumes at;
+//! resetting the cursor discards that position too. A batch import
+//! running while its cursor is reset writes its own cursor when it ends:
+//! reset after it finishes.
 
 use axum::Json;
 use axum::extract::State;
@@ -13,7 +15,9 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath};
 use super::types::{CursorChanged, CursorView, Cursors, SetCursor};
 use crate::model::{format_timestamp, parse_timestamp};
-use crate::sync::batch::{CURSOR_PREFIX, cursor_key, cursor_model, resume_key};
+use crate::sync::batch::{
+    CURSOR_PREFIX, cursor_key, cursor_model, resume_key, resume_model, resume_page,
+};
 
 /// Where each model's next batch import of a backend starts searching.
 #[utoipa::path(get, path = "/api/v1/backends/{name}/cursors", operation_id = "list_cursors", tag = "backends", params(("name" = String, Path, description = "the backend's name")),
@@ -23,19 +27,31 @@ pub async fn list(
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Cursors>> {
     super::connectors::find_backend(&state, &name).await?;
-    let items = state
-        .storage()
-        .state_list(&name, CURSOR_PREFIX)
-        .await?
-        .into_iter()
-        .filter_map(|(key, value, at)| {
-            cursor_model(&key).map(|model| CursorView {
-                model: model.to_string(),
-                cursor: value,
-                updated_at: format_timestamp(at),
-            })
-        })
-        .collect();
+    let mut items: Vec<CursorView> = Vec::new();
+    // A model's cursor and its resume point are two keys, in either order.
+    for (key, value, at) in state.storage().state_list(&name, CURSOR_PREFIX).await? {
+        let Some(model) = cursor_model(&key).or_else(|| resume_model(&key)) else {
+            continue;
+        };
+        let i = match items.iter().position(|c| c.model == model) {
+            Some(i) => i,
+            None => {
+                items.push(CursorView {
+                    model: model.to_string(),
+                    cursor: None,
+                    updated_at: None,
+                    resumes_at: None,
+                });
+                items.len() - 1
+            }
+        };
+        if cursor_model(&key).is_some() {
+            items[i].cursor = Some(value);
+            items[i].updated_at = Some(format_timestamp(at));
+        } else {
+            items[i].resumes_at = resume_page(&value);
+        }
+    }
     Ok(Json(Cursors {
         backend: name,
         items,

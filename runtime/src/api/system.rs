@@ -234,16 +234,7 @@ pub async fn nodes(State(state): State<ApiState>) -> ApiResult<Json<Page<NodeVie
             } else {
                 NodeStatus::Lost
             };
-            NodeView {
-                name: n.name,
-                version: n.version,
-                host: n.host,
-                started_at: n.started_at,
-                heartbeat_at: n.heartbeat_at,
-                stopped_at: n.stopped_at,
-                running: n.running,
-                status,
-            }
+            NodeView { node: n, status }
         })
         .collect();
     Ok(Json(Page { items, next: None }))

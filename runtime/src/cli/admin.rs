@@ -1120,10 +1120,11 @@ pub async fn nodes(client: &Client, as_json: bool) -> anyhow::Result<()> {
     let rows = v
         .items
         .iter()
-        .map(|n| {
+        .map(|v| {
+            let n = &v.node;
             vec![
                 clean(&n.name),
-                n.status.as_str().to_string(),
+                v.status.as_str().to_string(),
                 n.running.to_string(),
                 clean(&n.version),
                 clean(&n.host),

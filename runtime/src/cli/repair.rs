@@ -229,7 +229,14 @@ pub async fn cursors(client: &Client, name: &str, as_json: bool) -> anyhow::Resu
     let rows: Vec<Vec<String>> = v
         .items
         .iter()
-        .map(|c| vec![clean(&c.model), clean(&c.cursor), clean(&c.updated_at)])
+        .map(|c| {
+            vec![
+                clean(&c.model),
+                o(&c.cursor),
+                o(&c.updated_at),
+                o(&c.resumes_at),
+            ]
+        })
         .collect();
     if rows.is_empty() {
         println!(
@@ -237,7 +244,7 @@ pub async fn cursors(client: &Client, name: &str, as_json: bool) -> anyhow::Resu
         );
         return Ok(());
     }
-    table(&["model", "cursor", "updated"], rows);
+    table(&["model", "cursor", "updated", "resumes at page"], rows);
     Ok(())
 }
 

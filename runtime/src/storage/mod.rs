@@ -196,7 +196,7 @@ pub struct InstalledConnector {
 }
 
 /// A node of the database's node registry.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct NodeInfo {
     pub name: String,
     pub version: String,

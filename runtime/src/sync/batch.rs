@@ -136,6 +136,17 @@ pub fn resume_key(model: &str) -> String {
 }
 const RESUME_SUFFIX: &str = ":resume";
 
+/// The model a resume key is for; `None` for other state.
+pub fn resume_model(key: &str) -> Option<&str> {
+    key.strip_prefix(CURSOR_PREFIX)?.strip_suffix(RESUME_SUFFIX)
+}
+
+/// The search page an interrupted scan resumes at, from a resume key's
+/// stored value.
+pub fn resume_page(value: &str) -> Option<String> {
+    serde_json::from_str::<Resume>(value).ok().map(|r| r.page)
+}
+
 /// Where a batch import run has got to, written after each page it
 /// handled: a run killed midway (a node lost, a deploy) is taken up by the
 /// job's next try at the page after the last one handled, instead of

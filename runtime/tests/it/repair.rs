@@ -205,6 +205,39 @@ async fn cursors_are_listed_moved_and_reset_and_a_forced_import_rewrites_every_r
         "{v}"
     );
     assert_eq!(w.storage.state_get("shop", &key).await.unwrap(), None);
+
+    // A scan interrupted midway shows where it resumes; a reset forgets
+    // that too, so the next import really starts from the beginning.
+    let resume = junction_runtime::sync::batch::resume_key("customer");
+    w.storage
+        .state_set(
+            "shop",
+            &resume,
+            &json!({"started": 1, "from": null, "force": false, "page": "7"}).to_string(),
+            1,
+            None,
+        )
+        .await
+        .unwrap();
+    let v = get(&app, "/api/v1/backends/shop/cursors").await;
+    let customer = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["model"] == "customer")
+        .unwrap();
+    assert_eq!(customer["resumes_at"], "7", "{v}");
+    assert!(customer["cursor"].is_string(), "one entry per model: {v}");
+    let (status, _) = call(
+        &app,
+        "DELETE",
+        "/api/v1/backends/shop/cursors/customer",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(w.storage.state_get("shop", &resume).await.unwrap(), None);
     let (status, v) = call(
         &app,
         "PUT",

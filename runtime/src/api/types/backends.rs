@@ -171,14 +171,19 @@ pub struct Cursors {
     pub items: Vec<CursorView>,
 }
 
-/// Where a model's next batch import starts searching.
+/// Where a model's next batch import starts searching, and where an
+/// interrupted scan of it will resume.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CursorView {
     pub model: String,
-    /// RFC 3339.
-    pub cursor: String,
-    /// RFC 3339.
-    pub updated_at: String,
+    /// RFC 3339; null until an import of the model has finished.
+    pub cursor: Option<String>,
+    /// When the cursor was written, RFC 3339.
+    pub updated_at: Option<String>,
+    /// The search page (the connector's own cursor) at which the import
+    /// of this model that was interrupted midway resumes on its next try;
+    /// null when no scan is halfway.
+    pub resumes_at: Option<String>,
 }
 
 /// Body of `PUT /api/v1/backends/{name}/cursors/{model}`.

@@ -44,18 +44,11 @@ pub struct ReloadAnswer {
     pub summary: String,
 }
 
-/// A node of the database's node registry.
+/// A node of the database's node registry, and whether it is alive.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NodeView {
-    pub name: String,
-    pub version: String,
-    pub host: String,
-    pub started_at: i64,
-    pub heartbeat_at: i64,
-    /// Set by a clean stop.
-    pub stopped_at: Option<i64>,
-    /// Jobs it holds now (claimed or running).
-    pub running: i64,
+    #[serde(flatten)]
+    pub node: crate::storage::NodeInfo,
     pub status: NodeStatus,
 }
 
