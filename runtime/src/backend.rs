@@ -68,6 +68,9 @@ pub struct BackendConfig {
     /// Its own failure webhook (else the global `[notify]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<crate::queue::notify::NotifyConfig>,
+    /// What a deletion reconciliation (`junction.reconcile`) may do.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub reconcile: crate::sync::reconcile::ReconcileConfig,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -84,6 +87,21 @@ pub struct Schedule {
     #[serde(with = "crate::limits::millis")]
     #[schema(value_type = u64)]
     pub every: std::time::Duration,
+    /// What runs: an incremental `import` (the default) or a deletion
+    /// `reconcile`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub task: ScheduleTask,
+}
+
+/// What a schedule runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleTask {
+    /// `junction.import-batch`: records changed since the cursor.
+    #[default]
+    Import,
+    /// `junction.reconcile`: records the backend deleted.
+    Reconcile,
 }
 
 /// A backend configuration that cannot be used; names the field.
@@ -167,6 +185,15 @@ impl BackendConfig {
                     format!("{}: every must be at least 1000 ms", s.model),
                 ));
             }
+        }
+        if self.reconcile.max_delete_percent > 100 {
+            return Err(self.bad(
+                "reconcile.max_delete_percent",
+                format!(
+                    "{} is not a share: use 0 to 100",
+                    self.reconcile.max_delete_percent
+                ),
+            ));
         }
         if self.limits.memory_bytes < 1 << 20 {
             return Err(self.bad("limits.memory_bytes", "must be at least 1 MiB"));
@@ -348,6 +375,19 @@ mod tests {
             "settings": {"store": "default"},
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_reconcile_share_above_100_is_refused_by_name() {
+        let mut c = shop();
+        c.reconcile.max_delete_percent = 150;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("reconcile.max_delete_percent") && e.contains("0 to 100"),
+            "{e}"
+        );
+        c.reconcile.max_delete_percent = 100;
+        c.validate().unwrap();
     }
 
     #[test]

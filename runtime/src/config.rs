@@ -558,7 +558,12 @@ mod tests {
         assert_eq!(c.backends.len(), 1);
         assert_eq!(c.backends[0].limits.deadline.as_millis(), 60_000);
         assert_eq!(c.backends[0].limits.memory_bytes, 64 << 20);
-        assert_eq!(c.backends[0].schedules.len(), 2);
+        assert_eq!(c.backends[0].schedules.len(), 3);
+        assert_eq!(
+            c.backends[0].schedules[2].task,
+            crate::backend::ScheduleTask::Reconcile
+        );
+        assert_eq!(c.backends[0].reconcile.max_delete_percent, 10);
         assert!(c.channels.is_some());
     }
 

@@ -11,7 +11,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::types::{
     BulkAnswer, BulkRequest, CancelledJob, EnqueueAnswer, EnqueueRequest, ErrorBody, ExportRequest,
     ImportRequest, JobAudit, JobDetail, JobLog, JobSelection, JobView, JobsQuery, Neighbour, Page,
-    Relation, Started, StartedJob,
+    ReconcileRequest, Relation, Started, StartedJob,
 };
 use super::{ApiState, id_cursor, page_limit};
 use crate::queue::JobSpec;
@@ -326,6 +326,52 @@ pub async fn export(
         r.model, r.local_id, r.backend
     ));
     let e = state.queue().enqueue(spec).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Started {
+            jobs: vec![StartedJob {
+                id: e.id,
+                model: r.model,
+                deduplicated: e.deduplicated,
+            }],
+        }),
+    ))
+}
+
+/// Find the records of a model the backend deleted: their local copies
+/// are deleted (each checked against the backend once more), or only
+/// reported when the backend's `reconcile.delete` is false; a run that
+/// would delete more than `reconcile.max_delete_percent` fails, deleting
+/// nothing, unless `confirm`.
+#[utoipa::path(post, path = "/api/v1/sync/reconcile", operation_id = "start_reconcile", tag = "sync",
+    request_body = ReconcileRequest,
+    responses(
+        (status = ACCEPTED, description = "the reconcile job", body = Started),
+        (status = UNPROCESSABLE_ENTITY, description = "`unknown_model`: the backend does not import that model", body = ErrorBody),
+    ))]
+pub async fn reconcile(
+    State(state): State<ApiState>,
+    ApiJson(r): ApiJson<ReconcileRequest>,
+) -> ApiResult<(StatusCode, Json<Started>)> {
+    let units = state.sync().backend(&r.backend).await?;
+    if !units.importable.contains(&r.model) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_model",
+            format!(
+                "backend {:?} does not import {:?}, so it has no bindings to reconcile; it imports {}",
+                r.backend,
+                r.model,
+                units.importable.join(", ")
+            ),
+        ));
+    }
+    let e = state
+        .queue()
+        .enqueue(crate::sync::reconcile::reconcile_job(
+            &r.backend, &r.model, r.confirm,
+        ))
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Started {

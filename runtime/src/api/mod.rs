@@ -189,6 +189,7 @@ fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
         .routes(routes!(cursors::set, cursors::reset))
         .routes(routes!(jobs::import))
         .routes(routes!(jobs::export))
+        .routes(routes!(jobs::reconcile))
         .routes(routes!(jobs::list, jobs::enqueue))
         .routes(routes!(jobs::bulk))
         .routes(routes!(jobs::show))

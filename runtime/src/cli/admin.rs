@@ -16,7 +16,7 @@ use serde_json::Value;
 use junction_runtime::api::types::{
     BackendRemoved, BackendView, BindingView, BreakerState, CancelledJob, CheckAnswer,
     ConnectorView, ExportRequest, ImportRequest, InstallQuery, JobDetail, JobView, JobsQuery,
-    NodeView, Page, PauseAnswer, PauseTarget, RecordView, Relation, ReloadAnswer,
+    NodeView, Page, PauseAnswer, PauseTarget, ReconcileRequest, RecordView, Relation, ReloadAnswer,
     RemoveBackendQuery, Rollback, Started, Units,
 };
 use junction_runtime::queue::job::{JobId, JobState};
@@ -150,6 +150,19 @@ pub enum SyncAdmin {
         backend: String,
         model: String,
         local_id: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Find the records of a model the backend deleted and delete their
+    /// local copies (each checked against the backend once more), or only
+    /// report them when the backend's reconcile.delete is false.
+    Reconcile {
+        backend: String,
+        model: String,
+        /// Delete even more than the backend's reconcile.max_delete_percent
+        /// of the bound records.
+        #[arg(long)]
+        confirm: bool,
         #[arg(long)]
         no_wait: bool,
     },
@@ -617,6 +630,23 @@ pub async fn sync(client: &Client, cmd: SyncAdmin, as_json: bool) -> anyhow::Res
             };
             (
                 client.post("/api/v1/sync/import", &body).await?,
+                !no_wait,
+                backend,
+            )
+        }
+        SyncAdmin::Reconcile {
+            backend,
+            model,
+            confirm,
+            no_wait,
+        } => {
+            let body = ReconcileRequest {
+                backend: backend.clone(),
+                model,
+                confirm,
+            };
+            (
+                client.post("/api/v1/sync/reconcile", &body).await?,
                 !no_wait,
                 backend,
             )

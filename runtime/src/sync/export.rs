@@ -420,15 +420,47 @@ impl Synchronizer {
 
     /// Delete the local record bound to a record the backend deleted,
     /// marked as coming from that backend, then unbind.
+    /// Delete the local copy of a record the backend deleted, then unbind.
+    /// `verify` (a reconciliation's deletions) first asks the backend for
+    /// it: a record it still has, or has again, is kept.
     pub async fn delete_local(
         &self,
         b: &BackendUnits,
         model: &str,
         external_id: &str,
+        verify: bool,
         holder: &str,
+        trail: &mut Trail,
     ) -> Result<String, JobFailure> {
         let key = record_key(b.name(), model, external_id);
         let delete = async {
+            if verify {
+                let report = route(b, model)?
+                    .adapter
+                    .read(&b.ctx, model, external_id)
+                    .await;
+                match trail.take(report) {
+                    Ok(_) => {
+                        return Ok(format!(
+                            "kept: {model} {external_id} is in {} (again), so it was not deleted",
+                            b.name()
+                        ));
+                    }
+                    Err(crate::error::CallError::Guest(
+                        crate::error::GuestError::NotFound { .. },
+                        _,
+                    )) => {}
+                    Err(e) => {
+                        return Err(super::trail::failure(
+                            &format!(
+                                "checking that {model} {external_id} is gone from {}",
+                                b.name()
+                            ),
+                            &e,
+                        ));
+                    }
+                }
+            }
             let Some(binding) = self
                 .storage
                 .binding(b.name(), model, external_id)

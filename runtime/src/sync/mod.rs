@@ -24,6 +24,7 @@ pub mod deliver;
 pub mod export;
 pub mod import;
 mod probe;
+pub mod reconcile;
 pub mod schedule;
 pub mod trail;
 mod watch;
@@ -60,6 +61,8 @@ pub const IMPORT_BATCH: &str = "junction.import-batch";
 pub const EXPORT_RECORD: &str = "junction.export-record";
 pub const DELETE_REMOTE: &str = "junction.delete-remote";
 pub const DELETE_LOCAL: &str = "junction.delete-local";
+/// Find the records a backend deleted (see `sync::reconcile`).
+pub const RECONCILE: &str = "junction.reconcile";
 pub use deliver::{DELIVER, LISTENER_TRIES, delivery, hears};
 
 /// How long a job of a backend that cannot be resolved waits before it
@@ -1146,6 +1149,7 @@ impl Synchronizer {
             DELETE_REMOTE,
             DELETE_LOCAL,
             DELIVER,
+            RECONCILE,
         ] {
             pool.register(
                 function,
@@ -1260,6 +1264,12 @@ struct Args {
     /// Delivery: the outbox event the listener hears.
     #[serde(default)]
     event: Option<i64>,
+    /// Reconcile: delete even above the backend's share limit.
+    #[serde(default)]
+    confirm: bool,
+    /// Delete-local: only if the backend answers not-found for it now.
+    #[serde(default)]
+    verify: bool,
 }
 
 /// The units serving `model` of backend `b`; a job for a model no unit
@@ -1406,7 +1416,12 @@ impl SyncHandler {
             }
             DELETE_LOCAL => {
                 let id = required(&args.external_id, "external_id", self.function)?;
-                s.delete_local(&backend, &args.model, id, &holder).await
+                s.delete_local(&backend, &args.model, id, args.verify, &holder, trail)
+                    .await
+            }
+            RECONCILE => {
+                s.reconcile(&backend, &args.model, args.confirm, &holder, trail)
+                    .await
             }
             DELIVER => {
                 let event = args.event.ok_or_else(|| {

@@ -1,5 +1,6 @@
-//! Recurring batch imports: each backend's `schedules` ("import product
-//! every 5 minutes") become `junction.import-batch` jobs. Whether a
+//! Recurring batch imports and reconciliations: each backend's
+//! `schedules` ("import product every 5 minutes", "reconcile product every
+//! day") become `junction.import-batch` or `junction.reconcile` jobs. Whether a
 //! schedule is due is decided through a lease that lasts one period, so
 //! that several nodes on one database start it once per period; the batch
 //! job's own lease keeps two runs from overlapping when one runs long.
@@ -10,7 +11,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::batch::batch_job;
+use super::reconcile::reconcile_job;
 use super::{SyncError, Synchronizer};
+use crate::backend::ScheduleTask;
 use crate::queue::now_ms;
 
 impl Synchronizer {
@@ -20,7 +23,11 @@ impl Synchronizer {
         for backend in self.backend_configs().await? {
             for s in &backend.schedules {
                 let now = now_ms();
-                let key = format!("schedule:{}:{}", backend.name, s.model);
+                let task = match s.task {
+                    ScheduleTask::Import => "",
+                    ScheduleTask::Reconcile => ":reconcile",
+                };
+                let key = format!("schedule:{}:{}{task}", backend.name, s.model);
                 // A fresh holder name each time: the lease is taken only
                 // once the previous period's has expired.
                 let holder = format!("schedule@{}:{now}", self.node);
@@ -29,10 +36,23 @@ impl Synchronizer {
                 if !taken.first().copied().unwrap_or(false) {
                     continue;
                 }
-                let mut spec = batch_job(&backend.name, &s.model, false);
+                let mut spec = match s.task {
+                    ScheduleTask::Import => batch_job(&backend.name, &s.model, false),
+                    ScheduleTask::Reconcile => reconcile_job(&backend.name, &s.model, false),
+                };
                 spec.request.description = Some(format!(
-                    "scheduled import of {} from {} (every {} s)",
+                    "scheduled {} of {} {} {} (every {} s)",
+                    if s.task == ScheduleTask::Import {
+                        "import"
+                    } else {
+                        "reconciliation"
+                    },
                     s.model,
+                    if s.task == ScheduleTask::Import {
+                        "from"
+                    } else {
+                        "with"
+                    },
                     backend.name,
                     s.every.as_secs()
                 ));

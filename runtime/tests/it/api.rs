@@ -1078,3 +1078,35 @@ async fn a_delay_too_long_to_be_meant_is_refused_not_wrapped() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "an hour is fine: {v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconcile_starts_through_the_api_for_a_model_the_backend_imports() {
+    let w = world().await;
+    let app = router(&w);
+    w.import_all().await;
+    let (status, v) = post(
+        &app,
+        "/api/v1/sync/reconcile",
+        json!({"backend": "shop", "model": "invoice"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_error_shape(&v, "unknown_model");
+    let (status, v) = post(
+        &app,
+        "/api/v1/sync/reconcile",
+        json!({"backend": "shop", "model": "order"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    w.settle().await;
+    let job = get(&app, &format!("/api/v1/jobs/{}", v["jobs"][0]["id"])).await;
+    assert_eq!(job["job"]["state"], "done", "{job}");
+    assert!(
+        job["job"]["result"]
+            .as_str()
+            .unwrap()
+            .contains("0 no longer there"),
+        "{job}"
+    );
+}

@@ -274,6 +274,11 @@ async fn serve_then_operate_it_from_the_cli() {
             &["jobs", "list", "--state", "done", "--backend", "shop"],
         );
         assert_eq!(jobs["items"].as_array().unwrap().len(), 4, "{jobs}");
+        let reconciled = ok(config, &["sync", "reconcile", "shop", "product"]);
+        assert!(
+            reconciled.contains("product: done") && reconciled.contains("0 no longer there"),
+            "{reconciled}"
+        );
         let id = jobs["items"][0]["id"].to_string();
         let shown = ok(config, &["jobs", "show", &id]);
         assert!(
@@ -324,7 +329,8 @@ async fn serve_then_operate_it_from_the_cli() {
             ],
         );
         assert!(
-            counted.contains("4 jobs match; nothing changed yet")
+            // The four imports and the reconciliation.
+            counted.contains("5 jobs match; nothing changed yet")
                 && counted.contains("junction jobs bulk cancel --state done --backend shop --yes"),
             "{counted}"
         );
@@ -341,7 +347,7 @@ async fn serve_then_operate_it_from_the_cli() {
                 "--yes",
             ],
         );
-        assert!(acted.contains("0 changed, 4 skipped"), "{acted}");
+        assert!(acted.contains("0 changed, 5 skipped"), "{acted}");
         let later = ok(config, &["jobs", "list", "--since", "2999-01-01T00:00:00Z"]);
         assert_eq!(later.lines().count(), 1, "nothing enqueued then: {later}");
         let dead = ok(config, &["events", "dead"]);

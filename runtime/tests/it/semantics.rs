@@ -17,11 +17,12 @@ use junction_runtime::queue::pause::PauseKind;
 use junction_runtime::storage::Storage;
 use junction_runtime::storage::sqlite::SqliteStorage;
 use junction_runtime::sync::batch::batch_job;
-use junction_runtime::sync::{EXPORT_RECORD, IMPORT_RECORD};
+use junction_runtime::sync::reconcile::reconcile_job;
+use junction_runtime::sync::{DELETE_LOCAL, EXPORT_RECORD, IMPORT_RECORD, RECONCILE};
 use serde_json::{Value, json};
 
 use crate::support::Server;
-use crate::sync::{World, cache_dir, node_config, small, world, world_on};
+use crate::sync::{World, backend, cache_dir, node_config, small, world, world_on};
 
 /// The shop world plus backend `p`, served by the probe, with `settings`.
 async fn probed(settings: Value) -> (World, Server) {
@@ -395,4 +396,119 @@ async fn a_killed_full_import_resumes_at_the_page_it_reached() {
             .unwrap()
             .is_none()
     );
+}
+
+/// demo-shop's seeded SKUs: `DS-00001`, `DS-00002`, …
+fn sku(i: usize) -> String {
+    format!("DS-{i:05}")
+}
+
+impl World {
+    /// Whether local product `sku` is still there (bound and stored).
+    async fn has_product(&self, sku: &str) -> bool {
+        match self.storage.binding("shop", "product", sku).await.unwrap() {
+            Some(b) => self
+                .storage
+                .record("product", &b.local_id)
+                .await
+                .unwrap()
+                .is_some(),
+            None => false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn products_deleted_in_the_shop_are_found_by_a_scheduled_reconcile_and_deleted_locally() {
+    let w = world().await;
+    w.import_all().await;
+    assert!(w.shop.remove_product(&sku(3)) && w.shop.remove_product(&sku(7)));
+    let mut config = backend(&w.shop, "2.4.6");
+    config.schedules = vec![junction_runtime::backend::Schedule {
+        model: "product".into(),
+        every: Duration::from_secs(3600),
+        task: junction_runtime::backend::ScheduleTask::Reconcile,
+    }];
+    w.node.sync.configure(&config).await.unwrap();
+    // The schedule is checked every second; its first run is due at once.
+    let mut ran = Vec::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ran = w.jobs(RECONCILE).await;
+        if !ran.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(ran.len(), 1, "one scheduled reconciliation");
+    w.settle().await;
+    let job = w.storage.job(ran[0].id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Done, "{job:?}");
+    let result = job.result.clone().unwrap_or_default();
+    assert!(
+        result.contains("38 in shop, 40 bound, 2 no longer there: 2 deletions enqueued"),
+        "{result}"
+    );
+    assert!(!w.has_product(&sku(3)).await && !w.has_product(&sku(7)).await);
+    assert!(w.has_product(&sku(1)).await && w.has_product(&sku(4)).await);
+    assert_eq!(w.bound("product").await, 38);
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    // A deletion checks first: a record the shop has is kept.
+    let mut check = JobSpec::new(
+        DELETE_LOCAL,
+        json!({"backend": "shop", "model": "product", "external_id": sku(1), "verify": true}),
+    );
+    check.backend = Some("shop".into());
+    let kept = w.ran(check).await;
+    assert_eq!(kept.state, JobState::Done, "{kept:?}");
+    assert!(
+        kept.result.clone().unwrap_or_default().starts_with("kept"),
+        "{kept:?}"
+    );
+    assert!(w.has_product(&sku(1)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconcile_that_would_delete_too_much_deletes_nothing_until_confirmed() {
+    let w = world().await;
+    w.import_all().await;
+    // Half the catalogue gone, as a backend answering a wrong filter or
+    // restored from an old backup would look.
+    for i in 1..=20 {
+        assert!(w.shop.remove_product(&sku(i)));
+    }
+    let refused = w.ran(reconcile_job("shop", "product", false)).await;
+    assert_eq!(refused.state, JobState::Failed, "{refused:?}");
+    let message = refused.error_message.clone().unwrap_or_default();
+    assert!(
+        message.contains("50% of the bound records")
+            && message.contains("max_delete_percent of 10%")
+            && message.contains("--confirm"),
+        "{message}"
+    );
+    assert_eq!(w.bound("product").await, 40, "nothing was deleted");
+    assert!(w.jobs(DELETE_LOCAL).await.is_empty());
+    let confirmed = w.ran(reconcile_job("shop", "product", true)).await;
+    assert_eq!(confirmed.state, JobState::Done, "{confirmed:?}");
+    w.settle().await;
+    assert_eq!(w.bound("product").await, 20);
+    assert!(!w.has_product(&sku(1)).await && w.has_product(&sku(21)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_only_backend_lists_what_is_gone_and_deletes_nothing() {
+    let w = world().await;
+    w.import_all().await;
+    let mut config = backend(&w.shop, "2.4.6");
+    config.reconcile.delete = false;
+    w.node.sync.configure(&config).await.unwrap();
+    assert!(w.shop.remove_product(&sku(5)));
+    let job = w.ran(reconcile_job("shop", "product", false)).await;
+    assert_eq!(job.state, JobState::Done, "{job:?}");
+    let result = job.result.clone().unwrap_or_default();
+    assert!(
+        result.contains("1 no longer there (reported only") && result.contains(&sku(5)),
+        "{result}"
+    );
+    assert!(w.has_product(&sku(5)).await, "kept");
+    assert!(w.jobs(DELETE_LOCAL).await.is_empty());
 }

@@ -749,6 +749,7 @@ async fn schedules_run_batch_imports_without_overlap() {
     config.schedules = vec![junction_runtime::backend::Schedule {
         model: "customer".into(),
         every: Duration::from_secs(1),
+        task: Default::default(),
     }];
     w.node.sync.configure(&config).await.unwrap();
     tokio::time::sleep(Duration::from_millis(3500)).await;

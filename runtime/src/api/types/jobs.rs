@@ -230,6 +230,18 @@ pub struct ExportRequest {
     pub local_id: String,
 }
 
+/// Body of `POST /api/v1/sync/reconcile`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileRequest {
+    pub backend: String,
+    pub model: String,
+    /// Delete even more than the backend's `reconcile.max_delete_percent`
+    /// of the bound records.
+    #[serde(default)]
+    pub confirm: bool,
+}
+
 /// The jobs a sync started.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Started {
