@@ -67,7 +67,12 @@ impl Trail {
 }
 
 /// A call's error as the job's failure, its message prefixed with `step`.
+/// The guest saying there was nothing to do reads as that, not as an
+/// error, since the job will end done with it.
 pub fn failure(step: &str, e: &CallError) -> JobFailure {
+    if let Some(reason) = nothing_to_do(e) {
+        return JobFailure::fail(NOTHING_TO_DO, format!("{step}: nothing to do: {reason}"));
+    }
     prefixed(step, JobFailure::from(e))
 }
 
