@@ -229,6 +229,32 @@ pub async fn bulk(
     )))
 }
 
+/// A model the backend does not import, refused with those it does.
+fn unknown_model(backend: &str, model: &str, importable: &[String]) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_model",
+        format!(
+            "backend {backend:?} does not import {model:?}; it imports {}",
+            importable.join(", ")
+        ),
+    )
+}
+
+/// The answer of a sync that started one job.
+fn started_one(e: crate::queue::job::Enqueued, model: String) -> (StatusCode, Json<Started>) {
+    (
+        StatusCode::ACCEPTED,
+        Json(Started {
+            jobs: vec![StartedJob {
+                id: e.id,
+                model,
+                deduplicated: e.deduplicated,
+            }],
+        }),
+    )
+}
+
 /// Start batch imports of a backend (one model, or all in dependency
 /// order).
 #[utoipa::path(post, path = "/api/v1/sync/import", operation_id = "start_import", tag = "sync", request_body = ImportRequest,
@@ -243,17 +269,7 @@ pub async fn import(
     let units = state.sync().backend(&r.backend).await?;
     let models: Vec<String> = match &r.model {
         Some(m) if units.importable.contains(m) => vec![m.clone()],
-        Some(m) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_model",
-                format!(
-                    "backend {:?} does not import {m:?}; it imports {}",
-                    r.backend,
-                    units.importable.join(", ")
-                ),
-            ));
-        }
+        Some(m) => return Err(unknown_model(&r.backend, m, &units.importable)),
         None => units.importable.clone(),
     };
     if let Some(since) = &r.since {
@@ -326,16 +342,7 @@ pub async fn export(
         r.model, r.local_id, r.backend
     ));
     let e = state.queue().enqueue(spec).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Started {
-            jobs: vec![StartedJob {
-                id: e.id,
-                model: r.model,
-                deduplicated: e.deduplicated,
-            }],
-        }),
-    ))
+    Ok(started_one(e, r.model))
 }
 
 /// Find the records of a model the backend deleted: their local copies
@@ -354,17 +361,9 @@ pub async fn reconcile(
     ApiJson(r): ApiJson<ReconcileRequest>,
 ) -> ApiResult<(StatusCode, Json<Started>)> {
     let units = state.sync().backend(&r.backend).await?;
+    // A model it does not import has no bindings to reconcile.
     if !units.importable.contains(&r.model) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_model",
-            format!(
-                "backend {:?} does not import {:?}, so it has no bindings to reconcile; it imports {}",
-                r.backend,
-                r.model,
-                units.importable.join(", ")
-            ),
-        ));
+        return Err(unknown_model(&r.backend, &r.model, &units.importable));
     }
     let e = state
         .queue()
@@ -372,16 +371,7 @@ pub async fn reconcile(
             &r.backend, &r.model, r.confirm,
         ))
         .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Started {
-            jobs: vec![StartedJob {
-                id: e.id,
-                model: r.model,
-                deduplicated: e.deduplicated,
-            }],
-        }),
-    ))
+    Ok(started_one(e, r.model))
 }
 
 /// Enqueue jobs of any registered function, in one transaction: all or
