@@ -147,6 +147,15 @@ pub fn resume_page(value: &str) -> Option<String> {
     serde_json::from_str::<Resume>(value).ok().map(|r| r.page)
 }
 
+/// The longest page cursor kept as a resume point: the cursor is the
+/// connector's text, written once per page.
+const MAX_RESUME_PAGE: usize = 4096;
+
+/// Whether a page cursor is kept as a resume point.
+fn resumable(page: &str) -> bool {
+    page.len() <= MAX_RESUME_PAGE
+}
+
 /// Where a batch import run has got to, written after each page it
 /// handled: a run killed midway (a node lost, a deploy) is taken up by the
 /// job's next try at the page after the last one handled, instead of
@@ -295,6 +304,12 @@ impl Synchronizer {
                     .await?;
             }
             match page.next_cursor {
+                Some(next) if Some(&next) != cursor.as_ref() && !resumable(&next) => {
+                    // A page cursor too large to keep (it is the
+                    // connector's): the scan goes on, without a resume
+                    // point past this page.
+                    cursor = Some(next);
+                }
                 Some(next) if Some(&next) != cursor.as_ref() => {
                     // This page is handled: a try that dies from here on
                     // begins at the next one.
@@ -498,5 +513,17 @@ impl Synchronizer {
             Some(f) => Err(f),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connectors_huge_page_cursor_is_not_kept_as_a_resume_point() {
+        assert!(resumable("42"));
+        assert!(resumable(&"c".repeat(MAX_RESUME_PAGE)));
+        assert!(!resumable(&"c".repeat(MAX_RESUME_PAGE + 1)));
     }
 }

@@ -125,9 +125,14 @@ impl Synchronizer {
             );
         }
         let listed = || {
-            let mut ids: Vec<&str> = missing.iter().take(LISTED).map(String::as_str).collect();
+            // The ids are the backend's: each shown short.
+            let mut ids: Vec<String> = missing
+                .iter()
+                .take(LISTED)
+                .map(|id| crate::text::truncate(id, 128))
+                .collect();
             if missing.len() > LISTED {
-                ids.push("…");
+                ids.push("…".to_string());
             }
             crate::text::clean(&ids.join(", "))
         };
