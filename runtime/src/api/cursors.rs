@@ -30,8 +30,10 @@ pub async fn list(
     let mut items: Vec<CursorView> = Vec::new();
     // A model's cursor and its resume point are two keys, in either order.
     for (key, value, at) in state.storage().state_list(&name, CURSOR_PREFIX).await? {
-        let Some(model) = cursor_model(&key).or_else(|| resume_model(&key)) else {
-            continue;
+        let (model, is_cursor) = match (cursor_model(&key), resume_model(&key)) {
+            (Some(model), _) => (model, true),
+            (None, Some(model)) => (model, false),
+            (None, None) => continue,
         };
         let i = match items.iter().position(|c| c.model == model) {
             Some(i) => i,
@@ -45,7 +47,7 @@ pub async fn list(
                 items.len() - 1
             }
         };
-        if cursor_model(&key).is_some() {
+        if is_cursor {
             items[i].cursor = Some(value);
             items[i].updated_at = Some(format_timestamp(at));
         } else {

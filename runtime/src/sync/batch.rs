@@ -186,6 +186,35 @@ pub struct BatchRun<'a> {
 }
 
 impl Synchronizer {
+    /// One page of `model` matching `filter` from the adapter's `search`
+    /// (`doing`: what the step is called in failures). A throttled or
+    /// briefly failing backend is waited out here, on this page: failing
+    /// the job would start a scan over.
+    pub(crate) async fn search_page(
+        &self,
+        b: &BackendUnits,
+        model: &str,
+        filter: &str,
+        cursor: Option<&str>,
+        doing: &str,
+        trail: &mut Trail,
+    ) -> Result<crate::model::Page, JobFailure> {
+        let mut waits = 0;
+        loop {
+            let found = trail.call(
+                &format!("{doing} {model} in {}", b.name()),
+                route(b, model)?
+                    .adapter
+                    .search(&b.ctx, model, filter, cursor, self.settings.page_size)
+                    .await,
+            );
+            match found {
+                Err(f) if waits < MAX_WAITS && wait_for(&f).await => waits += 1,
+                other => return other,
+            }
+        }
+    }
+
     /// Run one batch import of `model`.
     pub async fn import_batch(
         &self,
@@ -246,10 +275,9 @@ impl Synchronizer {
                 _ => {}
             }
         }
-        let from = stored.clone();
-        let since = match stored {
+        let since = match &stored {
             Some(text) => {
-                let at = parse_timestamp(&text).map_err(|e| {
+                let at = parse_timestamp(text).map_err(|e| {
                     JobFailure::fail(
                         "bad-arguments",
                         format!("the import cursor of {model}: {e}"),
@@ -273,28 +301,9 @@ impl Synchronizer {
             ..BatchReport::default()
         };
         loop {
-            let mut waits = 0;
-            let page = loop {
-                let found = trail.call(
-                    &format!("searching {model} in {}", b.name()),
-                    route(b, model)?
-                        .adapter
-                        .search(
-                            &b.ctx,
-                            model,
-                            &filter,
-                            cursor.as_deref(),
-                            self.settings.page_size,
-                        )
-                        .await,
-                );
-                // A throttled or briefly failing backend is waited out here,
-                // on this page: failing the job would start the scan over.
-                match found {
-                    Err(f) if waits < MAX_WAITS && wait_for(&f).await => waits += 1,
-                    other => break other?,
-                }
-            };
+            let page = self
+                .search_page(b, model, &filter, cursor.as_deref(), "searching", trail)
+                .await?;
             report.found += page.items.len() as u64;
             if direct {
                 self.import_page(b, model, page.items, force, holder, trail, &mut report)
@@ -315,7 +324,7 @@ impl Synchronizer {
                     // begins at the next one.
                     let point = Resume {
                         started,
-                        from: from.clone(),
+                        from: stored.clone(),
                         force,
                         page: next.clone(),
                     };

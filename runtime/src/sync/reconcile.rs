@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use super::trail::Trail;
-use super::{BackendUnits, DELETE_LOCAL, Synchronizer, route, storage_failure};
+use super::{BackendUnits, DELETE_LOCAL, Synchronizer, storage_failure};
 use crate::queue::JobSpec;
 use crate::queue::worker::JobFailure;
 
@@ -86,19 +86,9 @@ impl Synchronizer {
         let mut held: HashSet<String> = HashSet::new();
         let mut cursor: Option<String> = None;
         loop {
-            let page = trail.call(
-                &format!("listing {model} in {} to reconcile", b.name()),
-                route(b, model)?
-                    .adapter
-                    .search(
-                        &b.ctx,
-                        model,
-                        "{}",
-                        cursor.as_deref(),
-                        self.settings.page_size,
-                    )
-                    .await,
-            )?;
+            let page = self
+                .search_page(b, model, "{}", cursor.as_deref(), "listing", trail)
+                .await?;
             held.extend(page.items.into_iter().map(|r| r.external_id));
             match page.next_cursor {
                 Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),

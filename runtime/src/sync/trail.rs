@@ -54,7 +54,9 @@ impl Trail {
     /// `NothingToDoJob`): it is not a failure and is never retried.
     pub fn into_handled(self, result: Result<String, JobFailure>) -> Handled {
         let result = match result {
-            Err(f) if declined(&f) => Ok(skipped(&f)),
+            Err(JobFailure::Fail { kind, message }) if kind == NOTHING_TO_DO => {
+                Ok(format!("skipped: {message}"))
+            }
             other => other,
         };
         Handled {
@@ -104,15 +106,6 @@ const NOTHING_TO_DO: &str = "nothing-to-do";
 /// Whether a failure is the guest saying there was nothing to do.
 pub fn declined(f: &JobFailure) -> bool {
     matches!(f, JobFailure::Fail { kind, .. } if kind == NOTHING_TO_DO)
-}
-
-/// A declined job's result: the step and the guest's reason.
-fn skipped(f: &JobFailure) -> String {
-    match f {
-        JobFailure::Fail { message, .. } | JobFailure::Retry { message, .. } => {
-            format!("skipped: {message}")
-        }
-    }
 }
 
 /// Whether a call's error is the guest saying there was nothing to do.

@@ -67,7 +67,8 @@ impl Drop for Server {
     }
 }
 
-fn signal(child: &Child, name: &str) {
+/// Send signal `name` (`TERM`, `HUP`, …) to a child process.
+pub(crate) fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(child.id().to_string())

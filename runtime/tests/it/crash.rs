@@ -101,10 +101,7 @@ async fn kill_dash_nine_loses_no_job() {
         }
     }
     // SIGTERM: a graceful stop.
-    Command::new("kill")
-        .arg(second.id().to_string())
-        .status()
-        .unwrap();
+    crate::cli::signal(&second, "TERM");
     second.wait().unwrap();
     assert!(
         finished,

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use junction_demo_shop::Faults;
-use junction_runtime::queue::job::{JobFilter, JobState};
+use junction_runtime::queue::job::JobState;
 use junction_runtime::sync::IMPORT_RECORD;
 use serde_json::json;
 
@@ -68,15 +68,7 @@ async fn a_backend_down_longer_than_every_retry_fails_nothing() {
             opened.get_or_insert(b.opened_at);
             probes = probes.max(b.probes);
         }
-        let failed = w
-            .storage
-            .jobs(&JobFilter {
-                state: Some(JobState::Failed),
-                limit: 10,
-                ..JobFilter::default()
-            })
-            .await
-            .unwrap();
+        let failed = w.failed().await;
         assert!(
             failed.is_empty(),
             "no job fails during the outage: {failed:?}"
@@ -173,15 +165,7 @@ async fn an_hour_long_outage_at_a_thousandth_of_the_time_loses_and_fails_nothing
     }
     let down = Instant::now();
     while down.elapsed() < Duration::from_millis(3600) {
-        let failed = w
-            .storage
-            .jobs(&JobFilter {
-                state: Some(JobState::Failed),
-                limit: 10,
-                ..JobFilter::default()
-            })
-            .await
-            .unwrap();
+        let failed = w.failed().await;
         assert!(
             failed.is_empty(),
             "no job fails during the outage: {failed:?}"

@@ -10,19 +10,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use junction_demo_shop::{Faults, Seed, ShopConfig};
-use junction_runtime::node::{Node, NodeConfig};
+use junction_runtime::node::NodeConfig;
 use junction_runtime::queue::JobSpec;
 use junction_runtime::queue::job::{Job, JobState};
 use junction_runtime::queue::pause::PauseKind;
-use junction_runtime::storage::Storage;
-use junction_runtime::storage::sqlite::SqliteStorage;
 use junction_runtime::sync::batch::batch_job;
 use junction_runtime::sync::reconcile::reconcile_job;
 use junction_runtime::sync::{DELETE_LOCAL, EXPORT_RECORD, IMPORT_RECORD, RECONCILE};
 use serde_json::{Value, json};
 
 use crate::support::Server;
-use crate::sync::{World, backend, cache_dir, node_config, small, world, world_on};
+use crate::sync::{
+    World, backend, cache_dir, fresh_node_with, node_config, sku, small, world, world_on,
+};
 
 /// The shop world plus backend `p`, served by the probe, with `settings`.
 async fn probed(settings: Value) -> (World, Server) {
@@ -140,22 +140,12 @@ async fn a_batch_counts_declined_records_as_skipped_and_enqueues_nothing_for_the
 /// The shop world on a node that runs one job at a time, so that the
 /// events' deliveries all run before the exports they enqueue.
 async fn one_at_a_time() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let storage: Arc<dyn Storage> = Arc::new(
-        SqliteStorage::open(&dir.path().join("junction.db"))
-            .await
-            .unwrap(),
-    );
-    let node = Node::start(
-        storage.clone(),
-        NodeConfig {
-            concurrency: 1,
-            prefetch: 1,
-            ..node_config("node-a")
-        },
-    )
-    .await
-    .unwrap();
+    let (dir, storage, node) = fresh_node_with(|_| NodeConfig {
+        concurrency: 1,
+        prefetch: 1,
+        ..node_config("node-a")
+    })
+    .await;
     world_on(
         ShopConfig {
             seed: small(),
@@ -274,25 +264,16 @@ fn worker(db: &std::path::Path, node: &str) -> Child {
 async fn a_killed_full_import_resumes_at_the_page_it_reached() {
     // 2,000 products: 20 search pages of the worker's 100; each request
     // slowed so that the scan takes seconds.
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("junction.db");
-    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&db).await.unwrap());
     // The key the worker processes find beside the database, so that they
     // open the credentials this node seals.
-    let node = Node::start(
-        storage.clone(),
-        NodeConfig {
-            secret_key: Arc::new(
-                junction_runtime::secrets::SecretKey::load_or_create(
-                    &dir.path().join("secret.key"),
-                )
-                .unwrap(),
-            ),
-            ..node_config("setup")
-        },
-    )
-    .await
-    .unwrap();
+    let (dir, storage, node) = fresh_node_with(|dir| NodeConfig {
+        secret_key: Arc::new(
+            junction_runtime::secrets::SecretKey::load_or_create(&dir.join("secret.key")).unwrap(),
+        ),
+        ..node_config("setup")
+    })
+    .await;
+    let db = dir.path().join("junction.db");
     let seed = Seed {
         products: 2000,
         ..small()
@@ -361,10 +342,7 @@ async fn a_killed_full_import_resumes_at_the_page_it_reached() {
             break;
         }
     }
-    Command::new("kill")
-        .arg(survivor.id().to_string())
-        .status()
-        .unwrap();
+    crate::cli::signal(&survivor, "TERM");
     survivor.wait().unwrap();
     let finished = finished.expect("the import finished");
     assert_eq!(finished.state, JobState::Done, "{finished:?}");
@@ -398,11 +376,6 @@ async fn a_killed_full_import_resumes_at_the_page_it_reached() {
             .unwrap()
             .is_none()
     );
-}
-
-/// demo-shop's seeded SKUs: `DS-00001`, `DS-00002`, …
-fn sku(i: usize) -> String {
-    format!("DS-{i:05}")
 }
 
 impl World {

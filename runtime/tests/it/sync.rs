@@ -78,13 +78,21 @@ pub(crate) fn backend(shop: &Shop, version: &str) -> BackendConfig {
 
 /// A node on a fresh SQLite file.
 pub(crate) async fn fresh_node() -> (tempfile::TempDir, Arc<dyn Storage>, Node) {
+    fresh_node_with(|_| node_config("node-a")).await
+}
+
+/// A node on a fresh SQLite file (`junction.db` in a new folder), with
+/// the configuration `config` makes for that folder.
+pub(crate) async fn fresh_node_with(
+    config: impl FnOnce(&std::path::Path) -> NodeConfig,
+) -> (tempfile::TempDir, Arc<dyn Storage>, Node) {
     let dir = tempfile::tempdir().unwrap();
     let storage: Arc<dyn Storage> = Arc::new(
         SqliteStorage::open(&dir.path().join("junction.db"))
             .await
             .unwrap(),
     );
-    let node = Node::start(storage.clone(), node_config("node-a"))
+    let node = Node::start(storage.clone(), config(dir.path()))
         .await
         .unwrap();
     (dir, storage, node)
@@ -240,7 +248,7 @@ impl World {
 }
 
 /// demo-shop's seeded SKUs: `DS-00001`, `DS-00002`, …
-fn sku(i: usize) -> String {
+pub(crate) fn sku(i: usize) -> String {
     format!("DS-{i:05}")
 }
 
