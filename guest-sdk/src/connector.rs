@@ -204,10 +204,13 @@ impl<T: Listener> listener::Guest for T {
     }
 }
 
-/// Make `$ty` — which implements [`Connector`], [`Adapter`], [`Mapper`] and
-/// [`Listener`] — this component's exports. Use once, in the crate built as
+/// Make `$ty` — which implements [`Connector`], [`Adapter`], [`Mapper`],
+/// [`Listener`] and the optional [`Features`](crate::Features),
+/// [`Lookup`](crate::Lookup),
+/// [`Webhooks`](crate::Webhooks) and [`Tasks`](crate::Tasks) — this
+/// component's exports (the contract's `full-connector` world). Use once, in the crate built as
 /// the component. Natively it exports nothing: the component's export
-/// names (`junction:connector/adapter@0.1.1#search`) are not symbols a
+/// names (`junction:connector/adapter@0.1.2#search`) are not symbols a
 /// native linker takes, and a crate built as `["cdylib", "rlib"]` must
 /// still link for `cargo test`.
 #[macro_export]

@@ -6,7 +6,9 @@
 //!
 //! - [`Connector`], [`Adapter`], [`Mapper`], [`Listener`] and [`export!`]:
 //!   implement the traits on one type and export it; the generated
-//!   bindings stay hidden.
+//!   bindings stay hidden. [`Features`] declares the optional
+//!   capabilities (match fields for adoption by natural key, [`Lookup`]
+//!   for ids-only listing and search by key, [`Webhooks`], [`Tasks`]).
 //! - [`http`]: an outbound HTTP client on `wasi:http` that reports *why* a
 //!   request failed (denied by the operator's allowlist, a body over the
 //!   host's cap, a timeout), and turns statuses into the contract's errors
@@ -29,12 +31,16 @@ pub mod host;
 pub mod http;
 pub mod mapping;
 pub mod oauth;
+mod optional;
 pub mod paging;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod types;
 
 pub use connector::{Adapter, Connector, Listener, Mapper};
+pub use optional::{
+    FeatureSet, Features, IdPage, Lookup, Tasks, Webhook, Webhooks,
+};
 pub use error::Error;
 pub use types::{
     Dependency, Event, JobRequest, LocalDependency, LocalRecord, Manifest, Operations, Page,

@@ -11,6 +11,7 @@ pub mod capabilities;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod features;
 pub mod grants;
 pub mod host;
 pub mod inspect;

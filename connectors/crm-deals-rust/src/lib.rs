@@ -185,6 +185,12 @@ impl Mapper for Deals {
 /// The manifest names no events, so the host never calls it.
 impl Listener for Deals {}
 
+// The optional capabilities of the `full-connector` world: none offered.
+impl junction_guest::Features for Deals {}
+impl junction_guest::Lookup for Deals {}
+impl junction_guest::Webhooks for Deals {}
+impl junction_guest::Tasks for Deals {}
+
 junction_guest::export!(Deals);
 
 #[cfg(test)]

@@ -34,4 +34,10 @@ impl Listener for MagentoLegacy {}
 
 magento_mapper!(MagentoLegacy, Shape::Legacy);
 
+// The optional capabilities of the `full-connector` world: none offered.
+impl junction_guest::Features for MagentoLegacy {}
+impl junction_guest::Lookup for MagentoLegacy {}
+impl junction_guest::Webhooks for MagentoLegacy {}
+impl junction_guest::Tasks for MagentoLegacy {}
+
 junction_guest::export!(MagentoLegacy);

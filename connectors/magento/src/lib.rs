@@ -99,4 +99,10 @@ impl Listener for Magento {
     }
 }
 
+// The optional capabilities of the `full-connector` world: none offered.
+impl junction_guest::Features for Magento {}
+impl junction_guest::Lookup for Magento {}
+impl junction_guest::Webhooks for Magento {}
+impl junction_guest::Tasks for Magento {}
+
 junction_guest::export!(Magento);

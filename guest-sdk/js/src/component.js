@@ -10,12 +10,12 @@
 // variant. Any other exception traps the call: it is a bug in the
 // connector, and the host reports it as one.
 
-import * as binder from 'junction:connector/binder@0.1.1';
-import * as config from 'junction:connector/config@0.1.1';
-import * as jobs from 'junction:connector/jobs@0.1.1';
-import * as log from 'junction:connector/log@0.1.1';
-import * as records from 'junction:connector/records@0.1.1';
-import * as state from 'junction:connector/state@0.1.1';
+import * as binder from 'junction:connector/binder@0.1.2';
+import * as config from 'junction:connector/config@0.1.2';
+import * as jobs from 'junction:connector/jobs@0.1.2';
+import * as log from 'junction:connector/log@0.1.2';
+import * as records from 'junction:connector/records@0.1.2';
+import * as state from 'junction:connector/state@0.1.2';
 
 import { ConnectorError, Permanent } from './errors.js';
 import { manifest as checkManifest } from './units.js';

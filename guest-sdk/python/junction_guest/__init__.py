@@ -1,6 +1,6 @@
 """Junction's Python guest SDK: connector units (adapter, mapper, listener)
 written in Python and built into WebAssembly components with
-componentize-py, against the WIT contract `junction:connector@0.1.1`.
+componentize-py, against the WIT contract `junction:connector@0.1.2`.
 
 - `errors`: the contract's guest errors as exceptions.
 - `http`: a JSON HTTP client that turns statuses and failures into them.

@@ -202,6 +202,7 @@ impl EventBus {
             expected_version: Some(record.version),
             origin_backend: None,
             bind: None,
+            keys: None,
         })
         .await?;
         Ok(Some((before, after)))

@@ -8,7 +8,9 @@
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "connector",
+    // The widest world: every export a component may have; which ones a
+    // component really has is read from it at load (`contract_exports`).
+    world: "full-connector",
     // Host imports reach the store's services, which may do I/O (a database
     // in later versions), so they are async.
     imports: { default: async | trappable },
@@ -16,5 +18,7 @@ wasmtime::component::bindgen!({
     require_store_data_send: true,
 });
 
-pub use exports::junction::connector::{adapter, describe, listener, mapper};
+pub use exports::junction::connector::{
+    adapter, describe, features, listener, lookup, mapper, tasks, webhooks,
+};
 pub use junction::connector::{binder, config, jobs, log, records, state, types};

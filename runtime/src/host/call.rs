@@ -50,14 +50,14 @@ impl<T> CallReport<T> {
 
 /// Checks a call's output: JSON fields parse, and the total stays under
 /// `SandboxLimits::max_output_bytes`.
-struct Output {
+pub(super) struct Output {
     export: &'static str,
     limit: usize,
     total: usize,
 }
 
 impl Output {
-    fn new(export: &'static str, ctx: &CallContext) -> Self {
+    pub(super) fn new(export: &'static str, ctx: &CallContext) -> Self {
         Output {
             export,
             limit: ctx.limits.max_output_bytes,
@@ -65,7 +65,7 @@ impl Output {
         }
     }
 
-    fn text(&mut self, text: &str) -> Result<(), CallError> {
+    pub(super) fn text(&mut self, text: &str) -> Result<(), CallError> {
         self.total += text.len();
         if self.total > self.limit {
             return Err(CallError::OutputTooLarge {
@@ -77,7 +77,7 @@ impl Output {
         Ok(())
     }
 
-    fn json(&mut self, what: &str, text: &str) -> Result<(), CallError> {
+    pub(super) fn json(&mut self, what: &str, text: &str) -> Result<(), CallError> {
         self.text(text)?;
         serde_json::from_str::<serde::de::IgnoredAny>(text)
             .map(|_| ())
@@ -99,7 +99,7 @@ impl Output {
     }
 }
 
-fn guest<T>(export: &'static str, r: Result<T, wit::Error>) -> Result<T, CallError> {
+pub(super) fn guest<T>(export: &'static str, r: Result<T, wit::Error>) -> Result<T, CallError> {
     r.map_err(|e| CallError::Guest(e.into(), export))
 }
 
@@ -111,7 +111,7 @@ enum Stage {
 impl Unit {
     /// Run `f` on a fresh instance under `ctx`'s limits; `present` says
     /// whether the component exports the interface `export` belongs to.
-    async fn run<T, F, Fut>(
+    pub(super) async fn run<T, F, Fut>(
         &self,
         ctx: &Arc<CallContext>,
         export: &'static str,
@@ -282,7 +282,7 @@ impl Unit {
                 true,
                 |mut store, instance, inner, _| async move {
                     let i = &inner.indices;
-                    let checks: [(&'static str, Option<wasmtime::Result<()>>); 4] = [
+                    let checks: [(&'static str, Option<wasmtime::Result<()>>); 8] = [
                         (
                             "describe",
                             Some(i.describe.load(&mut store, &instance).map(drop)),
@@ -302,6 +302,30 @@ impl Unit {
                         (
                             "listener",
                             i.listener
+                                .as_ref()
+                                .map(|x| x.load(&mut store, &instance).map(drop)),
+                        ),
+                        (
+                            "features",
+                            i.features
+                                .as_ref()
+                                .map(|x| x.load(&mut store, &instance).map(drop)),
+                        ),
+                        (
+                            "lookup",
+                            i.lookup
+                                .as_ref()
+                                .map(|x| x.load(&mut store, &instance).map(drop)),
+                        ),
+                        (
+                            "webhooks",
+                            i.webhooks
+                                .as_ref()
+                                .map(|x| x.load(&mut store, &instance).map(drop)),
+                        ),
+                        (
+                            "tasks",
+                            i.tasks
                                 .as_ref()
                                 .map(|x| x.load(&mut store, &instance).map(drop)),
                         ),
@@ -642,22 +666,7 @@ impl Unit {
             move |mut store, instance, inner, mut out| async move {
                 let g = listener_of(&inner).load(&mut store, &instance)?;
                 let r = guest(EXPORT, g.call_on_event(&mut store, &backend, &event).await?);
-                Ok(
-                    r.map(|jobs| jobs.into_iter().map(JobRequest::from).collect::<Vec<_>>())
-                        .and_then(|jobs| {
-                            jobs.iter()
-                                .try_for_each(|j| {
-                                    out.json("job args", &j.args)?;
-                                    crate::capabilities::jobs::validate(j).map_err(|reason| {
-                                        CallError::InvalidOutput {
-                                            export: EXPORT,
-                                            reason,
-                                        }
-                                    })
-                                })
-                                .map(|()| jobs)
-                        }),
-                )
+                Ok(r.and_then(|jobs| checked_jobs(EXPORT, &mut out, jobs)))
             },
         )
         .await
@@ -705,6 +714,21 @@ impl Unit {
             digest: self.inner.digest.clone(),
         }
     }
+}
+
+/// Job requests a guest returned, checked as `jobs.enqueue` checks them.
+pub(super) fn checked_jobs(
+    export: &'static str,
+    out: &mut Output,
+    jobs: Vec<wit::JobRequest>,
+) -> Result<Vec<JobRequest>, CallError> {
+    let jobs: Vec<JobRequest> = jobs.into_iter().map(JobRequest::from).collect();
+    for j in &jobs {
+        out.json("job args", &j.args)?;
+        crate::capabilities::jobs::validate(j)
+            .map_err(|reason| CallError::InvalidOutput { export, reason })?;
+    }
+    Ok(jobs)
 }
 
 fn adapter_of(inner: &UnitInner) -> &super::adapter::GuestIndices {

@@ -160,3 +160,29 @@ impl From<wit::Manifest> for model::Manifest {
         }
     }
 }
+
+impl From<super::bindings::features::FeatureSet> for crate::features::Features {
+    fn from(f: super::bindings::features::FeatureSet) -> Self {
+        crate::features::Features {
+            list_ids: f.list_ids,
+            find: f.find,
+            match_keys: f
+                .match_keys
+                .into_iter()
+                .map(|m| crate::features::MatchField {
+                    model: m.model,
+                    field: m.field,
+                })
+                .collect(),
+            webhooks: f.webhooks,
+            tasks: f
+                .tasks
+                .into_iter()
+                .map(|t| crate::features::TaskSpec {
+                    name: t.name,
+                    description: t.description,
+                })
+                .collect(),
+        }
+    }
+}

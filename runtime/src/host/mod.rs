@@ -10,6 +10,7 @@
 pub(crate) mod bindings;
 mod cache;
 mod call;
+mod optional;
 pub mod compile;
 mod convert;
 mod engine;
@@ -29,7 +30,7 @@ pub use call::CallReport;
 pub use engine::HostConfig;
 pub use stdio::{LogLevel, LogLine, LogSource};
 
-use bindings::{adapter, describe, listener, mapper};
+use bindings::{adapter, describe, features, listener, lookup, mapper, tasks, webhooks};
 use store::CallState;
 
 /// The contract package and version this host speaks. Components built
@@ -38,7 +39,7 @@ use store::CallState;
 /// grows within a line, under `@since` gates, and wasmtime links a
 /// component's `…@0.1.0` imports and exports to this version's.
 pub const CONTRACT_PACKAGE: &str = "junction:connector";
-pub const CONTRACT_VERSION: &str = "0.1.1";
+pub const CONTRACT_VERSION: &str = "0.1.2";
 
 /// Why a file could not be loaded as a connector component.
 #[derive(Debug, thiserror::Error)]
@@ -291,6 +292,26 @@ impl Host {
                 .then(|| listener::GuestIndices::new(&pre))
                 .transpose()
                 .map_err(shape("listener"))?,
+            features: exports
+                .features
+                .then(|| features::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(shape("features"))?,
+            lookup: exports
+                .lookup
+                .then(|| lookup::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(shape("lookup"))?,
+            webhooks: exports
+                .webhooks
+                .then(|| webhooks::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(shape("webhooks"))?,
+            tasks: exports
+                .tasks
+                .then(|| tasks::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(shape("tasks"))?,
         };
         let unit = Unit {
             inner: Arc::new(UnitInner {
@@ -302,6 +323,7 @@ impl Host {
                 pre,
                 indices,
                 instantiations: std::sync::atomic::AtomicU64::new(0),
+                features: tokio::sync::OnceCell::new(),
                 warm: pool::WarmPool::new(
                     self.inner.idle.clone(),
                     self.inner.config.idle_cap() as usize,
@@ -349,12 +371,19 @@ pub struct Exports {
     pub adapter: bool,
     pub mapper: bool,
     pub listener: bool,
+    /// The optional exports of `full-connector` (contract 0.1.2): a
+    /// component has them all or none (`features` says which it offers).
+    pub features: bool,
+    pub lookup: bool,
+    pub webhooks: bool,
+    pub tasks: bool,
 }
 
 impl Exports {
     /// The smallest world of `wit/worlds.wit` the component implements.
     pub fn world(&self) -> &'static str {
         match (self.adapter, self.mapper, self.listener) {
+            (true, true, true) if self.features => "full-connector",
             (true, true, true) => "connector",
             (true, true, false) => "adapter-unit + mapper-unit",
             (true, false, _) => "adapter-unit",
@@ -404,6 +433,10 @@ fn contract_exports(
         adapter: found.contains("adapter"),
         mapper: found.contains("mapper"),
         listener: found.contains("listener"),
+        features: found.contains("features"),
+        lookup: found.contains("lookup"),
+        webhooks: found.contains("webhooks"),
+        tasks: found.contains("tasks"),
     };
     if !exports.adapter && !exports.mapper {
         return Err(LoadError::MissingExport {
@@ -446,6 +479,10 @@ struct Indices {
     adapter: Option<adapter::GuestIndices>,
     mapper: Option<mapper::GuestIndices>,
     listener: Option<listener::GuestIndices>,
+    features: Option<features::GuestIndices>,
+    lookup: Option<lookup::GuestIndices>,
+    webhooks: Option<webhooks::GuestIndices>,
+    tasks: Option<tasks::GuestIndices>,
 }
 
 /// A loaded component: checked against the contract, compiled, and ready
@@ -466,6 +503,8 @@ struct UnitInner {
     warm: pool::WarmPool,
     /// Fresh instances made (calls not served by a warm one).
     instantiations: std::sync::atomic::AtomicU64,
+    /// What `features` declared, asked once (it is the same on every call).
+    features: tokio::sync::OnceCell<crate::features::Features>,
 }
 
 impl std::fmt::Debug for Unit {

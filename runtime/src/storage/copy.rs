@@ -200,6 +200,16 @@ pub const TABLES: &[Table] = &[
         ],
     },
     Table {
+        name: "record_keys",
+        order: "model, name, value, local_id",
+        columns: &[
+            ("model", Text),
+            ("name", Text),
+            ("value", Text),
+            ("local_id", Text),
+        ],
+    },
+    Table {
         name: "bindings",
         order: "backend, model, external_id",
         columns: &[

@@ -54,6 +54,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "operator_views",
         sql: include_str!("../../migrations/sqlite/0009_operator_views.sql"),
     },
+    Migration {
+        version: 10,
+        name: "record_keys",
+        sql: include_str!("../../migrations/sqlite/0010_record_keys.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -106,6 +111,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 10,
         name: "operator_views",
         sql: include_str!("../../migrations/postgres/0010_operator_views.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "record_keys",
+        sql: include_str!("../../migrations/postgres/0011_record_keys.sql"),
     },
 ];
 

@@ -154,6 +154,10 @@ pub struct RecordWrite {
     /// Bind the record to its external id in the same transaction (an
     /// import), even when the data did not change.
     pub bind: Option<BindWrite>,
+    /// Replace the record's natural keys (checked by
+    /// `features::check_keys`) in the same transaction, even when the data
+    /// did not change; `None` leaves them.
+    pub keys: Option<Vec<crate::features::MatchKey>>,
 }
 
 /// The binding an import writes with its record.
@@ -476,6 +480,14 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         model: &str,
         ids: &[String],
     ) -> Result<Vec<LocalRecord>, StorageError>;
+
+    /// The local records of `model` holding any of `keys` (values as
+    /// `MatchKey::stored_value` stores them): (key, local id) pairs.
+    async fn records_by_keys(
+        &self,
+        model: &str,
+        keys: &[crate::features::MatchKey],
+    ) -> Result<Vec<(crate::features::MatchKey, String)>, StorageError>;
 
     /// Records of a model in id order, after `after` when given.
     async fn records(

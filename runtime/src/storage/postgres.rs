@@ -1202,6 +1202,11 @@ impl Storage for PgStorage {
         let Some(data) = data else {
             return Ok(None);
         };
+        sqlx::query(&pg(super::put::sql::delete_keys()))
+            .bind(model)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let event = Event {
             name: "record-deleted".to_string(),
             model: model.to_string(),
@@ -1224,6 +1229,32 @@ impl Storage for PgStorage {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| record_from_row(&r)).transpose()?)
+    }
+
+    async fn records_by_keys(
+        &self,
+        model: &str,
+        keys: &[crate::features::MatchKey],
+    ) -> Result<Vec<(crate::features::MatchKey, String)>, StorageError> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(IN_CHUNK / 2) {
+            let sql = super::put::sql::records_by_keys(chunk.len());
+            let sql = pg(&sql);
+            let mut q = sqlx::query_as::<_, (String, String, String)>(&sql).bind(model);
+            for k in chunk {
+                q = q.bind(&k.name).bind(k.stored_value());
+            }
+            for (name, value, id) in q.fetch_all(&self.pool).await? {
+                // Hand back the key as asked (not its stored hash).
+                let key = chunk
+                    .iter()
+                    .find(|k| k.name == name && k.stored_value() == value)
+                    .cloned()
+                    .unwrap_or(crate::features::MatchKey { name, value });
+                out.push((key, id));
+            }
+        }
+        Ok(out)
     }
 
     async fn records_of(

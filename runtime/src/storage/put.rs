@@ -71,6 +71,9 @@ pub(crate) struct Plan {
     pub records: Vec<LocalRecord>,
     /// Outbox rows, in the order of the writes.
     pub events: Vec<Event>,
+    /// Records whose natural keys are replaced: (model, id, keys), each
+    /// record once, its last keys.
+    pub keys: Vec<(String, String, Vec<crate::features::MatchKey>)>,
     /// Per write: its outcome, and the index of its event in `events`.
     outcomes: Vec<Result<Option<(LocalRecord, usize)>, StorageError>>,
 }
@@ -160,6 +163,12 @@ pub(crate) fn plan(writes: &[RecordWrite], inputs: Inputs, now: i64) -> Plan {
                             synced: b.synced.clone(),
                         });
                     }
+                }
+            }
+            if let Some(keys) = &write.keys {
+                match plan.keys.iter_mut().find(|(m, id, _)| *m == write.model && *id == write.id) {
+                    Some(row) => row.2 = keys.clone(),
+                    None => plan.keys.push((write.model.clone(), write.id.clone(), keys.clone())),
                 }
             }
             let (name, fields) = match &before {
@@ -295,6 +304,18 @@ macro_rules! put_many {
             }
             q.execute(&mut **$tx).await?;
         }
+        for (model, id, keys) in &plan.keys {
+            let sql = dialect($crate::storage::put::sql::delete_keys().to_string());
+            sqlx::query(&sql).bind(model).bind(id).execute(&mut **$tx).await?;
+            if !keys.is_empty() {
+                let sql = dialect($crate::storage::put::sql::insert_keys(keys.len()));
+                let mut q = sqlx::query(&sql);
+                for k in keys {
+                    q = q.bind(model).bind(&k.name).bind(k.stored_value()).bind(id);
+                }
+                q.execute(&mut **$tx).await?;
+            }
+        }
         let mut event_ids = Vec::with_capacity(plan.events.len());
         for chunk in plan.events.chunks($crate::storage::put::ROWS) {
             let sql = dialect($crate::storage::put::sql::insert_events(chunk.len()));
@@ -367,6 +388,27 @@ pub(crate) mod sql {
         )
     }
 
+    /// Bind: model, local id.
+    pub fn delete_keys() -> &'static str {
+        "DELETE FROM record_keys WHERE model = ? AND local_id = ?"
+    }
+
+    /// Bind per row: model, name, value, local id.
+    pub fn insert_keys(n: usize) -> String {
+        format!(
+            "INSERT INTO record_keys (model, name, value, local_id) VALUES {} ON CONFLICT DO NOTHING",
+            rows("(?, ?, ?, ?)", n)
+        )
+    }
+
+    /// Bind: model, then per key its name and stored value.
+    pub fn records_by_keys(n: usize) -> String {
+        format!(
+            "SELECT name, value, local_id FROM record_keys WHERE model = ? AND ({})",
+            vec!["(name = ? AND value = ?)"; n].join(" OR ")
+        )
+    }
+
     /// Bind per row: name, model, local id, changed fields, payload,
     /// origin backend, created at. Returns the ids; sorted, they are the
     /// rows' in order (ids are assigned in VALUES order).
@@ -397,6 +439,7 @@ mod tests {
                 sync_date: 5,
                 synced: None,
             }),
+            keys: None,
         }
     }
 

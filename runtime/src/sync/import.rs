@@ -571,6 +571,7 @@ fn merge(
             sync_date: started,
             synced: Some(synced),
         }),
+        keys: None,
     };
     (write, changed)
 }

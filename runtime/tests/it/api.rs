@@ -730,6 +730,7 @@ async fn removing_a_backend_refuses_while_it_has_jobs_and_keeps_bindings_unless_
             expected_version: None,
             origin_backend: None,
             bind: None,
+            keys: None,
         })
         .await
         .unwrap();

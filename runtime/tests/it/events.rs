@@ -36,6 +36,7 @@ fn write(model: &str, id: &str, data: serde_json::Value, origin: Option<&str>) -
         expected_version: None,
         origin_backend: origin.map(str::to_string),
         bind: None,
+        keys: None,
     }
 }
 

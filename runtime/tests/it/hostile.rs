@@ -834,6 +834,7 @@ async fn a_reconfigured_backends_listener_runs_with_the_new_grants() {
         expected_version: None,
         origin_backend: None,
         bind: None,
+        keys: None,
     };
     a.w.node.bus.put_record(&write("e1")).await.unwrap();
     a.w.settle().await;
@@ -882,6 +883,7 @@ async fn a_failing_or_looping_listener_never_holds_up_another_backends_events() 
         expected_version: None,
         origin_backend: None,
         bind: None,
+        keys: None,
     };
     // More looping deliveries than the node has workers.
     for i in 0..6 {
@@ -988,6 +990,7 @@ async fn a_poison_event_ends_dead_and_the_operator_retries_or_discards_it() {
         expected_version: None,
         origin_backend: None,
         bind: None,
+        keys: None,
     };
     a.w.node
         .bus
@@ -1133,6 +1136,7 @@ async fn events_for_a_backend_nothing_serves_yet_wait_for_it() {
         expected_version: None,
         origin_backend: None,
         bind: None,
+        keys: None,
     };
     w.node.bus.put_record(&write).await.unwrap();
     // Its delivery waits, spending no try.

@@ -141,7 +141,7 @@ fn bad_files_are_explained() {
         (
             "future.wasm",
             &future,
-            &["version 0.9.0", "contract 0.1.1", "another compatible line"],
+            &["version 0.9.0", "contract 0.1.2", "another compatible line"],
         ),
         (
             "newer.wasm",
@@ -151,13 +151,13 @@ fn bad_files_are_explained() {
         (
             "no-describe.wasm",
             &no_describe,
-            &["does not export junction:connector/describe@0.1.1"],
+            &["does not export junction:connector/describe@0.1.2"],
         ),
         (
             "missing-function.wasm",
             &missing_function,
             &[
-                "junction:connector/adapter@0.1.1 does not match the contract",
+                "junction:connector/adapter@0.1.2 does not match the contract",
                 "`check`",
             ],
         ),
@@ -165,7 +165,7 @@ fn bad_files_are_explained() {
             "wrong-types.wasm",
             &wrong_types,
             &[
-                "junction:connector/describe@0.1.1 does not match the contract",
+                "junction:connector/describe@0.1.2 does not match the contract",
                 "type",
             ],
         ),

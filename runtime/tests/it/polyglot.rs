@@ -324,6 +324,7 @@ impl World {
                 expected_version: Some(0),
                 origin_backend: None,
                 bind: None,
+                keys: None,
             })
             .await
             .unwrap();

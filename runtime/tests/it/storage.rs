@@ -756,6 +756,7 @@ fn put(model: &str, id: &str, data: serde_json::Value, expected: Option<u64>) ->
         expected_version: expected,
         origin_backend: Some("shop".into()),
         bind: None,
+        keys: None,
     }
 }
 

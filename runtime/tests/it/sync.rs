@@ -861,6 +861,7 @@ async fn an_export_creates_what_the_record_needs_first_and_names_a_cycle() {
                 expected_version: None,
                 origin_backend: None,
                 bind: None,
+                keys: None,
             })
             .await
             .unwrap();

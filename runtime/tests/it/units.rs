@@ -165,12 +165,12 @@ async fn a_component_built_against_the_previous_contract_still_loads_and_runs() 
 #[test]
 fn the_host_accepts_older_contracts_of_its_line_and_refuses_the_rest() {
     use junction_runtime::host::contract_compatible;
-    assert_eq!(junction_runtime::host::CONTRACT_VERSION, "0.1.1");
-    for ok in ["0.1.0", "0.1.1"] {
+    assert_eq!(junction_runtime::host::CONTRACT_VERSION, "0.1.2");
+    for ok in ["0.1.0", "0.1.1", "0.1.2"] {
         assert_eq!(contract_compatible(ok), Ok(()), "{ok}");
     }
     for (bad, why) in [
-        ("0.1.2", "newer contract"),
+        ("0.1.3", "newer contract"),
         ("0.2.0", "another compatible line"),
         ("1.0.0", "another compatible line"),
         ("0.0.9", "another compatible line"),

@@ -144,4 +144,10 @@ impl Mapper for Companies {
 /// The manifest names no events, so the host never calls it.
 impl Listener for Companies {}
 
+// The optional capabilities of the `full-connector` world: none offered.
+impl junction_guest::Features for Companies {}
+impl junction_guest::Lookup for Companies {}
+impl junction_guest::Webhooks for Companies {}
+impl junction_guest::Tasks for Companies {}
+
 junction_guest::export!(Companies);
