@@ -26,6 +26,8 @@ pub struct BatchReport {
     pub enqueued: u64,
     pub created: u64,
     pub updated: u64,
+    /// Bound to an existing local record with the same natural key.
+    pub adopted: u64,
     /// Already up to date (binding newer than the change).
     pub skipped: u64,
     /// The connector said there was nothing to do for them.
@@ -40,13 +42,14 @@ impl fmt::Display for BatchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {} found since {}; {} import jobs enqueued, {} created, {} updated, {} up to date, {} skipped by the connector; cursor now {}",
+            "{}: {} found since {}; {} import jobs enqueued, {} created, {} updated, {} adopted by natural key, {} up to date, {} skipped by the connector; cursor now {}",
             self.model,
             self.found,
             self.since.as_deref().unwrap_or("the beginning"),
             self.enqueued,
             self.created,
             self.updated,
+            self.adopted,
             self.skipped,
             self.declined,
             self.cursor
@@ -95,7 +98,7 @@ pub fn batch_job(backend: &str, model: &str, direct: bool) -> JobSpec {
 }
 
 /// Waits a batch job sits out within itself before giving up.
-const MAX_WAITS: u32 = 10;
+pub(crate) const MAX_WAITS: u32 = 10;
 /// The longest single wait; longer delays fail the job, which the queue
 /// retries later instead of holding a worker.
 const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -104,7 +107,7 @@ const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// `Retry-After`, a lease held elsewhere) and say so; `false` for failures
 /// that name none (traps, deadlines: the queue's back-off handles those)
 /// or a delay too long to hold a worker for.
-async fn wait_for(f: &JobFailure) -> bool {
+pub(crate) async fn wait_for(f: &JobFailure) -> bool {
     match f {
         JobFailure::Retry {
             after: Some(delay), ..
@@ -502,6 +505,7 @@ impl Synchronizer {
             match result {
                 Ok((Imported::Created { .. }, _)) => report.created += 1,
                 Ok((Imported::Updated { .. }, _)) => report.updated += 1,
+                Ok((Imported::Adopted { .. }, _)) => report.adopted += 1,
                 Ok(_) => report.skipped += 1,
                 // The connector said there was nothing to do for it.
                 Err(f) if super::trail::declined(&f) => report.declined += 1,

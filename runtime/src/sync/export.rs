@@ -12,12 +12,14 @@ use std::pin::Pin;
 
 use serde_json::Value;
 
+use super::adopt;
 use super::import::record_key;
 use super::trail::{Trail, declined, prefixed};
 use super::{BackendUnits, Synchronizer, route, storage_failure};
 use crate::model::{LocalRecord, parse_timestamp};
 use crate::queue::now_ms;
 use crate::queue::worker::JobFailure;
+use crate::storage::RecordWrite;
 
 fn object(text: &str) -> serde_json::Map<String, Value> {
     serde_json::from_str(text).unwrap_or_default()
@@ -222,6 +224,7 @@ impl Synchronizer {
         let started = now_ms();
         let Some(binding) = binding else {
             let snapshot = record.data.clone();
+            let version = record.version;
             let data = trail.call(
                 &format!("mapping {model} {local_id} for {}", b.name()),
                 route(b, model)?
@@ -229,6 +232,26 @@ impl Synchronizer {
                     .map_export(&b.ctx, model, record, None)
                     .await,
             )?;
+            // The backend may hold this record already (made there by
+            // hand, or by another system): found by natural key, it is
+            // adopted — written and bound — instead of created again.
+            if let Some(ext) = self
+                .find_existing(b, model, local_id, &snapshot, version, trail)
+                .await?
+            {
+                trail.call(
+                    &format!("writing {model} {local_id} to {ext} in {} (adopted)", b.name()),
+                    route(b, model)?.adapter.write(&b.ctx, model, &ext, &data).await,
+                )?;
+                self.storage
+                    .bind(b.name(), model, &ext, local_id, started, Some(&snapshot))
+                    .await
+                    .map_err(storage_failure)?;
+                return Ok(format!(
+                    "adopted {model} {ext} in {} (same natural key) for local {local_id}, and wrote it",
+                    b.name()
+                ));
+            }
             // The create carries a key stored before the call: a try that
             // dies, or loses the backend's answer, after the backend made
             // the record repeats the create with the same key, and a
@@ -361,6 +384,74 @@ impl Synchronizer {
     }
 
     /// The mapped data, or `None` when the mapper had nothing to send.
+    /// The backend's record that local `local_id` already is, by natural
+    /// key, when its connector declares match fields for `model` and can
+    /// find by them. The record's keys are stored on the way (a record
+    /// made locally has none until it is synced), so that another
+    /// backend's import adopts it too.
+    async fn find_existing(
+        &self,
+        b: &BackendUnits,
+        model: &str,
+        local_id: &str,
+        data: &str,
+        version: u64,
+        trail: &mut Trail,
+    ) -> Result<Option<String>, JobFailure> {
+        let units = route(b, model)?;
+        let step = |label: &str| format!("reading the features of {label}");
+        let mapper = units
+            .mapper
+            .features(&b.ctx)
+            .await
+            .map_err(|e| super::trail::failure(&step(&units.mapper_label), &e))?;
+        let fields = mapper.match_fields(model);
+        let keys = crate::features::keys_of(&fields, &object(data));
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        // Unchanged data writes no event; a record changed meanwhile keeps
+        // its keys until its next sync.
+        let write = RecordWrite {
+            model: model.to_string(),
+            id: local_id.to_string(),
+            data: data.to_string(),
+            expected_version: Some(version),
+            origin_backend: None,
+            bind: None,
+            keys: Some(keys.clone()),
+        };
+        self.commit.put(vec![write], now_ms()).await.map_err(storage_failure)?;
+        let adapter = units
+            .adapter
+            .features(&b.ctx)
+            .await
+            .map_err(|e| super::trail::failure(&step(&units.adapter_label), &e))?;
+        if keys.is_empty() || !adapter.finds(model) {
+            return Ok(None);
+        }
+        match adopt::remote_match(
+            &*self.storage,
+            &units.adapter,
+            &b.ctx,
+            b.name(),
+            model,
+            local_id,
+            &keys,
+            trail,
+        )
+        .await?
+        {
+            adopt::Found::None => Ok(None),
+            adopt::Found::One(ext) => Ok(Some(ext)),
+            adopt::Found::Many(candidates) => Err(adopt::ambiguous(
+                &format!("local {model} {local_id}"),
+                &format!("{} {model}", b.name()),
+                &candidates,
+            )),
+        }
+    }
+
     async fn map_for_export(
         &self,
         b: &BackendUnits,

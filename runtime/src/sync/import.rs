@@ -19,6 +19,7 @@ use std::sync::Arc;
 use futures_util::{StreamExt, stream};
 use serde_json::{Map, Value};
 
+use super::adopt;
 use super::binder::PrefetchedBinder;
 use super::trail::{Trail, declined, prefixed};
 use super::{BackendUnits, Synchronizer, route, storage_failure};
@@ -46,6 +47,12 @@ pub enum Imported {
     Skipped {
         local_id: String,
     },
+    /// Bound to an existing local record with an equal natural key
+    /// (`key`, as `name=value`) instead of creating another.
+    Adopted {
+        local_id: String,
+        key: String,
+    },
 }
 
 impl Imported {
@@ -54,7 +61,8 @@ impl Imported {
             Imported::Created { local_id }
             | Imported::Updated { local_id }
             | Imported::Unchanged { local_id }
-            | Imported::Skipped { local_id } => local_id,
+            | Imported::Skipped { local_id }
+            | Imported::Adopted { local_id, .. } => local_id,
         }
     }
 }
@@ -70,6 +78,10 @@ impl fmt::Display for Imported {
             Imported::Skipped { local_id } => write!(
                 f,
                 "skipped: local record {local_id} was synced after the backend's last change"
+            ),
+            Imported::Adopted { local_id, key } => write!(
+                f,
+                "adopted local record {local_id} (same {key}) instead of creating another"
             ),
         }
     }
@@ -453,6 +465,24 @@ impl Synchronizer {
                     return collect(results);
                 }
             };
+        // Natural keys: the match fields the mapper's component declares.
+        let fields: Vec<String> = match units.mapper.features(&b.ctx).await {
+            Ok(f) => f.match_fields(model).into_iter().map(str::to_string).collect(),
+            Err(e) => {
+                fail_all(
+                    super::trail::failure(
+                        &format!("reading the features of {}", units.mapper_label),
+                        &e,
+                    ),
+                    &mut results,
+                );
+                return collect(results);
+            }
+        };
+        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+        // Local records adopted by this batch: another record of the batch
+        // with the same key is a different record of the backend.
+        let mut taken: HashSet<String> = HashSet::new();
         let mut writes = Vec::new();
         let mut pending = Vec::new();
         for (i, r, t) in mapped {
@@ -490,27 +520,85 @@ impl Synchronizer {
                 }
             };
             let binding = bound.get(id);
-            let (write, changed) = merge(
+            let keys = (!fields.is_empty()).then(|| crate::features::keys_of(&fields, &mapped));
+            let mut adopted: Option<(crate::model::LocalRecord, String)> = None;
+            if binding.is_none()
+                && let Some(keys) = &keys
+            {
+                let found =
+                    adopt::local_match(&*self.storage, b.name(), model, keys, &taken).await;
+                let local = match found {
+                    Ok(adopt::Found::None) => None,
+                    Ok(adopt::Found::One(local)) => Some(local),
+                    Ok(adopt::Found::Many(candidates)) => {
+                        results[i] = Some(Err(adopt::ambiguous(
+                            &format!("{model} {id} from {}", b.name()),
+                            &format!("local {model}"),
+                            &candidates,
+                        )));
+                        continue;
+                    }
+                    Err(e) => {
+                        results[i] = Some(Err(storage_failure(e)));
+                        continue;
+                    }
+                };
+                if let Some(local) = local {
+                    match self.storage.record(model, &local).await {
+                        Ok(Some(r)) => {
+                            let key = keys
+                                .iter()
+                                .map(|k| k.label())
+                                .collect::<Vec<_>>()
+                                .join(", ");
+                            taken.insert(local);
+                            adopted = Some((r, key));
+                        }
+                        // Deleted since its keys were read: create.
+                        Ok(None) => {}
+                        Err(e) => {
+                            results[i] = Some(Err(storage_failure(e)));
+                            continue;
+                        }
+                    }
+                }
+            }
+            let (mut write, changed) = merge(
                 b.name(),
                 model,
                 id,
                 mapped,
                 binding,
-                binding.and_then(|bd| existing.get(&bd.local_id)),
+                adopted
+                    .as_ref()
+                    .map(|(r, _)| r)
+                    .or_else(|| binding.and_then(|bd| existing.get(&bd.local_id))),
                 force,
                 started,
             );
+            write.keys = keys;
             writes.push(write);
-            pending.push((i, changed));
+            pending.push((i, changed, adopted.map(|(_, key)| key)));
         }
         if !writes.is_empty() {
             let local_ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
             match self.commit.put(writes, now_ms()).await {
                 Ok(stored) => {
-                    for ((outcome, local_id), (i, changed)) in
+                    for ((outcome, local_id), (i, changed, adopted)) in
                         stored.into_iter().zip(local_ids).zip(pending)
                     {
-                        results[i] = Some(finish(outcome, local_id, changed));
+                        results[i] = Some(finish(outcome, local_id, changed).map(
+                            |(imported, changed)| match adopted {
+                                Some(key) => (
+                                    Imported::Adopted {
+                                        local_id: imported.local_id().to_string(),
+                                        key,
+                                    },
+                                    changed,
+                                ),
+                                None => (imported, changed),
+                            },
+                        ));
                     }
                 }
                 Err(e) => fail_all(storage_failure(e), &mut results),
@@ -544,8 +632,10 @@ fn merge(
         .map(|(k, _)| k.clone())
         .collect();
     let synced = Value::Object(mapped.clone()).to_string();
+    // An adopted record has no binding yet but is `existing`.
     let local_id = binding
         .map(|bd| bd.local_id.clone())
+        .or_else(|| existing.map(|r| r.id.clone()))
         .unwrap_or_else(|| new_local_id(model));
     let (data, expected) = match existing {
         Some(r) => {

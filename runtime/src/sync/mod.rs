@@ -18,6 +18,7 @@
 //!   by other nodes.
 
 pub mod batch;
+pub(crate) mod adopt;
 mod binder;
 mod commit;
 pub mod deliver;
@@ -176,6 +177,14 @@ pub trait MapperUnit: Send + Sync {
         model: &str,
         record: LocalRecord,
     ) -> CallReport<Vec<LocalDependency>>;
+    /// What the mapper's component declares (its match fields); none for
+    /// a native mapper.
+    async fn features(
+        &self,
+        _ctx: &Arc<CallContext>,
+    ) -> Result<crate::features::Features, crate::error::CallError> {
+        Ok(crate::features::Features::default())
+    }
 }
 
 #[async_trait]
@@ -212,6 +221,12 @@ impl MapperUnit for Unit {
         record: LocalRecord,
     ) -> CallReport<Vec<LocalDependency>> {
         Unit::export_dependencies(self, ctx, model, record).await
+    }
+    async fn features(
+        &self,
+        ctx: &Arc<CallContext>,
+    ) -> Result<crate::features::Features, crate::error::CallError> {
+        Unit::features(self, ctx).await
     }
 }
 

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use super::trail::Trail;
-use super::{BackendUnits, DELETE_LOCAL, Synchronizer, storage_failure};
+use super::{BackendUnits, DELETE_LOCAL, Synchronizer, route, storage_failure};
 use crate::queue::JobSpec;
 use crate::queue::worker::JobFailure;
 
@@ -74,6 +74,33 @@ impl Synchronizer {
         self.leased(&key, holder, run).await
     }
 
+    /// One page of `lookup.list-ids`, waiting out the backend's rate
+    /// limit as a search page does.
+    async fn id_page(
+        &self,
+        b: &BackendUnits,
+        model: &str,
+        cursor: Option<&str>,
+        trail: &mut Trail,
+    ) -> Result<crate::features::IdPage, JobFailure> {
+        let mut waits = 0;
+        loop {
+            let found = trail.call(
+                &format!("listing the ids of {model} in {}", b.name()),
+                route(b, model)?
+                    .adapter
+                    .list_ids(&b.ctx, model, cursor, self.settings.page_size)
+                    .await,
+            );
+            match found {
+                Err(f) if waits < super::batch::MAX_WAITS && super::batch::wait_for(&f).await => {
+                    waits += 1
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn reconcile_locked(
         &self,
         b: &BackendUnits,
@@ -82,15 +109,35 @@ impl Synchronizer {
         trail: &mut Trail,
     ) -> Result<String, JobFailure> {
         let settings = b.config.reconcile;
-        // Every id the backend holds.
+        // Every id the backend holds: by `lookup.list-ids` when the
+        // connector offers it for the model (ids only), else by search.
+        let units = route(b, model)?;
+        let by_ids = units
+            .adapter
+            .features(&b.ctx)
+            .await
+            .map_err(|e| {
+                super::trail::failure(
+                    &format!("reading the features of {}", units.adapter_label),
+                    &e,
+                )
+            })?
+            .lists_ids(model);
         let mut held: HashSet<String> = HashSet::new();
         let mut cursor: Option<String> = None;
         loop {
-            let page = self
-                .search_page(b, model, "{}", cursor.as_deref(), "listing", trail)
-                .await?;
-            held.extend(page.items.into_iter().map(|r| r.external_id));
-            match page.next_cursor {
+            let next_cursor = if by_ids {
+                let page = self.id_page(b, model, cursor.as_deref(), trail).await?;
+                held.extend(page.ids);
+                page.next_cursor
+            } else {
+                let page = self
+                    .search_page(b, model, "{}", cursor.as_deref(), "listing", trail)
+                    .await?;
+                held.extend(page.items.into_iter().map(|r| r.external_id));
+                page.next_cursor
+            };
+            match next_cursor {
                 Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
                 _ => break,
             }
