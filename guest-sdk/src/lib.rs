@@ -38,10 +38,8 @@ pub mod testing;
 pub mod types;
 
 pub use connector::{Adapter, Connector, Listener, Mapper};
-pub use optional::{
-    FeatureSet, Features, IdPage, Lookup, Tasks, Webhook, Webhooks,
-};
 pub use error::Error;
+pub use optional::{FeatureSet, Features, IdPage, Lookup, Tasks, Webhook, Webhooks};
 pub use types::{
     Dependency, Event, JobRequest, LocalDependency, LocalRecord, Manifest, Operations, Page,
     RemoteRecord,

@@ -123,7 +123,9 @@ pub trait Webhooks {
 /// Runs the connector's own job functions.
 pub trait Tasks {
     fn run(name: &str, _args: &Value) -> Result<String, Error> {
-        Err(Error::permanent(format!("this connector has no task {name}")))
+        Err(Error::permanent(format!(
+            "this connector has no task {name}"
+        )))
     }
 }
 

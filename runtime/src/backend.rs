@@ -71,6 +71,19 @@ pub struct BackendConfig {
     /// What a deletion reconciliation (`junction.reconcile`) may do.
     #[serde(default, skip_serializing_if = "is_default")]
     pub reconcile: crate::sync::reconcile::ReconcileConfig,
+    /// Webhook intake (`POST /hooks/<backend>/<name>`): the secret the
+    /// backend signs its calls with. None: the backend's hooks are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<BackendWebhooks>,
+}
+
+/// A backend's webhook intake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackendWebhooks {
+    /// The HMAC-SHA256 key of `x-junction-signature` (inline, sealed at
+    /// rest, or `{ env = "…" }` / `{ file = "…" }`).
+    pub secret: Secret,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -292,6 +305,9 @@ impl BackendConfig {
                     secret: n.secret.as_ref().map(|s| s.sealed(key)),
                     ..n.clone()
                 }),
+            webhooks: self.webhooks.as_ref().map(|w| BackendWebhooks {
+                secret: w.secret.sealed(key),
+            }),
             ..self.clone()
         }
     }
@@ -305,9 +321,16 @@ impl BackendConfig {
             }),
             None => None,
         };
+        let webhooks = match &self.webhooks {
+            Some(w) => Some(BackendWebhooks {
+                secret: w.secret.opened(key)?,
+            }),
+            None => None,
+        };
         Ok(BackendConfig {
             auth: self.auth.as_ref().map(|a| a.opened(key)).transpose()?,
             notify,
+            webhooks,
             ..self.clone()
         })
     }
@@ -330,6 +353,9 @@ impl BackendConfig {
         }
         if let Some(secret) = c.notify.as_mut().and_then(|n| n.secret.as_mut()) {
             hide(secret);
+        }
+        if let Some(w) = c.webhooks.as_mut() {
+            hide(&mut w.secret);
         }
         c
     }

@@ -87,6 +87,8 @@ struct File {
     /// The failure webhook of backends without their own.
     notify: Option<crate::queue::notify::NotifyConfig>,
     #[serde(default)]
+    webhooks: crate::api::hooks::WebhookSettings,
+    #[serde(default)]
     backends: Vec<toml::Table>,
 }
 
@@ -226,6 +228,8 @@ pub struct ServiceConfig {
     pub retention: crate::queue::retention::Retention,
     /// The global failure webhook (`[notify]`).
     pub notify: Option<crate::queue::notify::NotifyConfig>,
+    /// Webhook intake from backends (`[webhooks]`; off by default).
+    pub webhooks: crate::api::hooks::WebhookSettings,
     pub backends: Vec<BackendConfig>,
 }
 
@@ -370,6 +374,9 @@ impl ServiceConfig {
         }
         let retention = crate::queue::retention::Retention::parse(&file.retention_hours)
             .map_err(|reason| key("retention_hours", reason))?;
+        file.webhooks
+            .check()
+            .map_err(|reason| key("webhooks", reason))?;
         if let Some(n) = &file.notify {
             n.check().map_err(|reason| key("notify", reason))?;
         }
@@ -420,6 +427,7 @@ impl ServiceConfig {
             default_retry,
             retention,
             notify: file.notify.clone(),
+            webhooks: file.webhooks,
             retry,
             backends,
         })

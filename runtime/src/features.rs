@@ -79,7 +79,10 @@ impl Features {
     /// function.
     pub fn validate(&self) -> Result<(), String> {
         let lists: [(&str, Vec<&str>); 5] = [
-            ("list-ids", self.list_ids.iter().map(String::as_str).collect()),
+            (
+                "list-ids",
+                self.list_ids.iter().map(String::as_str).collect(),
+            ),
             ("find", self.find.iter().map(String::as_str).collect()),
             (
                 "match-keys",
@@ -88,8 +91,14 @@ impl Features {
                     .flat_map(|m| [m.model.as_str(), m.field.as_str()])
                     .collect(),
             ),
-            ("webhooks", self.webhooks.iter().map(String::as_str).collect()),
-            ("tasks", self.tasks.iter().map(|t| t.name.as_str()).collect()),
+            (
+                "webhooks",
+                self.webhooks.iter().map(String::as_str).collect(),
+            ),
+            (
+                "tasks",
+                self.tasks.iter().map(|t| t.name.as_str()).collect(),
+            ),
         ];
         for (field, names) in lists {
             if names.len() > MAX_DECLARED {
@@ -106,8 +115,7 @@ impl Features {
                         crate::text::truncate(&crate::text::clean(name), 80)
                     ));
                 }
-                if name.is_empty() || name.len() > 256 || name.chars().any(crate::text::is_hazard)
-                {
+                if name.is_empty() || name.len() > 256 || name.chars().any(crate::text::is_hazard) {
                     return Err(format!(
                         "features field {field}: {:?} is empty, over 256 bytes or holds control or bidi characters",
                         crate::text::truncate(&crate::text::clean(name), 80)
@@ -115,7 +123,11 @@ impl Features {
                 }
             }
         }
-        if let Some(m) = self.match_keys.iter().find(|m| m.field.len() > MAX_KEY_NAME) {
+        if let Some(m) = self
+            .match_keys
+            .iter()
+            .find(|m| m.field.len() > MAX_KEY_NAME)
+        {
             return Err(format!(
                 "features field match-keys: field {:?} is over {MAX_KEY_NAME} bytes",
                 crate::text::truncate(&crate::text::clean(&m.field), 80)
@@ -159,7 +171,10 @@ impl MatchKey {
             self.value.clone()
         } else {
             use sha2::{Digest, Sha256};
-            format!("sha256:{}", hex::encode(Sha256::digest(self.value.as_bytes())))
+            format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(self.value.as_bytes()))
+            )
         }
     }
 
@@ -177,7 +192,10 @@ impl MatchKey {
 /// field whose value is a non-empty string (or a number), trimmed and
 /// lowercased so that `Ada@Example.com ` and `ada@example.com` are one
 /// key. A field missing, null, empty or of another type gives no key.
-pub fn keys_of(fields: &[&str], data: &serde_json::Map<String, serde_json::Value>) -> Vec<MatchKey> {
+pub fn keys_of(
+    fields: &[&str],
+    data: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<MatchKey> {
     let mut keys: Vec<MatchKey> = fields
         .iter()
         .filter_map(|f| {
@@ -230,7 +248,10 @@ mod tests {
         });
         let data = data.as_object().unwrap();
         let keys = keys_of(&["email", "sku", "name", "tags", "note", "missing"], data);
-        assert_eq!(keys, vec![key("email", "ada@example.com"), key("sku", "42")]);
+        assert_eq!(
+            keys,
+            vec![key("email", "ada@example.com"), key("sku", "42")]
+        );
         let long = key("note", &"x".repeat(5000));
         assert!(long.stored_value().starts_with("sha256:"));
         assert_eq!(key("sku", "a").stored_value(), "a");

@@ -20,7 +20,8 @@ use super::types::ErrorBody;
         title = "Junction admin API",
         version = "1",
         description = "Operate a Junction node: connectors, backends, syncs, jobs, events, records. \
-            Every route except /health needs `Authorization: Bearer <admin token>`. Every error, \
+            Every route except /health and the webhook intake (/hooks, signed by the backend \
+            instead) needs `Authorization: Bearer <admin token>`. Every error, \
             whatever refused the request, is `{\"error\": {\"code\", \"message\"}}` with a stable \
             `code`. Lists are `{\"items\", \"next\"}`; pass `next` back as `cursor`. Times are Unix \
             milliseconds unless named RFC 3339."
@@ -34,12 +35,13 @@ use super::types::ErrorBody;
         (name = "jobs", description = "the job queue: list, inspect, repair, pause channels"),
         (name = "events", description = "dead events"),
         (name = "records", description = "local records, bindings, a record's timeline"),
+        (name = "hooks", description = "webhook intake: calls from backends, signed with their webhook secret"),
     )
 )]
 pub(super) struct Base;
 
 /// The routes that need no token (the rest need the bearer token).
-pub(super) const OPEN: &[&str] = &["/health"];
+pub(super) const OPEN: &[&str] = &["/health", "/hooks/{backend}/{name}"];
 
 /// Every operation: the bearer token (or none, for the open routes) and
 /// the error shape as the answer to anything not listed.

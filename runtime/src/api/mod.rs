@@ -23,6 +23,7 @@ mod doc;
 pub mod error;
 mod events;
 mod extract;
+pub mod hooks;
 mod jobs;
 mod system;
 pub mod types;
@@ -80,6 +81,10 @@ struct Inner {
     node: String,
     reload: Option<Arc<dyn Reload>>,
     started: Instant,
+    /// `[webhooks]`: off until the service's configuration turns it on.
+    webhooks: std::sync::RwLock<hooks::WebhookSettings>,
+    /// Webhook signatures taken within their replay window.
+    seen: hooks::Seen,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -101,6 +106,8 @@ impl ApiState {
                 node: node.name().to_string(),
                 reload,
                 started: Instant::now(),
+                webhooks: Default::default(),
+                seen: Default::default(),
             }),
         }
     }
@@ -118,6 +125,23 @@ impl ApiState {
     /// The configuration file declaring backend `name`, if one does.
     pub fn declaring_file(&self, name: &str) -> Option<String> {
         self.inner.reload.as_ref()?.declares_backend(name)
+    }
+
+    /// Turn webhook intake on or off, with its bounds.
+    pub fn set_webhooks(&self, settings: hooks::WebhookSettings) {
+        *self
+            .inner
+            .webhooks
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = settings;
+    }
+
+    fn webhooks(&self) -> hooks::WebhookSettings {
+        *self
+            .inner
+            .webhooks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn sync(&self) -> &Arc<Synchronizer> {
@@ -162,7 +186,10 @@ const COMPONENT_LIMIT: usize = 64 << 20;
 /// The API's routes with their documentation: those anyone may call
 /// (`doc::OPEN`) and those that need the admin token.
 fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
-    let open = OpenApiRouter::with_openapi(doc::Base::openapi()).routes(routes!(system::health));
+    let open = OpenApiRouter::with_openapi(doc::Base::openapi())
+        .routes(routes!(system::health))
+        // Backends call it: it checks their signature, not the admin token.
+        .routes(routes!(hooks::take).layer(DefaultBodyLimit::disable()));
     let guarded = OpenApiRouter::new()
         .routes(routes!(system::status))
         .routes(routes!(system::reload))

@@ -211,6 +211,7 @@ pub async fn run(
         token: std::sync::Mutex::new(config.admin_token.clone()),
     });
     let state = ApiState::new(&node, &config.admin_token, Some(reload));
+    state.set_webhooks(config.webhooks);
     serve_until_stopped(
         node,
         state,

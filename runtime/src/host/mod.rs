@@ -10,10 +10,10 @@
 pub(crate) mod bindings;
 mod cache;
 mod call;
-mod optional;
 pub mod compile;
 mod convert;
 mod engine;
+mod optional;
 mod pool;
 pub(crate) mod stdio;
 pub(crate) mod store;

@@ -26,31 +26,39 @@ impl Unit {
             .features
             .get_or_try_init(|| async {
                 const EXPORT: &str = "features";
-                self.run(ctx, EXPORT, true, |mut store, instance, inner, mut out| async move {
-                    let g = inner
-                        .indices
-                        .features
-                        .as_ref()
-                        .expect("present")
-                        .load(&mut store, &instance)?;
-                    let f = Features::from(g.call_features(&mut store).await?);
-                    let names = f
-                        .list_ids
-                        .iter()
-                        .chain(&f.find)
-                        .chain(f.match_keys.iter().map(|m| &m.field))
-                        .chain(&f.webhooks)
-                        .chain(f.tasks.iter().map(|t| &t.name))
-                        .chain(f.tasks.iter().map(|t| &t.description));
-                    let checked = names
-                        .into_iter()
-                        .try_for_each(|t| out.text(t))
-                        .and_then(|()| {
-                            f.validate()
-                                .map_err(|reason| CallError::InvalidOutput { export: EXPORT, reason })
-                        });
-                    Ok(checked.map(|()| f))
-                })
+                self.run(
+                    ctx,
+                    EXPORT,
+                    true,
+                    |mut store, instance, inner, mut out| async move {
+                        let g = inner
+                            .indices
+                            .features
+                            .as_ref()
+                            .expect("present")
+                            .load(&mut store, &instance)?;
+                        let f = Features::from(g.call_features(&mut store).await?);
+                        let names = f
+                            .list_ids
+                            .iter()
+                            .chain(&f.find)
+                            .chain(f.match_keys.iter().map(|m| &m.field))
+                            .chain(&f.webhooks)
+                            .chain(f.tasks.iter().map(|t| &t.name))
+                            .chain(f.tasks.iter().map(|t| &t.description));
+                        let checked =
+                            names
+                                .into_iter()
+                                .try_for_each(|t| out.text(t))
+                                .and_then(|()| {
+                                    f.validate().map_err(|reason| CallError::InvalidOutput {
+                                        export: EXPORT,
+                                        reason,
+                                    })
+                                });
+                        Ok(checked.map(|()| f))
+                    },
+                )
                 .await
                 .into_result()
             })
@@ -69,32 +77,37 @@ impl Unit {
         const EXPORT: &str = "lookup.list-ids";
         let present = self.inner.exports.lookup;
         let (model, cursor) = (model.to_string(), cursor.map(str::to_string));
-        self.run(ctx, EXPORT, present, move |mut store, instance, inner, mut out| async move {
-            let g = inner
-                .indices
-                .lookup
-                .as_ref()
-                .expect("present")
-                .load(&mut store, &instance)?;
-            let r = g
-                .call_list_ids(&mut store, &model, cursor.as_deref(), page_size)
-                .await?;
-            Ok(guest(EXPORT, r).and_then(|page| {
-                for id in page.ids.iter().chain(&page.next_cursor) {
-                    out.text(id)?;
-                }
-                if page.ids.iter().any(String::is_empty) {
-                    return Err(CallError::InvalidOutput {
-                        export: EXPORT,
-                        reason: "an id is empty".into(),
-                    });
-                }
-                Ok(IdPage {
-                    ids: page.ids,
-                    next_cursor: page.next_cursor,
-                })
-            }))
-        })
+        self.run(
+            ctx,
+            EXPORT,
+            present,
+            move |mut store, instance, inner, mut out| async move {
+                let g = inner
+                    .indices
+                    .lookup
+                    .as_ref()
+                    .expect("present")
+                    .load(&mut store, &instance)?;
+                let r = g
+                    .call_list_ids(&mut store, &model, cursor.as_deref(), page_size)
+                    .await?;
+                Ok(guest(EXPORT, r).and_then(|page| {
+                    for id in page.ids.iter().chain(&page.next_cursor) {
+                        out.text(id)?;
+                    }
+                    if page.ids.iter().any(String::is_empty) {
+                        return Err(CallError::InvalidOutput {
+                            export: EXPORT,
+                            reason: "an id is empty".into(),
+                        });
+                    }
+                    Ok(IdPage {
+                        ids: page.ids,
+                        next_cursor: page.next_cursor,
+                    })
+                }))
+            },
+        )
         .await
     }
 
@@ -110,24 +123,32 @@ impl Unit {
         const EXPORT: &str = "lookup.find";
         let present = self.inner.exports.lookup;
         let (model, field, value) = (model.to_string(), field.to_string(), value.to_string());
-        self.run(ctx, EXPORT, present, move |mut store, instance, inner, mut out| async move {
-            let g = inner
-                .indices
-                .lookup
-                .as_ref()
-                .expect("present")
-                .load(&mut store, &instance)?;
-            let r = guest(EXPORT, g.call_find(&mut store, &model, &field, &value).await?);
-            Ok(r.and_then(|mut ids| {
-                for id in &ids {
-                    out.text(id)?;
-                }
-                ids.retain(|id| !id.is_empty());
-                ids.sort();
-                ids.dedup();
-                Ok(ids)
-            }))
-        })
+        self.run(
+            ctx,
+            EXPORT,
+            present,
+            move |mut store, instance, inner, mut out| async move {
+                let g = inner
+                    .indices
+                    .lookup
+                    .as_ref()
+                    .expect("present")
+                    .load(&mut store, &instance)?;
+                let r = guest(
+                    EXPORT,
+                    g.call_find(&mut store, &model, &field, &value).await?,
+                );
+                Ok(r.and_then(|mut ids| {
+                    for id in &ids {
+                        out.text(id)?;
+                    }
+                    ids.retain(|id| !id.is_empty());
+                    ids.sort();
+                    ids.dedup();
+                    Ok(ids)
+                }))
+            },
+        )
         .await
     }
 
@@ -146,16 +167,24 @@ impl Unit {
             headers: hook.headers.clone(),
             body: hook.body.clone(),
         };
-        self.run(ctx, EXPORT, present, move |mut store, instance, inner, mut out| async move {
-            let g = inner
-                .indices
-                .webhooks
-                .as_ref()
-                .expect("present")
-                .load(&mut store, &instance)?;
-            let r = guest(EXPORT, g.call_on_webhook(&mut store, &backend, &hook).await?);
-            Ok(r.and_then(|jobs| checked_jobs(EXPORT, &mut out, jobs)))
-        })
+        self.run(
+            ctx,
+            EXPORT,
+            present,
+            move |mut store, instance, inner, mut out| async move {
+                let g = inner
+                    .indices
+                    .webhooks
+                    .as_ref()
+                    .expect("present")
+                    .load(&mut store, &instance)?;
+                let r = guest(
+                    EXPORT,
+                    g.call_on_webhook(&mut store, &backend, &hook).await?,
+                );
+                Ok(r.and_then(|jobs| checked_jobs(EXPORT, &mut out, jobs)))
+            },
+        )
         .await
     }
 
@@ -170,16 +199,21 @@ impl Unit {
         const EXPORT: &str = "tasks.run";
         let present = self.inner.exports.tasks;
         let (name, args) = (name.to_string(), args.to_string());
-        self.run(ctx, EXPORT, present, move |mut store, instance, inner, mut out| async move {
-            let g = inner
-                .indices
-                .tasks
-                .as_ref()
-                .expect("present")
-                .load(&mut store, &instance)?;
-            let r = guest(EXPORT, g.call_run(&mut store, &name, &args).await?);
-            Ok(r.and_then(|line| out.text(&line).map(|()| line)))
-        })
+        self.run(
+            ctx,
+            EXPORT,
+            present,
+            move |mut store, instance, inner, mut out| async move {
+                let g = inner
+                    .indices
+                    .tasks
+                    .as_ref()
+                    .expect("present")
+                    .load(&mut store, &instance)?;
+                let r = guest(EXPORT, g.call_run(&mut store, &name, &args).await?);
+                Ok(r.and_then(|line| out.text(&line).map(|()| line)))
+            },
+        )
         .await
     }
 }

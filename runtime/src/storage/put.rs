@@ -166,9 +166,15 @@ pub(crate) fn plan(writes: &[RecordWrite], inputs: Inputs, now: i64) -> Plan {
                 }
             }
             if let Some(keys) = &write.keys {
-                match plan.keys.iter_mut().find(|(m, id, _)| *m == write.model && *id == write.id) {
+                match plan
+                    .keys
+                    .iter_mut()
+                    .find(|(m, id, _)| *m == write.model && *id == write.id)
+                {
                     Some(row) => row.2 = keys.clone(),
-                    None => plan.keys.push((write.model.clone(), write.id.clone(), keys.clone())),
+                    None => plan
+                        .keys
+                        .push((write.model.clone(), write.id.clone(), keys.clone())),
                 }
             }
             let (name, fields) = match &before {
@@ -306,7 +312,11 @@ macro_rules! put_many {
         }
         for (model, id, keys) in &plan.keys {
             let sql = dialect($crate::storage::put::sql::delete_keys().to_string());
-            sqlx::query(&sql).bind(model).bind(id).execute(&mut **$tx).await?;
+            sqlx::query(&sql)
+                .bind(model)
+                .bind(id)
+                .execute(&mut **$tx)
+                .await?;
             if !keys.is_empty() {
                 let sql = dialect($crate::storage::put::sql::insert_keys(keys.len()));
                 let mut q = sqlx::query(&sql);

@@ -116,7 +116,13 @@ pub(crate) fn ambiguous(what: &str, among: &str, candidates: &[(String, MatchKey
     let named: Vec<String> = candidates
         .iter()
         .take(5)
-        .map(|(id, key)| format!("{} ({})", crate::text::truncate(&crate::text::clean(id), 128), key.label()))
+        .map(|(id, key)| {
+            format!(
+                "{} ({})",
+                crate::text::truncate(&crate::text::clean(id), 128),
+                key.label()
+            )
+        })
         .collect();
     let more = candidates.len().saturating_sub(named.len());
     JobFailure::fail(
@@ -125,7 +131,11 @@ pub(crate) fn ambiguous(what: &str, among: &str, candidates: &[(String, MatchKey
             "{what} matches {} {among} records by natural key: {}{}; nothing was adopted or created — merge the duplicates (or change the key of all but one), then retry the job",
             candidates.len(),
             named.join(" and "),
-            if more > 0 { format!(" and {more} more") } else { String::new() }
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
         ),
     )
 }
@@ -146,7 +156,10 @@ mod tests {
             &[("c-1".into(), key.clone()), ("c-2".into(), key)],
         );
         let text = format!("{f:?}");
-        assert!(text.contains("c-1 (email=ada@example.com) and c-2"), "{text}");
+        assert!(
+            text.contains("c-1 (email=ada@example.com) and c-2"),
+            "{text}"
+        );
         assert!(text.contains("merge the duplicates"), "{text}");
         assert_eq!(Found::of(vec![]), Found::None);
     }

@@ -240,8 +240,14 @@ impl Synchronizer {
                 .await?
             {
                 trail.call(
-                    &format!("writing {model} {local_id} to {ext} in {} (adopted)", b.name()),
-                    route(b, model)?.adapter.write(&b.ctx, model, &ext, &data).await,
+                    &format!(
+                        "writing {model} {local_id} to {ext} in {} (adopted)",
+                        b.name()
+                    ),
+                    route(b, model)?
+                        .adapter
+                        .write(&b.ctx, model, &ext, &data)
+                        .await,
                 )?;
                 self.storage
                     .bind(b.name(), model, &ext, local_id, started, Some(&snapshot))
@@ -421,7 +427,10 @@ impl Synchronizer {
             bind: None,
             keys: Some(keys.clone()),
         };
-        self.commit.put(vec![write], now_ms()).await.map_err(storage_failure)?;
+        self.commit
+            .put(vec![write], now_ms())
+            .await
+            .map_err(storage_failure)?;
         let adapter = units
             .adapter
             .features(&b.ctx)

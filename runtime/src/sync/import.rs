@@ -467,7 +467,11 @@ impl Synchronizer {
             };
         // Natural keys: the match fields the mapper's component declares.
         let fields: Vec<String> = match units.mapper.features(&b.ctx).await {
-            Ok(f) => f.match_fields(model).into_iter().map(str::to_string).collect(),
+            Ok(f) => f
+                .match_fields(model)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
             Err(e) => {
                 fail_all(
                     super::trail::failure(
@@ -525,8 +529,7 @@ impl Synchronizer {
             if binding.is_none()
                 && let Some(keys) = &keys
             {
-                let found =
-                    adopt::local_match(&*self.storage, b.name(), model, keys, &taken).await;
+                let found = adopt::local_match(&*self.storage, b.name(), model, keys, &taken).await;
                 let local = match found {
                     Ok(adopt::Found::None) => None,
                     Ok(adopt::Found::One(local)) => Some(local),

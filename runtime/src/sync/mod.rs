@@ -17,8 +17,8 @@
 //! - `watch`: following installs, activations and backend changes made
 //!   by other nodes.
 
-pub mod batch;
 pub(crate) mod adopt;
+pub mod batch;
 mod binder;
 mod commit;
 pub mod deliver;
@@ -27,8 +27,10 @@ pub mod import;
 mod probe;
 pub mod reconcile;
 pub mod schedule;
+pub mod task;
 pub mod trail;
 mod watch;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -65,6 +67,7 @@ pub const DELETE_LOCAL: &str = "junction.delete-local";
 /// Find the records a backend deleted (see `sync::reconcile`).
 pub const RECONCILE: &str = "junction.reconcile";
 pub use deliver::{DELIVER, LISTENER_TRIES, delivery, hears};
+pub use task::TASK;
 
 /// How long a job of a backend that cannot be resolved waits before it
 /// looks again (it spends no try): half as long as it has waited so far,
@@ -377,6 +380,7 @@ impl Synchronizer {
             EXPORT_RECORD,
             DELETE_REMOTE,
             DELETE_LOCAL,
+            TASK,
         ] {
             queue.register_guest_function(f);
         }
@@ -1165,6 +1169,7 @@ impl Synchronizer {
             DELETE_LOCAL,
             DELIVER,
             RECONCILE,
+            TASK,
         ] {
             pool.register(
                 function,
@@ -1260,6 +1265,8 @@ struct Args {
     /// by the host) is the one a flow runs for.
     #[serde(default)]
     backend: Option<String>,
+    /// Every function but a task's names one (checked in `run_flow`).
+    #[serde(default)]
     model: String,
     #[serde(default)]
     external_id: Option<String>,
@@ -1285,6 +1292,12 @@ struct Args {
     /// Delete-local: only if the backend answers not-found for it now.
     #[serde(default)]
     verify: bool,
+    /// Task: the connector's task to run.
+    #[serde(default)]
+    task: Option<String>,
+    /// Task: its arguments (a JSON object; none is `{}`).
+    #[serde(default)]
+    args: Option<serde_json::Value>,
 }
 
 /// The units serving `model` of backend `b`; a job for a model no unit
@@ -1320,6 +1333,12 @@ impl SyncHandler {
                 format!("{} arguments are invalid: {e}", self.function),
             )
         })?;
+        if args.model.is_empty() && self.function != TASK && self.function != DELIVER {
+            return Err(JobFailure::fail(
+                "bad-arguments",
+                format!("{} needs \"model\" in its arguments", self.function),
+            ));
+        }
         let name = match (&job.backend, &args.backend) {
             (Some(job_backend), Some(named)) if job_backend != named => {
                 return Err(JobFailure::fail(
@@ -1437,6 +1456,11 @@ impl SyncHandler {
             RECONCILE => {
                 s.reconcile(&backend, &args.model, args.confirm, &holder, trail)
                     .await
+            }
+            TASK => {
+                let task = required(&args.task, "task", self.function)?;
+                let task_args = args.args.clone().unwrap_or_else(|| serde_json::json!({}));
+                s.run_task(&backend, task, &task_args, trail).await
             }
             DELIVER => {
                 let event = args.event.ok_or_else(|| {

@@ -8,6 +8,7 @@ mod backends;
 mod connectors;
 mod data;
 mod events;
+mod hooks;
 mod jobs;
 mod system;
 
@@ -18,6 +19,7 @@ pub use backends::*;
 pub use connectors::*;
 pub use data::*;
 pub use events::*;
+pub use hooks::*;
 pub use jobs::*;
 pub use system::*;
 
