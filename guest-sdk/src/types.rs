@@ -191,6 +191,40 @@ impl JobRequest {
         .description(format!("export {model} {local_id} to {backend}"))
     }
 
+    /// The synchronizer's import of one backend record (`force`: every
+    /// field again, even if the binding looks newer).
+    pub fn import_record(backend: &str, model: &str, external_id: &str) -> Self {
+        JobRequest::new(
+            "junction.import-record",
+            serde_json::json!({"backend": backend, "model": model, "external_id": external_id}),
+        )
+        .description(format!("import {model} {external_id} from {backend}"))
+    }
+
+    /// The synchronizer's deletion of the local record bound to a backend
+    /// record the backend deleted; `verify` deletes only if the backend
+    /// answers not-found for it when the job runs.
+    pub fn delete_local(backend: &str, model: &str, external_id: &str, verify: bool) -> Self {
+        JobRequest::new(
+            "junction.delete-local",
+            serde_json::json!({
+                "backend": backend, "model": model, "external_id": external_id, "verify": verify,
+            }),
+        )
+        .description(format!(
+            "delete local {model} of {external_id} in {backend}"
+        ))
+    }
+
+    /// One of the connector's own tasks (declared in its features).
+    pub fn task(backend: &str, task: &str, args: Value) -> Self {
+        JobRequest::new(
+            "junction.task",
+            serde_json::json!({"backend": backend, "task": task, "args": args}),
+        )
+        .description(format!("task {task} for {backend}"))
+    }
+
     /// The synchronizer's deletion of a local record's copy in `backend`.
     pub fn delete_remote(backend: &str, model: &str, local_id: &str) -> Self {
         JobRequest::new(

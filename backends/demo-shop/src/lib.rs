@@ -7,10 +7,13 @@
 //! `GET|PUT|DELETE /rest/V1/products/{sku}`), customers
 //! (`GET /rest/V1/customers/search`, `GET /rest/V1/customers/{id}`), orders
 //! (`GET /rest/V1/orders`, `GET /rest/V1/orders/{id}`,
-//! `POST /rest/V1/orders/{id}/hold|unhold|cancel`). Bearer-token auth on
-//! everything but the token endpoint, a rate limit answering 429 with
-//! `Retry-After`, switchable faults (latency, 5xx, dropped connections),
-//! and a legacy mode that serves products in an older API version's shape.
+//! `POST /rest/V1/orders/{id}/hold|unhold|cancel`, `POST
+//! /rest/V1/order/{id}/ship` with tracking numbers), `fields=items[a,b]`
+//! to list only some fields. Bearer-token auth on everything but the token
+//! endpoint, a rate limit answering 429 with `Retry-After`, switchable
+//! faults (latency, 5xx, dropped connections), a legacy mode that serves
+//! products in an older API version's shape, and signed webhooks for the
+//! changes a shop admin makes (`ShopConfig::webhook`).
 
 pub mod data;
 pub mod search;
@@ -21,7 +24,9 @@ use std::sync::{Arc, Mutex};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use junction_backend_kit::{Body, Gate, Refusal, reply, spawn_server};
+use junction_backend_kit::{
+    Body, Gate, Refusal, WebhookSender, WebhookTarget, reply, spawn_server,
+};
 use serde_json::{Value, json};
 
 pub use data::Seed;
@@ -40,6 +45,9 @@ pub struct ShopConfig {
     /// and `is_in_stock`, categories as `category_ids`, no
     /// `extension_attributes`. Connectors need a mapper for that version.
     pub legacy: bool,
+    /// Where to send a signed webhook for each change a shop admin makes
+    /// (`{"entity": "product", "id": SKU, "event": "updated"}`).
+    pub webhook: Option<WebhookTarget>,
 }
 
 impl Default for ShopConfig {
@@ -50,6 +58,7 @@ impl Default for ShopConfig {
             password: "admin123".into(),
             rate_limit: None,
             legacy: false,
+            webhook: None,
         }
     }
 }
@@ -59,6 +68,7 @@ struct State {
     data: Mutex<Data>,
     tokens: Mutex<Vec<String>>,
     gate: Gate,
+    hooks: Option<WebhookSender>,
 }
 
 /// A running shop.
@@ -82,6 +92,7 @@ impl Shop {
         let state = Arc::new(State {
             data: Mutex::new(Data::seeded(&config.seed)),
             gate: Gate::new(config.rate_limit),
+            hooks: config.webhook.clone().map(WebhookSender::start),
             config,
             tokens: Mutex::new(Vec::new()),
         });
@@ -107,7 +118,23 @@ impl Shop {
     /// Delete a product as a shop admin would; `false` if there was none.
     pub fn remove_product(&self, sku: &str) -> bool {
         let mut data = self.state.data.lock().unwrap_or_else(|p| p.into_inner());
-        data.products.remove(sku).is_some()
+        let removed = data.products.remove(sku).is_some();
+        if removed {
+            self.notify("product", sku, "deleted");
+        }
+        removed
+    }
+
+    /// Send the webhook for a change, when the shop sends webhooks.
+    fn notify(&self, entity: &str, id: &str, event: &str) {
+        if let Some(hooks) = &self.state.hooks {
+            hooks.send(json!({"entity": entity, "id": id, "event": event}));
+        }
+    }
+
+    /// What the webhook sender did so far (`None`: it sends none).
+    pub fn webhooks_sent(&self) -> Option<junction_backend_kit::webhook::Sent> {
+        self.state.hooks.as_ref().map(WebhookSender::sent)
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -121,6 +148,8 @@ impl Shop {
             Some(p) => {
                 change(p);
                 p["updated_at"] = json!(magento_time(now_secs()));
+                drop(data);
+                self.notify("product", sku, "updated");
                 true
             }
             None => false,
@@ -145,6 +174,8 @@ impl Shop {
             Some(o) => {
                 change(o);
                 o["updated_at"] = json!(magento_time(now_secs()));
+                drop(data);
+                self.notify("order", &id.to_string(), "updated");
                 true
             }
             None => false,
@@ -236,7 +267,22 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
         match search::parse(&query) {
             Ok(c) => {
                 let echo = json!({ "query": query });
-                reply(StatusCode::OK, c.apply(items, shape, echo))
+                let mut found = c.apply(items, shape, echo);
+                // `fields=items[sku,id]`: only those fields of each item.
+                if let Some(keep) = search::item_fields(&query)
+                    && let Some(items) = found["items"].as_array_mut()
+                {
+                    for item in items {
+                        let mut kept = serde_json::Map::new();
+                        for f in &keep {
+                            if let Some(v) = item.get(f) {
+                                kept.insert(f.clone(), v.clone());
+                            }
+                        }
+                        *item = Value::Object(kept);
+                    }
+                }
+                reply(StatusCode::OK, found)
             }
             Err(e) => message(
                 StatusCode::BAD_REQUEST,
@@ -369,6 +415,39 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
             order["status"] = json!(state_now);
             order["updated_at"] = json!(magento_time(now_secs()));
             reply(StatusCode::OK, json!(true))
+        }
+        (&Method::POST, ["order", id, "ship"]) => {
+            let Some(order) = id
+                .parse::<i64>()
+                .ok()
+                .and_then(|id| data.orders.get_mut(&id))
+            else {
+                return message(
+                    StatusCode::NOT_FOUND,
+                    "The entity that was requested doesn't exist. Verify the entity and try again.",
+                );
+            };
+            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let Some(tracks) = request["tracks"].as_array().filter(|t| {
+                t.iter()
+                    .all(|t| t["track_number"].as_str().is_some_and(|n| !n.is_empty()))
+            }) else {
+                return message(
+                    StatusCode::BAD_REQUEST,
+                    "\"tracks\" must list tracks, each with a \"track_number\".",
+                );
+            };
+            if order["state"] == "canceled" {
+                return message(StatusCode::BAD_REQUEST, "You can't create a shipment.");
+            }
+            let shipped = order["tracks"].as_array().map_or(0, Vec::len);
+            let mut all = order["tracks"].as_array().cloned().unwrap_or_default();
+            all.extend(tracks.iter().cloned());
+            order["tracks"] = Value::Array(all);
+            order["state"] = json!("complete");
+            order["status"] = json!("complete");
+            order["updated_at"] = json!(magento_time(now_secs()));
+            reply(StatusCode::OK, json!(shipped as i64 + 1))
         }
         _ => message(StatusCode::NOT_FOUND, "Request does not match any route."),
     }

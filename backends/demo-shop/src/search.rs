@@ -21,6 +21,23 @@ pub struct Criteria {
     pub current_page: usize,
 }
 
+/// The item fields `fields=items[a,b],total_count` asks for, if it does.
+pub fn item_fields(query: &str) -> Option<Vec<String>> {
+    let raw = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "fields")
+        .map(|(_, v)| percent_decode(v))?;
+    let inner = raw.split_once("items[")?.1.split_once(']')?.0;
+    Some(
+        inner
+            .split(',')
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty())
+            .collect(),
+    )
+}
+
 /// Decode `%XX` escapes and `+` in a query component.
 pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();

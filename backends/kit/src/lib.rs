@@ -15,6 +15,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+pub mod webhook;
+pub use webhook::{WebhookSender, WebhookTarget};
+
 pub type Body = Full<Bytes>;
 
 /// Faults to inject, switchable while running.

@@ -5,9 +5,9 @@
 
 use junction_guest::http::{self, Request};
 use junction_guest::serde_json::{Value, json};
-use junction_guest::{Error, Page, RemoteRecord, host};
+use junction_guest::{Error, IdPage, Page, RemoteRecord, host};
 
-use crate::mapping::{magento_time, remote, unknown};
+use crate::mapping::{id_field, magento_time, remote, unknown};
 
 fn base() -> String {
     format!("{}/rest/V1", host::backend().base_url)
@@ -165,6 +165,86 @@ pub fn delete(model: &str, id: &str) -> Result<(), Error> {
         Ok(_) | Err(Error::NotFound(_)) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// One page of `model`'s ids: the search without filter, asking Magento
+/// for the id field alone (`fields=items[sku],total_count`).
+pub fn list_ids(model: &str, cursor: Option<&str>, page_size: u32) -> Result<IdPage, Error> {
+    let page = match cursor {
+        None => 1,
+        Some(c) => c
+            .parse::<u32>()
+            .map_err(|_| Error::permanent(format!("cursor {c:?} is not a page number")))?,
+    };
+    let page_size = page_size.clamp(1, 1000);
+    let field = id_field(model)?;
+    let url = format!(
+        "{}/{}?{}&fields=items%5B{field}%5D%2Ctotal_count",
+        base(),
+        list_path(model)?,
+        search_query(&json!({}), page, page_size)?
+    );
+    let found: Value = http::json(Request::get(&url), None::<&()>)?;
+    let ids = found["items"]
+        .as_array()
+        .ok_or_else(|| Error::permanent(format!("the {model} search answered without items")))?
+        .iter()
+        .filter_map(|item| match &item[field] {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect();
+    let total = found["total_count"].as_u64().unwrap_or(0);
+    let next_cursor =
+        (u64::from(page) * u64::from(page_size) < total).then(|| (page + 1).to_string());
+    Ok(IdPage { ids, next_cursor })
+}
+
+/// The ids of `model` records whose match field is `value`: a product by
+/// SKU (its id), a customer by email (`customers/search`).
+pub fn find(model: &str, field: &str, value: &str) -> Result<Vec<String>, Error> {
+    match (model, field) {
+        ("product", "sku") => {
+            let url = format!("{}/products/{}", base(), segment(value));
+            match http::json::<Value>(Request::get(&url), None::<&()>) {
+                Ok(p) => Ok(p["sku"].as_str().map(str::to_string).into_iter().collect()),
+                Err(Error::NotFound(_)) => Ok(Vec::new()),
+                Err(e) => Err(e),
+            }
+        }
+        ("customer", "email") => {
+            let f = "searchCriteria%5Bfilter_groups%5D%5B0%5D%5Bfilters%5D%5B0%5D";
+            let url = format!(
+                "{}/customers/search?{f}%5Bfield%5D=email&{f}%5Bvalue%5D={}&{f}%5Bcondition_type%5D=eq&searchCriteria%5BpageSize%5D=20&fields=items%5Bid%5D",
+                base(),
+                segment(value)
+            );
+            let found: Value = http::json(Request::get(&url), None::<&()>)?;
+            Ok(found["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["id"].as_i64().map(|id| id.to_string()))
+                .collect())
+        }
+        _ => Err(Error::permanent(format!(
+            "{model} records cannot be found by {field} in Magento through this connector"
+        ))),
+    }
+}
+
+/// Ship an order with a tracking number (`POST /V1/order/{id}/ship`);
+/// the shipment's id.
+pub fn ship(
+    order_id: &str,
+    track_number: &str,
+    carrier: &str,
+    title: &str,
+) -> Result<Value, Error> {
+    let url = format!("{}/order/{}/ship", base(), segment(order_id));
+    let body = json!({"tracks": [{"track_number": track_number, "carrier_code": carrier, "title": title}]});
+    http::json(Request::new("POST", &url), Some(&body))
 }
 
 /// The adapter natively, against the SDK's fake host and scripted

@@ -6,10 +6,11 @@
 mod adapter;
 pub mod mapping;
 
+use junction_guest::mapping::Binder;
 use junction_guest::serde_json::{Value, json};
 use junction_guest::{
-    Adapter, Connector, Error, Event, JobRequest, Listener, Manifest, Operations, Page,
-    RemoteRecord,
+    Adapter, Connector, Error, Event, FeatureSet, Features, IdPage, JobRequest, Listener, Lookup,
+    Manifest, Operations, Page, RemoteRecord, Tasks, Webhook, Webhooks,
 };
 
 use mapping::Shape;
@@ -99,10 +100,81 @@ impl Listener for Magento {
     }
 }
 
-// The optional capabilities of the `full-connector` world: none offered.
-impl junction_guest::Features for Magento {}
-impl junction_guest::Lookup for Magento {}
-impl junction_guest::Webhooks for Magento {}
-impl junction_guest::Tasks for Magento {}
+impl Features for Magento {
+    fn features() -> FeatureSet {
+        FeatureSet::default()
+            // A customer is the same person in every system by email, a
+            // product the same article by SKU.
+            .match_key("customer", "email")
+            .match_key("product", "sku")
+            .find("customer")
+            .find("product")
+            .list_ids("product")
+            .list_ids("customer")
+            .list_ids("order")
+            .list_ids("category")
+            .webhook("changes")
+            .task(
+                "ship-order",
+                "ship a local order in the shop with a tracking number: {\"order\": LOCAL_ID, \"track_number\": …, \"carrier\": …}",
+            )
+    }
+}
+
+impl Lookup for Magento {
+    fn list_ids(model: &str, cursor: Option<&str>, page_size: u32) -> Result<IdPage, Error> {
+        adapter::list_ids(model, cursor, page_size)
+    }
+    fn find(model: &str, field: &str, value: &str) -> Result<Vec<String>, Error> {
+        adapter::find(model, field, value)
+    }
+}
+
+/// The shop's webhook `changes`: `{"entity": "product", "id": "MB-1",
+/// "event": "updated" | "deleted"}`, one change per call.
+impl Webhooks for Magento {
+    fn on_webhook(backend: &str, hook: &Webhook) -> Result<Vec<JobRequest>, Error> {
+        let body = hook.json()?;
+        let (Some(entity), Some(id)) = (body["entity"].as_str(), body["id"].as_str()) else {
+            return Err(Error::permanent(
+                "the change names no \"entity\" and \"id\" (strings)",
+            ));
+        };
+        if !["category", "product", "customer", "order"].contains(&entity) {
+            // Something this connector does not sync: nothing to do.
+            return Ok(Vec::new());
+        }
+        Ok(vec![match body["event"].as_str() {
+            Some("deleted") => JobRequest::delete_local(backend, entity, id, true),
+            _ => JobRequest::import_record(backend, entity, id),
+        }])
+    }
+}
+
+impl Tasks for Magento {
+    fn run(name: &str, args: &Value) -> Result<String, Error> {
+        if name != "ship-order" {
+            return Err(Error::permanent(format!(
+                "this connector has no task {name}"
+            )));
+        }
+        let text = |field: &str| args[field].as_str().filter(|s| !s.is_empty());
+        let (Some(order), Some(number)) = (text("order"), text("track_number")) else {
+            return Err(Error::permanent(
+                "ship-order needs \"order\" (a local order id) and \"track_number\"",
+            ));
+        };
+        let Some(external) = junction_guest::host::HostBinder.to_external("order", order) else {
+            return Err(Error::permanent(format!(
+                "local order {order} is not in this shop (it has no binding); import or export it first"
+            )));
+        };
+        let carrier = text("carrier").unwrap_or("custom");
+        let shipment = adapter::ship(&external, number, carrier, text("title").unwrap_or(carrier))?;
+        Ok(format!(
+            "shipped order {external} (shipment {shipment}) with tracking number {number}"
+        ))
+    }
+}
 
 junction_guest::export!(Magento);

@@ -9,7 +9,7 @@
 //! is searched by key (`lookup.find`) before a create. Two or more
 //! candidates are never guessed between: the job fails naming them.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::capabilities::CallContext;
@@ -39,22 +39,40 @@ impl Found {
     }
 }
 
-/// The local record of `model` that `keys` name, among those not bound on
-/// `backend` already (such a record is another of the backend's records)
-/// and not in `taken` (adopted earlier in the same batch).
+/// The local records holding any of many records' keys, read at once:
+/// (key → local ids).
+pub(crate) async fn holders(
+    storage: &dyn Storage,
+    model: &str,
+    keys: &[MatchKey],
+) -> Result<HashMap<MatchKey, Vec<String>>, StorageError> {
+    let mut out: HashMap<MatchKey, Vec<String>> = HashMap::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    for (key, id) in storage.records_by_keys(model, keys).await? {
+        out.entry(key).or_default().push(id);
+    }
+    Ok(out)
+}
+
+/// The local record of `model` that `keys` name (their holders read by
+/// [`holders`]), among those not bound on `backend` already (such a
+/// record is another of the backend's records) and not in `taken`
+/// (adopted earlier in the same batch).
 pub(crate) async fn local_match(
     storage: &dyn Storage,
     backend: &str,
     model: &str,
     keys: &[MatchKey],
+    held: &HashMap<MatchKey, Vec<String>>,
     taken: &HashSet<String>,
 ) -> Result<Found, StorageError> {
-    if keys.is_empty() {
-        return Ok(Found::None);
-    }
     let mut candidates: BTreeMap<String, MatchKey> = BTreeMap::new();
-    for (key, id) in storage.records_by_keys(model, keys).await? {
-        candidates.entry(id).or_insert(key);
+    for key in keys {
+        for id in held.get(key).into_iter().flatten() {
+            candidates.entry(id.clone()).or_insert_with(|| key.clone());
+        }
     }
     let mut free = Vec::new();
     for (id, key) in candidates {

@@ -484,6 +484,38 @@ impl Synchronizer {
             }
         };
         let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+        // Mapped data parsed once; the keys of the records not bound yet
+        // looked up together.
+        let mapped: Vec<(usize, Result<Map<String, Value>, JobFailure>, Trail)> = mapped
+            .into_iter()
+            .map(|(i, r, t)| {
+                (
+                    i,
+                    r.and_then(|text| object(&text, model, &ids[i], &units.mapper_label)),
+                    t,
+                )
+            })
+            .collect();
+        let wanted: Vec<crate::features::MatchKey> = if fields.is_empty() {
+            Vec::new()
+        } else {
+            let mut all: Vec<crate::features::MatchKey> = mapped
+                .iter()
+                .filter(|(i, _, _)| !bound.contains_key(&ids[*i]))
+                .filter_map(|(_, r, _)| r.as_ref().ok())
+                .flat_map(|data| crate::features::keys_of(&fields, data))
+                .collect();
+            all.sort();
+            all.dedup();
+            all
+        };
+        let held = match adopt::holders(&*self.storage, model, &wanted).await {
+            Ok(held) => held,
+            Err(e) => {
+                fail_all(storage_failure(e), &mut results);
+                return collect(results);
+            }
+        };
         // Local records adopted by this batch: another record of the batch
         // with the same key is a different record of the backend.
         let mut taken: HashSet<String> = HashSet::new();
@@ -493,33 +525,9 @@ impl Synchronizer {
             trail.absorb(t);
             let id = &ids[i];
             let mapped = match r {
-                Ok(text) => text,
+                Ok(mapped) => mapped,
                 Err(f) => {
                     results[i] = Some(Err(f));
-                    continue;
-                }
-            };
-            let mapped = match serde_json::from_str::<Value>(&mapped) {
-                Ok(Value::Object(mapped)) => mapped,
-                Ok(_) => {
-                    results[i] = Some(Err(JobFailure::fail(
-                        "mapper",
-                        format!(
-                            "mapping {model} {id}: {} returned something other than a JSON object",
-                            units.mapper_label
-                        ),
-                    )));
-                    continue;
-                }
-                Err(e) => {
-                    results[i] = Some(Err(JobFailure::fail(
-                        "mapper",
-                        format!(
-                            "mapping {model} {id}: what {} returned {}",
-                            units.mapper_label,
-                            crate::model::json_problem(&e)
-                        ),
-                    )));
                     continue;
                 }
             };
@@ -529,7 +537,8 @@ impl Synchronizer {
             if binding.is_none()
                 && let Some(keys) = &keys
             {
-                let found = adopt::local_match(&*self.storage, b.name(), model, keys, &taken).await;
+                let found =
+                    adopt::local_match(&*self.storage, b.name(), model, keys, &held, &taken).await;
                 let local = match found {
                     Ok(adopt::Found::None) => None,
                     Ok(adopt::Found::One(local)) => Some(local),
@@ -608,6 +617,29 @@ impl Synchronizer {
             }
         }
         collect(results)
+    }
+}
+
+/// What a mapper returned, as the JSON object it must be.
+fn object(
+    text: &str,
+    model: &str,
+    id: &str,
+    mapper: &str,
+) -> Result<Map<String, Value>, JobFailure> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(mapped)) => Ok(mapped),
+        Ok(_) => Err(JobFailure::fail(
+            "mapper",
+            format!("mapping {model} {id}: {mapper} returned something other than a JSON object"),
+        )),
+        Err(e) => Err(JobFailure::fail(
+            "mapper",
+            format!(
+                "mapping {model} {id}: what {mapper} returned {}",
+                crate::model::json_problem(&e)
+            ),
+        )),
     }
 }
 
