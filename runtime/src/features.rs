@@ -215,6 +215,17 @@ pub fn keys_of(
     keys
 }
 
+/// The value of match field `field` in `data` as the record holds it
+/// (trimmed, not lowercased): what a backend is searched for, since it
+/// compares values its own way (a SKU case-sensitively, say).
+pub fn raw_value(data: &serde_json::Map<String, serde_json::Value>, field: &str) -> Option<String> {
+    match data.get(field)? {
+        serde_json::Value::String(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// One page of a backend's ids.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdPage {

@@ -24,14 +24,12 @@ use std::sync::{Arc, Mutex};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use junction_backend_kit::{
-    Body, Gate, Refusal, WebhookSender, WebhookTarget, reply, spawn_server,
-};
+use junction_backend_kit::{Body, Gate, Refusal, WebhookSender, reply, spawn_server};
 use serde_json::{Value, json};
 
 pub use data::Seed;
 use data::{Data, magento_time, now_secs};
-pub use junction_backend_kit::Faults;
+pub use junction_backend_kit::{Faults, WebhookTarget};
 
 /// How the shop behaves.
 #[derive(Debug, Clone)]
@@ -190,6 +188,21 @@ impl Shop {
             .orders
             .get(&id)
             .cloned()
+    }
+
+    /// Change a customer as a shop admin would (its `updated_at` moves).
+    pub fn edit_customer(&self, id: i64, change: impl FnOnce(&mut Value)) -> bool {
+        let mut data = self.state.data.lock().unwrap_or_else(|p| p.into_inner());
+        match data.customers.get_mut(&id) {
+            Some(c) => {
+                change(c);
+                c["updated_at"] = json!(magento_time(now_secs()));
+                drop(data);
+                self.notify("customer", &id.to_string(), "updated");
+                true
+            }
+            None => false,
+        }
     }
 
     /// A customer as stored, or `None`.

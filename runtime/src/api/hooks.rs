@@ -91,6 +91,12 @@ impl Seen {
         seen.insert(key, until);
         Ok(true)
     }
+
+    /// Forget `key`: the call it signed was not taken (refused by the
+    /// connector, or to be sent again), so sending it again is no replay.
+    fn forget(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
 }
 
 /// The signature a body sent at `timestamp` carries with `secret`.
@@ -256,15 +262,14 @@ async fn take_inner(
     let (at, signature) = verify(&parts.headers, &secret, &body, now, window).map_err(plain)?;
     let body = String::from_utf8(body.to_vec())
         .map_err(|_| plain(ApiError::bad_request("the webhook body is not UTF-8 text")))?;
-    // Remembered until the signature's own timestamp leaves the window.
+    // Remembered until the signature's own timestamp leaves the window;
+    // taken before the connector runs, so that two copies sent at once
+    // are one call, and given back if the call is not taken.
+    let key = format!("{backend}\0{signature}");
     if !state
         .inner
         .seen
-        .first(
-            format!("{backend}\0{signature}"),
-            now,
-            at + window as i64 + 1,
-        )
+        .first(key.clone(), now, at + window as i64 + 1)
         .map_err(plain)?
     {
         return Err(plain(ApiError::new(
@@ -278,7 +283,10 @@ async fn take_inner(
         headers: visible(&parts.headers),
         body,
     };
-    let jobs = sync.take_webhook(backend, &hook).await.map_err(intake)?;
+    let jobs = sync.take_webhook(backend, &hook).await.map_err(|e| {
+        state.inner.seen.forget(&key);
+        intake(e)
+    })?;
     Ok(WebhookTaken {
         backend: backend.to_string(),
         webhook: name.to_string(),
@@ -353,6 +361,8 @@ mod tests {
         assert!(seen.first("b\0sig".into(), 10, 20).unwrap());
         assert!(!seen.first("b\0sig".into(), 15, 25).unwrap());
         assert!(seen.first("b\0sig".into(), 21, 30).unwrap(), "lapsed");
+        seen.forget("b\0sig");
+        assert!(seen.first("b\0sig".into(), 22, 30).unwrap(), "given back");
     }
 
     #[test]

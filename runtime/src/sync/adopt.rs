@@ -90,8 +90,9 @@ pub(crate) async fn local_match(
 }
 
 /// The backend's record of `model` that `keys` name (`lookup.find`, one
-/// call per key), among those not bound to another local record already.
-/// The guest saying there was nothing to do for a key finds nothing.
+/// call per key, with the value as `data` holds it), among those not bound
+/// to another local record already. The guest saying there was nothing to
+/// do for a key finds nothing.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn remote_match(
     storage: &dyn Storage,
@@ -101,12 +102,16 @@ pub(crate) async fn remote_match(
     model: &str,
     local_id: &str,
     keys: &[MatchKey],
+    data: &serde_json::Map<String, serde_json::Value>,
     trail: &mut Trail,
 ) -> Result<Found, JobFailure> {
     let mut candidates: BTreeMap<String, MatchKey> = BTreeMap::new();
     for key in keys {
+        let Some(value) = crate::features::raw_value(data, &key.name) else {
+            continue;
+        };
         let step = format!("looking for {model} {} in {backend}", key.label());
-        let ids = match trail.call(&step, adapter.find(ctx, model, &key.name, &key.value).await) {
+        let ids = match trail.call(&step, adapter.find(ctx, model, &key.name, &value).await) {
             Ok(ids) => ids,
             Err(f) if declined(&f) => Vec::new(),
             Err(f) => return Err(f),

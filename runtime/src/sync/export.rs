@@ -412,7 +412,8 @@ impl Synchronizer {
             .await
             .map_err(|e| super::trail::failure(&step(&units.mapper_label), &e))?;
         let fields = mapper.match_fields(model);
-        let keys = crate::features::keys_of(&fields, &object(data));
+        let data_object = object(data);
+        let keys = crate::features::keys_of(&fields, &data_object);
         if fields.is_empty() {
             return Ok(None);
         }
@@ -447,6 +448,7 @@ impl Synchronizer {
             model,
             local_id,
             &keys,
+            &data_object,
             trail,
         )
         .await?

@@ -2,6 +2,7 @@
 //! Guest fixtures come from `tests/fixtures`, built by
 //! `junction-test-artifacts`.
 
+mod adoption;
 mod api;
 mod browser;
 mod cache;

@@ -423,6 +423,12 @@ async fn products_deleted_in_the_shop_are_found_by_a_scheduled_reconcile_and_del
         result.contains("38 in shop, 40 bound, 2 no longer there: 2 deletions enqueued"),
         "{result}"
     );
+    // The connector lists ids alone (`lookup.list-ids`), not whole records.
+    let audit = w.storage.job_audit(ran[0].id).await.unwrap();
+    assert!(
+        !audit.is_empty() && audit.iter().all(|a| a.entry.path.contains("fields")),
+        "{audit:?}"
+    );
     assert!(!w.has_product(&sku(3)).await && !w.has_product(&sku(7)).await);
     assert!(w.has_product(&sku(1)).await && w.has_product(&sku(4)).await);
     assert_eq!(w.bound("product").await, 38);

@@ -138,11 +138,11 @@ async fn migrations_apply_once_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/dir/junction.db");
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 9);
+    assert_eq!(s.schema_version().await.unwrap(), 10);
     s.enqueue(&[job("f")], 1).await.unwrap();
     drop(s);
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 9);
+    assert_eq!(s.schema_version().await.unwrap(), 10);
     assert_eq!(s.jobs(&JobFilter::default()).await.unwrap().len(), 1);
 }
 
@@ -1492,7 +1492,7 @@ async fn a_database_from_before_the_kept_counts_gets_them_on_open() {
          DROP TRIGGER job_counts_delete; DROP TABLE job_counts;
          DROP TABLE backend_breakers; DROP TABLE paused; DROP INDEX jobs_failed;
          DROP INDEX jobs_record; ALTER TABLE jobs DROP COLUMN record; DROP INDEX outbox_record;
-         DROP TABLE notifications; DROP TABLE notification_drops;
+         DROP TABLE notifications; DROP TABLE notification_drops; DROP TABLE record_keys;
          DELETE FROM schema_migrations WHERE version >= 6;",
     )
     .execute(&raw)
@@ -1500,7 +1500,7 @@ async fn a_database_from_before_the_kept_counts_gets_them_on_open() {
     .unwrap();
     raw.close().await;
     let s = SqliteStorage::open(&path).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 9);
+    assert_eq!(s.schema_version().await.unwrap(), 10);
     assert_eq!(
         kept(&s).await,
         before,
@@ -1524,7 +1524,7 @@ async fn a_database_from_before_the_kept_counts_gets_them_on_open() {
          DROP FUNCTION job_counts_updated() CASCADE; DROP FUNCTION job_counts_deleted() CASCADE;
          DROP TABLE backend_breakers; DROP TABLE paused; DROP INDEX jobs_failed;
          DROP INDEX jobs_record; ALTER TABLE jobs DROP COLUMN record; DROP INDEX outbox_record;
-         DROP TABLE notifications; DROP TABLE notification_drops;
+         DROP TABLE notifications; DROP TABLE notification_drops; DROP TABLE record_keys;
          DELETE FROM schema_migrations WHERE version >= 7;"
     ))
     .execute(&raw)
@@ -1532,7 +1532,7 @@ async fn a_database_from_before_the_kept_counts_gets_them_on_open() {
     .unwrap();
     raw.close().await;
     let pg = PgStorage::open(&url, Some(&schema)).await.unwrap();
-    assert_eq!(pg.schema_version().await.unwrap(), 10);
+    assert_eq!(pg.schema_version().await.unwrap(), 11);
     assert_eq!(
         kept(&pg).await,
         before,
