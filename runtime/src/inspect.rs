@@ -23,6 +23,9 @@ pub struct InspectReport {
     pub compile_ms: u128,
     pub compile_cached: bool,
     pub manifest: Manifest,
+    /// What it declares beyond the manifest (contract 0.1.2; empty for
+    /// older components).
+    pub features: crate::features::Features,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,8 @@ pub enum InspectError {
     Load { file: String, error: LoadError },
     #[error("{file}: the component loaded, but describe failed: {error}")]
     Describe { file: String, error: CallError },
+    #[error("{file}: the component loaded, but its features declaration failed: {error}")]
+    Features { file: String, error: CallError },
 }
 
 /// Load `path`, call `describe` in a sandbox with no backend, validate it.
@@ -72,6 +77,13 @@ async fn report(file: String, unit: crate::host::Unit) -> Result<InspectReport, 
                 file: file.clone(),
                 error,
             })?;
+    let features = unit
+        .features(&ctx)
+        .await
+        .map_err(|error| InspectError::Features {
+            file: file.clone(),
+            error,
+        })?;
     let compile = unit.compile_info();
     Ok(InspectReport {
         file,
@@ -81,6 +93,7 @@ async fn report(file: String, unit: crate::host::Unit) -> Result<InspectReport, 
         compile_ms: compile.duration.as_millis(),
         compile_cached: compile.cached,
         manifest,
+        features,
     })
 }
 
@@ -128,6 +141,20 @@ impl fmt::Display for InspectReport {
         writeln!(f, "  requested hosts:  {}", list(&m.hosts))?;
         writeln!(f, "  events:           {}", list(&m.events))?;
         writeln!(f, "  secrets:          {}", list(&m.secrets))?;
+        let x = &self.features;
+        if !x.is_empty() {
+            let keys: Vec<String> = x
+                .match_keys
+                .iter()
+                .map(|k| format!("{}.{}", k.model, k.field))
+                .collect();
+            let tasks: Vec<String> = x.tasks.iter().map(|t| t.name.clone()).collect();
+            writeln!(f, "  match keys:       {}", list(&keys))?;
+            writeln!(f, "  finds by key:     {}", list(&x.find))?;
+            writeln!(f, "  lists ids of:     {}", list(&x.list_ids))?;
+            writeln!(f, "  webhooks:         {}", list(&x.webhooks))?;
+            writeln!(f, "  tasks:            {}", list(&tasks))?;
+        }
         write!(f, "  settings schema:  {}", c(&m.settings_schema))
     }
 }

@@ -977,7 +977,6 @@ impl Storage for SqliteStorage {
         let mut out = Vec::new();
         for chunk in keys.chunks(IN_CHUNK / 2) {
             let sql = super::put::sql::records_by_keys(chunk.len());
-            let sql = sql;
             let mut q = sqlx::query_as::<_, (String, String, String)>(&sql).bind(model);
             for k in chunk {
                 q = q.bind(&k.name).bind(k.stored_value());

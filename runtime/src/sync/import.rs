@@ -486,7 +486,7 @@ impl Synchronizer {
         let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
         // Mapped data parsed once; the keys of the records not bound yet
         // looked up together.
-        let mapped: Vec<(usize, Result<Map<String, Value>, JobFailure>, Trail)> = mapped
+        let mapped: Vec<(usize, Result<Mapped, JobFailure>, Trail)> = mapped
             .into_iter()
             .map(|(i, r, t)| {
                 (
@@ -619,6 +619,9 @@ impl Synchronizer {
         collect(results)
     }
 }
+
+/// A mapped record: local data.
+type Mapped = Map<String, Value>;
 
 /// What a mapper returned, as the JSON object it must be.
 fn object(

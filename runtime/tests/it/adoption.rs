@@ -307,7 +307,11 @@ async fn hook(
     )
 }
 
-fn signed(secret: &str, at: i64, body: &str) -> Vec<(&'static str, String)> {
+/// What a refused call is, how it was sent, and the answer it must get.
+type Refusal = (&'static str, Headers, String, StatusCode, &'static str);
+type Headers = Vec<(&'static str, String)>;
+
+fn signed(secret: &str, at: i64, body: &str) -> Headers {
     vec![
         (TIMESTAMP, at.to_string()),
         (
@@ -349,7 +353,7 @@ async fn a_webhook_call_is_taken_only_signed_fresh_once_small_and_named_and_noth
         "{v}"
     );
     w.take_webhooks().await;
-    let refused: Vec<(&str, Vec<(&str, String)>, String, StatusCode, &str)> = vec![
+    let refused: Vec<Refusal> = vec![
         (
             "unsigned",
             vec![],

@@ -1184,3 +1184,118 @@ async fn events_for_a_backend_nothing_serves_yet_wait_for_it() {
         "the early event reached evil's listener once it resolved"
     );
 }
+
+/// Backend `evil`'s webhook `attack`, signed with its secret, carrying the
+/// job requests `jobs` (which the probe returns as they are).
+async fn webhook_attack(a: &Arena, jobs: Value) -> (axum::http::StatusCode, Value) {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use junction_runtime::api::hooks::{SIGNATURE, TIMESTAMP, WebhookSettings, sign};
+    use tower::ServiceExt;
+    let state = junction_runtime::api::ApiState::new(&a.w.node, "token", None);
+    state.set_webhooks(WebhookSettings {
+        enabled: true,
+        ..WebhookSettings::default()
+    });
+    let body = jobs.to_string();
+    let at = (junction_runtime::queue::now_ms() / 1000).to_string();
+    let request = axum::http::Request::post("/hooks/evil/attack")
+        .header(TIMESTAMP, &at)
+        .header(SIGNATURE, sign(b"evil-hook", &at, body.as_bytes()))
+        .body(Body::from(body))
+        .unwrap();
+    let res = junction_runtime::api::app(state)
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_cannot_enqueue_jobs_for_another_backend_or_outside_its_grants() {
+    let a = arena_with(|v| v["webhooks"] = json!({"secret": "evil-hook"})).await;
+    let before = a.shop_snapshot().await;
+    let jobs_before = a.all_jobs().await.len();
+    for (attack, refusal) in [
+        (
+            json!({"function": "junction.import-record",
+                   "args": {"backend": "shop", "model": "product", "external_id": "1"}}),
+            "runs for backend \"evil\"",
+        ),
+        (
+            json!({"function": "junction.import-record",
+                   "args": {"model": "product", "external_id": "1"}}),
+            "product",
+        ),
+        (
+            json!({"function": "junction.import-record",
+                   "args": {"model": "echo", "external_id": "1"}, "channel": "root.shop"}),
+            "outside this backend's channels",
+        ),
+        (
+            json!({"function": "junction.sleep", "args": {"ms": 1}}),
+            "not one a connector may enqueue",
+        ),
+    ] {
+        // A good job beside the bad one: all or nothing.
+        let good = json!({"function": "junction.import-record",
+                          "args": {"model": "echo", "external_id": "2"}});
+        let (status, v) = webhook_attack(&a, json!([good, attack])).await;
+        assert_eq!(
+            status,
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "{attack}: {v}"
+        );
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(refusal), "{attack}: {message}");
+    }
+    assert_eq!(
+        a.all_jobs().await.len(),
+        jobs_before,
+        "nothing was enqueued"
+    );
+    // Its own jobs go through, for its own backend.
+    let (status, v) = webhook_attack(
+        &a,
+        json!([{"function": "junction.import-record",
+                "args": {"model": "echo", "external_id": "3"}}]),
+    )
+    .await;
+    assert_eq!(status, axum::http::StatusCode::ACCEPTED, "{v}");
+    let id = v["jobs"][0]["id"].as_i64().unwrap();
+    let job = a.w.storage.job(id).await.unwrap().unwrap();
+    assert_eq!(job.backend.as_deref(), Some("evil"));
+    assert_eq!(a.shop_snapshot().await, before, "shop untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_panics_fails_its_job_naming_the_trap_and_the_next_task_runs() {
+    let a = arena().await;
+    let task = |name: &str| {
+        let mut spec = JobSpec::new(
+            junction_runtime::sync::TASK,
+            json!({"task": name, "args": {"n": 1}}),
+        )
+        .max_retries(1);
+        spec.backend = Some("evil".into());
+        spec
+    };
+    let panicked = a.w.node.queue.enqueue(task("panic")).await.unwrap().id;
+    let echoed = a.w.node.queue.enqueue(task("echo")).await.unwrap().id;
+    a.w.settle().await;
+    let job = a.w.storage.job(panicked).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Failed, "{job:?}");
+    let message = job.error_message.unwrap_or_default();
+    assert!(
+        message.contains("running task panic") && message.contains("panics on purpose"),
+        "{message}"
+    );
+    let job = a.w.storage.job(echoed).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Done, "{job:?}");
+    assert_eq!(job.result.as_deref(), Some(r#"task echo: echo {"n":1}"#));
+}

@@ -29,12 +29,15 @@ fn a_good_connector_prints_its_manifest() {
     assert!(ok, "{err}");
     for needle in [
         "probe 0.1.0",
-        "world:            connector",
+        "world:            full-connector",
         "backend:          probe >=1.0.0, <2.0.0",
         "digest:           sha256:",
         "requested hosts:  http://127.0.0.1:*",
         "secrets:          token",
         "echo",
+        // What it declares beyond the manifest (contract 0.1.2).
+        "webhooks:         attack",
+        "tasks:            panic, echo",
     ] {
         assert!(out.contains(needle), "missing {needle:?} in\n{out}");
     }
