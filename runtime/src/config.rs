@@ -532,6 +532,10 @@ mod tests {
             (n.url.as_str(), n.interval),
             ("https://hooks.example.com/j", 5000)
         );
+        let e = parse(&format!("{TOKEN}[webhooks]\nreplay_window_seconds = 0\n")).unwrap_err();
+        assert!(e.to_string().contains("replay_window_seconds"), "{e}");
+        let c = parse(&format!("{TOKEN}[webhooks]\nenabled = true\n")).unwrap();
+        assert!(c.webhooks.enabled && c.webhooks.max_body_bytes == 1 << 20);
         let e = parse(&format!("{TOKEN}[notify]\nurl = \"hooks\"\n")).unwrap_err();
         assert!(e.to_string().contains("notify is invalid"), "{e}");
         assert!(parse(TOKEN).unwrap().notify.is_none());
@@ -572,6 +576,7 @@ mod tests {
             crate::backend::ScheduleTask::Reconcile
         );
         assert_eq!(c.backends[0].reconcile.max_delete_percent, 10);
+        assert_eq!(c.webhooks, crate::api::hooks::WebhookSettings::default());
         assert!(c.channels.is_some());
     }
 
