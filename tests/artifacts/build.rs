@@ -69,7 +69,8 @@ fn main() {
                     &python,
                     "crm-python",
                     &wit,
-                    "connector-http",
+                    // Adoption, find, list-ids and webhooks: the 0.1.2 world.
+                    "full-connector-http",
                     &["guest-sdk/python", "connectors/crm-python"],
                     "app",
                 );
@@ -126,7 +127,7 @@ fn main() {
         });
     constant(
         &mut consts,
-        "`connectors/crm-python` built with componentize-py (adapter, mapper, listener).",
+        "`connectors/crm-python` built with componentize-py (adapter, mapper, listener, and the optional features, lookup and webhooks).",
         "CRM_PYTHON",
         &crm_python,
     );

@@ -51,6 +51,11 @@ pub struct CrmConfig {
     pub token_lifetime: Duration,
     /// Requests per second before 429s; `None` for no limit.
     pub rate_limit: Option<u32>,
+    /// Where to send a signed webhook for each change a CRM user makes,
+    /// shaped as HubSpot's: a list of `{"objectId", "subscriptionType":
+    /// "contact.creation" | "contact.propertyChange" | "contact.deletion",
+    /// "occurredAt"}`.
+    pub webhook: Option<junction_backend_kit::WebhookTarget>,
 }
 
 impl Default for CrmConfig {
@@ -61,6 +66,7 @@ impl Default for CrmConfig {
             client_secret: "crm-secret".into(),
             token_lifetime: Duration::from_secs(1800),
             rate_limit: None,
+            webhook: None,
         }
     }
 }
@@ -79,6 +85,7 @@ struct State {
     created: Mutex<HashMap<(String, String), u64>>,
     /// Creates answered from `created` instead of carried out again.
     replayed: std::sync::atomic::AtomicU64,
+    hooks: Option<junction_backend_kit::WebhookSender>,
 }
 
 /// A running CRM.
@@ -104,6 +111,10 @@ impl Crm {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
+            hooks: config
+                .webhook
+                .clone()
+                .map(junction_backend_kit::WebhookSender::start),
             data: Mutex::new(Data::seeded(&config.seed)),
             gate: Gate::new(config.rate_limit),
             config,
@@ -175,10 +186,55 @@ impl Crm {
 
     /// Change properties as a CRM user would (the update time moves).
     pub fn edit(&self, kind: Kind, id: &str, properties: Value) -> bool {
-        let (Ok(id), Value::Object(p)) = (id.parse(), properties) else {
+        let (Ok(id), Value::Object(p)) = (id.parse::<u64>(), properties) else {
             return false;
         };
-        lock(&self.state.data).update(kind, id, p).is_some()
+        let changed = lock(&self.state.data).update(kind, id, p).is_some();
+        if changed {
+            self.notify(kind, id, "propertyChange");
+        }
+        changed
+    }
+
+    /// Create an object as a CRM user would; its id.
+    pub fn add(&self, kind: Kind, properties: Value) -> Option<String> {
+        let Value::Object(p) = properties else {
+            return None;
+        };
+        let id = lock(&self.state.data).create(kind, p).id;
+        self.notify(kind, id, "creation");
+        Some(id.to_string())
+    }
+
+    /// Delete an object as a CRM user would; `false` if there was none.
+    pub fn remove(&self, kind: Kind, id: &str) -> bool {
+        let Ok(id) = id.parse::<u64>() else {
+            return false;
+        };
+        let removed = lock(&self.state.data).remove(kind, id);
+        if removed {
+            self.notify(kind, id, "deletion");
+        }
+        removed
+    }
+
+    /// Send the webhook for a change, when the CRM sends webhooks.
+    fn notify(&self, kind: Kind, id: u64, change: &str) {
+        if let Some(hooks) = &self.state.hooks {
+            hooks.send(json!([{
+                "objectId": id,
+                "subscriptionType": format!("{}.{change}", kind.singular()),
+                "occurredAt": now_ms(),
+            }]));
+        }
+    }
+
+    /// What the webhook sender did so far (`None`: it sends none).
+    pub fn webhooks_sent(&self) -> Option<junction_backend_kit::webhook::Sent> {
+        self.state
+            .hooks
+            .as_ref()
+            .map(junction_backend_kit::WebhookSender::sent)
     }
 }
 

@@ -49,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         client_secret: args.client_secret,
         token_lifetime: Duration::from_secs(args.token_lifetime),
         rate_limit: args.rate_limit,
+        webhook: None,
     };
     let crm = Crm::start(config, args.listen).await?;
     eprintln!("demo-crm listening on {}", crm.base_url());

@@ -6,13 +6,20 @@ contacts of a HubSpot-CRM-v3-shaped API (the workspace's `demo-crm`).
   searches, create/read/update/delete of contacts.
 - `mapping`: contact properties ↔ local customer fields.
 - `listener`: local customer changes → export or delete jobs.
+- `webhooks`: the CRM's change notifications → import or delete jobs.
+
+`FEATURES` declares what it offers beyond that (contract 0.1.2): a
+customer is the same person everywhere by `email` (adoption), the CRM is
+searched by email before a contact is created, contact ids are listed
+alone for deletion reconciliation, and the webhook `contacts` is taken.
 """
 
-from junction_guest.units import Manifest
+from junction_guest.units import Features, Manifest
 
 from .adapter import CrmAdapter
 from .listener import CustomerListener
 from .mapping import ContactMapper
+from .webhooks import ContactWebhooks
 
 MANIFEST = Manifest(
     name="crm-python",
@@ -34,4 +41,11 @@ MANIFEST = Manifest(
     secrets=["client_secret"],
 )
 
-__all__ = ["MANIFEST", "ContactMapper", "CrmAdapter", "CustomerListener"]
+FEATURES = Features(
+    match_keys=[("customer", "email")],
+    find=["customer"],
+    list_ids=["customer"],
+    webhooks=["contacts"],
+)
+
+__all__ = ["FEATURES", "MANIFEST", "ContactMapper", "ContactWebhooks", "CrmAdapter", "CustomerListener"]

@@ -11,7 +11,7 @@ from junction_guest import paging
 from junction_guest.errors import Permanent
 from junction_guest.http import Response
 from junction_guest.oauth import TOKEN_STATE, OAuthClient
-from junction_guest.units import Adapter, RemoteRecord
+from junction_guest.units import Adapter, Lookup, RemoteRecord
 
 __all__ = ["TOKEN_STATE", "CrmAdapter"]
 
@@ -34,7 +34,7 @@ def _record(obj: Any) -> RemoteRecord:
     return RemoteRecord(str(obj["id"]), obj, obj.get("updatedAt"))
 
 
-class CrmAdapter(Adapter):
+class CrmAdapter(Adapter, Lookup):
     def __init__(self, transport=None, clock=time.time):
         self.transport = transport
         self.clock = clock
@@ -100,6 +100,34 @@ class CrmAdapter(Adapter):
 
     def delete(self, host, model: str, external_id: str) -> None:
         self._json(host, "DELETE", f"/crm/v3/objects/{_objects(model)}/{external_id}")
+
+    # -- lookup (contract 0.1.2) ----------------------------------------
+
+    def list_ids(self, host, model: str, cursor: Optional[str], page_size: int):
+        """Every contact's id, a page at a time, without their properties."""
+        body: dict[str, Any] = {
+            "limit": paging.page_size(page_size, MAX_SEARCH_LIMIT),
+            "properties": ["hs_object_id"],
+            "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+        }
+        if cursor:
+            body["after"] = cursor
+        found = self._json(host, "POST", f"/crm/v3/objects/{_objects(model)}/search", body=body)
+        items, next_cursor = paging.cursor_page(found, _record)
+        return [r.external_id for r in items], next_cursor
+
+    def find(self, host, model: str, field: str, value: str) -> list[str]:
+        """The contacts whose email is `value` (the CRM keeps emails
+        unique and compares them without case)."""
+        if field != "email":
+            raise Permanent(f"{model} records cannot be found by {field} in the CRM; only by email")
+        body = {
+            "limit": 10,
+            "properties": ["email"],
+            "filterGroups": [{"filters": [{"propertyName": "email", "operator": "EQ", "value": value.lower()}]}],
+        }
+        found = self._json(host, "POST", f"/crm/v3/objects/{_objects(model)}/search", body=body)
+        return [str(o["id"]) for o in found.get("results", []) if isinstance(o, dict) and "id" in o]
 
 
 def _existing_id(response: Response) -> Optional[str]:

@@ -1,7 +1,7 @@
 """`junction-componentize`: build a Python unit into a component, checked.
 
     junction-componentize app -p connectors/my-connector -o my-connector.wasm
-        [--wit wit] [--world connector-http]
+        [--wit wit] [--world connector-http | full-connector-http]
 
 Before building, the unit is imported natively against the world's
 bindings and checked: the classes `export()` defined match the world's
@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-EXPORTS = ("Describe", "Adapter", "Mapper", "Listener")
+EXPORTS = ("Describe", "Adapter", "Mapper", "Listener", "Features", "Lookup", "Webhooks", "Tasks")
 ADAPTER_OPS = ("search", "read", "create", "write", "delete")
 MAPPER_OPS = ("import", "export")
 SDK = Path(__file__).resolve().parent.parent

@@ -33,7 +33,7 @@ except ImportError:
     pass
 else:
     from . import _wasi_http  # noqa: F401
-from .units import Event, JobRequest, LocalRecord, Manifest, RemoteRecord
+from .units import Event, Features, JobRequest, LocalRecord, Manifest, RemoteRecord, Webhook
 
 
 class SandboxHost:
@@ -164,10 +164,69 @@ def _event(e: t.Event) -> Event:
     )
 
 
-def export(manifest: Manifest, adapter=None, mapper=None, listener=None) -> dict[str, type]:
-    """The export classes for componentize-py, for the units given."""
+def _declined(what: str):
+    raise Err(to_wit(Permanent(f"this connector does not {what}")))
+
+
+def export(
+    manifest: Manifest,
+    adapter=None,
+    mapper=None,
+    listener=None,
+    features: Optional[Features] = None,
+    lookup=None,
+    webhooks=None,
+    tasks=None,
+) -> dict[str, type]:
+    """The export classes for componentize-py, for the units given. For a
+    `full-connector` world every optional export is defined: `features`
+    declares what is offered, and an export not given declines."""
     described = _manifest(manifest)
     out: dict[str, type] = {}
+    if hasattr(exports, "Features"):
+        # The records of exported interfaces live in their own modules.
+        from wit_world.exports import features as wf
+        from wit_world.exports import lookup as wl
+
+        f = features or Features()
+        declared = wf.FeatureSet(
+            list_ids=list(f.list_ids),
+            find=list(f.find),
+            match_keys=[wf.MatchField(model=m, field=k) for m, k in f.match_keys],
+            webhooks=list(f.webhooks),
+            tasks=[wf.TaskSpec(name=n, description=d) for n, d in f.tasks],
+        )
+
+        class FeaturesExport(exports.Features):
+            def features(self):
+                return declared
+
+        class LookupExport(exports.Lookup):
+            def list_ids(self, model, cursor, page_size):
+                if lookup is None:
+                    _declined(f"list the ids of {model} records")
+                ids, next_cursor = _guard(lookup.list_ids, model, cursor, page_size)
+                return wl.IdPage(ids=[str(i) for i in ids], next_cursor=next_cursor)
+
+            def find(self, model, field, value):
+                if lookup is None:
+                    _declined(f"find {model} records by {field}")
+                return [str(i) for i in _guard(lookup.find, model, field, value)]
+
+        class WebhooksExport(exports.Webhooks):
+            def on_webhook(self, backend, hook):
+                if webhooks is None:
+                    _declined(f"take webhook {hook.name}")
+                call = Webhook(hook.name, [(n, v) for n, v in hook.headers], hook.body)
+                return [_job_request(j) for j in _guard(webhooks.on_webhook, backend, call)]
+
+        class TasksExport(exports.Tasks):
+            def run(self, name, args):
+                if tasks is None:
+                    _declined(f"run task {name}")
+                return str(_guard(tasks.run, name, _json(args, "the task's arguments")))
+
+        out.update(Features=FeaturesExport, Lookup=LookupExport, Webhooks=WebhooksExport, Tasks=TasksExport)
 
     class Describe(exports.Describe):
         def describe(self) -> t.Manifest:

@@ -82,6 +82,35 @@ class JobRequest:
         )
 
     @staticmethod
+    def import_record(backend: str, model: str, external_id: str) -> "JobRequest":
+        """The synchronizer's import of one backend record."""
+        return JobRequest(
+            "junction.import-record",
+            {"backend": backend, "model": model, "external_id": str(external_id)},
+            description=f"import {model} {external_id} from {backend}",
+        )
+
+    @staticmethod
+    def delete_local(backend: str, model: str, external_id: str, verify: bool = True) -> "JobRequest":
+        """The synchronizer's deletion of the local record bound to a record
+        the backend deleted; `verify` deletes only if the backend answers
+        not-found for it when the job runs."""
+        return JobRequest(
+            "junction.delete-local",
+            {"backend": backend, "model": model, "external_id": str(external_id), "verify": verify},
+            description=f"delete local {model} of {external_id} in {backend}",
+        )
+
+    @staticmethod
+    def task(backend: str, task: str, args: dict[str, Any]) -> "JobRequest":
+        """One of the connector's own tasks (declared in its features)."""
+        return JobRequest(
+            "junction.task",
+            {"backend": backend, "task": task, "args": args},
+            description=f"task {task} for {backend}",
+        )
+
+    @staticmethod
     def delete_remote(backend: str, model: str, local_id: str) -> "JobRequest":
         """The synchronizer's deletion of a local record's copy in `backend`."""
         return JobRequest(
@@ -143,3 +172,60 @@ class Listener:
 
     def on_event(self, host, backend: str, event: Event) -> list[JobRequest]:
         return []
+
+
+@dataclass
+class Features:
+    """What a unit offers beyond the 0.1.1 contract (contract 0.1.2, the
+    `full-connector` worlds): the host calls only what this declares.
+
+    - `match_keys`: `(model, field)` pairs, fields of local data that are
+      natural keys (a customer's `email`); the host adopts the local record
+      with an equal value (trimmed, lowercased) instead of creating one.
+    - `find`: models `Lookup.find` searches the backend by match field for.
+    - `list_ids`: models `Lookup.list_ids` pages the ids of.
+    - `webhooks`: names `Webhooks.on_webhook` takes.
+    - `tasks`: `(name, description)` of the tasks `Tasks.run` runs.
+    """
+
+    match_keys: list[tuple[str, str]] = field(default_factory=list)
+    find: list[str] = field(default_factory=list)
+    list_ids: list[str] = field(default_factory=list)
+    webhooks: list[str] = field(default_factory=list)
+    tasks: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Webhook:
+    """A webhook call the host verified (signature, size, replay window)."""
+
+    name: str
+    headers: list[tuple[str, str]]
+    body: str
+
+    def header(self, name: str) -> Optional[str]:
+        return next((v for n, v in self.headers if n == name), None)
+
+
+class Lookup:
+    """Ids-only listing and search by match field."""
+
+    def list_ids(self, host, model: str, cursor: Optional[str], page_size: int) -> tuple[list[str], Optional[str]]:
+        raise NotImplementedError
+
+    def find(self, host, model: str, field: str, value: str) -> list[str]:
+        raise NotImplementedError
+
+
+class Webhooks:
+    """Turns the backend's webhook calls into jobs."""
+
+    def on_webhook(self, host, backend: str, hook: Webhook) -> list[JobRequest]:
+        return []
+
+
+class Tasks:
+    """Runs the connector's own job functions; returns the job's result line."""
+
+    def run(self, host, name: str, args: dict) -> str:
+        raise NotImplementedError

@@ -1113,3 +1113,140 @@ async fn binding_map(
         .map(|b| (b.external_id, b.local_id))
         .collect()
 }
+
+/// The Python CRM connector's match key (`customer.email`): a contact the
+/// CRM already holds and a shop customer with the same email become one
+/// local record, whichever is imported first, and the shop's other
+/// customers are exported as new contacts, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shop_customer_and_a_crm_contact_with_one_email_become_one_local_record() {
+    let w = world("3.0.0", small_crm(), junction_test_artifacts::CRM_PYTHON).await;
+    let email = w.shop.customer(1).unwrap()["email"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Entered in the CRM by hand before any sync.
+    let contact = w
+        .crm
+        .add(Kind::Contacts, json!({"email": email, "firstname": "Ada"}))
+        .unwrap();
+    w.node
+        .queue
+        .enqueue_batch(&[junction_runtime::sync::batch::batch_job(
+            "crm", "customer", false,
+        )])
+        .await
+        .unwrap();
+    w.settle().await;
+    let from_crm = w
+        .storage
+        .binding_to_local("crm", "customer", &contact)
+        .await
+        .unwrap()
+        .expect("the contact was imported");
+    w.import_customers().await;
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    assert_eq!(w.local_id(1).await, from_crm, "one local record, adopted");
+    let with_email = w
+        .crm
+        .objects(Kind::Contacts)
+        .into_iter()
+        .filter(|c| c["properties"]["email"] == email.as_str())
+        .count();
+    assert_eq!(with_email, 1, "no second contact for the same person");
+    // Every shop customer has its contact, each its own.
+    let mut contacts: Vec<String> = Vec::new();
+    for id in 1..=small().customers as i64 {
+        contacts.push(w.contact_of(id).await["id"].as_str().unwrap().to_string());
+    }
+    contacts.sort();
+    contacts.dedup();
+    assert_eq!(contacts.len(), small().customers);
+}
+
+/// demo-crm's signed webhooks (HubSpot-shaped change lists) reach the
+/// Python connector's `contacts` webhook: a contact changed in the CRM is
+/// imported without a schedule, and one deleted there is deleted locally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_changed_or_deleted_in_the_crm_arrives_through_its_webhook() {
+    use junction_runtime::api::hooks::WebhookSettings;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let w = world(
+        "3.0.0",
+        CrmConfig {
+            webhook: Some(junction_demo_shop::WebhookTarget {
+                url: format!("http://{addr}/hooks/crm/contacts"),
+                secret: "crm-hook".into(),
+            }),
+            ..small_crm()
+        },
+        junction_test_artifacts::CRM_PYTHON,
+    )
+    .await;
+    let mut config = crm_backend(&w.crm, "3.0.0");
+    config.webhooks = Some(junction_runtime::backend::BackendWebhooks {
+        secret: junction_runtime::capabilities::egress::Secret::new("crm-hook"),
+    });
+    w.node.sync.configure(&config).await.unwrap();
+    let state = junction_runtime::api::ApiState::new(&w.node, "token", None);
+    state.set_webhooks(WebhookSettings {
+        enabled: true,
+        ..WebhookSettings::default()
+    });
+    tokio::spawn(axum::serve(listener, junction_runtime::api::app(state)).into_future());
+    w.node
+        .queue
+        .enqueue_batch(&[junction_runtime::sync::batch::batch_job(
+            "crm", "customer", false,
+        )])
+        .await
+        .unwrap();
+    w.settle().await;
+    let contact = w.crm.objects(Kind::Contacts)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let local = w
+        .storage
+        .binding_to_local("crm", "customer", &contact)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        w.crm
+            .edit(Kind::Contacts, &contact, json!({"firstname": "Renamed"}))
+    );
+    let mut arrived = false;
+    for _ in 0..500 {
+        if first_name(&w.storage, &local).await == Some(json!("Renamed")) {
+            arrived = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(arrived, "webhooks sent: {:?}", w.crm.webhooks_sent());
+    assert!(w.crm.remove(Kind::Contacts, &contact));
+    for _ in 0..500 {
+        if first_name(&w.storage, &local).await.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        first_name(&w.storage, &local).await,
+        None,
+        "deleted locally"
+    );
+    w.settle().await;
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+}
+
+/// A local customer's `first_name`, or `None` when the record is gone.
+async fn first_name(storage: &Arc<dyn Storage>, local: &str) -> Option<Value> {
+    storage
+        .record("customer", local)
+        .await
+        .unwrap()
+        .map(|r| serde_json::from_str::<Value>(&r.data).unwrap()["first_name"].clone())
+}

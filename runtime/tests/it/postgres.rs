@@ -162,10 +162,10 @@ async fn nodes_starting_together_migrate_once() {
         PgStorage::open(&url, Some(&schema))
     );
     for s in [a.unwrap(), b.unwrap(), c.unwrap()] {
-        assert_eq!(s.schema_version().await.unwrap(), 10);
+        assert_eq!(s.schema_version().await.unwrap(), 11);
     }
     let reopened = PgStorage::open(&url, Some(&schema)).await.unwrap();
-    assert_eq!(reopened.schema_version().await.unwrap(), 10);
+    assert_eq!(reopened.schema_version().await.unwrap(), 11);
     let wrong = PgStorage::open("postgres://nobody@127.0.0.1:1/none", None).await;
     let e = wrong.unwrap_err().to_string();
     assert!(
