@@ -141,17 +141,27 @@ impl Shop {
 
     /// Change a product as a shop admin would (its `updated_at` moves).
     pub fn edit_product(&self, sku: &str, change: impl FnOnce(&mut Value)) -> bool {
+        self.edit("product", sku, |d| d.products.get_mut(sku), change)
+    }
+
+    /// Change the `entity` `id` that `find` finds as a shop admin would:
+    /// its `updated_at` moves and the webhook, if any, is sent.
+    fn edit(
+        &self,
+        entity: &str,
+        id: &str,
+        find: impl FnOnce(&mut Data) -> Option<&mut Value>,
+        change: impl FnOnce(&mut Value),
+    ) -> bool {
         let mut data = self.state.data.lock().unwrap_or_else(|p| p.into_inner());
-        match data.products.get_mut(sku) {
-            Some(p) => {
-                change(p);
-                p["updated_at"] = json!(magento_time(now_secs()));
-                drop(data);
-                self.notify("product", sku, "updated");
-                true
-            }
-            None => false,
-        }
+        let Some(item) = find(&mut data) else {
+            return false;
+        };
+        change(item);
+        item["updated_at"] = json!(magento_time(now_secs()));
+        drop(data);
+        self.notify(entity, id, "updated");
+        true
     }
 
     /// A copy of a product, or `None`.
@@ -167,17 +177,7 @@ impl Shop {
 
     /// Change an order as the shop would (its `updated_at` moves).
     pub fn edit_order(&self, id: i64, change: impl FnOnce(&mut Value)) -> bool {
-        let mut data = self.state.data.lock().unwrap_or_else(|p| p.into_inner());
-        match data.orders.get_mut(&id) {
-            Some(o) => {
-                change(o);
-                o["updated_at"] = json!(magento_time(now_secs()));
-                drop(data);
-                self.notify("order", &id.to_string(), "updated");
-                true
-            }
-            None => false,
-        }
+        self.edit("order", &id.to_string(), |d| d.orders.get_mut(&id), change)
     }
 
     pub fn order(&self, id: i64) -> Option<Value> {
@@ -192,17 +192,12 @@ impl Shop {
 
     /// Change a customer as a shop admin would (its `updated_at` moves).
     pub fn edit_customer(&self, id: i64, change: impl FnOnce(&mut Value)) -> bool {
-        let mut data = self.state.data.lock().unwrap_or_else(|p| p.into_inner());
-        match data.customers.get_mut(&id) {
-            Some(c) => {
-                change(c);
-                c["updated_at"] = json!(magento_time(now_secs()));
-                drop(data);
-                self.notify("customer", &id.to_string(), "updated");
-                true
-            }
-            None => false,
-        }
+        self.edit(
+            "customer",
+            &id.to_string(),
+            |d| d.customers.get_mut(&id),
+            change,
+        )
     }
 
     /// A customer as stored, or `None`.
@@ -215,6 +210,14 @@ impl Shop {
             .get(&id)
             .cloned()
     }
+}
+
+/// Magento's answer for an id it does not have.
+fn no_such_entity() -> Response<Body> {
+    message(
+        StatusCode::NOT_FOUND,
+        "The entity that was requested doesn't exist. Verify the entity and try again.",
+    )
 }
 
 fn message(status: StatusCode, text: &str) -> Response<Body> {
@@ -396,10 +399,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, ["orders", id]) => {
             match id.parse::<i64>().ok().and_then(|id| data.orders.get(&id)) {
                 Some(o) => reply(StatusCode::OK, o.clone()),
-                None => message(
-                    StatusCode::NOT_FOUND,
-                    "The entity that was requested doesn't exist. Verify the entity and try again.",
-                ),
+                None => no_such_entity(),
             }
         }
         (&Method::POST, ["orders", id, action @ ("hold" | "unhold" | "cancel")]) => {
@@ -408,10 +408,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
                 .ok()
                 .and_then(|id| data.orders.get_mut(&id))
             else {
-                return message(
-                    StatusCode::NOT_FOUND,
-                    "The entity that was requested doesn't exist. Verify the entity and try again.",
-                );
+                return no_such_entity();
             };
             let (state_now, allowed) = match *action {
                 "hold" => ("holded", order["state"] != "canceled"),
@@ -435,10 +432,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
                 .ok()
                 .and_then(|id| data.orders.get_mut(&id))
             else {
-                return message(
-                    StatusCode::NOT_FOUND,
-                    "The entity that was requested doesn't exist. Verify the entity and try again.",
-                );
+                return no_such_entity();
             };
             let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let Some(tracks) = request["tracks"].as_array().filter(|t| {

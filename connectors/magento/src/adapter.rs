@@ -74,19 +74,33 @@ pub fn check() -> Result<String, Error> {
     ))
 }
 
-pub fn search(
-    model: &str,
-    filter: &Value,
-    cursor: Option<&str>,
-    page_size: u32,
-) -> Result<Page, Error> {
+/// The page a cursor names (the first without one) and the page size
+/// Magento takes.
+fn paging(cursor: Option<&str>, page_size: u32) -> Result<(u32, u32), Error> {
     let page = match cursor {
         None => 1,
         Some(c) => c
             .parse::<u32>()
             .map_err(|_| Error::permanent(format!("cursor {c:?} is not a page number")))?,
     };
-    let page_size = page_size.clamp(1, 1000);
+    Ok((page, page_size.clamp(1, 1000)))
+}
+
+/// The next page's cursor, if there is one. Magento answers a page past
+/// the end with the last page again, so the end is known only from the
+/// total count.
+fn next_page(found: &Value, page: u32, page_size: u32) -> Option<String> {
+    let total = found["total_count"].as_u64().unwrap_or(0);
+    (u64::from(page) * u64::from(page_size) < total).then(|| (page + 1).to_string())
+}
+
+pub fn search(
+    model: &str,
+    filter: &Value,
+    cursor: Option<&str>,
+    page_size: u32,
+) -> Result<Page, Error> {
+    let (page, page_size) = paging(cursor, page_size)?;
     let url = format!(
         "{}/{}?{}",
         base(),
@@ -100,12 +114,10 @@ pub fn search(
         .iter()
         .map(|item| remote(model, item.clone()))
         .collect::<Result<Vec<RemoteRecord>, Error>>()?;
-    let total = found["total_count"].as_u64().unwrap_or(0);
-    // Magento answers a page past the end with the last page again, so the
-    // end is known only from the total count.
-    let next_cursor =
-        (u64::from(page) * u64::from(page_size) < total).then(|| (page + 1).to_string());
-    Ok(Page { items, next_cursor })
+    Ok(Page {
+        items,
+        next_cursor: next_page(&found, page, page_size),
+    })
 }
 
 pub fn read(model: &str, id: &str) -> Result<RemoteRecord, Error> {
@@ -170,13 +182,7 @@ pub fn delete(model: &str, id: &str) -> Result<(), Error> {
 /// One page of `model`'s ids: the search without filter, asking Magento
 /// for the id field alone (`fields=items[sku],total_count`).
 pub fn list_ids(model: &str, cursor: Option<&str>, page_size: u32) -> Result<IdPage, Error> {
-    let page = match cursor {
-        None => 1,
-        Some(c) => c
-            .parse::<u32>()
-            .map_err(|_| Error::permanent(format!("cursor {c:?} is not a page number")))?,
-    };
-    let page_size = page_size.clamp(1, 1000);
+    let (page, page_size) = paging(cursor, page_size)?;
     let field = id_field(model)?;
     let url = format!(
         "{}/{}?{}&fields=items%5B{field}%5D%2Ctotal_count",
@@ -195,10 +201,10 @@ pub fn list_ids(model: &str, cursor: Option<&str>, page_size: u32) -> Result<IdP
             _ => None,
         })
         .collect();
-    let total = found["total_count"].as_u64().unwrap_or(0);
-    let next_cursor =
-        (u64::from(page) * u64::from(page_size) < total).then(|| (page + 1).to_string());
-    Ok(IdPage { ids, next_cursor })
+    Ok(IdPage {
+        ids,
+        next_cursor: next_page(&found, page, page_size),
+    })
 }
 
 /// The ids of `model` records whose match field is `value`: a product by

@@ -119,6 +119,28 @@ pub(crate) async fn wait_for(f: &JobFailure) -> bool {
     }
 }
 
+/// Call `page` (the guest call of step `step`) until it answers something
+/// other than a failure naming a short delay, waiting out each such delay
+/// (at most [`MAX_WAITS`]): how a scan sits out a throttled or briefly
+/// failing backend on its page.
+pub(crate) async fn waiting_out<T, F, Fut>(
+    trail: &mut Trail,
+    step: &str,
+    mut page: F,
+) -> Result<T, JobFailure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::host::CallReport<T>>,
+{
+    let mut waits = 0;
+    loop {
+        match trail.call(step, page().await) {
+            Err(f) if waits < MAX_WAITS && wait_for(&f).await => waits += 1,
+            other => return other,
+        }
+    }
+}
+
 /// The state key of a model's import cursor.
 pub fn cursor_key(model: &str) -> String {
     format!("{CURSOR_PREFIX}{model}{CURSOR_SUFFIX}")
@@ -202,20 +224,12 @@ impl Synchronizer {
         doing: &str,
         trail: &mut Trail,
     ) -> Result<crate::model::Page, JobFailure> {
-        let mut waits = 0;
-        loop {
-            let found = trail.call(
-                &format!("{doing} {model} in {}", b.name()),
-                route(b, model)?
-                    .adapter
-                    .search(&b.ctx, model, filter, cursor, self.settings.page_size)
-                    .await,
-            );
-            match found {
-                Err(f) if waits < MAX_WAITS && wait_for(&f).await => waits += 1,
-                other => return other,
-            }
-        }
+        let adapter = &route(b, model)?.adapter;
+        let step = format!("{doing} {model} in {}", b.name());
+        waiting_out(trail, &step, || {
+            adapter.search(&b.ctx, model, filter, cursor, self.settings.page_size)
+        })
+        .await
     }
 
     /// Run one batch import of `model`.

@@ -83,22 +83,12 @@ impl Synchronizer {
         cursor: Option<&str>,
         trail: &mut Trail,
     ) -> Result<crate::features::IdPage, JobFailure> {
-        let mut waits = 0;
-        loop {
-            let found = trail.call(
-                &format!("listing the ids of {model} in {}", b.name()),
-                route(b, model)?
-                    .adapter
-                    .list_ids(&b.ctx, model, cursor, self.settings.page_size)
-                    .await,
-            );
-            match found {
-                Err(f) if waits < super::batch::MAX_WAITS && super::batch::wait_for(&f).await => {
-                    waits += 1
-                }
-                other => return other,
-            }
-        }
+        let adapter = &route(b, model)?.adapter;
+        let step = format!("listing the ids of {model} in {}", b.name());
+        super::batch::waiting_out(trail, &step, || {
+            adapter.list_ids(&b.ctx, model, cursor, self.settings.page_size)
+        })
+        .await
     }
 
     async fn reconcile_locked(

@@ -281,7 +281,7 @@ async fn a_change_in_the_shop_arrives_through_its_webhook_in_under_a_second_with
 }
 
 /// POST `body` to the intake with `headers`; the status and answer.
-async fn hook(
+pub(crate) async fn hook(
     router: &axum::Router,
     path: &str,
     headers: &[(&str, String)],
@@ -309,9 +309,10 @@ async fn hook(
 
 /// What a refused call is, how it was sent, and the answer it must get.
 type Refusal = (&'static str, Headers, String, StatusCode, &'static str);
-type Headers = Vec<(&'static str, String)>;
+pub(crate) type Headers = Vec<(&'static str, String)>;
 
-fn signed(secret: &str, at: i64, body: &str) -> Headers {
+/// The signature headers of `body` sent at `at` with `secret`.
+pub(crate) fn signed(secret: &str, at: i64, body: &str) -> Headers {
     vec![
         (TIMESTAMP, at.to_string()),
         (

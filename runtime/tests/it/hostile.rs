@@ -1188,32 +1188,22 @@ async fn events_for_a_backend_nothing_serves_yet_wait_for_it() {
 /// Backend `evil`'s webhook `attack`, signed with its secret, carrying the
 /// job requests `jobs` (which the probe returns as they are).
 async fn webhook_attack(a: &Arena, jobs: Value) -> (axum::http::StatusCode, Value) {
-    use axum::body::Body;
-    use http_body_util::BodyExt;
-    use junction_runtime::api::hooks::{SIGNATURE, TIMESTAMP, WebhookSettings, sign};
-    use tower::ServiceExt;
+    use junction_runtime::api::hooks::WebhookSettings;
     let state = junction_runtime::api::ApiState::new(&a.w.node, "token", None);
     state.set_webhooks(WebhookSettings {
         enabled: true,
         ..WebhookSettings::default()
     });
     let body = jobs.to_string();
-    let at = (junction_runtime::queue::now_ms() / 1000).to_string();
-    let request = axum::http::Request::post("/hooks/evil/attack")
-        .header(TIMESTAMP, &at)
-        .header(SIGNATURE, sign(b"evil-hook", &at, body.as_bytes()))
-        .body(Body::from(body))
-        .unwrap();
-    let res = junction_runtime::api::app(state)
-        .oneshot(request)
-        .await
-        .unwrap();
-    let status = res.status();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    let at = junction_runtime::queue::now_ms() / 1000;
+    let router = junction_runtime::api::app(state);
+    crate::adoption::hook(
+        &router,
+        "/hooks/evil/attack",
+        &crate::adoption::signed("evil-hook", at, &body),
+        &body,
     )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -264,6 +264,18 @@ impl World {
         self.settle().await;
     }
 
+    /// A batch import of the CRM's contacts, run to its end.
+    async fn import_contacts(&self) {
+        self.node
+            .queue
+            .enqueue_batch(&[junction_runtime::sync::batch::batch_job(
+                "crm", "customer", false,
+            )])
+            .await
+            .unwrap();
+        self.settle().await;
+    }
+
     /// Local customers with their CRM contact (by binding).
     async fn customers_and_contacts(&self) -> Vec<(Value, Option<Value>)> {
         let mut out = Vec::new();
@@ -1130,14 +1142,7 @@ async fn a_shop_customer_and_a_crm_contact_with_one_email_become_one_local_recor
         .crm
         .add(Kind::Contacts, json!({"email": email, "firstname": "Ada"}))
         .unwrap();
-    w.node
-        .queue
-        .enqueue_batch(&[junction_runtime::sync::batch::batch_job(
-            "crm", "customer", false,
-        )])
-        .await
-        .unwrap();
-    w.settle().await;
+    w.import_contacts().await;
     let from_crm = w
         .storage
         .binding_to_local("crm", "customer", &contact)
@@ -1195,14 +1200,7 @@ async fn a_contact_changed_or_deleted_in_the_crm_arrives_through_its_webhook() {
         ..WebhookSettings::default()
     });
     tokio::spawn(axum::serve(listener, junction_runtime::api::app(state)).into_future());
-    w.node
-        .queue
-        .enqueue_batch(&[junction_runtime::sync::batch::batch_job(
-            "crm", "customer", false,
-        )])
-        .await
-        .unwrap();
-    w.settle().await;
+    w.import_contacts().await;
     let contact = w.crm.objects(Kind::Contacts)[0]["id"]
         .as_str()
         .unwrap()
