@@ -11,7 +11,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::types::{
     BulkAnswer, BulkRequest, CancelledJob, EnqueueAnswer, EnqueueRequest, ErrorBody, ExportRequest,
     ImportRequest, JobAudit, JobDetail, JobLog, JobSelection, JobView, JobsQuery, Neighbour, Page,
-    ReconcileRequest, Relation, Started, StartedJob,
+    ReconcileRequest, Relation, Started, StartedJob, TaskRequest,
 };
 use super::{ApiState, id_cursor, page_limit};
 use crate::queue::JobSpec;
@@ -372,6 +372,57 @@ pub async fn reconcile(
         ))
         .await?;
     Ok(started_one(e, r.model))
+}
+
+/// Run one of the tasks a backend's connector declares, as a job of the
+/// backend (`junction.task`).
+#[utoipa::path(post, path = "/api/v1/sync/task", operation_id = "start_task", tag = "sync",
+    request_body = TaskRequest,
+    responses(
+        (status = ACCEPTED, description = "the task's job", body = Started),
+        (status = UNPROCESSABLE_ENTITY, description = "`unknown_task`: no connector of the backend declares it; `bad_request`: args not an object", body = ErrorBody),
+    ))]
+pub async fn task(
+    State(state): State<ApiState>,
+    ApiJson(r): ApiJson<TaskRequest>,
+) -> ApiResult<(StatusCode, Json<Started>)> {
+    let units = state.sync().backend(&r.backend).await?;
+    let args = r.args.unwrap_or_else(|| json!({}));
+    if !args.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "args of task {} must be a JSON object",
+            r.task
+        )));
+    }
+    let declared =
+        state.sync().declared_tasks(&units).await.map_err(|e| {
+            ApiError::new(StatusCode::BAD_GATEWAY, "connector_failed", e.to_string())
+        })?;
+    if !declared.iter().any(|(t, _)| t.name == r.task) {
+        let names: Vec<String> = declared.iter().map(|(t, _)| t.name.clone()).collect();
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_task",
+            format!(
+                "no connector of backend {:?} declares a task {:?}; they declare: {}",
+                r.backend,
+                crate::text::clean(&r.task),
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        ));
+    }
+    let mut spec = JobSpec::new(
+        crate::sync::TASK,
+        json!({"backend": r.backend, "task": r.task, "args": args}),
+    );
+    spec.backend = Some(r.backend.clone());
+    spec.request.description = Some(format!("task {} for {}", r.task, r.backend));
+    let e = state.queue().enqueue(spec).await?;
+    Ok(started_one(e, format!("task:{}", r.task)))
 }
 
 /// Enqueue jobs of any registered function, in one transaction: all or

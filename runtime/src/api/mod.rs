@@ -217,6 +217,7 @@ fn routes() -> (OpenApiRouter<ApiState>, OpenApiRouter<ApiState>) {
         .routes(routes!(jobs::import))
         .routes(routes!(jobs::export))
         .routes(routes!(jobs::reconcile))
+        .routes(routes!(jobs::task))
         .routes(routes!(jobs::list, jobs::enqueue))
         .routes(routes!(jobs::bulk))
         .routes(routes!(jobs::show))

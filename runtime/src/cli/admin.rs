@@ -17,7 +17,7 @@ use junction_runtime::api::types::{
     BackendRemoved, BackendView, BindingView, BreakerState, CancelledJob, CheckAnswer,
     ConnectorView, ExportRequest, ImportRequest, InstallQuery, JobDetail, JobView, JobsQuery,
     NodeView, Page, PauseAnswer, PauseTarget, ReconcileRequest, RecordView, Relation, ReloadAnswer,
-    RemoveBackendQuery, Rollback, Started, Units,
+    RemoveBackendQuery, Rollback, Started, TaskRequest, Units,
 };
 use junction_runtime::queue::job::{JobId, JobState};
 use junction_runtime::text::clean;
@@ -150,6 +150,17 @@ pub enum SyncAdmin {
         backend: String,
         model: String,
         local_id: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Run one of the tasks the backend's connector declares (`junction
+    /// connector inspect` lists them) as a job of the backend.
+    Task {
+        backend: String,
+        task: String,
+        /// Its arguments, a JSON object such as '{"order": "order-1a2b"}'.
+        #[arg(long)]
+        args: Option<String>,
         #[arg(long)]
         no_wait: bool,
     },
@@ -647,6 +658,29 @@ pub async fn sync(client: &Client, cmd: SyncAdmin, as_json: bool) -> anyhow::Res
             };
             (
                 client.post("/api/v1/sync/reconcile", &body).await?,
+                !no_wait,
+                backend,
+            )
+        }
+        SyncAdmin::Task {
+            backend,
+            task,
+            args,
+            no_wait,
+        } => {
+            let args = args
+                .map(|a| {
+                    serde_json::from_str::<serde_json::Value>(&a)
+                        .map_err(|e| anyhow::anyhow!("--args is not JSON: {e}; pass an object such as '{{\"order\": \"o-1\"}}'"))
+                })
+                .transpose()?;
+            let body = TaskRequest {
+                backend: backend.clone(),
+                task,
+                args,
+            };
+            (
+                client.post("/api/v1/sync/task", &body).await?,
                 !no_wait,
                 backend,
             )

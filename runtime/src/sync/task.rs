@@ -14,6 +14,24 @@ use crate::queue::worker::JobFailure;
 pub const TASK: &str = "junction.task";
 
 impl Synchronizer {
+    /// The tasks `b`'s connectors declare, each with its component's label.
+    pub async fn declared_tasks(
+        &self,
+        b: &BackendUnits,
+    ) -> Result<Vec<(crate::features::TaskSpec, String)>, crate::error::CallError> {
+        let mut out = Vec::new();
+        for adapter in &b.adapters {
+            let features = adapter.unit.features(&b.ctx).await?;
+            out.extend(
+                features
+                    .tasks
+                    .into_iter()
+                    .map(|t| (t, adapter.label.clone())),
+            );
+        }
+        Ok(out)
+    }
+
     /// Run task `name` of `b`'s connectors with `args` (a JSON object).
     pub async fn run_task(
         &self,

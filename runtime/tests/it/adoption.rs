@@ -481,6 +481,58 @@ async fn the_connectors_ship_order_task_runs_as_a_job_and_an_unknown_task_is_ref
         message.contains("declares a task named nope") && message.contains("ship-order"),
         "{message}"
     );
+    // Operators start tasks through the API (and `junction sync task`):
+    // a task no connector declares is refused before anything is queued.
+    let router = app(ApiState::new(&w.node, "token", None));
+    let (status, v) = crate::api::call(
+        &router,
+        "POST",
+        "/api/v1/sync/task",
+        Some("token"),
+        Some((
+            "application/json",
+            json!({"backend": "shop", "task": "nope"})
+                .to_string()
+                .into_bytes(),
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "unknown_task");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ship-order"),
+        "{v}"
+    );
+    let (status, v) = crate::api::call(
+        &router,
+        "POST",
+        "/api/v1/sync/task",
+        Some("token"),
+        Some((
+            "application/json",
+            json!({"backend": "shop", "task": "ship-order",
+                   "args": {"order": local, "track_number": "2"}})
+            .to_string()
+            .into_bytes(),
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    w.settle().await;
+    let job = w
+        .storage
+        .job(v["jobs"][0]["id"].as_i64().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.state, JobState::Done, "{job:?}");
+    assert_eq!(
+        w.shop.order(order).unwrap()["tracks"][1]["track_number"],
+        "2"
+    );
     let bad = w
         .finished("shop", task("ship-order", json!({"order": local})))
         .await;

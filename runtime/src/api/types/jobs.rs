@@ -242,6 +242,20 @@ pub struct ReconcileRequest {
     pub confirm: bool,
 }
 
+/// Body of `POST /api/v1/sync/task`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskRequest {
+    pub backend: String,
+    /// A task the backend's connector declares (`junction connector
+    /// inspect` lists them).
+    pub task: String,
+    /// Its arguments (a JSON object; none is `{}`).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub args: Option<serde_json::Value>,
+}
+
 /// The jobs a sync started.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Started {
