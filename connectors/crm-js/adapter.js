@@ -111,4 +111,31 @@ export class CrmAdapter {
   delete(host, model, externalId) {
     this.json(host, 'DELETE', `/crm/v3/objects/${objects(model)}/${externalId}`);
   }
+
+  // -- lookup (contract 0.1.2) ------------------------------------------
+
+  /** Every contact's id, a page at a time, without their properties. */
+  listIds(host, model, cursor, wanted) {
+    const body = {
+      limit: pageSize(wanted, MAX_SEARCH_LIMIT),
+      properties: ['hs_object_id'],
+      sorts: [{ propertyName: 'hs_object_id', direction: 'ASCENDING' }],
+    };
+    if (cursor) body.after = cursor;
+    const found = this.json(host, 'POST', `/crm/v3/objects/${objects(model)}/search`, { body });
+    const page = cursorPage(found, record);
+    return { ids: page.items.map((r) => r.externalId), nextCursor: page.nextCursor };
+  }
+
+  /** The contacts whose email is `value` (unique in the CRM, without case). */
+  find(host, model, field, value) {
+    if (field !== 'email') throw new Permanent(`${model} records cannot be found by ${field} in the CRM; only by email`);
+    const body = {
+      limit: 10,
+      properties: ['email'],
+      filterGroups: [{ filters: [{ propertyName: 'email', operator: 'EQ', value: value.toLowerCase() }] }],
+    };
+    const found = this.json(host, 'POST', `/crm/v3/objects/${objects(model)}/search`, { body });
+    return (found?.results ?? []).filter((o) => o && typeof o === 'object' && 'id' in o).map((o) => String(o.id));
+  }
 }

@@ -108,7 +108,7 @@ fn main() {
                     "crm-js",
                     "connectors/crm-js/connector.js",
                     &wit,
-                    "connector-http",
+                    "full-connector-http",
                     &["clocks"],
                     &paths,
                 );
@@ -145,7 +145,7 @@ fn main() {
     );
     constant(
         &mut consts,
-        "`connectors/crm-js` whole, built with componentize-js (adapter, mapper, listener).",
+        "`connectors/crm-js` whole, built with componentize-js (adapter, mapper, listener, and the optional features, lookup and webhooks).",
         "CRM_JS",
         &crm_js,
     );

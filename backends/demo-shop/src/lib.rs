@@ -135,6 +135,11 @@ impl Shop {
         self.state.hooks.as_ref().map(WebhookSender::sent)
     }
 
+    /// Requests answered 429 so far.
+    pub fn rate_limited(&self) -> u64 {
+        self.state.gate.rate_limited()
+    }
+
     pub fn set_faults(&self, faults: Faults) {
         self.state.gate.set_faults(faults);
     }

@@ -129,10 +129,62 @@ function witManifest(m) {
   };
 }
 
-/** The export objects for componentize-js, for the units given. */
-export function exportUnits({ manifest, adapter = null, mapper = null, listener = null }) {
+function declined(what) {
+  throw contractError(new Permanent(`this connector does not ${what}`).toWit());
+}
+
+/**
+ * The export objects for componentize-js, for the units given. With
+ * `features` (from `features({...})`), the optional exports of the
+ * `full-connector` worlds too: `lookup` (`listIds`, `find`), `webhooks`
+ * (`onWebhook`) and `tasks` (`run`); one not given declines.
+ */
+export function exportUnits({
+  manifest,
+  adapter = null,
+  mapper = null,
+  listener = null,
+  features = null,
+  lookup = null,
+  webhooks = null,
+  tasks = null,
+}) {
   const described = witManifest(manifest);
   const out = { describe: { describe: () => described } };
+  if (features !== null) {
+    const declared = {
+      listIds: [...features.listIds],
+      find: [...features.find],
+      matchKeys: features.matchKeys.map(([model, field]) => ({ model, field })),
+      webhooks: [...features.webhooks],
+      tasks: features.tasks.map(([name, description]) => ({ name, description })),
+    };
+    out.features = { features: () => declared };
+    out.lookup = {
+      listIds: (model, cursor, pageSize) => {
+        if (lookup === null) declined(`list the ids of ${model} records`);
+        const page = guard(lookup.listIds.bind(lookup), model, cursor ?? null, pageSize);
+        return { ids: page.ids.map(String), nextCursor: page.nextCursor ?? undefined };
+      },
+      find: (model, field, value) => {
+        if (lookup === null) declined(`find ${model} records by ${field}`);
+        return guard(lookup.find.bind(lookup), model, field, value).map(String);
+      },
+    };
+    out.webhooks = {
+      onWebhook: (backend, hook) => {
+        if (webhooks === null) declined(`take webhook ${hook.name}`);
+        const call = { name: hook.name, headers: hook.headers.map(([n, v]) => [n, v]), body: hook.body };
+        return guard(webhooks.onWebhook.bind(webhooks), backend, call).map(witJobRequest);
+      },
+    };
+    out.tasks = {
+      run: (name, args) => {
+        if (tasks === null) declined(`run task ${name}`);
+        return String(guard(tasks.run.bind(tasks), name, parse(args, "the task's arguments")));
+      },
+    };
+  }
   if (mapper !== null) {
     out.mapper = {
       mapImport: (model, record) => JSON.stringify(guard(mapper.mapImport.bind(mapper), model, remote(record))),

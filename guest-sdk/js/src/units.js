@@ -61,3 +61,42 @@ export function deleteRemote(backend, model, localId) {
     { description: `delete ${model} ${localId} in ${backend}` },
   );
 }
+
+/** The synchronizer's import of one backend record. */
+export function importRecord(backend, model, externalId) {
+  return jobRequest(
+    'junction.import-record',
+    { backend, model, external_id: String(externalId) },
+    { description: `import ${model} ${externalId} from ${backend}` },
+  );
+}
+
+/** The synchronizer's deletion of the local record bound to a record the
+ * backend deleted; `verify` deletes only if the backend answers not-found
+ * for it when the job runs. */
+export function deleteLocal(backend, model, externalId, verify = true) {
+  return jobRequest(
+    'junction.delete-local',
+    { backend, model, external_id: String(externalId), verify },
+    { description: `delete local ${model} of ${externalId} in ${backend}` },
+  );
+}
+
+/** One of the connector's own tasks (declared in its features). */
+export function task(backend, name, args) {
+  return jobRequest('junction.task', { backend, task: name, args }, { description: `task ${name} for ${backend}` });
+}
+
+/**
+ * What a unit offers beyond the 0.1.1 contract (the `full-connector`
+ * worlds), checked: `matchKeys` as `[model, field]` pairs (natural keys of
+ * local data, for adoption), `find` and `listIds` (models), `webhooks`
+ * (names), `tasks` as `[name, description]` pairs.
+ */
+export function features({ matchKeys = [], find = [], listIds = [], webhooks = [], tasks = [] } = {}) {
+  const slug = /^[a-z0-9][a-z0-9-]{0,63}$/;
+  for (const name of [...webhooks, ...tasks.map(([n]) => n)]) {
+    if (!slug.test(name)) throw new Error(`features: ${JSON.stringify(name)} is not a name of lowercase letters, digits and '-'`);
+  }
+  return { matchKeys, find, listIds, webhooks, tasks };
+}

@@ -64,14 +64,23 @@ impl From<&CallError> for JobFailure {
         let message = e.to_string();
         match e {
             CallError::Guest(g, _) => match g {
-                GuestError::Retryable { .. } | GuestError::RateLimited { .. } => {
-                    JobFailure::Retry {
-                        after: g.retry_after(),
-                        count_try: true,
-                        kind: g.kind().to_string(),
-                        message,
-                    }
-                }
+                GuestError::Retryable { .. } => JobFailure::Retry {
+                    after: g.retry_after(),
+                    count_try: true,
+                    kind: g.kind().to_string(),
+                    message,
+                },
+                // The backend said when to come back: throttling is not a
+                // failure of the job, so it spends no try (a backend that
+                // keeps throttling keeps its jobs waiting, as an outage
+                // does). The wait is at least the retry policy's, so a
+                // zero reset cannot spin a worker.
+                GuestError::RateLimited { .. } => JobFailure::Retry {
+                    after: g.retry_after(),
+                    count_try: false,
+                    kind: g.kind().to_string(),
+                    message,
+                },
                 _ => JobFailure::fail(g.kind(), message),
             },
             CallError::MissingExport { .. } | CallError::Instantiate { .. } => {
