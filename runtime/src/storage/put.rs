@@ -310,21 +310,42 @@ macro_rules! put_many {
             }
             q.execute(&mut **$tx).await?;
         }
-        for (model, id, keys) in &plan.keys {
-            let sql = dialect($crate::storage::put::sql::delete_keys().to_string());
-            sqlx::query(&sql)
-                .bind(model)
-                .bind(id)
-                .execute(&mut **$tx)
-                .await?;
-            if !keys.is_empty() {
-                let sql = dialect($crate::storage::put::sql::insert_keys(keys.len()));
-                let mut q = sqlx::query(&sql);
-                for k in keys {
-                    q = q.bind(model).bind(&k.name).bind(k.stored_value()).bind(id);
+        // Natural keys: the old ones of every record written with keys
+        // deleted per model in chunks, the new ones inserted in multi-row
+        // statements (a statement per record would undo the batching).
+        let mut by_model: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for (model, id, _) in &plan.keys {
+            by_model
+                .entry(model.as_str())
+                .or_default()
+                .push(id.as_str());
+        }
+        for (model, ids) in &by_model {
+            for chunk in ids.chunks($crate::storage::rows::IN_CHUNK) {
+                let sql = dialect($crate::storage::put::sql::delete_keys_of(chunk.len()));
+                let mut q = sqlx::query(&sql).bind(*model);
+                for id in chunk {
+                    q = q.bind(*id);
                 }
                 q.execute(&mut **$tx).await?;
             }
+        }
+        let rows: Vec<(&String, &String, &$crate::features::MatchKey)> = plan
+            .keys
+            .iter()
+            .flat_map(|(model, id, keys)| keys.iter().map(move |k| (model, id, k)))
+            .collect();
+        for chunk in rows.chunks($crate::storage::put::ROWS) {
+            let sql = dialect($crate::storage::put::sql::insert_keys(chunk.len()));
+            let mut q = sqlx::query(&sql);
+            for (model, id, k) in chunk {
+                q = q
+                    .bind(*model)
+                    .bind(&k.name)
+                    .bind(k.stored_value())
+                    .bind(*id);
+            }
+            q.execute(&mut **$tx).await?;
         }
         let mut event_ids = Vec::with_capacity(plan.events.len());
         for chunk in plan.events.chunks($crate::storage::put::ROWS) {
@@ -348,6 +369,41 @@ macro_rules! put_many {
     }};
 }
 pub(crate) use put_many;
+
+/// The body of a dialect's `records_by_keys`: per key name, the values in
+/// chunks (`model = ? AND name = ? AND value IN (…)`, so the primary key's
+/// prefix finds them), each statement through `$dialect`. A macro for the
+/// reason [`put_many`] is one.
+macro_rules! records_by_keys {
+    ($executor:expr, $model:ident, $keys:ident, $dialect:expr) => {{
+        let dialect = $dialect;
+        let mut by_name: std::collections::BTreeMap<&str, Vec<&$crate::features::MatchKey>> =
+            Default::default();
+        for k in $keys {
+            by_name.entry(k.name.as_str()).or_default().push(k);
+        }
+        let mut out = Vec::new();
+        for (name, keys) in by_name {
+            for chunk in keys.chunks($crate::storage::rows::IN_CHUNK) {
+                let sql = dialect($crate::storage::put::sql::records_by_keys(chunk.len()));
+                let mut q = sqlx::query_as::<_, (String, String)>(&sql)
+                    .bind($model)
+                    .bind(name);
+                for k in chunk {
+                    q = q.bind(k.stored_value());
+                }
+                for (value, id) in q.fetch_all($executor).await? {
+                    // Hand back the key as asked (not its stored hash).
+                    if let Some(k) = chunk.iter().find(|k| k.stored_value() == value) {
+                        out.push(((*k).clone(), id));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }};
+}
+pub(crate) use records_by_keys;
 
 /// Rows per multi-row statement: within SQLite's bound-parameter limit.
 pub(crate) const ROWS: usize = 200;
@@ -403,6 +459,14 @@ pub(crate) mod sql {
         "DELETE FROM record_keys WHERE model = ? AND local_id = ?"
     }
 
+    /// Bind: model, then `n` local ids.
+    pub fn delete_keys_of(n: usize) -> String {
+        format!(
+            "DELETE FROM record_keys WHERE model = ? AND local_id IN ({})",
+            placeholders(n)
+        )
+    }
+
     /// Bind per row: model, name, value, local id.
     pub fn insert_keys(n: usize) -> String {
         format!(
@@ -411,11 +475,11 @@ pub(crate) mod sql {
         )
     }
 
-    /// Bind: model, then per key its name and stored value.
+    /// Bind: model, name, then `n` stored values.
     pub fn records_by_keys(n: usize) -> String {
         format!(
-            "SELECT name, value, local_id FROM record_keys WHERE model = ? AND ({})",
-            vec!["(name = ? AND value = ?)"; n].join(" OR ")
+            "SELECT value, local_id FROM record_keys WHERE model = ? AND name = ? AND value IN ({})",
+            placeholders(n)
         )
     }
 

@@ -974,24 +974,7 @@ impl Storage for SqliteStorage {
         model: &str,
         keys: &[crate::features::MatchKey],
     ) -> Result<Vec<(crate::features::MatchKey, String)>, StorageError> {
-        let mut out = Vec::new();
-        for chunk in keys.chunks(IN_CHUNK / 2) {
-            let sql = super::put::sql::records_by_keys(chunk.len());
-            let mut q = sqlx::query_as::<_, (String, String, String)>(&sql).bind(model);
-            for k in chunk {
-                q = q.bind(&k.name).bind(k.stored_value());
-            }
-            for (name, value, id) in q.fetch_all(&self.reader).await? {
-                // Hand back the key as asked (not its stored hash).
-                let key = chunk
-                    .iter()
-                    .find(|k| k.name == name && k.stored_value() == value)
-                    .cloned()
-                    .unwrap_or(crate::features::MatchKey { name, value });
-                out.push((key, id));
-            }
-        }
-        Ok(out)
+        super::put::records_by_keys!(&self.reader, model, keys, |sql: String| sql)
     }
 
     async fn records_of(

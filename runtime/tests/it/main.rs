@@ -26,6 +26,7 @@ mod sandbox;
 mod scaffold;
 mod semantics;
 mod storage;
+mod storage_keys;
 mod storage_operate;
 mod support;
 mod sync;
