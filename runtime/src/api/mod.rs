@@ -66,6 +66,8 @@ pub struct Reloaded {
     pub summary: String,
     /// The admin token from now on (a rotation takes effect at once).
     pub admin_token: String,
+    /// `[webhooks]` from now on.
+    pub webhooks: hooks::WebhookSettings,
 }
 
 /// What the handlers reach.
@@ -119,6 +121,7 @@ impl ApiState {
         };
         let r = reload.reload().await?;
         *self.inner.token.write().unwrap_or_else(|p| p.into_inner()) = r.admin_token;
+        self.set_webhooks(r.webhooks);
         Ok(Some(r.summary))
     }
 

@@ -80,6 +80,10 @@ impl Reload for FileReload {
             config.notify.clone(),
         );
         lines.push("retry policies reloaded".to_string());
+        lines.push(format!(
+            "webhook intake {}",
+            if config.webhooks.enabled { "on" } else { "off" }
+        ));
         lines.extend(
             apply_backends(&self.sync, &config)
                 .await
@@ -127,6 +131,7 @@ impl Reload for FileReload {
         Ok(Reloaded {
             summary: lines.join("; "),
             admin_token: config.admin_token,
+            webhooks: config.webhooks,
         })
     }
 }

@@ -85,6 +85,22 @@ fn config_text(port: u16, shop: &Shop, channels: &str) -> String {
     )
 }
 
+/// The status of an unsigned `POST /hooks/shop/changes` to the server on
+/// `port` (blocking: the operator loop runs on a blocking thread).
+fn post_hook(port: u16) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let request = "POST /hooks/shop/changes HTTP/1.1\r\nHost: junction\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}";
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 /// One backend entry (the keys of a `[[backends]]` table) for `shop`.
 fn backend_text(name: &str, shop: &Shop) -> String {
     format!(
@@ -433,14 +449,24 @@ async fn serve_then_operate_it_from_the_cli() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // Reload by command: a schedule and new channels, no restart.
+    // Reload by command: a schedule, new channels and webhook intake, no
+    // restart.
+    assert_eq!(post_hook(port), 404, "webhook intake starts off");
     let mut text = config_text(port, &shop, "root:2, root.shop:1");
     text.push_str("schedules = [{ model = \"category\", every = 1000 }]\n");
+    text.push_str("webhooks = { secret = \"hook-secret\" }\n\n[webhooks]\nenabled = true\n");
     std::fs::write(&config, text).unwrap();
     let reloaded = ok(&config, &["reload"]);
     assert!(
-        reloaded.contains("channels reloaded") && reloaded.contains("backend shop ready"),
+        reloaded.contains("channels reloaded")
+            && reloaded.contains("backend shop ready")
+            && reloaded.contains("webhook intake on"),
         "{reloaded}"
+    );
+    assert_eq!(
+        post_hook(port),
+        401,
+        "on after the reload: an unsigned call is refused for its signature"
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
