@@ -34,13 +34,19 @@ impl Synchronizer {
     /// The signing secret of `backend`'s webhooks, when it takes any.
     pub async fn webhook_secret(&self, backend: &str) -> Result<Option<String>, IntakeError> {
         let b = self.backend(backend).await.map_err(|e| match e {
-            SyncError::NotFound(_) => IntakeError::NotFound(format!(
-                "there is no backend named {:?}",
-                crate::text::truncate(&crate::text::clean(backend), 80)
-            )),
-            other => IntakeError::Failed(format!(
-                "backend {backend} cannot take webhooks now: {other}"
-            )),
+            SyncError::NotFound(_) | SyncError::UnknownBackend(_) => {
+                IntakeError::NotFound(format!(
+                    "there is no backend named {:?}",
+                    crate::text::truncate(&crate::text::clean(backend), 80)
+                ))
+            }
+            SyncError::Storage(e) => IntakeError::Failed(e.to_string()),
+            // Configured but not servable yet (no connector installed, a
+            // component that does not load): the sender should come back.
+            other => IntakeError::Later {
+                after_seconds: 30,
+                message: format!("backend {backend} cannot take webhooks yet: {other}"),
+            },
         })?;
         match &b.config.webhooks {
             None => Ok(None),

@@ -399,6 +399,19 @@ async fn a_webhook_call_is_taken_only_signed_fresh_once_small_and_named_and_noth
             "{what}: {v}"
         );
     }
+    // A backend that does not exist.
+    let (status, v) = hook(
+        &router,
+        "/hooks/nope/changes",
+        &signed(SECRET, now, &body),
+        &body,
+    )
+    .await;
+    assert_eq!(
+        (status, code(&v)),
+        (StatusCode::NOT_FOUND, "not_found".into()),
+        "{v}"
+    );
     // A name the connector does not declare.
     let (status, v) = hook(
         &router,
