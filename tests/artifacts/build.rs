@@ -5,6 +5,7 @@
 #[path = "../../connectors/bundle/guests.rs"]
 mod guests;
 mod polyglot;
+mod tryton;
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +55,12 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!("cargo:rerun-if-env-changed=JUNCTION_PYTHON");
+    for file in [
+        "tests/artifacts/tryton.lock",
+        "tests/artifacts/tryton_setup.py",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(file).display());
+    }
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     let poly = polyglot::Polyglot::new(
         &root,
@@ -61,70 +68,76 @@ fn main() {
     );
     let wit = poly.wit();
     // Python and JavaScript build side by side: each takes seconds.
-    let ((python, crm_python, crm_deals), (node_tools, crm_js_mapper, crm_js, crm_deals_js)) =
-        std::thread::scope(|s| {
-            let py = s.spawn(|| {
-                let python = poly.python();
-                let component = poly.python_component(
-                    &python,
-                    "crm-python",
-                    &wit,
-                    // Adoption, find, list-ids and webhooks: the 0.1.2 world.
-                    "full-connector-http",
-                    &["guest-sdk/python", "connectors/crm-python"],
-                    "app",
-                );
-                let deals = poly.python_component(
-                    &python,
-                    "crm-deals-python",
-                    &wit,
-                    "connector-http",
-                    &["guest-sdk/python", "connectors/crm-deals-python"],
-                    "app",
-                );
-                (python, component, deals)
-            });
-            let js = s.spawn(|| {
-                let tools = poly.node_tools();
-                let paths = ["guest-sdk/js/src", "guest-sdk/js/bin", "connectors/crm-js"];
-                let deals_paths = [
-                    "guest-sdk/js/src",
-                    "guest-sdk/js/bin",
-                    "connectors/crm-deals-js",
-                ];
-                let mapper = poly.js_component(
-                    &tools,
-                    "crm-js-mapper",
-                    "connectors/crm-js/mapper.js",
-                    &wit,
-                    "mapper-unit",
-                    &[],
-                    &paths,
-                );
-                // The adapter keeps OAuth2 tokens until they expire: it reads
-                // the clock.
-                let connector = poly.js_component(
-                    &tools,
-                    "crm-js",
-                    "connectors/crm-js/connector.js",
-                    &wit,
-                    "full-connector-http",
-                    &["clocks"],
-                    &paths,
-                );
-                let deals = poly.js_component(
-                    &tools,
-                    "crm-deals-js",
-                    "connectors/crm-deals-js/connector.js",
-                    &wit,
-                    "connector-http",
-                    &["clocks"],
-                    &deals_paths,
-                );
-                (tools, mapper, connector, deals)
-            });
-            (py.join().unwrap(), js.join().unwrap())
+    let system_python = std::env::var("JUNCTION_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let (
+        (python, crm_python, crm_deals),
+        (node_tools, crm_js_mapper, crm_js, crm_deals_js),
+        (tryton_python, tryton_template),
+    ) = std::thread::scope(|s| {
+        // Tryton installs and creates its template database meanwhile.
+        let erp = s.spawn(|| tryton::tryton(&root, &system_python, &poly.dir));
+        let py = s.spawn(|| {
+            let python = poly.python();
+            let component = poly.python_component(
+                &python,
+                "crm-python",
+                &wit,
+                // Adoption, find, list-ids and webhooks: the 0.1.2 world.
+                "full-connector-http",
+                &["guest-sdk/python", "connectors/crm-python"],
+                "app",
+            );
+            let deals = poly.python_component(
+                &python,
+                "crm-deals-python",
+                &wit,
+                "connector-http",
+                &["guest-sdk/python", "connectors/crm-deals-python"],
+                "app",
+            );
+            (python, component, deals)
         });
+        let js = s.spawn(|| {
+            let tools = poly.node_tools();
+            let paths = ["guest-sdk/js/src", "guest-sdk/js/bin", "connectors/crm-js"];
+            let deals_paths = [
+                "guest-sdk/js/src",
+                "guest-sdk/js/bin",
+                "connectors/crm-deals-js",
+            ];
+            let mapper = poly.js_component(
+                &tools,
+                "crm-js-mapper",
+                "connectors/crm-js/mapper.js",
+                &wit,
+                "mapper-unit",
+                &[],
+                &paths,
+            );
+            // The adapter keeps OAuth2 tokens until they expire: it reads
+            // the clock.
+            let connector = poly.js_component(
+                &tools,
+                "crm-js",
+                "connectors/crm-js/connector.js",
+                &wit,
+                "full-connector-http",
+                &["clocks"],
+                &paths,
+            );
+            let deals = poly.js_component(
+                &tools,
+                "crm-deals-js",
+                "connectors/crm-deals-js/connector.js",
+                &wit,
+                "connector-http",
+                &["clocks"],
+                &deals_paths,
+            );
+            (tools, mapper, connector, deals)
+        });
+        (py.join().unwrap(), js.join().unwrap(), erp.join().unwrap())
+    });
     constant(
         &mut consts,
         "`connectors/crm-python` built with componentize-py (adapter, mapper, listener, and the optional features, lookup and webhooks).",
@@ -173,5 +186,22 @@ fn main() {
         "NODE_TOOLS",
         &node_tools,
     );
+    constant(
+        &mut consts,
+        "The Tryton virtualenv's python (Tryton 8.2 from `tests/artifacts/tryton.lock`).",
+        "TRYTON_PYTHON",
+        &tryton_python,
+    );
+    constant(
+        &mut consts,
+        "The folder holding the Tryton template database (`<TRYTON_DATABASE>.sqlite`), with party, product, stock and sale activated.",
+        "TRYTON_TEMPLATE",
+        &tryton_template,
+    );
+    consts.push_str(&format!(
+        "/// The template's database name.\npub const TRYTON_DATABASE: &str = {:?};\n/// The template admin's REST key (`Authorization: bearer …`).\npub const TRYTON_KEY: &str = {:?};\n",
+        tryton::DATABASE,
+        tryton::KEY
+    ));
     std::fs::write(out_dir.join("artifacts.rs"), consts).unwrap();
 }

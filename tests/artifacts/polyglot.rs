@@ -284,7 +284,7 @@ fn wasi_http_wit(root: &Path) -> PathBuf {
     Path::new(manifest).parent().unwrap().join("wit/deps")
 }
 
-fn run(cmd: &mut Command, what: &str) {
+pub fn run(cmd: &mut Command, what: &str) {
     let status = cmd
         .status()
         .unwrap_or_else(|e| panic!("{what} failed to start: {e}"));
@@ -300,7 +300,7 @@ fn read(path: &Path) -> String {
 
 /// A digest of the files under `paths` (names and contents), skipping
 /// caches that tests and tools write beside the sources.
-fn digest(paths: &[PathBuf]) -> String {
+pub fn digest(paths: &[PathBuf]) -> String {
     let mut files = Vec::new();
     for p in paths {
         collect(p, &mut files);

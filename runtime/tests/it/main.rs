@@ -30,5 +30,6 @@ mod storage_keys;
 mod storage_operate;
 mod support;
 mod sync;
+mod tryton;
 mod units;
 mod warm;

@@ -1,0 +1,160 @@
+//! A real Tryton 8.2 server per test: the template database the artifacts
+//! build made (party, product, stock and sale activated, a REST key for
+//! admin) copied into a folder of the test's own and served by `trytond`
+//! on a free loopback port, killed when the test drops it. The first step
+//! of the Tryton connector's end-to-end tests.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use junction_test_artifacts::{TRYTON_DATABASE, TRYTON_KEY, TRYTON_PYTHON, TRYTON_TEMPLATE};
+
+pub(crate) struct Tryton {
+    pub(crate) addr: std::net::SocketAddr,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Tryton {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Tryton {
+    /// A fresh copy of the template, served; ready when its REST API
+    /// answers.
+    pub(crate) async fn start() -> Tryton {
+        let dir = tempfile::tempdir().unwrap();
+        let db = format!("{TRYTON_DATABASE}.sqlite");
+        std::fs::copy(
+            std::path::Path::new(TRYTON_TEMPLATE).join(&db),
+            dir.path().join(&db),
+        )
+        .unwrap();
+        let addr = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap()
+        };
+        let config = dir.path().join("trytond.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "[database]\nuri = sqlite://\npath = {}\n[web]\nlisten = {addr}\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("trytond.log")).unwrap();
+        let trytond = std::path::Path::new(TRYTON_PYTHON).with_file_name("trytond");
+        let child = Command::new(trytond)
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("trytond from the Tryton virtualenv did not start");
+        let t = Tryton { addr, child, dir };
+        let started = Instant::now();
+        loop {
+            if let Some((200, _)) = t.try_rest("GET", "party.party?s=1", None).await {
+                return t;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "trytond did not answer on {addr} within 60 s: {}",
+                std::fs::read_to_string(t.dir.path().join("trytond.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/<database>`, the base of its REST API.
+    pub(crate) fn base_url(&self) -> String {
+        format!("http://{}/{TRYTON_DATABASE}", self.addr)
+    }
+
+    /// `METHOD /<database>/rest/model/<path>` with the admin's key; the
+    /// status and the JSON answer (`null` when there is none).
+    pub(crate) async fn rest(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.try_rest(method, path, body)
+            .await
+            .unwrap_or_else(|| panic!("trytond on {} dropped the connection", self.addr))
+    }
+
+    async fn try_rest(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Option<(u16, Value)> {
+        exchange(
+            self.addr,
+            method,
+            &format!("/{TRYTON_DATABASE}/rest/model/{path}"),
+            Some(TRYTON_KEY),
+            body,
+        )
+        .await
+    }
+}
+
+/// One HTTP/1.1 exchange on a fresh connection; `None` when it failed.
+async fn exchange(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> Option<(u16, Value)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = key
+        .map(|k| format!("Authorization: bearer {k}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: tryton\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, serde_json::from_str(rest).unwrap_or(Value::Null)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_tryton_starts_from_the_pinned_lock_and_serves_its_rest_api() {
+    let t = Tryton::start().await;
+    let (status, created) = t
+        .rest("POST", "party.party", Some(json!({"name": "Ada Lovelace"})))
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let (status, read) = t
+        .rest("GET", &format!("party.party/{id}?f=name&f=code"), None)
+        .await;
+    assert_eq!(
+        (status, &read["name"]),
+        (200, &json!("Ada Lovelace")),
+        "{read}"
+    );
+    // The key is what lets a client in: none, and Tryton refuses.
+    let (status, _) = exchange(
+        t.addr,
+        "GET",
+        &format!("/{TRYTON_DATABASE}/rest/model/party.party"),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 401);
+    assert!(t.base_url().ends_with(TRYTON_DATABASE));
+}

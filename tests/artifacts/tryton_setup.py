@@ -1,0 +1,38 @@
+"""Create the template database a test's Tryton server starts from:
+`python tryton_setup.py CONFIG DATABASE KEY` with the configuration's
+[database] path existing. Activates the modules the Tryton connector syncs
+(party, product, stock, sale and what they depend on), and gives the admin
+user a validated REST application key, KEY, so that tests call
+`/<database>/rest/…` with `Authorization: bearer KEY`."""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+config, database, key = sys.argv[1], sys.argv[2], sys.argv[3]
+bin_dir = Path(sys.executable).parent
+with tempfile.NamedTemporaryFile("w", suffix=".pass", delete=False) as f:
+    f.write("admin\n")
+env = {**os.environ, "TRYTONPASSFILE": f.name}
+admin = [str(bin_dir / "trytond-admin"), "-c", config, "-d", database]
+subprocess.run([*admin, "--all", "--email", "admin@example.com"], check=True, env=env)
+subprocess.run([*admin, "-u", "party", "product", "stock", "sale", "--activate-dependencies"], check=True, env=env)
+os.unlink(f.name)
+
+from trytond.config import config as tryton_config  # noqa: E402
+
+tryton_config.update_etc(config)
+from trytond.pool import Pool  # noqa: E402
+from trytond.transaction import Transaction  # noqa: E402
+
+Pool.start()
+pool = Pool(database)
+pool.init()
+with Transaction().start(database, 0, context={}) as transaction:
+    (admin_user,) = pool.get("res.user").search([("login", "=", "admin")])
+    pool.get("res.user.application").create(
+        [{"key": key, "user": admin_user.id, "application": "rest", "state": "validated"}]
+    )
+    transaction.commit()
