@@ -1,9 +1,16 @@
 """Create the template database a test's Tryton server starts from:
 `python tryton_setup.py CONFIG DATABASE KEY` with the configuration's
 [database] path existing. Activates the modules the Tryton connector syncs
-(party, product, stock, sale and what they depend on), and gives the admin
-user a validated REST application key, KEY, so that tests call
-`/<database>/rest/…` with `Authorization: bearer KEY`."""
+(party, product, stock, sale and what they depend on), creates a company
+(in euros) for the admin user — prices and sales are per company, and a
+REST call names its company in `X-Tryton-Context` — writes its id to
+`company.json` beside the database (and `context`, what REST calls send as
+`X-Tryton-Context`), and gives the admin user a validated
+REST application key, KEY, so that tests call `/<database>/rest/…` with
+`Authorization: bearer KEY`."""
+
+import base64
+import json
 
 import os
 import subprocess
@@ -31,8 +38,17 @@ Pool.start()
 pool = Pool(database)
 pool.init()
 with Transaction().start(database, 0, context={}) as transaction:
-    (admin_user,) = pool.get("res.user").search([("login", "=", "admin")])
+    User = pool.get("res.user")
+    (admin_user,) = User.search([("login", "=", "admin")])
+    (euro,) = pool.get("currency.currency").create([{"name": "Euro", "code": "EUR", "symbol": "€"}])
+    (owner,) = pool.get("party.party").create([{"name": "Junction Test Company"}])
+    (company,) = pool.get("company.company").create([{"party": owner.id, "currency": euro.id}])
+    User.write([admin_user], {"companies": [("add", [company.id])], "company": company.id})
     pool.get("res.user.application").create(
         [{"key": key, "user": admin_user.id, "application": "rest", "state": "validated"}]
     )
     transaction.commit()
+context = json.dumps({"company": company.id})
+(Path(config).parent / "company.json").write_text(context)
+# What REST calls send as X-Tryton-Context: the context, base64url.
+(Path(config).parent / "context").write_text(base64.urlsafe_b64encode(context.encode()).decode())

@@ -14,6 +14,10 @@ use junction_test_artifacts::{TRYTON_DATABASE, TRYTON_KEY, TRYTON_PYTHON, TRYTON
 
 pub(crate) struct Tryton {
     pub(crate) addr: std::net::SocketAddr,
+    /// `X-Tryton-Context`: base64url of `{"company": ID}`. Prices and
+    /// sales are per company, and REST calls run with no company unless
+    /// they name one.
+    pub(crate) context: String,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -31,11 +35,9 @@ impl Tryton {
     pub(crate) async fn start() -> Tryton {
         let dir = tempfile::tempdir().unwrap();
         let db = format!("{TRYTON_DATABASE}.sqlite");
-        std::fs::copy(
-            std::path::Path::new(TRYTON_TEMPLATE).join(&db),
-            dir.path().join(&db),
-        )
-        .unwrap();
+        let template = std::path::Path::new(TRYTON_TEMPLATE);
+        std::fs::copy(template.join(&db), dir.path().join(&db)).unwrap();
+        let context = std::fs::read_to_string(template.join("context")).unwrap();
         let addr = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             probe.local_addr().unwrap()
@@ -58,7 +60,12 @@ impl Tryton {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("trytond from the Tryton virtualenv did not start");
-        let t = Tryton { addr, child, dir };
+        let t = Tryton {
+            addr,
+            context: context.trim().to_string(),
+            child,
+            dir,
+        };
         let started = Instant::now();
         loop {
             if let Some((200, _)) = t.try_rest("GET", "party.party?s=1", None).await {
@@ -96,7 +103,10 @@ impl Tryton {
             self.addr,
             method,
             &format!("/{TRYTON_DATABASE}/rest/model/{path}"),
-            Some(TRYTON_KEY),
+            &[
+                ("Authorization", format!("bearer {TRYTON_KEY}")),
+                ("X-Tryton-Context", self.context.clone()),
+            ],
             body,
         )
         .await
@@ -108,16 +118,17 @@ async fn exchange(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
-    key: Option<&str>,
+    headers: &[(&str, String)],
     body: Option<Value>,
 ) -> Option<(u16, Value)> {
     let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = key
-        .map(|k| format!("Authorization: bearer {k}\r\n"))
-        .unwrap_or_default();
+    let extra: String = headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: tryton\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: tryton\r\nConnection: close\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.ok()?;
@@ -145,12 +156,38 @@ async fn a_real_tryton_starts_from_the_pinned_lock_and_serves_its_rest_api() {
         (200, &json!("Ada Lovelace")),
         "{read}"
     );
+    // A product with its price: decimals travel as {"__class__": "Decimal"},
+    // the SKU is the variant's code, the price its template's (company-
+    // dependent: the call names the company in X-Tryton-Context).
+    let price = json!({"__class__": "Decimal", "decimal": "12.50"});
+    let (status, template) = t
+        .rest(
+            "POST",
+            "product.template",
+            Some(
+                json!({"name": "Ember Mug", "default_uom": 1, "list_price": price,
+                        "products": [["create", [{"suffix_code": "DS-00001"}]]]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{template}");
+    let (status, products) = t
+        .rest(
+            "GET",
+            "product.product?f=code&f=template.list_price&f=write_date",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{products}");
+    assert_eq!(products[0]["code"], "DS-00001");
+    assert_eq!(products[0]["template"]["list_price"], price);
+    assert_eq!(products[0]["write_date"]["__class__"], "datetime");
     // The key is what lets a client in: none, and Tryton refuses.
     let (status, _) = exchange(
         t.addr,
         "GET",
         &format!("/{TRYTON_DATABASE}/rest/model/party.party"),
-        None,
+        &[],
         None,
     )
     .await
