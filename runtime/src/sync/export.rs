@@ -389,7 +389,6 @@ impl Synchronizer {
         ))
     }
 
-    /// The mapped data, or `None` when the mapper had nothing to send.
     /// The backend's record that local `local_id` already is, by natural
     /// key, when its connector declares match fields for `model` and can
     /// find by them. The record's keys are stored on the way (a record
@@ -463,6 +462,7 @@ impl Synchronizer {
         }
     }
 
+    /// The mapped data, or `None` when the mapper had nothing to send.
     async fn map_for_export(
         &self,
         b: &BackendUnits,

@@ -2,9 +2,9 @@
 //! `features` (such as `export-tracking`) and runs with `tasks.run`. They
 //! are jobs of function [`TASK`] (`{"task": NAME, "args": {…}}`) for the
 //! backend: enqueued by the connector itself (`jobs.enqueue`), by a
-//! listener or webhook, or by an operator (`junction task run`, `POST
-//! /api/v1/backends/{name}/tasks/{task}`), and run with the backend's
-//! channel, retries, breaker and audit like every sync job.
+//! listener or webhook, or by an operator (`junction sync task`, `POST
+//! /api/v1/sync/task`), and run with the backend's channel, retries,
+//! breaker and audit like every sync job.
 
 use super::trail::Trail;
 use super::{BackendUnits, Synchronizer};
