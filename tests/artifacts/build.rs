@@ -29,9 +29,19 @@ fn constant(consts: &mut String, doc: &str, name: &str, path: &Path) {
 fn main() {
     let packages: Vec<String> = FIXTURES.iter().map(|n| format!("fixture-{n}")).collect();
     let mut packages: Vec<&str> = packages.iter().map(String::as_str).collect();
-    // The Rust companies-and-deals connector, for the imports benchmark.
+    // The Rust companies-and-deals connector, for the imports benchmark,
+    // and the Tryton connector, for the tests against a real Tryton.
     packages.push("junction-connector-crm-deals");
-    let mut files = guests::build(&packages, &["tests/fixtures", "connectors/crm-deals-rust"]);
+    packages.push("junction-connector-tryton");
+    let mut files = guests::build(
+        &packages,
+        &[
+            "tests/fixtures",
+            "connectors/crm-deals-rust",
+            "connectors/tryton",
+        ],
+    );
+    let tryton_connector = files.pop().unwrap();
     let crm_deals_rust = files.pop().unwrap();
     let mut consts = String::new();
     for (name, file) in FIXTURES.iter().zip(files) {
@@ -185,6 +195,12 @@ fn main() {
         "The folder whose `node_modules` has the pinned componentize-js and jco.",
         "NODE_TOOLS",
         &node_tools,
+    );
+    constant(
+        &mut consts,
+        "`connectors/tryton` built for wasm32-wasip2.",
+        "TRYTON_CONNECTOR",
+        &tryton_connector,
     );
     constant(
         &mut consts,

@@ -195,3 +195,108 @@ async fn a_real_tryton_starts_from_the_pinned_lock_and_serves_its_rest_api() {
     assert_eq!(status, 401);
     assert!(t.base_url().ends_with(TRYTON_DATABASE));
 }
+
+/// The Tryton connector against the real server: parties with an email
+/// become local customers (the company's own party, without one, is
+/// declined), and a party with the email of a shop customer imported
+/// before is adopted into that customer's local record, not duplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tryton_parties_become_customers_and_one_with_a_shop_customers_email_is_adopted() {
+    let w = crate::sync::world().await;
+    w.run(vec![crate::sync::batch("customer")]).await;
+    let shop_email = w.shop.customer(1).unwrap()["email"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = Tryton::start().await;
+    for (name, email) in [
+        ("Grace Hopper", "grace@example.com"),
+        ("Ada Shopper", shop_email.as_str()),
+    ] {
+        let (status, v) = t
+            .rest(
+                "POST",
+                "party.party",
+                Some(json!({"name": name,
+                            "contact_mechanisms": [["create", [{"type": "email", "value": email}]]]})),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+    }
+    w.node
+        .sync
+        .install(&std::fs::read(junction_test_artifacts::TRYTON_CONNECTOR).unwrap())
+        .await
+        .unwrap();
+    let company: Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(TRYTON_TEMPLATE).join("company.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let config = serde_json::from_value(json!({
+        "name": "erp",
+        "kind": "tryton",
+        "version": "8.2.1",
+        "base_url": t.base_url(),
+        "allow_internal": [t.addr.to_string()],
+        "auth": {"type": "bearer", "token": TRYTON_KEY},
+        "settings": {"company": company["company"]},
+    }))
+    .unwrap();
+    w.node.sync.configure(&config).await.unwrap();
+    let customers_before = w
+        .storage
+        .records("customer", None, 1000)
+        .await
+        .unwrap()
+        .len();
+    w.run(vec![junction_runtime::sync::batch::batch_job(
+        "erp", "customer", false,
+    )])
+    .await;
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    let customers = w.storage.records("customer", None, 1000).await.unwrap();
+    assert_eq!(
+        customers.len(),
+        customers_before + 1,
+        "Grace is new; Ada is the shop's customer"
+    );
+    let shop_local = w
+        .storage
+        .binding_to_local("shop", "customer", "1")
+        .await
+        .unwrap()
+        .unwrap();
+    let erp_bound = w.storage.binding_counts("erp").await.unwrap();
+    assert_eq!(
+        erp_bound,
+        vec![("customer".to_string(), 2)],
+        "two customers; the company declined"
+    );
+    let grace = customers
+        .iter()
+        .find(|r| r.data.contains("grace@example.com"))
+        .expect("Grace imported");
+    let grace: Value = serde_json::from_str(&grace.data).unwrap();
+    assert_eq!(
+        (grace["first_name"].as_str(), grace["last_name"].as_str()),
+        (Some("Grace"), Some("Hopper"))
+    );
+    // Ada's party is bound to the shop customer's local record.
+    let mut adopted = false;
+    for id in 1..=10 {
+        if w.storage
+            .binding_to_local("erp", "customer", &id.to_string())
+            .await
+            .unwrap()
+            .as_deref()
+            == Some(shop_local.as_str())
+        {
+            adopted = true;
+        }
+    }
+    assert!(
+        adopted,
+        "the party with the shop customer's email was adopted"
+    );
+}
