@@ -1,4 +1,6 @@
-//! Junction's Tryton connector (Tryton 8, REST API), first slice: Tryton
+//! Junction's Tryton connector (Tryton 8, REST API), first slices: product
+//! variants imported as local products (`sku` from the variant's code,
+//! `name` and `price` from its template, matched by SKU) and Tryton
 //! parties imported as local customers (`name` split into `first_name`
 //! and `last_name`, `email` from the party's email contact mechanism),
 //! incrementally by `write_date`, matched by email so that a shop's
@@ -33,11 +35,24 @@ const PARTY_FIELDS: &[&str] = &[
     "contact_mechanisms.value",
 ];
 
+/// The fields read of a product variant (its template's name and price).
+const PRODUCT_FIELDS: &[&str] = &[
+    "code",
+    "write_date",
+    "create_date",
+    "template.name",
+    "template.list_price",
+];
+
 impl Connector for Tryton {
     fn manifest() -> Manifest {
         Manifest::new("tryton", env!("CARGO_PKG_VERSION"), "tryton", ">=8.0.0, <9.0.0")
             .model(
                 "customer",
+                Operations::SEARCH | Operations::READ | Operations::IMPORT,
+            )
+            .model(
+                "product",
                 Operations::SEARCH | Operations::READ | Operations::IMPORT,
             )
             .settings_schema(json!({
@@ -50,11 +65,13 @@ impl Connector for Tryton {
     }
 }
 
-fn model_path(model: &str) -> Result<&'static str, Error> {
+/// The Tryton model behind a local model, and the fields read of it.
+fn model_path(model: &str) -> Result<(&'static str, &'static [&'static str]), Error> {
     match model {
-        "customer" => Ok("party.party"),
+        "customer" => Ok(("party.party", PARTY_FIELDS)),
+        "product" => Ok(("product.product", PRODUCT_FIELDS)),
         other => Err(Error::permanent(format!(
-            "model {other:?} is not synced by this connector yet; it knows customer"
+            "model {other:?} is not synced by this connector yet; it knows customer and product"
         ))),
     }
 }
@@ -78,8 +95,8 @@ fn get(path: &str) -> Result<Value, Error> {
     )
 }
 
-fn fields() -> String {
-    PARTY_FIELDS
+fn fields(names: &[&str]) -> String {
+    names
         .iter()
         .map(|f| format!("f={f}"))
         .collect::<Vec<_>>()
@@ -89,7 +106,7 @@ fn fields() -> String {
 fn record(party: Value) -> Result<RemoteRecord, Error> {
     let id = party["id"]
         .as_i64()
-        .ok_or_else(|| Error::permanent("Tryton answered a party without an id"))?;
+        .ok_or_else(|| Error::permanent("Tryton answered a record without an id"))?;
     Ok(RemoteRecord {
         external_id: id.to_string(),
         updated_at: rfc3339(&party["write_date"]).or_else(|| rfc3339(&party["create_date"])),
@@ -114,7 +131,7 @@ impl Adapter for Tryton {
         cursor: Option<&str>,
         page_size: u32,
     ) -> Result<Page, Error> {
-        let path = model_path(model)?;
+        let (path, names) = model_path(model)?;
         let offset: u64 = match cursor {
             None => 0,
             Some(c) => c
@@ -131,7 +148,7 @@ impl Adapter for Tryton {
             "{path}?d={}&o={}&s={size}&p={offset}&{}",
             base64url(domain.to_string().as_bytes()),
             base64url(order.to_string().as_bytes()),
-            fields()
+            fields(names)
         ))?;
         let items = found
             .as_array()
@@ -148,11 +165,11 @@ impl Adapter for Tryton {
     }
 
     fn read(model: &str, id: &str) -> Result<RemoteRecord, Error> {
-        let path = model_path(model)?;
+        let (path, names) = model_path(model)?;
         let id: u64 = id
             .parse()
             .map_err(|_| Error::NotFound(format!("{id:?} is not a Tryton id")))?;
-        record(get(&format!("{path}/{id}?{}", fields()))?)
+        record(get(&format!("{path}/{id}?{}", fields(names)))?)
     }
 }
 
@@ -167,6 +184,37 @@ fn email(party: &Value) -> Option<String> {
         .filter(|e| !e.is_empty())
 }
 
+/// A variant as a local product: its code is the SKU; a variant without
+/// one cannot be matched with a shop's product and is declined.
+fn product(record: &RemoteRecord) -> Result<Value, Error> {
+    let p = &record.data;
+    let Some(sku) = p["code"].as_str().map(str::trim).filter(|c| !c.is_empty()) else {
+        return Err(Error::NothingToDo(format!(
+            "product {} has no code: nothing to match it by",
+            record.external_id
+        )));
+    };
+    let mut out = json!({"sku": sku, "name": p["template"]["name"]});
+    if let Some(price) = decimal(&p["template"]["list_price"])? {
+        out["price"] = price;
+    }
+    Ok(out)
+}
+
+/// Tryton's Decimal object as a JSON number; `None` for null.
+fn decimal(v: &Value) -> Result<Option<Value>, Error> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let text = v["decimal"]
+        .as_str()
+        .ok_or_else(|| Error::permanent(format!("{v} is not a Tryton Decimal")))?;
+    let n: f64 = text
+        .parse()
+        .map_err(|_| Error::permanent(format!("Decimal {text:?} is not a number")))?;
+    Ok(Some(json!(n)))
+}
+
 impl Mapper for Tryton {
     fn map_import(
         model: &str,
@@ -174,6 +222,9 @@ impl Mapper for Tryton {
         _binder: &dyn Binder,
     ) -> Result<Value, Error> {
         model_path(model)?;
+        if model == "product" {
+            return product(record);
+        }
         let Some(email) = email(&record.data) else {
             return Err(Error::NothingToDo(format!(
                 "party {} has no email: not a customer",
@@ -203,7 +254,9 @@ impl Features for Tryton {
     fn features() -> FeatureSet {
         FeatureSet::default()
             .match_key("customer", "email")
+            .match_key("product", "sku")
             .list_ids("customer")
+            .list_ids("product")
     }
 }
 
@@ -241,6 +294,22 @@ mod tests {
                       "write_date": {"__class__": "datetime", "year": 2026, "month": 12, "day": 4,
                                      "hour": 12, "minute": 14, "second": 43, "microsecond": 418305}}))
         .unwrap()
+    }
+
+    #[test]
+    fn a_variant_is_a_product_by_its_code_with_its_templates_price() {
+        let p = record(json!({"id": 1, "code": "DS-00001",
+            "template": {"name": "Ember Mug", "list_price": {"__class__": "Decimal", "decimal": "12.50"}}}))
+        .unwrap();
+        assert_eq!(
+            Tryton::map_import("product", &p, &NoBinder).unwrap(),
+            json!({"sku": "DS-00001", "name": "Ember Mug", "price": 12.5})
+        );
+        let codeless = record(json!({"id": 2, "code": null, "template": {"name": "x"}})).unwrap();
+        assert!(matches!(
+            Tryton::map_import("product", &codeless, &NoBinder),
+            Err(Error::NothingToDo(_))
+        ));
     }
 
     #[test]

@@ -80,6 +80,32 @@ impl Tryton {
         }
     }
 
+    /// The Tryton connector installed on `w`'s node, serving this server
+    /// as backend `erp` (its company from the template).
+    pub(crate) async fn serve_as_erp(&self, w: &crate::sync::World) {
+        w.node
+            .sync
+            .install(&std::fs::read(junction_test_artifacts::TRYTON_CONNECTOR).unwrap())
+            .await
+            .unwrap();
+        let company: Value = serde_json::from_str(
+            &std::fs::read_to_string(std::path::Path::new(TRYTON_TEMPLATE).join("company.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        let config = serde_json::from_value(json!({
+            "name": "erp",
+            "kind": "tryton",
+            "version": "8.2.1",
+            "base_url": self.base_url(),
+            "allow_internal": [self.addr.to_string()],
+            "auth": {"type": "bearer", "token": TRYTON_KEY},
+            "settings": {"company": company["company"]},
+        }))
+        .unwrap();
+        w.node.sync.configure(&config).await.unwrap();
+    }
+
     /// `http://127.0.0.1:PORT/<database>`, the base of its REST API.
     pub(crate) fn base_url(&self) -> String {
         format!("http://{}/{TRYTON_DATABASE}", self.addr)
@@ -223,27 +249,7 @@ async fn tryton_parties_become_customers_and_one_with_a_shop_customers_email_is_
             .await;
         assert_eq!(status, 200, "{v}");
     }
-    w.node
-        .sync
-        .install(&std::fs::read(junction_test_artifacts::TRYTON_CONNECTOR).unwrap())
-        .await
-        .unwrap();
-    let company: Value = serde_json::from_str(
-        &std::fs::read_to_string(std::path::Path::new(TRYTON_TEMPLATE).join("company.json"))
-            .unwrap(),
-    )
-    .unwrap();
-    let config = serde_json::from_value(json!({
-        "name": "erp",
-        "kind": "tryton",
-        "version": "8.2.1",
-        "base_url": t.base_url(),
-        "allow_internal": [t.addr.to_string()],
-        "auth": {"type": "bearer", "token": TRYTON_KEY},
-        "settings": {"company": company["company"]},
-    }))
-    .unwrap();
-    w.node.sync.configure(&config).await.unwrap();
+    t.serve_as_erp(&w).await;
     let customers_before = w
         .storage
         .records("customer", None, 1000)
@@ -298,5 +304,68 @@ async fn tryton_parties_become_customers_and_one_with_a_shop_customers_email_is_
     assert!(
         adopted,
         "the party with the shop customer's email was adopted"
+    );
+}
+
+/// Tryton's product variants become local products by their code: one
+/// with a shop product's SKU is adopted into that product's local record
+/// (its Tryton price and name win, as synced last) and its price goes on
+/// to the shop; a new one is created; the price travels as Tryton's
+/// Decimal and arrives as a number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tryton_products_are_adopted_by_sku_and_their_decimal_prices_arrive_as_numbers() {
+    let w = crate::sync::world().await;
+    w.run(vec![crate::sync::batch("product")]).await;
+    let t = Tryton::start().await;
+    for (name, code, price) in [
+        ("Ember Mug (ERP)", crate::sync::sku(1), "19.90"),
+        ("Tea Towel", "ERP-7".to_string(), "4.00"),
+    ] {
+        let (status, v) = t
+            .rest(
+                "POST",
+                "product.template",
+                Some(json!({"name": name, "default_uom": 1,
+                            "list_price": {"__class__": "Decimal", "decimal": price},
+                            "products": [["create", [{"suffix_code": code}]]]})),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+    }
+    t.serve_as_erp(&w).await;
+    let before = w
+        .storage
+        .records("product", None, 10_000)
+        .await
+        .unwrap()
+        .len();
+    w.run(vec![junction_runtime::sync::batch::batch_job(
+        "erp", "product", false,
+    )])
+    .await;
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    assert_eq!(
+        w.storage
+            .records("product", None, 10_000)
+            .await
+            .unwrap()
+            .len(),
+        before + 1,
+        "the tea towel is new; the mug is the shop's"
+    );
+    let mug = w.local("product", &crate::sync::sku(1)).await;
+    assert_eq!(
+        (mug["name"].as_str(), mug["price"].as_f64()),
+        (Some("Ember Mug (ERP)"), Some(19.9))
+    );
+    assert_eq!(
+        w.storage.binding_counts("erp").await.unwrap(),
+        vec![("product".to_string(), 2)]
+    );
+    // Local records are the hub: the ERP's price reached the shop through
+    // the Magento connector's listener, the two connectors never talking.
+    assert_eq!(
+        w.shop.product(&crate::sync::sku(1)).unwrap()["price"],
+        json!(19.9)
     );
 }
