@@ -78,14 +78,13 @@ fn main() {
     );
     let wit = poly.wit();
     // Python and JavaScript build side by side: each takes seconds.
-    let system_python = std::env::var("JUNCTION_PYTHON").unwrap_or_else(|_| "python3".to_string());
     let (
         (python, crm_python, crm_deals),
         (node_tools, crm_js_mapper, crm_js, crm_deals_js),
         (tryton_python, tryton_template),
     ) = std::thread::scope(|s| {
         // Tryton installs and creates its template database meanwhile.
-        let erp = s.spawn(|| tryton::tryton(&root, &system_python, &poly.dir));
+        let erp = s.spawn(|| tryton::tryton(&root, &poly.dir));
         let py = s.spawn(|| {
             let python = poly.python();
             let component = poly.python_component(

@@ -17,42 +17,21 @@ pub const DATABASE: &str = "junction";
 pub const KEY: &str = "junction-test-rest-key-0123456789";
 
 /// The virtualenv's python and the folder holding the template database.
-pub fn tryton(root: &Path, system_python: &str, dir: &Path) -> (PathBuf, PathBuf) {
+pub fn tryton(root: &Path, dir: &Path) -> (PathBuf, PathBuf) {
     let lock = root.join("tests/artifacts/tryton.lock");
     let setup = root.join("tests/artifacts/tryton_setup.py");
     let venv = dir.join("tools/tryton");
-    let python = venv.join("bin/python");
     let template = dir.join("tryton-template");
     let stamp = template.join(".junction-inputs");
-    let want = format!(
-        "{}-{}",
-        super::polyglot::digest(std::slice::from_ref(&lock)),
-        super::polyglot::digest(std::slice::from_ref(&setup))
-    );
-    if python.exists() && fs::read_to_string(&stamp).unwrap_or_default() == want {
-        return (python, template);
+    let want = super::polyglot::digest(&[lock.clone(), setup.clone()]);
+    if template.join(format!("{DATABASE}.sqlite")).exists()
+        && fs::read_to_string(&stamp).unwrap_or_default() == want
+    {
+        return (venv.join("bin/python"), template);
     }
     let _ = fs::remove_dir_all(&venv);
     let _ = fs::remove_dir_all(&template);
-    super::polyglot::run(
-        Command::new(system_python).args(["-m", "venv"]).arg(&venv),
-        &format!("creating the Tryton virtualenv with `{system_python} -m venv`"),
-    );
-    super::polyglot::run(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--require-hashes",
-                "--only-binary=:all:",
-                "-r",
-            ])
-            .arg(&lock),
-        "installing tests/artifacts/tryton.lock with pip (the first build needs PyPI or a pip cache that has its wheels)",
-    );
+    let python = super::polyglot::locked_venv(&venv, &lock, "tests/artifacts/tryton.lock");
     fs::create_dir_all(&template).unwrap();
     fs::write(template.join(format!("{DATABASE}.sqlite")), b"").unwrap();
     let config = template.join("trytond.conf");

@@ -217,6 +217,13 @@ impl Shop {
     }
 }
 
+/// The order a path's `id` names, to change it.
+fn order_mut<'a>(data: &'a mut Data, id: &str) -> Option<&'a mut Value> {
+    id.parse::<i64>()
+        .ok()
+        .and_then(|id| data.orders.get_mut(&id))
+}
+
 /// Magento's answer for an id it does not have.
 fn no_such_entity() -> Response<Body> {
     message(
@@ -408,11 +415,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
             }
         }
         (&Method::POST, ["orders", id, action @ ("hold" | "unhold" | "cancel")]) => {
-            let Some(order) = id
-                .parse::<i64>()
-                .ok()
-                .and_then(|id| data.orders.get_mut(&id))
-            else {
+            let Some(order) = order_mut(&mut data, id) else {
                 return no_such_entity();
             };
             let (state_now, allowed) = match *action {
@@ -432,11 +435,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
             reply(StatusCode::OK, json!(true))
         }
         (&Method::POST, ["order", id, "ship"]) => {
-            let Some(order) = id
-                .parse::<i64>()
-                .ok()
-                .and_then(|id| data.orders.get_mut(&id))
-            else {
+            let Some(order) = order_mut(&mut data, id) else {
                 return no_such_entity();
             };
             let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
