@@ -118,14 +118,26 @@ impl Response {
         Ok(serde_json::from_slice(&self.body)?)
     }
 
-    /// The backend's error text: `message` of a JSON body, else the body.
+    /// The backend's error text: `message` of a JSON body (or `title`, as
+    /// RFC 9457 problem details have it) with its `description` or
+    /// `detail` when there is one — Tryton, for one, says which record and
+    /// which rule in `description` and only the kind of error in
+    /// `message` — else the body.
     fn message(&self) -> String {
         let from_json = serde_json::from_slice::<serde_json::Value>(&self.body)
             .ok()
             .and_then(|v| {
-                v.get("message")
-                    .and_then(|m| m.as_str())
-                    .map(str::to_string)
+                let text = |k: &str| {
+                    v.get(k)
+                        .and_then(|m| m.as_str())
+                        .map(str::trim)
+                        .filter(|m| !m.is_empty())
+                };
+                let head = text("message").or_else(|| text("title"))?;
+                Some(match text("description").or_else(|| text("detail")) {
+                    Some(more) if more != head => format!("{head}: {more}"),
+                    _ => head.to_string(),
+                })
             });
         let mut text = from_json.unwrap_or_else(|| self.text());
         if text.len() > 300 {
@@ -532,6 +544,18 @@ mod tests {
         );
         assert!(
             matches!(response(422, &[], "bad sku").error_for_status(), Err(Error::Permanent(m)) if m.contains("bad sku"))
+        );
+        // Tryton's UserError: the kind in `message`, the particulars in
+        // `description`; both reach the job's error.
+        let tryton = r#"{"status": 400, "message": "A value is required for field \"Unit\".", "description": "in sale line 3"}"#;
+        assert!(
+            matches!(response(400, &[], tryton).error_for_status(), Err(Error::Permanent(m))
+                if m.contains("field \"Unit\"") && m.ends_with(": in sale line 3"))
+        );
+        let problem = r#"{"title": "Out of stock", "detail": "sku MB-1 has 0 left"}"#;
+        assert!(
+            matches!(response(409, &[], problem).error_for_status(), Err(Error::Permanent(m))
+                if m == "HTTP 409: Out of stock: sku MB-1 has 0 left")
         );
     }
 

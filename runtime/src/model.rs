@@ -28,6 +28,30 @@ pub fn format_timestamp(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Whether two JSON values hold the same data: numbers compare by value,
+/// so `23` and `23.0` are one stock level. Backends and connectors write
+/// numbers as they like (Tryton answers every quantity as a float, the
+/// shop an integer), and a representation alone must not count as a
+/// change, or each import would write, emit an event and export the same
+/// number back.
+pub fn same_value(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            x == y || matches!((x.as_f64(), y.as_f64()), (Some(x), Some(y)) if x == y)
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_value(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
 /// Why JSON text was refused, naming the host's limit where one was hit
 /// (nesting depth, a number too large) rather than only "not valid".
 pub fn json_problem(e: &serde_json::Error) -> String {
@@ -252,6 +276,24 @@ impl Manifest {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn numbers_are_the_same_by_value_at_any_depth() {
+        use serde_json::json;
+        assert!(super::same_value(&json!(23), &json!(23.0)));
+        assert!(super::same_value(
+            &json!({"lines": [{"quantity": 2, "price": 12.5}]}),
+            &json!({"lines": [{"quantity": 2.0, "price": 12.5}]})
+        ));
+        assert!(!super::same_value(&json!(23), &json!(23.5)));
+        assert!(!super::same_value(&json!(23), &json!("23")));
+        assert!(!super::same_value(
+            &json!({"a": 1}),
+            &json!({"a": 1, "b": 2})
+        ));
+        assert!(!super::same_value(&json!([1]), &json!([1, 1])));
+    }
+
     use super::*;
 
     fn manifest() -> Manifest {

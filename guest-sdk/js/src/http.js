@@ -54,15 +54,29 @@ export class Response {
     return Number.isNaN(at) ? null : Math.max(0, Math.trunc((at - now) / 1000));
   }
 
-  /** The backend's error text: `message` of a JSON body, else the body. */
+  /**
+   * The backend's error text: `message` (or a problem's `title`) of a JSON
+   * body with its `description` or `detail` when there is one (Tryton puts
+   * the particulars there), else the body.
+   */
   message() {
-    let text;
+    let body;
     try {
-      text = JSON.parse(this.text())?.message;
+      body = JSON.parse(this.text());
     } catch {
-      text = undefined;
+      body = undefined;
     }
-    if (typeof text !== 'string') text = this.text();
+    const field = (...names) => {
+      for (const name of names) {
+        const value = body !== null && typeof body === 'object' ? body[name] : undefined;
+        if (typeof value === 'string' && value.trim()) return value.trim();
+      }
+      return undefined;
+    };
+    let text = field('message', 'title');
+    const more = field('description', 'detail');
+    if (text !== undefined && more !== undefined && more !== text) text = `${text}: ${more}`;
+    if (text === undefined) text = this.text();
     return text.length <= 300 ? text : `${text.slice(0, 300)}…`;
   }
 

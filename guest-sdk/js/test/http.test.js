@@ -98,3 +98,11 @@ test('Retry-After as an HTTP date, and bodies that are not JSON', () => {
   assert.equal(new Response(429, [['retry-after', 'soon']]).retryAfter(now), null);
   assert.throws(() => new Response(200, [], new TextEncoder().encode('<html>')).json(), (e) => e instanceof Permanent && /not JSON/.test(e.message));
 });
+
+test("a message keeps its description (Tryton's particulars) or a problem's detail", () => {
+  const body = (v) => new TextEncoder().encode(JSON.stringify(v));
+  const tryton = new Response(400, [], body({ status: 400, message: 'A value is required.', description: 'sale line 3' }));
+  assert.equal(tryton.message(), 'A value is required.: sale line 3');
+  assert.equal(new Response(409, [], body({ title: 'Out of stock', detail: 'MB-1 has 0 left' })).message(), 'Out of stock: MB-1 has 0 left');
+  assert.equal(new Response(400, [], body({ message: 'same', description: 'same' })).message(), 'same');
+});

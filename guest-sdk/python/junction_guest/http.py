@@ -71,12 +71,26 @@ class Response:
         return max(0, int(at - now))
 
     def message(self) -> str:
-        """The backend's error text: `message` of a JSON body, else the body."""
+        """The backend's error text: `message` (or a problem's `title`) of a
+        JSON body with its `description` or `detail` when there is one
+        (Tryton puts the particulars there), else the body."""
         try:
-            text = _json.loads(self.body).get("message")
-        except (ValueError, AttributeError):
-            text = None
-        if not isinstance(text, str):
+            body = _json.loads(self.body)
+        except ValueError:
+            body = None
+
+        def field(*names):
+            for name in names:
+                value = body.get(name) if isinstance(body, dict) else None
+                if isinstance(value, str) and value.strip():
+                    return value.strip()
+            return None
+
+        text = field("message", "title")
+        more = field("description", "detail")
+        if text is not None and more is not None and more != text:
+            text = f"{text}: {more}"
+        if text is None:
             text = self.text()
         return text if len(text) <= 300 else text[:300] + "…"
 

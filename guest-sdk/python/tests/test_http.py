@@ -59,6 +59,14 @@ def test_retry_after_reads_http_dates():
     assert Response(429, [("Retry-After", "soon")]).retry_after() is None
 
 
+def test_a_message_keeps_its_description():
+    tryton = b'{"status": 400, "message": "A value is required.", "description": "sale line 3"}'
+    assert Response(400, body=tryton).message() == "A value is required.: sale line 3"
+    problem = b'{"title": "Out of stock", "detail": "MB-1 has 0 left"}'
+    assert Response(409, body=problem).message() == "Out of stock: MB-1 has 0 left"
+    assert Response(400, body=b'{"message": "same", "description": "same"}').message() == "same"
+
+
 def test_long_messages_are_cut():
     r = Response(400, body=("x" * 1000).encode())
     assert len(r.message()) == 301

@@ -824,7 +824,7 @@ pub(crate) fn changed_fields(
 ) -> Vec<String> {
     let mut fields: Vec<String> = new
         .iter()
-        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .filter(|(k, v)| !old.get(*k).is_some_and(|o| crate::model::same_value(o, v)))
         .map(|(k, _)| k.clone())
         .chain(old.keys().filter(|k| !new.contains_key(*k)).cloned())
         .collect();

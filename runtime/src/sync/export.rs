@@ -40,7 +40,11 @@ fn pending_fields(
     let snapshot = object(synced?);
     let mut fields = asked.to_vec();
     for (k, v) in object(&record.data) {
-        if snapshot.get(&k) != Some(&v) && !fields.contains(&k) {
+        if !snapshot
+            .get(&k)
+            .is_some_and(|s| crate::model::same_value(s, &v))
+            && !fields.contains(&k)
+        {
             fields.push(k);
         }
     }

@@ -666,7 +666,12 @@ fn merge(
         .and_then(|t| serde_json::from_str(t).ok());
     let changed: Vec<String> = mapped
         .iter()
-        .filter(|(k, v)| force || snapshot.as_ref().is_none_or(|s| s.get(*k) != Some(*v)))
+        .filter(|(k, v)| {
+            force
+                || snapshot
+                    .as_ref()
+                    .is_none_or(|s| !s.get(*k).is_some_and(|o| crate::model::same_value(o, v)))
+        })
         .map(|(k, _)| k.clone())
         .collect();
     let synced = Value::Object(mapped.clone()).to_string();

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use junction_connector_tryton::values::base64url;
 use junction_test_artifacts::{TRYTON_DATABASE, TRYTON_KEY, TRYTON_PYTHON, TRYTON_TEMPLATE};
 
 pub(crate) struct Tryton {
@@ -101,9 +102,30 @@ impl Tryton {
             "allow_internal": [self.addr.to_string()],
             "auth": {"type": "bearer", "token": TRYTON_KEY},
             "settings": {"company": company["company"]},
+            // Tryton on SQLite takes one writer at a time, and its party
+            // codes come from a table sequence that concurrent
+            // transactions race ("The code on party must be unique"): one
+            // request at a time, as README advises for such a server.
+            "egress": {"max_concurrent_requests": 1},
         }))
         .unwrap();
         w.node.sync.configure(&config).await.unwrap();
+    }
+
+    /// Records of `model` in `domain` with `fields`, by id.
+    pub(crate) async fn search(&self, model: &str, domain: Value, fields: &[&str]) -> Vec<Value> {
+        let mut path = format!(
+            "{model}?d={}&o={}",
+            base64url(domain.to_string().as_bytes()),
+            base64url(json!([["id", "ASC"]]).to_string().as_bytes())
+        );
+        for f in fields {
+            path.push_str("&f=");
+            path.push_str(f);
+        }
+        let (status, found) = self.rest("GET", &path, None).await;
+        assert_eq!(status, 200, "searching {model}: {found}");
+        found.as_array().cloned().unwrap_or_default()
     }
 
     /// `http://127.0.0.1:PORT/<database>`, the base of its REST API.
@@ -367,5 +389,370 @@ async fn tryton_products_are_adopted_by_sku_and_their_decimal_prices_arrive_as_n
     assert_eq!(
         w.shop.product(&crate::sync::sku(1)).unwrap()["price"],
         json!(19.9)
+    );
+}
+
+/// The result of the latest direct import of `model` from the ERP.
+async fn erp_import(w: &crate::sync::World, model: &str) -> String {
+    w.run(vec![junction_runtime::sync::batch::batch_job(
+        "erp", model, true,
+    )])
+    .await;
+    let mut batches: Vec<_> = w
+        .jobs(junction_runtime::sync::IMPORT_BATCH)
+        .await
+        .into_iter()
+        .filter(|j| j.backend.as_deref() == Some("erp") && j.args.contains(&format!("\"{model}\"")))
+        .collect();
+    batches.sort_by_key(|j| j.created_at);
+    let last = batches.pop().expect("the ERP import ran");
+    last.result
+        .unwrap_or_else(|| panic!("the ERP import of {model} failed: {:?}", last.error_message))
+}
+
+/// The seed's own use case against the real ERP: the shop's customers and
+/// orders go to Tryton as parties and draft sales with their lines (each
+/// order's products created first, once, with the shop's stock, matched by
+/// code); then a price and a stock level changed in Tryton come back to
+/// the shop through the local records, and an incremental import of the
+/// ERP picks up only that product.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shop_orders_become_tryton_sales_and_erp_prices_and_stock_reach_the_shop() {
+    let w = crate::sync::world().await;
+    let t = Tryton::start().await;
+    t.serve_as_erp(&w).await;
+    w.import_all().await;
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+
+    let sales = t
+        .search(
+            "sale.sale",
+            json!([]),
+            &[
+                "reference",
+                "state",
+                "party.email",
+                "lines.product.code",
+                "lines.quantity",
+                "lines.unit_price",
+                "lines.description",
+            ],
+        )
+        .await;
+    assert_eq!(
+        sales.len(),
+        crate::sync::small().orders,
+        "one sale per shop order, none twice"
+    );
+    let order = w.shop.order(1).unwrap();
+    let sale = sales
+        .iter()
+        .find(|s| s["reference"] == order["increment_id"])
+        .expect("order 1 is a sale whose reference is its number");
+    assert_eq!(sale["state"], "draft");
+    assert_eq!(sale["party"]["email"], order["customer_email"]);
+    let mut want: Vec<(String, f64, f64)> = order["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["sku"].as_str().unwrap().to_string(),
+                i["qty_ordered"].as_f64().unwrap(),
+                i["price"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let mut got: Vec<(String, f64, f64)> = sale["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let price: f64 = l["unit_price"]["decimal"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            (
+                l["product"]["code"].as_str().unwrap().to_string(),
+                l["quantity"].as_f64().unwrap(),
+                price,
+            )
+        })
+        .collect();
+    want.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(got, want, "the sale's lines are the order's");
+
+    // Each party and product once, however many orders name it.
+    let parties = t.search("party.party", json!([]), &["email"]).await;
+    let emails: Vec<&str> = parties
+        .iter()
+        .filter_map(|p| p["email"].as_str())
+        .filter(|e| !e.is_empty())
+        .collect();
+    let mut unique = emails.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(emails.len(), unique.len(), "no party twice: {emails:?}");
+    assert_eq!(
+        emails.len(),
+        crate::sync::small().customers,
+        "every shop customer is a party"
+    );
+    let products = t
+        .search("product.product", json!([]), &["code", "salable"])
+        .await;
+    let mut codes: Vec<&str> = products.iter().filter_map(|p| p["code"].as_str()).collect();
+    let n = codes.len();
+    codes.sort_unstable();
+    codes.dedup();
+    assert_eq!(n, codes.len(), "no product twice");
+
+    // The ERP's first import binds what it already holds and changes
+    // nothing: the stock Tryton got with each product is the shop's.
+    let sku = want[0].0.clone();
+    let shop_stock =
+        w.shop.product(&sku).unwrap()["extension_attributes"]["stock_item"]["qty"].clone();
+    let first = erp_import(&w, "product").await;
+    assert!(first.contains(" 0 created"), "{first}");
+    assert_eq!(
+        w.shop.product(&sku).unwrap()["extension_attributes"]["stock_item"]["qty"],
+        shop_stock
+    );
+
+    // A price and a stock level changed in Tryton reach the shop.
+    let variant = products.iter().find(|p| p["code"] == sku.as_str()).unwrap();
+    let id = variant["id"].as_i64().unwrap();
+    let (_, v) = t
+        .rest("GET", &format!("product.product/{id}?f=template"), None)
+        .await;
+    let template = v["template"]
+        .as_i64()
+        .or_else(|| v["template"]["id"].as_i64())
+        .unwrap();
+    let (status, v) = t
+        .rest(
+            "PUT",
+            &format!("product.template/{template}"),
+            Some(json!({"list_price": {"__class__": "Decimal", "decimal": "99.50"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let storage = t
+        .search(
+            "stock.location",
+            json!([["type", "=", "warehouse"]]),
+            &["storage_location"],
+        )
+        .await[0]["storage_location"]
+        .clone();
+    let (status, inventory) = t
+        .rest("POST", "stock.inventory", Some(json!({"location": storage, "lines": [["create", [{"product": id, "quantity": 7.0}]]]})))
+        .await;
+    assert_eq!(status, 200, "{inventory}");
+    let (status, v) = t
+        .rest(
+            "POST",
+            &format!("stock.inventory/{}/confirm", inventory["id"]),
+            Some(json!({})),
+        )
+        .await;
+    assert!(status == 200 || status == 204, "{status} {v}");
+    let second = erp_import(&w, "product").await;
+    assert!(
+        second.contains(" 1 updated"),
+        "only the changed product: {second}"
+    );
+    let shop = w.shop.product(&sku).unwrap();
+    assert_eq!(shop["price"], json!(99.5), "{shop}");
+    assert_eq!(
+        shop["extension_attributes"]["stock_item"]["qty"].as_f64(),
+        Some(7.0),
+        "{shop}"
+    );
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+}
+
+/// Tryton refuses a sale line whose product is not salable (a validation
+/// of its own, server side): the orders with that product fail their jobs
+/// with Tryton's message, and every other order is a sale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tryton_validation_error_fails_only_its_job_with_trytons_message() {
+    let w = crate::sync::world().await;
+    let t = Tryton::start().await;
+    let order = w.shop.order(1).unwrap();
+    let sku = order["items"][0]["sku"].as_str().unwrap().to_string();
+    let (status, v) = t
+        .rest(
+            "POST",
+            "product.template",
+            Some(
+                json!({"name": "Not for sale", "default_uom": 1, "salable": false,
+                        "products": [["create", [{"suffix_code": sku}]]]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    t.serve_as_erp(&w).await;
+    w.import_all().await;
+    let failed = w.failed().await;
+    assert!(
+        !failed.is_empty(),
+        "the order with the unsalable product failed"
+    );
+    let with_sku: Vec<i64> = (1..=crate::sync::small().orders as i64)
+        .filter(|id| {
+            w.shop.order(*id).unwrap()["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["sku"] == sku.as_str())
+        })
+        .collect();
+    assert_eq!(
+        failed.len(),
+        with_sku.len(),
+        "only the orders with {sku}: {failed:?}"
+    );
+    for job in &failed {
+        let message = job.error_message.as_deref().unwrap_or_default();
+        assert!(job.args.contains("\"order\""), "{job:?}");
+        assert!(
+            message.contains("domain") && message.contains("Product"),
+            "Tryton's own words: {message}"
+        );
+        assert_eq!(job.tries, 1, "a validation error is not retried: {job:?}");
+    }
+    let sales = t.search("sale.sale", json!([]), &["reference"]).await;
+    assert_eq!(sales.len(), crate::sync::small().orders - with_sku.len());
+}
+
+/// Tryton as the source: a sale entered in Tryton becomes a local order
+/// with its customer and lines; an email changed on the party (a contact
+/// mechanism, which leaves the party's own write date alone) is picked up
+/// by the next incremental import; a deleted party is deleted locally by
+/// reconciliation through the connector's id listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_entered_in_tryton_becomes_a_local_order_and_later_changes_follow() {
+    let w = crate::sync::world().await;
+    let t = Tryton::start().await;
+    let (_, party) = t
+        .rest(
+            "POST",
+            "party.party",
+            Some(json!({"name": "Hedy Lamarr",
+            "contact_mechanisms": [["create", [{"type": "email", "value": "hedy@example.com"}]]]})),
+        )
+        .await;
+    let (_, template) = t
+        .rest(
+            "POST",
+            "product.template?f=products",
+            Some(
+                json!({"name": "Radio", "default_uom": 1, "salable": true, "sale_uom": 1,
+            "list_price": {"__class__": "Decimal", "decimal": "30"},
+            "products": [["create", [{"suffix_code": "ERP-RADIO"}]]]}),
+            ),
+        )
+        .await;
+    let product = template["products"][0]
+        .as_i64()
+        .or_else(|| template["products"][0]["id"].as_i64())
+        .unwrap();
+    let (status, sale) = t
+        .rest(
+            "POST",
+            "sale.sale",
+            Some(json!({"party": party["id"], "lines": [["create", [
+            {"type": "title", "description": "Radios"},
+            {"type": "line", "product": product, "quantity": 2.0, "unit": 1, "description": "Radio",
+             "unit_price": {"__class__": "Decimal", "decimal": "30"}}]]]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{sale}");
+    t.serve_as_erp(&w).await;
+    let result = erp_import(&w, "order").await;
+    assert!(result.contains(" 1 created"), "{result}");
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    let local_id = w
+        .storage
+        .binding("erp", "order", &sale["id"].to_string())
+        .await
+        .unwrap()
+        .expect("the sale is bound")
+        .local_id;
+    let order: Value = serde_json::from_str(
+        &w.storage
+            .record("order", &local_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .data,
+    )
+    .unwrap();
+    assert_eq!(order["email"], "hedy@example.com");
+    assert_eq!(order["erp_state"], "draft");
+    assert_eq!(order["total"], json!(60.0));
+    assert_eq!(
+        order["lines"].as_array().unwrap().len(),
+        1,
+        "the title line is not an order line: {order}"
+    );
+    assert_eq!(order["lines"][0]["sku"], "ERP-RADIO");
+    assert!(order["lines"][0]["product_id"].is_string(), "{order}");
+    let customer = order["customer_id"]
+        .as_str()
+        .expect("the party is the order's customer");
+
+    // The email is a contact mechanism: the party's write_date stays.
+    let mechanisms = t
+        .search(
+            "party.contact_mechanism",
+            json!([["party", "=", party["id"]]]),
+            &[],
+        )
+        .await;
+    let (status, v) = t
+        .rest(
+            "PUT",
+            &format!("party.contact_mechanism/{}", mechanisms[0]["id"]),
+            Some(json!({"value": "hedy.lamarr@example.com"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let result = erp_import(&w, "customer").await;
+    assert!(result.contains(" 1 updated"), "{result}");
+    let c: Value = serde_json::from_str(
+        &w.storage
+            .record("customer", customer)
+            .await
+            .unwrap()
+            .unwrap()
+            .data,
+    )
+    .unwrap();
+    assert_eq!(c["email"], "hedy.lamarr@example.com");
+
+    // Deleted in Tryton: reconciliation deletes the local customer.
+    let (status, v) = t
+        .rest("DELETE", &format!("sale.sale/{}", sale["id"]), None)
+        .await;
+    assert_eq!(status, 204, "{v}");
+    let (status, v) = t
+        .rest("DELETE", &format!("party.party/{}", party["id"]), None)
+        .await;
+    assert_eq!(status, 204, "{v}");
+    w.run(vec![junction_runtime::sync::reconcile::reconcile_job(
+        "erp", "customer", true,
+    )])
+    .await;
+    assert!(
+        w.storage
+            .record("customer", customer)
+            .await
+            .unwrap()
+            .is_none(),
+        "deleted locally"
     );
 }
