@@ -6,13 +6,18 @@ mod guests;
 const CONNECTORS: &[(&str, &str)] = &[
     ("MAGENTO", "junction-connector-magento"),
     ("MAGENTO_LEGACY", "junction-connector-magento-legacy"),
+    ("TRYTON", "junction-connector-tryton"),
 ];
 
 fn main() {
     let packages: Vec<&str> = CONNECTORS.iter().map(|(_, p)| *p).collect();
     let files = guests::build(
         &packages,
-        &["connectors/magento", "connectors/magento-legacy"],
+        &[
+            "connectors/magento",
+            "connectors/magento-legacy",
+            "connectors/tryton",
+        ],
     );
     let mut consts = String::new();
     for ((name, package), file) in CONNECTORS.iter().zip(files) {

@@ -5,7 +5,6 @@
 #[path = "../../connectors/bundle/guests.rs"]
 mod guests;
 mod polyglot;
-mod tryton;
 
 use std::path::{Path, PathBuf};
 
@@ -29,19 +28,9 @@ fn constant(consts: &mut String, doc: &str, name: &str, path: &Path) {
 fn main() {
     let packages: Vec<String> = FIXTURES.iter().map(|n| format!("fixture-{n}")).collect();
     let mut packages: Vec<&str> = packages.iter().map(String::as_str).collect();
-    // The Rust companies-and-deals connector, for the imports benchmark,
-    // and the Tryton connector, for the tests against a real Tryton.
+    // The Rust companies-and-deals connector, for the imports benchmark.
     packages.push("junction-connector-crm-deals");
-    packages.push("junction-connector-tryton");
-    let mut files = guests::build(
-        &packages,
-        &[
-            "tests/fixtures",
-            "connectors/crm-deals-rust",
-            "connectors/tryton",
-        ],
-    );
-    let tryton_connector = files.pop().unwrap();
+    let mut files = guests::build(&packages, &["tests/fixtures", "connectors/crm-deals-rust"]);
     let crm_deals_rust = files.pop().unwrap();
     let mut consts = String::new();
     for (name, file) in FIXTURES.iter().zip(files) {
@@ -65,10 +54,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!("cargo:rerun-if-env-changed=JUNCTION_PYTHON");
-    for file in [
-        "tests/artifacts/tryton.lock",
-        "tests/artifacts/tryton_setup.py",
-    ] {
+    for file in ["backends/tryton/tryton.lock", "backends/tryton/setup.py"] {
         println!("cargo:rerun-if-changed={}", root.join(file).display());
     }
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
@@ -81,10 +67,15 @@ fn main() {
     let (
         (python, crm_python, crm_deals),
         (node_tools, crm_js_mapper, crm_js, crm_deals_js),
-        (tryton_python, tryton_template),
+        tryton,
     ) = std::thread::scope(|s| {
         // Tryton installs and creates its template database meanwhile.
-        let erp = s.spawn(|| tryton::tryton(&root, &poly.dir));
+        let erp = s.spawn(|| {
+            let dir = poly.dir.join("tryton");
+            junction_tryton::install(&dir)
+                .unwrap_or_else(|e| panic!("installing Tryton for the tests: {e}"));
+            dir
+        });
         let py = s.spawn(|| {
             let python = poly.python();
             let component = poly.python_component(
@@ -197,26 +188,9 @@ fn main() {
     );
     constant(
         &mut consts,
-        "`connectors/tryton` built for wasm32-wasip2.",
-        "TRYTON_CONNECTOR",
-        &tryton_connector,
+        "Where the build installed Tryton 8.2 (`junction_tryton::install` of this folder is then instant): a virtualenv from `backends/tryton/tryton.lock` and the template database.",
+        "TRYTON_DIR",
+        &tryton,
     );
-    constant(
-        &mut consts,
-        "The Tryton virtualenv's python (Tryton 8.2 from `tests/artifacts/tryton.lock`).",
-        "TRYTON_PYTHON",
-        &tryton_python,
-    );
-    constant(
-        &mut consts,
-        "The folder holding the Tryton template database (`<TRYTON_DATABASE>.sqlite`), with party, product, stock and sale activated.",
-        "TRYTON_TEMPLATE",
-        &tryton_template,
-    );
-    consts.push_str(&format!(
-        "/// The template's database name.\npub const TRYTON_DATABASE: &str = {:?};\n/// The template admin's REST key (`Authorization: bearer …`).\npub const TRYTON_KEY: &str = {:?};\n",
-        tryton::DATABASE,
-        tryton::KEY
-    ));
     std::fs::write(out_dir.join("artifacts.rs"), consts).unwrap();
 }

@@ -262,47 +262,11 @@ fn wasi_http_wit(root: &Path) -> PathBuf {
     Path::new(manifest).parent().unwrap().join("wit/deps")
 }
 
-/// The Python the virtualenvs are made from: `JUNCTION_PYTHON`, else
-/// `python3`.
-fn system_python() -> String {
-    env::var("JUNCTION_PYTHON").unwrap_or_else(|_| "python3".to_string())
-}
-
 /// Make a virtualenv at `venv` (absent) with exactly what `lock` pins
 /// (hashes required, wheels only); its python. `name` names the lock in
-/// failures.
+/// failures. One implementation with Tryton's: `junction_tryton::python`.
 pub fn locked_venv(venv: &Path, lock: &Path, name: &str) -> PathBuf {
-    let system = system_python();
-    run(
-        Command::new(&system).args(["-m", "venv"]).arg(venv),
-        &format!(
-            "creating a Python virtualenv with `{system} -m venv` (Python 3.9 or later with its venv module; \
-             on Debian or Ubuntu: `apt install python3 python3-venv`; or set JUNCTION_PYTHON to a python3)"
-        ),
-    );
-    let python = venv.join(if cfg!(windows) {
-        "Scripts/python.exe"
-    } else {
-        "bin/python"
-    });
-    run(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--require-hashes",
-                "--only-binary=:all:",
-                "-r",
-            ])
-            .arg(lock),
-        &format!(
-            "installing {name} with pip (the first build needs PyPI or a pip cache that has its wheels)"
-        ),
-    );
-    python
+    junction_tryton::python::locked_venv(venv, lock, name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub fn run(cmd: &mut Command, what: &str) {

@@ -44,6 +44,38 @@ pub struct Data {
     pub orders: BTreeMap<i64, Value>,
 }
 
+impl Data {
+    /// Order `id` of `customer` for `lines` (SKU, quantity) at the
+    /// products' current prices, placed at `t`, as Magento answers one.
+    /// Unknown SKUs are left out.
+    pub fn order(&self, id: i64, customer: i64, lines: &[(&str, i64)], t: &str) -> Value {
+        let email = self
+            .customers
+            .get(&customer)
+            .map(|c| c["email"].clone())
+            .unwrap_or(Value::Null);
+        let mut items = Vec::new();
+        let mut total = 0.0;
+        for (line, (sku, qty)) in lines.iter().enumerate() {
+            let Some(product) = self.products.get(*sku) else {
+                continue;
+            };
+            let price = product["price"].as_f64().unwrap_or(0.0);
+            total += price * *qty as f64;
+            items.push(json!({
+                "item_id": id * 10 + line as i64, "order_id": id, "sku": sku, "name": product["name"],
+                "product_id": product["id"], "qty_ordered": qty, "price": price, "row_total": price * *qty as f64,
+            }));
+        }
+        json!({
+            "entity_id": id, "increment_id": format!("{:09}", 100_000_000 + id), "state": "new",
+            "status": "pending", "customer_id": customer, "customer_email": email,
+            "grand_total": (total * 100.0).round() / 100.0, "order_currency_code": "EUR",
+            "created_at": t, "updated_at": t, "items": items,
+        })
+    }
+}
+
 const WORDS: &[&str] = &[
     "Aurora", "Basalt", "Cedar", "Dune", "Ember", "Fjord", "Granite", "Harbor", "Iris", "Juniper",
 ];
@@ -118,35 +150,15 @@ impl Data {
             let id = i + 1;
             let t = magento_time(start + 10_800 + i * 13);
             let customer = 1 + rng.below(seed.customers.max(1) as u64) as i64;
-            let email = data
-                .customers
-                .get(&customer)
-                .map(|c| c["email"].clone())
-                .unwrap_or(Value::Null);
-            let mut items = Vec::new();
-            let mut total = 0.0;
-            for line in 0..(1 + rng.below(3)) as i64 {
+            let mut lines = Vec::new();
+            for _ in 0..(1 + rng.below(3)) {
                 let Some(sku) = skus.get(rng.below(skus.len() as u64) as usize) else {
                     break;
                 };
-                let product = &data.products[sku];
-                let qty = 1 + rng.below(3) as i64;
-                let price = product["price"].as_f64().unwrap_or(0.0);
-                total += price * qty as f64;
-                items.push(json!({
-                    "item_id": id * 10 + line, "order_id": id, "sku": sku, "name": product["name"],
-                    "product_id": product["id"], "qty_ordered": qty, "price": price, "row_total": price * qty as f64,
-                }));
+                lines.push((sku.as_str(), 1 + rng.below(3) as i64));
             }
-            data.orders.insert(
-                id,
-                json!({
-                    "entity_id": id, "increment_id": format!("{:09}", 100_000_000 + id), "state": "new",
-                    "status": "pending", "customer_id": customer, "customer_email": email,
-                    "grand_total": (total * 100.0).round() / 100.0, "order_currency_code": "EUR",
-                    "created_at": t, "updated_at": t, "items": items,
-                }),
-            );
+            let order = data.order(id, customer, &lines, &t);
+            data.orders.insert(id, order);
         }
         data
     }

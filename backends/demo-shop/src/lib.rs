@@ -113,6 +113,25 @@ impl Shop {
         issue(&self.state)
     }
 
+    /// A new order placed by customer `customer` for `lines` (SKU,
+    /// quantity), as a shopper would place it; its id, or `None` when the
+    /// customer or every SKU is unknown.
+    pub fn place_order(&self, customer: i64, lines: &[(&str, i64)]) -> Option<i64> {
+        let mut data = self.state.data.lock().unwrap_or_else(|p| p.into_inner());
+        if !data.customers.contains_key(&customer) {
+            return None;
+        }
+        let id = data.orders.keys().next_back().copied().unwrap_or(0) + 1;
+        let order = data.order(id, customer, lines, &magento_time(now_secs()));
+        if order["items"].as_array().is_none_or(Vec::is_empty) {
+            return None;
+        }
+        data.orders.insert(id, order);
+        drop(data);
+        self.notify("order", &id.to_string(), "updated");
+        Some(id)
+    }
+
     /// Delete a product as a shop admin would; `false` if there was none.
     pub fn remove_product(&self, sku: &str) -> bool {
         let mut data = self.state.data.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,33 +1,19 @@
-//! A real Tryton 8.2 server per test: the template database the artifacts
-//! build made (party, product, stock and sale activated, a REST key for
-//! admin) copied into a folder of the test's own and served by `trytond`
-//! on a free loopback port, killed when the test drops it. The first step
-//! of the Tryton connector's end-to-end tests.
-
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+//! The Tryton connector end to end against a real Tryton 8.2: per test,
+//! a `junction_tryton::Server` (the template the artifacts build installed,
+//! copied into the test's own folder and served by `trytond` on a free
+//! loopback port, killed when the test drops it) as backend `erp` beside
+//! the reference shop.
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use junction_connector_tryton::values::base64url;
-use junction_test_artifacts::{TRYTON_DATABASE, TRYTON_KEY, TRYTON_PYTHON, TRYTON_TEMPLATE};
+use junction_test_artifacts::TRYTON_DIR;
+use junction_tryton::{DATABASE, Server};
 
 pub(crate) struct Tryton {
+    server: Server,
     pub(crate) addr: std::net::SocketAddr,
-    /// `X-Tryton-Context`: base64url of `{"company": ID}`. Prices and
-    /// sales are per company, and REST calls run with no company unless
-    /// they name one.
-    pub(crate) context: String,
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Tryton {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    _dir: tempfile::TempDir,
 }
 
 impl Tryton {
@@ -35,49 +21,18 @@ impl Tryton {
     /// answers.
     pub(crate) async fn start() -> Tryton {
         let dir = tempfile::tempdir().unwrap();
-        let db = format!("{TRYTON_DATABASE}.sqlite");
-        let template = std::path::Path::new(TRYTON_TEMPLATE);
-        std::fs::copy(template.join(&db), dir.path().join(&db)).unwrap();
-        let context = std::fs::read_to_string(template.join("context")).unwrap();
-        let addr = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap()
-        };
-        let config = dir.path().join("trytond.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "[database]\nuri = sqlite://\npath = {}\n[web]\nlisten = {addr}\n",
-                dir.path().display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("trytond.log")).unwrap();
-        let trytond = std::path::Path::new(TRYTON_PYTHON).with_file_name("trytond");
-        let child = Command::new(trytond)
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("trytond from the Tryton virtualenv did not start");
-        let t = Tryton {
-            addr,
-            context: context.trim().to_string(),
-            child,
-            dir,
-        };
-        let started = Instant::now();
-        loop {
-            if let Some((200, _)) = t.try_rest("GET", "party.party?s=1", None).await {
-                return t;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "trytond did not answer on {addr} within 60 s: {}",
-                std::fs::read_to_string(t.dir.path().join("trytond.log")).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let path = dir.path().to_path_buf();
+        let server = tokio::task::spawn_blocking(move || {
+            let install = junction_tryton::install(std::path::Path::new(TRYTON_DIR))?;
+            Server::start(&install, &path)
+        })
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("starting Tryton: {e}"));
+        Tryton {
+            addr: server.addr,
+            server,
+            _dir: dir,
         }
     }
 
@@ -86,22 +41,17 @@ impl Tryton {
     pub(crate) async fn serve_as_erp(&self, w: &crate::sync::World) {
         w.node
             .sync
-            .install(&std::fs::read(junction_test_artifacts::TRYTON_CONNECTOR).unwrap())
+            .install(junction_connectors::TRYTON)
             .await
             .unwrap();
-        let company: Value = serde_json::from_str(
-            &std::fs::read_to_string(std::path::Path::new(TRYTON_TEMPLATE).join("company.json"))
-                .unwrap(),
-        )
-        .unwrap();
         let config = serde_json::from_value(json!({
             "name": "erp",
             "kind": "tryton",
             "version": "8.2.1",
-            "base_url": self.base_url(),
+            "base_url": self.server.base_url(),
             "allow_internal": [self.addr.to_string()],
-            "auth": {"type": "bearer", "token": TRYTON_KEY},
-            "settings": {"company": company["company"]},
+            "auth": {"type": "bearer", "token": junction_tryton::KEY},
+            "settings": {"company": self.server.company},
             // Tryton on SQLite takes one writer at a time, and its party
             // codes come from a table sequence that concurrent
             // transactions race ("The code on party must be unique"): one
@@ -110,6 +60,13 @@ impl Tryton {
         }))
         .unwrap();
         w.node.sync.configure(&config).await.unwrap();
+    }
+
+    /// `METHOD /<database>/rest/model/<path>` with the admin's key; the
+    /// status and the JSON answer (`null` when there is none).
+    pub(crate) async fn rest(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        tokio::task::block_in_place(|| self.server.rest(method, path, body.as_ref()))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Records of `model` in `domain` with `fields`, by id.
@@ -127,65 +84,6 @@ impl Tryton {
         assert_eq!(status, 200, "searching {model}: {found}");
         found.as_array().cloned().unwrap_or_default()
     }
-
-    /// `http://127.0.0.1:PORT/<database>`, the base of its REST API.
-    pub(crate) fn base_url(&self) -> String {
-        format!("http://{}/{TRYTON_DATABASE}", self.addr)
-    }
-
-    /// `METHOD /<database>/rest/model/<path>` with the admin's key; the
-    /// status and the JSON answer (`null` when there is none).
-    pub(crate) async fn rest(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.try_rest(method, path, body)
-            .await
-            .unwrap_or_else(|| panic!("trytond on {} dropped the connection", self.addr))
-    }
-
-    async fn try_rest(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> Option<(u16, Value)> {
-        exchange(
-            self.addr,
-            method,
-            &format!("/{TRYTON_DATABASE}/rest/model/{path}"),
-            &[
-                ("Authorization", format!("bearer {TRYTON_KEY}")),
-                ("X-Tryton-Context", self.context.clone()),
-            ],
-            body,
-        )
-        .await
-    }
-}
-
-/// One HTTP/1.1 exchange on a fresh connection; `None` when it failed.
-async fn exchange(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, String)],
-    body: Option<Value>,
-) -> Option<(u16, Value)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let extra: String = headers
-        .iter()
-        .map(|(n, v)| format!("{n}: {v}\r\n"))
-        .collect();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: tryton\r\nConnection: close\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.ok()?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, rest) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, serde_json::from_str(rest).unwrap_or(Value::Null)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,17 +129,16 @@ async fn a_real_tryton_starts_from_the_pinned_lock_and_serves_its_rest_api() {
     assert_eq!(products[0]["template"]["list_price"], price);
     assert_eq!(products[0]["write_date"]["__class__"], "datetime");
     // The key is what lets a client in: none, and Tryton refuses.
-    let (status, _) = exchange(
-        t.addr,
-        "GET",
-        &format!("/{TRYTON_DATABASE}/rest/model/party.party"),
-        &[],
-        None,
-    )
-    .await
+    let (status, _) = tokio::task::block_in_place(|| {
+        t.server.exchange(
+            "GET",
+            &format!("/{DATABASE}/rest/model/party.party"),
+            &[],
+            None,
+        )
+    })
     .unwrap();
     assert_eq!(status, 401);
-    assert!(t.base_url().ends_with(TRYTON_DATABASE));
 }
 
 /// The Tryton connector against the real server: parties with an email

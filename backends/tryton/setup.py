@@ -1,13 +1,14 @@
-"""Create the template database a test's Tryton server starts from:
-`python tryton_setup.py CONFIG DATABASE KEY` with the configuration's
-[database] path existing. Activates the modules the Tryton connector syncs
-(party, product, stock, sale and what they depend on), creates a company
-(in euros) for the admin user — prices and sales are per company, and a
-REST call names its company in `X-Tryton-Context` — writes its id to
-`company.json` beside the database (and `context`, what REST calls send as
-`X-Tryton-Context`), and gives the admin user a validated
-REST application key, KEY, so that tests call `/<database>/rest/…` with
-`Authorization: bearer KEY`."""
+"""Create the template database every Tryton server that junction-tryton
+starts is a copy of: `python setup.py CONFIG DATABASE KEY` with the
+configuration's [database] path existing. Activates the modules the Tryton
+connector syncs (party, product, stock, sale and what they depend on),
+creates a company (in euros) for the admin user (password `admin`) —
+prices and sales are per company, and a REST call names its company in
+`X-Tryton-Context` — writes its id to `company.json` beside the database
+(and `context`, what REST calls send as `X-Tryton-Context`), and gives the
+admin user a validated REST application key, KEY, so that clients call
+`/<database>/rest/…` with `Authorization: bearer KEY`. Loopback only: the
+password and the key are known."""
 
 import base64
 import json
