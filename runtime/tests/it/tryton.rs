@@ -653,3 +653,53 @@ async fn a_sale_entered_in_tryton_becomes_a_local_order_and_later_changes_follow
         "deleted locally"
     );
 }
+
+/// `junction demo --erp` from the binary, on a small shop: the ten new
+/// shop orders land in Tryton as sales, the ERP's price change is what the
+/// shop says at the end, and no job failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_with_erp_lands_shop_orders_in_tryton_and_an_erp_price_in_the_shop() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_junction"))
+            .env("JUNCTION_CACHE_DIR", crate::sync::cache_dir())
+            .args(["demo", "--erp", "--products", "60", "--customers", "12"])
+            .args(["--orders", "15", "--categories", "3", "--data"])
+            .arg(data.path())
+            .arg("--tryton-dir")
+            .arg(TRYTON_DIR)
+            .output()
+            .unwrap();
+        drop(data);
+        out
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("10 orders placed in the shop → 10 Tryton sales"),
+        "{text}"
+    );
+    let changed = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Tryton list price of DS-00008: "))
+        .unwrap_or_else(|| panic!("no price change reported: {text}"));
+    let new = changed
+        .split(';')
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap();
+    assert!(
+        text.contains(&format!("the shop now says {new}")),
+        "the ERP's price {new} reached the shop: {text}"
+    );
+    assert!(text.contains(" 0 failed"), "{text}");
+    assert!(text.contains("The ERP's data"), "{text}");
+}

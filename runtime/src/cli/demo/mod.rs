@@ -2,8 +2,11 @@
 //! demo-shop (Magento 2 REST) runs on a loopback port; the Magento
 //! connector built with this binary is installed into a fresh SQLite
 //! database; a full import runs through the sandbox with progress bars;
-//! local edits are exported back; shop edits come in incrementally; a
-//! summary says what happened and what to try next.
+//! local edits are exported back; shop edits come in incrementally; with
+//! `--erp` a real Tryton joins as a third system ([`erp`]); a summary says
+//! what happened and what to try next.
+
+mod erp;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,6 +57,15 @@ pub struct DemoArgs {
     /// a config file in the demo folder for the CLI.
     #[arg(long, value_name = "ADDR")]
     serve: Option<std::net::SocketAddr>,
+    /// Add a real Tryton 8.2 ERP as a third system: new shop orders land
+    /// in it as sales, an ERP price change lands in the shop. The first
+    /// run installs Tryton (python3 with venv, and PyPI, needed).
+    #[arg(long)]
+    erp: bool,
+    /// Where Tryton is (or is to be) installed for --erp; default
+    /// `<data>/tryton`.
+    #[arg(long, value_name = "DIR", requires = "erp")]
+    tryton_dir: Option<PathBuf>,
 }
 
 fn step(n: u32, text: &str) {
@@ -93,7 +105,10 @@ pub async fn run(args: DemoArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<(
         }
     }
     let began = Instant::now();
-    println!("Junction demo: a full sync with a Magento-shaped shop, through the Wasm sandbox");
+    println!(
+        "Junction demo: a full sync with a Magento-shaped shop{}, through the Wasm sandbox",
+        if args.erp { " and a Tryton ERP" } else { "" }
+    );
 
     let seed = Seed {
         seed: 42,
@@ -102,7 +117,7 @@ pub async fn run(args: DemoArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<(
         customers: args.customers,
         orders: args.orders,
     };
-    let in_shop: BTreeMap<&str, usize> = MODELS
+    let mut in_shop: BTreeMap<&str, usize> = MODELS
         .iter()
         .copied()
         .zip([seed.categories, seed.customers, seed.products, seed.orders])
@@ -267,7 +282,31 @@ pub async fn run(args: DemoArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<(
         );
     }
 
+    let erp = if args.erp {
+        let erp = erp::join(8, &node, &args.data, args.tryton_dir.clone()).await?;
+        in_shop
+            .entry("order")
+            .and_modify(|n| *n += erp::NEW_ORDERS as usize);
+        erp::orders_to_erp(
+            9,
+            &node,
+            storage.as_ref(),
+            &shop,
+            &erp,
+            seed.products,
+            seed.customers,
+        )
+        .await?;
+        erp::price_to_shop(10, &node, storage.as_ref(), &shop, &erp).await?;
+        Some(erp)
+    } else {
+        None
+    };
+
     summary(&node, storage.as_ref(), &in_shop, &db, began.elapsed()).await?;
+    if let Some(erp) = &erp {
+        erp::where_to_look(erp);
+    }
     if let Some(listen) = args.serve {
         let config = write_service_config(&args.data, listen)?;
         let token = std::fs::read_to_string(args.data.join("admin.token"))?;
@@ -469,29 +508,43 @@ async fn summary(
     elapsed: Duration,
 ) -> anyhow::Result<()> {
     let bound: BTreeMap<String, i64> = storage.binding_counts(BACKEND).await?.into_iter().collect();
+    // With --erp: the ERP's records bound to local ones (whether exported
+    // there, directly or as an order's dependency, or imported).
+    let in_erp: BTreeMap<String, i64> = storage
+        .binding_counts(erp::ERP)
+        .await?
+        .into_iter()
+        .collect();
     let jobs = all_jobs(storage).await?;
     let mut exported: BTreeMap<String, i64> = BTreeMap::new();
-    for j in jobs
-        .iter()
-        .filter(|j| j.function == EXPORT_RECORD && j.state == JobState::Done)
-    {
+    for j in jobs.iter().filter(|j| {
+        j.function == EXPORT_RECORD
+            && j.state == JobState::Done
+            && j.backend.as_deref() == Some(BACKEND)
+    }) {
         let args: Value = serde_json::from_str(&j.args).unwrap_or_default();
         *exported
             .entry(args["model"].as_str().unwrap_or("?").to_string())
             .or_default() += 1;
     }
+    let erp_column = |v: String| if in_erp.is_empty() { String::new() } else { v };
     println!("\nSummary");
     println!(
-        "   {:<10} {:>8} {:>9} {:>9}",
-        "model", "in shop", "imported", "exported"
+        "   {:<10} {:>8} {:>9} {:>9}{}",
+        "model",
+        "in shop",
+        "imported",
+        "exported",
+        erp_column(format!(" {:>7}", "in ERP"))
     );
     for m in MODELS {
         println!(
-            "   {:<10} {:>8} {:>9} {:>9}",
+            "   {:<10} {:>8} {:>9} {:>9}{}",
             m,
             in_shop[m],
             bound.get(m).copied().unwrap_or(0),
-            exported.get(m).copied().unwrap_or(0)
+            exported.get(m).copied().unwrap_or(0),
+            erp_column(format!(" {:>7}", in_erp.get(m).copied().unwrap_or(0)))
         );
     }
     let count = |s: JobState| jobs.iter().filter(|j| j.state == s).count();
@@ -523,6 +576,11 @@ async fn summary(
     println!(
         "   junction demo --rate-limit 5          watch 429 answers get waited out and retried"
     );
+    if in_erp.is_empty() {
+        println!(
+            "   junction demo --erp                   add a real Tryton ERP: shop orders become its sales"
+        );
+    }
     println!("   cargo test --workspace                the end-to-end tests");
     println!(
         "   cargo bench -p junction-runtime --bench sync   records/s and the sandbox's overhead"
