@@ -464,14 +464,13 @@ fn set_email(rest: &Rest, party: i64, email: &str) -> Result<(), Error> {
     }
 }
 
-/// A party is deleted; a sale is cancelled (Tryton keeps cancelled sales
-/// and refuses to delete one that went past draft).
+/// A sale is cancelled, not deleted: Tryton keeps cancelled sales (and
+/// can take one back to draft) and refuses to delete one past draft.
 pub fn delete(model: &str, id: &str) -> Result<(), Error> {
     let rest = Rest::new()?;
     let path = tryton_model(model)?;
     let id = parse_id(path, id)?;
     match model {
-        "customer" => rest.delete(&format!("party.party/{id}")),
         "order" => rest
             .post(&format!("sale.sale/{id}/cancel"), &json!({}))
             .map(|_| ()),

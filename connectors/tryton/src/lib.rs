@@ -39,13 +39,14 @@ impl Connector for Tryton {
             | Operations::WRITE
             | Operations::EXPORT;
         Manifest::new("tryton", env!("CARGO_PKG_VERSION"), "tryton", ">=8.0.0, <9.0.0")
-            .model("customer", both | Operations::DELETE)
+            .model("customer", both)
             .model("product", both)
             .model("order", both | Operations::DELETE)
             .event("record-created:customer")
             .event("record-written:customer")
             .event("record-created:order")
             .event("record-written:order")
+            .event("record-deleted:order")
             .settings_schema(json!({
                 "type": "object",
                 "properties": {
@@ -121,13 +122,22 @@ impl Mapper for Tryton {
 const CUSTOMER_FIELDS: &[&str] = &["email", "first_name", "last_name"];
 
 /// Another backend's new or changed customer goes to Tryton's party; an
-/// order new to Tryton becomes a sale (once: Tryton owns it from there). Products go
-/// to Tryton only as an order's dependencies: the ERP is their master.
+/// order new to Tryton becomes a sale (once: Tryton owns it from there),
+/// and a deleted order cancels its sale. Products go to Tryton only as an
+/// order's dependencies: the ERP is their master. Customers deleted
+/// elsewhere stay in the ERP, which keeps parties for its invoices.
 impl Listener for Tryton {
     fn on_event(backend: &str, event: &Event) -> Result<Vec<JobRequest>, Error> {
         let Some(local_id) = event.local_id.as_deref() else {
             return Ok(Vec::new());
         };
+        if event.name == "record-deleted" {
+            return Ok(if event.model == "order" {
+                vec![JobRequest::delete_remote(backend, "order", local_id)]
+            } else {
+                Vec::new()
+            });
+        }
         let fields: Vec<String> = match event.model.as_str() {
             "customer" => event
                 .changed_fields

@@ -312,7 +312,8 @@ async fn erp_import(w: &crate::sync::World, model: &str) -> String {
 /// order's products created first, once, with the shop's stock, matched by
 /// code); then a price and a stock level changed in Tryton come back to
 /// the shop through the local records, and an incremental import of the
-/// ERP picks up only that product.
+/// ERP picks up only that product; an order deleted locally cancels its
+/// sale.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shop_orders_become_tryton_sales_and_erp_prices_and_stock_reach_the_shop() {
     let w = crate::sync::world().await;
@@ -469,6 +470,30 @@ async fn shop_orders_become_tryton_sales_and_erp_prices_and_stock_reach_the_shop
         "{shop}"
     );
     assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+
+    // An order deleted locally (as the shop's webhook would) cancels its
+    // sale: Tryton keeps it, cancelled.
+    let local = w
+        .storage
+        .binding("shop", "order", "1")
+        .await
+        .unwrap()
+        .unwrap()
+        .local_id;
+    assert!(
+        w.node
+            .bus
+            .delete_record("order", &local, Some("shop"))
+            .await
+            .unwrap()
+    );
+    w.settle().await;
+    assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
+    let sale_id = sale["id"].clone();
+    let (_, after) = t
+        .rest("GET", &format!("sale.sale/{sale_id}?f=state"), None)
+        .await;
+    assert_eq!(after["state"], "cancelled", "{after}");
 }
 
 /// Tryton refuses a sale line whose product is not salable (a validation
