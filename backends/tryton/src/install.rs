@@ -23,7 +23,7 @@ const SETUP: &str = include_str!("../setup.py");
 /// An installed Tryton.
 #[derive(Debug, Clone)]
 pub struct Install {
-    /// The virtualenv's python (`trytond` is beside it).
+    /// The virtualenv's python.
     pub python: PathBuf,
     /// The folder with the template database, `company.json` and
     /// `context`.
@@ -31,11 +31,6 @@ pub struct Install {
 }
 
 impl Install {
-    /// `trytond`, beside the python.
-    pub fn trytond(&self) -> PathBuf {
-        self.python.with_file_name("trytond")
-    }
-
     /// The template company's id.
     pub fn company(&self) -> Result<i64, Error> {
         let path = self.template.join("company.json");

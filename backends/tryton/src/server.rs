@@ -1,5 +1,6 @@
 //! One Tryton server: a copy of the template database in a folder of the
-//! caller's, `trytond` serving it on a free loopback port, ready when its
+//! caller's, served by Tryton's WSGI app one request at a time
+//! (`serve.py`) on a free loopback port, ready when its
 //! REST API answers, killed when dropped. [`Server::rest`] is a minimal
 //! blocking client for checks and set-up (one request per connection).
 
@@ -11,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{DATABASE, Error, Install, KEY, io};
+use crate::{DATABASE, Error, Install, KEY, io, python};
+
+const SEED: &str = include_str!("../seed.py");
+const SERVE: &str = include_str!("../serve.py");
 
 /// How long `trytond` may take to answer after it starts.
 const READY_WITHIN: Duration = Duration::from_secs(60);
@@ -52,17 +56,21 @@ impl Server {
         let config = dir.join("trytond.conf");
         std::fs::write(
             &config,
-            format!(
-                "[database]\nuri = sqlite://\npath = {}\n[web]\nlisten = {addr}\n",
-                dir.display()
-            ),
+            format!("[database]\nuri = sqlite://\npath = {}\n", dir.display()),
         )
         .map_err(io("writing trytond.conf"))?;
         let log =
             std::fs::File::create(dir.join("trytond.log")).map_err(io("creating trytond.log"))?;
-        let child = Command::new(install.trytond())
-            .arg("-c")
-            .arg(&config)
+        // Not `trytond`: it serves with threads, which Tryton's SQLite
+        // backend does not survive (see serve.py).
+        let serve = dir.join("serve.py");
+        std::fs::write(&serve, SERVE).map_err(io("writing serve.py"))?;
+        let child = Command::new(&install.python)
+            .arg(&serve)
+            .arg(addr.ip().to_string())
+            .arg(addr.port().to_string())
+            .env("TRYTOND_CONFIG", &config)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(
                 log.try_clone().map_err(io("opening trytond.log"))?,
@@ -70,7 +78,7 @@ impl Server {
             .stderr(Stdio::from(log))
             .spawn()
             .map_err(|source| Error::Spawn {
-                what: format!("{}", install.trytond().display()),
+                what: format!("{} serve.py", install.python.display()),
                 hint: String::from("install Tryton again by deleting its folder"),
                 source,
             })?;
@@ -95,6 +103,29 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Fill the database with `parties`, `products` and `sales` (three
+    /// lines each) through trytond's own API (`seed.py`), for benchmarks.
+    pub fn seed(
+        &self,
+        install: &Install,
+        parties: usize,
+        products: usize,
+        sales: usize,
+    ) -> Result<(), Error> {
+        let script = self.dir.join("seed.py");
+        std::fs::write(&script, SEED).map_err(io("writing seed.py"))?;
+        python::run(
+            Command::new(&install.python)
+                .arg(&script)
+                .arg(self.dir.join("trytond.conf"))
+                .arg(DATABASE)
+                .args([parties, products, sales].map(|n| n.to_string()))
+                .env("PYTHONDONTWRITEBYTECODE", "1"),
+            "seeding the Tryton database",
+            "the virtualenv's python could not run",
+        )
     }
 
     /// `http://127.0.0.1:PORT/<database>`, the base of its REST API.

@@ -64,8 +64,6 @@ pub(super) async fn join(
         "allow_internal": [server.addr.to_string()],
         "auth": {"type": "bearer", "token": junction_tryton::KEY},
         "settings": {"company": server.company},
-        // Tryton on SQLite: one writer at a time (see README).
-        "egress": {"max_concurrent_requests": 1},
     }))?;
     node.sync.configure(&config).await?;
     println!(
