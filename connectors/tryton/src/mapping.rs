@@ -409,31 +409,18 @@ fn id(external: &str) -> Result<i64, Error> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
+    use junction_guest::host::HostBinder;
+    use junction_guest::testing::FakeHost;
 
     use super::*;
 
-    struct Bindings(HashMap<(&'static str, String), String>);
-    impl Binder for Bindings {
-        fn to_local(&self, model: &str, external_id: &str) -> Option<String> {
-            self.0
-                .iter()
-                .find(|((m, e), _)| *m == model && e == external_id)
-                .map(|(_, l)| l.clone())
-        }
-        fn to_external(&self, model: &str, local_id: &str) -> Option<String> {
-            self.0
-                .iter()
-                .find(|((m, _), l)| *m == model && l.as_str() == local_id)
-                .map(|((_, e), _)| e.clone())
-        }
-    }
-
-    fn bindings() -> Bindings {
-        Bindings(HashMap::from([
-            (("customer", "7".to_string()), "c-1".to_string()),
-            (("product", "3".to_string()), "p-1".to_string()),
-        ]))
+    /// Party 7 is local customer c-1, product 3 local product p-1.
+    fn bound<R>(f: impl FnOnce(&dyn Binder) -> R) -> R {
+        FakeHost::new("http://tryton.test/db")
+            .bind("customer", "7", "c-1")
+            .bind("product", "3", "p-1")
+            .run(|| f(&HostBinder))
+            .0
     }
 
     fn remote(data: Value) -> RemoteRecord {
@@ -467,133 +454,125 @@ mod tests {
 
     #[test]
     fn a_variant_is_a_product_by_its_code_with_its_price_and_stock() {
-        let p = remote(json!({"id": 1, "code": "DS-00001", "quantity": 4.0,
-            "template": {"name": "Ember Mug", "list_price": decimal_of("12.50")}}));
-        assert_eq!(
-            map_import(Version::V8, "product", &p, &bindings()).unwrap(),
-            json!({"sku": "DS-00001", "name": "Ember Mug", "price": 12.5, "stock": 4.0, "in_stock": true})
-        );
-        let codeless = remote(json!({"id": 2, "code": null, "template": {"name": "x"}}));
-        assert!(matches!(
-            map_import(Version::V8, "product", &codeless, &bindings()),
-            Err(Error::NothingToDo(_))
-        ));
+        bound(|b| {
+            let p = remote(json!({"id": 1, "code": "DS-00001", "quantity": 4.0,
+                "template": {"name": "Ember Mug", "list_price": decimal_of("12.50")}}));
+            assert_eq!(
+                map_import(Version::V8, "product", &p, b).unwrap(),
+                json!({"sku": "DS-00001", "name": "Ember Mug", "price": 12.5, "stock": 4.0, "in_stock": true})
+            );
+            let codeless = remote(json!({"id": 2, "code": null, "template": {"name": "x"}}));
+            assert!(matches!(
+                map_import(Version::V8, "product", &codeless, b),
+                Err(Error::NothingToDo(_))
+            ));
+        })
     }
 
     #[test]
     fn a_party_with_an_email_is_a_customer_and_one_without_is_declined() {
-        let p = remote(json!({"id": 7, "name": "Grace Brewster Hopper",
-            "contact_mechanisms": [{"type": "phone", "value": "1"}, {"type": "email", "value": " Grace@Example.com "}],
-            "addresses": [{"street": "1 Navy Way", "postal_code": "10001", "city": "New York"}]}));
-        assert_eq!(
-            map_import(Version::V8, "customer", &p, &bindings()).unwrap(),
-            json!({"email": "grace@example.com", "first_name": "Grace Brewster", "last_name": "Hopper",
-                   "address": {"street": "1 Navy Way", "postal_code": "10001", "city": "New York"}})
-        );
-        let none = remote(json!({"id": 8, "name": "Supplier", "contact_mechanisms": []}));
-        let e = map_import(Version::V8, "customer", &none, &bindings()).unwrap_err();
-        assert!(matches!(e, Error::NothingToDo(m) if m.contains("no email")));
+        bound(|b| {
+            let p = remote(json!({"id": 7, "name": "Grace Brewster Hopper",
+                "contact_mechanisms": [{"type": "phone", "value": "1"}, {"type": "email", "value": " Grace@Example.com "}],
+                "addresses": [{"street": "1 Navy Way", "postal_code": "10001", "city": "New York"}]}));
+            assert_eq!(
+                map_import(Version::V8, "customer", &p, b).unwrap(),
+                json!({"email": "grace@example.com", "first_name": "Grace Brewster", "last_name": "Hopper",
+                       "address": {"street": "1 Navy Way", "postal_code": "10001", "city": "New York"}})
+            );
+            let none = remote(json!({"id": 8, "name": "Supplier", "contact_mechanisms": []}));
+            let e = map_import(Version::V8, "customer", &none, b).unwrap_err();
+            assert!(matches!(e, Error::NothingToDo(m) if m.contains("no email")));
+        })
     }
 
     #[test]
     fn a_sale_is_an_order_with_its_lines_and_state_apart_from_the_shops() {
-        let sale = remote(
-            json!({"id": 5, "number": "S-1", "reference": "100000001", "state": "confirmed",
-            "party": {"id": 7, "email": "Grace@Example.com"}, "currency": {"id": 1, "code": "EUR"},
-            "total_amount": decimal_of("25.00"),
-            "lines": [
-                {"type": "title", "description": "Mugs"},
-                {"type": "line", "product": {"id": 3, "code": "DS-00001"}, "description": "Ember Mug",
-                 "quantity": 2.0, "unit_price": decimal_of("12.5000")}]}),
-        );
-        assert_eq!(
-            dependencies("order", &sale)
-                .iter()
-                .map(|d| (d.model.as_str(), d.external_id.as_str()))
-                .collect::<Vec<_>>(),
-            vec![("customer", "7"), ("product", "3")]
-        );
-        assert_eq!(
-            map_import(Version::V8, "order", &sale, &bindings()).unwrap(),
-            json!({"number": "100000001", "customer_id": "c-1", "email": "grace@example.com",
-                   "currency": "EUR", "total": 25.0, "erp_state": "confirmed",
-                   "lines": [{"sku": "DS-00001", "product_id": "p-1", "name": "Ember Mug", "quantity": 2.0, "price": 12.5}]})
-        );
+        bound(|b| {
+            let sale = remote(
+                json!({"id": 5, "number": "S-1", "reference": "100000001", "state": "confirmed",
+                "party": {"id": 7, "email": "Grace@Example.com"}, "currency": {"id": 1, "code": "EUR"},
+                "total_amount": decimal_of("25.00"),
+                "lines": [
+                    {"type": "title", "description": "Mugs"},
+                    {"type": "line", "product": {"id": 3, "code": "DS-00001"}, "description": "Ember Mug",
+                     "quantity": 2.0, "unit_price": decimal_of("12.5000")}]}),
+            );
+            assert_eq!(
+                dependencies("order", &sale)
+                    .iter()
+                    .map(|d| (d.model.as_str(), d.external_id.as_str()))
+                    .collect::<Vec<_>>(),
+                vec![("customer", "7"), ("product", "3")]
+            );
+            assert_eq!(
+                map_import(Version::V8, "order", &sale, b).unwrap(),
+                json!({"number": "100000001", "customer_id": "c-1", "email": "grace@example.com",
+                       "currency": "EUR", "total": 25.0, "erp_state": "confirmed",
+                       "lines": [{"sku": "DS-00001", "product_id": "p-1", "name": "Ember Mug", "quantity": 2.0, "price": 12.5}]})
+            );
+        })
     }
 
     #[test]
     fn an_order_exports_as_a_sale_of_bound_parties_and_products() {
-        let order = local(
-            "order",
-            json!({"number": "100000001", "customer_id": "c-1", "currency": "EUR", "state": "new",
-                   "lines": [{"sku": "DS-00001", "product_id": "p-1", "name": "Ember Mug", "quantity": 2, "price": 12.5}]}),
-        );
-        assert_eq!(
-            export_dependencies("order", &order)
-                .iter()
-                .map(|d| (d.model.as_str(), d.local_id.as_str()))
-                .collect::<Vec<_>>(),
-            vec![("customer", "c-1"), ("product", "p-1")]
-        );
-        assert_eq!(
-            map_export(Version::V8, "order", &order, None, &bindings()).unwrap(),
-            json!({"party": 7, "reference": "100000001", "currency": "EUR",
-                   "lines": [{"product": 3, "quantity": 2.0, "unit_price": decimal_of("12.5"), "description": "Ember Mug"}]})
-        );
-        // Once a sale, Tryton owns it.
-        let again = map_export(
-            Version::V8,
-            "order",
-            &order,
-            Some(&["state".into()]),
-            &bindings(),
-        );
-        assert!(matches!(again, Err(Error::NothingToDo(_))));
+        let order = bound(|b| {
+            let order = local(
+                "order",
+                json!({"number": "100000001", "customer_id": "c-1", "currency": "EUR", "state": "new",
+                       "lines": [{"sku": "DS-00001", "product_id": "p-1", "name": "Ember Mug", "quantity": 2, "price": 12.5}]}),
+            );
+            assert_eq!(
+                export_dependencies("order", &order)
+                    .iter()
+                    .map(|d| (d.model.as_str(), d.local_id.as_str()))
+                    .collect::<Vec<_>>(),
+                vec![("customer", "c-1"), ("product", "p-1")]
+            );
+            assert_eq!(
+                map_export(Version::V8, "order", &order, None, b).unwrap(),
+                json!({"party": 7, "reference": "100000001", "currency": "EUR",
+                       "lines": [{"product": 3, "quantity": 2.0, "unit_price": decimal_of("12.5"), "description": "Ember Mug"}]})
+            );
+            // Once a sale, Tryton owns it.
+            let again = map_export(Version::V8, "order", &order, Some(&["state".into()]), b);
+            assert!(matches!(again, Err(Error::NothingToDo(_))));
+            order
+        });
         // A product not yet in Tryton is waited for, not guessed.
-        let unbound = Bindings(HashMap::from([(
-            ("customer", "7".to_string()),
-            "c-1".to_string(),
-        )]));
-        let e = map_export(Version::V8, "order", &order, None, &unbound).unwrap_err();
+        let e = FakeHost::new("http://tryton.test/db")
+            .bind("customer", "7", "c-1")
+            .run(|| map_export(Version::V8, "order", &order, None, &HostBinder))
+            .0
+            .unwrap_err();
         assert!(matches!(e, Error::Retryable { message, .. } if message.contains("line 1")));
     }
 
     #[test]
     fn customers_and_products_export_only_what_changed() {
-        let c = local(
-            "customer",
-            json!({"email": "Ada@Example.com", "first_name": "Ada", "last_name": "Lovelace"}),
-        );
-        assert_eq!(
-            map_export(Version::V8, "customer", &c, None, &bindings()).unwrap(),
-            json!({"name": "Ada Lovelace", "email": "ada@example.com"})
-        );
-        assert_eq!(
-            map_export(
-                Version::V8,
+        bound(|b| {
+            let c = local(
                 "customer",
-                &c,
-                Some(&["email".into()]),
-                &bindings()
-            )
-            .unwrap(),
-            json!({"email": "ada@example.com"})
-        );
-        let p = local(
-            "product",
-            json!({"sku": "DS-1", "name": "Mug", "price": 9.5, "stock": 3}),
-        );
-        assert_eq!(
-            map_export(Version::V8, "product", &p, None, &bindings()).unwrap(),
-            json!({"code": "DS-1", "stock": 3.0, "name": "Mug", "list_price": decimal_of("9.5")})
-        );
-        let nothing = map_export(
-            Version::V8,
-            "product",
-            &p,
-            Some(&["category_id".into()]),
-            &bindings(),
-        );
-        assert!(matches!(nothing, Err(Error::NothingToDo(_))));
+                json!({"email": "Ada@Example.com", "first_name": "Ada", "last_name": "Lovelace"}),
+            );
+            assert_eq!(
+                map_export(Version::V8, "customer", &c, None, b).unwrap(),
+                json!({"name": "Ada Lovelace", "email": "ada@example.com"})
+            );
+            assert_eq!(
+                map_export(Version::V8, "customer", &c, Some(&["email".into()]), b).unwrap(),
+                json!({"email": "ada@example.com"})
+            );
+            let p = local(
+                "product",
+                json!({"sku": "DS-1", "name": "Mug", "price": 9.5, "stock": 3}),
+            );
+            assert_eq!(
+                map_export(Version::V8, "product", &p, None, b).unwrap(),
+                json!({"code": "DS-1", "stock": 3.0, "name": "Mug", "list_price": decimal_of("9.5")})
+            );
+            let nothing = map_export(Version::V8, "product", &p, Some(&["category_id".into()]), b);
+            assert!(matches!(nothing, Err(Error::NothingToDo(_))));
+        })
     }
 }
