@@ -93,54 +93,65 @@ fn record(model: &str, data: Value, moved: Option<&Value>) -> Result<RemoteRecor
     })
 }
 
-/// The domain of records of `model` changed since `since`.
-fn changed_since(rest: &Rest, model: &str, since: &Value) -> Result<Value, Error> {
-    Ok(match model {
+/// The domain of records of `model` changed since `since`, and for
+/// products the latest done stock move of each product that moved since
+/// then (its quantity changed, its own `write_date` did not).
+fn changed_since(rest: &Rest, model: &str, since: &Value) -> Result<(Value, Moves), Error> {
+    let mut moves = Moves::new();
+    let domain = match model {
         "customer" => json!([
             "OR",
             ["write_date", ">=", since],
             ["contact_mechanisms.write_date", ">=", since]
         ]),
-        "product" => {
-            let moved = moved_products(rest, since)?;
-            match moved {
-                Some(ids) => json!([
+        "product" => match moved_products(rest, since)? {
+            Some(moved) => {
+                let ids: Vec<i64> = moved.keys().copied().collect();
+                moves = moved;
+                json!([
                     "OR",
                     ["write_date", ">=", since],
                     ["template.write_date", ">=", since],
                     ["id", "in", ids]
-                ]),
-                None => json!([]),
+                ])
             }
-        }
+            None => json!([]),
+        },
         "order" => json!([
             "OR",
             ["write_date", ">=", since],
             ["lines.write_date", ">=", since]
         ]),
         other => return Err(crate::mapping::unknown(other)),
-    })
+    };
+    Ok((domain, moves))
 }
 
-/// Products with a stock move done since `since` (their quantity
-/// changed, their `write_date` did not); `None` when there are too many to
-/// list.
-fn moved_products(rest: &Rest, since: &Value) -> Result<Option<Vec<i64>>, Error> {
-    let moves = rest.search(
+/// Product id → the write date of its latest done stock move.
+type Moves = std::collections::BTreeMap<i64, Value>;
+
+/// Products with a stock move done since `since`, each with its latest
+/// such move's write date; `None` when there are too many to list.
+fn moved_products(rest: &Rest, since: &Value) -> Result<Option<Moves>, Error> {
+    let found = rest.search(
         "stock.move",
         &json!([["write_date", ">=", since], ["state", "=", "done"]]),
-        &json!([["id", "ASC"]]),
-        &["product"],
+        &json!([["write_date", "ASC"], ["id", "ASC"]]),
+        &["product", "write_date"],
         MOVED_PRODUCTS_LIMIT,
         0,
     )?;
-    if moves.len() as u32 >= MOVED_PRODUCTS_LIMIT {
+    if found.len() as u32 >= MOVED_PRODUCTS_LIMIT {
         return Ok(None);
     }
-    let mut ids: Vec<i64> = moves.iter().filter_map(|m| m["product"].as_i64()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    Ok(Some(ids))
+    // Oldest first: the last one kept per product is its latest.
+    let mut moves = Moves::new();
+    for m in found {
+        if let Some(product) = m["product"].as_i64() {
+            moves.insert(product, m["write_date"].clone());
+        }
+    }
+    Ok(Some(moves))
 }
 
 /// When a product's stock last moved: its latest done move's write date.
@@ -170,9 +181,9 @@ pub fn search(
     let rest = client(model)?;
     let offset = offset(cursor)?;
     let size = page_size.clamp(1, 1000);
-    let domain = match filter.get("updated-since").and_then(Value::as_str) {
+    let (domain, moves) = match filter.get("updated-since").and_then(Value::as_str) {
         Some(since) => changed_since(&rest, model, &datetime(since)?)?,
-        None => json!([]),
+        None => (json!([]), Moves::new()),
     };
     let found = rest.search(
         path,
@@ -183,9 +194,14 @@ pub fn search(
         offset,
     )?;
     let full = found.len() as u32 == size;
+    // A product whose stock moved is as new as its move, or the import
+    // would take it for up to date.
     let items = found
         .into_iter()
-        .map(|r| record(model, r, None))
+        .map(|r| {
+            let moved = r["id"].as_i64().and_then(|id| moves.get(&id)).cloned();
+            record(model, r, moved.as_ref())
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Page {
         items,

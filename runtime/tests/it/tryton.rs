@@ -464,6 +464,28 @@ async fn shop_orders_become_tryton_sales_and_erp_prices_and_stock_reach_the_shop
         Some(7.0),
         "{shop}"
     );
+    // A stock level alone (a done move; the variant's and the template's
+    // write dates stay) is a change too.
+    let (status, inventory) = t
+        .rest(
+            "POST",
+            "stock.inventory",
+            Some(json!({"location": storage, "lines": [["create", [{"product": id, "quantity": 3.0}]]]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{inventory}");
+    t.rest(
+        "POST",
+        &format!("stock.inventory/{}/confirm", inventory["id"]),
+        Some(json!({})),
+    )
+    .await;
+    let third = erp_import(&w, "product").await;
+    assert!(third.contains(" 1 updated"), "the moved product: {third}");
+    assert_eq!(
+        w.shop.product(&sku).unwrap()["extension_attributes"]["stock_item"]["qty"].as_f64(),
+        Some(3.0)
+    );
     assert!(w.failed().await.is_empty(), "{:?}", w.failed().await);
 
     // An order deleted locally (as the shop's webhook would) cancels its
