@@ -24,12 +24,20 @@ with Transaction().start(database, 0, context={}) as transaction:
     company = admin.company.id
 with Transaction().start(database, admin.id, context={"company": company}) as transaction:
     (unit,) = pool.get("product.uom").search([("symbol", "=", "u")])
-    made_parties = pool.get("party.party").create([
+    # In slices: one create of thousands is one SQL statement too deep
+    # for SQLite's parser.
+    def create(model, values):
+        made = []
+        for start in range(0, len(values), 25):
+            made.extend(pool.get(model).create(values[start:start + 25]))
+        return made
+
+    made_parties = create("party.party", [
         {"name": f"Party {i}",
          "contact_mechanisms": [("create", [{"type": "email", "value": f"party{i}@example.com"}])]}
         for i in range(parties)
     ])
-    templates = pool.get("product.template").create([
+    templates = create("product.template", [
         {"name": f"Product {i}", "type": "goods", "salable": True,
          "default_uom": unit.id, "sale_uom": unit.id,
          "list_price": Decimal(10 + i % 90),
@@ -37,7 +45,7 @@ with Transaction().start(database, admin.id, context={"company": company}) as tr
         for i in range(products)
     ])
     variants = [t.products[0] for t in templates]
-    pool.get("sale.sale").create([
+    create("sale.sale", [
         {"party": made_parties[i % parties].id, "reference": f"SO-{i}",
          "lines": [("create", [
              {"type": "line", "product": variants[(i + k) % products].id,

@@ -17,7 +17,8 @@
 //!   their stock); the client makes the same parties, products (template,
 //!   variant, inventory) and sales in a second fresh Tryton.
 //!
-//! `TRYTON_BENCH_SCALE=0.1` runs a tenth of the records.
+//! `TRYTON_BENCH_SCALE=0.1` runs a tenth of the records;
+//! `TRYTON_BENCH_ONLY=import` or `export` one half.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -333,11 +334,29 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let only = std::env::var("TRYTON_BENCH_ONLY").unwrap_or_default();
     rt.block_on(async {
+        if only != "export" {
+            import(&install, &dir, parties, products, sales).await;
+        }
+        if only != "import" {
+            export(&install, &dir, parties, products, sales).await;
+        }
+    });
+}
+
+async fn import(
+    install: &Install,
+    dir: &tempfile::TempDir,
+    parties: usize,
+    products: usize,
+    sales: usize,
+) {
+    {
         // Import.
-        let source = start(&install, &dir, "import");
+        let source = start(install, dir, "import");
         let seeded = Instant::now();
-        source.seed(&install, parties, products, sales).unwrap();
+        source.seed(install, parties, products, sales).unwrap();
         println!(
             "seeded Tryton with {parties} parties, {products} products, {sales} sales of 3 lines in {:.1} s",
             seeded.elapsed().as_secs_f64()
@@ -351,7 +370,11 @@ fn main() {
             .unwrap();
         let took = settle(&b).await;
         let imported = bound(&b, "erp").await as usize;
-        assert_eq!(imported, parties + products + sales, "every record imported");
+        assert_eq!(
+            imported,
+            parties + products + sales,
+            "every record imported"
+        );
         let t = Instant::now();
         let read = tokio::task::block_in_place(|| read_directly(&source));
         let direct = t.elapsed();
@@ -365,8 +388,17 @@ fn main() {
         );
         b.node.stop(Duration::from_secs(5)).await.unwrap();
         drop(source);
+    }
+}
 
-        // Export.
+async fn export(
+    install: &Install,
+    dir: &tempfile::TempDir,
+    parties: usize,
+    products: usize,
+    sales: usize,
+) {
+    {
         let shop = Shop::start(
             ShopConfig {
                 seed: Seed {
@@ -389,7 +421,11 @@ fn main() {
                 .unwrap();
         }
         let b = node().await;
-        b.node.sync.install(junction_connectors::MAGENTO).await.unwrap();
+        b.node
+            .sync
+            .install(junction_connectors::MAGENTO)
+            .await
+            .unwrap();
         let shop_backend: BackendConfig = serde_json::from_value(json!({
             "name": "shop", "kind": "magento", "version": "2.4.6",
             "base_url": shop.base_url(), "allow_internal": [shop.addr.to_string()],
@@ -399,14 +435,18 @@ fn main() {
         b.node.sync.configure(&shop_backend).await.unwrap();
         b.node
             .queue
-            .enqueue_batch(&batch_jobs("shop", &["category", "customer", "product", "order"], true))
+            .enqueue_batch(&batch_jobs(
+                "shop",
+                &["category", "customer", "product", "order"],
+                true,
+            ))
             .await
             .unwrap();
         settle(&b).await;
         let customers = records(&b.storage, "customer").await;
         let orders = records(&b.storage, "order").await;
         let local_products = records(&b.storage, "product").await;
-        let target = start(&install, &dir, "export");
+        let target = start(install, dir, "export");
         b.node.sync.configure(&erp(&target)).await.unwrap();
         let mut specs = Vec::new();
         for (model, list) in [("customer", &customers), ("order", &orders)] {
@@ -426,20 +466,32 @@ fn main() {
         let exported = bound(&b, "erp").await as usize;
         let used: std::collections::HashSet<&str> = orders
             .iter()
-            .flat_map(|(_, o)| o["lines"].as_array().unwrap().iter().map(|l| l["sku"].as_str().unwrap()))
+            .flat_map(|(_, o)| {
+                o["lines"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|l| l["sku"].as_str().unwrap())
+            })
             .collect();
         let products_used: Vec<Value> = local_products
             .into_iter()
             .map(|(_, p)| p)
             .filter(|p| used.contains(p["sku"].as_str().unwrap()))
             .collect();
-        assert_eq!(exported, customers.len() + orders.len() + products_used.len(), "every record exported");
+        assert_eq!(
+            exported,
+            customers.len() + orders.len() + products_used.len(),
+            "every record exported"
+        );
         drop(target);
-        let direct_target = start(&install, &dir, "direct");
+        let direct_target = start(install, dir, "direct");
         let customers: Vec<Value> = customers.into_iter().map(|(_, c)| c).collect();
         let orders: Vec<Value> = orders.into_iter().map(|(_, o)| o).collect();
         let t = Instant::now();
-        let made = tokio::task::block_in_place(|| write_directly(&direct_target, &customers, &orders, &products_used));
+        let made = tokio::task::block_in_place(|| {
+            write_directly(&direct_target, &customers, &orders, &products_used)
+        });
         let direct = t.elapsed();
         println!(
             "export to Tryton: Junction {exported} records ({} parties, {} products, {} sales) in {:.1} s = {:.0} records/s; Tryton's REST written directly {made} records in {:.1} s = {:.0} records/s; ratio {:.2}×",
@@ -453,5 +505,5 @@ fn main() {
             rate(made, direct) / rate(exported, took)
         );
         b.node.stop(Duration::from_secs(5)).await.unwrap();
-    });
+    }
 }
