@@ -2,8 +2,10 @@
 //! real Tryton 8.2 (on SQLite, one request at a time), each way, beside
 //! Tryton's own limit for the same work measured in the same run by a
 //! small client calling its REST API directly with the same concurrency
-//! (one request in flight, a new connection per request, as Junction's
-//! host makes them today).
+//! (eight requests in flight, as Junction's eight workers; a new
+//! connection per request, as Junction's host makes them today). Tryton
+//! on SQLite serves one request at a time (see `backends/tryton/serve.py`):
+//! the others wait on its socket.
 //!
 //! - Import: 5,000 parties, 2,000 products and 2,000 sales of three lines
 //!   (seeded through trytond's own API), imported by a fresh node (direct
@@ -38,6 +40,8 @@ use junction_tryton::{Install, Server};
 use serde_json::{Value, json};
 
 const PAGE: u32 = 100;
+/// The direct client's concurrency: Junction's default workers per node.
+const CLIENTS: usize = 8;
 
 struct Bench {
     node: Node,
@@ -182,22 +186,25 @@ fn read_directly(server: &Server) -> usize {
             .iter()
             .map(|f| format!("&f={f}"))
             .collect();
+        // Pages CLIENTS at a time, until one comes back short.
         let mut offset = 0;
         loop {
-            let page = call(
-                server,
-                "GET",
-                &format!(
-                    "{model}?d={}&o={order}&s={PAGE}&p={offset}{f}",
-                    base64url(b"[]")
-                ),
-                &ctx,
-                None,
-            );
-            let len = page.as_array().unwrap().len();
-            n += len;
-            offset += PAGE as usize;
-            if len < PAGE as usize {
+            let offsets: Vec<usize> = (0..CLIENTS).map(|k| offset + k * PAGE as usize).collect();
+            let lens = parallel(&offsets, |p| {
+                call(
+                    server,
+                    "GET",
+                    &format!("{model}?d={}&o={order}&s={PAGE}&p={p}{f}", base64url(b"[]")),
+                    &ctx,
+                    None,
+                )
+                .as_array()
+                .unwrap()
+                .len()
+            });
+            n += lens.iter().sum::<usize>();
+            offset += CLIENTS * PAGE as usize;
+            if lens.iter().any(|l| *l < PAGE as usize) {
                 break;
             }
         }
@@ -224,39 +231,28 @@ fn write_directly(
     )[0]["id"]
         .as_i64()
         .unwrap();
-    let mut parties = std::collections::HashMap::new();
-    for c in customers {
-        let name = format!(
-            "{} {}",
-            c["first_name"].as_str().unwrap(),
-            c["last_name"].as_str().unwrap()
-        );
+    let parties: std::collections::HashMap<String, i64> = parallel(customers, |c| {
+        let name = format!("{} {}", c["first_name"].as_str().unwrap(), c["last_name"].as_str().unwrap());
         let made = call(
             server,
             "POST",
             "party.party",
             &ctx,
-            Some(
-                &json!({"name": name, "contact_mechanisms": [["create", [{"type": "email", "value": c["email"]}]]]}),
-            ),
+            Some(&json!({"name": name, "contact_mechanisms": [["create", [{"type": "email", "value": c["email"]}]]]})),
         );
-        parties.insert(
-            c["email"].as_str().unwrap().to_string(),
-            made["id"].as_i64().unwrap(),
-        );
-    }
-    let mut variants = std::collections::HashMap::new();
-    for p in products {
+        (c["email"].as_str().unwrap().to_string(), made["id"].as_i64().unwrap())
+    })
+    .into_iter()
+    .collect();
+    let variants: std::collections::HashMap<String, i64> = parallel(products, |p| {
         let made = call(
             server,
             "POST",
             "product.template?f=products",
             &ctx,
-            Some(
-                &json!({"name": p["name"], "type": "goods", "salable": true, "default_uom": unit, "sale_uom": unit,
+            Some(&json!({"name": p["name"], "type": "goods", "salable": true, "default_uom": unit, "sale_uom": unit,
                          "list_price": {"__class__": "Decimal", "decimal": p["price"].to_string()},
-                         "products": [["create", [{"suffix_code": p["sku"]}]]]}),
-            ),
+                         "products": [["create", [{"suffix_code": p["sku"]}]]]})),
         );
         let variant = made["products"][0].as_i64().unwrap();
         if p["stock"].as_f64().unwrap_or(0.0) > 0.0 {
@@ -265,21 +261,15 @@ fn write_directly(
                 "POST",
                 "stock.inventory",
                 &ctx,
-                Some(
-                    &json!({"location": storage, "lines": [["create", [{"product": variant, "quantity": p["stock"]}]]]}),
-                ),
+                Some(&json!({"location": storage, "lines": [["create", [{"product": variant, "quantity": p["stock"]}]]]})),
             );
-            call(
-                server,
-                "POST",
-                &format!("stock.inventory/{}/confirm", inv["id"]),
-                &ctx,
-                Some(&json!({})),
-            );
+            call(server, "POST", &format!("stock.inventory/{}/confirm", inv["id"]), &ctx, Some(&json!({})));
         }
-        variants.insert(p["sku"].as_str().unwrap().to_string(), variant);
-    }
-    for o in orders {
+        (p["sku"].as_str().unwrap().to_string(), variant)
+    })
+    .into_iter()
+    .collect();
+    parallel(orders, |o| {
         let lines: Vec<Value> = o["lines"]
             .as_array()
             .unwrap()
@@ -297,7 +287,7 @@ fn write_directly(
                 &json!({"party": parties[o["email"].as_str().unwrap()], "reference": o["number"], "lines": [["create", lines]]}),
             ),
         );
-    }
+    });
     customers.len() + products.len() + orders.len()
 }
 
@@ -308,6 +298,28 @@ async fn records(storage: &SqliteStorage, model: &str) -> Vec<(String, Value)> {
         .unwrap()
         .into_iter()
         .map(|r| (r.id.clone(), serde_json::from_str(&r.data).unwrap()))
+        .collect()
+}
+
+/// `f` over `items` on `CLIENTS` threads (Junction's default worker
+/// count), each taking the next item; what `f` returned, in order.
+fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let out: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..CLIENTS {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    *out[i].lock().unwrap() = Some(f(item));
+                }
+            });
+        }
+    });
+    out.into_iter()
+        .map(|m| m.into_inner().unwrap().unwrap())
         .collect()
 }
 
