@@ -56,6 +56,10 @@ fn stamp() -> String {
 /// Tryton in `dir` (`dir/venv`, `dir/template`): installed now unless an
 /// earlier install of the same lock and setup script is there.
 pub fn install(dir: &Path) -> Result<Install, Error> {
+    // Absolute: the path goes into trytond.conf, which trytond reads
+    // relative to nothing the caller chose (`junction-demo/tryton` failed).
+    fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let dir = &fs::canonicalize(dir).map_err(io(format!("resolving {}", dir.display())))?;
     let venv = dir.join("venv");
     let template = dir.join("template");
     let done = Install {
@@ -75,7 +79,6 @@ pub fn install(dir: &Path) -> Result<Install, Error> {
         }
     }
     let _ = fs::remove_file(&stamp_file);
-    fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     let lock = dir.join("tryton.lock");
     fs::write(&lock, LOCK).map_err(io(format!("writing {}", lock.display())))?;
     let setup = dir.join("setup.py");

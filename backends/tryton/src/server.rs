@@ -43,6 +43,9 @@ impl Server {
     /// returns when the REST API answers.
     pub fn start(install: &Install, dir: &Path) -> Result<Server, Error> {
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        // Absolute, for trytond.conf (see `install`).
+        let dir =
+            &std::fs::canonicalize(dir).map_err(io(format!("resolving {}", dir.display())))?;
         let db = format!("{DATABASE}.sqlite");
         std::fs::copy(install.template.join(&db), dir.join(&db)).map_err(io(format!(
             "copying the template database into {}",

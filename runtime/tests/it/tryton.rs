@@ -707,11 +707,13 @@ async fn a_sale_entered_in_tryton_becomes_a_local_order_and_later_changes_follow
 async fn the_demo_with_erp_lands_shop_orders_in_tryton_and_an_erp_price_in_the_shop() {
     let data = tempfile::tempdir().unwrap();
     let out = tokio::task::spawn_blocking(move || {
+        // A relative demo folder, as README's command uses: its Tryton
+        // data path must reach trytond's configuration absolute.
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_junction"))
+            .current_dir(data.path())
             .env("JUNCTION_CACHE_DIR", crate::sync::cache_dir())
             .args(["demo", "--erp", "--products", "60", "--customers", "12"])
-            .args(["--orders", "15", "--categories", "3", "--data"])
-            .arg(data.path())
+            .args(["--orders", "15", "--categories", "3", "--data", "demo"])
             .arg("--tryton-dir")
             .arg(TRYTON_DIR)
             .output()
