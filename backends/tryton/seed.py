@@ -8,7 +8,7 @@ three lines (products N, N+1, N+2 modulo PRODUCTS)."""
 import sys
 from decimal import Decimal
 
-from trytond.config import config as tryton_config
+import trytond.config as tryton_config
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 

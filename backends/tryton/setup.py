@@ -29,7 +29,7 @@ subprocess.run([*admin, "--all", "--email", "admin@example.com"], check=True, en
 subprocess.run([*admin, "-u", "party", "product", "stock", "sale", "--activate-dependencies"], check=True, env=env)
 os.unlink(f.name)
 
-from trytond.config import config as tryton_config  # noqa: E402
+import trytond.config as tryton_config  # noqa: E402
 
 tryton_config.update_etc(config)
 from trytond.pool import Pool  # noqa: E402
