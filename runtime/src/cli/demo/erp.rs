@@ -94,8 +94,10 @@ pub(super) async fn orders_to_erp(
     );
     let mut placed = Vec::new();
     for i in 0..NEW_ORDERS {
-        let sku = |k: i64| format!("DS-{:05}", 1 + (i * 7 + k * 13) as usize % products);
-        let lines = [(sku(0), 1 + i % 3), (sku(1), 1)];
+        let lines = [
+            (demo_sku(i, 0, products), 1 + i % 3),
+            (demo_sku(i, 1, products), 1),
+        ];
         let lines: Vec<(&str, i64)> = lines.iter().map(|(s, q)| (s.as_str(), *q)).collect();
         let customer = 1 + (i as usize * 5 % customers) as i64;
         placed.push(
@@ -176,19 +178,27 @@ pub(super) async fn orders_to_erp(
     Ok(())
 }
 
-/// Change a product's price in Tryton and watch it reach the shop.
+/// The SKU of line `k` of new order `i`: spread over the shop's products.
+fn demo_sku(i: i64, k: i64, products: usize) -> String {
+    format!("DS-{:05}", 1 + (i * 7 + k * 13) as usize % products.max(1))
+}
+
+/// Change the price in Tryton of a product the new orders took there,
+/// and watch it reach the shop.
 pub(super) async fn price_to_shop(
     n: u32,
     node: &Node,
     storage: &dyn Storage,
     shop: &Shop,
     erp: &Erp,
+    products: usize,
 ) -> anyhow::Result<()> {
     step(
         n,
         "a price changed in the ERP lands in the shop (incremental ERP import → local record → the Magento connector's listener → export):",
     );
-    let sku = "DS-00008";
+    // The second order's first line: not a product the demo edited before.
+    let sku = &demo_sku(1, 0, products);
     let Some(local) = storage.binding(BACKEND, "product", sku).await? else {
         bail!("product {sku} was not imported from the shop");
     };

@@ -297,7 +297,7 @@ pub async fn run(args: DemoArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<(
             seed.customers,
         )
         .await?;
-        erp::price_to_shop(10, &node, storage.as_ref(), &shop, &erp).await?;
+        erp::price_to_shop(10, &node, storage.as_ref(), &shop, &erp, seed.products).await?;
         Some(erp)
     } else {
         None
