@@ -8,10 +8,8 @@
 //! ERP's connectors never talk to each other.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use junction_demo_shop::Shop;
 use junction_runtime::backend::BackendConfig;
 use junction_runtime::node::Node;
@@ -109,22 +107,7 @@ pub(super) async fn orders_to_erp(
     node.queue
         .enqueue(batch_job(BACKEND, "order", false))
         .await?;
-    let bar = ProgressBar::new(NEW_ORDERS as u64).with_style(
-        ProgressStyle::with_template("   {prefix:>9} [{bar:40}] {pos:>6}/{len:6} {per_sec}")?
-            .progress_chars("=> "),
-    );
-    bar.set_prefix("sales");
-    let mut quiet = 0;
-    while quiet < 3 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        bar.set_position((bound(storage, "order").await? - sales_before).max(0) as u64);
-        quiet = if node.outstanding().await? == (0, 0) {
-            quiet + 1
-        } else {
-            0
-        };
-    }
-    bar.finish();
+    super::watch(node, storage, ERP, &[("order", NEW_ORDERS as u64)]).await?;
     settle(node).await?;
     let sales = bound(storage, "order").await? - sales_before;
     println!(

@@ -220,7 +220,8 @@ pub async fn run(args: DemoArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<(
     node.queue
         .enqueue_batch(&batch_jobs(BACKEND, &MODELS, true))
         .await?;
-    watch(&node, storage.as_ref(), &in_shop).await?;
+    let expected: Vec<(&str, u64)> = MODELS.iter().map(|m| (*m, in_shop[m] as u64)).collect();
+    watch(&node, storage.as_ref(), BACKEND, &expected).await?;
     let import_time = import_began.elapsed();
     let imported: i64 = storage
         .binding_counts(BACKEND)
@@ -369,40 +370,45 @@ async fn settle(node: &Node) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Progress bars per model until the node is idle.
+/// Progress bars of `backend`'s records bound per model since the call
+/// (each bar's length the expected count), until the node is idle.
 async fn watch(
     node: &Node,
     storage: &dyn Storage,
-    in_shop: &BTreeMap<&str, usize>,
+    backend: &str,
+    expected: &[(&str, u64)],
 ) -> anyhow::Result<()> {
+    let before: BTreeMap<String, i64> =
+        storage.binding_counts(backend).await?.into_iter().collect();
     let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
     let style =
         ProgressStyle::with_template("   {prefix:>9} [{bar:40}] {pos:>6}/{len:6} {per_sec}")?
             .progress_chars("=> ");
     let mut by_model = BTreeMap::new();
-    for m in MODELS {
-        let bar = bars.add(ProgressBar::new(in_shop[m] as u64).with_style(style.clone()));
-        bar.set_prefix(m);
-        by_model.insert(m, bar);
+    for (m, total) in expected {
+        let bar = bars.add(ProgressBar::new(*total).with_style(style.clone()));
+        bar.set_prefix(m.to_string());
+        by_model.insert(m.to_string(), bar);
     }
     let update = |counts: Vec<(String, i64)>| {
         for (model, n) in counts {
-            if let Some(bar) = by_model.get(model.as_str()) {
-                bar.set_position(n as u64);
+            if let Some(bar) = by_model.get(&model) {
+                let was = before.get(&model).copied().unwrap_or(0);
+                bar.set_position((n - was).max(0) as u64);
             }
         }
     };
     let mut quiet = 0;
     while quiet < 3 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        update(storage.binding_counts(BACKEND).await?);
+        update(storage.binding_counts(backend).await?);
         quiet = if node.outstanding().await? == (0, 0) {
             quiet + 1
         } else {
             0
         };
     }
-    update(storage.binding_counts(BACKEND).await?);
+    update(storage.binding_counts(backend).await?);
     for bar in by_model.values() {
         bar.finish();
     }
