@@ -4,6 +4,7 @@
 //! template or its stock, a sale's lines), reads, creates and writes of
 //! parties, products and sales, deletes, and lookups by natural key.
 
+use junction_guest::paging::page_size as page_size_within;
 use junction_guest::serde_json::{Value, json};
 use junction_guest::{Error, IdPage, Page, RemoteRecord, host};
 
@@ -29,7 +30,7 @@ fn client(model: &str) -> Result<Rest, Error> {
 /// The backend's warehouse: the `warehouse` setting, else Tryton's first
 /// warehouse (remembered in the connector's state).
 fn warehouse(rest: &Rest) -> Result<i64, Error> {
-    if let Some(id) = host::settings()?["warehouse"].as_i64() {
+    if let Some(id) = rest.warehouse {
         return Ok(id);
     }
     cached("warehouse", || {
@@ -179,8 +180,7 @@ pub fn search(
 ) -> Result<Page, Error> {
     let path = tryton_model(model)?;
     let rest = client(model)?;
-    let offset = offset(cursor)?;
-    let size = page_size.clamp(1, 1000);
+    let window = Window::of(cursor, page_size)?;
     let (domain, moves) = match filter.get("updated-since").and_then(Value::as_str) {
         Some(since) => changed_since(&rest, model, &datetime(since)?)?,
         None => (json!([]), Moves::new()),
@@ -190,10 +190,10 @@ pub fn search(
         &domain,
         &json!([["write_date", "ASC"], ["id", "ASC"]]),
         fields(model)?,
-        size,
-        offset,
+        window.size,
+        window.offset,
     )?;
-    let full = found.len() as u32 == size;
+    let next_cursor = window.next(found.len());
     // A product whose stock moved is as new as its move, or the import
     // would take it for up to date.
     let items = found
@@ -203,35 +203,55 @@ pub fn search(
             record(model, r, moved.as_ref())
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Page {
-        items,
-        next_cursor: full.then(|| (offset + u64::from(size)).to_string()),
-    })
+    Ok(Page { items, next_cursor })
 }
 
 /// Every id of `model`, a page at a time (for deletion reconciliation).
 pub fn list_ids(model: &str, cursor: Option<&str>, page_size: u32) -> Result<IdPage, Error> {
     let path = tryton_model(model)?;
-    let offset = offset(cursor)?;
-    let size = page_size.clamp(1, 1000);
-    let found =
-        Rest::new()?.search(path, &json!([]), &json!([["id", "ASC"]]), &[], size, offset)?;
-    let full = found.len() as u32 == size;
+    let window = Window::of(cursor, page_size)?;
+    let found = Rest::new()?.search(
+        path,
+        &json!([]),
+        &json!([["id", "ASC"]]),
+        &[],
+        window.size,
+        window.offset,
+    )?;
     Ok(IdPage {
+        next_cursor: window.next(found.len()),
         ids: found
             .iter()
             .map(|r| id_of(r).map(|id| id.to_string()))
             .collect::<Result<_, _>>()?,
-        next_cursor: full.then(|| (offset + u64::from(size)).to_string()),
     })
 }
 
-fn offset(cursor: Option<&str>) -> Result<u64, Error> {
-    match cursor {
-        None => Ok(0),
-        Some(c) => c
-            .parse()
-            .map_err(|_| Error::permanent(format!("cursor {c:?} is not an offset"))),
+/// An offset page (Tryton's `s` and `p`): the cursor is the offset.
+struct Window {
+    offset: u64,
+    size: u32,
+}
+
+impl Window {
+    fn of(cursor: Option<&str>, page_size: u32) -> Result<Window, Error> {
+        let offset = match cursor {
+            None => 0,
+            Some(c) => c
+                .parse()
+                .map_err(|_| Error::permanent(format!("cursor {c:?} is not an offset")))?,
+        };
+        Ok(Window {
+            offset,
+            size: page_size_within(page_size, 1000),
+        })
+    }
+
+    /// The cursor after a page that held `found` records: none when the
+    /// page was not full.
+    fn next(&self, found: usize) -> Option<String> {
+        (found as u64 == u64::from(self.size))
+            .then(|| (self.offset + u64::from(self.size)).to_string())
     }
 }
 
@@ -239,8 +259,7 @@ pub fn read(model: &str, id: &str) -> Result<RemoteRecord, Error> {
     let path = tryton_model(model)?;
     let id = parse_id(path, id)?;
     let rest = client(model)?;
-    let query: Vec<String> = fields(model)?.iter().map(|f| format!("f={f}")).collect();
-    let data = rest.get(&format!("{path}/{id}?{}", query.join("&")))?;
+    let data = rest.read(path, id, fields(model)?)?;
     let moved = if model == "product" {
         Some(last_move(&rest, id)?)
     } else {
@@ -348,7 +367,7 @@ fn create_product(rest: &Rest, data: &Value) -> Result<i64, Error> {
 fn stock_to(rest: &Rest, product: i64, quantity: f64) -> Result<(), Error> {
     let warehouse = warehouse(rest)?;
     let storage = cached("storage", || {
-        rest.get(&format!("stock.location/{warehouse}?f=storage_location"))?["storage_location"]
+        rest.read("stock.location", warehouse, &["storage_location"])?["storage_location"]
             .as_i64()
             .ok_or_else(|| {
                 Error::Config(format!(
@@ -434,7 +453,7 @@ pub fn write(model: &str, id: &str, data: &Value) -> Result<(), Error> {
                 }
             }
             if template.as_object().is_some_and(|t| !t.is_empty()) {
-                let variant = rest.get(&format!("product.product/{id}?f=template"))?;
+                let variant = rest.read("product.product", id, &["template"])?;
                 let template_id = variant["template"]["id"]
                     .as_i64()
                     .or_else(|| variant["template"].as_i64())

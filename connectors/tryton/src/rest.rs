@@ -16,6 +16,8 @@ use crate::values::base64url;
 pub struct Rest {
     base: String,
     context: Map<String, Value>,
+    /// The backend's `warehouse` setting, if set.
+    pub warehouse: Option<i64>,
 }
 
 impl Rest {
@@ -35,6 +37,7 @@ impl Rest {
                 host::backend().base_url.trim_end_matches('/')
             ),
             context,
+            warehouse: settings["warehouse"].as_i64(),
         })
     }
 
@@ -100,15 +103,12 @@ impl Rest {
         limit: u32,
         offset: u64,
     ) -> Result<Vec<Value>, Error> {
-        let mut query = format!(
-            "{model}?d={}&o={}&s={limit}&p={offset}",
+        let query = format!(
+            "{model}?d={}&o={}&s={limit}&p={offset}{}",
             base64url(domain.to_string().as_bytes()),
             base64url(order.to_string().as_bytes()),
+            field_query(fields)
         );
-        for f in fields {
-            query.push_str("&f=");
-            query.push_str(f);
-        }
         match self.get(&query)? {
             Value::Array(items) => Ok(items),
             other => Err(Error::permanent(format!(
@@ -118,6 +118,14 @@ impl Rest {
         }
     }
 
+    /// Record `id` of `model` with `fields`.
+    pub fn read(&self, model: &str, id: i64, fields: &[&str]) -> Result<Value, Error> {
+        self.get(&format!(
+            "{model}/{id}?{}",
+            field_query(fields).trim_start_matches('&')
+        ))
+    }
+
     /// The ids of `model` in `domain` (at most `limit`).
     pub fn ids(&self, model: &str, domain: &Value, limit: u32) -> Result<Vec<i64>, Error> {
         self.search(model, domain, &json!([["id", "ASC"]]), &[], limit, 0)?
@@ -125,6 +133,11 @@ impl Rest {
             .map(id_of)
             .collect()
     }
+}
+
+/// `&f=a&f=b…`: the fields a GET reads (dotted paths through relations).
+fn field_query(fields: &[&str]) -> String {
+    fields.iter().map(|f| format!("&f={f}")).collect()
 }
 
 /// A record's `id`.
