@@ -12,7 +12,6 @@ use junction_tryton::{DATABASE, Server};
 
 pub(crate) struct Tryton {
     server: Server,
-    pub(crate) addr: std::net::SocketAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -29,11 +28,7 @@ impl Tryton {
         .await
         .unwrap()
         .unwrap_or_else(|e| panic!("starting Tryton: {e}"));
-        Tryton {
-            addr: server.addr,
-            server,
-            _dir: dir,
-        }
+        Tryton { server, _dir: dir }
     }
 
     /// The Tryton connector installed on `w`'s node, serving this server
@@ -49,7 +44,7 @@ impl Tryton {
             "kind": "tryton",
             "version": "8.2.1",
             "base_url": self.server.base_url(),
-            "allow_internal": [self.addr.to_string()],
+            "allow_internal": [self.server.addr.to_string()],
             "auth": {"type": "bearer", "token": junction_tryton::KEY},
             "settings": {"company": self.server.company},
         }))
