@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::capabilities::egress::{Auth, EgressPolicy, PolicyError, Secret, parse_target};
+use crate::capabilities::egress::{
+    Auth, EgressPolicy, PolicyError, Secret, TlsSettings, parse_target,
+};
 use crate::capabilities::{BackendInfo, CallContext, Services};
 use crate::grants::{GrantConfig, Grants, JobPlacement, Requests};
 use crate::limits::{EgressLimits, SandboxLimits};
@@ -55,6 +57,10 @@ pub struct BackendConfig {
     pub limits: SandboxLimits,
     #[serde(default)]
     pub egress: EgressLimits,
+    /// TLS for its `https` requests: a private CA (`ca_file`), the
+    /// system's store (`system_roots`), a client certificate (mTLS).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub tls: TlsSettings,
     /// Recurring incremental imports.
     #[serde(default)]
     pub schedules: Vec<Schedule>,
@@ -277,6 +283,7 @@ impl BackendConfig {
         }
         let mut policy = EgressPolicy::new(&allow, &self.allow_internal, auth, self.egress.clone())
             .and_then(|p| p.credential_origins(&credential_origins))
+            .and_then(|p| p.tls(&self.tls))
             .map_err(policy_error)?;
         if let Some(requests) = requests {
             let mut hosts = vec![origin];

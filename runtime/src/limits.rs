@@ -79,6 +79,19 @@ pub struct EgressLimits {
     pub total_timeout: Duration,
     /// Requests in flight at once to this backend, across all calls.
     pub max_concurrent_requests: usize,
+    /// Keep connections open between requests and reuse them (per
+    /// backend, only for the same checked address).
+    pub keep_alive: bool,
+    /// Connections kept open while unused, at most (the least recently
+    /// used is closed first); with those in use, a backend never holds
+    /// more than `max_concurrent_requests + max_idle_connections`.
+    pub max_idle_connections: usize,
+    /// An unused kept connection is closed after this long.
+    #[serde(with = "millis")]
+    #[schema(value_type = u64)]
+    pub idle_timeout: Duration,
+    /// Offer HTTP/2 to `https` servers (ALPN); HTTP/1.1 otherwise.
+    pub http2: bool,
 }
 
 impl Default for EgressLimits {
@@ -89,6 +102,10 @@ impl Default for EgressLimits {
             connect_timeout: Duration::from_secs(10),
             total_timeout: Duration::from_secs(60),
             max_concurrent_requests: 8,
+            keep_alive: true,
+            max_idle_connections: 8,
+            idle_timeout: Duration::from_secs(30),
+            http2: true,
         }
     }
 }

@@ -15,6 +15,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod webhook;
 pub use webhook::{WebhookSender, WebhookTarget};
 

@@ -8,6 +8,7 @@ mod browser;
 mod cache;
 mod cli;
 mod cluster;
+mod connections;
 mod crash;
 mod egress;
 mod events;

@@ -13,7 +13,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use junction_runtime::capabilities::egress::{Auth, EgressPolicy};
+use junction_runtime::capabilities::egress::{Auth, EgressPolicy, Resolve, TlsSettings};
 use junction_runtime::capabilities::memory::MemoryServices;
 use junction_runtime::capabilities::{BackendInfo, CallContext, Services};
 use junction_runtime::grants::Grants;
@@ -51,8 +51,13 @@ pub struct Ctx {
     pub allow: Vec<String>,
     pub allow_internal: Vec<String>,
     pub auth: Option<Auth>,
+    /// Where the credential goes; empty: every exact allowed origin.
+    pub auth_origins: Vec<String>,
     pub limits: SandboxLimits,
     pub egress: EgressLimits,
+    pub tls: TlsSettings,
+    /// Names resolved by the test instead of the system.
+    pub resolver: Option<Arc<dyn Resolve>>,
     pub services: Arc<MemoryServices>,
     pub grants: Grants,
 }
@@ -63,11 +68,14 @@ impl Default for Ctx {
             allow: Vec::new(),
             allow_internal: Vec::new(),
             auth: None,
+            auth_origins: Vec::new(),
             limits: SandboxLimits {
                 deadline: Duration::from_secs(10),
                 ..SandboxLimits::default()
             },
             egress: EgressLimits::default(),
+            tls: TlsSettings::default(),
+            resolver: None,
             services: Arc::new(MemoryServices::default()),
             grants: Grants::unrestricted("test"),
         }
@@ -108,10 +116,19 @@ impl Ctx {
                     self.egress.clone(),
                 )
                 .and_then(|p| {
-                    // The credential goes to the exact allowed origins.
-                    let exact: Vec<&String> =
-                        self.allow.iter().filter(|a| !a.contains('*')).collect();
+                    // The credential goes to the exact allowed origins
+                    // unless the test names others.
+                    let exact: Vec<&String> = if self.auth_origins.is_empty() {
+                        self.allow.iter().filter(|a| !a.contains('*')).collect()
+                    } else {
+                        self.auth_origins.iter().collect()
+                    };
                     p.credential_origins(&exact)
+                })
+                .and_then(|p| p.tls(&self.tls))
+                .map(|p| match &self.resolver {
+                    Some(r) => p.with_resolver(r.clone()),
+                    None => p,
                 })
                 .expect("valid policy"),
             ),
@@ -132,25 +149,34 @@ pub struct Server {
     pub max_in_flight: Arc<AtomicUsize>,
     /// Headers of the last request, as `name: value` lines.
     pub last_headers: Arc<Mutex<Vec<String>>>,
+    /// Connections accepted.
+    pub connections: Arc<AtomicUsize>,
 }
 
 impl Server {
     pub async fn start() -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Server::bind("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    pub async fn bind(at: SocketAddr) -> Server {
+        let listener = tokio::net::TcpListener::bind(at).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let in_flight = Arc::new(AtomicUsize::new(0));
         let max_in_flight = Arc::new(AtomicUsize::new(0));
         let last_headers = Arc::new(Mutex::new(Vec::new()));
-        let (inf, maxf, last) = (
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (inf, maxf, last, accepted) = (
             in_flight.clone(),
             max_in_flight.clone(),
             last_headers.clone(),
+            connections.clone(),
         );
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     break;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let (inf, maxf, last) = (inf.clone(), maxf.clone(), last.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
@@ -173,6 +199,7 @@ impl Server {
             addr,
             max_in_flight,
             last_headers,
+            connections,
         }
     }
 

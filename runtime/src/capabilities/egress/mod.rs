@@ -14,11 +14,17 @@
 //! the host and every resolved address is checked again before connecting,
 //! to the very address that was checked (no second lookup, so DNS rebinding
 //! cannot swap it). Redirects are never followed on the guest's behalf.
+//! Connections are kept per backend and reused only for a request whose
+//! checks led to the same checked address (see `pool`); TLS trusts what
+//! the backend's `tls` settings say (see `tls`).
 
 mod allowlist;
 mod audit;
+mod dns;
 mod ipclass;
+mod pool;
 mod send;
+mod tls;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -33,8 +39,11 @@ pub use allowlist::{
     parse_target,
 };
 pub use audit::{AuditEntry, AuditLog};
+pub use dns::{Resolve, SystemResolver};
 pub use ipclass::internal_class;
-pub(crate) use send::tls_config;
+pub use pool::PoolStats;
+pub(crate) use tls::default_config as tls_config;
+pub use tls::{TlsError, TlsSettings};
 
 use crate::limits::EgressLimits;
 
@@ -239,6 +248,30 @@ pub struct EgressPolicy {
     /// call (a create the host may have to repeat; see
     /// [`EgressPolicy::with_idempotency_key`]).
     idempotency_key: Option<http::HeaderValue>,
+    /// The backend's TLS client configuration (trust, client certificate,
+    /// ALPN, session cache).
+    tls: Arc<rustls::ClientConfig>,
+    /// The backend's kept connections, shared by every clone of the policy
+    /// (the per-call ones with an idempotency key too).
+    pool: Arc<pool::Pool>,
+    resolver: Resolver,
+}
+
+/// The resolver a policy uses (a newtype so the policy can print itself).
+#[derive(Clone)]
+struct Resolver(Arc<dyn Resolve>);
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Resolver")
+    }
+}
+
+impl std::ops::Deref for Resolver {
+    type Target = dyn Resolve;
+    fn deref(&self) -> &dyn Resolve {
+        &*self.0
+    }
 }
 
 /// A policy that cannot be built from the operator's settings.
@@ -254,6 +287,8 @@ pub enum PolicyError {
         "credential origin {0:?} must be one exact origin such as https://api.example.com (no wildcard)"
     )]
     CredentialOrigin(String),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 impl EgressPolicy {
@@ -282,6 +317,7 @@ impl EgressPolicy {
             ),
             ("connect_timeout", limits.connect_timeout.is_zero()),
             ("total_timeout", limits.total_timeout.is_zero()),
+            ("idle_timeout", limits.idle_timeout.is_zero()),
         ] {
             if zero {
                 return Err(PolicyError::Limit { name });
@@ -294,9 +330,35 @@ impl EgressPolicy {
             auth_origins: Allowlist::parse::<&str>(&[])?,
             requested: None,
             permits: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
+            tls: TlsSettings::default().client_config(limits.http2)?,
+            pool: pool::Pool::new(pool::PoolSettings {
+                enabled: limits.keep_alive,
+                max_idle: limits.max_idle_connections,
+                idle_timeout: limits.idle_timeout,
+            }),
+            resolver: Resolver(dns::system()),
             limits,
             idempotency_key: None,
         })
+    }
+
+    /// Trust and present what `settings` say for this backend's `https`
+    /// requests (instead of the public roots alone).
+    pub fn tls(mut self, settings: &TlsSettings) -> Result<EgressPolicy, PolicyError> {
+        self.tls = settings.client_config(self.limits.http2)?;
+        Ok(self)
+    }
+
+    /// Resolve names with `resolver` instead of the system's (an embedder's
+    /// own DNS, or a test's).
+    pub fn with_resolver(mut self, resolver: Arc<dyn Resolve>) -> EgressPolicy {
+        self.resolver = Resolver(resolver);
+        self
+    }
+
+    /// What this backend's connection pool has done so far.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
     }
 
     /// This policy for one call that must happen at most once in the

@@ -1,15 +1,17 @@
-//! Sends one allowed request: resolve, check every address, connect to a
-//! checked address, TLS, HTTP/1.1, with the backend's caps and timeouts.
+//! Sends one allowed request: resolve, check every address, take a kept
+//! connection to a checked address or open one (TLS with the backend's
+//! trust, HTTP/2 when the server offers it by ALPN, else HTTP/1.1), with
+//! the backend's caps and timeouts.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
@@ -19,7 +21,9 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 use super::EgressPolicy;
 use super::allowlist::{Host, Scheme, Target, parse_target};
 use super::audit::{AuditHandle, AuditLog};
+use super::dns;
 use super::ipclass::internal_class;
+use super::pool::{Conn, Key, Pool};
 
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 
@@ -113,7 +117,7 @@ pub(super) async fn send(
             }
         };
 
-    let addrs = match resolve(&target, connect_timeout).await {
+    let addrs = match dns::resolve(&*policy.resolver, &target, connect_timeout).await {
         Ok(addrs) => addrs,
         Err((reason, err)) => {
             entry.failed(reason);
@@ -138,19 +142,62 @@ pub(super) async fn send(
         }
     }
 
-    let stream = match connect(&addrs, target.port, connect_timeout).await {
-        Ok(s) => s,
+    let request = match prepare(&policy, &target, request) {
+        Ok(r) => r,
         Err((reason, err)) => {
             entry.failed(reason);
             return Err(err);
         }
     };
-
-    let response = match exchange(&policy, &target, stream, request, options, deadline).await {
-        Ok(r) => r,
-        Err((reason, err)) => {
-            entry.failed(reason);
-            return Err(err);
+    let first_byte = options
+        .and_then(|o| o.first_byte_timeout)
+        .map_or(deadline, |t| deadline.min(Instant::now() + t));
+    // Only the checked addresses, in the order they would be dialled.
+    let keys: Vec<Key> = addrs
+        .iter()
+        .map(|addr| Key {
+            scheme: target.scheme,
+            host: target.host.clone(),
+            port: target.port,
+            addr: *addr,
+        })
+        .collect();
+    let pool = &policy.pool;
+    let (key, conn, response) = loop {
+        let (key, mut conn, reused) = match pool.acquire(&keys).await {
+            Some((key, conn)) => (key, conn, true),
+            None => match open(&policy, &target, &keys, connect_timeout, deadline).await {
+                Ok((key, conn)) => {
+                    pool.opened(&key, &conn);
+                    (key, conn, false)
+                }
+                Err((reason, err)) => {
+                    entry.failed(reason);
+                    return Err(err);
+                }
+            },
+        };
+        match exchange(&target, &mut conn, request.clone(), first_byte).await {
+            Ok(response) => break (key, conn, response),
+            // A kept connection the server closed as the request went out
+            // (its idle timeout): the request is sent again on a new one
+            // when that cannot do it twice — it never left, or it may be
+            // repeated (RFC 9110's idempotent methods, or an
+            // Idempotency-Key).
+            Err(Failed::Unsent(..)) if reused => {
+                tracing::debug!(target = %target, "kept connection closed; sending on a new one");
+            }
+            Err(Failed::Closed(..)) if reused && repeatable(&request) => {
+                tracing::debug!(target = %target, "kept connection closed; sending again on a new one");
+            }
+            Err(
+                Failed::Unsent(reason, err)
+                | Failed::Closed(reason, err)
+                | Failed::Other(reason, err),
+            ) => {
+                entry.failed(reason);
+                return Err(err);
+            }
         }
     };
     entry.status(response.status().as_u16());
@@ -171,6 +218,7 @@ pub(super) async fn send(
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
             entry,
             permit: Some(permit),
+            conn: Some((pool.clone(), key, conn)),
         }
         .boxed_unsync()
     });
@@ -219,53 +267,14 @@ async fn collect_capped(mut body: WasiBody, cap: u64, deadline: Instant) -> Resu
     }
 }
 
-/// Resolve once; the addresses returned are the only ones connected to.
-async fn resolve(target: &Target, timeout: Duration) -> Result<Vec<IpAddr>, Failure> {
-    let name = match &target.host {
-        Host::Ip(ip) => return Ok(vec![*ip]),
-        Host::Name(name) => name.clone(),
-    };
-    match tokio::time::timeout(
-        timeout,
-        tokio::net::lookup_host((name.as_str(), target.port)),
-    )
-    .await
-    {
-        Err(_) => Err((format!("resolving {name} timed out"), Error::DnsTimeout)),
-        Ok(Err(e)) => Err((
-            format!("resolving {name} failed: {e}"),
-            Error::DnsError {
-                rcode: Some(e.to_string()),
-                info_code: None,
-            },
-        )),
-        Ok(Ok(addrs)) => {
-            let mut ips: Vec<IpAddr> = addrs
-                .map(|a| match a.ip() {
-                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-                    ip => ip,
-                })
-                .collect();
-            ips.dedup();
-            if ips.is_empty() {
-                return Err((
-                    format!("{name} has no addresses"),
-                    Error::DestinationNotFound,
-                ));
-            }
-            Ok(ips)
-        }
-    }
-}
-
-async fn connect(addrs: &[IpAddr], port: u16, timeout: Duration) -> Result<TcpStream, Failure> {
+async fn connect(keys: &[Key], timeout: Duration) -> Result<(Key, TcpStream), Failure> {
     let mut last = String::new();
-    for ip in addrs {
-        let addr = SocketAddr::new(*ip, port);
+    for key in keys {
+        let addr = SocketAddr::new(key.addr, key.port);
         match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                return Ok(stream);
+                return Ok((key.clone(), stream));
             }
             Ok(Err(e)) => last = format!("connecting to {addr} failed: {e}"),
             Err(_) => {
@@ -285,43 +294,25 @@ async fn connect(addrs: &[IpAddr], port: u16, timeout: Duration) -> Result<TcpSt
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
-pub(crate) fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-            };
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
-}
-
-/// TLS when asked, then one HTTP/1.1 request on the connection. Returns the
-/// response head and the bytes of request body sent so far.
-async fn exchange(
+/// A new connection to one of the checked addresses: TCP, TLS with the
+/// backend's trust for `https`, then HTTP/2 if ALPN chose it, else
+/// HTTP/1.1.
+async fn open(
     policy: &EgressPolicy,
     target: &Target,
-    tcp: TcpStream,
-    mut request: http::Request<http_body_util::Full<Bytes>>,
-    options: Option<RequestOptions>,
+    keys: &[Key],
+    connect_timeout: Duration,
     deadline: Instant,
-) -> Result<http::Response<hyper::body::Incoming>, Failure> {
+) -> Result<(Key, Conn), Failure> {
     let timed_out = || {
         (
-            "timed out before the response arrived".to_string(),
+            "timed out during the TLS handshake".to_string(),
             Error::HttpResponseTimeout,
         )
     };
-    let stream: Box<dyn Stream> = match target.scheme {
-        Scheme::Http => Box::new(tcp),
+    let (key, tcp) = connect(keys, connect_timeout).await?;
+    let (stream, h2): (Box<dyn Stream>, bool) = match target.scheme {
+        Scheme::Http => (Box::new(tcp), false),
         Scheme::Https => {
             let name = match &target.host {
                 Host::Name(n) => {
@@ -334,41 +325,74 @@ async fn exchange(
                 }
                 Host::Ip(ip) => rustls::pki_types::ServerName::from(*ip),
             };
-            let connector = tokio_rustls::TlsConnector::from(tls_config());
+            let connector = tokio_rustls::TlsConnector::from(policy.tls.clone());
             let tls = tokio::time::timeout_at(deadline, connector.connect(name, tcp))
                 .await
                 .map_err(|_| timed_out())?
                 .map_err(|e| {
-                    (
-                        format!("TLS handshake failed: {e}"),
-                        Error::TlsProtocolError,
-                    )
+                    let host = target.host.to_string();
+                    let reason = super::tls::describe(&host, &e)
+                        .unwrap_or_else(|| format!("TLS handshake with {host} failed: {e}"));
+                    let err = if reason.contains("certificate") {
+                        Error::TlsCertificateError
+                    } else {
+                        Error::TlsProtocolError
+                    };
+                    (reason, err)
                 })?;
-            Box::new(tls)
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            (Box::new(tls), h2)
         }
     };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| {
-            (
-                format!("HTTP handshake failed: {e}"),
-                Error::HttpProtocolError,
-            )
-        })?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(%e, "outbound connection ended with an error");
-        }
-    });
+    let handshake_failed = |e: hyper::Error| {
+        (
+            format!("HTTP handshake failed: {e}"),
+            Error::HttpProtocolError,
+        )
+    };
+    let conn = if h2 {
+        let (sender, conn) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(handshake_failed)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%e, "outbound HTTP/2 connection ended with an error");
+            }
+        });
+        Conn::H2(sender)
+    } else {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(handshake_failed)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%e, "outbound connection ended with an error");
+            }
+        });
+        Conn::H1(sender)
+    };
+    Ok((key, conn))
+}
 
-    // Only the path goes on the wire, and `Host` is the authority that was
-    // checked, whatever the guest put in its headers.
+/// The request as it goes out, whatever the connection: `Host` is the
+/// authority that was checked, whatever the guest put in its headers; the
+/// backend's credential and the call's idempotency key are added where
+/// they belong.
+fn prepare(
+    policy: &EgressPolicy,
+    target: &Target,
+    mut request: http::Request<Full<Bytes>>,
+) -> Result<http::Request<Full<Bytes>>, Failure> {
     let path = request
         .uri()
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
     *request.uri_mut() = http::Uri::builder()
+        .scheme(target.scheme.to_string().as_str())
+        .authority(target.authority())
         .path_and_query(path)
         .build()
         .map_err(|e| (format!("invalid path: {e}"), Error::HttpRequestUriInvalid))?;
@@ -400,19 +424,70 @@ async fn exchange(
     {
         headers.insert(IDEMPOTENCY_KEY, key.clone());
     }
+    Ok(request)
+}
 
-    let first_byte = options
-        .and_then(|o| o.first_byte_timeout)
-        .map_or(deadline, |t| deadline.min(Instant::now() + t));
-    tokio::time::timeout_at(first_byte, sender.send_request(request))
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(|e| {
-            (
-                format!("sending the request failed: {e}"),
-                Error::HttpProtocolError,
-            )
-        })
+/// Whether sending `request` twice does no more than sending it once.
+fn repeatable(request: &http::Request<Full<Bytes>>) -> bool {
+    request.method().is_idempotent() || request.headers().contains_key(IDEMPOTENCY_KEY)
+}
+
+/// How an exchange failed. On a kept connection, `Unsent` (it had closed
+/// before the request went out) and `Closed` (it closed before a response
+/// came) are candidates for a second try on a new connection.
+enum Failed {
+    Unsent(String, Error),
+    Closed(String, Error),
+    Other(String, Error),
+}
+
+/// One request on `conn`, until the response head.
+async fn exchange(
+    target: &Target,
+    conn: &mut Conn,
+    mut request: http::Request<Full<Bytes>>,
+    first_byte: Instant,
+) -> Result<http::Response<hyper::body::Incoming>, Failed> {
+    let sent = match conn {
+        Conn::H1(sender) => {
+            // HTTP/1.1 puts only the path on the request line; the
+            // authority is the `Host` header.
+            let path = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            *request.uri_mut() = http::Uri::builder()
+                .path_and_query(path)
+                .build()
+                .expect("a path that parsed once parses again");
+            tokio::time::timeout_at(first_byte, sender.send_request(request)).await
+        }
+        Conn::H2(sender) => {
+            // HTTP/2 carries the authority as `:authority` (from the URI).
+            request.headers_mut().remove(http::header::HOST);
+            tokio::time::timeout_at(first_byte, sender.send_request(request)).await
+        }
+    };
+    match sent {
+        Err(_) => Err(Failed::Other(
+            "timed out before the response arrived".to_string(),
+            Error::HttpResponseTimeout,
+        )),
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) => {
+            let host = target.host.to_string();
+            let reason = super::tls::describe(&host, &e)
+                .unwrap_or_else(|| format!("sending the request failed: {e}"));
+            if e.is_canceled() {
+                Err(Failed::Unsent(reason, Error::HttpProtocolError))
+            } else if e.is_incomplete_message() || e.is_closed() {
+                Err(Failed::Closed(reason, Error::HttpProtocolError))
+            } else {
+                Err(Failed::Other(reason, Error::HttpProtocolError))
+            }
+        }
+    }
 }
 
 /// The response body as the guest reads it: capped, under the total
@@ -425,13 +500,20 @@ struct CappedBody {
     deadline: Pin<Box<Sleep>>,
     entry: AuditHandle,
     permit: Option<OwnedSemaphorePermit>,
+    /// The connection, back to the pool when the body was read to its end
+    /// (an HTTP/1.1 connection in the middle of a body cannot carry
+    /// another request).
+    conn: Option<(Arc<Pool>, Key, Conn)>,
 }
 
 impl CappedBody {
-    fn finish(&mut self, error: Option<String>) {
+    fn finish(&mut self, error: Option<String>, complete: bool) {
         self.entry.response_bytes(self.seen);
+        let conn = self.conn.take();
         if let Some(e) = error {
             self.entry.failed(e);
+        } else if complete && let Some((pool, key, conn)) = conn {
+            pool.release(key, conn);
         }
         self.permit = None;
     }
@@ -449,9 +531,10 @@ impl Body for CappedBody {
             return Poll::Ready(None);
         }
         if self.deadline.as_mut().poll(cx).is_ready() {
-            self.finish(Some(
-                "response body not finished before the total timeout".to_string(),
-            ));
+            self.finish(
+                Some("response body not finished before the total timeout".to_string()),
+                false,
+            );
             return Poll::Ready(Some(Err(Error::HttpResponseTimeout)));
         }
         let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
@@ -461,18 +544,18 @@ impl Body for CappedBody {
                 if self.seen > self.limit {
                     let msg = format!("response body exceeded the cap of {} bytes", self.limit);
                     let seen = self.seen;
-                    self.finish(Some(msg));
+                    self.finish(Some(msg), false);
                     Some(Err(Error::HttpResponseBodySize(Some(seen))))
                 } else {
                     Some(Ok(frame))
                 }
             }
             Some(Err(e)) => {
-                self.finish(Some(format!("reading the response failed: {e}")));
+                self.finish(Some(format!("reading the response failed: {e}")), false);
                 Some(Err(Error::Hyper(e)))
             }
             None => {
-                self.finish(None);
+                self.finish(None, true);
                 None
             }
         })
@@ -486,7 +569,8 @@ impl Body for CappedBody {
 impl Drop for CappedBody {
     fn drop(&mut self) {
         if self.permit.is_some() {
-            self.finish(None);
+            let complete = self.inner.is_end_stream();
+            self.finish(None, complete);
         }
     }
 }

@@ -1,0 +1,221 @@
+//! `cargo bench -p junction-runtime --bench distance`: sync at internet
+//! distance. The reference shop is served over TLS (a TLS relay with a
+//! certificate from a private CA, which the backend's `tls.ca_file`
+//! trusts) behind a relay that holds every byte for half a round trip:
+//! 0, 20 and 80 ms per round trip. At each distance, a direct import of
+//! the shop (categories, customers, products, orders) and a one-job-per-
+//! record import of its customers, with connections kept (the default)
+//! and with `keep_alive = false`, side by side in one run on fresh SQLite
+//! nodes, with the TLS handshakes the relay saw. `DISTANCE_RTTS=0,80`
+//! picks the distances.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use junction_backend_kit::tls::{Authority, Delay, TlsCounts, TlsRelay};
+use junction_demo_shop::{Seed, Shop, ShopConfig};
+use junction_runtime::backend::BackendConfig;
+use junction_runtime::host::HostConfig;
+use junction_runtime::node::{Node, NodeConfig};
+use junction_runtime::storage::Storage;
+use junction_runtime::storage::sqlite::SqliteStorage;
+use junction_runtime::sync::batch::batch_jobs;
+use serde_json::json;
+
+const DIRECT: [&str; 4] = ["category", "customer", "product", "order"];
+const PER_RECORD: [&str; 1] = ["customer"];
+
+fn seed() -> Seed {
+    Seed {
+        seed: 42,
+        categories: 20,
+        products: 2_000,
+        customers: 400,
+        orders: 400,
+    }
+}
+
+struct Run {
+    records: i64,
+    elapsed: Duration,
+    handshakes: u64,
+    connections: u64,
+}
+
+/// One import on a fresh node against the shop at `port` (the delay
+/// relay, or the TLS relay itself at distance 0).
+async fn import(
+    shop: &Shop,
+    port: u16,
+    ca_file: &std::path::Path,
+    keep_alive: bool,
+    direct: bool,
+    counts: &TlsCounts,
+) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Arc<SqliteStorage> = Arc::new(
+        SqliteStorage::open(&dir.path().join("bench.db"))
+            .await
+            .unwrap(),
+    );
+    let node = Node::start(
+        storage.clone(),
+        NodeConfig {
+            name: "bench".into(),
+            concurrency: 8,
+            host: HostConfig {
+                cache_dir: Some(std::env::temp_dir().join("junction-bench-cache")),
+                ..HostConfig::default()
+            },
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    node.sync
+        .install(junction_connectors::MAGENTO)
+        .await
+        .unwrap();
+    let config: BackendConfig = serde_json::from_value(json!({
+        "name": "shop", "kind": "magento", "version": "2.4.6",
+        "base_url": format!("https://127.0.0.1:{port}"),
+        "allow_internal": [format!("127.0.0.1:{port}")],
+        "auth": {"type": "bearer", "token": shop.issue_token()},
+        "tls": {"ca_file": ca_file},
+        "egress": {"keep_alive": keep_alive},
+    }))
+    .unwrap();
+    node.sync.configure(&config).await.unwrap();
+    let models: &[&str] = if direct { &DIRECT } else { &PER_RECORD };
+    let (handshakes, connections) = (
+        counts.handshakes(),
+        counts.connections.load(Ordering::SeqCst),
+    );
+    let started = Instant::now();
+    node.queue
+        .enqueue_batch(&batch_jobs("shop", models, direct))
+        .await
+        .unwrap();
+    assert!(
+        node.settle(Duration::from_secs(1800)).await.unwrap(),
+        "the import did not finish"
+    );
+    let elapsed = started.elapsed();
+    let failed = storage
+        .jobs(&junction_runtime::queue::job::JobFilter {
+            state: Some(junction_runtime::queue::job::JobState::Failed),
+            limit: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(failed.is_empty(), "failed jobs: {failed:?}");
+    let records = storage
+        .binding_counts("shop")
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    node.stop(Duration::from_secs(5)).await.unwrap();
+    Run {
+        records,
+        elapsed,
+        handshakes: counts.handshakes() - handshakes,
+        connections: counts.connections.load(Ordering::SeqCst) - connections,
+    }
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("distance benchmark: skipped (run with `cargo bench`)");
+        return;
+    }
+    let rtts: Vec<u64> = std::env::var("DISTANCE_RTTS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|r| r.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![0, 20, 80]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let shop = Shop::start(
+            ShopConfig {
+                seed: seed(),
+                ..ShopConfig::default()
+            },
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let ca = Authority::new("Junction benchmark CA");
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        // The shop speaks HTTP/1.1; the relay is a TLS pipe to it.
+        let relay = TlsRelay::start(
+            shop.addr,
+            ca.issue(&["127.0.0.1"]).server_config(&[b"http/1.1"], None),
+        )
+        .await;
+        let s = seed();
+        println!(
+            "demo-shop over TLS (private CA), 8 workers; direct: {} records ({} categories, {} customers, {} products, {} orders); one job per record: {} customers",
+            s.categories + s.customers + s.products + s.orders,
+            s.categories,
+            s.customers,
+            s.products,
+            s.orders,
+            s.customers
+        );
+        println!(
+            "{:>6} {:<20} {:<10} {:>9} {:>11} {:>11} {:>12}",
+            "rtt", "import", "pool", "seconds", "records/s", "handshakes", "connections"
+        );
+        let mut direct_rates: Vec<(u64, bool, f64)> = Vec::new();
+        for &rtt in &rtts {
+            let delay = if rtt == 0 {
+                None
+            } else {
+                Some(Delay::start(relay.addr, Duration::from_millis(rtt) / 2).await)
+            };
+            let port = delay.as_ref().map_or(relay.addr.port(), |d| d.addr.port());
+            for direct in [true, false] {
+                for keep_alive in [true, false] {
+                    let run = import(&shop, port, &ca_file, keep_alive, direct, &relay.counts).await;
+                    let rate = run.records as f64 / run.elapsed.as_secs_f64();
+                    if direct {
+                        direct_rates.push((rtt, keep_alive, rate));
+                    }
+                    println!(
+                        "{:>4}ms {:<20} {:<10} {:>9.2} {:>11.0} {:>11} {:>12}",
+                        rtt,
+                        if direct { "direct" } else { "one job per record" },
+                        if keep_alive { "kept" } else { "not kept" },
+                        run.elapsed.as_secs_f64(),
+                        rate,
+                        run.handshakes,
+                        run.connections
+                    );
+                }
+            }
+        }
+        let base = direct_rates
+            .iter()
+            .find(|(rtt, keep, _)| *rtt == 0 && *keep)
+            .map(|r| r.2);
+        if let Some(base) = base {
+            for (rtt, keep, rate) in &direct_rates {
+                if *rtt > 0 {
+                    println!(
+                        "direct import at {rtt} ms, connections {}: {:.0} % of the kept rate at 0 ms",
+                        if *keep { "kept" } else { "not kept" },
+                        100.0 * rate / base
+                    );
+                }
+            }
+        }
+    });
+}
