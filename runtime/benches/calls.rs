@@ -7,8 +7,15 @@
 //! pool (the default: a full call, store reset included, on an instance a
 //! previous call of the same backend left).
 //!
+//! (e) the floor: bare wasmtime on the same engine (pooling allocator,
+//! epochs), the same component through an `InstancePre`, a store holding
+//! nothing, every import a trap, a fresh instance per call — what (b)
+//! costs without Junction's sandbox set-up (WASI and HTTP contexts,
+//! limits, log, audit, deadline, metrics). Its call is untyped (the
+//! bench has no bindings), which if anything makes the floor higher.
+//!
 //! Prints median and p99 per call over many batches. The target for (b) is
-//! a median under 50 µs on a 2-core machine.
+//! a median of at most 15 µs on a 2-core machine, measured beside (e).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -62,6 +69,44 @@ async fn one_call_per_sample(unit: &Unit, ctx: &Arc<CallContext>) -> Vec<Duratio
     samples
 }
 
+/// (e): `SAMPLES * 10` calls of `adapter.delete`, each on a fresh bare
+/// instance of the probe on `host`'s engine, after 200 to warm up.
+async fn floor(host: &Host) -> Vec<Duration> {
+    use wasmtime::component::{Component, Linker, Val};
+    let engine = host.engine();
+    let bytes = std::fs::read(junction_test_artifacts::PROBE).unwrap();
+    let component = Component::from_binary(engine, &bytes).unwrap();
+    let mut linker = Linker::<()>::new(engine);
+    linker.define_unknown_imports_as_traps(&component).unwrap();
+    let pre = linker.instantiate_pre(&component).unwrap();
+    let adapter = component
+        .get_export_index(None, "junction:connector/adapter@0.1.2")
+        .expect("the probe exports the adapter");
+    let delete = component
+        .get_export_index(Some(&adapter), "delete")
+        .expect("the adapter has delete");
+    let args = [Val::String("noop".into()), Val::String("1".into())];
+    let once = async || {
+        let mut store = wasmtime::Store::new(engine, ());
+        store.set_epoch_deadline(1 << 40);
+        let instance = pre.instantiate_async(&mut store).await.unwrap();
+        let func = instance.get_func(&mut store, delete).unwrap();
+        let mut out = [Val::Bool(false)];
+        func.call_async(&mut store, &args, &mut out).await.unwrap();
+        assert!(matches!(&out[0], Val::Result(Ok(_))), "{out:?}");
+    };
+    for _ in 0..200 {
+        once().await;
+    }
+    let mut samples = Vec::with_capacity(SAMPLES * 10);
+    for _ in 0..SAMPLES * 10 {
+        let started = Instant::now();
+        once().await;
+        samples.push(started.elapsed());
+    }
+    samples
+}
+
 #[inline(never)]
 fn native_delete(model: &str, id: &str) -> Result<(), String> {
     black_box((model, id));
@@ -81,7 +126,7 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         // Hosts are kept alive for as long as their units run.
-        let (_host, unit) = probe(0).await;
+        let (host, unit) = probe(0).await;
         let (_warm_host, warm_unit) = probe(HostConfig::default().warm_instances).await;
         let ctx = Arc::new(CallContext::detached(SandboxLimits::default()));
 
@@ -99,6 +144,11 @@ fn main() {
 
         // (d) warm pool: the same, on a host that keeps instances warm.
         let warm = one_call_per_sample(&warm_unit, &ctx).await;
+
+        // (e) the floor, and (b) again right after it, so the two are
+        // side by side on the machine as it is now.
+        let bare = floor(&host).await;
+        let fresh_again = one_call_per_sample(&unit, &ctx).await;
 
         // (c) native.
         let mut native = Vec::with_capacity(SAMPLES);
@@ -118,6 +168,8 @@ fn main() {
         );
         row("(c) native", stats(native));
         row("(d) warm instance from the pool", stats(warm));
+        row("(e) bare wasmtime, fresh instance (floor)", stats(bare));
+        row("(b) again, after (e)", stats(fresh_again));
     });
 }
 

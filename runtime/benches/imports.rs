@@ -4,8 +4,8 @@
 //! (`connectors/crm-deals-python`, componentize-py), JavaScript
 //! (`crm-deals-js`, componentize-js) and Rust (`crm-deals-rust`), each on
 //! a fresh SQLite node of its own against the same CRM, records per second
-//! end to end; then, on the same node, 14,000 one-job-per-record imports
-//! (two more backends on the same CRM) and the same direct import again,
+//! end to end; then, on the same node, 21,000 one-job-per-record imports
+//! (three more backends on the same CRM) and the same direct import again,
 //! twice, each time alongside the same import on a control node that
 //! imported once before the jobs and ran nothing else, to see whether a
 //! long-running node slows down apart from the machine's own drift. Side
@@ -147,7 +147,7 @@ impl Bench {
 }
 
 /// The figures of one language: a direct import on each of two fresh
-/// nodes; then, unless quick, 14,000 one-job-per-record imports on the
+/// nodes; then, unless quick, 21,000 one-job-per-record imports on the
 /// first, and the direct import again on both, alternating, twice. The
 /// second node ran nothing in between: what it loses is the machine's and
 /// the process's drift, not the long-running node's.
@@ -156,7 +156,7 @@ async fn language(crm: &Crm, label: &str, component: &str, quick: bool) {
     let aged = Bench::start(
         crm,
         component,
-        &names(&["fresh", "jobs-1", "jobs-2", "later-1", "later-2"]),
+        &names(&["fresh", "jobs-1", "jobs-2", "jobs-3", "later-1", "later-2"]),
     )
     .await;
     let (fresh, made, records, elapsed) = aged.import("fresh", true).await;
@@ -173,7 +173,7 @@ async fn language(crm: &Crm, label: &str, component: &str, quick: bool) {
     println!(
         "{label:<10} direct import, control node:     {control_fresh:>5.0} records/s (a second fresh node, which runs nothing else)"
     );
-    for name in ["jobs-1", "jobs-2"] {
+    for name in ["jobs-1", "jobs-2", "jobs-3"] {
         let (rate, _, records, elapsed) = aged.import(name, false).await;
         println!(
             "{label:<10} one job per record ({name}):   {records} records in {:.2} s = {rate:>5.0} records/s",

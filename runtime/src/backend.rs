@@ -61,6 +61,12 @@ pub struct BackendConfig {
     /// system's store (`system_roots`), a client certificate (mTLS).
     #[serde(default, skip_serializing_if = "is_default")]
     pub tls: TlsSettings,
+    /// Records the host asks for per search (and id-list) page, 1 to
+    /// 10,000; the connector may return fewer (a backend's own maximum).
+    /// Default: the node's (100). Larger pages mean fewer round trips: at a
+    /// distance, an import pays one round trip per page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<u32>,
     /// Recurring incremental imports.
     #[serde(default)]
     pub schedules: Vec<Schedule>,
@@ -191,6 +197,14 @@ impl BackendConfig {
             )
         })?;
         self.origin()?;
+        if let Some(n) = self.page_size
+            && !(1..=10_000).contains(&n)
+        {
+            return Err(self.bad(
+                "page_size",
+                format!("{n} records per page is out of range: use 1 to 10000"),
+            ));
+        }
         if self.limits.deadline.is_zero() {
             return Err(self.bad("limits.deadline", "must be above 0"));
         }
@@ -408,6 +422,18 @@ mod tests {
             "settings": {"store": "default"},
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_page_size_out_of_range_is_refused_by_name() {
+        let mut c = shop();
+        for bad in [0, 10_001] {
+            c.page_size = Some(bad);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("page_size") && e.contains("1 to 10000"), "{e}");
+        }
+        c.page_size = Some(500);
+        c.validate().unwrap();
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::host::bindings;
 use crate::host::store::CallState;
@@ -85,6 +85,20 @@ pub(crate) fn engine(config: &HostConfig) -> wasmtime::Result<Engine> {
         .total_tables(n.saturating_mul(8))
         .total_stacks(n)
         .max_memory_size(config.max_memory_bytes);
+    // Resetting a slot after its instance is gone: with Linux's
+    // PAGEMAP_SCAN (6.7+), only the pages the call dirtied are copied back
+    // from the module's image and up to 1 MiB of memory (64 KiB of tables)
+    // stays resident, instead of an madvise that drops every page for the
+    // next instance to fault in again — a fresh instance of the probe
+    // costs 22 µs instead of 35 (the calls benchmark). The contents are
+    // reset either way: nothing passes from one instance to the next.
+    // Without the ioctl, keeping pages resident would mean a memset of
+    // all of them, slower than the madvise, so it stays off there.
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        pool.pagemap_scan(Enabled::Yes)
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(64 << 10);
+    }
     let mut cfg = Config::new();
     cfg.wasm_component_model(true)
         .epoch_interruption(true)

@@ -179,6 +179,13 @@ impl Host {
         &self.inner.config
     }
 
+    /// The wasmtime engine guests run on (its pooling allocator, epochs and
+    /// fuel as `HostConfig` set them): for measuring bare wasmtime beside
+    /// Junction on equal terms, as the calls benchmark does.
+    pub fn engine(&self) -> &wasmtime::Engine {
+        &self.inner.engine
+    }
+
     /// The compiled form of `bytes`: from the cache, or compiled one at a
     /// time, off the async workers, within the compile bounds
     /// (`compile`).

@@ -211,6 +211,11 @@ pub struct BatchRun<'a> {
 }
 
 impl Synchronizer {
+    /// Records per page asked of `b`: its own `page_size`, else the node's.
+    pub(crate) fn page_size(&self, b: &BackendUnits) -> u32 {
+        b.config.page_size.unwrap_or(self.settings.page_size)
+    }
+
     /// One page of `model` matching `filter` from the adapter's `search`
     /// (`doing`: what the step is called in failures). A throttled or
     /// briefly failing backend is waited out here, on this page: failing
@@ -227,7 +232,7 @@ impl Synchronizer {
         let adapter = &route(b, model)?.adapter;
         let step = format!("{doing} {model} in {}", b.name());
         waiting_out(trail, &step, || {
-            adapter.search(&b.ctx, model, filter, cursor, self.settings.page_size)
+            adapter.search(&b.ctx, model, filter, cursor, self.page_size(b))
         })
         .await
     }
@@ -317,19 +322,45 @@ impl Synchronizer {
             resumed_at,
             ..BatchReport::default()
         };
+        // The page after the one being handled, fetched while it is
+        // handled: at a distance, a search's round trips overlap the
+        // page's work instead of adding to it.
+        let mut ahead: Option<Result<crate::model::Page, JobFailure>> = None;
         loop {
-            let page = self
-                .search_page(b, model, &filter, cursor.as_deref(), "searching", trail)
-                .await?;
-            report.found += page.items.len() as u64;
-            if direct {
-                self.import_page(b, model, page.items, force, holder, trail, &mut report)
-                    .await?;
-            } else {
-                self.enqueue_page(b, model, page.items, force, &mut report)
-                    .await?;
+            let page = match ahead.take() {
+                Some(fetched) => fetched?,
+                None => {
+                    self.search_page(b, model, &filter, cursor.as_deref(), "searching", trail)
+                        .await?
+                }
+            };
+            let crate::model::Page { items, next_cursor } = page;
+            report.found += items.len() as u64;
+            let following = next_cursor
+                .clone()
+                .filter(|next| Some(next) != cursor.as_ref());
+            let work = async {
+                if direct {
+                    self.import_page(b, model, items, force, holder, trail, &mut report)
+                        .await
+                } else {
+                    self.enqueue_page(b, model, items, force, &mut report).await
+                }
+            };
+            match &following {
+                Some(next) => {
+                    let mut fetching = Trail::default();
+                    let (done, fetched) = tokio::join!(
+                        work,
+                        self.search_page(b, model, &filter, Some(next), "searching", &mut fetching)
+                    );
+                    trail.absorb(fetching);
+                    done?;
+                    ahead = Some(fetched);
+                }
+                None => work.await?,
             }
-            match page.next_cursor {
+            match next_cursor {
                 Some(next) if Some(&next) != cursor.as_ref() && !resumable(&next) => {
                     // A page cursor too large to keep (it is the
                     // connector's): the scan goes on, without a resume

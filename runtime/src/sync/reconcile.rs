@@ -86,7 +86,7 @@ impl Synchronizer {
         let adapter = &route(b, model)?.adapter;
         let step = format!("listing the ids of {model} in {}", b.name());
         super::batch::waiting_out(trail, &step, || {
-            adapter.list_ids(&b.ctx, model, cursor, self.settings.page_size)
+            adapter.list_ids(&b.ctx, model, cursor, self.page_size(b))
         })
         .await
     }
