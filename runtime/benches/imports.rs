@@ -7,8 +7,9 @@
 //! end to end; then, on the same node, 21,000 one-job-per-record imports
 //! (three more backends on the same CRM) and the same direct import again,
 //! twice, each time alongside the same import on a control node that
-//! imported once before the jobs and ran nothing else, to see whether a
-//! long-running node slows down apart from the machine's own drift. Side
+//! took the same records by direct imports and ran no jobs (the same data,
+//! another history), to see whether a long-running node slows down apart
+//! from the size of its data and the machine's own drift. Side
 //! by side in one run, as the machine is noisy. `IMPORTS_QUICK=1` runs
 //! the direct imports on fresh nodes only; `IMPORTS_ONLY=python|js|rust`
 //! one language.
@@ -116,6 +117,19 @@ impl Bench {
         }
     }
 
+    /// The database file and its write-ahead log, in MiB.
+    fn sizes(&self) -> String {
+        let size = |name: &str| {
+            std::fs::metadata(self._dir.path().join(name))
+                .map_or(0.0, |m| m.len() as f64 / 1048576.0)
+        };
+        format!(
+            "database {:.1} MiB, WAL {:.1} MiB",
+            size("bench.db"),
+            size("bench.db-wal")
+        )
+    }
+
     /// Fresh instances the connector has made so far (calls no warm
     /// instance served).
     async fn instantiations(&self, backend: &str) -> u64 {
@@ -168,11 +182,21 @@ async fn language(crm: &Crm, label: &str, component: &str, quick: bool) {
         aged.node.stop(Duration::from_secs(5)).await.unwrap();
         return;
     }
-    let control = Bench::start(crm, component, &names(&["new-0", "new-1", "new-2"])).await;
+    let control = Bench::start(
+        crm,
+        component,
+        &names(&["new-0", "fill-1", "fill-2", "fill-3", "new-1", "new-2"]),
+    )
+    .await;
     let (control_fresh, ..) = control.import("new-0", true).await;
     println!(
-        "{label:<10} direct import, control node:     {control_fresh:>5.0} records/s (a second fresh node, which runs nothing else)"
+        "{label:<10} direct import, control node:     {control_fresh:>5.0} records/s (a second fresh node, which takes the same records by direct imports and runs no jobs)"
     );
+    // The control holds as many records as the long-running node will:
+    // what differs between them is the history of jobs, not the data.
+    for name in ["fill-1", "fill-2", "fill-3"] {
+        control.import(name, true).await;
+    }
     for name in ["jobs-1", "jobs-2", "jobs-3"] {
         let (rate, _, records, elapsed) = aged.import(name, false).await;
         println!(
@@ -180,6 +204,11 @@ async fn language(crm: &Crm, label: &str, component: &str, quick: bool) {
             elapsed.as_secs_f64(),
         );
     }
+    println!(
+        "{label:<10} after the jobs: long-running node {}; control node {}",
+        aged.sizes(),
+        control.sizes()
+    );
     for round in 1..=2 {
         let (other, ..) = control.import(&format!("new-{round}"), true).await;
         let (later, made, records, elapsed) = aged.import(&format!("later-{round}"), true).await;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::capabilities::egress::{
-    Auth, EgressPolicy, PolicyError, Secret, TlsSettings, parse_target,
+    Auth, EgressPolicy, PolicyError, Pools, Secret, TlsSettings, parse_target,
 };
 use crate::capabilities::{BackendInfo, CallContext, Services};
 use crate::grants::{GrantConfig, Grants, JobPlacement, Requests};
@@ -382,11 +382,13 @@ impl BackendConfig {
     }
 
     /// The context this backend's calls run in, on `services`, for a
-    /// connector whose manifests request `requests`.
+    /// connector whose manifests request `requests`, keeping its
+    /// connections in `pools` (the node's).
     pub fn context(
         &self,
         services: Services,
         requests: &Requests,
+        pools: &Pools,
     ) -> Result<Arc<CallContext>, BackendConfigError> {
         self.validate()?;
         Ok(Arc::new(CallContext {
@@ -397,7 +399,7 @@ impl BackendConfig {
                 base_url: self.base_url.clone(),
             },
             settings: serde_json::Value::Object(self.settings.clone()).to_string(),
-            egress: Arc::new(self.policy(Some(requests))?),
+            egress: Arc::new(self.policy(Some(requests))?.pooled_in(pools, &self.name)),
             limits: self.limits.clone(),
             services,
             grants: Arc::new(Grants::new(&self.name, requests, &self.grants, &self.jobs)),
@@ -467,6 +469,7 @@ mod tests {
             .context(
                 Services::from_one(Arc::new(MemoryServices::default())),
                 &requests,
+                &Pools::default(),
             )
             .unwrap();
         assert_eq!(ctx.backend.name, "shop-eu");

@@ -339,6 +339,8 @@ pub struct Synchronizer {
     commit: commit::Committer,
     /// Seals backend credentials before they are stored.
     secret_key: Arc<SecretKey>,
+    /// The backends' connection pools, kept across resolutions.
+    pools: crate::capabilities::egress::Pools,
 }
 
 impl std::fmt::Debug for Synchronizer {
@@ -401,6 +403,7 @@ impl Synchronizer {
             listening: RwLock::new(HashMap::new()),
             resolved_generation: std::sync::atomic::AtomicI64::new(NOT_YET),
             secret_key,
+            pools: Default::default(),
         })
     }
 
@@ -1056,7 +1059,7 @@ impl Synchronizer {
                 });
             }
         }
-        let ctx = config.context(self.services.clone(), &requests)?;
+        let ctx = config.context(self.services.clone(), &requests, &self.pools)?;
         let mut listens: Vec<String> = Vec::new();
         for p in adapters.iter().flat_map(|a| &a.listens) {
             if !listens.contains(p) {

@@ -41,7 +41,7 @@ pub use allowlist::{
 pub use audit::{AuditEntry, AuditLog};
 pub use dns::{Resolve, SystemResolver};
 pub use ipclass::internal_class;
-pub use pool::PoolStats;
+pub use pool::{PoolStats, Pools};
 pub(crate) use tls::default_config as tls_config;
 pub use tls::{TlsError, TlsSettings};
 
@@ -249,12 +249,21 @@ pub struct EgressPolicy {
     /// [`EgressPolicy::with_idempotency_key`]).
     idempotency_key: Option<http::HeaderValue>,
     /// The backend's TLS client configuration (trust, client certificate,
-    /// ALPN, session cache).
+    /// ALPN, session cache), and the fingerprint of what made it.
     tls: Arc<rustls::ClientConfig>,
+    tls_fingerprint: u64,
     /// The backend's kept connections, shared by every clone of the policy
     /// (the per-call ones with an idempotency key too).
     pool: Arc<pool::Pool>,
     resolver: Resolver,
+}
+
+fn pool_settings(limits: &EgressLimits) -> pool::PoolSettings {
+    pool::PoolSettings {
+        enabled: limits.keep_alive,
+        max_idle: limits.max_idle_connections,
+        idle_timeout: limits.idle_timeout,
+    }
 }
 
 /// The resolver a policy uses (a newtype so the policy can print itself).
@@ -323,6 +332,7 @@ impl EgressPolicy {
                 return Err(PolicyError::Limit { name });
             }
         }
+        let (tls, tls_fingerprint) = TlsSettings::default().client_config(limits.http2)?;
         Ok(EgressPolicy {
             allowlist,
             allow_internal,
@@ -330,12 +340,9 @@ impl EgressPolicy {
             auth_origins: Allowlist::parse::<&str>(&[])?,
             requested: None,
             permits: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
-            tls: TlsSettings::default().client_config(limits.http2)?,
-            pool: pool::Pool::new(pool::PoolSettings {
-                enabled: limits.keep_alive,
-                max_idle: limits.max_idle_connections,
-                idle_timeout: limits.idle_timeout,
-            }),
+            tls,
+            tls_fingerprint,
+            pool: pool::Pool::new(pool_settings(&limits)),
             resolver: Resolver(dns::system()),
             limits,
             idempotency_key: None,
@@ -345,8 +352,21 @@ impl EgressPolicy {
     /// Trust and present what `settings` say for this backend's `https`
     /// requests (instead of the public roots alone).
     pub fn tls(mut self, settings: &TlsSettings) -> Result<EgressPolicy, PolicyError> {
-        self.tls = settings.client_config(self.limits.http2)?;
+        (self.tls, self.tls_fingerprint) = settings.client_config(self.limits.http2)?;
         Ok(self)
+    }
+
+    /// Keep connections in `backend`'s pool of `pools`: the one an earlier
+    /// policy of the backend used, when its connections were made under
+    /// the same TLS configuration and pool settings (else a new one).
+    /// Call after [`EgressPolicy::tls`].
+    pub fn pooled_in(mut self, pools: &Pools, backend: &str) -> EgressPolicy {
+        use std::hash::{Hash, Hasher};
+        let settings = pool_settings(&self.limits);
+        let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
+        (self.tls_fingerprint, settings).hash(&mut fingerprint);
+        self.pool = pools.get(backend, fingerprint.finish(), settings);
+        self
     }
 
     /// Resolve names with `resolver` instead of the system's (an embedder's
@@ -517,6 +537,59 @@ mod tests {
         assert!(keyed.idempotency_for(&http::Method::POST, &cdn).is_none());
         assert!(policy.idempotency_for(&http::Method::POST, &own).is_none());
         assert!(policy.with_idempotency_key("bad\nkey").is_none());
+    }
+
+    #[test]
+    fn a_backend_resolved_again_keeps_its_pool_unless_its_connections_would_differ() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        let ca = |name: &str| {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            let key = rcgen::KeyPair::generate().unwrap();
+            params.self_signed(&key).unwrap().pem()
+        };
+        std::fs::write(&ca_file, ca("first CA")).unwrap();
+        let settings = TlsSettings {
+            ca_file: Some(ca_file.clone()),
+            ..TlsSettings::default()
+        };
+        let pools = Pools::default();
+        let policy = |backend: &str, limits: EgressLimits| {
+            EgressPolicy::new(&["https://erp.example.com"], &[], None, limits)
+                .unwrap()
+                .tls(&settings)
+                .unwrap()
+                .pooled_in(&pools, backend)
+        };
+        let first = policy("erp", EgressLimits::default());
+        let again = policy("erp", EgressLimits::default());
+        assert!(
+            Arc::ptr_eq(&first.pool, &again.pool),
+            "same backend, same trust"
+        );
+        let other = policy("shop", EgressLimits::default());
+        assert!(!Arc::ptr_eq(&first.pool, &other.pool), "another backend");
+        let fewer = policy(
+            "erp",
+            EgressLimits {
+                max_idle_connections: 2,
+                ..EgressLimits::default()
+            },
+        );
+        assert!(
+            !Arc::ptr_eq(&again.pool, &fewer.pool),
+            "other pool settings"
+        );
+        // The CA file rewritten in place: connections verified under the
+        // old trust are not kept for the new.
+        let before = policy("erp", EgressLimits::default());
+        std::fs::write(&ca_file, ca("second CA")).unwrap();
+        let rotated = policy("erp", EgressLimits::default());
+        assert!(!Arc::ptr_eq(&before.pool, &rotated.pool), "new trust");
     }
 
     #[test]

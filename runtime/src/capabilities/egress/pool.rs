@@ -19,6 +19,13 @@
 //! ALPN) are shared: every request clones a handle and they multiplex.
 //! Kept connections are bounded (`max_idle_connections`, the oldest closed
 //! first) and closed after `idle_timeout` unused.
+//!
+//! A node keeps its backends' pools in [`Pools`], so that resolving a
+//! backend again (a reload, a connector installed) keeps its connections
+//! as long as what they were made under is the same: the TLS trust and
+//! client certificate (the files' contents, not only their names) and the
+//! pool's own settings. Anything else a request depends on (allowlist,
+//! address checks, credentials) is checked per request before the pool.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -72,7 +79,7 @@ impl Conn {
 }
 
 /// How a backend keeps connections (from its `egress` settings).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) struct PoolSettings {
     pub enabled: bool,
     pub max_idle: usize,
@@ -244,5 +251,30 @@ impl Pool {
                 pool.prune(&mut kept, Instant::now());
             }
         });
+    }
+}
+
+/// A node's pools, one per backend name and connection fingerprint
+/// (weakly held: a pool lives as long as a policy uses it).
+#[derive(Debug, Default)]
+pub struct Pools {
+    pools: Mutex<std::collections::HashMap<String, (u64, Weak<Pool>)>>,
+}
+
+impl Pools {
+    /// The pool of `backend` for connections made under `fingerprint`:
+    /// the one in use if it matches, else a new one (which replaces it).
+    pub(super) fn get(&self, backend: &str, fingerprint: u64, settings: PoolSettings) -> Arc<Pool> {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools.retain(|_, (_, pool)| pool.strong_count() > 0);
+        if let Some((known, pool)) = pools.get(backend)
+            && *known == fingerprint
+            && let Some(pool) = pool.upgrade()
+        {
+            return pool;
+        }
+        let pool = Pool::new(settings);
+        pools.insert(backend.to_string(), (fingerprint, Arc::downgrade(&pool)));
+        pool
     }
 }

@@ -81,13 +81,23 @@ fn certificates(
 
 impl TlsSettings {
     /// The client configuration these settings make, offering HTTP/2 by
-    /// ALPN when `http2`.
-    pub(crate) fn client_config(&self, http2: bool) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    /// ALPN when `http2`, and a fingerprint of what went into it (the
+    /// files' contents included): connections made under one
+    /// configuration may be kept for another with the same fingerprint.
+    pub(crate) fn client_config(
+        &self,
+        http2: bool,
+    ) -> Result<(Arc<rustls::ClientConfig>, u64), TlsError> {
+        use std::hash::{Hash, Hasher};
+        let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
+        (http2, self.system_roots).hash(&mut fingerprint);
         let mut roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.into(),
         };
         if let Some(path) = &self.ca_file {
-            for (i, cert) in certificates("ca_file", path)?.into_iter().enumerate() {
+            let certs = certificates("ca_file", path)?;
+            certs.hash(&mut fingerprint);
+            for (i, cert) in certs.into_iter().enumerate() {
                 roots.add(cert).map_err(|e| {
                     bad(
                         "ca_file",
@@ -130,6 +140,8 @@ impl TlsSettings {
             (Some(cert), Some(key)) => {
                 let chain = certificates("client_cert", cert)?;
                 let pem = read("client_key", key)?;
+                chain.hash(&mut fingerprint);
+                pem.hash(&mut fingerprint);
                 let key_der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
                     bad(
                         "client_key",
@@ -168,7 +180,7 @@ impl TlsSettings {
         } else {
             vec![b"http/1.1".to_vec()]
         };
-        Ok(Arc::new(config))
+        Ok((Arc::new(config), fingerprint.finish()))
     }
 }
 
@@ -181,6 +193,7 @@ pub(crate) fn default_config() -> Arc<rustls::ClientConfig> {
             TlsSettings::default()
                 .client_config(false)
                 .expect("the default TLS settings read no file")
+                .0
         })
         .clone()
 }
@@ -293,12 +306,12 @@ mod tests {
 
     #[test]
     fn alpn_offers_h2_only_when_asked() {
-        let on = TlsSettings::default().client_config(true).unwrap();
+        let (on, _) = TlsSettings::default().client_config(true).unwrap();
         assert_eq!(
             on.alpn_protocols,
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
         );
-        let off = TlsSettings::default().client_config(false).unwrap();
+        let (off, _) = TlsSettings::default().client_config(false).unwrap();
         assert_eq!(off.alpn_protocols, vec![b"http/1.1".to_vec()]);
     }
 }
