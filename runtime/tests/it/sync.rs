@@ -986,3 +986,45 @@ async fn a_direct_import_reuses_warm_instances_across_its_pages() {
         "{made} fresh instances for 16 pages; the warm ones should have served"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backends_page_size_is_what_its_searches_ask_for() {
+    let w = world_with(
+        ShopConfig {
+            seed: small(),
+            ..ShopConfig::default()
+        },
+        "2.4.6",
+    )
+    .await;
+    let searches = |audit: &[junction_runtime::queue::job::JobAuditEntry]| {
+        audit
+            .iter()
+            .filter(|a| a.entry.method == "GET" && a.entry.path.contains("searchCriteria"))
+            .count()
+    };
+    // The node's page size (25 in these tests): 40 products in 2 pages.
+    w.run(batch_jobs("shop", &["product"], true)).await;
+    let run = w.jobs(IMPORT_BATCH).await.remove(0);
+    assert_eq!(searches(&w.storage.job_audit(run.id).await.unwrap()), 2);
+
+    // The backend's own: 7 per page, 6 pages, every product found again.
+    let config = BackendConfig {
+        page_size: Some(7),
+        ..backend(&w.shop, "2.4.6")
+    };
+    w.node.sync.configure(&config).await.unwrap();
+    // Forced: every product again, not only those changed since.
+    let mut again = junction_runtime::queue::JobSpec::new(
+        IMPORT_BATCH,
+        json!({"backend": "shop", "model": "product", "direct": true, "force": true}),
+    );
+    again.backend = Some("shop".into());
+    w.run(vec![again]).await;
+    let runs = w.jobs(IMPORT_BATCH).await;
+    let last = runs.iter().max_by_key(|j| j.id).unwrap();
+    let audit = w.storage.job_audit(last.id).await.unwrap();
+    assert_eq!(searches(&audit), 6, "{audit:?}");
+    assert!(w.failed().await.is_empty());
+    assert_eq!(w.bound("product").await, small().products as i64);
+}
