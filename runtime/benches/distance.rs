@@ -10,19 +10,18 @@
 //! run on fresh SQLite nodes, with the TLS handshakes the relay saw.
 //! `DISTANCE_RTTS=0,80` picks the distances.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use junction_backend_kit::tls::{Authority, Delay, TlsCounts, TlsRelay};
 use junction_demo_shop::{Seed, Shop, ShopConfig};
 use junction_runtime::backend::BackendConfig;
-use junction_runtime::host::HostConfig;
-use junction_runtime::node::{Node, NodeConfig};
-use junction_runtime::storage::Storage;
-use junction_runtime::storage::sqlite::SqliteStorage;
 use junction_runtime::sync::batch::batch_jobs;
 use serde_json::json;
+
+#[allow(dead_code)]
+mod common;
+use common::Bench;
 
 const DIRECT: [&str; 4] = ["category", "customer", "product", "order"];
 const PER_RECORD: [&str; 1] = ["customer"];
@@ -57,26 +56,8 @@ async fn import(
     page_size: u32,
     counts: &TlsCounts,
 ) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let storage: Arc<SqliteStorage> = Arc::new(
-        SqliteStorage::open(&dir.path().join("bench.db"))
-            .await
-            .unwrap(),
-    );
-    let node = Node::start(
-        storage.clone(),
-        NodeConfig {
-            name: "bench".into(),
-            concurrency: 8,
-            host: HostConfig {
-                cache_dir: Some(std::env::temp_dir().join("junction-bench-cache")),
-                ..HostConfig::default()
-            },
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let b = Bench::start(Some(8)).await;
+    let node = &b.node;
     node.sync
         .install(junction_connectors::MAGENTO)
         .await
@@ -102,10 +83,7 @@ async fn import(
         .enqueue_batch(&batch_jobs("shop", models, direct))
         .await
         .unwrap();
-    assert!(
-        node.settle(Duration::from_secs(1800)).await.unwrap(),
-        "the import did not finish"
-    );
+    b.settle().await;
     let elapsed = started.elapsed();
     let pool = node
         .sync
@@ -115,23 +93,8 @@ async fn import(
         .ctx
         .egress
         .pool_stats();
-    let failed = storage
-        .jobs(&junction_runtime::queue::job::JobFilter {
-            state: Some(junction_runtime::queue::job::JobState::Failed),
-            limit: 3,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert!(failed.is_empty(), "failed jobs: {failed:?}");
-    let records = storage
-        .binding_counts("shop")
-        .await
-        .unwrap()
-        .iter()
-        .map(|(_, n)| n)
-        .sum();
-    node.stop(Duration::from_secs(5)).await.unwrap();
+    let records = b.bound("shop").await;
+    b.stop().await;
     Run {
         records,
         elapsed,

@@ -14,17 +14,15 @@
 //! the direct imports on fresh nodes only; `IMPORTS_ONLY=python|js|rust`
 //! one language.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use junction_demo_crm::{Crm, CrmConfig, Seed};
 use junction_runtime::backend::BackendConfig;
-use junction_runtime::host::HostConfig;
-use junction_runtime::node::{Node, NodeConfig};
-use junction_runtime::storage::Storage;
-use junction_runtime::storage::sqlite::SqliteStorage;
 use junction_runtime::sync::batch::batch_jobs;
 use serde_json::json;
+
+#[allow(dead_code)]
+mod common;
 
 const MODELS: [&str; 2] = ["company", "deal"];
 
@@ -37,90 +35,28 @@ fn backend(crm: &Crm, name: &str) -> BackendConfig {
     .unwrap()
 }
 
-/// Import every company and deal into backend `name`; records bound and
-/// the time it took.
-async fn import(
-    node: &Node,
-    storage: &Arc<SqliteStorage>,
-    name: &str,
-    direct: bool,
-) -> (i64, Duration) {
-    let started = Instant::now();
-    node.queue
-        .enqueue_batch(&batch_jobs(name, &MODELS, direct))
-        .await
-        .unwrap();
-    assert!(
-        node.settle(Duration::from_secs(1800)).await.unwrap(),
-        "the import did not finish"
-    );
-    let elapsed = started.elapsed();
-    let failed = storage
-        .jobs(&junction_runtime::queue::job::JobFilter {
-            state: Some(junction_runtime::queue::job::JobState::Failed),
-            limit: 3,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert!(failed.is_empty(), "failed jobs: {failed:?}");
-    let records = storage
-        .binding_counts(name)
-        .await
-        .unwrap()
-        .iter()
-        .map(|(_, n)| n)
-        .sum();
-    (records, elapsed)
-}
-
 /// A node of its own (SQLite in a temporary folder) with the connector
 /// installed and `backends` configured on the CRM.
-struct Bench {
-    node: Node,
-    storage: Arc<SqliteStorage>,
-    _dir: tempfile::TempDir,
-}
+struct Bench(common::Bench);
 
 impl Bench {
     async fn start(crm: &Crm, component: &str, backends: &[String]) -> Bench {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = Arc::new(
-            SqliteStorage::open(&dir.path().join("bench.db"))
-                .await
-                .unwrap(),
-        );
-        let node = Node::start(
-            storage.clone(),
-            NodeConfig {
-                name: "bench".into(),
-                host: HostConfig {
-                    cache_dir: Some(std::env::temp_dir().join("junction-bench-cache")),
-                    ..HostConfig::default()
-                },
-                ..NodeConfig::default()
-            },
-        )
-        .await
-        .unwrap();
-        node.sync
+        let b = common::Bench::start(None).await;
+        b.node
+            .sync
             .install(&std::fs::read(component).unwrap())
             .await
             .unwrap();
         for name in backends {
-            node.sync.configure(&backend(crm, name)).await.unwrap();
+            b.node.sync.configure(&backend(crm, name)).await.unwrap();
         }
-        Bench {
-            node,
-            storage,
-            _dir: dir,
-        }
+        Bench(b)
     }
 
     /// The database file and its write-ahead log, in MiB.
     fn sizes(&self) -> String {
         let size = |name: &str| {
-            std::fs::metadata(self._dir.path().join(name))
+            std::fs::metadata(self.0.dir.path().join(name))
                 .map_or(0.0, |m| m.len() as f64 / 1048576.0)
         };
         format!(
@@ -134,6 +70,7 @@ impl Bench {
     /// instance served).
     async fn instantiations(&self, backend: &str) -> u64 {
         let unit = self
+            .0
             .node
             .sync
             .backend(backend)
@@ -149,7 +86,16 @@ impl Bench {
     /// Import into `backend`: records per second and fresh instances.
     async fn import(&self, backend: &str, direct: bool) -> (f64, u64, i64, Duration) {
         let made = self.instantiations(backend).await;
-        let (records, elapsed) = import(&self.node, &self.storage, backend, direct).await;
+        let started = Instant::now();
+        self.0
+            .node
+            .queue
+            .enqueue_batch(&batch_jobs(backend, &MODELS, direct))
+            .await
+            .unwrap();
+        self.0.settle().await;
+        let elapsed = started.elapsed();
+        let records = self.0.bound(backend).await;
         let rate = records as f64 / elapsed.as_secs_f64();
         (
             rate,
@@ -179,7 +125,7 @@ async fn language(crm: &Crm, label: &str, component: &str, quick: bool) {
         elapsed.as_secs_f64(),
     );
     if quick {
-        aged.node.stop(Duration::from_secs(5)).await.unwrap();
+        aged.0.stop().await;
         return;
     }
     let control = Bench::start(
@@ -220,8 +166,8 @@ async fn language(crm: &Crm, label: &str, component: &str, quick: bool) {
             (later / other - 1.0) * 100.0,
         );
     }
-    control.node.stop(Duration::from_secs(5)).await.unwrap();
-    aged.node.stop(Duration::from_secs(5)).await.unwrap();
+    control.0.stop().await;
+    aged.0.stop().await;
 }
 
 fn main() {

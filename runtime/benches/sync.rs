@@ -16,14 +16,16 @@ use junction_guest::mapping::Binder;
 use junction_runtime::CallContext;
 use junction_runtime::backend::BackendConfig;
 use junction_runtime::error::{CallError, GuestError};
-use junction_runtime::host::{CallReport, HostConfig};
+use junction_runtime::host::CallReport;
 use junction_runtime::model::{Dependency, LocalDependency, LocalRecord, RemoteRecord};
-use junction_runtime::node::{Node, NodeConfig};
 use junction_runtime::storage::Storage;
-use junction_runtime::storage::sqlite::SqliteStorage;
 use junction_runtime::sync::MapperUnit;
 use junction_runtime::sync::batch::batch_jobs;
 use serde_json::json;
+
+#[allow(dead_code)]
+mod common;
+use common::Bench;
 
 const MODELS: [&str; 4] = ["category", "customer", "product", "order"];
 
@@ -180,26 +182,8 @@ struct Run {
 }
 
 async fn import(shop: &Shop, native: bool, direct: bool, concurrency: usize) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let storage: Arc<SqliteStorage> = Arc::new(
-        SqliteStorage::open(&dir.path().join("bench.db"))
-            .await
-            .unwrap(),
-    );
-    let node = Node::start(
-        storage.clone(),
-        NodeConfig {
-            name: "bench".into(),
-            concurrency,
-            host: HostConfig {
-                cache_dir: Some(std::env::temp_dir().join("junction-bench-cache")),
-                ..HostConfig::default()
-            },
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let b = Bench::start(Some(concurrency)).await;
+    let (node, storage) = (&b.node, &b.storage);
     node.sync
         .install(junction_connectors::MAGENTO)
         .await
@@ -228,28 +212,10 @@ async fn import(shop: &Shop, native: bool, direct: bool, concurrency: usize) -> 
         .enqueue_batch(&batch_jobs("shop", &MODELS, direct))
         .await
         .unwrap();
-    assert!(
-        node.settle(Duration::from_secs(900)).await.unwrap(),
-        "the import did not finish"
-    );
+    b.settle().await;
     let elapsed = started.elapsed();
-    let records = storage
-        .binding_counts("shop")
-        .await
-        .unwrap()
-        .iter()
-        .map(|(_, n)| n)
-        .sum();
-    let failed = storage
-        .jobs(&junction_runtime::queue::job::JobFilter {
-            state: Some(junction_runtime::queue::job::JobState::Failed),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert!(failed.is_empty(), "failed jobs: {failed:?}");
-    node.stop(Duration::from_secs(5)).await.unwrap();
+    let records = b.bound("shop").await;
+    b.stop().await;
     Run { records, elapsed }
 }
 

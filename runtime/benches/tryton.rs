@@ -22,15 +22,12 @@
 //! `TRYTON_BENCH_SCALE=0.1` runs a tenth of the records;
 //! `TRYTON_BENCH_ONLY=import` or `export` one half.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use junction_connector_tryton::mapping::fields;
 use junction_connector_tryton::values::base64url;
 use junction_demo_shop::{Seed, Shop, ShopConfig};
 use junction_runtime::backend::BackendConfig;
-use junction_runtime::host::HostConfig;
-use junction_runtime::node::{Node, NodeConfig};
 use junction_runtime::queue::JobSpec;
 use junction_runtime::storage::Storage;
 use junction_runtime::storage::sqlite::SqliteStorage;
@@ -43,41 +40,19 @@ const PAGE: u32 = 100;
 /// The direct client's concurrency: Junction's default workers per node.
 const CLIENTS: usize = 8;
 
-struct Bench {
-    node: Node,
-    storage: Arc<SqliteStorage>,
-    _dir: tempfile::TempDir,
-}
+#[allow(dead_code)]
+mod common;
+use common::Bench;
 
+/// A node with the bundled Tryton connector installed.
 async fn node() -> Bench {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(
-        SqliteStorage::open(&dir.path().join("junction.db"))
-            .await
-            .unwrap(),
-    );
-    let node = Node::start(
-        storage.clone(),
-        NodeConfig {
-            name: "bench".into(),
-            host: HostConfig {
-                cache_dir: Some(std::env::temp_dir().join("junction-bench-cache")),
-                ..HostConfig::default()
-            },
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    node.sync
+    let b = Bench::start(None).await;
+    b.node
+        .sync
         .install(junction_connectors::TRYTON)
         .await
         .unwrap();
-    Bench {
-        node,
-        storage,
-        _dir: dir,
-    }
+    b
 }
 
 fn erp(server: &Server) -> BackendConfig {
@@ -88,35 +63,6 @@ fn erp(server: &Server) -> BackendConfig {
         "settings": {"company": server.company},
     }))
     .unwrap()
-}
-
-async fn settle(b: &Bench) -> Duration {
-    let started = Instant::now();
-    assert!(
-        b.node.settle(Duration::from_secs(3600)).await.unwrap(),
-        "the work did not finish"
-    );
-    let failed = b
-        .storage
-        .jobs(&junction_runtime::queue::job::JobFilter {
-            state: Some(junction_runtime::queue::job::JobState::Failed),
-            limit: 3,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert!(failed.is_empty(), "failed jobs: {failed:?}");
-    started.elapsed()
-}
-
-async fn bound(b: &Bench, backend: &str) -> i64 {
-    b.storage
-        .binding_counts(backend)
-        .await
-        .unwrap()
-        .iter()
-        .map(|(_, n)| n)
-        .sum()
 }
 
 fn start(install: &Install, dir: &tempfile::TempDir, name: &str) -> Server {
@@ -380,8 +326,8 @@ async fn import(
             .enqueue_batch(&batch_jobs("erp", &["customer", "product", "order"], true))
             .await
             .unwrap();
-        let took = settle(&b).await;
-        let imported = bound(&b, "erp").await as usize;
+        let took = b.settle().await;
+        let imported = b.bound("erp").await as usize;
         assert_eq!(
             imported,
             parties + products + sales,
@@ -454,7 +400,7 @@ async fn export(
             ))
             .await
             .unwrap();
-        settle(&b).await;
+        b.settle().await;
         let customers = records(&b.storage, "customer").await;
         let orders = records(&b.storage, "order").await;
         let local_products = records(&b.storage, "product").await;
@@ -473,9 +419,9 @@ async fn export(
         }
         let started = Instant::now();
         b.node.queue.enqueue_batch(&specs).await.unwrap();
-        settle(&b).await;
+        b.settle().await;
         let took = started.elapsed();
-        let exported = bound(&b, "erp").await as usize;
+        let exported = b.bound("erp").await as usize;
         let used: std::collections::HashSet<&str> = orders
             .iter()
             .flat_map(|(_, o)| {

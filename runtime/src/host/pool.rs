@@ -49,14 +49,23 @@ impl Warm {
             return true;
         }
         // Count contexts, not references to them: each holds the grants once.
-        let mut idle_contexts: Vec<*const CallContext> = idle
+        let mut idle_contexts: Vec<&Arc<CallContext>> = idle
             .iter()
             .filter(|o| Arc::ptr_eq(&o.ctx().grants, &self.ctx().grants))
-            .map(|o| Arc::as_ptr(o.ctx()))
+            .map(|o| o.ctx())
             .collect();
-        idle_contexts.sort_unstable();
-        idle_contexts.dedup();
-        Arc::strong_count(&self.ctx().grants) > idle_contexts.len()
+        idle_contexts.sort_unstable_by_key(|c| Arc::as_ptr(c));
+        idle_contexts.dedup_by_key(|c| Arc::as_ptr(c));
+        if Arc::strong_count(&self.ctx().grants) > idle_contexts.len() {
+            return true;
+        }
+        // Another idle instance may hold a context of the backend that is
+        // alive outside the pool too (the backend's own, after a search
+        // that ran beside a page's import): then the backend is.
+        idle_contexts.iter().any(|c| {
+            let held_idle = idle.iter().filter(|o| Arc::ptr_eq(o.ctx(), c)).count();
+            Arc::strong_count(c) > held_idle
+        })
     }
 }
 

@@ -181,9 +181,8 @@ pub(super) async fn send(
             Ok(response) => break (key, conn, response),
             // A kept connection the server closed as the request went out
             // (its idle timeout): the request is sent again on a new one
-            // when that cannot do it twice — it never left, or it may be
-            // repeated (RFC 9110's idempotent methods, or an
-            // Idempotency-Key).
+            // when that cannot do it twice — it never left, or its method
+            // is idempotent.
             Err(Failed::Unsent(..)) if reused => {
                 tracing::debug!(target = %target, "kept connection closed; sending on a new one");
             }
@@ -356,24 +355,26 @@ async fn open(
                 .handshake(TokioIo::new(stream))
                 .await
                 .map_err(handshake_failed)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%e, "outbound HTTP/2 connection ended with an error");
-            }
-        });
+        drive(conn);
         Conn::H2(sender)
     } else {
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(handshake_failed)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%e, "outbound connection ended with an error");
-            }
-        });
+        drive(conn);
         Conn::H1(sender)
     };
     Ok((key, conn))
+}
+
+/// Run a connection's I/O until it ends (its handles dropped, or closed by
+/// the server).
+fn drive(conn: impl Future<Output = Result<(), hyper::Error>> + Send + 'static) {
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%e, "outbound connection ended with an error");
+        }
+    });
 }
 
 /// The request as it goes out, whatever the connection: `Host` is the
@@ -427,9 +428,12 @@ fn prepare(
     Ok(request)
 }
 
-/// Whether sending `request` twice does no more than sending it once.
+/// Whether sending `request` twice does no more than sending it once: its
+/// method is idempotent (RFC 9110). An `Idempotency-Key` does not make a
+/// POST so, as the backend may not know the header (the host adds it to
+/// every create of a repeatable call).
 fn repeatable(request: &http::Request<Full<Bytes>>) -> bool {
-    request.method().is_idempotent() || request.headers().contains_key(IDEMPOTENCY_KEY)
+    request.method().is_idempotent()
 }
 
 /// How an exchange failed. On a kept connection, `Unsent` (it had closed
