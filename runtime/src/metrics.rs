@@ -56,6 +56,8 @@ struct Inner {
     compiles: BTreeMap<&'static str, u64>,
     /// (function, outcome) → durations.
     jobs: BTreeMap<(String, String), Histogram>,
+    /// (backend, opened or reused) → requests.
+    connections: BTreeMap<(String, &'static str), u64>,
 }
 
 /// The process's counters.
@@ -126,6 +128,13 @@ impl Metrics {
     /// A component's compilation was stopped at `limit` (memory or time).
     pub fn compile_refused(&self, limit: &'static str) {
         self.with(|m| *m.compiles.entry(limit).or_default() += 1);
+    }
+
+    /// An outbound request went out on a connection just opened (a TCP
+    /// connect, and a TLS handshake for `https`) or on a kept one.
+    pub fn connection(&self, backend: &str, reused: bool) {
+        let kind = if reused { "reused" } else { "opened" };
+        self.with(|m| *m.connections.entry((backend.into(), kind)).or_default() += 1);
     }
 
     pub fn denied(&self, backend: &str) {
@@ -211,6 +220,19 @@ impl Metrics {
                     "junction_outbound_requests_total{{backend=\"{}\",status=\"{}\"}} {n}",
                     escape(backend),
                     status
+                );
+            }
+            header(
+                out,
+                "junction_outbound_connections_total",
+                "counter",
+                "Outbound requests by backend and the connection they went on: opened (a new connection, with its TLS handshake for https) or reused (kept from an earlier request).",
+            );
+            for ((backend, kind), n) in &m.connections {
+                let _ = writeln!(
+                    out,
+                    "junction_outbound_connections_total{{backend=\"{}\",connection=\"{kind}\"}} {n}",
+                    escape(backend)
                 );
             }
             header(

@@ -70,7 +70,11 @@ fn connections(server: &Server) -> usize {
 #[tokio::test]
 async fn kept_connections_serve_a_backends_later_calls_and_never_another_backends() {
     let server = Server::start().await;
-    let shop = Ctx::server(&server).build();
+    let shop = Ctx {
+        pooled_as: Some("pool-metrics-shop".into()),
+        ..Ctx::server(&server)
+    }
+    .build();
     let erp = Ctx::server(&server).build();
     for _ in 0..3 {
         assert_eq!(get(&shop, &server.url("/ok")).await.unwrap(), "hello");
@@ -78,6 +82,15 @@ async fn kept_connections_serve_a_backends_later_calls_and_never_another_backend
     let stats = shop.egress.pool_stats();
     assert_eq!((stats.opened, stats.reused), (1, 2), "{stats:?}");
     assert_eq!(connections(&server), 1, "three calls, one connection");
+    // The operator sees it in /metrics.
+    let mut text = String::new();
+    junction_runtime::metrics::global().render(&mut text, &|_| Default::default());
+    for (kind, n) in [("opened", 1), ("reused", 2)] {
+        let line = format!(
+            "junction_outbound_connections_total{{backend=\"pool-metrics-shop\",connection=\"{kind}\"}} {n}"
+        );
+        assert!(text.contains(&line), "{line} not in\n{text}");
+    }
 
     // Another backend to the very same server opens its own.
     get(&erp, &server.url("/ok")).await.unwrap();

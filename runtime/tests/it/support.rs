@@ -13,7 +13,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use junction_runtime::capabilities::egress::{Auth, EgressPolicy, Resolve, TlsSettings};
+use junction_runtime::capabilities::egress::{Auth, EgressPolicy, Pools, Resolve, TlsSettings};
 use junction_runtime::capabilities::memory::MemoryServices;
 use junction_runtime::capabilities::{BackendInfo, CallContext, Services};
 use junction_runtime::grants::Grants;
@@ -58,6 +58,8 @@ pub struct Ctx {
     pub tls: TlsSettings,
     /// Names resolved by the test instead of the system.
     pub resolver: Option<Arc<dyn Resolve>>,
+    /// Named (for the connection metrics), with a pool of its own.
+    pub pooled_as: Option<String>,
     pub services: Arc<MemoryServices>,
     pub grants: Grants,
 }
@@ -76,6 +78,7 @@ impl Default for Ctx {
             egress: EgressLimits::default(),
             tls: TlsSettings::default(),
             resolver: None,
+            pooled_as: None,
             services: Arc::new(MemoryServices::default()),
             grants: Grants::unrestricted("test"),
         }
@@ -128,6 +131,10 @@ impl Ctx {
                 .and_then(|p| p.tls(&self.tls))
                 .map(|p| match &self.resolver {
                     Some(r) => p.with_resolver(r.clone()),
+                    None => p,
+                })
+                .map(|p| match &self.pooled_as {
+                    Some(name) => p.pooled_in(&Pools::default(), name),
                     None => p,
                 })
                 .expect("valid policy"),

@@ -177,6 +177,9 @@ pub(super) async fn send(
                 }
             },
         };
+        if let Some(backend) = &policy.backend {
+            crate::metrics::global().connection(backend, reused);
+        }
         match exchange(&target, &mut conn, request.clone(), first_byte).await {
             Ok(response) => break (key, conn, response),
             // A kept connection the server closed as the request went out
