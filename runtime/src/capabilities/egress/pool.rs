@@ -9,9 +9,8 @@
 //! (allowlist, requested hosts, address class after a fresh lookup) have
 //! passed and led to the same key, so the pool never lets a request skip a
 //! check, never serves one name with another's connection, and never
-//! follows a name to an address it no longer resolves to. The pool belongs
-//! to the backend's policy: it is never shared with another backend, and a
-//! reload (new policy) starts a new one.
+//! follows a name to an address it no longer resolves to. A pool serves
+//! one backend only, never another.
 //!
 //! HTTP/1.1 connections serve one request at a time: taken out while in
 //! use, put back when the response body has been read to its end (a body
