@@ -513,3 +513,73 @@ async fn a_kept_connection_closed_under_a_request_is_retried_only_when_that_is_s
     assert_eq!(posts.load(Ordering::SeqCst), 1, "the POST went out once");
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
 }
+
+/// The system's store is read from `SSL_CERT_FILE` when set, which only a
+/// process of its own can be given: this test runs
+/// `system_store_in_a_child_process` with it pointing at a private CA.
+#[test]
+fn the_systems_store_is_trusted_only_when_the_backend_asks_for_it() {
+    let ca = Authority::new("Junction test CA in the system store");
+    let server = ca.issue(&["shop.test"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.path().join("server.pem"), &server.cert_pem).unwrap();
+    std::fs::write(dir.path().join("server.key"), &server.key_pem).unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "connections::system_store_in_a_child_process",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("SSL_CERT_FILE", dir.path().join("ca.pem"))
+        .env_remove("SSL_CERT_DIR")
+        .env("JUNCTION_TEST_TLS_DIR", dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("trusted through the system store"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+#[ignore = "run by the_systems_store_is_trusted_only_when_the_backend_asks_for_it, with SSL_CERT_FILE set"]
+async fn system_store_in_a_child_process() {
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("JUNCTION_TEST_TLS_DIR")
+            .expect("run by the_systems_store_is_trusted_only_when_the_backend_asks_for_it"),
+    );
+    let identity = junction_backend_kit::tls::Identity {
+        cert_pem: std::fs::read_to_string(dir.join("server.pem")).unwrap(),
+        key_pem: std::fs::read_to_string(dir.join("server.key")).unwrap(),
+    };
+    let server = Server::start().await;
+    let relay = TlsRelay::start(server.addr, identity.server_config(&[b"http/1.1"], None)).await;
+    let port = relay.addr.port();
+    let names = Arc::new(Names::default());
+    names.set("shop.test", "127.0.0.1");
+    let ctx = |tls: TlsSettings| {
+        Ctx {
+            allow: vec![format!("https://shop.test:{port}")],
+            allow_internal: vec![format!("shop.test:{port}")],
+            resolver: Some(names.clone()),
+            tls,
+            ..Ctx::default()
+        }
+        .build()
+    };
+    let url = format!("https://shop.test:{port}/ok");
+    // The CA is only in the (test's) system store: the public roots alone
+    // refuse it, and the error names the setting.
+    let reason = get(&ctx(TlsSettings::default()), &url).await.unwrap_err();
+    assert!(reason.contains("tls.system_roots"), "{reason}");
+    let system = TlsSettings {
+        system_roots: true,
+        ..TlsSettings::default()
+    };
+    assert_eq!(get(&ctx(system), &url).await.unwrap(), "hello");
+    println!("trusted through the system store");
+}
