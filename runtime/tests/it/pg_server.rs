@@ -26,22 +26,40 @@ impl PrivateServer {
     }
 
     /// `None` (said on stderr) where PostgreSQL's server binaries or a way
-    /// to run them as the `postgres` user are missing.
+    /// to run them as the `postgres` user are missing — unless
+    /// `JUNCTION_REQUIRE_PRIVATE_POSTGRES` is set (as `.ci/run` does): then
+    /// the test fails, naming what is missing, instead of passing unrun.
     pub fn start() -> Option<PrivateServer> {
+        let skip = |why: &str| -> Option<PrivateServer> {
+            let message = format!("a database restart test cannot run here: {why}");
+            if std::env::var_os("JUNCTION_REQUIRE_PRIVATE_POSTGRES").is_some() {
+                panic!("{message} (JUNCTION_REQUIRE_PRIVATE_POSTGRES is set)");
+            }
+            eprintln!("skipped: {message}");
+            None
+        };
         let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
+            .into_iter()
+            .flatten()
             .flatten()
             .map(|d| d.path().join("bin"))
             .find(|b| b.join("pg_ctl").exists());
-        let (Some(bin), true) = (bin, std::path::Path::new("/usr/sbin/runuser").exists()) else {
-            eprintln!(
-                "skipped: a database restart test needs PostgreSQL's server binaries (Debian postgresql) and runuser"
+        let Some(bin) = bin else {
+            return skip(
+                "no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (Debian postgresql)",
             );
-            return None;
+        };
+        if !std::path::Path::new("/usr/sbin/runuser").exists() {
+            return skip("no /usr/sbin/runuser to run them as the postgres user");
+        }
+        let Some(uid) = postgres_uid() else {
+            return skip("no postgres user in /etc/passwd");
         };
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        std::os::unix::fs::chown(dir.path(), Some(postgres_uid()?), None).ok()?;
+        if let Err(e) = std::os::unix::fs::chown(dir.path(), Some(uid), None) {
+            return skip(&format!("cannot give the postgres user a data folder: {e}"));
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
