@@ -37,35 +37,27 @@ impl Warm {
         &self.store.data().ctx
     }
 
-    /// Whether a call may still ask for it: something besides the `idle`
-    /// instances holds its context, or another context of its backend
-    /// (its grants, which every context of one resolved backend shares).
+    /// Whether a call may still ask for it (it is one of `idle`): some
+    /// context of its backend (every context of one resolved backend shares
+    /// its grants) is held by something besides the idle instances — one
+    /// no idle instance holds, or one they hold that is referenced
+    /// elsewhere too (the backend's own, after a search that ran beside a
+    /// page's import).
     fn in_use(&self, idle: &[Warm]) -> bool {
-        let idle_refs = idle
-            .iter()
-            .filter(|o| Arc::ptr_eq(o.ctx(), self.ctx()))
-            .count();
-        if Arc::strong_count(self.ctx()) > idle_refs {
-            return true;
-        }
+        let grants = &self.ctx().grants;
         // Count contexts, not references to them: each holds the grants once.
         let mut idle_contexts: Vec<&Arc<CallContext>> = idle
             .iter()
-            .filter(|o| Arc::ptr_eq(&o.ctx().grants, &self.ctx().grants))
+            .filter(|o| Arc::ptr_eq(&o.ctx().grants, grants))
             .map(|o| o.ctx())
             .collect();
         idle_contexts.sort_unstable_by_key(|c| Arc::as_ptr(c));
         idle_contexts.dedup_by_key(|c| Arc::as_ptr(c));
-        if Arc::strong_count(&self.ctx().grants) > idle_contexts.len() {
-            return true;
-        }
-        // Another idle instance may hold a context of the backend that is
-        // alive outside the pool too (the backend's own, after a search
-        // that ran beside a page's import): then the backend is.
-        idle_contexts.iter().any(|c| {
-            let held_idle = idle.iter().filter(|o| Arc::ptr_eq(o.ctx(), c)).count();
-            Arc::strong_count(c) > held_idle
-        })
+        Arc::strong_count(grants) > idle_contexts.len()
+            || idle_contexts.iter().any(|c| {
+                let held_idle = idle.iter().filter(|o| Arc::ptr_eq(o.ctx(), c)).count();
+                Arc::strong_count(c) > held_idle
+            })
     }
 }
 

@@ -28,6 +28,13 @@ use crate::support::{Ctx, Server, data, probe};
 struct Names(Mutex<HashMap<String, Vec<IpAddr>>>);
 
 impl Names {
+    /// `shop.test` at 127.0.0.1, where the TLS tests' certificates point.
+    fn shop_test() -> Arc<Names> {
+        let names = Arc::new(Names::default());
+        names.set("shop.test", "127.0.0.1");
+        names
+    }
+
     fn set(&self, name: &str, ip: &str) {
         self.0
             .lock()
@@ -120,8 +127,7 @@ async fn a_moved_dns_answer_gets_a_new_connection_and_another_name_its_own_check
     let port = first.addr.port();
     // The same port on another loopback address: where the name moves.
     let second = Server::bind(SocketAddr::new("127.0.0.2".parse().unwrap(), port)).await;
-    let names = Arc::new(Names::default());
-    names.set("shop.test", "127.0.0.1");
+    let names = Names::shop_test();
     names.set("other.test", "127.0.0.1");
     let ctx = Ctx {
         allow: vec![
@@ -201,6 +207,25 @@ async fn credentials_go_only_to_their_origin_over_kept_connections() {
     assert_eq!(connections(&server), 2);
 }
 
+/// A context reaching `https://shop.test:{port}` (resolved by `names`)
+/// with `tls` and `egress`.
+fn shop_test(
+    port: u16,
+    names: &Arc<Names>,
+    tls: TlsSettings,
+    egress: EgressLimits,
+) -> Arc<CallContext> {
+    Ctx {
+        allow: vec![format!("https://shop.test:{port}")],
+        allow_internal: vec![format!("shop.test:{port}")],
+        resolver: Some(names.clone()),
+        tls,
+        egress,
+        ..Ctx::default()
+    }
+    .build()
+}
+
 /// A TLS front for `server` with a certificate for `shop.test` from `ca`,
 /// and a context that reaches it by that name with `tls`.
 struct Tls {
@@ -219,8 +244,7 @@ impl Tls {
     ) -> Tls {
         let config = ca.issue(&["shop.test"]).server_config(alpn, clients);
         let relay = TlsRelay::start(server.addr, config).await;
-        let names = Arc::new(Names::default());
-        names.set("shop.test", "127.0.0.1");
+        let names = Names::shop_test();
         let dir = tempfile::tempdir().unwrap();
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, ca.pem()).unwrap();
@@ -233,16 +257,7 @@ impl Tls {
     }
 
     fn ctx(&self, tls: TlsSettings, egress: EgressLimits) -> Arc<CallContext> {
-        let port = self.relay.addr.port();
-        Ctx {
-            allow: vec![format!("https://shop.test:{port}")],
-            allow_internal: vec![format!("shop.test:{port}")],
-            resolver: Some(self.names.clone()),
-            tls,
-            egress,
-            ..Ctx::default()
-        }
-        .build()
+        shop_test(self.relay.addr.port(), &self.names, tls, egress)
     }
 
     fn trusting(&self) -> TlsSettings {
@@ -405,25 +420,18 @@ async fn an_http2_server_is_spoken_to_in_http2_with_requests_sharing_one_connect
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca.pem()).unwrap();
-    let names = Arc::new(Names::default());
-    names.set("shop.test", "127.0.0.1");
+    let names = Names::shop_test();
     let port = addr.port();
     let ctx = |http2: bool| {
-        Ctx {
-            allow: vec![format!("https://shop.test:{port}")],
-            allow_internal: vec![format!("shop.test:{port}")],
-            resolver: Some(names.clone()),
-            tls: TlsSettings {
-                ca_file: Some(ca_file.clone()),
-                ..TlsSettings::default()
-            },
-            egress: EgressLimits {
-                http2,
-                ..EgressLimits::default()
-            },
-            ..Ctx::default()
-        }
-        .build()
+        let tls = TlsSettings {
+            ca_file: Some(ca_file.clone()),
+            ..TlsSettings::default()
+        };
+        let egress = EgressLimits {
+            http2,
+            ..EgressLimits::default()
+        };
+        shop_test(port, &names, tls, egress)
     };
     let url = format!("https://shop.test:{port}/?ms=300");
 
@@ -559,18 +567,8 @@ async fn system_store_in_a_child_process() {
     let server = Server::start().await;
     let relay = TlsRelay::start(server.addr, identity.server_config(&[b"http/1.1"], None)).await;
     let port = relay.addr.port();
-    let names = Arc::new(Names::default());
-    names.set("shop.test", "127.0.0.1");
-    let ctx = |tls: TlsSettings| {
-        Ctx {
-            allow: vec![format!("https://shop.test:{port}")],
-            allow_internal: vec![format!("shop.test:{port}")],
-            resolver: Some(names.clone()),
-            tls,
-            ..Ctx::default()
-        }
-        .build()
-    };
+    let names = Names::shop_test();
+    let ctx = |tls: TlsSettings| shop_test(port, &names, tls, EgressLimits::default());
     let url = format!("https://shop.test:{port}/ok");
     // The CA is only in the (test's) system store: the public roots alone
     // refuse it, and the error names the setting.

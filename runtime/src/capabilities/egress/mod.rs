@@ -256,9 +256,6 @@ pub struct EgressPolicy {
     /// (the per-call ones with an idempotency key too).
     pool: Arc<pool::Pool>,
     resolver: Resolver,
-    /// The backend's name, for the connection metrics (set by
-    /// [`EgressPolicy::pooled_in`]).
-    backend: Option<Arc<str>>,
 }
 
 fn pool_settings(limits: &EgressLimits) -> pool::PoolSettings {
@@ -345,9 +342,8 @@ impl EgressPolicy {
             permits: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
             tls,
             tls_fingerprint,
-            pool: pool::Pool::new(pool_settings(&limits)),
+            pool: pool::Pool::new(pool_settings(&limits), None),
             resolver: Resolver(dns::system()),
-            backend: None,
             limits,
             idempotency_key: None,
         })
@@ -370,7 +366,6 @@ impl EgressPolicy {
         let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
         (self.tls_fingerprint, settings).hash(&mut fingerprint);
         self.pool = pools.get(backend, fingerprint.finish(), settings);
-        self.backend = Some(backend.into());
         self
     }
 

@@ -106,6 +106,9 @@ struct Kept {
 /// One backend's kept connections.
 pub struct Pool {
     settings: PoolSettings,
+    /// The backend's name, for `junction_outbound_connections_total`
+    /// (none for a policy that is not a configured backend's).
+    backend: Option<Arc<str>>,
     kept: Mutex<Vec<Kept>>,
     opened: AtomicU64,
     reused: AtomicU64,
@@ -122,9 +125,10 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    pub(super) fn new(settings: PoolSettings) -> Arc<Pool> {
+    pub(super) fn new(settings: PoolSettings, backend: Option<&str>) -> Arc<Pool> {
         Arc::new(Pool {
             settings,
+            backend: backend.map(Arc::from),
             kept: Mutex::new(Vec::new()),
             opened: AtomicU64::new(0),
             reused: AtomicU64::new(0),
@@ -177,6 +181,7 @@ impl Pool {
             };
             if conn.ready().await {
                 self.reused.fetch_add(1, Ordering::Relaxed);
+                self.count(true);
                 return Some((key, conn));
             }
             // Closed under us (the server's idle timeout, a reset): forget
@@ -192,8 +197,15 @@ impl Pool {
     /// straight away.
     pub(super) fn opened(self: &Arc<Self>, key: &Key, conn: &Conn) {
         self.opened.fetch_add(1, Ordering::Relaxed);
+        self.count(false);
         if let Conn::H2(s) = conn {
             self.keep(key.clone(), Conn::H2(s.clone()));
+        }
+    }
+
+    fn count(&self, reused: bool) {
+        if let Some(backend) = &self.backend {
+            crate::metrics::global().connection(backend, reused);
         }
     }
 
@@ -272,7 +284,7 @@ impl Pools {
         {
             return pool;
         }
-        let pool = Pool::new(settings);
+        let pool = Pool::new(settings, Some(backend));
         pools.insert(backend.to_string(), (fingerprint, Arc::downgrade(&pool)));
         pool
     }

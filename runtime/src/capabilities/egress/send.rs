@@ -177,9 +177,6 @@ pub(super) async fn send(
                 }
             },
         };
-        if let Some(backend) = &policy.backend {
-            crate::metrics::global().connection(backend, reused);
-        }
         match exchange(&target, &mut conn, request.clone(), first_byte).await {
             Ok(response) => break (key, conn, response),
             // A kept connection the server closed as the request went out
@@ -333,14 +330,16 @@ async fn open(
                 .map_err(|_| timed_out())?
                 .map_err(|e| {
                     let host = target.host.to_string();
-                    let reason = super::tls::describe(&host, &e)
-                        .unwrap_or_else(|| format!("TLS handshake with {host} failed: {e}"));
-                    let err = if reason.contains("certificate") {
-                        Error::TlsCertificateError
-                    } else {
-                        Error::TlsProtocolError
-                    };
-                    (reason, err)
+                    match super::tls::rustls_error(&e) {
+                        Some(tls) if super::tls::about_certificates(tls) => {
+                            (super::tls::describe(&host, tls), Error::TlsCertificateError)
+                        }
+                        Some(tls) => (super::tls::describe(&host, tls), Error::TlsProtocolError),
+                        None => (
+                            format!("TLS handshake with {host} failed: {e}"),
+                            Error::TlsProtocolError,
+                        ),
+                    }
                 })?;
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             (Box::new(tls), h2)
@@ -484,8 +483,10 @@ async fn exchange(
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => {
             let host = target.host.to_string();
-            let reason = super::tls::describe(&host, &e)
-                .unwrap_or_else(|| format!("sending the request failed: {e}"));
+            let reason = super::tls::rustls_error(&e).map_or_else(
+                || format!("sending the request failed: {e}"),
+                |tls| super::tls::describe(&host, tls),
+            );
             if e.is_canceled() {
                 Err(Failed::Unsent(reason, Error::HttpProtocolError))
             } else if e.is_incomplete_message() || e.is_closed() {

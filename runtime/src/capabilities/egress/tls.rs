@@ -198,66 +198,85 @@ pub(crate) fn default_config() -> Arc<rustls::ClientConfig> {
         .clone()
 }
 
-/// What went wrong in a TLS exchange with `host`, in the operator's words
-/// and with the setting that fixes it, if the error chain holds a rustls
-/// error (a refused certificate, a server asking for a client certificate).
-pub(super) fn describe(host: &str, error: &(dyn std::error::Error + 'static)) -> Option<String> {
-    use rustls::{AlertDescription, CertificateError, Error};
+/// The rustls error in `error`'s chain (a hyper or I/O error wrapping it),
+/// if there is one.
+pub(super) fn rustls_error<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = current {
         let inner = e
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
             .map(|i| i as &(dyn std::error::Error + 'static));
-        let found = e
-            .downcast_ref::<Error>()
-            .or_else(|| inner.and_then(|i| i.downcast_ref::<Error>()));
-        if let Some(tls) = found {
-            return Some(match tls {
-                Error::InvalidCertificate(cert) => match cert {
-                    CertificateError::UnknownIssuer => format!(
-                        "TLS: the certificate of {host} is not signed by an authority this backend trusts; \
-                         if the server uses a private CA, set the backend's tls.ca_file to that CA's PEM file \
-                         (or tls.system_roots = true if the CA is in the system's store)"
-                    ),
-                    CertificateError::NotValidForName
-                    | CertificateError::NotValidForNameContext { .. } => format!(
-                        "TLS: the certificate the server sent is not valid for {host}; \
-                         check the backend's base_url names the host the certificate was issued for"
-                    ),
-                    CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                        format!(
-                            "TLS: the certificate of {host} has expired; the server must renew it"
-                        )
-                    }
-                    CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                        format!(
-                            "TLS: the certificate of {host} is not valid yet; check the clocks of this node and the server"
-                        )
-                    }
-                    other => format!("TLS: the certificate of {host} was refused: {other:?}"),
-                },
-                Error::AlertReceived(AlertDescription::CertificateRequired)
-                | Error::AlertReceived(AlertDescription::HandshakeFailure) => {
-                    format!(
-                        "TLS: {host} refused the connection ({tls}); if it requires a client certificate, \
-                         set the backend's tls.client_cert and tls.client_key"
-                    )
-                }
-                Error::AlertReceived(
-                    AlertDescription::BadCertificate | AlertDescription::UnknownCA,
-                ) => {
-                    format!(
-                        "TLS: {host} refused this backend's client certificate ({tls}); \
-                         check tls.client_cert is issued by a CA the server trusts"
-                    )
-                }
-                other => format!("TLS with {host} failed: {other}"),
-            });
+        if let Some(tls) = e
+            .downcast_ref::<rustls::Error>()
+            .or_else(|| inner.and_then(|i| i.downcast_ref::<rustls::Error>()))
+        {
+            return Some(tls);
         }
         current = inner.or_else(|| e.source());
     }
     None
+}
+
+/// Whether `tls` is about a certificate: the server's refused here, or
+/// this backend's (missing or refused) by the server.
+pub(super) fn about_certificates(tls: &rustls::Error) -> bool {
+    use rustls::{AlertDescription, Error};
+    matches!(
+        tls,
+        Error::InvalidCertificate(_)
+            | Error::AlertReceived(
+                AlertDescription::CertificateRequired
+                    | AlertDescription::HandshakeFailure
+                    | AlertDescription::BadCertificate
+                    | AlertDescription::UnknownCA
+            )
+    )
+}
+
+/// What went wrong in a TLS exchange with `host`, in the operator's words
+/// and with the setting that fixes it (a refused certificate, a server
+/// asking for a client certificate).
+pub(super) fn describe(host: &str, tls: &rustls::Error) -> String {
+    use rustls::{AlertDescription, CertificateError, Error};
+    match tls {
+        Error::InvalidCertificate(cert) => match cert {
+            CertificateError::UnknownIssuer => format!(
+                "TLS: the certificate of {host} is not signed by an authority this backend trusts; \
+                 if the server uses a private CA, set the backend's tls.ca_file to that CA's PEM file \
+                 (or tls.system_roots = true if the CA is in the system's store)"
+            ),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                format!(
+                    "TLS: the certificate the server sent is not valid for {host}; \
+                     check the backend's base_url names the host the certificate was issued for"
+                )
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                format!("TLS: the certificate of {host} has expired; the server must renew it")
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                format!(
+                    "TLS: the certificate of {host} is not valid yet; check the clocks of this node and the server"
+                )
+            }
+            other => format!("TLS: the certificate of {host} was refused: {other:?}"),
+        },
+        Error::AlertReceived(AlertDescription::CertificateRequired)
+        | Error::AlertReceived(AlertDescription::HandshakeFailure) => format!(
+            "TLS: {host} refused the connection ({tls}); if it requires a client certificate, \
+             set the backend's tls.client_cert and tls.client_key"
+        ),
+        Error::AlertReceived(AlertDescription::BadCertificate | AlertDescription::UnknownCA) => {
+            format!(
+                "TLS: {host} refused this backend's client certificate ({tls}); \
+                 check tls.client_cert is issued by a CA the server trusts"
+            )
+        }
+        other => format!("TLS with {host} failed: {other}"),
+    }
 }
 
 #[cfg(test)]
