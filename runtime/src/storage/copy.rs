@@ -46,24 +46,23 @@ impl Table {
             .join(", ")
     }
 
-    /// `SELECT … ORDER BY … LIMIT ? OFFSET ?`, with `?` placeholders.
+    /// `SELECT … ORDER BY … LIMIT $1 OFFSET $2`.
     pub(crate) fn select(&self) -> String {
         format!(
-            "SELECT {} FROM {} ORDER BY {} LIMIT ? OFFSET ?",
+            "SELECT {} FROM {} ORDER BY {} LIMIT $1 OFFSET $2",
             self.column_list(),
             self.name,
             self.order
         )
     }
 
-    /// A multi-row `INSERT` of `rows` rows, with `?` placeholders.
+    /// A multi-row `INSERT` of `rows` rows.
     pub(crate) fn insert(&self, rows: usize) -> String {
-        let one = format!("({})", vec!["?"; self.columns.len()].join(", "));
         format!(
             "INSERT INTO {} ({}) VALUES {}",
             self.name,
             self.column_list(),
-            vec![one; rows].join(", ")
+            super::rows::Params::default().rows(rows, self.columns.len())
         )
     }
 }

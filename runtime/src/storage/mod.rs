@@ -13,6 +13,7 @@ mod pg_leases;
 pub mod postgres;
 mod put;
 mod rows;
+pub mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -21,9 +21,10 @@ use super::rows::{
     BindingRow, IN_CHUNK, JOB_COLUMNS, binding_from_row, event_from_row, holder_job, job_from_row,
     placeholders, record_from_row,
 };
+use super::sql::{Dialect, SqlStorage};
 use super::{
     Binding, ClaimRequest, InstalledConnector, NodeInfo, OpenBreaker, PutOutcome, RecordWrite,
-    RemoveBackend, RemovedBackend, StateCount, StateQuota, Storage, StorageError, StoredBackend,
+    RemoveBackend, RemovedBackend, StateCount, StateQuota, StorageError, StoredBackend,
     StoredEvent, WriteDone, WriteOp, json_object,
 };
 use crate::capabilities::egress::AuditEntry;
@@ -56,8 +57,12 @@ pub(crate) fn pg(sql: &str) -> String {
     out
 }
 
+/// [`Storage`] on PostgreSQL.
+pub type PgStorage = SqlStorage<PgDialect>;
+
+/// PostgreSQL's [`Dialect`].
 #[derive(Debug, Clone)]
-pub struct PgStorage {
+pub struct PgDialect {
     pool: PgPool,
     /// Claims only: see [`claim_options`].
     claims: PgPool,
@@ -126,15 +131,17 @@ impl PgStorage {
             .connect_with(options)
             .await
             .map_err(|e| open_err(e.to_string()))?;
-        let storage = PgStorage {
+        let d = PgDialect {
             pool,
             claims,
             leases: std::sync::Arc::new(leases),
         };
-        storage.migrate(migrate::POSTGRES).await?;
-        Ok(storage)
+        d.migrate(migrate::POSTGRES).await?;
+        Ok(SqlStorage { d })
     }
+}
 
+impl PgDialect {
     async fn migrate(&self, migrations: &[Migration]) -> Result<(), StorageError> {
         let mut tx = self.pool.begin().await?;
         // One migrator at a time when several nodes start together.
@@ -250,32 +257,6 @@ async fn release_children_of(
         notify_in(tx).await?;
     }
     Ok(())
-}
-
-async fn outbox_in(
-    tx: &mut Transaction<'_, Postgres>,
-    event: &Event,
-    now: i64,
-) -> Result<StoredEvent, StorageError> {
-    let fields = serde_json::to_string(&event.changed_fields).unwrap_or_else(|_| "[]".into());
-    let id: i64 = sqlx::query_scalar(
-        &pg("INSERT INTO outbox (name, model, local_id, changed_fields, payload, origin_backend, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id"),
-    )
-    .bind(&event.name)
-    .bind(&event.model)
-    .bind(&event.local_id)
-    .bind(fields)
-    .bind(&event.payload)
-    .bind(&event.origin_backend)
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(StoredEvent {
-        id,
-        event: event.clone(),
-        created_at: now,
-    })
 }
 
 /// Insert a batch of jobs inside an open transaction (shared by enqueue and
@@ -419,7 +400,26 @@ async fn enqueue_in(
 }
 
 #[async_trait]
-impl Storage for PgStorage {
+impl Dialect for PgDialect {
+    type Db = Postgres;
+    type Done = sqlx::postgres::PgQueryResult;
+
+    fn reader(&self) -> &sqlx::Pool<Postgres> {
+        &self.pool
+    }
+
+    fn writer(&self) -> &sqlx::Pool<Postgres> {
+        &self.pool
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    fn bytes(expr: &str) -> String {
+        format!("OCTET_LENGTH({expr})")
+    }
+
     async fn wakeups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let pool = self.pool.clone();
@@ -910,7 +910,7 @@ impl Storage for PgStorage {
                     // The job and, transitively, every unfinished job
                     // depending on it.
                     let tree: Vec<i64> =
-                        sqlx::query_scalar(&pg(&super::rows::cancel_tree("SELECT ?")))
+                        sqlx::query_scalar(&pg(&super::rows::cancel_tree("SELECT $1")))
                             .bind(id)
                             .bind(now)
                             .fetch_all(&mut *tx)
@@ -968,131 +968,6 @@ impl Storage for PgStorage {
         Ok(acted)
     }
 
-    async fn job(&self, id: JobId) -> Result<Option<Job>, StorageError> {
-        let row = sqlx::query(&pg(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| job_from_row(&r))
-            .transpose()
-            .map_err(Into::into)
-    }
-
-    async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StorageError> {
-        let (conditions, values) = super::rows::job_filter(filter);
-        let sql = pg(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1{conditions} ORDER BY id DESC LIMIT ?"
-        ));
-        let query = super::rows::bind_values(sqlx::query(&sql), values);
-        let limit = if filter.limit == 0 { 100 } else { filter.limit };
-        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| job_from_row(r).map_err(Into::into))
-            .collect()
-    }
-
-    async fn count_jobs(&self, filter: &JobFilter) -> Result<u64, StorageError> {
-        let filter = JobFilter {
-            before: None,
-            ..filter.clone()
-        };
-        let (conditions, values) = super::rows::job_filter(&filter);
-        let sql = pg(&format!(
-            "SELECT COUNT(*) FROM jobs WHERE 1 = 1{conditions}"
-        ));
-        let query = super::rows::bind_values(sqlx::query(&sql), values);
-        let count: i64 = query.fetch_one(&self.pool).await?.try_get(0)?;
-        Ok(count.max(0) as u64)
-    }
-
-    async fn job_log(&self, id: JobId) -> Result<Vec<JobLogLine>, StorageError> {
-        let rows = sqlx::query(&pg(
-            "SELECT try, level, source, message FROM job_logs WHERE job_id = ? ORDER BY seq",
-        ))
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(JobLogLine {
-                    try_number: r.try_get::<i64, _>("try")? as u32,
-                    level: r.try_get("level")?,
-                    source: r.try_get("source")?,
-                    message: r.try_get("message")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    async fn job_audit(&self, id: JobId) -> Result<Vec<JobAuditEntry>, StorageError> {
-        let rows = sqlx::query(&pg(
-            "SELECT try, method, scheme, host, port, path, status, denied, error, request_bytes,
-                    response_bytes, duration_ms
-             FROM job_http_audit WHERE job_id = ? ORDER BY seq",
-        ))
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(JobAuditEntry {
-                    try_number: r.try_get::<i64, _>("try")? as u32,
-                    entry: AuditEntry {
-                        method: r.try_get("method")?,
-                        scheme: r.try_get("scheme")?,
-                        host: r.try_get("host")?,
-                        port: r.try_get::<i64, _>("port")? as u16,
-                        path: r.try_get("path")?,
-                        status: r.try_get::<Option<i64>, _>("status")?.map(|s| s as u16),
-                        denied: r.try_get("denied")?,
-                        error: r.try_get("error")?,
-                        request_bytes: r.try_get::<i64, _>("request_bytes")? as u64,
-                        response_bytes: r.try_get::<i64, _>("response_bytes")? as u64,
-                        duration_ms: r.try_get::<i64, _>("duration_ms")? as u64,
-                    },
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    async fn parents(&self, id: JobId) -> Result<Vec<JobId>, StorageError> {
-        Ok(sqlx::query_scalar(&pg(
-            "SELECT parent FROM job_dependencies WHERE child = ? ORDER BY parent",
-        ))
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn children(&self, id: JobId) -> Result<Vec<JobId>, StorageError> {
-        Ok(sqlx::query_scalar(&pg(
-            "SELECT child FROM job_dependencies WHERE parent = ? ORDER BY child",
-        ))
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn oldest_due(&self, now: i64) -> Result<Vec<(String, i64)>, StorageError> {
-        Ok(sqlx::query_as(&pg(super::rows::OLDEST_DUE))
-            .bind(now)
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    async fn counts(&self) -> Result<Vec<StateCount>, StorageError> {
-        let rows = sqlx::query(super::rows::COUNTS)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(super::rows::state_count_from_row)
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
     async fn compact_counts(&self) -> Result<(), StorageError> {
         // Fold the triggers' deltas into one row per channel and state.
         // Concurrent compactions are safe: each deleted delta is summed
@@ -1105,32 +980,6 @@ impl Storage for PgStorage {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    async fn purge(
-        &self,
-        before: i64,
-        batch: u32,
-        scope: &crate::queue::retention::PurgeScope,
-    ) -> Result<u64, StorageError> {
-        let (sql, values) = super::rows::purge(scope, before, batch);
-        let sql = pg(&sql);
-        let query = super::rows::bind_values(sqlx::query(&sql), values);
-        let mut tx = self.pool.begin().await?;
-        let done = query.execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn put_records(
-        &self,
-        writes: &[RecordWrite],
-        now: i64,
-    ) -> Result<Vec<PutOutcome>, StorageError> {
-        let mut tx = self.pool.begin().await?;
-        let out = put_many_in(&mut tx, writes, now).await?;
-        tx.commit().await?;
-        Ok(out)
     }
 
     async fn write_batch(&self, ops: &[WriteOp]) -> Result<Vec<WriteDone>, StorageError> {
@@ -1168,7 +1017,7 @@ impl Storage for PgStorage {
                         WriteDone::Unlocked
                     }
                     WriteOp::Put { writes, now } => {
-                        WriteDone::Put(put_many_in(&mut tx, writes, *now).await?)
+                        WriteDone::Put(PgStorage::put_many_in(&mut tx, writes, *now).await?)
                     }
                 });
             }
@@ -1182,152 +1031,6 @@ impl Storage for PgStorage {
             }
         }
         written
-    }
-
-    async fn delete_record(
-        &self,
-        model: &str,
-        id: &str,
-        origin_backend: Option<&str>,
-        now: i64,
-    ) -> Result<Option<StoredEvent>, StorageError> {
-        let mut tx = self.pool.begin().await?;
-        let data: Option<String> = sqlx::query_scalar(&pg(
-            "DELETE FROM records WHERE model = ? AND id = ? RETURNING data",
-        ))
-        .bind(model)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(data) = data else {
-            return Ok(None);
-        };
-        sqlx::query(&pg(super::put::sql::delete_keys()))
-            .bind(model)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let event = Event {
-            name: "record-deleted".to_string(),
-            model: model.to_string(),
-            local_id: Some(id.to_string()),
-            changed_fields: Vec::new(),
-            payload: data,
-            origin_backend: origin_backend.map(str::to_string),
-        };
-        let stored = outbox_in(&mut tx, &event, now).await?;
-        tx.commit().await?;
-        Ok(Some(stored))
-    }
-
-    async fn record(&self, model: &str, id: &str) -> Result<Option<LocalRecord>, StorageError> {
-        let row = sqlx::query(&pg(
-            "SELECT model, id, data, version, updated_at FROM records WHERE model = ? AND id = ?",
-        ))
-        .bind(model)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| record_from_row(&r)).transpose()?)
-    }
-
-    async fn records_by_keys(
-        &self,
-        model: &str,
-        keys: &[crate::features::MatchKey],
-    ) -> Result<Vec<(crate::features::MatchKey, String)>, StorageError> {
-        super::put::records_by_keys!(&self.pool, model, keys, |sql: String| pg(&sql))
-    }
-
-    async fn records_of(
-        &self,
-        model: &str,
-        ids: &[String],
-    ) -> Result<Vec<LocalRecord>, StorageError> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT model, id, data, version, updated_at FROM records WHERE model = ? AND id IN ({})",
-                placeholders(chunk.len())
-            );
-            let sql = pg(&sql);
-            let mut q = sqlx::query(&sql).bind(model);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            for row in q.fetch_all(&self.pool).await? {
-                out.push(record_from_row(&row)?);
-            }
-        }
-        Ok(out)
-    }
-
-    async fn records(
-        &self,
-        model: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<LocalRecord>, StorageError> {
-        let rows = sqlx::query(&pg(
-            "SELECT model, id, data, version, updated_at FROM records
-             WHERE model = ? AND (? IS NULL OR id > ?) ORDER BY id LIMIT ?",
-        ))
-        .bind(model)
-        .bind(after)
-        .bind(after)
-        .bind(i64::from(limit.max(1)))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| record_from_row(r).map_err(Into::into))
-            .collect()
-    }
-
-    async fn emit(&self, event: &Event, now: i64) -> Result<StoredEvent, StorageError> {
-        json_object(&event.payload, "event payload")?;
-        let mut tx = self.pool.begin().await?;
-        let stored = outbox_in(&mut tx, event, now).await?;
-        tx.commit().await?;
-        Ok(stored)
-    }
-
-    async fn undispatched(&self, limit: u32) -> Result<Vec<StoredEvent>, StorageError> {
-        let rows = sqlx::query(&pg(
-            "SELECT id, name, model, local_id, changed_fields, payload, origin_backend, created_at
-             FROM outbox WHERE processed_at IS NULL ORDER BY id LIMIT ?",
-        ))
-        .bind(i64::from(limit.max(1)))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| event_from_row(r).map_err(Into::into))
-            .collect()
-    }
-
-    async fn live_jobs(&self, backend: &str, up_to: u64) -> Result<u64, StorageError> {
-        // Bounded: a backend far over its quota costs no more to check.
-        let n: i64 = sqlx::query_scalar(&pg(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE backend = ? AND backend IS NOT NULL
-               AND state IN ('wait_dependencies', 'pending', 'enqueued', 'started') LIMIT ?) AS live",
-        ))
-        .bind(backend)
-        .bind(i64::try_from(up_to.saturating_add(1)).unwrap_or(i64::MAX))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n as u64)
-    }
-
-    async fn event(&self, id: i64) -> Result<Option<StoredEvent>, StorageError> {
-        let row = sqlx::query(&pg(
-            "SELECT id, name, model, local_id, changed_fields, payload, origin_backend, created_at
-             FROM outbox WHERE id = ?",
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref()
-            .map(|r| event_from_row(r).map_err(Into::into))
-            .transpose()
     }
 
     async fn dispatch(
@@ -1362,179 +1065,6 @@ impl Storage for PgStorage {
         Ok(out)
     }
 
-    async fn binding_to_local(
-        &self,
-        backend: &str,
-        model: &str,
-        external_id: &str,
-    ) -> Result<Option<String>, StorageError> {
-        Ok(sqlx::query_scalar(&pg(
-            "SELECT local_id FROM bindings WHERE backend = ? AND model = ? AND external_id = ?",
-        ))
-        .bind(backend)
-        .bind(model)
-        .bind(external_id)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    async fn binding_to_external(
-        &self,
-        backend: &str,
-        model: &str,
-        local_id: &str,
-    ) -> Result<Option<String>, StorageError> {
-        Ok(sqlx::query_scalar(&pg(
-            "SELECT external_id FROM bindings WHERE backend = ? AND model = ? AND local_id = ?",
-        ))
-        .bind(backend)
-        .bind(model)
-        .bind(local_id)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    async fn bind(
-        &self,
-        backend: &str,
-        model: &str,
-        external_id: &str,
-        local_id: &str,
-        sync_date: i64,
-        synced: Option<&str>,
-    ) -> Result<(), StorageError> {
-        let mut tx = self.pool.begin().await?;
-        bind_in(
-            &mut tx,
-            backend,
-            model,
-            external_id,
-            local_id,
-            sync_date,
-            synced,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn binding(
-        &self,
-        backend: &str,
-        model: &str,
-        external_id: &str,
-    ) -> Result<Option<Binding>, StorageError> {
-        Ok(self
-            .bindings_of(backend, model, &[external_id.to_string()])
-            .await?
-            .pop())
-    }
-
-    async fn bindings_page(
-        &self,
-        backend: &str,
-        model: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<Binding>, StorageError> {
-        let rows: Vec<BindingRow> = sqlx::query_as(&pg(
-            "SELECT external_id, local_id, sync_date, synced FROM bindings
-             WHERE backend = ? AND model = ? AND (? IS NULL OR external_id > ?)
-             ORDER BY external_id LIMIT ?",
-        ))
-        .bind(backend)
-        .bind(model)
-        .bind(after)
-        .bind(after)
-        .bind(i64::from(limit.max(1)))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| binding_from_row(backend, model, row))
-            .collect())
-    }
-
-    async fn bindings_of(
-        &self,
-        backend: &str,
-        model: &str,
-        external_ids: &[String],
-    ) -> Result<Vec<Binding>, StorageError> {
-        let mut out = Vec::with_capacity(external_ids.len());
-        for chunk in external_ids.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT external_id, local_id, sync_date, synced FROM bindings
-                 WHERE backend = ? AND model = ? AND external_id IN ({})",
-                placeholders(chunk.len())
-            );
-            let sql = pg(&sql);
-            let mut q = sqlx::query_as::<_, BindingRow>(&sql)
-                .bind(backend)
-                .bind(model);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            for row in q.fetch_all(&self.pool).await? {
-                out.push(binding_from_row(backend, model, row));
-            }
-        }
-        Ok(out)
-    }
-
-    async fn binding_of_local(
-        &self,
-        backend: &str,
-        model: &str,
-        local_id: &str,
-    ) -> Result<Option<Binding>, StorageError> {
-        let row: Option<(String, i64, Option<String>)> = sqlx::query_as(
-            &pg("SELECT external_id, sync_date, synced FROM bindings WHERE backend = ? AND model = ? AND local_id = ?"),
-        )
-        .bind(backend)
-        .bind(model)
-        .bind(local_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|(external_id, sync_date, synced)| Binding {
-            backend: backend.to_string(),
-            model: model.to_string(),
-            external_id,
-            local_id: local_id.to_string(),
-            sync_date,
-            synced,
-        }))
-    }
-
-    async fn unbind(
-        &self,
-        backend: &str,
-        model: &str,
-        local_id: &str,
-    ) -> Result<bool, StorageError> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query(&pg(
-            "DELETE FROM bindings WHERE backend = ? AND model = ? AND local_id = ?",
-        ))
-        .bind(backend)
-        .bind(model)
-        .bind(local_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(n > 0)
-    }
-
-    async fn binding_counts(&self, backend: &str) -> Result<Vec<(String, i64)>, StorageError> {
-        Ok(sqlx::query_as(&pg(
-            "SELECT model, COUNT(*) FROM bindings WHERE backend = ? GROUP BY model ORDER BY model",
-        ))
-        .bind(backend)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
     async fn lock(
         &self,
         keys: &[String],
@@ -1561,661 +1091,11 @@ impl Storage for PgStorage {
         Ok(())
     }
 
-    async fn install_connector(
-        &self,
-        c: &InstalledConnector,
-        component: &[u8],
-    ) -> Result<bool, StorageError> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query(
-            &pg("INSERT INTO connectors (digest, name, version, backend_kind, backend_versions, manifest, component, active, installed_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, FALSE, ?) ON CONFLICT (digest) DO NOTHING"),
-        )
-        .bind(&c.digest)
-        .bind(&c.name)
-        .bind(&c.version)
-        .bind(&c.backend_kind)
-        .bind(&c.backend_versions)
-        .bind(&c.manifest)
-        .bind(component)
-        .bind(c.installed_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(n > 0)
-    }
-
-    async fn connectors(&self) -> Result<Vec<InstalledConnector>, StorageError> {
-        let rows: Vec<(String, String, String, String, String, String, i64, bool)> = sqlx::query_as(
-            &pg("SELECT digest, name, version, backend_kind, backend_versions, manifest, installed_at, active
-             FROM connectors ORDER BY name, installed_at"),
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(
-                    digest,
-                    name,
-                    version,
-                    backend_kind,
-                    backend_versions,
-                    manifest,
-                    installed_at,
-                    active,
-                )| {
-                    InstalledConnector {
-                        digest,
-                        name,
-                        version,
-                        backend_kind,
-                        backend_versions,
-                        manifest,
-                        installed_at,
-                        active,
-                    }
-                },
-            )
-            .collect())
-    }
-
-    async fn connector_component(&self, digest: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(
-            sqlx::query_scalar(&pg("SELECT component FROM connectors WHERE digest = ?"))
-                .bind(digest)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn remove_connector(&self, digest: &str) -> Result<bool, StorageError> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query(&pg("DELETE FROM connectors WHERE digest = ?"))
-            .bind(digest)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query(&pg("DELETE FROM connector_activations WHERE digest = ?"))
-            .bind(digest)
-            .execute(&mut *tx)
-            .await?;
-        bump_generation(&mut tx).await?;
-        tx.commit().await?;
-        Ok(n > 0)
-    }
-
-    async fn activate_connector(&self, digest: &str, now: i64) -> Result<bool, StorageError> {
-        let mut tx = self.pool.begin().await?;
-        let name: Option<String> =
-            sqlx::query_scalar(&pg("SELECT name FROM connectors WHERE digest = ?"))
-                .bind(digest)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(name) = name else {
-            return Ok(false);
-        };
-        sqlx::query(&pg(
-            "UPDATE connectors SET active = (digest = ?) WHERE name = ?",
-        ))
-        .bind(digest)
-        .bind(&name)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(&pg(
-            "INSERT INTO connector_activations (name, digest, at) VALUES (?, ?, ?)",
-        ))
-        .bind(&name)
-        .bind(digest)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        bump_generation(&mut tx).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn rollback_connector(
-        &self,
-        name: &str,
-        _now: i64,
-    ) -> Result<Option<String>, StorageError> {
-        let mut tx = self.pool.begin().await?;
-        let current: Option<(i64, String)> =
-            sqlx::query_as(&pg("SELECT seq, digest FROM connector_activations
-             WHERE name = ? AND NOT rolled_back ORDER BY seq DESC LIMIT 1"))
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some((seq, digest)) = current else {
-            return Ok(None);
-        };
-        let previous: Option<(i64, String)> =
-            sqlx::query_as(&pg("SELECT a.seq, a.digest FROM connector_activations a
-             WHERE a.name = ? AND NOT a.rolled_back AND a.seq < ? AND a.digest <> ?
-               AND EXISTS (SELECT 1 FROM connectors c WHERE c.digest = a.digest)
-             ORDER BY a.seq DESC LIMIT 1"))
-            .bind(name)
-            .bind(seq)
-            .bind(&digest)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some((back_to, previous)) = previous else {
-            return Ok(None);
-        };
-        sqlx::query(&pg(
-            "UPDATE connector_activations SET rolled_back = TRUE WHERE name = ? AND seq > ?",
-        ))
-        .bind(name)
-        .bind(back_to)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(&pg(
-            "UPDATE connectors SET active = (digest = ?) WHERE name = ?",
-        ))
-        .bind(&previous)
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
-        bump_generation(&mut tx).await?;
-        tx.commit().await?;
-        Ok(Some(previous))
-    }
-
-    async fn node_beat(&self, node: &NodeInfo) -> Result<(), StorageError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(&pg(
-            "INSERT INTO nodes (name, version, host, started_at, heartbeat_at, stopped_at)
-             VALUES (?, ?, ?, ?, ?, NULL)
-             ON CONFLICT (name) DO UPDATE SET version = excluded.version, host = excluded.host,
-                 started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
-                 stopped_at = NULL",
-        ))
-        .bind(&node.name)
-        .bind(&node.version)
-        .bind(&node.host)
-        .bind(node.started_at)
-        .bind(node.heartbeat_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn node_stopped(&self, name: &str, now: i64) -> Result<(), StorageError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(&pg("UPDATE nodes SET stopped_at = ? WHERE name = ?"))
-            .bind(now)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn nodes(&self) -> Result<Vec<NodeInfo>, StorageError> {
-        let rows: Vec<(String, String, String, i64, i64, Option<i64>, i64)> = sqlx::query_as(&pg(
-            "SELECT n.name, n.version, n.host, n.started_at, n.heartbeat_at, n.stopped_at,
-                    (SELECT COUNT(*) FROM jobs j WHERE j.node = n.name AND j.state IN ('enqueued', 'started'))
-             FROM nodes n ORDER BY n.name",
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(name, version, host, started_at, heartbeat_at, stopped_at, running)| NodeInfo {
-                    name,
-                    version,
-                    host,
-                    started_at,
-                    heartbeat_at,
-                    stopped_at,
-                    running,
-                },
-            )
-            .collect())
-    }
-
-    async fn schema_version(&self) -> Result<i64, StorageError> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn dump(
-        &self,
-        table: &copy::Table,
-        offset: i64,
-        limit: u32,
-    ) -> Result<Vec<Vec<copy::Cell>>, StorageError> {
-        let sql = pg(&table.select());
-        let rows = sqlx::query(&sql)
-            .bind(i64::from(limit))
-            .bind(offset)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| copy::cells(r, table).map_err(Into::into))
-            .collect()
-    }
-
     async fn loader(&self) -> Result<Box<dyn copy::Loader>, StorageError> {
         Ok(Box::new(PgLoader {
             tx: self.pool.begin().await?,
         }))
     }
-
-    async fn open_breaker(&self, b: &OpenBreaker) -> Result<bool, StorageError> {
-        let done = sqlx::query(&pg(super::rows::OPEN_BREAKER))
-            .bind(&b.backend)
-            .bind(b.failures)
-            .bind(&b.reason)
-            .bind(b.opened_at)
-            .bind(b.retry_at)
-            .bind(b.cool_down)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn breakers(&self) -> Result<Vec<OpenBreaker>, StorageError> {
-        let rows: Vec<super::rows::BreakerRow> = sqlx::query_as(&pg(super::rows::BREAKERS))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(super::rows::breaker_from_row)
-            .collect())
-    }
-
-    async fn breaker_probe_failed(
-        &self,
-        backend: &str,
-        reason: &str,
-        now: i64,
-        max_cool_down: i64,
-    ) -> Result<(), StorageError> {
-        sqlx::query(&pg(super::rows::BREAKER_PROBE_FAILED))
-            .bind(max_cool_down)
-            .bind(max_cool_down)
-            .bind(reason)
-            .bind(now)
-            .bind(max_cool_down)
-            .bind(max_cool_down)
-            .bind(backend)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn close_breaker(&self, backend: &str) -> Result<bool, StorageError> {
-        let done = sqlx::query(&pg(super::rows::CLOSE_BREAKER))
-            .bind(backend)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn set_paused(
-        &self,
-        kind: &str,
-        name: &str,
-        paused: bool,
-        now: i64,
-    ) -> Result<bool, StorageError> {
-        let done = if paused {
-            sqlx::query(&pg(super::rows::PAUSE))
-                .bind(kind)
-                .bind(name)
-                .bind(now)
-                .execute(&self.pool)
-                .await?
-        } else {
-            sqlx::query(&pg(super::rows::RESUME))
-                .bind(kind)
-                .bind(name)
-                .execute(&self.pool)
-                .await?
-        };
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn paused(&self) -> Result<Vec<(String, String, i64)>, StorageError> {
-        Ok(sqlx::query_as(&pg(super::rows::PAUSED))
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    async fn registry_generation(&self) -> Result<i64, StorageError> {
-        Ok(
-            sqlx::query_scalar(&pg("SELECT value FROM registry_generation WHERE id = 1"))
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn put_backend(
-        &self,
-        name: &str,
-        kind: &str,
-        version: &str,
-        config: &str,
-        now: i64,
-    ) -> Result<(), StorageError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            &pg("INSERT INTO backends (name, kind, version, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, version = excluded.version,
-                 config = excluded.config, updated_at = excluded.updated_at"),
-        )
-        .bind(name)
-        .bind(kind)
-        .bind(version)
-        .bind(config)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        bump_generation(&mut tx).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn remove_backend(
-        &self,
-        name: &str,
-        how: RemoveBackend,
-        now: i64,
-    ) -> Result<Option<RemovedBackend>, StorageError> {
-        let mut tx = self.pool.begin().await?;
-        let found: Option<String> =
-            sqlx::query_scalar(&pg("SELECT name FROM backends WHERE name = ?"))
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if found.is_none() {
-            return Ok(None);
-        }
-        let mut removed = RemovedBackend::default();
-        if how.cancel_jobs {
-            // Its unfinished jobs and, transitively, the jobs depending on them.
-            let ids: Vec<i64> = sqlx::query_scalar(&pg(&super::rows::cancel_tree(
-                super::rows::BACKEND_UNFINISHED,
-            )))
-            .bind(name)
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await?;
-            removed.cancelled_jobs = ids.len() as u64;
-        } else {
-            let jobs: i64 = sqlx::query_scalar(&pg("SELECT COUNT(*) FROM jobs WHERE backend = ? AND state NOT IN ('done', 'cancelled', 'failed')"))
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await?;
-            if jobs > 0 {
-                return Err(StorageError::BackendBusy {
-                    backend: name.to_string(),
-                    jobs: jobs as u64,
-                });
-            }
-        }
-        if how.purge {
-            removed.bindings = sqlx::query(&pg("DELETE FROM bindings WHERE backend = ?"))
-                .bind(name)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            removed.state_keys = sqlx::query(&pg("DELETE FROM stream_state WHERE backend = ?"))
-                .bind(name)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        sqlx::query(&pg("DELETE FROM backends WHERE name = ?"))
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        bump_generation(&mut tx).await?;
-        tx.commit().await?;
-        Ok(Some(removed))
-    }
-
-    async fn backends(&self) -> Result<Vec<StoredBackend>, StorageError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(&pg(
-            "SELECT name, config, updated_at FROM backends ORDER BY name",
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(name, config, updated_at)| StoredBackend {
-                name,
-                config,
-                updated_at,
-            })
-            .collect())
-    }
-
-    async fn record_jobs(
-        &self,
-        model: &str,
-        local_id: &str,
-        external: &[(String, String)],
-        limit: u32,
-    ) -> Result<Vec<Job>, StorageError> {
-        let keys = super::rows::record_keys(model, local_id, external);
-        let sql = pg(&super::rows::record_jobs(keys.len()));
-        let mut query = sqlx::query(&sql);
-        for key in &keys {
-            query = query.bind(key);
-        }
-        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| job_from_row(r).map_err(Into::into))
-            .collect()
-    }
-
-    async fn record_events(
-        &self,
-        model: &str,
-        local_id: &str,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, StorageError> {
-        let rows = sqlx::query(&pg(super::rows::RECORD_EVENTS))
-            .bind(model)
-            .bind(local_id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| event_from_row(r).map_err(Into::into))
-            .collect()
-    }
-
-    async fn notify_add(
-        &self,
-        target: &str,
-        note: &crate::queue::notify::Notification,
-        max: u64,
-    ) -> Result<bool, StorageError> {
-        let mut tx = self.pool.begin().await?;
-        let waiting: i64 = sqlx::query_scalar(&pg(super::rows::NOTIFY_COUNT))
-            .bind(target)
-            .fetch_one(&mut *tx)
-            .await?;
-        let stored = (waiting.max(0) as u64) < max;
-        if stored {
-            sqlx::query(&pg(super::rows::NOTIFY_ADD))
-                .bind(target)
-                .bind(&note.kind)
-                .bind(&note.backend)
-                .bind(&note.subject)
-                .bind(&note.message)
-                .bind(note.at)
-                .execute(&mut *tx)
-                .await?;
-        } else {
-            sqlx::query(&pg(super::rows::NOTIFY_DROP))
-                .bind(target)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(stored)
-    }
-
-    async fn notify_take(
-        &self,
-        target: &str,
-        limit: u32,
-    ) -> Result<(Vec<crate::queue::notify::Notification>, u64), StorageError> {
-        let rows = sqlx::query(&pg(super::rows::NOTIFY_TAKE))
-            .bind(target)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        let notes = rows
-            .iter()
-            .map(super::rows::notification_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let dropped: Option<i64> = sqlx::query_scalar(&pg(super::rows::NOTIFY_DROPPED))
-            .bind(target)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok((notes, dropped.unwrap_or(0).max(0) as u64))
-    }
-
-    async fn notify_done(
-        &self,
-        target: &str,
-        ids: &[i64],
-        dropped: u64,
-    ) -> Result<(), StorageError> {
-        let mut tx = self.pool.begin().await?;
-        for chunk in ids.chunks(super::rows::IN_CHUNK) {
-            let sql = format!(
-                "DELETE FROM notifications WHERE target = ? AND id IN ({})",
-                super::rows::placeholders(chunk.len())
-            );
-            let sql = pg(&sql);
-            let mut query = sqlx::query(&sql).bind(target);
-            for id in chunk {
-                query = query.bind(id);
-            }
-            query.execute(&mut *tx).await?;
-        }
-        if dropped > 0 {
-            sqlx::query(&pg(super::rows::NOTIFY_UNDROP))
-                .bind(i64::try_from(dropped).unwrap_or(i64::MAX))
-                .bind(target)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn state_list(
-        &self,
-        backend: &str,
-        prefix: &str,
-    ) -> Result<Vec<(String, String, i64)>, StorageError> {
-        Ok(sqlx::query_as(&pg(super::rows::STATE_LIST))
-            .bind(backend)
-            .bind(prefix.chars().count() as i64)
-            .bind(prefix)
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    async fn state_delete(&self, backend: &str, key: &str) -> Result<bool, StorageError> {
-        let done = sqlx::query(&pg(super::rows::STATE_DELETE))
-            .bind(backend)
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn state_get(&self, backend: &str, key: &str) -> Result<Option<String>, StorageError> {
-        Ok(sqlx::query_scalar(&pg(
-            "SELECT value FROM stream_state WHERE backend = ? AND key = ?",
-        ))
-        .bind(backend)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    async fn state_set(
-        &self,
-        backend: &str,
-        key: &str,
-        value: &str,
-        now: i64,
-        quota: Option<&StateQuota>,
-    ) -> Result<(), StorageError> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(quota) = quota {
-            // Usage of the quota's keys as they will be after this write
-            // (a prefix compared as text, whatever the collation).
-            let (keys, bytes): (i64, i64) = sqlx::query_as(&pg("SELECT COUNT(*), COALESCE(SUM(OCTET_LENGTH(key) + OCTET_LENGTH(value)), 0) FROM stream_state WHERE backend = ? AND SUBSTR(key, 1, CAST(? AS INTEGER)) = ?"))
-                .bind(backend)
-                .bind(quota.prefix.chars().count() as i64)
-                .bind(&quota.prefix)
-                .fetch_one(&mut *tx)
-                .await?;
-            let old: Option<(i64,)> = sqlx::query_as(&pg(
-                "SELECT OCTET_LENGTH(value)::BIGINT FROM stream_state WHERE backend = ? AND key = ?",
-            ))
-            .bind(backend)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            quota.check_write(
-                backend,
-                key,
-                value,
-                (keys.max(0) as u64, bytes.max(0) as u64),
-                old.map(|(len,)| len.max(0) as u64),
-            )?;
-        }
-        sqlx::query(
-            &pg("INSERT INTO stream_state (backend, key, value, updated_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (backend, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"),
-        )
-        .bind(backend)
-        .bind(key)
-        .bind(value)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-}
-
-async fn bump_generation(tx: &mut Transaction<'_, Postgres>) -> Result<(), StorageError> {
-    sqlx::query(&pg(
-        "UPDATE registry_generation SET value = value + 1 WHERE id = 1",
-    ))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Record writes inside a transaction, planned and written as SQLite's are
-/// (`storage::put`), with numbered placeholders.
-async fn put_many_in(
-    tx: &mut Transaction<'_, Postgres>,
-    writes: &[RecordWrite],
-    now: i64,
-) -> Result<Vec<PutOutcome>, StorageError> {
-    super::put::put_many!(tx, writes, now, |sql: String| pg(&sql))
 }
 
 /// Take leases inside a transaction (see `Storage::lock`).
@@ -2265,49 +1145,6 @@ async fn unlock_in(
             .execute(&mut **tx)
             .await?;
     }
-    Ok(())
-}
-
-/// Bind inside a transaction; `Rejected` when either id is bound to another.
-async fn bind_in(
-    tx: &mut Transaction<'_, Postgres>,
-    backend: &str,
-    model: &str,
-    external_id: &str,
-    local_id: &str,
-    sync_date: i64,
-    synced: Option<&str>,
-) -> Result<(), StorageError> {
-    let other: Option<(String, String)> =
-        sqlx::query_as(&pg("SELECT external_id, local_id FROM bindings
-         WHERE backend = ? AND model = ? AND (external_id = ? OR local_id = ?)
-           AND NOT (external_id = ? AND local_id = ?)"))
-        .bind(backend)
-        .bind(model)
-        .bind(external_id)
-        .bind(local_id)
-        .bind(external_id)
-        .bind(local_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    if let Some((ext, loc)) = other {
-        return Err(StorageError::Rejected(format!(
-            "{model} on {backend}: external id {ext} is already bound to local id {loc}; cannot bind {external_id} ↔ {local_id}"
-        )));
-    }
-    sqlx::query(
-        &pg("INSERT INTO bindings (backend, model, external_id, local_id, sync_date, synced) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (backend, model, external_id) DO UPDATE SET sync_date = excluded.sync_date,
-             synced = COALESCE(excluded.synced, bindings.synced)"),
-    )
-    .bind(backend)
-    .bind(model)
-    .bind(external_id)
-    .bind(local_id)
-    .bind(sync_date)
-    .bind(synced)
-    .execute(&mut **tx)
-    .await?;
     Ok(())
 }
 

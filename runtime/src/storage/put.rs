@@ -239,198 +239,29 @@ impl Plan {
     }
 }
 
-/// The body of a dialect's `put_many_in`: reads the rows a batch touches,
-/// plans it and runs the plan's statements, each through `$dialect` (the
-/// SQL as both take it, or numbered for PostgreSQL). A macro, not a
-/// function generic over the database: the two transactions are different
-/// types whose executors sqlx's bounds make unwieldy to name.
-macro_rules! put_many {
-    ($tx:ident, $writes:ident, $now:ident, $dialect:expr) => {{
-        let dialect = $dialect;
-        let (record_ids, binding_ids) = $crate::storage::put::Inputs::wanted($writes);
-        let mut inputs = $crate::storage::put::Inputs::default();
-        for (model, ids) in &record_ids {
-            for chunk in ids.chunks($crate::storage::rows::IN_CHUNK) {
-                let sql = dialect($crate::storage::put::sql::records(chunk.len()));
-                let mut q = sqlx::query(&sql).bind(model);
-                for id in chunk {
-                    q = q.bind(id);
-                }
-                for row in q.fetch_all(&mut **$tx).await? {
-                    let r = $crate::storage::rows::record_from_row(&row)?;
-                    inputs.records.insert((r.model.clone(), r.id.clone()), r);
-                }
-            }
-        }
-        for ((backend, model), (ext, loc)) in &binding_ids {
-            let pairs = inputs
-                .bindings
-                .entry((backend.clone(), model.clone()))
-                .or_default();
-            for (ext, loc) in ext
-                .chunks($crate::storage::rows::IN_CHUNK / 2)
-                .zip(loc.chunks($crate::storage::rows::IN_CHUNK / 2))
-            {
-                let sql = dialect($crate::storage::put::sql::bindings(ext.len()));
-                let mut q = sqlx::query_as::<_, (String, String)>(&sql)
-                    .bind(backend)
-                    .bind(model);
-                for id in ext.iter().chain(loc) {
-                    q = q.bind(id);
-                }
-                pairs.extend(q.fetch_all(&mut **$tx).await?);
-            }
-        }
-        let plan = $crate::storage::put::plan($writes, inputs, $now);
-        for chunk in plan.bindings.chunks($crate::storage::put::ROWS) {
-            let sql = dialect($crate::storage::put::sql::upsert_bindings(chunk.len()));
-            let mut q = sqlx::query(&sql);
-            for b in chunk {
-                q = q
-                    .bind(&b.backend)
-                    .bind(&b.model)
-                    .bind(&b.external_id)
-                    .bind(&b.local_id)
-                    .bind(b.sync_date)
-                    .bind(&b.synced);
-            }
-            q.execute(&mut **$tx).await?;
-        }
-        for chunk in plan.records.chunks($crate::storage::put::ROWS) {
-            let sql = dialect($crate::storage::put::sql::upsert_records(chunk.len()));
-            let mut q = sqlx::query(&sql);
-            for r in chunk {
-                q = q
-                    .bind(&r.model)
-                    .bind(&r.id)
-                    .bind(&r.data)
-                    .bind(r.version as i64)
-                    .bind($now)
-                    .bind($now);
-            }
-            q.execute(&mut **$tx).await?;
-        }
-        // Natural keys: the old ones of every record written with keys
-        // deleted per model in chunks, the new ones inserted in multi-row
-        // statements (a statement per record would undo the batching).
-        let mut by_model: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-        for (model, id, _) in &plan.keys {
-            by_model
-                .entry(model.as_str())
-                .or_default()
-                .push(id.as_str());
-        }
-        for (model, ids) in &by_model {
-            for chunk in ids.chunks($crate::storage::rows::IN_CHUNK) {
-                let sql = dialect($crate::storage::put::sql::delete_keys_of(chunk.len()));
-                let mut q = sqlx::query(&sql).bind(*model);
-                for id in chunk {
-                    q = q.bind(*id);
-                }
-                q.execute(&mut **$tx).await?;
-            }
-        }
-        let rows: Vec<(&String, &String, &$crate::features::MatchKey)> = plan
-            .keys
-            .iter()
-            .flat_map(|(model, id, keys)| keys.iter().map(move |k| (model, id, k)))
-            .collect();
-        for chunk in rows.chunks($crate::storage::put::ROWS) {
-            let sql = dialect($crate::storage::put::sql::insert_keys(chunk.len()));
-            let mut q = sqlx::query(&sql);
-            for (model, id, k) in chunk {
-                q = q
-                    .bind(*model)
-                    .bind(&k.name)
-                    .bind(k.stored_value())
-                    .bind(*id);
-            }
-            q.execute(&mut **$tx).await?;
-        }
-        let mut event_ids = Vec::with_capacity(plan.events.len());
-        for chunk in plan.events.chunks($crate::storage::put::ROWS) {
-            let sql = dialect($crate::storage::put::sql::insert_events(chunk.len()));
-            let mut q = sqlx::query_scalar::<_, i64>(&sql);
-            for e in chunk {
-                q = q
-                    .bind(&e.name)
-                    .bind(&e.model)
-                    .bind(&e.local_id)
-                    .bind(serde_json::to_string(&e.changed_fields).unwrap_or_else(|_| "[]".into()))
-                    .bind(&e.payload)
-                    .bind(&e.origin_backend)
-                    .bind($now);
-            }
-            let mut ids = q.fetch_all(&mut **$tx).await?;
-            ids.sort_unstable();
-            event_ids.extend(ids);
-        }
-        Ok(plan.finish(&event_ids, $now))
-    }};
-}
-pub(crate) use put_many;
-
-/// The body of a dialect's `records_by_keys`: per key name, the values in
-/// chunks (`model = ? AND name = ? AND value IN (…)`, so the primary key's
-/// prefix finds them), each statement through `$dialect`. A macro for the
-/// reason [`put_many`] is one.
-macro_rules! records_by_keys {
-    ($executor:expr, $model:ident, $keys:ident, $dialect:expr) => {{
-        let dialect = $dialect;
-        let mut by_name: std::collections::BTreeMap<&str, Vec<&$crate::features::MatchKey>> =
-            Default::default();
-        for k in $keys {
-            by_name.entry(k.name.as_str()).or_default().push(k);
-        }
-        let mut out = Vec::new();
-        for (name, keys) in by_name {
-            for chunk in keys.chunks($crate::storage::rows::IN_CHUNK) {
-                let sql = dialect($crate::storage::put::sql::records_by_keys(chunk.len()));
-                let mut q = sqlx::query_as::<_, (String, String)>(&sql)
-                    .bind($model)
-                    .bind(name);
-                for k in chunk {
-                    q = q.bind(k.stored_value());
-                }
-                for (value, id) in q.fetch_all($executor).await? {
-                    // Hand back the key as asked (not its stored hash).
-                    if let Some(k) = chunk.iter().find(|k| k.stored_value() == value) {
-                        out.push(((*k).clone(), id));
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }};
-}
-pub(crate) use records_by_keys;
-
 /// Rows per multi-row statement: within SQLite's bound-parameter limit.
 pub(crate) const ROWS: usize = 200;
 
-/// The statements both dialects run (`?` placeholders; PostgreSQL's are
-/// numbered from them), for `n` ids or rows.
+/// The statements of a record write, for `n` ids or rows.
 pub(crate) mod sql {
-    use super::super::rows::placeholders;
-
-    fn rows(row: &str, n: usize) -> String {
-        vec![row; n].join(", ")
-    }
+    use super::super::rows::Params;
 
     /// Bind: model, then `n` ids.
     pub fn records(n: usize) -> String {
         format!(
-            "SELECT model, id, data, version, updated_at FROM records WHERE model = ? AND id IN ({})",
-            placeholders(n)
+            "SELECT model, id, data, version, updated_at FROM records WHERE model = $1 AND id IN ({})",
+            Params::after(1).list(n)
         )
     }
 
     /// Bind: backend, model, `n` external ids, `n` local ids.
     pub fn bindings(n: usize) -> String {
+        let mut p = Params::after(2);
         format!(
-            "SELECT external_id, local_id FROM bindings WHERE backend = ? AND model = ?
-               AND (external_id IN ({p}) OR local_id IN ({p}))",
-            p = placeholders(n)
+            "SELECT external_id, local_id FROM bindings WHERE backend = $1 AND model = $2
+               AND (external_id IN ({}) OR local_id IN ({}))",
+            p.list(n),
+            p.list(n)
         )
     }
 
@@ -440,7 +271,7 @@ pub(crate) mod sql {
             "INSERT INTO bindings (backend, model, external_id, local_id, sync_date, synced) VALUES {}
              ON CONFLICT (backend, model, external_id) DO UPDATE SET sync_date = excluded.sync_date,
                  synced = COALESCE(excluded.synced, bindings.synced)",
-            rows("(?, ?, ?, ?, ?, ?)", n)
+            Params::default().rows(n, 6)
         )
     }
 
@@ -450,20 +281,20 @@ pub(crate) mod sql {
             "INSERT INTO records (model, id, data, version, created_at, updated_at) VALUES {}
              ON CONFLICT (model, id) DO UPDATE SET data = excluded.data, version = excluded.version,
                  updated_at = excluded.updated_at",
-            rows("(?, ?, ?, ?, ?, ?)", n)
+            Params::default().rows(n, 6)
         )
     }
 
     /// Bind: model, local id.
     pub fn delete_keys() -> &'static str {
-        "DELETE FROM record_keys WHERE model = ? AND local_id = ?"
+        "DELETE FROM record_keys WHERE model = $1 AND local_id = $2"
     }
 
     /// Bind: model, then `n` local ids.
     pub fn delete_keys_of(n: usize) -> String {
         format!(
-            "DELETE FROM record_keys WHERE model = ? AND local_id IN ({})",
-            placeholders(n)
+            "DELETE FROM record_keys WHERE model = $1 AND local_id IN ({})",
+            Params::after(1).list(n)
         )
     }
 
@@ -471,15 +302,15 @@ pub(crate) mod sql {
     pub fn insert_keys(n: usize) -> String {
         format!(
             "INSERT INTO record_keys (model, name, value, local_id) VALUES {} ON CONFLICT DO NOTHING",
-            rows("(?, ?, ?, ?)", n)
+            Params::default().rows(n, 4)
         )
     }
 
     /// Bind: model, name, then `n` stored values.
     pub fn records_by_keys(n: usize) -> String {
         format!(
-            "SELECT value, local_id FROM record_keys WHERE model = ? AND name = ? AND value IN ({})",
-            placeholders(n)
+            "SELECT value, local_id FROM record_keys WHERE model = $1 AND name = $2 AND value IN ({})",
+            Params::after(2).list(n)
         )
     }
 
@@ -490,7 +321,7 @@ pub(crate) mod sql {
         format!(
             "INSERT INTO outbox (name, model, local_id, changed_fields, payload, origin_backend, created_at)
              VALUES {} RETURNING id",
-            rows("(?, ?, ?, ?, ?, ?, ?)", n)
+            Params::default().rows(n, 7)
         )
     }
 }

@@ -52,16 +52,16 @@ where
 
 /// Circuit breakers: the same statements on both databases.
 pub(crate) const OPEN_BREAKER: &str = "INSERT INTO backend_breakers \
-    (backend, failures, reason, opened_at, retry_at, cool_down, probes) VALUES (?, ?, ?, ?, ?, ?, 0) \
+    (backend, failures, reason, opened_at, retry_at, cool_down, probes) VALUES ($1, $2, $3, $4, $5, $6, 0) \
     ON CONFLICT (backend) DO NOTHING";
 pub(crate) const BREAKERS: &str = "SELECT backend, failures, reason, opened_at, retry_at, cool_down, probes \
     FROM backend_breakers ORDER BY backend";
 /// Binds: max cool-down twice, reason, now, max cool-down twice, backend.
 pub(crate) const BREAKER_PROBE_FAILED: &str = "UPDATE backend_breakers SET \
-    cool_down = CASE WHEN cool_down * 2 > ? THEN ? ELSE cool_down * 2 END, \
-    reason = ?, probes = probes + 1, \
-    retry_at = ? + CASE WHEN cool_down * 2 > ? THEN ? ELSE cool_down * 2 END \
-    WHERE backend = ?";
+    cool_down = CASE WHEN cool_down * 2 > $1 THEN $2 ELSE cool_down * 2 END, \
+    reason = $3, probes = probes + 1, \
+    retry_at = $4 + CASE WHEN cool_down * 2 > $5 THEN $6 ELSE cool_down * 2 END \
+    WHERE backend = $7";
 /// A row of `BREAKERS`.
 pub(crate) type BreakerRow = (String, i64, String, i64, i64, i64, i64);
 
@@ -78,12 +78,12 @@ pub(crate) fn breaker_from_row(r: BreakerRow) -> super::OpenBreaker {
     }
 }
 
-pub(crate) const CLOSE_BREAKER: &str = "DELETE FROM backend_breakers WHERE backend = ?";
+pub(crate) const CLOSE_BREAKER: &str = "DELETE FROM backend_breakers WHERE backend = $1";
 
 /// Pauses: the same statements on both databases.
-pub(crate) const PAUSE: &str = "INSERT INTO paused (kind, name, paused_at) VALUES (?, ?, ?) \
+pub(crate) const PAUSE: &str = "INSERT INTO paused (kind, name, paused_at) VALUES ($1, $2, $3) \
     ON CONFLICT (kind, name) DO NOTHING";
-pub(crate) const RESUME: &str = "DELETE FROM paused WHERE kind = ? AND name = ?";
+pub(crate) const RESUME: &str = "DELETE FROM paused WHERE kind = $1 AND name = $2";
 pub(crate) const PAUSED: &str = "SELECT kind, name, paused_at FROM paused ORDER BY kind, name";
 
 /// Per channel, the ETA of the oldest due job not started (binds `now`
@@ -92,10 +92,10 @@ pub(crate) const PAUSED: &str = "SELECT kind, name, paused_at FROM paused ORDER 
 /// is what lets SQLite prove the second applies), so that the cost follows
 /// the live jobs, not the finished ones kept until the retention purge.
 pub(crate) const OLDEST_DUE: &str = "SELECT channel, MIN(eta) FROM (
-        SELECT channel, eta FROM jobs WHERE state = 'pending' AND eta <= ?
+        SELECT channel, eta FROM jobs WHERE state = 'pending' AND eta <= $1
         UNION ALL
         SELECT channel, eta FROM jobs
-        WHERE state IN ('enqueued', 'started') AND state = 'enqueued' AND eta <= ?
+        WHERE state IN ('enqueued', 'started') AND state = 'enqueued' AND eta <= $2
     ) AS due GROUP BY channel";
 
 /// Jobs by channel and state, from the counts the triggers keep
@@ -206,15 +206,14 @@ pub(crate) fn holder_job(holder: &str) -> Option<i64> {
     rest[..digits].parse().ok()
 }
 
-/// Cancel the unfinished jobs `seed` selects (its `?`s bound first) and,
-/// transitively, every unfinished job depending on them; binds the time
-/// last and returns the cancelled ids. SQLite and PostgreSQL (through
-/// `pg`) both run it.
+/// Cancel the unfinished jobs `seed` selects (its one parameter, `$1`)
+/// and, transitively, every unfinished job depending on them; binds the
+/// time as `$2` and returns the cancelled ids.
 pub(crate) fn cancel_tree(seed: &str) -> String {
     format!(
         "WITH RECURSIVE tree(id) AS (
              {seed} UNION SELECT d.child FROM job_dependencies d JOIN tree t ON d.parent = t.id)
-         UPDATE jobs SET state = 'cancelled', finished_at = ?, lease_until = NULL
+         UPDATE jobs SET state = 'cancelled', finished_at = $2, lease_until = NULL
          WHERE id IN (SELECT id FROM tree) AND state NOT IN ('done', 'cancelled', 'failed')
          RETURNING id"
     )
@@ -222,14 +221,47 @@ pub(crate) fn cancel_tree(seed: &str) -> String {
 
 /// The `cancel_tree` seed of a backend's unfinished jobs.
 pub(crate) const BACKEND_UNFINISHED: &str =
-    "SELECT id FROM jobs WHERE backend = ? AND state NOT IN ('done', 'cancelled', 'failed')";
+    "SELECT id FROM jobs WHERE backend = $1 AND state NOT IN ('done', 'cancelled', 'failed')";
 
 /// Ids per `IN (...)` list, under SQLite's bound-parameter limit.
 pub(crate) const IN_CHUNK: usize = 500;
 
-/// `?, ?, ?` for `n` parameters.
+/// `?, ?, ?` for `n` parameters (the statements a dialect still writes
+/// with `?`).
 pub(crate) fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
+}
+
+/// Numbered placeholders for a statement built at run time: each call
+/// hands out the next `$n`, so a statement's parameters are numbered in
+/// the order they are bound.
+#[derive(Debug, Default)]
+pub(crate) struct Params(usize);
+
+impl Params {
+    /// Numbering that continues after `n` fixed parameters.
+    pub fn after(n: usize) -> Params {
+        Params(n)
+    }
+
+    /// The next placeholder.
+    pub fn next(&mut self) -> String {
+        self.0 += 1;
+        format!("${}", self.0)
+    }
+
+    /// `n` placeholders, comma-separated.
+    pub fn list(&mut self, n: usize) -> String {
+        (0..n).map(|_| self.next()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `rows` rows of `width` placeholders: `($1, $2), ($3, $4)`.
+    pub fn rows(&mut self, rows: usize, width: usize) -> String {
+        (0..rows)
+            .map(|_| format!("({})", self.list(width)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// One value a job filter binds, in the order of `job_filter`'s `?`s.
@@ -259,7 +291,7 @@ where
 
 /// The ` AND …` conditions of a job filter (paging included), and the
 /// values to bind to them in order.
-pub(crate) fn job_filter(filter: &JobFilter) -> (String, Vec<FilterValue>) {
+pub(crate) fn job_filter(filter: &JobFilter, params: &mut Params) -> (String, Vec<FilterValue>) {
     let mut sql = String::new();
     let mut values = Vec::new();
     // The state written out, not bound: a partial index (the failed
@@ -274,17 +306,18 @@ pub(crate) fn job_filter(filter: &JobFilter) -> (String, Vec<FilterValue>) {
         ("function", &filter.function),
     ] {
         if let Some(v) = value {
-            sql.push_str(&format!(" AND {column} = ?"));
+            sql.push_str(&format!(" AND {column} = {}", params.next()));
             values.push(FilterValue::Text(v.clone()));
         }
     }
     for (condition, value) in [
-        (" AND created_at >= ?", filter.created_after),
-        (" AND created_at < ?", filter.created_before),
-        (" AND id < ?", filter.before),
+        (" AND created_at >= ", filter.created_after),
+        (" AND created_at < ", filter.created_before),
+        (" AND id < ", filter.before),
     ] {
         if let Some(v) = value {
             sql.push_str(condition);
+            sql.push_str(&params.next());
             values.push(FilterValue::Int(v));
         }
     }
@@ -293,37 +326,45 @@ pub(crate) fn job_filter(filter: &JobFilter) -> (String, Vec<FilterValue>) {
 
 /// Requeue, step 1 (binds: job): how many of its parents are not done.
 pub(crate) const UNDONE_PARENTS: &str = "SELECT COUNT(*) FROM job_dependencies d \
-    JOIN jobs p ON p.id = d.parent WHERE d.child = ? AND p.state != 'done'";
+    JOIN jobs p ON p.id = d.parent WHERE d.child = $1 AND p.state != 'done'";
 /// Requeue, step 2 (binds: state, now, waiting parents, job).
-pub(crate) const REQUEUE: &str = "UPDATE jobs SET state = ?, tries = 0, eta = ?, \
-    pending_parents = ?, finished_at = NULL, lease_until = NULL, node = NULL, worker = NULL \
-    WHERE id = ?";
+pub(crate) const REQUEUE: &str = "UPDATE jobs SET state = $1, tries = 0, eta = $2, \
+    pending_parents = $3, finished_at = NULL, lease_until = NULL, node = NULL, worker = NULL \
+    WHERE id = $4";
 /// Mark done (binds: now, job); the dependents are released after.
-pub(crate) const MARK_DONE: &str = "UPDATE jobs SET state = 'done', finished_at = ?, \
-    lease_until = NULL, result = COALESCE(result, '\"marked done by an operator\"') WHERE id = ?";
+pub(crate) const MARK_DONE: &str = "UPDATE jobs SET state = 'done', finished_at = $1, \
+    lease_until = NULL, result = COALESCE(result, '\"marked done by an operator\"') WHERE id = $2";
 
 /// A backend's state keys under a prefix (binds: backend, prefix length,
 /// prefix): compared as text, whatever the collation or `LIKE` escapes.
 pub(crate) const STATE_LIST: &str = "SELECT key, value, updated_at FROM stream_state \
-    WHERE backend = ? AND SUBSTR(key, 1, CAST(? AS INTEGER)) = ? ORDER BY key";
+    WHERE backend = $1 AND SUBSTR(key, 1, CAST($2 AS INTEGER)) = $3 ORDER BY key";
 /// Binds: backend, key.
-pub(crate) const STATE_DELETE: &str = "DELETE FROM stream_state WHERE backend = ? AND key = ?";
+pub(crate) const STATE_DELETE: &str = "DELETE FROM stream_state WHERE backend = $1 AND key = $2";
 /// Discard a failed job (binds: now, job); its dependents are cancelled
 /// after, with `cancel_tree(DEPENDENTS)`.
-pub(crate) const DISCARD: &str = "UPDATE jobs SET state = 'cancelled', finished_at = ?, \
-    lease_until = NULL, result = '\"discarded by an operator\"' WHERE id = ?";
+pub(crate) const DISCARD: &str = "UPDATE jobs SET state = 'cancelled', finished_at = $1, \
+    lease_until = NULL, result = '\"discarded by an operator\"' WHERE id = $2";
 /// The `cancel_tree` seed of a job's direct dependents (binds: job).
-pub(crate) const DEPENDENTS: &str = "SELECT child FROM job_dependencies WHERE parent = ?";
+pub(crate) const DEPENDENTS: &str = "SELECT child FROM job_dependencies WHERE parent = $1";
 
 /// Condition: `channel` is `root` or inside it (binds: root, its length
 /// plus one, root and a dot), compared as text so that `_` and `%` in a
 /// name mean themselves.
-const IN_SUBTREE: &str = "(channel = ? OR SUBSTR(channel, 1, CAST(? AS INTEGER)) = ?)";
+fn in_subtree(params: &mut Params) -> String {
+    format!(
+        "(channel = {} OR SUBSTR(channel, 1, CAST({} AS INTEGER)) = {})",
+        params.next(),
+        params.next(),
+        params.next()
+    )
+}
 
 /// One purge batch of finished jobs in `scope`, older than a time: the
 /// statement and its values (binds: before, the scope's, batch size).
 pub(crate) fn purge(scope: &PurgeScope, before: i64, batch: u32) -> (String, Vec<FilterValue>) {
     let mut values = vec![FilterValue::Int(before)];
+    let mut params = Params::after(1);
     let mut conditions = String::new();
     let subtree = |root: &str, values: &mut Vec<FilterValue>| {
         values.push(FilterValue::Text(root.to_string()));
@@ -331,21 +372,22 @@ pub(crate) fn purge(scope: &PurgeScope, before: i64, batch: u32) -> (String, Vec
         values.push(FilterValue::Text(format!("{root}.")));
     };
     if let Some(root) = &scope.subtree {
-        conditions.push_str(&format!(" AND {IN_SUBTREE}"));
+        conditions.push_str(&format!(" AND {}", in_subtree(&mut params)));
         subtree(root, &mut values);
     }
     for root in &scope.except {
-        conditions.push_str(&format!(" AND NOT {IN_SUBTREE}"));
+        conditions.push_str(&format!(" AND NOT {}", in_subtree(&mut params)));
         subtree(root, &mut values);
     }
     values.push(FilterValue::Int(i64::from(batch)));
+    let limit = params.next();
     (
         format!(
             "DELETE FROM jobs WHERE id IN (
-                 SELECT id FROM jobs WHERE state IN ('done', 'cancelled') AND finished_at < ?{conditions}
+                 SELECT id FROM jobs WHERE state IN ('done', 'cancelled') AND finished_at < $1{conditions}
                  AND id NOT IN (SELECT d.parent FROM job_dependencies d JOIN jobs c ON c.id = d.child
                                 WHERE c.state NOT IN ('done', 'cancelled', 'failed'))
-                 LIMIT ?)"
+                 LIMIT {limit})"
         ),
         values,
     )
@@ -370,28 +412,29 @@ pub(crate) fn record_keys(
 /// A record's jobs, newest first (binds: each of `n` keys, limit).
 pub(crate) fn record_jobs(n: usize) -> String {
     format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE record IN ({}) ORDER BY id DESC LIMIT ?",
-        placeholders(n)
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE record IN ({}) ORDER BY id DESC LIMIT ${}",
+        Params::default().list(n),
+        n + 1
     )
 }
 
 /// Events about a record, newest first (binds: model, local id, limit).
 pub(crate) const RECORD_EVENTS: &str = "SELECT id, name, model, local_id, changed_fields, payload, \
-    origin_backend, created_at FROM outbox WHERE model = ? AND local_id = ? AND local_id IS NOT NULL \
-    ORDER BY id DESC LIMIT ?";
+    origin_backend, created_at FROM outbox WHERE model = $1 AND local_id = $2 AND local_id IS NOT NULL \
+    ORDER BY id DESC LIMIT $3";
 
 /// Notifications (queue::notify): the same statements on both databases.
-pub(crate) const NOTIFY_COUNT: &str = "SELECT COUNT(*) FROM notifications WHERE target = ?";
+pub(crate) const NOTIFY_COUNT: &str = "SELECT COUNT(*) FROM notifications WHERE target = $1";
 pub(crate) const NOTIFY_ADD: &str = "INSERT INTO notifications (target, kind, backend, subject, \
-    message, at) VALUES (?, ?, ?, ?, ?, ?)";
-pub(crate) const NOTIFY_DROP: &str = "INSERT INTO notification_drops (target, dropped) VALUES (?, 1) \
+    message, at) VALUES ($1, $2, $3, $4, $5, $6)";
+pub(crate) const NOTIFY_DROP: &str = "INSERT INTO notification_drops (target, dropped) VALUES ($1, 1) \
     ON CONFLICT (target) DO UPDATE SET dropped = notification_drops.dropped + 1";
 pub(crate) const NOTIFY_TAKE: &str = "SELECT id, kind, backend, subject, message, at \
-    FROM notifications WHERE target = ? ORDER BY id LIMIT ?";
-pub(crate) const NOTIFY_DROPPED: &str = "SELECT dropped FROM notification_drops WHERE target = ?";
+    FROM notifications WHERE target = $1 ORDER BY id LIMIT $2";
+pub(crate) const NOTIFY_DROPPED: &str = "SELECT dropped FROM notification_drops WHERE target = $1";
 /// Binds: how many were reported, target.
 pub(crate) const NOTIFY_UNDROP: &str =
-    "UPDATE notification_drops SET dropped = dropped - ? WHERE target = ?";
+    "UPDATE notification_drops SET dropped = dropped - $1 WHERE target = $2";
 
 pub(crate) fn notification_from_row<R: Row>(
     row: &R,
