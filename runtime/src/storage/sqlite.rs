@@ -156,146 +156,6 @@ async fn release_children_of(
     Ok(())
 }
 
-/// Insert a batch of jobs inside an open transaction (shared by enqueue and
-/// event dispatch, so an event's jobs commit with its processed mark).
-async fn enqueue_in(
-    tx: &mut Transaction<'_, Sqlite>,
-    jobs: &[NewJob],
-    now: i64,
-) -> Result<Vec<Enqueued>, StorageError> {
-    // Jobs with no identity key and no parents cannot collide or wait:
-    // insert them many rows per statement. Rowids are assigned in VALUES
-    // order, so the sorted returned ids map back to the batch in order.
-    if jobs
-        .iter()
-        .all(|j| j.identity_key.is_none() && j.parents.is_empty())
-    {
-        let mut out = Vec::with_capacity(jobs.len());
-        for chunk in jobs.chunks(500) {
-            let sql = format!(
-                "INSERT INTO jobs (function, args, backend, state, priority, eta, channel, max_retries,
-                                   description, created_at, record)
-                 VALUES {} RETURNING id",
-                vec!["(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
-            );
-            let mut query = sqlx::query_scalar::<_, i64>(&sql);
-            for job in chunk {
-                query = query
-                    .bind(&job.function)
-                    .bind(&job.args)
-                    .bind(&job.backend)
-                    .bind(job.priority)
-                    .bind(job.eta)
-                    .bind(&job.channel)
-                    .bind(i64::from(job.max_retries))
-                    .bind(&job.description)
-                    .bind(now)
-                    .bind(&job.record);
-            }
-            let mut ids = query.fetch_all(&mut **tx).await?;
-            ids.sort_unstable();
-            out.extend(ids.into_iter().map(|id| Enqueued {
-                id,
-                deduplicated: false,
-            }));
-        }
-        return Ok(out);
-    }
-    let mut out: Vec<Enqueued> = Vec::with_capacity(jobs.len());
-    for (index, job) in jobs.iter().enumerate() {
-        let mut parent_ids = Vec::with_capacity(job.parents.len());
-        for parent in &job.parents {
-            let id = match parent {
-                Parent::Stored(id) => *id,
-                Parent::InBatch(i) if *i < index => out[*i].id,
-                Parent::InBatch(i) => {
-                    return Err(StorageError::MissingParent {
-                        child: index,
-                        parent: *i as JobId,
-                    });
-                }
-            };
-            parent_ids.push(id);
-        }
-        // A parent that is done no longer holds its child back.
-        let mut waiting = 0i64;
-        for id in &parent_ids {
-            let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut **tx)
-                .await?;
-            match state.as_deref() {
-                None => {
-                    return Err(StorageError::MissingParent {
-                        child: index,
-                        parent: *id,
-                    });
-                }
-                Some("done") => {}
-                Some(_) => waiting += 1,
-            }
-        }
-        let state = if waiting > 0 {
-            "wait_dependencies"
-        } else {
-            "pending"
-        };
-        let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO jobs (function, args, backend, state, priority, eta, channel, identity_key,
-                                   max_retries, description, pending_parents, created_at, record)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT DO NOTHING
-                 RETURNING id",
-            )
-            .bind(&job.function)
-            .bind(&job.args)
-            .bind(&job.backend)
-            .bind(state)
-            .bind(job.priority)
-            .bind(job.eta)
-            .bind(&job.channel)
-            .bind(&job.identity_key)
-            .bind(i64::from(job.max_retries))
-            .bind(&job.description)
-            .bind(waiting)
-            .bind(now)
-            .bind(&job.record)
-            .fetch_optional(&mut **tx)
-            .await?;
-        match inserted {
-            Some(id) => {
-                for parent in &parent_ids {
-                    sqlx::query(
-                        "INSERT OR IGNORE INTO job_dependencies (parent, child) VALUES (?, ?)",
-                    )
-                    .bind(parent)
-                    .bind(id)
-                    .execute(&mut **tx)
-                    .await?;
-                }
-                out.push(Enqueued {
-                    id,
-                    deduplicated: false,
-                });
-            }
-            None => {
-                let id: i64 = sqlx::query_scalar(
-                    "SELECT id FROM jobs WHERE identity_key = ?
-                           AND state IN ('wait_dependencies', 'pending', 'enqueued')",
-                )
-                .bind(&job.identity_key)
-                .fetch_one(&mut **tx)
-                .await?;
-                out.push(Enqueued {
-                    id,
-                    deduplicated: true,
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
 #[async_trait]
 impl Dialect for SqliteDialect {
     type Db = Sqlite;
@@ -313,15 +173,20 @@ impl Dialect for SqliteDialect {
         self.writer.begin_with(BEGIN).await
     }
 
-    fn bytes(expr: &str) -> String {
-        format!("LENGTH(CAST({expr} AS BLOB))")
+    async fn jobs_due(_: &mut Transaction<'_, Sqlite>) -> Result<(), StorageError> {
+        // No notifications: other processes on the file poll for due jobs.
+        Ok(())
     }
 
-    async fn enqueue(&self, jobs: &[NewJob], now: i64) -> Result<Vec<Enqueued>, StorageError> {
-        let mut tx = self.writer.begin_with(BEGIN).await?;
-        let out = enqueue_in(&mut tx, jobs, now).await?;
-        tx.commit().await?;
-        Ok(out)
+    async fn release_children(
+        tx: &mut Transaction<'_, Sqlite>,
+        parents: &[JobId],
+    ) -> Result<(), StorageError> {
+        release_children_of(tx, parents).await
+    }
+
+    fn bytes(expr: &str) -> String {
+        format!("LENGTH(CAST({expr} AS BLOB))")
     }
 
     async fn candidates(
@@ -612,134 +477,6 @@ impl Dialect for SqliteDialect {
         Ok(())
     }
 
-    async fn requeue_expired(&self, now: i64) -> Result<Vec<JobId>, StorageError> {
-        let mut tx = self.writer.begin_with(BEGIN).await?;
-        let message = "the node running this job stopped renewing its lease (crashed or was killed); the try counts";
-        let failed: Vec<i64> = sqlx::query_scalar(
-            "UPDATE jobs SET state = 'failed', tries = tries + 1, error_kind = 'lease-expired',
-                 error_message = ?, finished_at = ?, lease_until = NULL
-             WHERE state = 'started' AND lease_until < ?
-               AND max_retries > 0 AND tries + 1 >= max_retries
-             RETURNING id",
-        )
-        .bind(message)
-        .bind(now)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut requeued: Vec<i64> = sqlx::query_scalar(
-            "UPDATE jobs SET state = 'pending',
-                 tries = tries + CASE WHEN state = 'started' THEN 1 ELSE 0 END,
-                 error_kind = CASE WHEN state = 'started' THEN 'lease-expired' ELSE error_kind END,
-                 error_message = CASE WHEN state = 'started' THEN ? ELSE error_message END,
-                 lease_until = NULL, node = NULL, worker = NULL, eta = ?
-             WHERE state IN ('started', 'enqueued') AND lease_until < ?
-             RETURNING id",
-        )
-        .bind(message)
-        .bind(now)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        requeued.extend(failed);
-        Ok(requeued)
-    }
-
-    async fn release(&self, node: &str, ids: &[JobId], _now: i64) -> Result<(), StorageError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.writer.begin_with(BEGIN).await?;
-        let sql = format!(
-            "UPDATE jobs SET state = 'pending', lease_until = NULL, node = NULL, worker = NULL, started_at = NULL
-             WHERE node = ? AND state IN ('started', 'enqueued') AND id IN ({})",
-            placeholders(ids.len())
-        );
-        let mut query = sqlx::query(&sql).bind(node);
-        for id in ids {
-            query = query.bind(id);
-        }
-        query.execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn act(&self, action: JobAction, ids: &[JobId], now: i64) -> Result<Acted, StorageError> {
-        let mut tx = self.writer.begin_with(BEGIN).await?;
-        let mut acted = Acted::default();
-        for &id in ids {
-            let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(state) = state.as_deref().and_then(JobState::parse) else {
-                acted.missing.push(id);
-                continue;
-            };
-            if !action.applies_to(state) {
-                acted.skipped.push((id, state));
-                continue;
-            }
-            match action {
-                JobAction::Cancel => {
-                    // The job and, transitively, every unfinished job
-                    // depending on it.
-                    let tree: Vec<i64> = sqlx::query_scalar(&super::rows::cancel_tree("SELECT $1"))
-                        .bind(id)
-                        .bind(now)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    acted.changed.extend(tree);
-                }
-                JobAction::Requeue => {
-                    let waiting: i64 = sqlx::query_scalar(super::rows::UNDONE_PARENTS)
-                        .bind(id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    sqlx::query(super::rows::REQUEUE)
-                        .bind(if waiting > 0 {
-                            "wait_dependencies"
-                        } else {
-                            "pending"
-                        })
-                        .bind(now)
-                        .bind(waiting)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                    acted.changed.push(id);
-                }
-                JobAction::Done => {
-                    sqlx::query(super::rows::MARK_DONE)
-                        .bind(now)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                    release_children_of(&mut tx, &[id]).await?;
-                    acted.changed.push(id);
-                }
-                JobAction::Discard => {
-                    sqlx::query(super::rows::DISCARD)
-                        .bind(now)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                    acted.changed.push(id);
-                    let tree: Vec<i64> =
-                        sqlx::query_scalar(&super::rows::cancel_tree(super::rows::DEPENDENTS))
-                            .bind(id)
-                            .bind(now)
-                            .fetch_all(&mut *tx)
-                            .await?;
-                    acted.changed.extend(tree);
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(acted)
-    }
-
     async fn compact_counts(&self) -> Result<(), StorageError> {
         // One row per channel and state already (the single writer updates
         // them in place); only rows of channels no job uses any more go.
@@ -768,40 +505,6 @@ impl Dialect for SqliteDialect {
                     WriteDone::Put(SqliteStorage::put_many_in(&mut tx, writes, *now).await?)
                 }
             });
-        }
-        tx.commit().await?;
-        Ok(out)
-    }
-
-    async fn dispatch(
-        &self,
-        events: &[(i64, Vec<NewJob>)],
-        now: i64,
-    ) -> Result<Vec<Option<Vec<Enqueued>>>, StorageError> {
-        let mut tx = self.writer.begin_with(BEGIN).await?;
-        // Every event marked in one statement per chunk; those it does not
-        // return were dispatched already (by another dispatcher): their
-        // jobs exist.
-        let ids: Vec<i64> = events.iter().map(|(id, _)| *id).collect();
-        let mut marked = std::collections::HashSet::new();
-        for chunk in ids.chunks(IN_CHUNK) {
-            let sql = format!(
-                "UPDATE outbox SET processed_at = ? WHERE processed_at IS NULL AND id IN ({}) RETURNING id",
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(now);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            marked.extend(q.fetch_all(&mut *tx).await?);
-        }
-        let mut out = Vec::with_capacity(events.len());
-        for (event_id, jobs) in events {
-            if !marked.remove(event_id) {
-                out.push(None);
-                continue;
-            }
-            out.push(Some(enqueue_in(&mut tx, jobs, now).await?));
         }
         tx.commit().await?;
         Ok(out)

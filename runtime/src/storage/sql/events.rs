@@ -186,4 +186,44 @@ where
         tx.commit().await?;
         Ok(())
     }
+
+    pub(crate) async fn dispatch(
+        &self,
+        events: &[(i64, Vec<NewJob>)],
+        now: i64,
+    ) -> Result<Vec<Option<Vec<Enqueued>>>, StorageError> {
+        let mut tx = self.d.begin().await?;
+        // Every event marked in one statement per chunk; those it does not
+        // return were dispatched already (by another dispatcher): their
+        // jobs exist.
+        let ids: Vec<i64> = events.iter().map(|(id, _)| *id).collect();
+        let mut marked = std::collections::HashSet::new();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "UPDATE outbox SET processed_at = $1 WHERE processed_at IS NULL AND id IN ({}) RETURNING id",
+                Params::after(1).list(chunk.len())
+            );
+            let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(now);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            marked.extend(q.fetch_all(&mut *tx).await?);
+        }
+        let mut out = Vec::with_capacity(events.len());
+        for (event_id, jobs) in events {
+            if !marked.remove(event_id) {
+                out.push(None);
+                continue;
+            }
+            out.push(Some(Self::enqueue_in(&mut tx, jobs, now).await?));
+        }
+        if out
+            .iter()
+            .any(|o| o.as_ref().is_some_and(|e| !e.is_empty()))
+        {
+            D::jobs_due(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
 }

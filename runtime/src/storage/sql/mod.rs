@@ -71,11 +71,18 @@ pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// Start a write transaction (SQLite takes the write lock up front,
     /// so that a transaction never has to upgrade it halfway).
     async fn begin(&self) -> Result<Transaction<'static, Self::Db>, sqlx::Error>;
+    /// Jobs may have become due in this transaction: tell other nodes
+    /// when it commits, where the database can (PostgreSQL's NOTIFY).
+    async fn jobs_due(tx: &mut Transaction<'_, Self::Db>) -> Result<(), StorageError>;
+    /// Jobs are done: their dependents count them off, and those with no
+    /// parent left to wait for become pending.
+    async fn release_children(
+        tx: &mut Transaction<'_, Self::Db>,
+        parents: &[JobId],
+    ) -> Result<(), StorageError>;
     /// The length in bytes of a text expression (state quotas count
     /// bytes, not characters).
     fn bytes(expr: &str) -> String;
-
-    async fn enqueue(&self, jobs: &[NewJob], now: i64) -> Result<Vec<Enqueued>, StorageError>;
 
     async fn wakeups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
         None
@@ -113,19 +120,7 @@ pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
         lease_until: i64,
     ) -> Result<(), StorageError>;
 
-    async fn requeue_expired(&self, now: i64) -> Result<Vec<JobId>, StorageError>;
-
-    async fn release(&self, node: &str, ids: &[JobId], now: i64) -> Result<(), StorageError>;
-
-    async fn act(&self, action: JobAction, ids: &[JobId], now: i64) -> Result<Acted, StorageError>;
-
     async fn compact_counts(&self) -> Result<(), StorageError>;
-
-    async fn dispatch(
-        &self,
-        events: &[(i64, Vec<NewJob>)],
-        now: i64,
-    ) -> Result<Vec<Option<Vec<Enqueued>>>, StorageError>;
 
     async fn lock(
         &self,
@@ -170,7 +165,7 @@ where
     for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
 {
     async fn enqueue(&self, jobs: &[NewJob], now: i64) -> Result<Vec<Enqueued>, StorageError> {
-        self.d.enqueue(jobs, now).await
+        Self::enqueue(self, jobs, now).await
     }
 
     async fn wakeups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
@@ -211,15 +206,15 @@ where
     }
 
     async fn requeue_expired(&self, now: i64) -> Result<Vec<JobId>, StorageError> {
-        self.d.requeue_expired(now).await
+        Self::requeue_expired(self, now).await
     }
 
     async fn release(&self, node: &str, ids: &[JobId], now: i64) -> Result<(), StorageError> {
-        self.d.release(node, ids, now).await
+        Self::release(self, node, ids, now).await
     }
 
     async fn act(&self, action: JobAction, ids: &[JobId], now: i64) -> Result<Acted, StorageError> {
-        self.d.act(action, ids, now).await
+        Self::act(self, action, ids, now).await
     }
 
     async fn count_jobs(&self, filter: &JobFilter) -> Result<u64, StorageError> {
@@ -339,7 +334,7 @@ where
         events: &[(i64, Vec<NewJob>)],
         now: i64,
     ) -> Result<Vec<Option<Vec<Enqueued>>>, StorageError> {
-        self.d.dispatch(events, now).await
+        Self::dispatch(self, events, now).await
     }
 
     async fn binding_to_local(
