@@ -17,11 +17,12 @@ use sqlx::{ConnectOptions, Postgres, Row, Transaction};
 use super::copy;
 use super::migrate::{self, Migration};
 use super::pg_leases::AdvisoryLeases;
+use super::rows::Params;
 use super::rows::{
     BindingRow, IN_CHUNK, JOB_COLUMNS, binding_from_row, event_from_row, holder_job, job_from_row,
     placeholders, record_from_row,
 };
-use super::sql::{Dialect, SqlStorage};
+use super::sql::{Dialect, PlainDone, SqlStorage};
 use super::{
     Binding, ClaimRequest, InstalledConnector, NodeInfo, OpenBreaker, PutOutcome, RecordWrite,
     RemoveBackend, RemovedBackend, StateCount, StateQuota, StorageError, StoredBackend,
@@ -229,43 +230,26 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
-/// Jobs are done: their dependents count them off, and those with no
-/// parent left to wait for become pending. One statement for the batch.
-async fn release_children_of(
-    tx: &mut Transaction<'_, Postgres>,
-    parents: &[JobId],
-) -> Result<(), StorageError> {
-    if parents.is_empty() {
-        return Ok(());
-    }
-    // One statement text for any batch size (arrays, not IN lists), so
-    // PostgreSQL plans it once per connection.
-    let released = sqlx::query(
-        "UPDATE jobs SET
-             pending_parents = pending_parents - (SELECT COUNT(*) FROM job_dependencies d
-                                                 WHERE d.child = jobs.id AND d.parent = ANY($1)),
-             state = CASE WHEN state = 'wait_dependencies'
-                               AND pending_parents - (SELECT COUNT(*) FROM job_dependencies d
-                                                      WHERE d.child = jobs.id AND d.parent = ANY($1)) <= 0
-                          THEN 'pending' ELSE state END
-         WHERE id IN (SELECT child FROM job_dependencies WHERE parent = ANY($1))",
-    )
-    .bind(parents)
-    .execute(&mut **tx)
-    .await?;
-    if released.rows_affected() > 0 {
-        notify_in(tx).await?;
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl Dialect for PgDialect {
     type Db = Postgres;
     type Done = sqlx::postgres::PgQueryResult;
+    type Ids = Vec<JobId>;
+
+    fn ids(ids: &[JobId]) -> Vec<JobId> {
+        ids.to_vec()
+    }
+
+    fn in_ids(column: &str, param: &str) -> String {
+        format!("{column} = ANY({param})")
+    }
 
     fn reader(&self) -> &sqlx::Pool<Postgres> {
         &self.pool
+    }
+
+    fn claims(&self) -> &sqlx::Pool<Postgres> {
+        &self.claims
     }
 
     fn writer(&self) -> &sqlx::Pool<Postgres> {
@@ -280,11 +264,82 @@ impl Dialect for PgDialect {
         notify_in(tx).await
     }
 
-    async fn release_children(
+    async fn mark_started(
         tx: &mut Transaction<'_, Postgres>,
-        parents: &[JobId],
+        begun: &[(JobId, i64)],
     ) -> Result<(), StorageError> {
-        release_children_of(tx, parents).await
+        // Arrays, not a VALUES list: one statement text for any batch, so
+        // PostgreSQL plans it once per connection.
+        let (ids, ats): (Vec<i64>, Vec<i64>) = begun.iter().copied().unzip();
+        sqlx::query(
+            "UPDATE jobs SET state = 'started', started_at = v.at
+             FROM UNNEST($1::bigint[], $2::bigint[]) AS v(id, at)
+             WHERE jobs.id = v.id AND jobs.state = 'enqueued'",
+        )
+        .bind(&ids)
+        .bind(&ats)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn finish_plain(
+        tx: &mut Transaction<'_, Postgres>,
+        done: &[PlainDone],
+    ) -> Result<Vec<JobId>, StorageError> {
+        let mut ids = Vec::with_capacity(done.len());
+        let mut results = Vec::with_capacity(done.len());
+        let mut ats = Vec::with_capacity(done.len());
+        let mut digests = Vec::with_capacity(done.len());
+        let mut starts = Vec::with_capacity(done.len());
+        for d in done {
+            ids.push(d.id);
+            results.push(d.result.as_deref());
+            ats.push(d.finished_at);
+            digests.push(d.connector_digest.as_deref());
+            starts.push(d.started_at);
+        }
+        Ok(sqlx::query_scalar(
+            "UPDATE jobs SET state = 'done', tries = tries + 1, result = v.result, error_kind = NULL,
+                 error_message = NULL, finished_at = v.at, lease_until = NULL, connector_digest = v.digest,
+                 started_at = COALESCE(v.started, jobs.started_at)
+             FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[])
+                 AS v(id, result, at, digest, started)
+             WHERE jobs.id = v.id AND jobs.state IN ('started', 'enqueued')
+             RETURNING jobs.id",
+        )
+        .bind(&ids)
+        .bind(&results)
+        .bind(&ats)
+        .bind(&digests)
+        .bind(&starts)
+        .fetch_all(&mut **tx)
+        .await?)
+    }
+
+    async fn lock_job(
+        &self,
+        keys: &[String],
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<Option<Vec<bool>>, StorageError> {
+        if holder_job(holder).is_none() {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.leases
+                .lock(&self.pool, keys, holder, now, until)
+                .await?,
+        ))
+    }
+
+    async fn unlock_job(&self, keys: &[String], holder: &str) -> Result<bool, StorageError> {
+        if holder_job(holder).is_none() {
+            return Ok(false);
+        }
+        self.leases.unlock(keys, holder).await?;
+        Ok(true)
     }
 
     fn bytes(expr: &str) -> String {
@@ -327,54 +382,6 @@ impl Dialect for PgDialect {
             }
         });
         Some(rx)
-    }
-
-    async fn candidates(
-        &self,
-        request: &ClaimRequest,
-    ) -> Result<Vec<(JobId, String)>, StorageError> {
-        let mut sql =
-            String::from("SELECT id, channel FROM jobs WHERE state = 'pending' AND eta <= ?");
-        // A full channel blocks itself and everything under it.
-        for _ in &request.full_channels {
-            sql.push_str(" AND channel != ? AND channel NOT LIKE ? ESCAPE '\\'");
-        }
-        // A sequential channel with a failed job stops until an operator acts.
-        if !request.sequential_channels.is_empty() {
-            sql.push_str(&format!(
-                " AND channel NOT IN (SELECT DISTINCT channel FROM jobs WHERE state = 'failed' AND channel IN ({}))",
-                placeholders(request.sequential_channels.len())
-            ));
-        }
-        // A backend holding its share of this node's claims sits this out.
-        if !request.held_backends.is_empty() {
-            sql.push_str(&format!(
-                " AND (backend IS NULL OR backend NOT IN ({}))",
-                placeholders(request.held_backends.len())
-            ));
-        }
-        sql.push_str(" ORDER BY priority, eta, id LIMIT ?");
-        let sql = pg(&sql);
-        let mut query = sqlx::query(&sql).bind(request.now);
-        for channel in &request.full_channels {
-            query = query
-                .bind(channel.clone())
-                .bind(super::rows::like_prefix(&format!("{channel}.")));
-        }
-        for channel in &request.sequential_channels {
-            query = query.bind(channel.clone());
-        }
-        for backend in &request.held_backends {
-            query = query.bind(backend.clone());
-        }
-        let rows = query
-            .bind(i64::from(request.limit))
-            .fetch_all(&self.claims)
-            .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("channel")?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
     }
 
     async fn claim(&self, ids: &[JobId], request: &ClaimRequest) -> Result<Vec<Job>, StorageError> {
@@ -446,7 +453,7 @@ impl Dialect for PgDialect {
             .collect()
     }
 
-    async fn claim_next(&self, request: &ClaimRequest) -> Result<Vec<Job>, StorageError> {
+    async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Vec<Job>>, StorageError> {
         debug_assert!(
             request.full_channels.is_empty()
                 && request.sequential_channels.is_empty()
@@ -477,224 +484,7 @@ impl Dialect for PgDialect {
             .map(job_from_row)
             .collect::<Result<Vec<_>, _>>()?;
         jobs.sort_by_key(|j| (j.priority, j.eta, j.id));
-        Ok(jobs)
-    }
-
-    async fn complete(
-        &self,
-        completions: &[Completion],
-        begun: &[(JobId, i64)],
-        _now: i64,
-    ) -> Result<(), StorageError> {
-        let mut tx = self.pool.begin().await?;
-        // A job that started and finished within one batch is written once
-        // (its start time goes with its outcome): each UPDATE is a new row
-        // version in PostgreSQL, so a fast job costs half as much.
-        let plain_done = |c: &Completion| {
-            matches!(c.outcome, Outcome::Done { .. }) && c.log.is_empty() && c.audit.is_empty()
-        };
-        let finishing: std::collections::HashMap<JobId, i64> = begun
-            .iter()
-            .filter(|(id, _)| completions.iter().any(|c| c.id == *id && plain_done(c)))
-            .copied()
-            .collect();
-        let begun: Vec<(JobId, i64)> = begun
-            .iter()
-            .filter(|(id, _)| !finishing.contains_key(id))
-            .copied()
-            .collect();
-        if !begun.is_empty() {
-            let (ids, ats): (Vec<i64>, Vec<i64>) = begun.iter().copied().unzip();
-            sqlx::query(
-                "UPDATE jobs SET state = 'started', started_at = v.at
-                 FROM UNNEST($1::bigint[], $2::bigint[]) AS v(id, at)
-                 WHERE jobs.id = v.id AND jobs.state = 'enqueued'",
-            )
-            .bind(&ids)
-            .bind(&ats)
-            .execute(&mut *tx)
-            .await?;
-        }
-        // The common case — done, nothing logged — is one statement for
-        // the batch, with arrays so that its text never changes.
-        let (plain, rest): (Vec<&Completion>, Vec<&Completion>) =
-            completions.iter().partition(|c| plain_done(c));
-        let mut finished = Vec::with_capacity(plain.len());
-        if !plain.is_empty() {
-            let mut ids = Vec::with_capacity(plain.len());
-            let mut results = Vec::with_capacity(plain.len());
-            let mut ats = Vec::with_capacity(plain.len());
-            let mut digests = Vec::with_capacity(plain.len());
-            let mut starts = Vec::with_capacity(plain.len());
-            for c in &plain {
-                let Outcome::Done { result } = &c.outcome else {
-                    unreachable!("partitioned")
-                };
-                ids.push(c.id);
-                results.push(result.clone());
-                ats.push(c.finished_at);
-                digests.push(c.connector_digest.clone());
-                starts.push(finishing.get(&c.id).copied());
-            }
-            finished = sqlx::query_scalar(
-                "UPDATE jobs SET state = 'done', tries = tries + 1, result = v.result, error_kind = NULL,
-                     error_message = NULL, finished_at = v.at, lease_until = NULL, connector_digest = v.digest,
-                     started_at = COALESCE(v.started, jobs.started_at)
-                 FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[])
-                     AS v(id, result, at, digest, started)
-                 WHERE jobs.id = v.id AND jobs.state IN ('started', 'enqueued')
-                 RETURNING jobs.id",
-            )
-            .bind(&ids)
-            .bind(&results)
-            .bind(&ats)
-            .bind(&digests)
-            .bind(&starts)
-            .fetch_all(&mut *tx)
-            .await?;
-        }
-        release_children_of(&mut tx, &finished).await?;
-        for c in rest {
-            let tries: Option<i64> = sqlx::query_scalar(&pg(
-                "SELECT tries FROM jobs WHERE id = ? AND state IN ('started', 'enqueued')",
-            ))
-            .bind(c.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            // Finished elsewhere meanwhile (cancelled, or its lease expired
-            // and another node ran it): this try's report is stale.
-            let Some(tries) = tries else { continue };
-            let try_number = tries + 1;
-            match &c.outcome {
-                Outcome::Done { result } => {
-                    sqlx::query(
-                        &pg("UPDATE jobs SET state = 'done', tries = ?, result = ?, error_kind = NULL,
-                             error_message = NULL, finished_at = ?, lease_until = NULL, connector_digest = ?
-                         WHERE id = ?"),
-                    )
-                    .bind(try_number)
-                    .bind(result)
-                    .bind(c.finished_at)
-                    .bind(&c.connector_digest)
-                    .bind(c.id)
-                    .execute(&mut *tx)
-                    .await?;
-                    release_children_of(&mut tx, &[c.id]).await?;
-                }
-                Outcome::Retry {
-                    eta,
-                    count_try,
-                    kind,
-                    message,
-                } => {
-                    let tries = if *count_try { try_number } else { tries };
-                    sqlx::query(
-                        &pg("UPDATE jobs SET state = 'pending', tries = ?, eta = ?, error_kind = ?, error_message = ?,
-                             lease_until = NULL, node = NULL, worker = NULL, connector_digest = ?
-                         WHERE id = ?"),
-                    )
-                    .bind(tries)
-                    .bind(eta)
-                    .bind(kind)
-                    .bind(message)
-                    .bind(&c.connector_digest)
-                    .bind(c.id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Outcome::Failed { kind, message } => {
-                    sqlx::query(
-                        &pg("UPDATE jobs SET state = 'failed', tries = ?, error_kind = ?, error_message = ?,
-                             finished_at = ?, lease_until = NULL, connector_digest = ?
-                         WHERE id = ?"),
-                    )
-                    .bind(try_number)
-                    .bind(kind)
-                    .bind(message)
-                    .bind(c.finished_at)
-                    .bind(&c.connector_digest)
-                    .bind(c.id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-            if !c.log.is_empty() || !c.audit.is_empty() {
-                let mut seq: i64 = sqlx::query_scalar(&pg(
-                    "SELECT COALESCE(MAX(seq), 0) FROM (SELECT seq FROM job_logs WHERE job_id = ?
-                     UNION ALL SELECT seq FROM job_http_audit WHERE job_id = ?) AS s",
-                ))
-                .bind(c.id)
-                .bind(c.id)
-                .fetch_one(&mut *tx)
-                .await?;
-                for line in &c.log {
-                    seq += 1;
-                    sqlx::query(
-                        &pg("INSERT INTO job_logs (job_id, seq, try, level, source, message) VALUES (?, ?, ?, ?, ?, ?)"),
-                    )
-                    .bind(c.id)
-                    .bind(seq)
-                    .bind(try_number)
-                    .bind(format!("{:?}", line.level).to_lowercase())
-                    .bind(format!("{:?}", line.source).to_lowercase())
-                    .bind(&line.message)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for a in &c.audit {
-                    seq += 1;
-                    sqlx::query(
-                        &pg("INSERT INTO job_http_audit (job_id, seq, try, method, scheme, host, port, path, status,
-                             denied, error, request_bytes, response_bytes, duration_ms)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-                    )
-                    .bind(c.id)
-                    .bind(seq)
-                    .bind(try_number)
-                    .bind(&a.method)
-                    .bind(&a.scheme)
-                    .bind(&a.host)
-                    .bind(i64::from(a.port))
-                    .bind(&a.path)
-                    .bind(a.status.map(i64::from))
-                    .bind(&a.denied)
-                    .bind(&a.error)
-                    .bind(a.request_bytes as i64)
-                    .bind(a.response_bytes as i64)
-                    .bind(a.duration_ms as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-        }
-        if completions
-            .iter()
-            .any(|c| matches!(c.outcome, Outcome::Retry { .. }))
-        {
-            notify_in(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn heartbeat(
-        &self,
-        node: &str,
-        ids: &[JobId],
-        lease_until: i64,
-    ) -> Result<(), StorageError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        sqlx::query(
-            "UPDATE jobs SET lease_until = $1 WHERE node = $2 AND state IN ('started', 'enqueued') AND id = ANY($3)",
-        )
-        .bind(lease_until)
-        .bind(node)
-        .bind(ids)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        Ok(Some(jobs))
     }
 
     async fn compact_counts(&self) -> Result<(), StorageError> {
@@ -711,138 +501,11 @@ impl Dialect for PgDialect {
         Ok(())
     }
 
-    async fn write_batch(&self, ops: &[WriteOp]) -> Result<Vec<WriteDone>, StorageError> {
-        // Jobs' leases are advisory locks, outside the transaction: those
-        // taken here are given back if the batch's writes fail, as a
-        // rolled-back lease row would be.
-        let mut taken: Vec<(Vec<String>, &str)> = Vec::new();
-        let written = async {
-            let mut tx = self.pool.begin().await?;
-            let mut out = Vec::with_capacity(ops.len());
-            for op in ops {
-                out.push(match op {
-                    WriteOp::Lock {
-                        keys,
-                        holder,
-                        now,
-                        until,
-                    } => WriteDone::Locked(if holder_job(holder).is_some() {
-                        let got = self
-                            .leases
-                            .lock(&self.pool, keys, holder, *now, *until)
-                            .await?;
-                        let granted = keys.iter().zip(&got).filter(|(_, g)| **g);
-                        taken.push((granted.map(|(k, _)| k.clone()).collect(), holder));
-                        got
-                    } else {
-                        lock_in(&mut tx, keys, holder, *now, *until).await?
-                    }),
-                    WriteOp::Unlock { keys, holder } => {
-                        if holder_job(holder).is_some() {
-                            self.leases.unlock(keys, holder).await?;
-                        } else {
-                            unlock_in(&mut tx, keys, holder).await?;
-                        }
-                        WriteDone::Unlocked
-                    }
-                    WriteOp::Put { writes, now } => {
-                        WriteDone::Put(PgStorage::put_many_in(&mut tx, writes, *now).await?)
-                    }
-                });
-            }
-            tx.commit().await?;
-            Ok::<_, StorageError>(out)
-        }
-        .await;
-        if written.is_err() {
-            for (keys, holder) in taken {
-                let _ = self.leases.unlock(&keys, holder).await;
-            }
-        }
-        written
-    }
-
-    async fn lock(
-        &self,
-        keys: &[String],
-        holder: &str,
-        now: i64,
-        until: i64,
-    ) -> Result<Vec<bool>, StorageError> {
-        if holder_job(holder).is_some() {
-            return self.leases.lock(&self.pool, keys, holder, now, until).await;
-        }
-        let mut tx = self.pool.begin().await?;
-        let out = lock_in(&mut tx, keys, holder, now, until).await?;
-        tx.commit().await?;
-        Ok(out)
-    }
-
-    async fn unlock(&self, keys: &[String], holder: &str) -> Result<(), StorageError> {
-        if holder_job(holder).is_some() {
-            return self.leases.unlock(keys, holder).await;
-        }
-        let mut tx = self.pool.begin().await?;
-        unlock_in(&mut tx, keys, holder).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn loader(&self) -> Result<Box<dyn copy::Loader>, StorageError> {
         Ok(Box::new(PgLoader {
             tx: self.pool.begin().await?,
         }))
     }
-}
-
-/// Take leases inside a transaction (see `Storage::lock`).
-async fn lock_in(
-    tx: &mut Transaction<'_, Postgres>,
-    keys: &[String],
-    holder: &str,
-    now: i64,
-    until: i64,
-) -> Result<Vec<bool>, StorageError> {
-    let job = holder_job(holder);
-    let mut out = Vec::with_capacity(keys.len());
-    for key in keys {
-        let n = sqlx::query(&pg(
-            "INSERT INTO sync_locks (key, holder, job, until) VALUES (?, ?, ?, ?)
-             ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, job = excluded.job,
-                 until = excluded.until
-             WHERE sync_locks.until < ? OR sync_locks.holder = excluded.holder
-                OR sync_locks.job = excluded.job
-                OR (sync_locks.job IS NOT NULL AND NOT EXISTS (
-                    SELECT 1 FROM jobs WHERE jobs.id = sync_locks.job
-                      AND jobs.state IN ('enqueued', 'started')))",
-        ))
-        .bind(key)
-        .bind(holder)
-        .bind(job)
-        .bind(until)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        out.push(n > 0);
-    }
-    Ok(out)
-}
-
-/// Give leases back inside a transaction.
-async fn unlock_in(
-    tx: &mut Transaction<'_, Postgres>,
-    keys: &[String],
-    holder: &str,
-) -> Result<(), StorageError> {
-    for key in keys {
-        sqlx::query(&pg("DELETE FROM sync_locks WHERE key = ? AND holder = ?"))
-            .bind(key)
-            .bind(holder)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
 }
 
 /// `db copy`'s writer: one transaction for the whole copy.

@@ -14,6 +14,7 @@ mod bindings;
 mod connectors;
 mod events;
 mod jobs;
+mod leases;
 mod nodes;
 mod records;
 
@@ -58,14 +59,36 @@ impl Affected for sqlx::postgres::PgQueryResult {
     }
 }
 
+/// A try that ended done with nothing logged: the batch a completion
+/// writes in one statement per dialect.
+#[derive(Debug)]
+pub struct PlainDone {
+    pub id: JobId,
+    pub result: Option<String>,
+    pub finished_at: i64,
+    pub connector_digest: Option<String>,
+    /// Set when the job also began in this batch: its start is written
+    /// with its end.
+    pub started_at: Option<i64>,
+}
+
 /// What one database does its own way.
 #[async_trait]
 pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     type Db: Database<QueryResult = Self::Done>;
     /// What a statement that changes rows answers.
     type Done: Affected + Send;
+    /// Job ids bound as one parameter (an array on PostgreSQL, JSON text
+    /// on SQLite), so that a statement's text is the same for any number
+    /// of ids and is prepared once.
+    type Ids: for<'q> Encode<'q, Self::Db> + Type<Self::Db> + Send + Sync + 'static;
+    fn ids(ids: &[JobId]) -> Self::Ids;
+    /// The condition that `column` is one of the ids bound as `param`.
+    fn in_ids(column: &str, param: &str) -> String;
     /// Connections for reads.
     fn reader(&self) -> &Pool<Self::Db>;
+    /// Connections for claims' reads.
+    fn claims(&self) -> &Pool<Self::Db>;
     /// Connections for writes.
     fn writer(&self) -> &Pool<Self::Db>;
     /// Start a write transaction (SQLite takes the write lock up front,
@@ -74,12 +97,35 @@ pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// Jobs may have become due in this transaction: tell other nodes
     /// when it commits, where the database can (PostgreSQL's NOTIFY).
     async fn jobs_due(tx: &mut Transaction<'_, Self::Db>) -> Result<(), StorageError>;
-    /// Jobs are done: their dependents count them off, and those with no
-    /// parent left to wait for become pending.
-    async fn release_children(
+    /// Mark claimed jobs started (id, start time), in one go.
+    async fn mark_started(
         tx: &mut Transaction<'_, Self::Db>,
-        parents: &[JobId],
+        begun: &[(JobId, i64)],
     ) -> Result<(), StorageError>;
+    /// Finish jobs done with nothing logged, in one go; the ids of those
+    /// that were still claimed or running (the others finished elsewhere).
+    async fn finish_plain(
+        tx: &mut Transaction<'_, Self::Db>,
+        done: &[PlainDone],
+    ) -> Result<Vec<JobId>, StorageError>;
+    /// Take leases for a job holder (`job-<id>…`) the database's own way:
+    /// `None` when they are rows like any other lease (SQLite); PostgreSQL
+    /// keeps them as advisory locks, which a node that goes away frees at
+    /// once. Outside any transaction.
+    async fn lock_job(
+        &self,
+        _keys: &[String],
+        _holder: &str,
+        _now: i64,
+        _until: i64,
+    ) -> Result<Option<Vec<bool>>, StorageError> {
+        Ok(None)
+    }
+    /// Give back leases [`Dialect::lock_job`] took; `false` when job
+    /// leases are rows here.
+    async fn unlock_job(&self, _keys: &[String], _holder: &str) -> Result<bool, StorageError> {
+        Ok(false)
+    }
     /// The length in bytes of a text expression (state quotas count
     /// bytes, not characters).
     fn bytes(expr: &str) -> String;
@@ -88,51 +134,15 @@ pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
         None
     }
 
-    async fn candidates(
-        &self,
-        request: &ClaimRequest,
-    ) -> Result<Vec<(JobId, String)>, StorageError>;
-
     async fn claim(&self, ids: &[JobId], request: &ClaimRequest) -> Result<Vec<Job>, StorageError>;
 
-    async fn claim_next(&self, request: &ClaimRequest) -> Result<Vec<Job>, StorageError> {
-        let ids: Vec<JobId> = self
-            .candidates(request)
-            .await?
-            .into_iter()
-            .take(request.limit as usize)
-            .map(|(id, _)| id)
-            .collect();
-        self.claim(&ids, request).await
+    /// `Storage::claim_next` in one statement, where the database can;
+    /// `None` to have it done as candidates, then claim.
+    async fn claim_next(&self, _request: &ClaimRequest) -> Result<Option<Vec<Job>>, StorageError> {
+        Ok(None)
     }
 
-    async fn complete(
-        &self,
-        completions: &[Completion],
-        begun: &[(JobId, i64)],
-        now: i64,
-    ) -> Result<(), StorageError>;
-
-    async fn heartbeat(
-        &self,
-        node: &str,
-        ids: &[JobId],
-        lease_until: i64,
-    ) -> Result<(), StorageError>;
-
     async fn compact_counts(&self) -> Result<(), StorageError>;
-
-    async fn lock(
-        &self,
-        keys: &[String],
-        holder: &str,
-        now: i64,
-        until: i64,
-    ) -> Result<Vec<bool>, StorageError>;
-
-    async fn unlock(&self, keys: &[String], holder: &str) -> Result<(), StorageError>;
-
-    async fn write_batch(&self, ops: &[WriteOp]) -> Result<Vec<WriteDone>, StorageError>;
 
     async fn loader(&self) -> Result<Box<dyn copy::Loader>, StorageError>;
 }
@@ -176,7 +186,7 @@ where
         &self,
         request: &ClaimRequest,
     ) -> Result<Vec<(JobId, String)>, StorageError> {
-        self.d.candidates(request).await
+        Self::candidates(self, request).await
     }
 
     async fn claim(&self, ids: &[JobId], request: &ClaimRequest) -> Result<Vec<Job>, StorageError> {
@@ -184,7 +194,16 @@ where
     }
 
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Vec<Job>, StorageError> {
-        self.d.claim_next(request).await
+        if let Some(jobs) = self.d.claim_next(request).await? {
+            return Ok(jobs);
+        }
+        let ids: Vec<JobId> = Self::candidates(self, request)
+            .await?
+            .into_iter()
+            .take(request.limit as usize)
+            .map(|(id, _)| id)
+            .collect();
+        self.d.claim(&ids, request).await
     }
 
     async fn complete(
@@ -193,7 +212,7 @@ where
         begun: &[(JobId, i64)],
         now: i64,
     ) -> Result<(), StorageError> {
-        self.d.complete(completions, begun, now).await
+        Self::complete(self, completions, begun).await
     }
 
     async fn heartbeat(
@@ -202,7 +221,7 @@ where
         ids: &[JobId],
         lease_until: i64,
     ) -> Result<(), StorageError> {
-        self.d.heartbeat(node, ids, lease_until).await
+        Self::heartbeat(self, node, ids, lease_until).await
     }
 
     async fn requeue_expired(&self, now: i64) -> Result<Vec<JobId>, StorageError> {
@@ -478,15 +497,15 @@ where
         now: i64,
         until: i64,
     ) -> Result<Vec<bool>, StorageError> {
-        self.d.lock(keys, holder, now, until).await
+        Self::lock(self, keys, holder, now, until).await
     }
 
     async fn unlock(&self, keys: &[String], holder: &str) -> Result<(), StorageError> {
-        self.d.unlock(keys, holder).await
+        Self::unlock(self, keys, holder).await
     }
 
     async fn write_batch(&self, ops: &[WriteOp]) -> Result<Vec<WriteDone>, StorageError> {
-        self.d.write_batch(ops).await
+        Self::write_batch(self, ops).await
     }
 
     async fn install_connector(
