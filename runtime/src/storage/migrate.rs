@@ -2,7 +2,7 @@
 //! database is either fully at the new version or untouched.
 
 /// One migration: a version, a name, and its SQL.
-pub(crate) struct Migration {
+pub struct Migration {
     pub version: i64,
     pub name: &'static str,
     pub sql: &'static str,

@@ -12,51 +12,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Postgres, Row, Transaction};
+use sqlx::{ConnectOptions, Postgres, Transaction};
 
-use super::copy;
 use super::migrate::{self, Migration};
 use super::pg_leases::AdvisoryLeases;
-use super::rows::Params;
-use super::rows::{
-    BindingRow, IN_CHUNK, JOB_COLUMNS, binding_from_row, event_from_row, holder_job, job_from_row,
-    placeholders, record_from_row,
-};
+use super::rows::{JOB_COLUMNS, holder_job, job_from_row};
 use super::sql::{Dialect, PlainDone, SqlStorage};
-use super::{
-    Binding, ClaimRequest, InstalledConnector, NodeInfo, OpenBreaker, PutOutcome, RecordWrite,
-    RemoveBackend, RemovedBackend, StateCount, StateQuota, StorageError, StoredBackend,
-    StoredEvent, WriteDone, WriteOp, json_object,
-};
-use crate::capabilities::egress::AuditEntry;
-use crate::model::{Event, LocalRecord};
-use crate::queue::job::{
-    Acted, Completion, Enqueued, Job, JobAction, JobAuditEntry, JobFilter, JobId, JobLogLine,
-    JobState, NewJob, Outcome, Parent,
-};
-
-/// Number `?` placeholders `$1`, `$2`, … (outside quoted literals), so
-/// that statements read the same as their SQLite twins.
-pub(crate) fn pg(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
-    let mut quoted = false;
-    for c in sql.chars() {
-        match c {
-            '\'' => {
-                quoted = !quoted;
-                out.push(c);
-            }
-            '?' if !quoted => {
-                n += 1;
-                out.push('$');
-                out.push_str(&n.to_string());
-            }
-            _ => out.push(c),
-        }
-    }
-    out
-}
+use super::{ClaimRequest, StorageError};
+use crate::queue::job::{Job, JobId};
 
 /// [`Storage`] on PostgreSQL.
 pub type PgStorage = SqlStorage<PgDialect>;
@@ -137,57 +100,13 @@ impl PgStorage {
             claims,
             leases: std::sync::Arc::new(leases),
         };
-        d.migrate(migrate::POSTGRES).await?;
-        Ok(SqlStorage { d })
+        let storage = SqlStorage { d };
+        storage.migrate().await?;
+        Ok(storage)
     }
 }
 
-impl PgDialect {
-    async fn migrate(&self, migrations: &[Migration]) -> Result<(), StorageError> {
-        let mut tx = self.pool.begin().await?;
-        // One migrator at a time when several nodes start together.
-        sqlx::query("SELECT pg_advisory_xact_lock(7478352961)")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
-        )
-        .execute(&mut *tx)
-        .await?;
-        let current: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-                .fetch_one(&mut *tx)
-                .await?;
-        let supported = migrate::latest(migrations);
-        if current > supported {
-            return Err(StorageError::SchemaTooNew {
-                found: current,
-                supported,
-            });
-        }
-        for m in migrations.iter().filter(|m| m.version > current) {
-            sqlx::raw_sql(m.sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| StorageError::Migration {
-                    version: m.version,
-                    name: m.name,
-                    reason: e.to_string(),
-                })?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-            )
-            .bind(m.version)
-            .bind(m.name)
-            .bind(crate::queue::now_ms())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-}
+impl PgDialect {}
 
 /// Connections for claims, whose planner may only read the ready index
 /// in run order. Without fresh statistics (autovacuum off, or a queue just
@@ -340,6 +259,34 @@ impl Dialect for PgDialect {
         }
         self.leases.unlock(keys, holder).await?;
         Ok(true)
+    }
+
+    const MIGRATIONS: &'static [Migration] = migrate::POSTGRES;
+
+    async fn migration_lock(tx: &mut Transaction<'_, Postgres>) -> Result<(), StorageError> {
+        // One migrator at a time when several nodes start together.
+        sqlx::query("SELECT pg_advisory_xact_lock(7478352961)")
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn after_copy(tx: &mut Transaction<'_, Postgres>) -> Result<(), StorageError> {
+        // Serial ids continue after the copied ones.
+        for (table, column) in [
+            ("jobs", "id"),
+            ("outbox", "id"),
+            ("connector_activations", "seq"),
+            ("notifications", "id"),
+        ] {
+            sqlx::query(&format!(
+                "SELECT setval(pg_get_serial_sequence('{table}', '{column}'),
+                               COALESCE((SELECT MAX({column}) FROM {table}), 0) + 1, false)"
+            ))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
     }
 
     fn bytes(expr: &str) -> String {
@@ -498,69 +445,6 @@ impl Dialect for PgDialect {
         )
         .execute(&self.pool)
         .await?;
-        Ok(())
-    }
-
-    async fn loader(&self) -> Result<Box<dyn copy::Loader>, StorageError> {
-        Ok(Box::new(PgLoader {
-            tx: self.pool.begin().await?,
-        }))
-    }
-}
-
-/// `db copy`'s writer: one transaction for the whole copy.
-struct PgLoader {
-    tx: Transaction<'static, Postgres>,
-}
-
-#[async_trait]
-impl copy::Loader for PgLoader {
-    async fn load(
-        &mut self,
-        table: &copy::Table,
-        rows: Vec<Vec<copy::Cell>>,
-    ) -> Result<(), StorageError> {
-        for chunk in rows.chunks(copy::rows_per_insert(table)) {
-            let sql = pg(&table.insert(chunk.len()));
-            let mut q = sqlx::query(&sql);
-            for row in chunk {
-                for (cell, (_, col)) in row.iter().zip(table.columns) {
-                    q = match (cell, col) {
-                        (copy::Cell::Int(v), _) => q.bind(*v),
-                        (copy::Cell::Text(v), _) => q.bind(v.clone()),
-                        (copy::Cell::Bytes(v), _) => q.bind(v.clone()),
-                        (copy::Cell::Bool(v), _) => q.bind(*v),
-                        (copy::Cell::Null, copy::Col::Int) => q.bind(None::<i64>),
-                        (copy::Cell::Null, copy::Col::Text) => q.bind(None::<String>),
-                        (copy::Cell::Null, copy::Col::Bytes) => q.bind(None::<Vec<u8>>),
-                        (copy::Cell::Null, copy::Col::Bool) => q.bind(None::<bool>),
-                    };
-                }
-            }
-            q.execute(&mut *self.tx).await?;
-        }
-        Ok(())
-    }
-
-    async fn finish(mut self: Box<Self>) -> Result<(), StorageError> {
-        // Serial ids continue after the copied ones.
-        for (table, column) in [
-            ("jobs", "id"),
-            ("outbox", "id"),
-            ("connector_activations", "seq"),
-            ("notifications", "id"),
-        ] {
-            sqlx::query(&format!(
-                "SELECT setval(pg_get_serial_sequence('{table}', '{column}'),
-                               COALESCE((SELECT MAX({column}) FROM {table}), 0) + 1, false)"
-            ))
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        sqlx::query("UPDATE registry_generation SET value = value + 1 WHERE id = 1")
-            .execute(&mut *self.tx)
-            .await?;
-        self.tx.commit().await?;
         Ok(())
     }
 }

@@ -226,12 +226,6 @@ pub(crate) const BACKEND_UNFINISHED: &str =
 /// Ids per `IN (...)` list, under SQLite's bound-parameter limit.
 pub(crate) const IN_CHUNK: usize = 500;
 
-/// `?, ?, ?` for `n` parameters (the statements a dialect still writes
-/// with `?`).
-pub(crate) fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
-}
-
 /// Numbered placeholders for a statement built at run time: each call
 /// hands out the next `$n`, so a statement's parameters are numbered in
 /// the order they are bound.

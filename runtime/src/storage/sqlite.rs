@@ -15,27 +15,14 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
-use super::copy;
 use super::migrate::{self, Migration};
 use super::rows::Params;
-use super::rows::{
-    BindingRow, IN_CHUNK, JOB_COLUMNS, binding_from_row, event_from_row, holder_job, job_from_row,
-    placeholders, record_from_row,
-};
+use super::rows::{JOB_COLUMNS, job_from_row};
 use super::sql::{Dialect, PlainDone, SqlStorage};
-use super::{
-    Binding, ClaimRequest, InstalledConnector, NodeInfo, OpenBreaker, PutOutcome, RecordWrite,
-    RemoveBackend, RemovedBackend, StateCount, StateQuota, StorageError, StoredBackend,
-    StoredEvent, WriteDone, WriteOp, json_object,
-};
-use crate::capabilities::egress::AuditEntry;
-use crate::model::{Event, LocalRecord};
-use crate::queue::job::{
-    Acted, Completion, Enqueued, Job, JobAction, JobAuditEntry, JobFilter, JobId, JobLogLine,
-    JobState, NewJob, Outcome, Parent,
-};
+use super::{ClaimRequest, StorageError};
+use crate::queue::job::{Job, JobId};
 
 /// [`Storage`] on an embedded SQLite file.
 pub type SqliteStorage = SqlStorage<SqliteDialect>;
@@ -80,53 +67,13 @@ impl SqliteStorage {
             .await
             .map_err(|e| open_err(e.to_string()))?;
         let d = SqliteDialect { writer, reader };
-        d.migrate(migrate::SQLITE).await?;
-        Ok(SqlStorage { d })
+        let storage = SqlStorage { d };
+        storage.migrate().await?;
+        Ok(storage)
     }
 }
 
-impl SqliteDialect {
-    async fn migrate(&self, migrations: &[Migration]) -> Result<(), StorageError> {
-        let mut tx = self.writer.begin_with(BEGIN).await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-        )
-        .execute(&mut *tx)
-        .await?;
-        let current: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-                .fetch_one(&mut *tx)
-                .await?;
-        let supported = migrate::latest(migrations);
-        if current > supported {
-            return Err(StorageError::SchemaTooNew {
-                found: current,
-                supported,
-            });
-        }
-        for m in migrations.iter().filter(|m| m.version > current) {
-            sqlx::raw_sql(m.sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| StorageError::Migration {
-                    version: m.version,
-                    name: m.name,
-                    reason: e.to_string(),
-                })?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-            )
-            .bind(m.version)
-            .bind(m.name)
-            .bind(crate::queue::now_ms())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-}
+impl SqliteDialect {}
 
 #[async_trait]
 impl Dialect for SqliteDialect {
@@ -213,6 +160,8 @@ impl Dialect for SqliteDialect {
         Ok(finished)
     }
 
+    const MIGRATIONS: &'static [Migration] = migrate::SQLITE;
+
     fn bytes(expr: &str) -> String {
         format!("LENGTH(CAST({expr} AS BLOB))")
     }
@@ -230,7 +179,7 @@ impl Dialect for SqliteDialect {
         } else {
             let sql = format!(
                 "SELECT id, channel FROM jobs WHERE state = 'pending' AND id IN ({})",
-                placeholders(ids.len())
+                Params::default().list(ids.len())
             );
             let mut q = sqlx::query_as::<_, (i64, String)>(&sql);
             for id in ids {
@@ -250,10 +199,10 @@ impl Dialect for SqliteDialect {
             &admitted[..]
         };
         let sql = format!(
-            "UPDATE jobs SET state = 'enqueued', started_at = NULL, lease_until = ?, node = ?, worker = ?
+            "UPDATE jobs SET state = 'enqueued', started_at = NULL, lease_until = $1, node = $2, worker = $3
              WHERE state = 'pending' AND id IN ({})
              RETURNING {JOB_COLUMNS}",
-            placeholders(ids.len())
+            Params::after(3).list(ids.len())
         );
         let mut query = sqlx::query(&sql)
             .bind(request.lease_until)
@@ -275,55 +224,6 @@ impl Dialect for SqliteDialect {
         sqlx::query("DELETE FROM job_counts WHERE n = 0")
             .execute(&self.writer)
             .await?;
-        Ok(())
-    }
-
-    async fn loader(&self) -> Result<Box<dyn copy::Loader>, StorageError> {
-        Ok(Box::new(SqliteLoader {
-            tx: self.writer.begin_with(BEGIN).await?,
-        }))
-    }
-}
-
-/// `db copy`'s writer: one transaction for the whole copy.
-struct SqliteLoader {
-    tx: Transaction<'static, Sqlite>,
-}
-
-#[async_trait]
-impl copy::Loader for SqliteLoader {
-    async fn load(
-        &mut self,
-        table: &copy::Table,
-        rows: Vec<Vec<copy::Cell>>,
-    ) -> Result<(), StorageError> {
-        for chunk in rows.chunks(copy::rows_per_insert(table)) {
-            let sql = table.insert(chunk.len());
-            let mut q = sqlx::query(&sql);
-            for row in chunk {
-                for (cell, (_, col)) in row.iter().zip(table.columns) {
-                    q = match (cell, col) {
-                        (copy::Cell::Int(v), _) => q.bind(*v),
-                        (copy::Cell::Text(v), _) => q.bind(v.clone()),
-                        (copy::Cell::Bytes(v), _) => q.bind(v.clone()),
-                        (copy::Cell::Bool(v), _) => q.bind(*v),
-                        (copy::Cell::Null, copy::Col::Int) => q.bind(None::<i64>),
-                        (copy::Cell::Null, copy::Col::Text) => q.bind(None::<String>),
-                        (copy::Cell::Null, copy::Col::Bytes) => q.bind(None::<Vec<u8>>),
-                        (copy::Cell::Null, copy::Col::Bool) => q.bind(None::<bool>),
-                    };
-                }
-            }
-            q.execute(&mut *self.tx).await?;
-        }
-        Ok(())
-    }
-
-    async fn finish(mut self: Box<Self>) -> Result<(), StorageError> {
-        sqlx::query("UPDATE registry_generation SET value = value + 1 WHERE id = 1")
-            .execute(&mut *self.tx)
-            .await?;
-        self.tx.commit().await?;
         Ok(())
     }
 }

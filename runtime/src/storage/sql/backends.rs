@@ -1,12 +1,11 @@
 //! Backends' configuration, state, circuit breakers and pauses.
 
-use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type};
+use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Pool, Type};
 
 use super::{Affected, Dialect, SqlStorage, Value};
-use crate::model::{Event, LocalRecord};
-use crate::queue::job::*;
-use crate::storage::rows::*;
-use crate::storage::*;
+use crate::storage::{
+    OpenBreaker, RemoveBackend, RemovedBackend, StateQuota, StorageError, StoredBackend,
+};
 
 impl<D: Dialect> SqlStorage<D>
 where
@@ -22,6 +21,8 @@ where
     String: Value<D::Db>,
     Option<String>: Value<D::Db>,
     Vec<u8>: Value<D::Db>,
+    Option<Vec<u8>>: Value<D::Db>,
+    Option<bool>: Value<D::Db>,
     for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> &'q String: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> &'q Option<String>: Encode<'q, D::Db> + Type<D::Db>,

@@ -1,12 +1,10 @@
 //! Bindings: external id ↔ local id per backend and model.
 
-use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type};
+use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 
 use super::{Affected, Dialect, SqlStorage, Value};
-use crate::model::{Event, LocalRecord};
-use crate::queue::job::*;
-use crate::storage::rows::*;
-use crate::storage::*;
+use crate::storage::rows::{BindingRow, IN_CHUNK, Params, binding_from_row};
+use crate::storage::{Binding, StorageError};
 
 impl<D: Dialect> SqlStorage<D>
 where
@@ -22,6 +20,8 @@ where
     String: Value<D::Db>,
     Option<String>: Value<D::Db>,
     Vec<u8>: Value<D::Db>,
+    Option<Vec<u8>>: Value<D::Db>,
+    Option<bool>: Value<D::Db>,
     for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> &'q String: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> &'q Option<String>: Encode<'q, D::Db> + Type<D::Db>,

@@ -1,12 +1,12 @@
 //! The outbox (events waiting for dispatch) and notifications waiting for their target.
 
-use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type};
+use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 
-use super::{Affected, Dialect, SqlStorage, Value};
-use crate::model::{Event, LocalRecord};
-use crate::queue::job::*;
-use crate::storage::rows::*;
-use crate::storage::*;
+use super::{Dialect, SqlStorage, Value};
+use crate::model::Event;
+use crate::queue::job::{Enqueued, NewJob};
+use crate::storage::rows::{IN_CHUNK, Params, event_from_row};
+use crate::storage::{StorageError, StoredEvent, json_object};
 
 impl<D: Dialect> SqlStorage<D>
 where
@@ -22,6 +22,8 @@ where
     String: Value<D::Db>,
     Option<String>: Value<D::Db>,
     Vec<u8>: Value<D::Db>,
+    Option<Vec<u8>>: Value<D::Db>,
+    Option<bool>: Value<D::Db>,
     for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> &'q String: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> &'q Option<String>: Encode<'q, D::Db> + Type<D::Db>,

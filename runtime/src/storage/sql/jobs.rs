@@ -3,10 +3,12 @@
 use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type};
 
 use super::{Affected, Dialect, PlainDone, SqlStorage, Value};
-use crate::model::{Event, LocalRecord};
-use crate::queue::job::*;
-use crate::storage::rows::*;
-use crate::storage::*;
+use crate::queue::job::{
+    Acted, Completion, Enqueued, Job, JobAction, JobAuditEntry, JobFilter, JobId, JobLogLine,
+    JobState, NewJob, Outcome, Parent,
+};
+use crate::storage::rows::{JOB_COLUMNS, Params, job_from_row, like_prefix};
+use crate::storage::{ClaimRequest, StateCount, StorageError};
 
 impl<D: Dialect> SqlStorage<D>
 where
@@ -22,6 +24,8 @@ where
     String: Value<D::Db>,
     Option<String>: Value<D::Db>,
     Vec<u8>: Value<D::Db>,
+    Option<Vec<u8>>: Value<D::Db>,
+    Option<bool>: Value<D::Db>,
     for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> &'q String: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> &'q Option<String>: Encode<'q, D::Db> + Type<D::Db>,

@@ -17,6 +17,7 @@ mod jobs;
 mod leases;
 mod nodes;
 mod records;
+mod schema;
 
 use async_trait::async_trait;
 use sqlx::{
@@ -126,6 +127,17 @@ pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     async fn unlock_job(&self, _keys: &[String], _holder: &str) -> Result<bool, StorageError> {
         Ok(false)
     }
+    /// The schema's migrations, oldest first.
+    const MIGRATIONS: &'static [crate::storage::migrate::Migration];
+    /// Hold off other nodes migrating the same database at once (inside
+    /// the migrating transaction).
+    async fn migration_lock(_tx: &mut Transaction<'_, Self::Db>) -> Result<(), StorageError> {
+        Ok(())
+    }
+    /// After `db copy` loaded every table, before it commits.
+    async fn after_copy(_tx: &mut Transaction<'_, Self::Db>) -> Result<(), StorageError> {
+        Ok(())
+    }
     /// The length in bytes of a text expression (state quotas count
     /// bytes, not characters).
     fn bytes(expr: &str) -> String;
@@ -143,8 +155,6 @@ pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     }
 
     async fn compact_counts(&self) -> Result<(), StorageError>;
-
-    async fn loader(&self) -> Result<Box<dyn copy::Loader>, StorageError>;
 }
 
 /// [`Storage`] on a SQL database.
@@ -168,6 +178,8 @@ where
     String: Value<D::Db>,
     Option<String>: Value<D::Db>,
     Vec<u8>: Value<D::Db>,
+    Option<Vec<u8>>: Value<D::Db>,
+    Option<bool>: Value<D::Db>,
     for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> &'q String: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> &'q Option<String>: Encode<'q, D::Db> + Type<D::Db>,
@@ -210,7 +222,7 @@ where
         &self,
         completions: &[Completion],
         begun: &[(JobId, i64)],
-        now: i64,
+        _now: i64,
     ) -> Result<(), StorageError> {
         Self::complete(self, completions, begun).await
     }
@@ -606,7 +618,7 @@ where
     }
 
     async fn loader(&self) -> Result<Box<dyn copy::Loader>, StorageError> {
-        self.d.loader().await
+        Self::loader(self).await
     }
 
     async fn put_backend(

@@ -1,12 +1,9 @@
 //! The node registry, the schema version and `db copy`'s reads.
 
-use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type};
+use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Pool, Type};
 
-use super::{Affected, Dialect, SqlStorage, Value};
-use crate::model::{Event, LocalRecord};
-use crate::queue::job::*;
-use crate::storage::rows::*;
-use crate::storage::*;
+use super::{Dialect, SqlStorage, Value};
+use crate::storage::{NodeInfo, StorageError};
 
 impl<D: Dialect> SqlStorage<D>
 where
@@ -22,6 +19,8 @@ where
     String: Value<D::Db>,
     Option<String>: Value<D::Db>,
     Vec<u8>: Value<D::Db>,
+    Option<Vec<u8>>: Value<D::Db>,
+    Option<bool>: Value<D::Db>,
     for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> &'q String: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> &'q Option<String>: Encode<'q, D::Db> + Type<D::Db>,
@@ -81,30 +80,5 @@ where
                 },
             )
             .collect())
-    }
-
-    pub(crate) async fn schema_version(&self) -> Result<i64, StorageError> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-                .fetch_one(self.d.reader())
-                .await?,
-        )
-    }
-
-    pub(crate) async fn dump(
-        &self,
-        table: &copy::Table,
-        offset: i64,
-        limit: u32,
-    ) -> Result<Vec<Vec<copy::Cell>>, StorageError> {
-        let sql = table.select();
-        let rows = sqlx::query(&sql)
-            .bind(i64::from(limit))
-            .bind(offset)
-            .fetch_all(self.d.reader())
-            .await?;
-        rows.iter()
-            .map(|r| copy::cells(r, table).map_err(Into::into))
-            .collect()
     }
 }

@@ -1,12 +1,11 @@
 //! Local records: writes (planned in `storage::put`, written in multi-row statements), deletes and reads.
 
-use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type};
+use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 
-use super::{Affected, Dialect, SqlStorage, Value};
+use super::{Dialect, SqlStorage, Value};
 use crate::model::{Event, LocalRecord};
-use crate::queue::job::*;
-use crate::storage::rows::*;
-use crate::storage::*;
+use crate::storage::rows::{IN_CHUNK, Params, record_from_row};
+use crate::storage::{PutOutcome, RecordWrite, StorageError, StoredEvent};
 
 impl<D: Dialect> SqlStorage<D>
 where
@@ -22,6 +21,8 @@ where
     String: Value<D::Db>,
     Option<String>: Value<D::Db>,
     Vec<u8>: Value<D::Db>,
+    Option<Vec<u8>>: Value<D::Db>,
+    Option<bool>: Value<D::Db>,
     for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> &'q String: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> &'q Option<String>: Encode<'q, D::Db> + Type<D::Db>,
