@@ -1,15 +1,15 @@
 //! Storage: the one place that knows SQL.
 //!
-//! [`Storage`] is the boundary the rest of the runtime uses; [`sqlite`]
-//! implements it on an embedded SQLite file (WAL, busy timeout,
-//! `BEGIN IMMEDIATE` for writes). A PostgreSQL implementation will satisfy
-//! the same trait and pass the same conformance suite
-//! (`runtime/tests/it/storage.rs`), which is written against the trait.
-//! Migrations are embedded in the binary and applied on open.
+//! [`Storage`] is the boundary the rest of the runtime uses. [`sql`]
+//! implements it once, generic over a [`sql::Dialect`] that holds only
+//! what the databases really do differently; [`sqlite`] (an embedded file,
+//! the default) and [`postgres`] (several nodes on one database) are the
+//! two dialects. One conformance suite (`runtime/tests/it/storage/`),
+//! written against the trait, runs on both. Migrations are embedded in
+//! the binary and applied on open.
 
 pub mod copy;
 mod migrate;
-mod pg_leases;
 pub mod postgres;
 mod put;
 mod rows;

@@ -1,7 +1,7 @@
-//! What both SQL implementations share below the SQL itself: decoding
-//! rows into the model (generic over the database's row type), the job
-//! column list, lease-holder names, placeholder lists and the statements
-//! both run as they are.
+//! Below the statements: decoding rows into the model (generic over the
+//! database's row type), the job column list, lease-holder names,
+//! numbered placeholders for statements built at run time ([`Params`]),
+//! and the statements more than one area runs.
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 

@@ -1,6 +1,7 @@
-//! [`Storage`] on an embedded SQLite file.
+//! SQLite's [`Dialect`]: [`Storage`] on an embedded file.
 //!
-//! One writer connection (SQLite allows one writer; queueing writes in
+//! What differs from PostgreSQL is here and nothing else (the statements
+//! are `storage::sql`'s): one writer connection (SQLite allows one writer; queueing writes in
 //! process beats spinning on `SQLITE_BUSY`) and a few readers, WAL mode,
 //! `synchronous = NORMAL` (durable across process crashes; a power loss may
 //! drop the last commits), a busy timeout for other processes on the same
@@ -17,12 +18,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
+use super::StorageError;
 use super::migrate::{self, Migration};
 use super::rows::Params;
-use super::rows::{JOB_COLUMNS, job_from_row};
 use super::sql::{Dialect, PlainDone, SqlStorage};
-use super::{ClaimRequest, StorageError};
-use crate::queue::job::{Job, JobId};
+use crate::queue::job::JobId;
 
 /// [`Storage`] on an embedded SQLite file.
 pub type SqliteStorage = SqlStorage<SqliteDialect>;
@@ -33,8 +33,6 @@ pub struct SqliteDialect {
     writer: SqlitePool,
     reader: SqlitePool,
 }
-
-const BEGIN: &str = "BEGIN IMMEDIATE";
 
 impl SqliteStorage {
     /// Open (creating if needed) the database file and migrate it.
@@ -93,16 +91,15 @@ impl Dialect for SqliteDialect {
         &self.reader
     }
 
-    fn claims(&self) -> &sqlx::Pool<Sqlite> {
-        &self.reader
+    fn claims(&self) -> (&sqlx::Pool<Sqlite>, &sqlx::Pool<Sqlite>) {
+        (&self.reader, &self.writer)
     }
+
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    const SKIP_LOCKED: &'static str = "";
 
     fn writer(&self) -> &sqlx::Pool<Sqlite> {
         &self.writer
-    }
-
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.writer.begin_with(BEGIN).await
     }
 
     async fn jobs_due(_: &mut Transaction<'_, Sqlite>) -> Result<(), StorageError> {
@@ -164,58 +161,6 @@ impl Dialect for SqliteDialect {
 
     fn bytes(expr: &str) -> String {
         format!("LENGTH(CAST({expr} AS BLOB))")
-    }
-
-    async fn claim(&self, ids: &[JobId], request: &ClaimRequest) -> Result<Vec<Job>, StorageError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.writer.begin_with(BEGIN).await?;
-        // Shared limits count every process's running jobs; the write lock
-        // of BEGIN IMMEDIATE makes this count and the claim one step.
-        let admitted;
-        let ids = if request.shared_limits.is_empty() {
-            ids
-        } else {
-            let sql = format!(
-                "SELECT id, channel FROM jobs WHERE state = 'pending' AND id IN ({})",
-                Params::default().list(ids.len())
-            );
-            let mut q = sqlx::query_as::<_, (i64, String)>(&sql);
-            for id in ids {
-                q = q.bind(id);
-            }
-            let mut pending = q.fetch_all(&mut *tx).await?;
-            pending.sort_by_key(|(id, _)| ids.iter().position(|i| i == id));
-            let running: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT channel, COUNT(*) FROM jobs WHERE state IN ('enqueued', 'started') GROUP BY channel",
-            )
-            .fetch_all(&mut *tx)
-            .await?;
-            admitted = super::admit(&pending, &running, &request.shared_limits);
-            if admitted.is_empty() {
-                return Ok(Vec::new());
-            }
-            &admitted[..]
-        };
-        let sql = format!(
-            "UPDATE jobs SET state = 'enqueued', started_at = NULL, lease_until = $1, node = $2, worker = $3
-             WHERE state = 'pending' AND id IN ({})
-             RETURNING {JOB_COLUMNS}",
-            Params::after(3).list(ids.len())
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(request.lease_until)
-            .bind(&request.node)
-            .bind(&request.worker);
-        for id in ids {
-            query = query.bind(id);
-        }
-        let rows = query.fetch_all(&mut *tx).await?;
-        tx.commit().await?;
-        rows.iter()
-            .map(|r| job_from_row(r).map_err(Into::into))
-            .collect()
     }
 
     async fn compact_counts(&self) -> Result<(), StorageError> {

@@ -27,8 +27,6 @@ mod sandbox;
 mod scaffold;
 mod semantics;
 mod storage;
-mod storage_keys;
-mod storage_operate;
 mod support;
 mod sync;
 mod tryton;

@@ -37,7 +37,7 @@ where
         config: &str,
         now: i64,
     ) -> Result<(), StorageError> {
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO backends (name, kind, version, config, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, version = excluded.version,
@@ -77,7 +77,7 @@ where
         how: RemoveBackend,
         now: i64,
     ) -> Result<Option<RemovedBackend>, StorageError> {
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         let found: Option<String> = sqlx::query_scalar("SELECT name FROM backends WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -177,7 +177,7 @@ where
         now: i64,
         quota: Option<&StateQuota>,
     ) -> Result<(), StorageError> {
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         if let Some(quota) = quota {
             // Usage of the quota's keys as they will be after this write
             // (a prefix compared as text, whatever the collation).

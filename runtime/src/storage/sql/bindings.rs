@@ -69,7 +69,7 @@ where
         sync_date: i64,
         synced: Option<&str>,
     ) -> Result<(), StorageError> {
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         Self::bind_in(
             &mut tx,
             backend,
@@ -221,7 +221,7 @@ where
         model: &str,
         local_id: &str,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         let n =
             sqlx::query("DELETE FROM bindings WHERE backend = $1 AND model = $2 AND local_id = $3")
                 .bind(backend)

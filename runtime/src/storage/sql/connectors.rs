@@ -32,7 +32,7 @@ where
         c: &InstalledConnector,
         component: &[u8],
     ) -> Result<bool, StorageError> {
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         let n = sqlx::query(
             "INSERT INTO connectors (digest, name, version, backend_kind, backend_versions, manifest, component, active, installed_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, FALSE, $8) ON CONFLICT (digest) DO NOTHING",
@@ -100,7 +100,7 @@ where
     }
 
     pub(crate) async fn remove_connector(&self, digest: &str) -> Result<bool, StorageError> {
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         let n = sqlx::query("DELETE FROM connectors WHERE digest = $1")
             .bind(digest)
             .execute(&mut *tx)
@@ -120,7 +120,7 @@ where
         digest: &str,
         now: i64,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         let name: Option<String> =
             sqlx::query_scalar("SELECT name FROM connectors WHERE digest = $1")
                 .bind(digest)
@@ -150,7 +150,7 @@ where
         name: &str,
         _now: i64,
     ) -> Result<Option<String>, StorageError> {
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         let current: Option<(i64, String)> = sqlx::query_as(
             "SELECT seq, digest FROM connector_activations
              WHERE name = $1 AND NOT rolled_back ORDER BY seq DESC LIMIT 1",

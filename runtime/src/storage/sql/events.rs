@@ -58,7 +58,7 @@ where
 
     pub(crate) async fn emit(&self, event: &Event, now: i64) -> Result<StoredEvent, StorageError> {
         json_object(&event.payload, "event payload")?;
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         let stored = Self::outbox_in(&mut tx, event, now).await?;
         tx.commit().await?;
         Ok(stored)
@@ -113,7 +113,7 @@ where
         note: &crate::queue::notify::Notification,
         max: u64,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         let waiting: i64 = sqlx::query_scalar(crate::storage::rows::NOTIFY_COUNT)
             .bind(target)
             .fetch_one(&mut *tx)
@@ -166,7 +166,7 @@ where
         ids: &[i64],
         dropped: u64,
     ) -> Result<(), StorageError> {
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         for chunk in ids.chunks(crate::storage::rows::IN_CHUNK) {
             let sql = format!(
                 "DELETE FROM notifications WHERE target = $1 AND id IN ({})",
@@ -194,7 +194,7 @@ where
         events: &[(i64, Vec<NewJob>)],
         now: i64,
     ) -> Result<Vec<Option<Vec<Enqueued>>>, StorageError> {
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         // Every event marked in one statement per chunk; those it does not
         // return were dispatched already (by another dispatcher): their
         // jobs exist.

@@ -40,7 +40,7 @@ where
         if let Some(got) = self.d.lock_job(keys, holder, now, until).await? {
             return Ok(got);
         }
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         let out = Self::lock_in(&mut tx, keys, holder, now, until).await?;
         tx.commit().await?;
         Ok(out)
@@ -51,7 +51,7 @@ where
         if self.d.unlock_job(keys, holder).await? {
             return Ok(());
         }
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         Self::unlock_in(&mut tx, keys, holder).await?;
         tx.commit().await?;
         Ok(())
@@ -67,7 +67,7 @@ where
         // the batch's writes fail, as a rolled-back lease row would be.
         let mut taken: Vec<(Vec<String>, &str)> = Vec::new();
         let written = async {
-            let mut tx = self.d.begin().await?;
+            let mut tx = self.begin().await?;
             let mut out = Vec::with_capacity(ops.len());
             for op in ops {
                 out.push(match op {

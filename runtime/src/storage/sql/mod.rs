@@ -12,17 +12,19 @@
 mod backends;
 mod bindings;
 mod connectors;
+mod dialect;
 mod events;
 mod jobs;
 mod leases;
 mod nodes;
+mod queue;
 mod records;
 mod schema;
 
 use async_trait::async_trait;
-use sqlx::{
-    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type,
-};
+use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
+
+pub use dialect::{Affected, Dialect, PlainDone, Value};
 
 use super::{
     Binding, ClaimRequest, InstalledConnector, NodeInfo, OpenBreaker, PutOutcome, RecordWrite,
@@ -35,132 +37,17 @@ use crate::queue::job::{
     NewJob,
 };
 
-/// A value both drivers read and write (a supertrait bundle, so that one
-/// bound per type says all three).
-pub trait Value<DB: Database>: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB> {}
-impl<DB: Database, T> Value<DB> for T where
-    T: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>
-{
-}
-
-/// How many rows a statement changed (each driver answers it its own way).
-pub trait Affected {
-    fn rows_affected(&self) -> u64;
-}
-
-impl Affected for sqlx::sqlite::SqliteQueryResult {
-    fn rows_affected(&self) -> u64 {
-        sqlx::sqlite::SqliteQueryResult::rows_affected(self)
-    }
-}
-
-impl Affected for sqlx::postgres::PgQueryResult {
-    fn rows_affected(&self) -> u64 {
-        sqlx::postgres::PgQueryResult::rows_affected(self)
-    }
-}
-
-/// A try that ended done with nothing logged: the batch a completion
-/// writes in one statement per dialect.
-#[derive(Debug)]
-pub struct PlainDone {
-    pub id: JobId,
-    pub result: Option<String>,
-    pub finished_at: i64,
-    pub connector_digest: Option<String>,
-    /// Set when the job also began in this batch: its start is written
-    /// with its end.
-    pub started_at: Option<i64>,
-}
-
-/// What one database does its own way.
-#[async_trait]
-pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
-    type Db: Database<QueryResult = Self::Done>;
-    /// What a statement that changes rows answers.
-    type Done: Affected + Send;
-    /// Job ids bound as one parameter (an array on PostgreSQL, JSON text
-    /// on SQLite), so that a statement's text is the same for any number
-    /// of ids and is prepared once.
-    type Ids: for<'q> Encode<'q, Self::Db> + Type<Self::Db> + Send + Sync + 'static;
-    fn ids(ids: &[JobId]) -> Self::Ids;
-    /// The condition that `column` is one of the ids bound as `param`.
-    fn in_ids(column: &str, param: &str) -> String;
-    /// Connections for reads.
-    fn reader(&self) -> &Pool<Self::Db>;
-    /// Connections for claims' reads.
-    fn claims(&self) -> &Pool<Self::Db>;
-    /// Connections for writes.
-    fn writer(&self) -> &Pool<Self::Db>;
-    /// Start a write transaction (SQLite takes the write lock up front,
-    /// so that a transaction never has to upgrade it halfway).
-    async fn begin(&self) -> Result<Transaction<'static, Self::Db>, sqlx::Error>;
-    /// Jobs may have become due in this transaction: tell other nodes
-    /// when it commits, where the database can (PostgreSQL's NOTIFY).
-    async fn jobs_due(tx: &mut Transaction<'_, Self::Db>) -> Result<(), StorageError>;
-    /// Mark claimed jobs started (id, start time), in one go.
-    async fn mark_started(
-        tx: &mut Transaction<'_, Self::Db>,
-        begun: &[(JobId, i64)],
-    ) -> Result<(), StorageError>;
-    /// Finish jobs done with nothing logged, in one go; the ids of those
-    /// that were still claimed or running (the others finished elsewhere).
-    async fn finish_plain(
-        tx: &mut Transaction<'_, Self::Db>,
-        done: &[PlainDone],
-    ) -> Result<Vec<JobId>, StorageError>;
-    /// Take leases for a job holder (`job-<id>…`) the database's own way:
-    /// `None` when they are rows like any other lease (SQLite); PostgreSQL
-    /// keeps them as advisory locks, which a node that goes away frees at
-    /// once. Outside any transaction.
-    async fn lock_job(
-        &self,
-        _keys: &[String],
-        _holder: &str,
-        _now: i64,
-        _until: i64,
-    ) -> Result<Option<Vec<bool>>, StorageError> {
-        Ok(None)
-    }
-    /// Give back leases [`Dialect::lock_job`] took; `false` when job
-    /// leases are rows here.
-    async fn unlock_job(&self, _keys: &[String], _holder: &str) -> Result<bool, StorageError> {
-        Ok(false)
-    }
-    /// The schema's migrations, oldest first.
-    const MIGRATIONS: &'static [crate::storage::migrate::Migration];
-    /// Hold off other nodes migrating the same database at once (inside
-    /// the migrating transaction).
-    async fn migration_lock(_tx: &mut Transaction<'_, Self::Db>) -> Result<(), StorageError> {
-        Ok(())
-    }
-    /// After `db copy` loaded every table, before it commits.
-    async fn after_copy(_tx: &mut Transaction<'_, Self::Db>) -> Result<(), StorageError> {
-        Ok(())
-    }
-    /// The length in bytes of a text expression (state quotas count
-    /// bytes, not characters).
-    fn bytes(expr: &str) -> String;
-
-    async fn wakeups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
-        None
-    }
-
-    async fn claim(&self, ids: &[JobId], request: &ClaimRequest) -> Result<Vec<Job>, StorageError>;
-
-    /// `Storage::claim_next` in one statement, where the database can;
-    /// `None` to have it done as candidates, then claim.
-    async fn claim_next(&self, _request: &ClaimRequest) -> Result<Option<Vec<Job>>, StorageError> {
-        Ok(None)
-    }
-
-    async fn compact_counts(&self) -> Result<(), StorageError>;
-}
-
 /// [`Storage`] on a SQL database.
 #[derive(Debug, Clone)]
 pub struct SqlStorage<D> {
     pub(crate) d: D,
+}
+
+impl<D: Dialect> SqlStorage<D> {
+    /// Start a write transaction, the dialect's way.
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, D::Db>, sqlx::Error> {
+        self.d.writer().begin_with(D::BEGIN).await
+    }
 }
 
 #[async_trait]
@@ -202,7 +89,7 @@ where
     }
 
     async fn claim(&self, ids: &[JobId], request: &ClaimRequest) -> Result<Vec<Job>, StorageError> {
-        self.d.claim(ids, request).await
+        Self::claim(self, ids, request).await
     }
 
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Vec<Job>, StorageError> {
@@ -215,7 +102,7 @@ where
             .take(request.limit as usize)
             .map(|(id, _)| id)
             .collect();
-        self.d.claim(&ids, request).await
+        Self::claim(self, &ids, request).await
     }
 
     async fn complete(

@@ -28,7 +28,7 @@ where
     for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
 {
     pub(crate) async fn node_beat(&self, node: &NodeInfo) -> Result<(), StorageError> {
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO nodes (name, version, host, started_at, heartbeat_at, stopped_at)
              VALUES ($1, $2, $3, $4, $5, NULL)
@@ -48,7 +48,7 @@ where
     }
 
     pub(crate) async fn node_stopped(&self, name: &str, now: i64) -> Result<(), StorageError> {
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE nodes SET stopped_at = $1 WHERE name = $2")
             .bind(now)
             .bind(name)

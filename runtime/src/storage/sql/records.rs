@@ -34,7 +34,7 @@ where
         writes: &[RecordWrite],
         now: i64,
     ) -> Result<Vec<PutOutcome>, StorageError> {
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         let out = Self::put_many_in(&mut tx, writes, now).await?;
         tx.commit().await?;
         Ok(out)
@@ -177,7 +177,7 @@ where
         origin_backend: Option<&str>,
         now: i64,
     ) -> Result<Option<StoredEvent>, StorageError> {
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         let data: Option<String> =
             sqlx::query_scalar("DELETE FROM records WHERE model = $1 AND id = $2 RETURNING data")
                 .bind(model)

@@ -34,7 +34,7 @@ where
     /// Apply the dialect's migrations not applied yet, all in one
     /// transaction: a database is either at the new version or untouched.
     pub(crate) async fn migrate(&self) -> Result<(), StorageError> {
-        let mut tx = self.d.begin().await?;
+        let mut tx = self.begin().await?;
         D::migration_lock(&mut tx).await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -103,7 +103,7 @@ where
     /// A transaction that `db copy` writes into.
     pub(crate) async fn loader(&self) -> Result<Box<dyn copy::Loader>, StorageError> {
         Ok(Box::new(SqlLoader::<D> {
-            tx: self.d.begin().await?,
+            tx: self.begin().await?,
         }))
     }
 }

@@ -28,8 +28,8 @@ use sha2::{Digest, Sha256};
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 
-use super::StorageError;
-use super::rows::holder_job;
+use crate::storage::StorageError;
+use crate::storage::rows::holder_job;
 
 /// How often leases that lapsed (at `until`, or with their job) are given
 /// back to PostgreSQL so that other nodes may take them.
@@ -111,7 +111,7 @@ impl AdvisoryLeases {
                         // (this run's own parts wait for each other).
                         || (l.job.is_some()
                             && l.job == lease.job
-                            && !super::rows::same_attempt(&l.holder, holder)) =>
+                            && !crate::storage::rows::same_attempt(&l.holder, holder)) =>
                 {
                     // Still locked in PostgreSQL by this node: it only
                     // changes hands here.

@@ -1,12 +1,14 @@
-//! [`Storage`] on PostgreSQL, for several Junction nodes on one database.
+//! PostgreSQL's [`Dialect`]: [`Storage`] for several Junction nodes on one
+//! database.
 //!
-//! The same tables and meanings as the SQLite implementation (its SQL is
-//! kept statement for statement where the two dialects agree, so the one
-//! conformance suite checks both); here every transaction runs at READ
-//! COMMITTED, concurrent writers are serialised by row locks, and a
-//! conditional `UPDATE … WHERE state = 'pending'` is what makes a claim
-//! exclusive across nodes. Statements are written with `?` and numbered
-//! for PostgreSQL by [`pg`].
+//! The same tables, meanings and statements as SQLite (`storage::sql`
+//! holds them; the one conformance suite checks both); here every
+//! transaction runs at READ COMMITTED, concurrent writers are serialised
+//! by row locks, and a conditional `UPDATE … WHERE state = 'pending'` with
+//! `SKIP LOCKED` is what makes a claim exclusive across nodes. Besides the
+//! dialect hooks: connecting (a schema per installation, claim connections
+//! with their own planner settings), wake-ups between nodes
+//! ([`wakeups`]) and jobs' leases as advisory locks ([`leases`]).
 
 use std::time::Duration;
 
@@ -14,12 +16,15 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Postgres, Transaction};
 
-use super::migrate::{self, Migration};
-use super::pg_leases::AdvisoryLeases;
-use super::rows::{JOB_COLUMNS, holder_job, job_from_row};
-use super::sql::{Dialect, PlainDone, SqlStorage};
-use super::{ClaimRequest, StorageError};
+use crate::storage::migrate::{self, Migration};
+mod leases;
+mod wakeups;
+
 use crate::queue::job::{Job, JobId};
+use crate::storage::rows::{JOB_COLUMNS, holder_job, job_from_row};
+use crate::storage::sql::{Dialect, PlainDone, SqlStorage};
+use crate::storage::{ClaimRequest, StorageError};
+use leases::AdvisoryLeases;
 
 /// [`Storage`] on PostgreSQL.
 pub type PgStorage = SqlStorage<PgDialect>;
@@ -122,21 +127,6 @@ fn claim_options(options: PgConnectOptions) -> PgConnectOptions {
 /// same to pgbench and graphile-worker, to compare like with like).
 pub const CLAIM_PLANNER: [(&str, &str); 2] = [("enable_bitmapscan", "off"), ("enable_sort", "off")];
 
-/// The channel other nodes LISTEN on: jobs may have become due.
-const WAKE_CHANNEL: &str = "junction_jobs";
-
-/// Tell every node that jobs may be due, when the transaction commits.
-/// PostgreSQL folds identical notifications of one transaction into one,
-/// so a batch of enqueues is one notification, and listeners fold a
-/// burst further into one wake-up.
-async fn notify_in(tx: &mut Transaction<'_, Postgres>) -> Result<(), StorageError> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(WAKE_CHANNEL)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 /// A database URL without its password, for messages.
 pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -167,20 +157,26 @@ impl Dialect for PgDialect {
         &self.pool
     }
 
-    fn claims(&self) -> &sqlx::Pool<Postgres> {
-        &self.claims
+    fn claims(&self) -> (&sqlx::Pool<Postgres>, &sqlx::Pool<Postgres>) {
+        (&self.claims, &self.claims)
+    }
+
+    const BEGIN: &'static str = "BEGIN";
+    const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
+
+    async fn claim_turn(tx: &mut Transaction<'_, Postgres>) -> Result<(), StorageError> {
+        sqlx::query("SELECT pg_advisory_xact_lock(7478352962)")
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
 
     fn writer(&self) -> &sqlx::Pool<Postgres> {
         &self.pool
     }
 
-    async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        self.pool.begin().await
-    }
-
     async fn jobs_due(tx: &mut Transaction<'_, Postgres>) -> Result<(), StorageError> {
-        notify_in(tx).await
+        wakeups::notify_in(tx).await
     }
 
     async fn mark_started(
@@ -294,110 +290,7 @@ impl Dialect for PgDialect {
     }
 
     async fn wakeups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let pool = self.pool.clone();
-        tokio::spawn(async move {
-            loop {
-                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot LISTEN for job wake-ups; polling meanwhile");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                };
-                if let Err(e) = listener.listen(WAKE_CHANNEL).await {
-                    tracing::warn!(error = %e, "cannot LISTEN for job wake-ups; polling meanwhile");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-                // recv() reconnects by itself after a lost connection.
-                loop {
-                    match listener.recv().await {
-                        // A full channel already holds a wake-up: the
-                        // burst folds into it.
-                        Ok(_) => match tx.try_send(()) {
-                            Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(())) => {}
-                            Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => return,
-                        },
-                        Err(e) => {
-                            tracing::warn!(error = %e, "job wake-ups interrupted; reconnecting");
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-        Some(rx)
-    }
-
-    async fn claim(&self, ids: &[JobId], request: &ClaimRequest) -> Result<Vec<Job>, StorageError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        if request.shared_limits.is_empty() {
-            // One statement, no explicit transaction: two round trips fewer.
-            let rows = sqlx::query(&format!(
-                "UPDATE jobs SET state = 'enqueued', started_at = NULL, lease_until = $1, node = $2, worker = $3
-                 WHERE id IN (SELECT id FROM jobs WHERE id = ANY($4) AND state = 'pending'
-                              FOR UPDATE SKIP LOCKED)
-                 RETURNING {JOB_COLUMNS}"
-            ))
-            .bind(request.lease_until)
-            .bind(&request.node)
-            .bind(&request.worker)
-            .bind(ids)
-            .fetch_all(&self.claims)
-            .await?;
-            return rows
-                .iter()
-                .map(|r| job_from_row(r).map_err(Into::into))
-                .collect();
-        }
-        let mut tx = self.claims.begin().await?;
-        let admitted;
-        let ids = {
-            // Claims that must respect limits shared by all nodes take
-            // turns, so two nodes never both fill a channel's last slot.
-            sqlx::query("SELECT pg_advisory_xact_lock(7478352962)")
-                .execute(&mut *tx)
-                .await?;
-            let mut pending: Vec<(i64, String)> = sqlx::query_as(
-                "SELECT id, channel FROM jobs WHERE id = ANY($1) AND state = 'pending'",
-            )
-            .bind(ids)
-            .fetch_all(&mut *tx)
-            .await?;
-            pending.sort_by_key(|(id, _)| ids.iter().position(|i| i == id));
-            let running: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT channel, COUNT(*) FROM jobs WHERE state IN ('enqueued', 'started') GROUP BY channel",
-            )
-            .fetch_all(&mut *tx)
-            .await?;
-            admitted = super::admit(&pending, &running, &request.shared_limits);
-            if admitted.is_empty() {
-                return Ok(Vec::new());
-            }
-            &admitted[..]
-        };
-        // Rows another node is claiming right now are skipped rather than
-        // waited for: it will have them, and this node takes the rest.
-        let rows = sqlx::query(&format!(
-            "UPDATE jobs SET state = 'enqueued', started_at = NULL, lease_until = $1, node = $2, worker = $3
-             WHERE id IN (SELECT id FROM jobs WHERE id = ANY($4) AND state = 'pending'
-                          FOR UPDATE SKIP LOCKED)
-             RETURNING {JOB_COLUMNS}"
-        ))
-        .bind(request.lease_until)
-        .bind(&request.node)
-        .bind(&request.worker)
-        .bind(ids)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        rows.iter()
-            .map(|r| job_from_row(r).map_err(Into::into))
-            .collect()
+        Some(wakeups::listen(self.pool.clone()))
     }
 
     async fn claim_next(&self, request: &ClaimRequest) -> Result<Option<Vec<Job>>, StorageError> {
