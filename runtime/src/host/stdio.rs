@@ -6,37 +6,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use serde::{Deserialize, Serialize};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-/// Where a log line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogSource {
-    Guest,
-    Stdout,
-    Stderr,
-    /// The host's own note about the log (lines it dropped).
-    Host,
-}
-
-/// Severity, as the contract's `log.level`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogLine {
-    pub level: LogLevel,
-    pub source: LogSource,
-    pub message: String,
-}
+pub use crate::storage::types::{LogLevel, LogLine, LogSource};
 
 /// A call's log lines, shared between the store and the stdio streams.
 #[derive(Debug, Clone)]

@@ -27,12 +27,7 @@ use channels::{ChannelConfig, ChannelConfigError};
 use job::{Enqueued, JobAction, JobFilter, JobId, NewJob, Parent};
 use retry::RetryPolicy;
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::storage::types::now_ms;
 
 /// The longest delay a job may be enqueued with (ten years): beyond it a
 /// delay is a mistake, and far beyond it the ETA would overflow.

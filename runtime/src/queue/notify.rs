@@ -26,6 +26,8 @@ use super::worker::{Handled, Handler, JobFailure};
 use super::{JobSpec, Queue, now_ms};
 use crate::capabilities::egress::Secret;
 
+pub use crate::storage::types::Notification;
+
 /// The job function that posts one target's batch.
 pub const NOTIFY: &str = "junction.notify";
 /// Notifications kept waiting per target, at most.
@@ -105,19 +107,6 @@ impl NotifyKind {
             NotifyKind::BreakerOpened => "breaker-opened",
         }
     }
-}
-
-/// One notification, stored until sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Notification {
-    #[serde(skip)]
-    pub id: i64,
-    pub kind: String,
-    pub backend: Option<String>,
-    /// What it is about: `job 42`, `backend shop`.
-    pub subject: String,
-    pub message: String,
-    pub at: i64,
 }
 
 impl Notification {

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::storage::types::PurgeScope;
+
 /// The retention when nothing is configured: a week.
 pub const DEFAULT: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -41,14 +43,6 @@ impl Keep {
             )),
         }
     }
-}
-
-/// Which finished jobs one purge pass may delete: those in `subtree`
-/// (every channel when `None`) and not in any of `except`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PurgeScope {
-    pub subtree: Option<String>,
-    pub except: Vec<String>,
 }
 
 /// Retention per channel subtree, and the default.

@@ -57,12 +57,12 @@ impl Table {
     }
 
     /// A multi-row `INSERT` of `rows` rows.
-    pub(crate) fn insert(&self, rows: usize) -> String {
+    pub(crate) fn insert(&self, param: &'static str, rows: usize) -> String {
         format!(
             "INSERT INTO {} ({}) VALUES {}",
             self.name,
             self.column_list(),
-            super::rows::Params::default().rows(rows, self.columns.len())
+            super::rows::Params::new(param).rows(rows, self.columns.len())
         )
     }
 }

@@ -15,11 +15,12 @@ mod put;
 mod rows;
 pub mod sql;
 pub mod sqlite;
+pub mod types;
 
 use async_trait::async_trait;
 
 use crate::model::{Event, LocalRecord};
-use crate::queue::job::{
+use crate::storage::types::{
     Acted, Completion, Enqueued, Job, JobAction, JobAuditEntry, JobFilter, JobId, JobLogLine,
     JobState, NewJob,
 };
@@ -435,7 +436,7 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         &self,
         before: i64,
         batch: u32,
-        scope: &crate::queue::retention::PurgeScope,
+        scope: &crate::storage::types::PurgeScope,
     ) -> Result<u64, StorageError>;
 
     /// Create or update a local record and put its `record-created` or
@@ -585,7 +586,7 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn notify_add(
         &self,
         target: &str,
-        note: &crate::queue::notify::Notification,
+        note: &crate::storage::types::Notification,
         max: u64,
     ) -> Result<bool, StorageError>;
     /// The oldest notifications waiting for `target` (at most `limit`), and
@@ -594,7 +595,7 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         &self,
         target: &str,
         limit: u32,
-    ) -> Result<(Vec<crate::queue::notify::Notification>, u64), StorageError>;
+    ) -> Result<(Vec<crate::storage::types::Notification>, u64), StorageError>;
     /// Forget notifications that were sent, and `dropped` of the count of
     /// dropped ones (that the call reported).
     async fn notify_done(

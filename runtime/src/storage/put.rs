@@ -247,18 +247,21 @@ pub(crate) mod sql {
     use super::super::rows::Params;
 
     /// Bind: model, then `n` ids.
-    pub fn records(n: usize) -> String {
+    pub fn records(param: &'static str, n: usize) -> String {
+        let mut p = Params::new(param);
+        let model_p = p.next();
         format!(
-            "SELECT model, id, data, version, updated_at FROM records WHERE model = $1 AND id IN ({})",
-            Params::after(1).list(n)
+            "SELECT model, id, data, version, updated_at FROM records WHERE model = {model_p} AND id IN ({})",
+            p.list(n)
         )
     }
 
     /// Bind: backend, model, `n` external ids, `n` local ids.
-    pub fn bindings(n: usize) -> String {
-        let mut p = Params::after(2);
+    pub fn bindings(param: &'static str, n: usize) -> String {
+        let mut p = Params::new(param);
+        let (backend_p, model_p) = (p.next(), p.next());
         format!(
-            "SELECT external_id, local_id FROM bindings WHERE backend = $1 AND model = $2
+            "SELECT external_id, local_id FROM bindings WHERE backend = {backend_p} AND model = {model_p}
                AND (external_id IN ({}) OR local_id IN ({}))",
             p.list(n),
             p.list(n)
@@ -266,22 +269,22 @@ pub(crate) mod sql {
     }
 
     /// Bind per row: backend, model, external id, local id, sync date, synced.
-    pub fn upsert_bindings(n: usize) -> String {
+    pub fn upsert_bindings(param: &'static str, n: usize) -> String {
         format!(
             "INSERT INTO bindings (backend, model, external_id, local_id, sync_date, synced) VALUES {}
              ON CONFLICT (backend, model, external_id) DO UPDATE SET sync_date = excluded.sync_date,
                  synced = COALESCE(excluded.synced, bindings.synced)",
-            Params::default().rows(n, 6)
+            Params::new(param).rows(n, 6)
         )
     }
 
     /// Bind per row: model, id, data, version, created at, updated at.
-    pub fn upsert_records(n: usize) -> String {
+    pub fn upsert_records(param: &'static str, n: usize) -> String {
         format!(
             "INSERT INTO records (model, id, data, version, created_at, updated_at) VALUES {}
              ON CONFLICT (model, id) DO UPDATE SET data = excluded.data, version = excluded.version,
                  updated_at = excluded.updated_at",
-            Params::default().rows(n, 6)
+            Params::new(param).rows(n, 6)
         )
     }
 
@@ -291,37 +294,41 @@ pub(crate) mod sql {
     }
 
     /// Bind: model, then `n` local ids.
-    pub fn delete_keys_of(n: usize) -> String {
+    pub fn delete_keys_of(param: &'static str, n: usize) -> String {
+        let mut p = Params::new(param);
+        let model_p = p.next();
         format!(
-            "DELETE FROM record_keys WHERE model = $1 AND local_id IN ({})",
-            Params::after(1).list(n)
+            "DELETE FROM record_keys WHERE model = {model_p} AND local_id IN ({})",
+            p.list(n)
         )
     }
 
     /// Bind per row: model, name, value, local id.
-    pub fn insert_keys(n: usize) -> String {
+    pub fn insert_keys(param: &'static str, n: usize) -> String {
         format!(
             "INSERT INTO record_keys (model, name, value, local_id) VALUES {} ON CONFLICT DO NOTHING",
-            Params::default().rows(n, 4)
+            Params::new(param).rows(n, 4)
         )
     }
 
     /// Bind: model, name, then `n` stored values.
-    pub fn records_by_keys(n: usize) -> String {
+    pub fn records_by_keys(param: &'static str, n: usize) -> String {
+        let mut p = Params::new(param);
+        let (model_p, name_p) = (p.next(), p.next());
         format!(
-            "SELECT value, local_id FROM record_keys WHERE model = $1 AND name = $2 AND value IN ({})",
-            Params::after(2).list(n)
+            "SELECT value, local_id FROM record_keys WHERE model = {model_p} AND name = {name_p} AND value IN ({})",
+            p.list(n)
         )
     }
 
     /// Bind per row: name, model, local id, changed fields, payload,
     /// origin backend, created at. Returns the ids; sorted, they are the
     /// rows' in order (ids are assigned in VALUES order).
-    pub fn insert_events(n: usize) -> String {
+    pub fn insert_events(param: &'static str, n: usize) -> String {
         format!(
             "INSERT INTO outbox (name, model, local_id, changed_fields, payload, origin_backend, created_at)
              VALUES {} RETURNING id",
-            Params::default().rows(n, 7)
+            Params::new(param).rows(n, 7)
         )
     }
 }

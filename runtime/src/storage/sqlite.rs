@@ -22,7 +22,7 @@ use super::StorageError;
 use super::migrate::{self, Migration};
 use super::rows::Params;
 use super::sql::{Dialect, PlainDone, SqlStorage};
-use crate::queue::job::JobId;
+use crate::storage::types::JobId;
 
 /// [`Storage`] on an embedded SQLite file.
 pub type SqliteStorage = SqlStorage<SqliteDialect>;
@@ -96,6 +96,7 @@ impl Dialect for SqliteDialect {
     }
 
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    const PARAM: &'static str = "?";
     const SKIP_LOCKED: &'static str = "";
 
     fn writer(&self) -> &sqlx::Pool<Sqlite> {
@@ -117,7 +118,7 @@ impl Dialect for SqliteDialect {
             let sql = format!(
                 "UPDATE jobs SET state = 'started', started_at = v.column2 FROM (VALUES {}) AS v
                  WHERE jobs.id = v.column1 AND jobs.state = 'enqueued'",
-                Params::default().rows(chunk.len(), 2)
+                Params::new(Self::PARAM).rows(chunk.len(), 2)
             );
             let mut query = sqlx::query(&sql);
             for (id, at) in chunk {
@@ -141,7 +142,7 @@ impl Dialect for SqliteDialect {
                  FROM (VALUES {}) AS v
                  WHERE jobs.id = v.column1 AND jobs.state IN ('started', 'enqueued')
                  RETURNING jobs.id",
-                Params::default().rows(chunk.len(), 5)
+                Params::new(Self::PARAM).rows(chunk.len(), 5)
             );
             let mut query = sqlx::query_scalar::<_, i64>(&sql);
             for d in chunk {

@@ -5,28 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use super::allowlist::Target;
 
-/// One outbound request as the sandbox saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AuditEntry {
-    pub method: String,
-    pub scheme: String,
-    pub host: String,
-    pub port: u16,
-    /// The path, with query parameter names but not their values.
-    pub path: String,
-    pub status: Option<u16>,
-    /// Why the host refused the request, if it did.
-    pub denied: Option<String>,
-    /// Why the exchange failed after it was allowed, if it did.
-    pub error: Option<String>,
-    pub request_bytes: u64,
-    pub response_bytes: u64,
-    pub duration_ms: u64,
-}
+pub use crate::storage::types::AuditEntry;
 
 /// How many entries one call keeps; a guest looping on requests cannot grow
 /// the host's memory without bound.

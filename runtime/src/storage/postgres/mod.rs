@@ -20,9 +20,9 @@ use crate::storage::migrate::{self, Migration};
 mod leases;
 mod wakeups;
 
-use crate::queue::job::{Job, JobId};
 use crate::storage::rows::{JOB_COLUMNS, holder_job, job_from_row};
 use crate::storage::sql::{Dialect, PlainDone, SqlStorage};
+use crate::storage::types::{Job, JobId};
 use crate::storage::{ClaimRequest, StorageError};
 use leases::AdvisoryLeases;
 
@@ -162,6 +162,7 @@ impl Dialect for PgDialect {
     }
 
     const BEGIN: &'static str = "BEGIN";
+    const PARAM: &'static str = "$";
     const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
 
     async fn claim_turn(tx: &mut Transaction<'_, Postgres>) -> Result<(), StorageError> {

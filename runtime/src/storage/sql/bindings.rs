@@ -173,10 +173,12 @@ where
     ) -> Result<Vec<Binding>, StorageError> {
         let mut out = Vec::with_capacity(external_ids.len());
         for chunk in external_ids.chunks(IN_CHUNK) {
+            let mut p = Params::new(D::PARAM);
+            let (backend_p, model_p) = (p.next(), p.next());
             let sql = format!(
                 "SELECT external_id, local_id, sync_date, synced FROM bindings
-                 WHERE backend = $1 AND model = $2 AND external_id IN ({})",
-                Params::after(2).list(chunk.len())
+                 WHERE backend = {backend_p} AND model = {model_p} AND external_id IN ({})",
+                p.list(chunk.len())
             );
             let mut q = sqlx::query_as::<_, BindingRow>(&sql)
                 .bind(backend)

@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use sqlx::{Database, Decode, Encode, Pool, Transaction, Type};
 
-use crate::queue::job::{Job, JobId};
 use crate::storage::migrate::Migration;
+use crate::storage::types::{Job, JobId};
 use crate::storage::{ClaimRequest, StorageError};
 
 /// A value both drivers read and write (a supertrait bundle, so that one
@@ -62,6 +62,11 @@ pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     fn writer(&self) -> &Pool<Self::Db>;
     /// Connections for claims: their reads, and their writes.
     fn claims(&self) -> (&Pool<Self::Db>, &Pool<Self::Db>);
+    /// The placeholders of statements built at run time (`rows::Params`),
+    /// some with thousands of parameters: `$n` on PostgreSQL, positional
+    /// `?` on SQLite, whose driver binds numbered ones in quadratic time.
+    /// Statements written out use `$n`, which both read.
+    const PARAM: &'static str;
     /// How a write transaction starts (SQLite takes the write lock up
     /// front, so that a transaction never has to upgrade it halfway).
     const BEGIN: &'static str;

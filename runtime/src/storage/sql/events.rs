@@ -4,8 +4,8 @@ use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Pool, Transac
 
 use super::{Dialect, SqlStorage, Value};
 use crate::model::Event;
-use crate::queue::job::{Enqueued, NewJob};
 use crate::storage::rows::{IN_CHUNK, Params, event_from_row};
+use crate::storage::types::{Enqueued, NewJob};
 use crate::storage::{StorageError, StoredEvent, json_object};
 
 impl<D: Dialect> SqlStorage<D>
@@ -110,7 +110,7 @@ where
     pub(crate) async fn notify_add(
         &self,
         target: &str,
-        note: &crate::queue::notify::Notification,
+        note: &crate::storage::types::Notification,
         max: u64,
     ) -> Result<bool, StorageError> {
         let mut tx = self.begin().await?;
@@ -143,7 +143,7 @@ where
         &self,
         target: &str,
         limit: u32,
-    ) -> Result<(Vec<crate::queue::notify::Notification>, u64), StorageError> {
+    ) -> Result<(Vec<crate::storage::types::Notification>, u64), StorageError> {
         let rows = sqlx::query(crate::storage::rows::NOTIFY_TAKE)
             .bind(target)
             .bind(i64::from(limit))
@@ -168,9 +168,11 @@ where
     ) -> Result<(), StorageError> {
         let mut tx = self.begin().await?;
         for chunk in ids.chunks(crate::storage::rows::IN_CHUNK) {
+            let mut p = Params::new(D::PARAM);
+            let target_p = p.next();
             let sql = format!(
-                "DELETE FROM notifications WHERE target = $1 AND id IN ({})",
-                Params::after(1).list(chunk.len())
+                "DELETE FROM notifications WHERE target = {target_p} AND id IN ({})",
+                p.list(chunk.len())
             );
             let mut query = sqlx::query(&sql).bind(target);
             for id in chunk {
@@ -201,9 +203,11 @@ where
         let ids: Vec<i64> = events.iter().map(|(id, _)| *id).collect();
         let mut marked = std::collections::HashSet::new();
         for chunk in ids.chunks(IN_CHUNK) {
+            let mut p = Params::new(D::PARAM);
+            let now_p = p.next();
             let sql = format!(
-                "UPDATE outbox SET processed_at = $1 WHERE processed_at IS NULL AND id IN ({}) RETURNING id",
-                Params::after(1).list(chunk.len())
+                "UPDATE outbox SET processed_at = {now_p} WHERE processed_at IS NULL AND id IN ({}) RETURNING id",
+                p.list(chunk.len())
             );
             let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(now);
             for id in chunk {

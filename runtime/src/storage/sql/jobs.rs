@@ -5,11 +5,11 @@
 use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type};
 
 use super::{Affected, Dialect, SqlStorage, Value};
-use crate::queue::job::{
+use crate::storage::rows::{JOB_COLUMNS, Params, job_from_row};
+use crate::storage::types::{
     Acted, Enqueued, Job, JobAction, JobAuditEntry, JobFilter, JobId, JobLogLine, JobState, NewJob,
     Parent,
 };
-use crate::storage::rows::{JOB_COLUMNS, Params, job_from_row};
 use crate::storage::{StateCount, StorageError};
 
 impl<D: Dialect> SqlStorage<D>
@@ -45,7 +45,7 @@ where
     }
 
     pub(crate) async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StorageError> {
-        let mut params = Params::default();
+        let mut params = Params::new(D::PARAM);
         let (conditions, values) = crate::storage::rows::job_filter(filter, &mut params);
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1{conditions} ORDER BY id DESC LIMIT {}",
@@ -68,7 +68,7 @@ where
             ..filter.clone()
         };
         let (conditions, values) =
-            crate::storage::rows::job_filter(&filter, &mut Params::default());
+            crate::storage::rows::job_filter(&filter, &mut Params::new(D::PARAM));
         let sql = format!("SELECT COUNT(*) FROM jobs WHERE 1 = 1{conditions}");
         let query = crate::storage::rows::bind_values(sqlx::query(&sql), values);
         let count: i64 = query.fetch_one(self.d.reader()).await?.try_get(0)?;
@@ -108,7 +108,7 @@ where
             .map(|r| {
                 Ok(JobAuditEntry {
                     try_number: r.try_get::<i64, _>("try")? as u32,
-                    entry: crate::capabilities::egress::AuditEntry {
+                    entry: crate::storage::types::AuditEntry {
                         method: r.try_get("method")?,
                         scheme: r.try_get("scheme")?,
                         host: r.try_get("host")?,
@@ -167,9 +167,9 @@ where
         &self,
         before: i64,
         batch: u32,
-        scope: &crate::queue::retention::PurgeScope,
+        scope: &crate::storage::types::PurgeScope,
     ) -> Result<u64, StorageError> {
-        let (sql, values) = crate::storage::rows::purge(scope, before, batch);
+        let (sql, values) = crate::storage::rows::purge(D::PARAM, scope, before, batch);
         let query = crate::storage::rows::bind_values(sqlx::query(&sql), values);
         let mut tx = self.begin().await?;
         let done = query.execute(&mut *tx).await?;
@@ -198,7 +198,7 @@ where
         limit: u32,
     ) -> Result<Vec<Job>, StorageError> {
         let keys = crate::storage::rows::record_keys(model, local_id, external);
-        let sql = crate::storage::rows::record_jobs(keys.len());
+        let sql = crate::storage::rows::record_jobs(D::PARAM, keys.len());
         let mut query = sqlx::query(&sql);
         for key in &keys {
             query = query.bind(key);
@@ -245,7 +245,7 @@ where
                                        description, created_at, record)
                      VALUES {} RETURNING id",
                     {
-                        let mut p = Params::default();
+                        let mut p = Params::new(D::PARAM);
                         (0..chunk.len())
                             .map(|_| {
                                 let [a, b, c] = [p.next(), p.next(), p.next()];

@@ -126,7 +126,7 @@ where
         // taken (inserted, or updated because the lease was free to take).
         let mut taken = std::collections::HashSet::new();
         for chunk in keys.chunks(IN_CHUNK / 2) {
-            let mut p = Params::default();
+            let mut p = Params::new(D::PARAM);
             let rows = p.rows(chunk.len(), 4);
             let sql = format!(
                 "INSERT INTO sync_locks (key, holder, job, until) VALUES {rows}
@@ -157,9 +157,11 @@ where
         holder: &str,
     ) -> Result<(), StorageError> {
         for chunk in keys.chunks(IN_CHUNK) {
+            let mut p = Params::new(D::PARAM);
+            let holder_p = p.next();
             let sql = format!(
-                "DELETE FROM sync_locks WHERE holder = $1 AND key IN ({})",
-                Params::after(1).list(chunk.len())
+                "DELETE FROM sync_locks WHERE holder = {holder_p} AND key IN ({})",
+                p.list(chunk.len())
             );
             let mut q = sqlx::query(&sql).bind(holder);
             for key in chunk {

@@ -32,7 +32,7 @@ use super::{
     StoredEvent, WriteDone, WriteOp, copy,
 };
 use crate::model::{Event, LocalRecord};
-use crate::queue::job::{
+use crate::storage::types::{
     Acted, Completion, Enqueued, Job, JobAction, JobAuditEntry, JobFilter, JobId, JobLogLine,
     NewJob,
 };
@@ -179,7 +179,7 @@ where
         &self,
         before: i64,
         batch: u32,
-        scope: &crate::queue::retention::PurgeScope,
+        scope: &crate::storage::types::PurgeScope,
     ) -> Result<u64, StorageError> {
         Self::purge(self, before, batch, scope).await
     }
@@ -343,7 +343,7 @@ where
     async fn notify_add(
         &self,
         target: &str,
-        note: &crate::queue::notify::Notification,
+        note: &crate::storage::types::Notification,
         max: u64,
     ) -> Result<bool, StorageError> {
         Self::notify_add(self, target, note, max).await
@@ -353,7 +353,7 @@ where
         &self,
         target: &str,
         limit: u32,
-    ) -> Result<(Vec<crate::queue::notify::Notification>, u64), StorageError> {
+    ) -> Result<(Vec<crate::storage::types::Notification>, u64), StorageError> {
         Self::notify_take(self, target, limit).await
     }
 

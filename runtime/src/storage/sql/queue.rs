@@ -4,8 +4,8 @@
 use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type};
 
 use super::{Affected, Dialect, PlainDone, SqlStorage, Value};
-use crate::queue::job::{Completion, Job, JobId, Outcome};
 use crate::storage::rows::{JOB_COLUMNS, Params, job_from_row, like_prefix};
+use crate::storage::types::{Completion, Job, JobId, Outcome};
 use crate::storage::{ClaimRequest, StorageError};
 
 impl<D: Dialect> SqlStorage<D>
@@ -35,9 +35,11 @@ where
         &self,
         request: &ClaimRequest,
     ) -> Result<Vec<(JobId, String)>, StorageError> {
-        let mut p = Params::after(1);
-        let mut sql =
-            String::from("SELECT id, channel FROM jobs WHERE state = 'pending' AND eta <= $1");
+        let mut p = Params::new(D::PARAM);
+        let mut sql = format!(
+            "SELECT id, channel FROM jobs WHERE state = 'pending' AND eta <= {}",
+            p.next()
+        );
         // A full channel blocks itself and everything under it.
         for _ in &request.full_channels {
             sql.push_str(&format!(
@@ -421,10 +423,12 @@ where
             return Ok(());
         }
         let mut tx = self.begin().await?;
+        let mut p = Params::new(D::PARAM);
+        let node_p = p.next();
         let sql = format!(
             "UPDATE jobs SET state = 'pending', lease_until = NULL, node = NULL, worker = NULL, started_at = NULL
-             WHERE node = $1 AND state IN ('started', 'enqueued') AND id IN ({})",
-            Params::after(1).list(ids.len())
+             WHERE node = {node_p} AND state IN ('started', 'enqueued') AND id IN ({})",
+            p.list(ids.len())
         );
         let mut query = sqlx::query(&sql).bind(node);
         for id in ids {

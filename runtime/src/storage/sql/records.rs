@@ -4,7 +4,7 @@ use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Pool, Transac
 
 use super::{Dialect, SqlStorage, Value};
 use crate::model::{Event, LocalRecord};
-use crate::storage::rows::{IN_CHUNK, Params, record_from_row};
+use crate::storage::rows::{IN_CHUNK, record_from_row};
 use crate::storage::{PutOutcome, RecordWrite, StorageError, StoredEvent};
 
 impl<D: Dialect> SqlStorage<D>
@@ -53,7 +53,7 @@ where
         let mut inputs = crate::storage::put::Inputs::default();
         for (model, ids) in &record_ids {
             for chunk in ids.chunks(crate::storage::rows::IN_CHUNK) {
-                let sql = crate::storage::put::sql::records(chunk.len());
+                let sql = crate::storage::put::sql::records(D::PARAM, chunk.len());
                 let mut q = sqlx::query(&sql).bind(model);
                 for id in chunk {
                     q = q.bind(id);
@@ -73,7 +73,7 @@ where
                 .chunks(crate::storage::rows::IN_CHUNK / 2)
                 .zip(loc.chunks(crate::storage::rows::IN_CHUNK / 2))
             {
-                let sql = crate::storage::put::sql::bindings(ext.len());
+                let sql = crate::storage::put::sql::bindings(D::PARAM, ext.len());
                 let mut q = sqlx::query_as::<_, (String, String)>(&sql)
                     .bind(backend)
                     .bind(model);
@@ -85,7 +85,7 @@ where
         }
         let plan = crate::storage::put::plan(writes, inputs, now);
         for chunk in plan.bindings.chunks(crate::storage::put::ROWS) {
-            let sql = crate::storage::put::sql::upsert_bindings(chunk.len());
+            let sql = crate::storage::put::sql::upsert_bindings(D::PARAM, chunk.len());
             let mut q = sqlx::query(&sql);
             for b in chunk {
                 q = q
@@ -99,7 +99,7 @@ where
             q.execute(&mut **tx).await?;
         }
         for chunk in plan.records.chunks(crate::storage::put::ROWS) {
-            let sql = crate::storage::put::sql::upsert_records(chunk.len());
+            let sql = crate::storage::put::sql::upsert_records(D::PARAM, chunk.len());
             let mut q = sqlx::query(&sql);
             for r in chunk {
                 q = q
@@ -124,7 +124,7 @@ where
         }
         for (model, ids) in &by_model {
             for chunk in ids.chunks(crate::storage::rows::IN_CHUNK) {
-                let sql = crate::storage::put::sql::delete_keys_of(chunk.len());
+                let sql = crate::storage::put::sql::delete_keys_of(D::PARAM, chunk.len());
                 let mut q = sqlx::query(&sql).bind(*model);
                 for id in chunk {
                     q = q.bind(*id);
@@ -138,7 +138,7 @@ where
             .flat_map(|(model, id, keys)| keys.iter().map(move |k| (model, id, k)))
             .collect();
         for chunk in rows.chunks(crate::storage::put::ROWS) {
-            let sql = crate::storage::put::sql::insert_keys(chunk.len());
+            let sql = crate::storage::put::sql::insert_keys(D::PARAM, chunk.len());
             let mut q = sqlx::query(&sql);
             for (model, id, k) in chunk {
                 q = q
@@ -151,7 +151,7 @@ where
         }
         let mut event_ids = Vec::with_capacity(plan.events.len());
         for chunk in plan.events.chunks(crate::storage::put::ROWS) {
-            let sql = crate::storage::put::sql::insert_events(chunk.len());
+            let sql = crate::storage::put::sql::insert_events(D::PARAM, chunk.len());
             let mut q = sqlx::query_scalar::<_, i64>(&sql);
             for e in chunk {
                 q = q
@@ -233,7 +233,7 @@ where
         let mut out = Vec::new();
         for (name, keys) in by_name {
             for chunk in keys.chunks(crate::storage::rows::IN_CHUNK) {
-                let sql = crate::storage::put::sql::records_by_keys(chunk.len());
+                let sql = crate::storage::put::sql::records_by_keys(D::PARAM, chunk.len());
                 let mut q = sqlx::query_as::<_, (String, String)>(&sql)
                     .bind(model)
                     .bind(name);
@@ -258,10 +258,7 @@ where
     ) -> Result<Vec<LocalRecord>, StorageError> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT model, id, data, version, updated_at FROM records WHERE model = $1 AND id IN ({})",
-                Params::after(1).list(chunk.len())
-            );
+            let sql = crate::storage::put::sql::records(D::PARAM, chunk.len());
             let mut q = sqlx::query(&sql).bind(model);
             for id in chunk {
                 q = q.bind(id);

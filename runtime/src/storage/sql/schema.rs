@@ -67,7 +67,7 @@ where
             )
             .bind(m.version)
             .bind(m.name)
-            .bind(crate::queue::now_ms())
+            .bind(crate::storage::types::now_ms())
             .execute(&mut *tx)
             .await?;
         }
@@ -142,7 +142,7 @@ where
         rows: Vec<Vec<copy::Cell>>,
     ) -> Result<(), StorageError> {
         for chunk in rows.chunks(copy::rows_per_insert(table)) {
-            let sql = table.insert(chunk.len());
+            let sql = table.insert(D::PARAM, chunk.len());
             let mut q = sqlx::query(&sql);
             for row in chunk {
                 for (cell, (_, col)) in row.iter().zip(table.columns) {

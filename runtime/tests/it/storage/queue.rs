@@ -6,8 +6,8 @@ use super::{claim, done, job, start_all, state, storages};
 use junction_runtime::capabilities::egress::AuditEntry;
 use junction_runtime::host::{LogLevel, LogLine, LogSource};
 use junction_runtime::queue::job::{Completion, JobState, NewJob, Outcome};
-use junction_runtime::storage::{ClaimRequest, Storage};
 use junction_runtime::storage::postgres::PgStorage;
+use junction_runtime::storage::{ClaimRequest, Storage};
 
 #[tokio::test]
 async fn candidates_come_in_run_order_and_respect_eta() {
