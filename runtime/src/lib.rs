@@ -5,6 +5,7 @@
 //! against the `junction:connector` contract in `wit/`, and runs each call
 //! in a fresh sandbox configured by a [`capabilities::CallContext`].
 
+pub mod allowlist;
 pub mod api;
 pub mod backend;
 pub mod capabilities;

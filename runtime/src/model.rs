@@ -250,8 +250,7 @@ impl Manifest {
                 ),
             )
         })?;
-        crate::capabilities::egress::Allowlist::parse(&self.hosts)
-            .map_err(|e| bad("hosts", e.to_string()))?;
+        crate::allowlist::Allowlist::parse(&self.hosts).map_err(|e| bad("hosts", e.to_string()))?;
         match serde_json::from_str::<serde_json::Value>(&self.settings_schema) {
             Ok(serde_json::Value::Object(_)) => {}
             Ok(_) => return Err(bad("settings-schema", "must be a JSON object".into())),

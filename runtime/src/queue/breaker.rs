@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::capabilities::egress::AuditEntry;
 use crate::storage::OpenBreaker;
+use crate::storage::types::AuditEntry;
 
 /// The job function that probes an open breaker (its handler comes with
 /// the synchronizer, which can call a backend's `check`).

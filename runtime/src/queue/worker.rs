@@ -21,9 +21,9 @@ use super::channels::{Budget, Occupancy};
 use super::job::{Completion, Job, JobId, Outcome};
 use super::share::{Shares, share_of};
 use super::{Queue, now_ms};
-use crate::capabilities::egress::AuditEntry;
 use crate::error::{CallError, GuestError};
-use crate::host::LogLine;
+use crate::storage::types::AuditEntry;
+use crate::storage::types::LogLine;
 use crate::storage::{ClaimRequest, OpenBreaker, StorageError};
 
 /// Why a try did not succeed.

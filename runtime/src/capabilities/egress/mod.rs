@@ -18,7 +18,7 @@
 //! checks led to the same checked address (see `pool`); TLS trusts what
 //! the backend's `tls` settings say (see `tls`).
 
-mod allowlist;
+use crate::allowlist;
 mod audit;
 mod dns;
 mod ipclass;

@@ -5,6 +5,10 @@ use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Pool, Transac
 use super::{Affected, Dialect, SqlStorage, Value};
 use crate::storage::{InstalledConnector, StorageError};
 
+/// digest, name, version, backend kind and versions, manifest, installed
+/// at, active.
+type ConnectorRow = (String, String, String, String, String, String, i64, bool);
+
 impl<D: Dialect> SqlStorage<D>
 where
     for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
@@ -53,7 +57,7 @@ where
     }
 
     pub(crate) async fn connectors(&self) -> Result<Vec<InstalledConnector>, StorageError> {
-        let rows: Vec<(String, String, String, String, String, String, i64, bool)> = sqlx::query_as(
+        let rows: Vec<ConnectorRow> = sqlx::query_as(
             "SELECT digest, name, version, backend_kind, backend_versions, manifest, installed_at, active
              FROM connectors ORDER BY name, installed_at",
         )

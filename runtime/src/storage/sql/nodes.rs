@@ -5,6 +5,9 @@ use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Pool, Type};
 use super::{Dialect, SqlStorage, Value};
 use crate::storage::{NodeInfo, StorageError};
 
+/// name, version, host, started, heartbeat, stopped, jobs held.
+type NodeRow = (String, String, String, i64, i64, Option<i64>, i64);
+
 impl<D: Dialect> SqlStorage<D>
 where
     for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
@@ -59,7 +62,7 @@ where
     }
 
     pub(crate) async fn nodes(&self) -> Result<Vec<NodeInfo>, StorageError> {
-        let rows: Vec<(String, String, String, i64, i64, Option<i64>, i64)> = sqlx::query_as(
+        let rows: Vec<NodeRow> = sqlx::query_as(
             "SELECT n.name, n.version, n.host, n.started_at, n.heartbeat_at, n.stopped_at,
                     (SELECT COUNT(*) FROM jobs j WHERE j.node = n.name AND j.state IN ('enqueued', 'started'))
              FROM nodes n ORDER BY n.name",

@@ -1,5 +1,8 @@
 //! The operator's allowlist of outbound targets and the matcher that checks
-//! every request against it.
+//! every request against it (the egress capability's, re-exported there).
+//! A module of its own, needing nothing from the runtime, because a
+//! manifest's declared hosts are validated with it too (`model`), and the
+//! model must not depend on the capabilities.
 //!
 //! Entries are `scheme://host[:port]`: `host` is a DNS name, `*.name` (any
 //! subdomain, not `name` itself), an IPv4 address or a bracketed IPv6
