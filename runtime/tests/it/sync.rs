@@ -758,6 +758,12 @@ async fn the_backend_version_picks_the_mapper() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_run_batch_imports_without_overlap() {
     let w = world().await;
+    // Every answer takes 600 ms, so a run lasts longer than the period:
+    // the next period's run is enqueued while this one is still going.
+    w.shop.set_faults(junction_backend_kit::Faults {
+        latency: Duration::from_millis(600),
+        ..Default::default()
+    });
     let mut config = backend(&w.shop, "2.4.6");
     config.schedules = vec![junction_runtime::backend::Schedule {
         model: "customer".into(),
@@ -765,7 +771,8 @@ async fn schedules_run_batch_imports_without_overlap() {
         task: Default::default(),
     }];
     w.node.sync.configure(&config).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    w.shop.set_faults(Default::default());
     w.settle().await;
     let mut runs: Vec<Job> = w
         .jobs(IMPORT_BATCH)
@@ -775,6 +782,13 @@ async fn schedules_run_batch_imports_without_overlap() {
         .collect();
     assert!(runs.len() >= 2, "{runs:?}");
     runs.sort_by_key(|j| j.started_at);
+    // The overlap was there to be prevented: a run was enqueued before
+    // the one before it had finished.
+    assert!(
+        runs.windows(2)
+            .any(|pair| Some(pair[1].created_at) < pair[0].finished_at),
+        "no run was due while another ran: {runs:?}"
+    );
     for pair in runs.windows(2) {
         assert!(
             pair[1].started_at >= pair[0].finished_at,

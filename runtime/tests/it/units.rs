@@ -51,8 +51,12 @@ async fn a_mapper_unit_maps_and_has_no_adapter() {
     assert!(!manifest.supports_backend_version("1.5.0").unwrap());
 }
 
+/// The probe's own listener: it asks for an export of a local change and
+/// nothing for an imported one. (That the host never hands a backend's
+/// listener a change imported from that backend is the host's filter,
+/// tested in `events::a_guest_listener_is_delivered_by_a_job_of_its_own_and_never_echoes`.)
 #[tokio::test]
-async fn the_listener_turns_events_into_jobs_and_skips_echoes() {
+async fn the_probe_listener_exports_local_changes_and_leaves_imported_ones() {
     let ctx = Ctx::default().build();
     let mut event = Event {
         name: "record-written".into(),
