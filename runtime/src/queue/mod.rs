@@ -12,6 +12,7 @@ pub mod pause;
 pub mod retention;
 pub mod retry;
 mod share;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;
 
