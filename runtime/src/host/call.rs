@@ -672,10 +672,11 @@ impl Unit {
         .await
     }
 
-    /// For the benchmark only: `n` calls of `adapter.delete` on one reused
+    /// For the calls benchmark only (built with the `testing` feature,
+    /// never in production): `n` calls of `adapter.delete` on one reused
     /// instance (no fresh sandbox per call), returning the time they took.
     /// Production calls always get a fresh instance.
-    #[doc(hidden)]
+    #[cfg(feature = "testing")]
     pub async fn bench_reused_delete(
         &self,
         ctx: &Arc<CallContext>,

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use super::import::{Imported, is_older, record_key};
+use super::import::{ImportRun, Imported, is_older, record_key};
 use super::trail::Trail;
 use super::{BackendUnits, IMPORT_BATCH, IMPORT_RECORD, Synchronizer, route, storage_failure};
 use crate::model::{format_timestamp, parse_timestamp};
@@ -341,8 +341,14 @@ impl Synchronizer {
                 .filter(|next| Some(next) != cursor.as_ref());
             let work = async {
                 if direct {
-                    self.import_page(b, model, items, force, holder, trail, &mut report)
-                        .await
+                    let run = ImportRun {
+                        b,
+                        model,
+                        force,
+                        holder,
+                        ancestors: &[],
+                    };
+                    self.import_page(run, items, trail, &mut report).await
                 } else {
                     self.enqueue_page(b, model, items, force, &mut report).await
                 }
@@ -468,17 +474,20 @@ impl Synchronizer {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn import_page(
         &self,
-        b: &BackendUnits,
-        model: &str,
+        run: ImportRun<'_>,
         items: Vec<crate::model::RemoteRecord>,
-        force: bool,
-        holder: &str,
         trail: &mut Trail,
         report: &mut BatchReport,
     ) -> Result<(), JobFailure> {
+        let ImportRun {
+            b,
+            model,
+            force,
+            holder,
+            ..
+        } = run;
         // The page's leases, reads of the binder and records, and writes
         // each go to the database as one transaction: a page costs a few
         // writes, not a few per record.
@@ -509,9 +518,7 @@ impl Synchronizer {
             .into_iter()
             .map(|r| (r.external_id.clone(), Some(r)))
             .collect();
-        let mut results = self
-            .import_many(b, model, wanted.clone(), force, holder, trail, &[])
-            .await;
+        let mut results = self.import_many(run, wanted.clone(), trail).await;
         // Records that failed with a delay (a rate limit, a 503) are tried
         // again in this job, after the delay, a few times.
         for _ in 0..MAX_WAITS {
@@ -528,9 +535,7 @@ impl Synchronizer {
             }
             let retry: Vec<(String, Option<crate::model::RemoteRecord>)> =
                 again.iter().map(|i| wanted[*i].clone()).collect();
-            let redone = self
-                .import_many(b, model, retry, force, holder, trail, &[])
-                .await;
+            let redone = self.import_many(run, retry, trail).await;
             for (i, r) in again.into_iter().zip(redone) {
                 results[i] = r;
             }

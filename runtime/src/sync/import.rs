@@ -98,6 +98,19 @@ pub(crate) type Done = (Imported, Vec<String>);
 
 type Flow<'a> = Pin<Box<dyn Future<Output = Result<Done, JobFailure>> + Send + 'a>>;
 
+/// What one import is about, the same for every record it takes: the
+/// backend, the model, whether to ignore sync dates (`force`), the lease
+/// holder (the job's try), and the records whose import led here (a
+/// dependency chain, to stop cycles).
+#[derive(Clone, Copy)]
+pub(crate) struct ImportRun<'a> {
+    pub b: &'a BackendUnits,
+    pub model: &'a str,
+    pub force: bool,
+    pub holder: &'a str,
+    pub ancestors: &'a [(String, String)],
+}
+
 impl Synchronizer {
     /// Import `model` `external_id` from the backend (`force` ignores the
     /// sync date).
@@ -110,7 +123,14 @@ impl Synchronizer {
         holder: &str,
         trail: &mut Trail,
     ) -> Result<Imported, JobFailure> {
-        self.import_one(b, model, external_id, None, force, holder, trail, &[])
+        let run = ImportRun {
+            b,
+            model,
+            force,
+            holder,
+            ancestors: &[],
+        };
+        self.import_one(run, external_id, None, trail)
             .await
             .map(|(i, _)| i)
     }
@@ -126,44 +146,30 @@ impl Synchronizer {
         trail: &mut Trail,
     ) -> Result<Done, JobFailure> {
         let id = record.external_id.clone();
-        self.import_many(
+        let run = ImportRun {
             b,
             model,
-            vec![(id, Some(record))],
-            false,
+            force: false,
             holder,
-            trail,
-            &[],
-        )
-        .await
-        .pop()
-        .unwrap_or_else(|| Err(JobFailure::fail("import", "nothing was imported")))
+            ancestors: &[],
+        };
+        self.import_many(run, vec![(id, Some(record))], trail)
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(JobFailure::fail("import", "nothing was imported")))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn import_one<'a>(
         &'a self,
-        b: &'a BackendUnits,
-        model: &'a str,
+        run: ImportRun<'a>,
         external_id: &'a str,
         found: Option<RemoteRecord>,
-        force: bool,
-        holder: &'a str,
         trail: &'a mut Trail,
-        ancestors: &'a [(String, String)],
     ) -> Flow<'a> {
         Box::pin(async move {
-            let key = record_key(b.name(), model, external_id);
-            let import = self.import_many(
-                b,
-                model,
-                vec![(external_id.to_string(), found)],
-                force,
-                holder,
-                trail,
-                ancestors,
-            );
-            self.leased(&key, holder, async {
+            let key = record_key(run.b.name(), run.model, external_id);
+            let import = self.import_many(run, vec![(external_id.to_string(), found)], trail);
+            self.leased(&key, run.holder, async {
                 import
                     .await
                     .pop()
@@ -176,17 +182,19 @@ impl Synchronizer {
     /// Import records of one model whose leases the caller holds; each is
     /// given by id and, when a search already returned it, as found. The
     /// results are in the order of `wanted`.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn import_many(
         &self,
-        b: &BackendUnits,
-        model: &str,
+        run: ImportRun<'_>,
         wanted: Vec<(String, Option<RemoteRecord>)>,
-        force: bool,
-        holder: &str,
         trail: &mut Trail,
-        ancestors: &[(String, String)],
     ) -> Vec<Result<Done, JobFailure>> {
+        let ImportRun {
+            b,
+            model,
+            force,
+            holder,
+            ancestors,
+        } = run;
         let n = wanted.len();
         let mut results: Vec<Option<Result<Done, JobFailure>>> = (0..n).map(|_| None).collect();
         let fail_all = |f: JobFailure, results: &mut Vec<Option<Result<Done, JobFailure>>>| {
@@ -370,18 +378,14 @@ impl Synchronizer {
                         let mut t = Trail::default();
                         // Each dependency import leases under a name of its own.
                         let holder = format!("{holder}:{}:{k}", chain.len());
-                        let r = self
-                            .import_one(
-                                b,
-                                &d.model,
-                                &d.external_id,
-                                None,
-                                false,
-                                &holder,
-                                &mut t,
-                                chain,
-                            )
-                            .await;
+                        let run = ImportRun {
+                            b,
+                            model: &d.model,
+                            force: false,
+                            holder: &holder,
+                            ancestors: chain,
+                        };
+                        let r = self.import_one(run, &d.external_id, None, &mut t).await;
                         (*d, r, t)
                     }
                 })

@@ -758,10 +758,12 @@ async fn the_backend_version_picks_the_mapper() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_run_batch_imports_without_overlap() {
     let w = world().await;
-    // Every answer takes 600 ms, so a run lasts longer than the period:
-    // the next period's run is enqueued while this one is still going.
+    // Every answer takes 2.5 s, so a run lasts longer than the period
+    // (which the scheduler's ticks can stretch to two seconds): the next
+    // period's run is enqueued while this one is running (a run still
+    // waiting to start would absorb it by its identity key).
     w.shop.set_faults(junction_backend_kit::Faults {
-        latency: Duration::from_millis(600),
+        latency: Duration::from_millis(2500),
         ..Default::default()
     });
     let mut config = backend(&w.shop, "2.4.6");
@@ -771,7 +773,7 @@ async fn schedules_run_batch_imports_without_overlap() {
         task: Default::default(),
     }];
     w.node.sync.configure(&config).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    tokio::time::sleep(Duration::from_millis(5500)).await;
     w.shop.set_faults(Default::default());
     w.settle().await;
     let mut runs: Vec<Job> = w
