@@ -1289,3 +1289,94 @@ async fn a_task_that_panics_fails_its_job_naming_the_trap_and_the_next_task_runs
     assert_eq!(job.state, JobState::Done, "{job:?}");
     assert_eq!(job.result.as_deref(), Some(r#"task echo: echo {"n":1}"#));
 }
+
+/// `/metrics` counts what an operator is paged for: a guest's trap, a
+/// sandbox limit it broke, an outbound request the host refused, and a
+/// queue whose oldest due job waits (here behind its paused backend).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_lag_traps_limit_breaches_and_denials() {
+    let a = arena().await;
+    let app = crate::api::router(&a.w);
+    assert!(a.attack("panic", "m1").await.is_err(), "the panic traps");
+    assert!(
+        a.attack("loop", "m2").await.is_err(),
+        "the loop breaks a limit"
+    );
+    assert!(
+        a.attack("http", "http://not-allowed.example.com/x")
+            .await
+            .is_err(),
+        "the host is refused"
+    );
+    // A job due a minute ago that nothing may start: its backend is paused.
+    a.w.node
+        .queue
+        .set_paused(
+            junction_runtime::queue::pause::PauseKind::Backend,
+            "evil",
+            true,
+        )
+        .await
+        .unwrap();
+    let now = junction_runtime::queue::now_ms();
+    a.w.storage
+        .enqueue(
+            &[junction_runtime::queue::job::NewJob {
+                function: "junction.noop".into(),
+                args: "{}".into(),
+                backend: Some("evil".into()),
+                priority: 10,
+                eta: now - 60_000,
+                channel: "root".into(),
+                identity_key: None,
+                max_retries: 0,
+                description: None,
+                parents: Vec::new(),
+                record: None,
+            }],
+            now - 60_000,
+        )
+        .await
+        .unwrap();
+    let (status, text) =
+        crate::api::call(&app, "GET", "/metrics", Some(crate::api::TOKEN), None).await;
+    assert_eq!(status, axum::http::StatusCode::OK);
+    let text = text.as_str().unwrap().to_string();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text");
+    let value = |metric: &str, label: (&str, &str)| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == metric && s.labels.get(label.0) == Some(label.1))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(n) | prometheus_parse::Value::Gauge(n) => n,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    let digest = a
+        .evil()
+        .await
+        .route("panic")
+        .unwrap()
+        .adapter
+        .digest()
+        .to_string();
+    assert!(
+        value("junction_sandbox_traps_total", ("digest", &digest)) >= 1.0,
+        "no trap counted for {digest}:\n{text}"
+    );
+    assert!(
+        value("junction_sandbox_limit_breaches_total", ("digest", &digest)) >= 1.0,
+        "no limit breach counted for {digest}:\n{text}"
+    );
+    assert!(
+        value("junction_outbound_denied_total", ("backend", "evil")) >= 1.0,
+        "no denial counted:\n{text}"
+    );
+    assert!(
+        value("junction_queue_lag_seconds", ("channel", "root")) >= 59.0,
+        "the waiting job's lag:\n{text}"
+    );
+}
