@@ -50,6 +50,25 @@ async fn state_quotas_count_the_prefix_keys_of_one_backend() {
             "{name}: a refused write changes nothing"
         );
         assert_eq!(s.state_get("crm", "guest:c").await.unwrap(), None, "{name}");
+        // Bytes, not characters, in what is stored too (each dialect
+        // measures them its own way): `guest:b` becomes 10 × "é", 10
+        // characters but 20 bytes (usage 8 + 27 = 35). Then 8 bytes for
+        // `guest:a` would make 42 counted in bytes, 32 in characters.
+        s.state_set("crm", "guest:b", &"é".repeat(10), 5, q)
+            .await
+            .unwrap();
+        let err = s
+            .state_set("crm", "guest:a", &"z".repeat(8), 6, q)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StorageError::Rejected(m) if m.contains("42 bytes")),
+            "{name}: {err}"
+        );
+        // 6 bytes fit exactly (40), the old value's byte given back.
+        s.state_set("crm", "guest:a", &"z".repeat(6), 7, q)
+            .await
+            .unwrap();
     }
 }
 
