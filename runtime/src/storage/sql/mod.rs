@@ -1,13 +1,19 @@
 //! The SQL of [`Storage`], written once for both databases.
 //!
 //! [`SqlStorage`] implements [`Storage`] for any [`Dialect`]: the
-//! statements live in one file per area (jobs, records, events, bindings,
-//! leases, connectors, nodes, backends) with numbered placeholders
-//! (`$1`, which both sqlx drivers accept), and a dialect holds only what
-//! the two databases really do differently — how a write transaction
-//! starts, set membership, wake-ups, and the hot paths each does its own
-//! way (claims, completions, heartbeats, leases). `storage::sqlite` and
+//! statements live in one file per area (jobs, queue, records, events,
+//! bindings, leases, connectors, nodes, backends, schema); statements
+//! written out use `$n`, which both sqlx drivers read, and statements
+//! built at run time take their placeholders from `rows::Params` in the
+//! dialect's style. A dialect (`dialect.rs`) holds only what the two
+//! databases really do differently. `storage::sqlite` and
 //! `storage::postgres` are the two dialects.
+//!
+//! The `Storage` impl below only delegates: to the area files' inherent
+//! methods of the same name (`Self::name(self, …)`), or to the dialect.
+//! Each area's `impl` block repeats the list of sqlx bounds the generic
+//! code needs, because Rust does not carry a trait's where-clauses to its
+//! users.
 
 mod backends;
 mod bindings;
