@@ -52,16 +52,8 @@ where
         let (record_ids, binding_ids) = crate::storage::put::Inputs::wanted(writes);
         let mut inputs = crate::storage::put::Inputs::default();
         for (model, ids) in &record_ids {
-            for chunk in ids.chunks(crate::storage::rows::IN_CHUNK) {
-                let sql = crate::storage::put::sql::records(D::PARAM, chunk.len());
-                let mut q = sqlx::query(&sql).bind(model);
-                for id in chunk {
-                    q = q.bind(id);
-                }
-                for row in q.fetch_all(&mut **tx).await? {
-                    let r = crate::storage::rows::record_from_row(&row)?;
-                    inputs.records.insert((r.model.clone(), r.id.clone()), r);
-                }
+            for r in Self::read_records(tx, model, ids).await? {
+                inputs.records.insert((r.model.clone(), r.id.clone()), r);
             }
         }
         for ((backend, model), (ext, loc)) in &binding_ids {
@@ -256,6 +248,18 @@ where
         model: &str,
         ids: &[String],
     ) -> Result<Vec<LocalRecord>, StorageError> {
+        let mut conn = self.d.reader().acquire().await?;
+        Self::read_records(&mut conn, model, ids).await
+    }
+
+    /// The records of `model` among `ids` (those that exist), read in
+    /// chunks on one connection: a write batch's own transaction, or a
+    /// reader's.
+    async fn read_records(
+        conn: &mut <D::Db as Database>::Connection,
+        model: &str,
+        ids: &[String],
+    ) -> Result<Vec<LocalRecord>, StorageError> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(IN_CHUNK) {
             let sql = crate::storage::put::sql::records(D::PARAM, chunk.len());
@@ -263,7 +267,7 @@ where
             for id in chunk {
                 q = q.bind(id);
             }
-            for row in q.fetch_all(self.d.reader()).await? {
+            for row in q.fetch_all(&mut *conn).await? {
                 out.push(record_from_row(&row)?);
             }
         }
