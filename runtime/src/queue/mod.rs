@@ -6,6 +6,7 @@
 
 pub mod breaker;
 pub mod channels;
+mod dispatch;
 pub mod job;
 pub mod notify;
 pub mod pause;
