@@ -108,6 +108,42 @@ enum Stage {
     Call(wasmtime::Error),
 }
 
+/// One export call, the path every typed wrapper takes: `$iface`'s export
+/// `$export` runs on an instance under `ctx`'s limits (refused with
+/// `MissingExport` when the component lacks the interface). `$body` gets the
+/// interface's loaded functions as `$g`, the store as `$store` and the
+/// output checks as `$out`, and evaluates to the call's
+/// `Result<T, CallError>`. `?` in `$body` returns from the call as a trap
+/// (classified by `classify`), so it belongs only on wasmtime results: a
+/// `CallError` goes through `and_then`, never `?`, or a guest's error
+/// would be reported as a trap. `EXPORT` names the export inside `$body`.
+macro_rules! export_call {
+    ($unit:expr, $ctx:expr, $iface:ident, $export:literal,
+     |$g:ident, $store:ident, $out:pat_param| $body:expr) => {{
+        const EXPORT: &str = $export;
+        let present = $unit.inner.exports.$iface;
+        $unit
+            .run(
+                $ctx,
+                EXPORT,
+                present,
+                move |mut store, instance, inner, mut out| async move {
+                    let $g = inner
+                        .indices
+                        .$iface
+                        .as_ref()
+                        .expect("present: `run` refuses a call of a missing export")
+                        .load(&mut store, &instance)?;
+                    let $store = &mut store;
+                    let $out = &mut out;
+                    Ok($body)
+                },
+            )
+            .await
+    }};
+}
+pub(super) use export_call;
+
 impl Unit {
     /// Run `f` on a fresh instance under `ctx`'s limits; `present` says
     /// whether the component exports the interface `export` belongs to.
@@ -381,20 +417,11 @@ impl Unit {
 
     /// `adapter.check`: verify the backend connection with `settings`.
     pub async fn check(&self, ctx: &Arc<CallContext>, settings: &str) -> CallReport<String> {
-        const EXPORT: &str = "adapter.check";
-        let present = self.inner.exports.adapter;
         let settings = settings.to_string();
-        self.run(
-            ctx,
-            EXPORT,
-            present,
-            move |mut store, instance, inner, mut out| async move {
-                let g = adapter_of(&inner).load(&mut store, &instance)?;
-                let r = guest(EXPORT, g.call_check(&mut store, &settings).await?);
-                Ok(r.and_then(|line| out.text(&line).map(|()| line)))
-            },
-        )
-        .await
+        export_call!(self, ctx, adapter, "adapter.check", |g, store, out| {
+            let r = guest(EXPORT, g.call_check(store, &settings).await?);
+            r.and_then(|line| out.text(&line).map(|()| line))
+        })
     }
 
     /// `adapter.search`: one page of records matching `filter`.
@@ -406,32 +433,20 @@ impl Unit {
         cursor: Option<&str>,
         page_size: u32,
     ) -> CallReport<Page> {
-        const EXPORT: &str = "adapter.search";
-        let present = self.inner.exports.adapter;
-        let (model, filter, cursor) = (
-            model.to_string(),
-            filter.to_string(),
-            cursor.map(str::to_string),
-        );
-        self.run(
-            ctx,
-            EXPORT,
-            present,
-            move |mut store, instance, inner, mut out| async move {
-                let g = adapter_of(&inner).load(&mut store, &instance)?;
-                let r = g
-                    .call_search(&mut store, &model, &filter, cursor.as_deref(), page_size)
-                    .await?;
-                Ok(guest(EXPORT, r).map(Page::from).and_then(|page| {
-                    page.items.iter().try_for_each(|r| out.record(r))?;
-                    if let Some(c) = &page.next_cursor {
-                        out.text(c)?;
-                    }
-                    Ok(page)
-                }))
-            },
-        )
-        .await
+        let (model, filter) = (model.to_string(), filter.to_string());
+        let cursor = cursor.map(str::to_string);
+        export_call!(self, ctx, adapter, "adapter.search", |g, store, out| {
+            let r = g
+                .call_search(store, &model, &filter, cursor.as_deref(), page_size)
+                .await?;
+            guest(EXPORT, r).map(Page::from).and_then(|page| {
+                page.items.iter().try_for_each(|r| out.record(r))?;
+                if let Some(c) = &page.next_cursor {
+                    out.text(c)?;
+                }
+                Ok(page)
+            })
+        })
     }
 
     /// `adapter.read`: one record by external id.
@@ -441,22 +456,12 @@ impl Unit {
         model: &str,
         id: &str,
     ) -> CallReport<RemoteRecord> {
-        const EXPORT: &str = "adapter.read";
-        let present = self.inner.exports.adapter;
         let (model, id) = (model.to_string(), id.to_string());
-        self.run(
-            ctx,
-            EXPORT,
-            present,
-            move |mut store, instance, inner, mut out| async move {
-                let g = adapter_of(&inner).load(&mut store, &instance)?;
-                let r = g.call_read(&mut store, &model, &id).await?;
-                Ok(guest(EXPORT, r)
-                    .map(RemoteRecord::from)
-                    .and_then(|rec| out.record(&rec).map(|()| rec)))
-            },
-        )
-        .await
+        export_call!(self, ctx, adapter, "adapter.read", |g, store, out| {
+            guest(EXPORT, g.call_read(store, &model, &id).await?)
+                .map(RemoteRecord::from)
+                .and_then(|rec| out.record(&rec).map(|()| rec))
+        })
     }
 
     /// `adapter.create`: returns the new record's external id.
@@ -466,20 +471,11 @@ impl Unit {
         model: &str,
         data: &str,
     ) -> CallReport<String> {
-        const EXPORT: &str = "adapter.create";
-        let present = self.inner.exports.adapter;
         let (model, data) = (model.to_string(), data.to_string());
-        self.run(
-            ctx,
-            EXPORT,
-            present,
-            move |mut store, instance, inner, mut out| async move {
-                let g = adapter_of(&inner).load(&mut store, &instance)?;
-                let r = guest(EXPORT, g.call_create(&mut store, &model, &data).await?);
-                Ok(r.and_then(|id| out.text(&id).map(|()| id)))
-            },
-        )
-        .await
+        export_call!(self, ctx, adapter, "adapter.create", |g, store, out| {
+            guest(EXPORT, g.call_create(store, &model, &data).await?)
+                .and_then(|id| out.text(&id).map(|()| id))
+        })
     }
 
     /// `adapter.write`: update a record in the backend.
@@ -490,39 +486,18 @@ impl Unit {
         id: &str,
         data: &str,
     ) -> CallReport<()> {
-        const EXPORT: &str = "adapter.write";
-        let present = self.inner.exports.adapter;
         let (model, id, data) = (model.to_string(), id.to_string(), data.to_string());
-        self.run(
-            ctx,
-            EXPORT,
-            present,
-            move |mut store, instance, inner, _| async move {
-                let g = adapter_of(&inner).load(&mut store, &instance)?;
-                Ok(guest(
-                    EXPORT,
-                    g.call_write(&mut store, &model, &id, &data).await?,
-                ))
-            },
-        )
-        .await
+        export_call!(self, ctx, adapter, "adapter.write", |g, store, _| {
+            guest(EXPORT, g.call_write(store, &model, &id, &data).await?)
+        })
     }
 
     /// `adapter.delete`: delete a record in the backend.
     pub async fn delete(&self, ctx: &Arc<CallContext>, model: &str, id: &str) -> CallReport<()> {
-        const EXPORT: &str = "adapter.delete";
-        let present = self.inner.exports.adapter;
         let (model, id) = (model.to_string(), id.to_string());
-        self.run(
-            ctx,
-            EXPORT,
-            present,
-            move |mut store, instance, inner, _| async move {
-                let g = adapter_of(&inner).load(&mut store, &instance)?;
-                Ok(guest(EXPORT, g.call_delete(&mut store, &model, &id).await?))
-            },
-        )
-        .await
+        export_call!(self, ctx, adapter, "adapter.delete", |g, store, _| {
+            guest(EXPORT, g.call_delete(store, &model, &id).await?)
+        })
     }
 
     /// `mapper.map-import`: backend record to local data (a JSON object).
@@ -532,23 +507,11 @@ impl Unit {
         model: &str,
         record: &RemoteRecord,
     ) -> CallReport<String> {
-        const EXPORT: &str = "mapper.map-import";
-        let present = self.inner.exports.mapper;
         let (model, record) = (model.to_string(), wit::RemoteRecord::from(record));
-        self.run(
-            ctx,
-            EXPORT,
-            present,
-            move |mut store, instance, inner, mut out| async move {
-                let g = mapper_of(&inner).load(&mut store, &instance)?;
-                let r = guest(
-                    EXPORT,
-                    g.call_map_import(&mut store, &model, &record).await?,
-                );
-                Ok(r.and_then(|data| out.json("mapped data", &data).map(|()| data)))
-            },
-        )
-        .await
+        export_call!(self, ctx, mapper, "mapper.map-import", |g, store, out| {
+            guest(EXPORT, g.call_map_import(store, &model, &record).await?)
+                .and_then(|data| out.json("mapped data", &data).map(|()| data))
+        })
     }
 
     /// `mapper.map-export`: local record to backend data; `changed` is
@@ -560,22 +523,13 @@ impl Unit {
         record: LocalRecord,
         changed: Option<Vec<String>>,
     ) -> CallReport<String> {
-        const EXPORT: &str = "mapper.map-export";
-        let present = self.inner.exports.mapper;
         let (model, record) = (model.to_string(), wit::LocalRecord::from(record));
-        self.run(
-            ctx,
-            EXPORT,
-            present,
-            move |mut store, instance, inner, mut out| async move {
-                let g = mapper_of(&inner).load(&mut store, &instance)?;
-                let r = g
-                    .call_map_export(&mut store, &model, &record, changed.as_deref())
-                    .await?;
-                Ok(guest(EXPORT, r).and_then(|data| out.json("mapped data", &data).map(|()| data)))
-            },
-        )
-        .await
+        export_call!(self, ctx, mapper, "mapper.map-export", |g, store, out| {
+            let r = g
+                .call_map_export(store, &model, &record, changed.as_deref())
+                .await?;
+            guest(EXPORT, r).and_then(|data| out.json("mapped data", &data).map(|()| data))
+        })
     }
 
     /// `mapper.dependencies`: records to import before this one.
@@ -585,32 +539,16 @@ impl Unit {
         model: &str,
         record: &RemoteRecord,
     ) -> CallReport<Vec<Dependency>> {
-        const EXPORT: &str = "mapper.dependencies";
-        let present = self.inner.exports.mapper;
         let (model, record) = (model.to_string(), wit::RemoteRecord::from(record));
-        self.run(
-            ctx,
-            EXPORT,
-            present,
-            move |mut store, instance, inner, mut out| async move {
-                let g = mapper_of(&inner).load(&mut store, &instance)?;
-                let r = guest(
-                    EXPORT,
-                    g.call_dependencies(&mut store, &model, &record).await?,
-                );
-                Ok(
-                    r.map(|deps| deps.into_iter().map(Dependency::from).collect::<Vec<_>>())
-                        .and_then(|deps| {
-                            deps.iter()
-                                .try_for_each(|d| {
-                                    out.text(&d.model).and_then(|()| out.text(&d.external_id))
-                                })
-                                .map(|()| deps)
-                        }),
-                )
-            },
-        )
-        .await
+        export_call!(self, ctx, mapper, "mapper.dependencies", |g, store, out| {
+            let r = g.call_dependencies(store, &model, &record).await?;
+            guest(EXPORT, r).and_then(|deps| {
+                let deps: Vec<Dependency> = deps.into_iter().map(Dependency::from).collect();
+                deps.iter()
+                    .try_for_each(|d| out.text(&d.model).and_then(|()| out.text(&d.external_id)))
+                    .map(|()| deps)
+            })
+        })
     }
 
     /// `mapper.export-dependencies`: local records to export before this one.
@@ -620,33 +558,23 @@ impl Unit {
         model: &str,
         record: LocalRecord,
     ) -> CallReport<Vec<LocalDependency>> {
-        const EXPORT: &str = "mapper.export-dependencies";
-        let present = self.inner.exports.mapper;
         let (model, record) = (model.to_string(), wit::LocalRecord::from(record));
-        self.run(
+        export_call!(
+            self,
             ctx,
-            EXPORT,
-            present,
-            move |mut store, instance, inner, mut out| async move {
-                let g = mapper_of(&inner).load(&mut store, &instance)?;
-                let r = guest(
-                    EXPORT,
-                    g.call_export_dependencies(&mut store, &model, &record)
-                        .await?,
-                );
-                Ok(r.map(|deps| {
-                    deps.into_iter()
-                        .map(LocalDependency::from)
-                        .collect::<Vec<_>>()
-                })
-                .and_then(|deps| {
+            mapper,
+            "mapper.export-dependencies",
+            |g, store, out| {
+                let r = g.call_export_dependencies(store, &model, &record).await?;
+                guest(EXPORT, r).and_then(|deps| {
+                    let deps: Vec<LocalDependency> =
+                        deps.into_iter().map(LocalDependency::from).collect();
                     deps.iter()
                         .try_for_each(|d| out.text(&d.model).and_then(|()| out.text(&d.local_id)))
                         .map(|()| deps)
-                }))
-            },
+                })
+            }
         )
-        .await
     }
 
     /// `listener.on-event`: the jobs an event should cause (none = skip).
@@ -656,20 +584,11 @@ impl Unit {
         backend: &str,
         event: &Event,
     ) -> CallReport<Vec<JobRequest>> {
-        const EXPORT: &str = "listener.on-event";
-        let present = self.inner.exports.listener;
         let (backend, event) = (backend.to_string(), wit::Event::from(event));
-        self.run(
-            ctx,
-            EXPORT,
-            present,
-            move |mut store, instance, inner, mut out| async move {
-                let g = listener_of(&inner).load(&mut store, &instance)?;
-                let r = guest(EXPORT, g.call_on_event(&mut store, &backend, &event).await?);
-                Ok(r.and_then(|jobs| checked_jobs(EXPORT, &mut out, jobs)))
-            },
-        )
-        .await
+        export_call!(self, ctx, listener, "listener.on-event", |g, store, out| {
+            guest(EXPORT, g.call_on_event(store, &backend, &event).await?)
+                .and_then(|jobs| checked_jobs(EXPORT, out, jobs))
+        })
     }
 
     /// For the calls benchmark only (built with the `testing` feature,
@@ -682,25 +601,18 @@ impl Unit {
         ctx: &Arc<CallContext>,
         n: u32,
     ) -> Result<Duration, CallError> {
-        const EXPORT: &str = "adapter.delete";
-        let present = self.inner.exports.adapter;
-        self.run(
-            ctx,
-            EXPORT,
-            present,
-            move |mut store, instance, inner, _| async move {
-                let g = adapter_of(&inner).load(&mut store, &instance)?;
-                let (model, id) = ("noop".to_string(), "1".to_string());
-                let started = Instant::now();
-                for _ in 0..n {
-                    if let Err(e) = g.call_delete(&mut store, &model, &id).await? {
-                        return Ok(Err(CallError::Guest(e.into(), EXPORT)));
-                    }
+        export_call!(self, ctx, adapter, "adapter.delete", |g, store, _| {
+            let (model, id) = ("noop".to_string(), "1".to_string());
+            let started = Instant::now();
+            let mut done = Ok(());
+            for _ in 0..n {
+                done = guest(EXPORT, g.call_delete(&mut *store, &model, &id).await?);
+                if done.is_err() {
+                    break;
                 }
-                Ok(Ok(started.elapsed()))
-            },
-        )
-        .await
+            }
+            done.map(|()| started.elapsed())
+        })
         .result
     }
 
@@ -730,30 +642,6 @@ pub(super) fn checked_jobs(
             .map_err(|reason| CallError::InvalidOutput { export, reason })?;
     }
     Ok(jobs)
-}
-
-fn adapter_of(inner: &UnitInner) -> &super::adapter::GuestIndices {
-    inner
-        .indices
-        .adapter
-        .as_ref()
-        .expect("checked by Unit::require")
-}
-
-fn mapper_of(inner: &UnitInner) -> &super::mapper::GuestIndices {
-    inner
-        .indices
-        .mapper
-        .as_ref()
-        .expect("checked by Unit::require")
-}
-
-fn listener_of(inner: &UnitInner) -> &super::listener::GuestIndices {
-    inner
-        .indices
-        .listener
-        .as_ref()
-        .expect("checked by Unit::require")
 }
 
 /// Name the limit or fault that ended a call.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::Unit;
 use super::bindings::webhooks;
-use super::call::{checked_jobs, guest};
+use super::call::{checked_jobs, export_call, guest};
 use crate::capabilities::CallContext;
 use crate::error::CallError;
 use crate::features::{Features, IdPage, Webhook};
@@ -74,41 +74,27 @@ impl Unit {
         cursor: Option<&str>,
         page_size: u32,
     ) -> super::CallReport<IdPage> {
-        const EXPORT: &str = "lookup.list-ids";
-        let present = self.inner.exports.lookup;
         let (model, cursor) = (model.to_string(), cursor.map(str::to_string));
-        self.run(
-            ctx,
-            EXPORT,
-            present,
-            move |mut store, instance, inner, mut out| async move {
-                let g = inner
-                    .indices
-                    .lookup
-                    .as_ref()
-                    .expect("present")
-                    .load(&mut store, &instance)?;
-                let r = g
-                    .call_list_ids(&mut store, &model, cursor.as_deref(), page_size)
-                    .await?;
-                Ok(guest(EXPORT, r).and_then(|page| {
-                    for id in page.ids.iter().chain(&page.next_cursor) {
-                        out.text(id)?;
-                    }
-                    if page.ids.iter().any(String::is_empty) {
-                        return Err(CallError::InvalidOutput {
-                            export: EXPORT,
-                            reason: "an id is empty".into(),
-                        });
-                    }
-                    Ok(IdPage {
-                        ids: page.ids,
-                        next_cursor: page.next_cursor,
-                    })
-                }))
-            },
-        )
-        .await
+        export_call!(self, ctx, lookup, "lookup.list-ids", |g, store, out| {
+            let r = g
+                .call_list_ids(store, &model, cursor.as_deref(), page_size)
+                .await?;
+            guest(EXPORT, r).and_then(|page| {
+                for id in page.ids.iter().chain(&page.next_cursor) {
+                    out.text(id)?;
+                }
+                if page.ids.iter().any(String::is_empty) {
+                    return Err(CallError::InvalidOutput {
+                        export: EXPORT,
+                        reason: "an id is empty".into(),
+                    });
+                }
+                Ok(IdPage {
+                    ids: page.ids,
+                    next_cursor: page.next_cursor,
+                })
+            })
+        })
     }
 
     /// `lookup.find`: the backend's ids of `model` records whose match
@@ -120,36 +106,18 @@ impl Unit {
         field: &str,
         value: &str,
     ) -> super::CallReport<Vec<String>> {
-        const EXPORT: &str = "lookup.find";
-        let present = self.inner.exports.lookup;
         let (model, field, value) = (model.to_string(), field.to_string(), value.to_string());
-        self.run(
-            ctx,
-            EXPORT,
-            present,
-            move |mut store, instance, inner, mut out| async move {
-                let g = inner
-                    .indices
-                    .lookup
-                    .as_ref()
-                    .expect("present")
-                    .load(&mut store, &instance)?;
-                let r = guest(
-                    EXPORT,
-                    g.call_find(&mut store, &model, &field, &value).await?,
-                );
-                Ok(r.and_then(|mut ids| {
-                    for id in &ids {
-                        out.text(id)?;
-                    }
-                    ids.retain(|id| !id.is_empty());
-                    ids.sort();
-                    ids.dedup();
-                    Ok(ids)
-                }))
-            },
-        )
-        .await
+        export_call!(self, ctx, lookup, "lookup.find", |g, store, out| {
+            guest(EXPORT, g.call_find(store, &model, &field, &value).await?).and_then(|mut ids| {
+                for id in &ids {
+                    out.text(id)?;
+                }
+                ids.retain(|id| !id.is_empty());
+                ids.sort();
+                ids.dedup();
+                Ok(ids)
+            })
+        })
     }
 
     /// `webhooks.on-webhook`: the jobs a verified webhook call causes.
@@ -159,33 +127,22 @@ impl Unit {
         backend: &str,
         hook: &Webhook,
     ) -> super::CallReport<Vec<JobRequest>> {
-        const EXPORT: &str = "webhooks.on-webhook";
-        let present = self.inner.exports.webhooks;
         let backend = backend.to_string();
         let hook = webhooks::Webhook {
             name: hook.name.clone(),
             headers: hook.headers.clone(),
             body: hook.body.clone(),
         };
-        self.run(
+        export_call!(
+            self,
             ctx,
-            EXPORT,
-            present,
-            move |mut store, instance, inner, mut out| async move {
-                let g = inner
-                    .indices
-                    .webhooks
-                    .as_ref()
-                    .expect("present")
-                    .load(&mut store, &instance)?;
-                let r = guest(
-                    EXPORT,
-                    g.call_on_webhook(&mut store, &backend, &hook).await?,
-                );
-                Ok(r.and_then(|jobs| checked_jobs(EXPORT, &mut out, jobs)))
-            },
+            webhooks,
+            "webhooks.on-webhook",
+            |g, store, out| {
+                guest(EXPORT, g.call_on_webhook(store, &backend, &hook).await?)
+                    .and_then(|jobs| checked_jobs(EXPORT, out, jobs))
+            }
         )
-        .await
     }
 
     /// `tasks.run`: run task `name` with `args` (a JSON object); the
@@ -196,24 +153,10 @@ impl Unit {
         name: &str,
         args: &str,
     ) -> super::CallReport<String> {
-        const EXPORT: &str = "tasks.run";
-        let present = self.inner.exports.tasks;
         let (name, args) = (name.to_string(), args.to_string());
-        self.run(
-            ctx,
-            EXPORT,
-            present,
-            move |mut store, instance, inner, mut out| async move {
-                let g = inner
-                    .indices
-                    .tasks
-                    .as_ref()
-                    .expect("present")
-                    .load(&mut store, &instance)?;
-                let r = guest(EXPORT, g.call_run(&mut store, &name, &args).await?);
-                Ok(r.and_then(|line| out.text(&line).map(|()| line)))
-            },
-        )
-        .await
+        export_call!(self, ctx, tasks, "tasks.run", |g, store, out| {
+            guest(EXPORT, g.call_run(store, &name, &args).await?)
+                .and_then(|line| out.text(&line).map(|()| line))
+        })
     }
 }
