@@ -310,7 +310,7 @@ impl Dispatch {
             .unflushed_since
             .is_some_and(|t| now.duration_since(t) >= FLUSH_AFTER);
         if self.flushing
-            || !self.flush_after.is_none_or(|t| now >= t)
+            || self.flush_after.is_some_and(|t| now < t)
             || (self.batch.is_empty() && self.begun.is_empty())
             || !(idle
                 || due
@@ -493,7 +493,7 @@ impl Dispatch {
         } else {
             0
         };
-        if want == 0 || self.claiming || !self.claim_after.is_none_or(|t| moment >= t) {
+        if want == 0 || self.claiming || self.claim_after.is_some_and(|t| moment < t) {
             return want;
         }
         let ahead = self

@@ -10,14 +10,13 @@
 //! candidates are never guessed between: the job fails naming them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 
-use crate::capabilities::CallContext;
 use crate::features::MatchKey;
 use crate::host::Unit;
 use crate::queue::worker::JobFailure;
 use crate::storage::{Storage, StorageError};
 
+use super::BackendUnits;
 use super::trail::{Trail, declined};
 
 /// What a key lookup found.
@@ -89,22 +88,34 @@ pub(crate) async fn local_match(
     Ok(Found::of(free))
 }
 
+/// A local record looking for its counterpart in a backend: its keys, and
+/// its data in local form (where the keys' values are read).
+#[derive(Clone, Copy)]
+pub(crate) struct Wanted<'a> {
+    pub model: &'a str,
+    pub local_id: &'a str,
+    pub keys: &'a [MatchKey],
+    pub data: &'a serde_json::Map<String, serde_json::Value>,
+}
+
 /// The backend's record of `model` that `keys` name (`lookup.find`, one
 /// call per key, with the value as `data` holds it), among those not bound
 /// to another local record already. The guest saying there was nothing to
 /// do for a key finds nothing.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn remote_match(
     storage: &dyn Storage,
+    b: &BackendUnits,
     adapter: &Unit,
-    ctx: &Arc<CallContext>,
-    backend: &str,
-    model: &str,
-    local_id: &str,
-    keys: &[MatchKey],
-    data: &serde_json::Map<String, serde_json::Value>,
+    wanted: Wanted<'_>,
     trail: &mut Trail,
 ) -> Result<Found, JobFailure> {
+    let (backend, ctx) = (b.name(), &b.ctx);
+    let Wanted {
+        model,
+        local_id,
+        keys,
+        data,
+    } = wanted;
     let mut candidates: BTreeMap<String, MatchKey> = BTreeMap::new();
     for key in keys {
         let Some(value) = crate::features::raw_value(data, &key.name) else {

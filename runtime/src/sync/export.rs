@@ -56,6 +56,16 @@ fn create_key_name(model: &str, local_id: &str) -> String {
     format!("export:create:{model}:{local_id}")
 }
 
+/// What every step of one export shares: the backend, the lease holder
+/// (each dependency leases under a name of its own) and the records being
+/// exported on the way here, to refuse a cycle.
+#[derive(Clone, Copy)]
+struct ExportRun<'a> {
+    b: &'a BackendUnits,
+    holder: &'a str,
+    ancestors: &'a [(String, String)],
+}
+
 impl Synchronizer {
     /// The idempotency key of creating local `model` `local_id` in the
     /// backend: the one stored by an earlier try, else a new one, stored
@@ -94,22 +104,24 @@ impl Synchronizer {
         holder: &str,
         trail: &mut Trail,
     ) -> Result<String, JobFailure> {
-        self.export_one(b, model, local_id, fields, holder, trail, &[])
-            .await
+        let run = ExportRun {
+            b,
+            holder,
+            ancestors: &[],
+        };
+        self.export_one(run, model, local_id, fields, trail).await
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn export_one<'a>(
         &'a self,
-        b: &'a BackendUnits,
+        run: ExportRun<'a>,
         model: &'a str,
         local_id: &'a str,
         fields: Option<&'a [String]>,
-        holder: &'a str,
         trail: &'a mut Trail,
-        ancestors: &'a [(String, String)],
     ) -> Pin<Box<dyn Future<Output = Result<String, JobFailure>> + Send + 'a>> {
         Box::pin(async move {
+            let ExportRun { b, holder, .. } = run;
             let binding = self
                 .storage
                 .binding_of_local(b.name(), model, local_id)
@@ -119,23 +131,25 @@ impl Synchronizer {
                 Some(bd) => record_key(b.name(), model, &bd.external_id),
                 None => format!("record:{}:{model}:local:{local_id}", b.name()),
             };
-            let export = self.export_locked(b, model, local_id, fields, holder, trail, ancestors);
+            let export = self.export_locked(run, model, local_id, fields, trail);
             self.leased(&key, holder, export).await
         })
     }
 
     /// Export the local records `record` points to that the backend does
     /// not have yet (OCA's `_export_dependencies`).
-    #[allow(clippy::too_many_arguments)]
     async fn export_dependencies(
         &self,
-        b: &BackendUnits,
+        run: ExportRun<'_>,
         model: &str,
         record: &LocalRecord,
-        holder: &str,
         trail: &mut Trail,
-        ancestors: &[(String, String)],
     ) -> Result<(), JobFailure> {
+        let ExportRun {
+            b,
+            holder,
+            ancestors,
+        } = run;
         let mut chain = ancestors.to_vec();
         chain.push((model.to_string(), record.id.clone()));
         // "Nothing to do" for what it needs: it needs nothing.
@@ -180,8 +194,13 @@ impl Synchronizer {
             }
             // Each dependency leases under a name of its own.
             let holder = format!("{holder}:{}:{k}", chain.len());
+            let run = ExportRun {
+                b,
+                holder: &holder,
+                ancestors: &chain,
+            };
             match self
-                .export_one(b, &dep.model, &dep.local_id, None, &holder, trail, &chain)
+                .export_one(run, &dep.model, &dep.local_id, None, trail)
                 .await
             {
                 // The connector declined to export the dependency: the
@@ -196,17 +215,15 @@ impl Synchronizer {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn export_locked(
         &self,
-        b: &BackendUnits,
+        run: ExportRun<'_>,
         model: &str,
         local_id: &str,
         fields: Option<&[String]>,
-        holder: &str,
         trail: &mut Trail,
-        ancestors: &[(String, String)],
     ) -> Result<String, JobFailure> {
+        let ExportRun { b, holder, .. } = run;
         let Some(mut record) = self
             .storage
             .record(model, local_id)
@@ -217,8 +234,7 @@ impl Synchronizer {
                 "nothing to export: local {model} {local_id} no longer exists"
             ));
         };
-        self.export_dependencies(b, model, &record, holder, trail, ancestors)
-            .await?;
+        self.export_dependencies(run, model, &record, trail).await?;
         // Read again under the lease: an import may have bound it meanwhile.
         let binding = self
             .storage
@@ -443,19 +459,13 @@ impl Synchronizer {
         if keys.is_empty() || !adapter.finds(model) {
             return Ok(None);
         }
-        match adopt::remote_match(
-            &*self.storage,
-            &units.adapter,
-            &b.ctx,
-            b.name(),
+        let wanted = adopt::Wanted {
             model,
             local_id,
-            &keys,
-            &data_object,
-            trail,
-        )
-        .await?
-        {
+            keys: &keys,
+            data: &data_object,
+        };
+        match adopt::remote_match(&*self.storage, b, &units.adapter, wanted, trail).await? {
             adopt::Found::None => Ok(None),
             adopt::Found::One(ext) => Ok(Some(ext)),
             adopt::Found::Many(candidates) => Err(adopt::ambiguous(

@@ -580,8 +580,7 @@ impl Synchronizer {
                 }
             }
             let (mut write, changed) = merge(
-                b.name(),
-                model,
+                run,
                 id,
                 mapped,
                 binding,
@@ -589,7 +588,6 @@ impl Synchronizer {
                     .as_ref()
                     .map(|(r, _)| r)
                     .or_else(|| binding.and_then(|bd| existing.get(&bd.local_id))),
-                force,
                 started,
             );
             write.keys = keys;
@@ -654,17 +652,15 @@ fn object(
 /// backend changed since the last sync are applied, so a local change
 /// still waiting for its export is not overwritten by the backend's older
 /// value; fields only the local side has stay.
-#[allow(clippy::too_many_arguments)]
 fn merge(
-    backend: &str,
-    model: &str,
+    run: ImportRun<'_>,
     external_id: &str,
     mapped: Map<String, Value>,
     binding: Option<&Binding>,
     existing: Option<&crate::model::LocalRecord>,
-    force: bool,
     started: i64,
 ) -> (RecordWrite, Vec<String>) {
+    let (backend, model, force) = (run.b.name(), run.model, run.force);
     let snapshot: Option<Map<String, Value>> = binding
         .and_then(|bd| bd.synced.as_deref())
         .and_then(|t| serde_json::from_str(t).ok());
