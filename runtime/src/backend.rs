@@ -82,7 +82,7 @@ pub struct BackendConfig {
     pub notify: Option<crate::queue::notify::NotifyConfig>,
     /// What a deletion reconciliation (`junction.reconcile`) may do.
     #[serde(default, skip_serializing_if = "is_default")]
-    pub reconcile: crate::sync::reconcile::ReconcileConfig,
+    pub reconcile: ReconcileConfig,
     /// Webhook intake (`POST /hooks/<backend>/<name>`): the secret the
     /// backend signs its calls with. None: the backend's hooks are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -404,6 +404,28 @@ impl BackendConfig {
             services,
             grants: Arc::new(Grants::new(&self.name, requests, &self.grants, &self.jobs)),
         }))
+    }
+}
+
+/// A backend's reconciliation settings (`reconcile = { delete = true,
+/// max_delete_percent = 10 }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcileConfig {
+    /// Delete the local records the backend no longer has (each checked
+    /// once more first); `false` only reports them.
+    pub delete: bool,
+    /// Refuse, without `confirm`, a run that would delete more than this
+    /// share (0 to 100) of the model's bound records.
+    pub max_delete_percent: u32,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        ReconcileConfig {
+            delete: true,
+            max_delete_percent: 10,
+        }
     }
 }
 

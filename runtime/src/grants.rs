@@ -20,10 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Event, Manifest};
 
-/// Operations a manifest may declare on a model.
-pub const OPERATIONS: [&str; 7] = [
-    "search", "read", "create", "write", "delete", "import", "export",
-];
+pub use crate::model::OPERATIONS;
 
 /// What one or more manifests ask for.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

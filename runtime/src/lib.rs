@@ -26,6 +26,7 @@ pub mod secrets;
 pub mod storage;
 pub mod sync;
 pub mod text;
+pub mod tls;
 
 pub use capabilities::CallContext;
 pub use error::{CallError, GuestError};

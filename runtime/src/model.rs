@@ -124,6 +124,78 @@ pub struct JobRequest {
     pub description: Option<String>,
 }
 
+/// Operations a manifest may declare on a model.
+pub const OPERATIONS: [&str; 7] = [
+    "search", "read", "create", "write", "delete", "import", "export",
+];
+
+/// The job functions of the synchronizer that a guest may enqueue (for
+/// its own backend), named here because the jobs capability checks a
+/// guest's request against them and must not depend on the synchronizer.
+pub mod functions {
+    pub const IMPORT_RECORD: &str = "junction.import-record";
+    pub const IMPORT_BATCH: &str = "junction.import-batch";
+    pub const EXPORT_RECORD: &str = "junction.export-record";
+    pub const DELETE_REMOTE: &str = "junction.delete-remote";
+    pub const DELETE_LOCAL: &str = "junction.delete-local";
+}
+
+/// Arguments larger than this are refused: jobs carry ids, not payloads.
+pub const MAX_ARGS_BYTES: usize = 256 * 1024;
+
+/// Descriptions are shown to operators on one line.
+pub const MAX_DESCRIPTION_BYTES: usize = 1024;
+
+impl JobRequest {
+    /// Validate a job request (from a guest or from the API); the message
+    /// names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let request = self;
+        let f = &request.function;
+        if f.is_empty()
+            || f.len() > 128
+            || !f
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(format!(
+                "job function {f:?} must be 1 to 128 letters, digits, '-', '_' or '.'"
+            ));
+        }
+        if request.args.len() > MAX_ARGS_BYTES {
+            return Err(format!(
+                "job args are {} bytes, over the limit of {MAX_ARGS_BYTES}",
+                request.args.len()
+            ));
+        }
+        match serde_json::from_str::<serde_json::Value>(&request.args) {
+            Ok(serde_json::Value::Object(_)) => {}
+            Ok(_) => return Err("job args must be a JSON object".to_string()),
+            Err(e) => return Err(format!("job args are not JSON: {e}")),
+        }
+        if let Some(eta) = &request.eta {
+            parse_timestamp(eta).map_err(|r| format!("job eta {r}"))?;
+        }
+        if let Some(d) = &request.description
+            && d.len() > MAX_DESCRIPTION_BYTES
+        {
+            return Err(format!(
+                "job description is {} bytes, over the limit of {MAX_DESCRIPTION_BYTES}",
+                d.len()
+            ));
+        }
+        if let Some(channel) = &request.channel
+            && (channel.is_empty() || channel.split('.').any(str::is_empty))
+        {
+            return Err(format!(
+                "job channel {:?} must be dot-separated names such as root.shop",
+                crate::text::truncate(channel, 128)
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A local or custom event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
@@ -224,7 +296,7 @@ impl Manifest {
             if let Some(op) = m
                 .operations
                 .iter()
-                .find(|o| !crate::grants::OPERATIONS.contains(&o.as_str()))
+                .find(|o| !OPERATIONS.contains(&o.as_str()))
             {
                 return Err(bad(
                     "models",

@@ -8,11 +8,16 @@
 //! `JUNCTION_SECRET_KEY`, from `secret_key_file` in `junction.toml`, or
 //! generated on first start into the data folder (`secret.key`, readable by
 //! its owner only). Every node on one database needs the same key.
+//!
+//! [`Secret`] is how a credential is written in a configuration: inline
+//! (sealed before it is stored) or a reference (`env`, `file`).
 
 use std::path::{Path, PathBuf};
 
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use std::fmt;
 
 /// What sealed text starts with.
 const PREFIX: &str = "v1:";
@@ -178,6 +183,90 @@ fn random_key() -> [u8; 32] {
         .fill(&mut bytes)
         .expect("the system's random source works");
     bytes
+}
+
+/// A secret value: never printed, never logged, never given to the guest.
+///
+/// Written inline (`"…"`, sealed with the node's key before it is stored),
+/// or as a reference read each time the backend is resolved, so a reload
+/// rotates it: `{ env = "SHOP_TOKEN" }` or `{ file = "/run/secrets/shop" }`
+/// (absolute, or relative to the working directory; one trailing newline
+/// is dropped). `{ sealed = "v1:…" }` is the stored form of an inline one.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Secret {
+    Inline(String),
+    From(SecretRef),
+}
+
+/// Where a secret that is not inline comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum SecretRef {
+    Env(String),
+    #[schema(value_type = String)]
+    File(std::path::PathBuf),
+    Sealed(String),
+}
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret::Inline(value.into())
+    }
+
+    /// A reference to an environment variable or a file: where the secret
+    /// is, not the secret, so it may be shown.
+    pub fn is_reference(&self) -> bool {
+        matches!(self, Secret::From(SecretRef::Env(_) | SecretRef::File(_)))
+    }
+
+    /// The value, read now; the error names where it was looked for.
+    pub(crate) fn resolve(&self) -> Result<String, String> {
+        match self {
+            Secret::Inline(v) => Ok(v.clone()),
+            Secret::From(SecretRef::Env(name)) => std::env::var(name).map_err(|_| {
+                format!("secret environment variable {name} is not set (or not UTF-8)")
+            }),
+            Secret::From(SecretRef::File(path)) => std::fs::read_to_string(path)
+                .map(|t| {
+                    t.strip_suffix('\n')
+                        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                        .unwrap_or(&t)
+                        .to_string()
+                })
+                .map_err(|e| format!("secret file {} could not be read: {e}", path.display())),
+            Secret::From(SecretRef::Sealed(_)) => Err(
+                "secret is still sealed; the node opens stored credentials with its secret key"
+                    .to_string(),
+            ),
+        }
+    }
+
+    /// Inline values sealed with `key`; references stay as they are.
+    pub fn sealed(&self, key: &SecretKey) -> Secret {
+        match self {
+            Secret::Inline(v) => Secret::From(SecretRef::Sealed(key.seal(v))),
+            other => other.clone(),
+        }
+    }
+
+    /// Sealed values opened with `key`.
+    pub fn opened(&self, key: &SecretKey) -> Result<Secret, SecretError> {
+        match self {
+            Secret::From(SecretRef::Sealed(s)) => key.open(s).map(Secret::Inline),
+            other => Ok(other.clone()),
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::From(SecretRef::Env(name)) => write!(f, "Secret(env {name})"),
+            Secret::From(SecretRef::File(path)) => write!(f, "Secret(file {})", path.display()),
+            _ => f.write_str("Secret(***)"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,10 +3,10 @@
 //! and only of the models granted to it (lookups of another model trap the
 //! call; `bind` answers a permanent error).
 
+use super::bindings::binder::Host;
+use super::bindings::types::Error;
+use super::store::CallState;
 use super::{ServiceError, grant_failure, host_failure};
-use crate::host::bindings::binder::Host;
-use crate::host::bindings::types::Error;
-use crate::host::store::CallState;
 
 const NAME: &str = "binder";
 

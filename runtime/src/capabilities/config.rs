@@ -2,8 +2,8 @@
 //! non-secret settings; secrets stay in the egress policy and never reach
 //! the guest.
 
-use crate::host::bindings::config::{BackendInfo, Host};
-use crate::host::store::CallState;
+use super::bindings::config::{BackendInfo, Host};
+use super::store::CallState;
 
 impl Host for CallState {
     async fn backend(&mut self) -> wasmtime::Result<BackendInfo> {

@@ -10,64 +10,19 @@
 
 use serde_json::Value;
 
+use super::bindings::jobs::Host;
+use super::bindings::types::{Error, JobRequest as WitJobRequest};
+use super::store::CallState;
 use super::{ServiceError, host_failure};
 use crate::grants::Grants;
-use crate::host::bindings::jobs::Host;
-use crate::host::bindings::types::{Error, JobRequest as WitJobRequest};
-use crate::host::store::CallState;
 use crate::model::JobRequest;
 use crate::queue::JobSpec;
 
-/// Arguments larger than this are refused: jobs carry ids, not payloads.
-pub const MAX_ARGS_BYTES: usize = 256 * 1024;
-
-/// Descriptions are shown to operators on one line.
-pub const MAX_DESCRIPTION_BYTES: usize = 1024;
+pub use crate::model::{MAX_ARGS_BYTES, MAX_DESCRIPTION_BYTES};
 
 /// Validate a job request; the message names the field.
 pub fn validate(request: &JobRequest) -> Result<(), String> {
-    let f = &request.function;
-    if f.is_empty()
-        || f.len() > 128
-        || !f
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(format!(
-            "job function {f:?} must be 1 to 128 letters, digits, '-', '_' or '.'"
-        ));
-    }
-    if request.args.len() > MAX_ARGS_BYTES {
-        return Err(format!(
-            "job args are {} bytes, over the limit of {MAX_ARGS_BYTES}",
-            request.args.len()
-        ));
-    }
-    match serde_json::from_str::<serde_json::Value>(&request.args) {
-        Ok(serde_json::Value::Object(_)) => {}
-        Ok(_) => return Err("job args must be a JSON object".to_string()),
-        Err(e) => return Err(format!("job args are not JSON: {e}")),
-    }
-    if let Some(eta) = &request.eta {
-        crate::model::parse_timestamp(eta).map_err(|r| format!("job eta {r}"))?;
-    }
-    if let Some(d) = &request.description
-        && d.len() > MAX_DESCRIPTION_BYTES
-    {
-        return Err(format!(
-            "job description is {} bytes, over the limit of {MAX_DESCRIPTION_BYTES}",
-            d.len()
-        ));
-    }
-    if let Some(channel) = &request.channel
-        && (channel.is_empty() || channel.split('.').any(str::is_empty))
-    {
-        return Err(format!(
-            "job channel {:?} must be dot-separated names such as root.shop",
-            crate::text::truncate(channel, 128)
-        ));
-    }
-    Ok(())
+    request.validate()
 }
 
 /// The identity key a guest's `key` becomes: in its backend's namespace,
@@ -80,10 +35,12 @@ pub fn guest_identity_key(backend: &str, key: &str) -> String {
 /// Which grant a sync function's `model` needs.
 fn direction(function: &str) -> &'static [&'static str] {
     match function {
-        crate::sync::IMPORT_RECORD | crate::sync::IMPORT_BATCH | crate::sync::DELETE_LOCAL => {
-            &["import"]
+        crate::model::functions::IMPORT_RECORD
+        | crate::model::functions::IMPORT_BATCH
+        | crate::model::functions::DELETE_LOCAL => &["import"],
+        crate::model::functions::EXPORT_RECORD | crate::model::functions::DELETE_REMOTE => {
+            &["export"]
         }
-        crate::sync::EXPORT_RECORD | crate::sync::DELETE_REMOTE => &["export"],
         _ => &[],
     }
 }

@@ -1,9 +1,9 @@
 //! Capability: `junction:connector/log`. Lines go into the call's log
 //! (bounded by `SandboxLimits::max_log_bytes`) and to the host's tracing.
 
-use crate::host::bindings::log::{Host, Level};
-use crate::host::stdio::{LogLevel, LogSource};
-use crate::host::store::CallState;
+use super::bindings::log::{Host, Level};
+use super::stdio::{LogLevel, LogSource};
+use super::store::CallState;
 
 impl Host for CallState {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {

@@ -18,6 +18,7 @@
 //! [`Services`] the binder, records, jobs and state capabilities call.
 
 pub mod binder;
+pub(crate) mod bindings;
 pub mod config;
 pub mod egress;
 pub mod jobs;
@@ -25,6 +26,8 @@ pub mod log;
 pub mod memory;
 pub mod records;
 pub mod state;
+pub(crate) mod stdio;
+pub(crate) mod store;
 pub mod stored;
 
 use std::sync::Arc;

@@ -2,10 +2,10 @@
 //! of the models granted to the call's backend; any other model traps the
 //! call with a message naming the grant (the import has no error channel).
 
+use super::bindings::records::Host;
+use super::bindings::types::LocalRecord;
+use super::store::CallState;
 use super::{grant_failure, host_failure};
-use crate::host::bindings::records::Host;
-use crate::host::bindings::types::LocalRecord;
-use crate::host::store::CallState;
 
 impl Host for CallState {
     async fn get(&mut self, model: String, id: String) -> wasmtime::Result<Option<LocalRecord>> {

@@ -7,10 +7,10 @@
 //! host's own (its import cursors): a connector can neither read nor move
 //! the cursor the host keeps for it.
 
+use super::bindings::state::Host;
+use super::bindings::types::Error;
+use super::store::CallState;
 use super::{ServiceError, host_failure};
-use crate::host::bindings::state::Host;
-use crate::host::bindings::types::Error;
-use crate::host::store::CallState;
 use crate::storage::StateQuota;
 
 const MAX_KEY: usize = 256;

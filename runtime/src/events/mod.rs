@@ -8,10 +8,12 @@
 //! Events from an import carry the backend they came from, and listeners of
 //! that backend skip them, so an import never echoes back as an export.
 //! Connectors' listeners are never called here: each hearing becomes a
-//! delivery job (`sync::deliver`), so one backend's failing or looping
+//! delivery job (`delivery`, run by `sync::deliver`), so one backend's failing or looping
 //! listener cannot hold up the dispatcher or another backend's events.
 //! In-process subscribers (the dashboard, tests) get a live stream of
 //! dispatched events.
+
+pub mod delivery;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -70,7 +72,7 @@ impl Listener for GuestListener {
     }
 
     async fn on_event(&self, stored: &StoredEvent) -> Result<Vec<JobSpec>, ListenerError> {
-        if !crate::sync::hears(
+        if !delivery::hears(
             &self.backend,
             &self.patterns,
             &self.ctx.grants,
@@ -78,7 +80,7 @@ impl Listener for GuestListener {
         ) {
             return Ok(Vec::new());
         }
-        Ok(vec![crate::sync::delivery(
+        Ok(vec![delivery::delivery(
             &self.backend,
             &self.ctx.grants,
             stored,

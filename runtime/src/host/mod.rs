@@ -7,7 +7,6 @@
 //!   [`CallReport`] with the result, the log and the HTTP audit;
 //! - `pool` keeps instances warm between successful calls of a backend.
 
-pub(crate) mod bindings;
 mod cache;
 mod call;
 pub mod compile;
@@ -15,8 +14,6 @@ mod convert;
 mod engine;
 mod optional;
 mod pool;
-pub(crate) mod stdio;
-pub(crate) mod store;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,6 +21,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
+
+use crate::capabilities::{bindings, stdio, store};
 
 pub use cache::CompileInfo;
 pub use call::CallReport;

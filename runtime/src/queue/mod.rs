@@ -36,7 +36,7 @@ pub use crate::storage::types::now_ms;
 pub const MAX_DELAY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// Arguments larger than this are refused: jobs carry ids, not payloads.
-pub const MAX_ARGS_BYTES: usize = crate::capabilities::jobs::MAX_ARGS_BYTES;
+pub use crate::model::MAX_ARGS_BYTES;
 
 /// The queue's tunables; channels and retry patterns can be reloaded while
 /// running.
@@ -398,7 +398,7 @@ impl Queue {
     pub fn prepare(&self, index: usize, spec: &JobSpec, now: i64) -> Result<NewJob, QueueError> {
         let r = &spec.request;
         let invalid = |reason: String| QueueError::Invalid { index, reason };
-        crate::capabilities::jobs::validate(r).map_err(invalid)?;
+        r.validate().map_err(invalid)?;
         {
             let functions = self.functions.read().unwrap_or_else(|p| p.into_inner());
             if !functions.contains(&r.function) {

@@ -24,7 +24,7 @@ use serde_json::json;
 use super::job::Job;
 use super::worker::{Handled, Handler, JobFailure};
 use super::{JobSpec, Queue, now_ms};
-use crate::capabilities::egress::Secret;
+use crate::secrets::Secret;
 
 pub use crate::storage::types::Notification;
 
@@ -374,7 +374,7 @@ async fn post(
         let io: Box<dyn Io> = if https {
             let name = rustls::pki_types::ServerName::try_from(host.clone())
                 .map_err(|e| format!("invalid TLS server name: {e}"))?;
-            let tls = tokio_rustls::TlsConnector::from(crate::capabilities::egress::tls_config())
+            let tls = tokio_rustls::TlsConnector::from(crate::tls::default_config())
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("TLS failed: {e}"))?;

@@ -63,11 +63,9 @@ use crate::storage::{Storage, StorageError};
 /// No registry generation seen yet.
 const NOT_YET: i64 = i64::MIN;
 
-pub const IMPORT_RECORD: &str = "junction.import-record";
-pub const IMPORT_BATCH: &str = "junction.import-batch";
-pub const EXPORT_RECORD: &str = "junction.export-record";
-pub const DELETE_REMOTE: &str = "junction.delete-remote";
-pub const DELETE_LOCAL: &str = "junction.delete-local";
+pub use crate::model::functions::{
+    DELETE_LOCAL, DELETE_REMOTE, EXPORT_RECORD, IMPORT_BATCH, IMPORT_RECORD,
+};
 /// Find the records a backend deleted (see `sync::reconcile`).
 pub const RECONCILE: &str = "junction.reconcile";
 pub use deliver::{DELIVER, LISTENER_TRIES, delivery, hears};

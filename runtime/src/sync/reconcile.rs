@@ -12,34 +12,12 @@
 
 use std::collections::HashSet;
 
-use serde::{Deserialize, Serialize};
-
 use super::trail::Trail;
 use super::{BackendUnits, DELETE_LOCAL, Synchronizer, route, storage_failure};
 use crate::queue::JobSpec;
 use crate::queue::worker::JobFailure;
 
-/// A backend's reconciliation settings (`reconcile = { delete = true,
-/// max_delete_percent = 10 }`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReconcileConfig {
-    /// Delete the local records the backend no longer has (each checked
-    /// once more first); `false` only reports them.
-    pub delete: bool,
-    /// Refuse, without `confirm`, a run that would delete more than this
-    /// share (0 to 100) of the model's bound records.
-    pub max_delete_percent: u32,
-}
-
-impl Default for ReconcileConfig {
-    fn default() -> Self {
-        ReconcileConfig {
-            delete: true,
-            max_delete_percent: 10,
-        }
-    }
-}
+pub use crate::backend::ReconcileConfig;
 
 /// Ids listed in a report at most.
 const LISTED: usize = 20;

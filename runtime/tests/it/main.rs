@@ -29,6 +29,7 @@ mod semantics;
 mod storage;
 mod support;
 mod sync;
+mod tidy;
 mod tryton;
 mod units;
 mod warm;

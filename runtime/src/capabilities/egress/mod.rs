@@ -16,7 +16,7 @@
 //! cannot swap it). Redirects are never followed on the guest's behalf.
 //! Connections are kept per backend and reused only for a request whose
 //! checks led to the same checked address (see `pool`); TLS trusts what
-//! the backend's `tls` settings say (see `tls`).
+//! the backend's `tls` settings say (see [`crate::tls`]).
 
 use crate::allowlist;
 mod audit;
@@ -24,7 +24,6 @@ mod dns;
 mod ipclass;
 mod pool;
 mod send;
-mod tls;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -34,6 +33,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
+pub use crate::secrets::{Secret, SecretRef};
+pub use crate::tls::{TlsError, TlsSettings};
 pub use allowlist::{
     AllowRule, Allowlist, AllowlistError, Host, Scheme, Target, TargetError, parse_host_port,
     parse_target,
@@ -42,97 +43,8 @@ pub use audit::{AuditEntry, AuditLog};
 pub use dns::{Resolve, SystemResolver};
 pub use ipclass::internal_class;
 pub use pool::{PoolStats, Pools};
-pub(crate) use tls::default_config as tls_config;
-pub use tls::{TlsError, TlsSettings};
 
 use crate::limits::EgressLimits;
-
-/// A secret value: never printed, never logged, never given to the guest.
-///
-/// Written inline (`"…"`, sealed with the node's key before it is stored),
-/// or as a reference read each time the backend is resolved, so a reload
-/// rotates it: `{ env = "SHOP_TOKEN" }` or `{ file = "/run/secrets/shop" }`
-/// (absolute, or relative to the working directory; one trailing newline
-/// is dropped). `{ sealed = "v1:…" }` is the stored form of an inline one.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum Secret {
-    Inline(String),
-    From(SecretRef),
-}
-
-/// Where a secret that is not inline comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
-pub enum SecretRef {
-    Env(String),
-    #[schema(value_type = String)]
-    File(std::path::PathBuf),
-    Sealed(String),
-}
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret::Inline(value.into())
-    }
-
-    /// A reference to an environment variable or a file: where the secret
-    /// is, not the secret, so it may be shown.
-    pub fn is_reference(&self) -> bool {
-        matches!(self, Secret::From(SecretRef::Env(_) | SecretRef::File(_)))
-    }
-
-    /// The value, read now; the error names where it was looked for.
-    pub(crate) fn resolve(&self) -> Result<String, String> {
-        match self {
-            Secret::Inline(v) => Ok(v.clone()),
-            Secret::From(SecretRef::Env(name)) => std::env::var(name).map_err(|_| {
-                format!("secret environment variable {name} is not set (or not UTF-8)")
-            }),
-            Secret::From(SecretRef::File(path)) => std::fs::read_to_string(path)
-                .map(|t| {
-                    t.strip_suffix('\n')
-                        .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                        .unwrap_or(&t)
-                        .to_string()
-                })
-                .map_err(|e| format!("secret file {} could not be read: {e}", path.display())),
-            Secret::From(SecretRef::Sealed(_)) => Err(
-                "secret is still sealed; the node opens stored credentials with its secret key"
-                    .to_string(),
-            ),
-        }
-    }
-
-    /// Inline values sealed with `key`; references stay as they are.
-    pub fn sealed(&self, key: &crate::secrets::SecretKey) -> Secret {
-        match self {
-            Secret::Inline(v) => Secret::From(SecretRef::Sealed(key.seal(v))),
-            other => other.clone(),
-        }
-    }
-
-    /// Sealed values opened with `key`.
-    pub fn opened(
-        &self,
-        key: &crate::secrets::SecretKey,
-    ) -> Result<Secret, crate::secrets::SecretError> {
-        match self {
-            Secret::From(SecretRef::Sealed(s)) => key.open(s).map(Secret::Inline),
-            other => Ok(other.clone()),
-        }
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Secret::From(SecretRef::Env(name)) => write!(f, "Secret(env {name})"),
-            Secret::From(SecretRef::File(path)) => write!(f, "Secret(file {})", path.display()),
-            _ => f.write_str("Secret(***)"),
-        }
-    }
-}
 
 /// Credentials the host adds to every allowed request of a backend.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -330,11 +330,11 @@ async fn open(
                 .map_err(|_| timed_out())?
                 .map_err(|e| {
                     let host = target.host.to_string();
-                    match super::tls::rustls_error(&e) {
-                        Some(tls) if super::tls::about_certificates(tls) => {
-                            (super::tls::describe(&host, tls), Error::TlsCertificateError)
+                    match crate::tls::rustls_error(&e) {
+                        Some(tls) if crate::tls::about_certificates(tls) => {
+                            (crate::tls::describe(&host, tls), Error::TlsCertificateError)
                         }
-                        Some(tls) => (super::tls::describe(&host, tls), Error::TlsProtocolError),
+                        Some(tls) => (crate::tls::describe(&host, tls), Error::TlsProtocolError),
                         None => (
                             format!("TLS handshake with {host} failed: {e}"),
                             Error::TlsProtocolError,
@@ -483,9 +483,9 @@ async fn exchange(
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => {
             let host = target.host.to_string();
-            let reason = super::tls::rustls_error(&e).map_or_else(
+            let reason = crate::tls::rustls_error(&e).map_or_else(
                 || format!("sending the request failed: {e}"),
-                |tls| super::tls::describe(&host, tls),
+                |tls| crate::tls::describe(&host, tls),
             );
             if e.is_canceled() {
                 Err(Failed::Unsent(reason, Error::HttpProtocolError))

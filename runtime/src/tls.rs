@@ -7,6 +7,10 @@
 //! backend is resolved, so its TLS session cache (resumption) and its
 //! trust are its alone: a CA one backend trusts is never trusted for
 //! another's requests.
+//!
+//! A module of its own, outside `capabilities::egress`, because the host's
+//! own requests (failure notifications, sent by the queue) use it too and
+//! the queue does not depend on the capabilities.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -200,7 +204,7 @@ pub(crate) fn default_config() -> Arc<rustls::ClientConfig> {
 
 /// The rustls error in `error`'s chain (a hyper or I/O error wrapping it),
 /// if there is one.
-pub(super) fn rustls_error<'a>(
+pub(crate) fn rustls_error<'a>(
     error: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a rustls::Error> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
@@ -222,7 +226,7 @@ pub(super) fn rustls_error<'a>(
 
 /// Whether `tls` is about a certificate: the server's refused here, or
 /// this backend's (missing or refused) by the server.
-pub(super) fn about_certificates(tls: &rustls::Error) -> bool {
+pub(crate) fn about_certificates(tls: &rustls::Error) -> bool {
     use rustls::{AlertDescription, Error};
     matches!(
         tls,
@@ -239,7 +243,7 @@ pub(super) fn about_certificates(tls: &rustls::Error) -> bool {
 /// What went wrong in a TLS exchange with `host`, in the operator's words
 /// and with the setting that fixes it (a refused certificate, a server
 /// asking for a client certificate).
-pub(super) fn describe(host: &str, tls: &rustls::Error) -> String {
+pub(crate) fn describe(host: &str, tls: &rustls::Error) -> String {
     use rustls::{AlertDescription, CertificateError, Error};
     match tls {
         Error::InvalidCertificate(cert) => match cert {

@@ -14,9 +14,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::stdio::{CallLog, LogStream, LogTarget};
 use crate::capabilities::CallContext;
 use crate::capabilities::egress::{AuditLog, EgressHooks};
-use crate::host::stdio::{CallLog, LogStream, LogTarget};
 
 /// What a call leaves behind besides its result, readable after the store
 /// is gone (a deadline drops the store mid-call).
@@ -174,4 +174,4 @@ impl ResourceLimiter for Limiter {
 }
 
 /// `junction:connector/types` has no functions; the linker still wants it.
-impl crate::host::bindings::types::Host for CallState {}
+impl super::bindings::types::Host for CallState {}
