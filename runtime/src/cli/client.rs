@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use junction_runtime::api::types::ErrorBody;
 use junction_runtime::config::ServiceConfig;
 
 /// Where the server is and how to sign in, from flags, the environment or
@@ -124,19 +125,21 @@ impl Client {
         .with_context(|| format!("{method} {}{path}", self.base()))?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
-        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if status.is_success() {
-            return Ok(value);
+            return Ok(serde_json::from_slice(&body).unwrap_or(Value::Null));
         }
-        match value["error"]["message"].as_str() {
-            Some(message) => Err(anyhow!(
-                "{message} ({} from {})",
+        // Every rejection, the framework's own included, is the API's one
+        // error shape; anything else (a proxy's page) is shown as it came.
+        match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(ErrorBody { error }) => Err(anyhow!(
+                "{} ({} from {})",
+                error.message,
                 status.as_u16(),
                 self.base()
             )),
-            None => Err(anyhow!(
+            Err(_) => Err(anyhow!(
                 "{method} {path} answered {status}: {}",
-                String::from_utf8_lossy(&body)
+                junction_runtime::text::clean(&String::from_utf8_lossy(&body))
             )),
         }
     }
