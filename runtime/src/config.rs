@@ -88,6 +88,9 @@ struct File {
     notify: Option<crate::queue::notify::NotifyConfig>,
     #[serde(default)]
     webhooks: crate::api::hooks::WebhookSettings,
+    /// Span export (`[telemetry]`; off by default).
+    #[serde(default)]
+    telemetry: crate::telemetry::TelemetryConfig,
     #[serde(default)]
     backends: Vec<toml::Table>,
 }
@@ -230,6 +233,8 @@ pub struct ServiceConfig {
     pub notify: Option<crate::queue::notify::NotifyConfig>,
     /// Webhook intake from backends (`[webhooks]`; off by default).
     pub webhooks: crate::api::hooks::WebhookSettings,
+    /// Span export over OTLP (`[telemetry]`; off by default).
+    pub telemetry: crate::telemetry::TelemetryConfig,
     pub backends: Vec<BackendConfig>,
 }
 
@@ -380,6 +385,9 @@ impl ServiceConfig {
         if let Some(n) = &file.notify {
             n.check().map_err(|reason| key("notify", reason))?;
         }
+        file.telemetry
+            .validate()
+            .map_err(|e| key(&format!("telemetry.{}", e.key), e.reason))?;
         let mut backends = Vec::new();
         for (i, table) in file.backends.iter().enumerate() {
             let name = table.get("name").and_then(|v| v.as_str()).map_or_else(
@@ -428,6 +436,7 @@ impl ServiceConfig {
             retention,
             notify: file.notify.clone(),
             webhooks: file.webhooks,
+            telemetry: file.telemetry.clone(),
             retry,
             backends,
         })

@@ -25,6 +25,7 @@ pub mod registry;
 pub mod secrets;
 pub mod storage;
 pub mod sync;
+pub mod telemetry;
 pub mod text;
 pub mod tls;
 

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use junction_runtime::host::{Host, HostConfig};
+use junction_runtime::telemetry::Export;
 
 mod cli;
 
@@ -218,18 +219,6 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some(junction_runtime::host::compile::CHILD_COMMAND) {
         return ExitCode::from(junction_runtime::host::compile::child_main(&args[1..]) as u8);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("JUNCTION_LOG")
-                // wasmtime-wasi-http warns once per malformed guest
-                // request: a guest could flood the service's log with them.
-                // The call's audit records every request already.
-                .unwrap_or_else(|_| "warn,wasmtime_wasi_http=error".into()),
-        )
-        // One event, one line: connector text quoted in a field cannot
-        // forge a line of the service's log.
-        .with_writer(|| junction_runtime::text::InertLines(std::io::stderr()))
-        .init();
     exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     match run(cli) {
@@ -246,9 +235,49 @@ fn main() -> ExitCode {
     }
 }
 
+/// Log to stderr (one event per line, filter `JUNCTION_LOG`) and, for
+/// `serve` with `[telemetry] otlp_endpoint`, export spans too; the export
+/// is returned to be flushed at exit. Runs inside the runtime: batches are
+/// sent from a task on it.
+fn start_logging(cli: &Cli) -> anyhow::Result<Option<Export>> {
+    use tracing_subscriber::prelude::*;
+    let telemetry = match &cli.command {
+        // A config that does not load is reported by `serve` itself.
+        Command::Serve(_) => junction_runtime::config::ServiceConfig::load(&cli.server.config)
+            .ok()
+            .map(|c| c.telemetry),
+        _ => None,
+    };
+    let export = match &telemetry {
+        Some(t) => Export::start(t).context("starting the span export")?,
+        None => None,
+    };
+    let exported = export
+        .as_ref()
+        .zip(telemetry.as_ref())
+        .map(|(e, t)| e.layer(t));
+    let stderr = tracing_subscriber::fmt::layer()
+        // One event, one line: connector text quoted in a field cannot
+        // forge a line of the service's log.
+        .with_writer(|| junction_runtime::text::InertLines(std::io::stderr()))
+        .with_filter(
+            tracing_subscriber::EnvFilter::try_from_env("JUNCTION_LOG")
+                // wasmtime-wasi-http warns once per malformed guest
+                // request: a guest could flood the service's log with them.
+                // The call's audit records every request already.
+                .unwrap_or_else(|_| "warn,wasmtime_wasi_http=error".into()),
+        );
+    tracing_subscriber::registry()
+        .with(exported)
+        .with(stderr)
+        .init();
+    Ok(export)
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async {
+    let export = runtime.block_on(async { start_logging(&cli) })?;
+    let result = runtime.block_on(async {
         match cli.command {
             Command::Connector {
                 command: ConnectorCommand::Inspect { file },
@@ -348,7 +377,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
             }
         }
-    })
+    });
+    // Outside the runtime's `block_on`: the last batch is sent by a task
+    // on the runtime's workers while this thread waits for it.
+    if let Some(export) = export {
+        export.shutdown();
+    }
+    result
 }
 
 async fn work(

@@ -2,7 +2,7 @@
 //!
 //! Kept apart from the logic that uses them (as wasmtime's
 //! `wasi-http/src/p2/bindings.rs` does): the host trait impls live one file
-//! per interface in `crate::capabilities`, the export calls in `host::call`.
+//! per interface beside this file, the export calls in `host::call`.
 
 #![allow(missing_docs)]
 
@@ -13,7 +13,10 @@ wasmtime::component::bindgen!({
     world: "full-connector",
     // Host imports reach the store's services, which may do I/O (a database
     // in later versions), so they are async.
-    imports: { default: async | trappable },
+    // `tracing`: a TRACE span per import a guest calls (its module and
+    // function, not its arguments), nested in the call's span; see
+    // `crate::telemetry`.
+    imports: { default: async | trappable | tracing },
     exports: { default: async },
     require_store_data_send: true,
 });

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
 use wasmtime::component::Instance;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
@@ -166,7 +167,26 @@ impl Unit {
         }
         let shared = CallShared::new(ctx.limits.max_log_bytes);
         let started = Instant::now();
-        let result = self.execute(ctx, export, &shared, f).await;
+        // The call's span (see `telemetry`): the bindings' import spans and
+        // the guest's outbound requests nest in it.
+        let span = tracing::info_span!(
+            "guest_call",
+            guest.export = export,
+            backend = %ctx.backend.name,
+            connector.digest = %self.inner.digest,
+            guest.outcome = tracing::field::Empty,
+        );
+        let result = self
+            .execute(ctx, export, &shared, f)
+            .instrument(span.clone())
+            .await;
+        span.record(
+            "guest.outcome",
+            match &result {
+                Ok(_) => "ok",
+                Err(e) => e.kind(),
+            },
+        );
         if let Err(e) = &result {
             tracing::debug!(export, digest = %self.inner.digest, error = %e, "guest call failed");
         }

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use super::channels::{Budget, Occupancy};
 use super::job::{Completion, Job, JobId};
@@ -450,13 +451,27 @@ impl Dispatch {
             // A start is recorded within the same delay as a finish, so a
             // long job shows `started` while it runs.
             self.unflushed_since.get_or_insert_with(Instant::now);
-            tokio::spawn(run_one(
-                job,
-                self.handlers.clone(),
-                self.queue.clone(),
-                self.runner.clone(),
-                self.done_tx.clone(),
-            ));
+            // The job's span: its guest calls and their requests nest in
+            // it (see `telemetry`).
+            let span = tracing::info_span!(
+                "job",
+                job.id = job.id,
+                job.function = %job.function,
+                job.backend = job.backend.as_deref().unwrap_or(""),
+                job.channel = %job.channel,
+                job.r#try = job.tries + 1,
+                job.outcome = tracing::field::Empty,
+            );
+            tokio::spawn(
+                run_one(
+                    job,
+                    self.handlers.clone(),
+                    self.queue.clone(),
+                    self.runner.clone(),
+                    self.done_tx.clone(),
+                )
+                .instrument(span),
+            );
         }
     }
 

@@ -303,6 +303,14 @@ pub(super) async fn run_one(
             }
         }
     };
+    tracing::Span::current().record(
+        "job.outcome",
+        match &outcome {
+            Outcome::Done { .. } => "done",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Failed { .. } => "failed",
+        },
+    );
     if let Outcome::Failed { kind, message } = &outcome
         && job.function != super::notify::NOTIFY
     {

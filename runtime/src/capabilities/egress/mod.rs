@@ -31,6 +31,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
 pub use crate::secrets::{Secret, SecretRef};
@@ -402,12 +403,38 @@ impl WasiHttpHooks for EgressHooks {
                 >,
             > + Send,
     > {
-        Box::new(send::send(
-            self.policy.clone(),
-            self.audit.clone(),
-            request,
-            options,
-        ))
+        // Created here, while the guest's call is polled, so it nests in
+        // that call's span (see `telemetry`). The host asked for and the
+        // method only: a path or query may carry what the guest was given.
+        let host = request
+            .uri()
+            .host()
+            .map(|h| crate::text::truncate(h, 255))
+            .unwrap_or_default();
+        let span = tracing::info_span!(
+            "http_request",
+            http.method = %request.method(),
+            server.address = %host,
+            http.status = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let sent = send::send(self.policy.clone(), self.audit.clone(), request, options);
+        let recorded = span.clone();
+        Box::new(
+            async move {
+                let answer = sent.await;
+                match &answer {
+                    Ok((response, _)) => {
+                        recorded.record("http.status", response.status().as_u16());
+                    }
+                    Err(e) => {
+                        recorded.record("error", tracing::field::debug(e));
+                    }
+                }
+                answer
+            }
+            .instrument(span),
+        )
     }
 }
 
