@@ -13,9 +13,9 @@ use serde_json::Value;
 
 use super::sync::{cache_dir, small};
 
-const TOKEN: &str = "cli-test-token-0123456789";
+pub(crate) const TOKEN: &str = "cli-test-token-0123456789";
 
-fn junction() -> Command {
+pub(crate) fn junction() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_junction"));
     c.env("JUNCTION_CACHE_DIR", cache_dir())
         .env_remove("JUNCTION_SERVER")
@@ -24,7 +24,7 @@ fn junction() -> Command {
     c
 }
 
-fn run(config: &Path, args: &[&str]) -> Output {
+pub(crate) fn run(config: &Path, args: &[&str]) -> Output {
     junction()
         .arg("--config")
         .arg(config)
@@ -33,7 +33,7 @@ fn run(config: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(config: &Path, args: &[&str]) -> String {
+pub(crate) fn ok(config: &Path, args: &[&str]) -> String {
     let out = run(config, args);
     assert!(
         out.status.success(),
@@ -50,7 +50,7 @@ fn json(config: &Path, args: &[&str]) -> Value {
     serde_json::from_str(&ok(config, &all)).unwrap()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -58,7 +58,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Server(Child);
+pub(crate) struct Server(pub(crate) Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -77,7 +77,7 @@ pub(crate) fn signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
-fn config_text(port: u16, shop: &Shop, channels: &str) -> String {
+pub(crate) fn config_text(port: u16, shop: &Shop, channels: &str) -> String {
     format!(
         "data_dir = \"data\"\nwatch_dir = \"drop\"\nlisten = \"127.0.0.1:{port}\"\nadmin_token = \"{TOKEN}\"\nworkers = 4\nchannels = \"{channels}\"\n\n\
          [[backends]]\n{}",

@@ -29,6 +29,7 @@ mod semantics;
 mod storage;
 mod support;
 mod sync;
+mod telemetry;
 mod tidy;
 mod tryton;
 mod units;
