@@ -260,7 +260,7 @@ async fn jobs_guest_calls_and_requests_reach_the_collector_as_nested_spans() {
     // try, from the claim to the backend's answer.
     assert!(
         requests.iter().any(|r| parent_of(r)
-            .and_then(|call| parent_of(call))
+            .and_then(&parent_of)
             .is_some_and(|j| j.name == "job" && j.trace == r.trace)),
         "a request two levels inside a job: {spans:?}"
     );
