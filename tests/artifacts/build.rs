@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 const FIXTURES: &[&str] = &[
     "probe",
     "probe-greedy",
+    "probe-next",
     "probe-plus",
     "mapper-only",
     "broken-describe",

@@ -67,6 +67,34 @@ impl Drop for Server {
     }
 }
 
+/// `junction serve` from `config`, once it answers the CLI (its stderr is
+/// kept for the test to read).
+pub(crate) async fn serve(config: &Path) -> Server {
+    let server = Server(
+        junction()
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let c = config.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        for _ in 0..200 {
+            if run(&c, &["jobs", "list"]).status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the server did not answer");
+    })
+    .await
+    .unwrap();
+    server
+}
+
 /// Send signal `name` (`TERM`, `HUP`, …) to a child process.
 pub(crate) fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
@@ -187,28 +215,7 @@ async fn serve_then_operate_it_from_the_cli() {
     let config = dir.path().join("junction.toml");
     let port = free_port();
     std::fs::write(&config, config_text(port, &shop, "root:4")).unwrap();
-    let server = Server(
-        junction()
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let c = config.clone();
-    tokio::task::spawn_blocking(move || {
-        for _ in 0..200 {
-            if run(&c, &["jobs", "list"]).status.success() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("the server did not answer");
-    })
-    .await
-    .unwrap();
+    let server = serve(&config).await;
 
     let config2 = config.clone();
     let shop2 = backend_text("shop2", &shop);

@@ -182,3 +182,129 @@ async fn another_node_on_the_database_follows_an_activation() {
     assert!(ran.iter().all(|d| *d == digest(&next)), "{ran:?}");
     other.stop(Duration::from_secs(5)).await.unwrap();
 }
+
+/// The probe's backend, for the behaviour test below.
+fn probe_backend(server: &super::support::Server) -> junction_runtime::backend::BackendConfig {
+    serde_json::from_value(serde_json::json!({
+        "name": "probe",
+        "kind": "probe",
+        "version": "1.2.0",
+        "base_url": server.origin(),
+        "allow_internal": [server.addr.to_string()],
+    }))
+    .unwrap()
+}
+
+fn import_echo(id: &str) -> junction_runtime::queue::JobSpec {
+    junction_runtime::queue::JobSpec::new(
+        IMPORT_RECORD,
+        serde_json::json!({"backend": "probe", "model": "echo", "external_id": id}),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_running_at_a_swap_finish_on_the_old_version_and_later_jobs_map_the_new_way() {
+    let (_dir, storage, node) = super::sync::fresh_node().await;
+    let server = super::support::Server::start().await;
+    let old = std::fs::read(junction_test_artifacts::PROBE).unwrap();
+    let next = std::fs::read(junction_test_artifacts::PROBE_NEXT).unwrap();
+    node.sync.install(&old).await.unwrap();
+    node.sync.configure(&probe_backend(&server)).await.unwrap();
+    // Compiled before the swap, so the activation lands within the reads.
+    node.sync.host().load(&next).await.unwrap();
+    let data_of = |id: &'static str| {
+        let storage = storage.clone();
+        async move {
+            let b = storage
+                .binding("probe", "echo", id)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("echo {id} is not bound"));
+            let r = storage.record("echo", &b.local_id).await.unwrap().unwrap();
+            serde_json::from_str::<serde_json::Value>(&r.data).unwrap()
+        }
+    };
+
+    // Two imports whose read takes a second are running...
+    let slow = ["slow-1", "slow-2"];
+    let ids: Vec<i64> = node
+        .queue
+        .enqueue_batch(&slow.map(import_echo))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let jobs = futures_util::future::join_all(ids.iter().map(|id| storage.job(*id))).await;
+        if jobs
+            .iter()
+            .all(|j| j.as_ref().unwrap().as_ref().unwrap().state == JobState::Started)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slow imports never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // ...when 0.1.1, which maps differently, becomes the active version.
+    let swapped = node.sync.install(&next).await.unwrap();
+    assert!(swapped.active && swapped.version == "0.1.1", "{swapped:?}");
+    for id in &ids {
+        let job = storage.job(*id).await.unwrap().unwrap();
+        assert_eq!(
+            job.state,
+            JobState::Started,
+            "still in its call at the swap"
+        );
+    }
+    // A job enqueued after the swap runs on the new version.
+    node.queue
+        .enqueue_batch(&[import_echo("after-1")])
+        .await
+        .unwrap();
+    assert!(node.settle(Duration::from_secs(60)).await.unwrap());
+
+    let old_digest = digest(&old);
+    let next_digest = digest(&next);
+    for (id, job) in slow.iter().zip(&ids) {
+        let job = storage.job(*job).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Done, "{:?}", job.error_message);
+        assert_eq!(job.connector_digest.as_deref(), Some(old_digest.as_str()));
+        // Read and mapped by 0.1.0 from start to end: no half-swapped job.
+        let data = data_of(id).await;
+        assert_eq!(data, serde_json::json!({"id": id}), "{id}");
+    }
+    let after = w_job(&*storage, "after-1").await;
+    assert_eq!(after.state, JobState::Done, "{:?}", after.error_message);
+    assert_eq!(
+        after.connector_digest.as_deref(),
+        Some(next_digest.as_str())
+    );
+    assert_eq!(
+        data_of("after-1").await,
+        serde_json::json!({"id": "after-1", "mapped_by": "0.1.1"})
+    );
+    node.stop(Duration::from_secs(5)).await.unwrap();
+}
+
+/// The import job of echo `id`.
+async fn w_job(
+    storage: &dyn junction_runtime::storage::Storage,
+    id: &str,
+) -> junction_runtime::queue::job::Job {
+    storage
+        .jobs(&junction_runtime::queue::job::JobFilter {
+            function: Some(IMPORT_RECORD.to_string()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.args.contains(&format!("\"{id}\"")))
+        .unwrap_or_else(|| panic!("no import job of echo {id}"))
+}

@@ -6,9 +6,8 @@
 //! what it is sent with the protocol's own types.
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -18,7 +17,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
-use super::cli::{Server, config_text, free_port, junction, ok, run, signal};
+use super::cli::{config_text, free_port, ok, run, serve, signal};
 use super::sync::small;
 
 /// A span as received: its ids and its attributes as text.
@@ -157,24 +156,9 @@ async fn jobs_guest_calls_and_requests_reach_the_collector_as_nested_spans() {
         1,
     );
     std::fs::write(&config, text).unwrap();
-    let mut server = Server(
-        junction()
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut server = serve(&config).await;
     let c = config.clone();
     tokio::task::spawn_blocking(move || {
-        for _ in 0..200 {
-            if run(&c, &["jobs", "list"]).status.success() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
         ok(
             &c,
             &["connector", "install", junction_connectors::MAGENTO_PATH],
