@@ -196,9 +196,9 @@ impl Dispatch {
     /// A finished job frees its slot at once; its record is written with
     /// others (group commit), within `FLUSH_AFTER`.
     fn take_finished(&mut self, cfg: &QueueConfig) {
-        let ready = std::iter::from_fn(|| self.done_rx.try_recv().ok());
-        let arrived: Vec<Finished> = self.arrived.take().into_iter().chain(ready).collect();
-        for f in arrived {
+        // What the last wait woke up for first, then whatever else is ready
+        // (no buffer in between: this runs every turn).
+        while let Some(f) = self.arrived.take().or_else(|| self.done_rx.try_recv().ok()) {
             self.running.finish(&cfg.channels, &f.channel);
             self.shares.finished(f.backend.as_deref());
             self.in_flight -= 1;
@@ -209,14 +209,11 @@ impl Dispatch {
 
     /// Batches the database recorded, or failed to.
     fn take_recorded(&mut self, cfg: &QueueConfig) {
-        let flushes = std::iter::from_fn(|| self.flushed_rx.try_recv().ok());
-        let arrived: Vec<Flushed> = self
+        while let Some(flushed) = self
             .arrived_flush
             .take()
-            .into_iter()
-            .chain(flushes)
-            .collect();
-        for flushed in arrived {
+            .or_else(|| self.flushed_rx.try_recv().ok())
+        {
             self.flushing = false;
             match flushed.result {
                 Ok(()) => {
@@ -261,14 +258,11 @@ impl Dispatch {
 
     /// Claims the database answered.
     fn take_claimed(&mut self, cfg: &QueueConfig) {
-        let claims = std::iter::from_fn(|| self.claims_rx.try_recv().ok());
-        let arrived: Vec<Claimed> = self
+        while let Some(answer) = self
             .arrived_claim
             .take()
-            .into_iter()
-            .chain(claims)
-            .collect();
-        for answer in arrived {
+            .or_else(|| self.claims_rx.try_recv().ok())
+        {
             self.claiming = false;
             match answer {
                 Ok(jobs) if jobs.is_empty() => {
