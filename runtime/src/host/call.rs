@@ -658,7 +658,7 @@ pub(super) fn checked_jobs(
     let jobs: Vec<JobRequest> = jobs.into_iter().map(JobRequest::from).collect();
     for j in &jobs {
         out.json("job args", &j.args)?;
-        crate::capabilities::jobs::validate(j)
+        j.validate()
             .map_err(|reason| CallError::InvalidOutput { export, reason })?;
     }
     Ok(jobs)

@@ -8,8 +8,8 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::host::bindings;
-use crate::host::store::CallState;
+use crate::capabilities::bindings;
+use crate::capabilities::store::CallState;
 
 /// Engine-wide settings, fixed for the life of a [`Host`](super::Host).
 #[derive(Debug, Clone)]

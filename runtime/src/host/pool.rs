@@ -21,7 +21,7 @@ use wasmtime::component::Instance;
 use wasmtime::{AsContext, AsContextMut, Store, StoreContext, StoreContextMut};
 
 use crate::capabilities::CallContext;
-use crate::host::store::CallState;
+use crate::capabilities::store::CallState;
 
 /// An instance with the store it lives in.
 pub(crate) struct Warm {
