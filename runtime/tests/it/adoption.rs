@@ -66,15 +66,7 @@ impl World {
 /// Another shop with the same seed (the same customers and products), as
 /// backend `shop2` of the world's node.
 async fn second_shop(w: &World) -> Shop {
-    let shop2 = Shop::start(
-        ShopConfig {
-            seed: small(),
-            ..ShopConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let shop2 = super::sync::small_shop().await;
     let mut config = backend(&shop2, "2.4.6");
     config.name = "shop2".into();
     w.node.sync.configure(&config).await.unwrap();

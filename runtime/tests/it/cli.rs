@@ -8,10 +8,10 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use junction_demo_shop::{Shop, ShopConfig};
+use junction_demo_shop::Shop;
 use serde_json::Value;
 
-use super::sync::{cache_dir, small};
+use super::sync::cache_dir;
 
 pub(crate) const TOKEN: &str = "cli-test-token-0123456789";
 
@@ -202,15 +202,7 @@ fn an_invalid_config_names_the_key_and_nothing_starts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_then_operate_it_from_the_cli() {
-    let shop = Shop::start(
-        ShopConfig {
-            seed: small(),
-            ..ShopConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let shop = super::sync::small_shop().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("junction.toml");
     let port = free_port();

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use junction_demo_crm::{Crm, CrmConfig, Faults, Kind};
-use junction_demo_shop::{Shop, ShopConfig};
+use junction_demo_shop::Shop;
 use junction_runtime::backend::BackendConfig;
 use junction_runtime::node::Node;
 use junction_runtime::queue::job::{JobFilter, JobState};
@@ -151,15 +151,7 @@ pub(crate) fn crm_backend(crm: &Crm, version: &str) -> BackendConfig {
 /// mapper unit installed beside it.
 async fn world(crm_version: &str, crm: CrmConfig, connector: &str) -> World {
     let (dir, storage, node) = fresh_node().await;
-    let shop = Shop::start(
-        ShopConfig {
-            seed: small(),
-            ..ShopConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let shop = super::sync::small_shop().await;
     let crm = Crm::start(crm, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();

@@ -142,6 +142,19 @@ pub(crate) async fn world() -> World {
     .await
 }
 
+/// A reference shop with the small catalogue, on a free loopback port.
+pub(crate) async fn small_shop() -> Shop {
+    Shop::start(
+        ShopConfig {
+            seed: small(),
+            ..ShopConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
 pub(crate) fn batch(model: &str) -> JobSpec {
     batch_job("shop", model, false)
 }

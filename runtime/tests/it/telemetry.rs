@@ -11,14 +11,12 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use junction_demo_shop::{Shop, ShopConfig};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
 use super::cli::{config_text, free_port, ok, run, serve, signal};
-use super::sync::small;
 
 /// A span as received: its ids and its attributes as text.
 #[derive(Debug, Clone)]
@@ -136,15 +134,7 @@ fn spans_of(request: ExportTraceServiceRequest) -> Vec<Got> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_guest_calls_and_requests_reach_the_collector_as_nested_spans() {
     let (collector_port, got) = collector().await;
-    let shop = Shop::start(
-        ShopConfig {
-            seed: small(),
-            ..ShopConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let shop = super::sync::small_shop().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("junction.toml");
     let port = free_port();
