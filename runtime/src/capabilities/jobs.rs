@@ -20,11 +20,6 @@ use crate::queue::JobSpec;
 
 pub use crate::model::{MAX_ARGS_BYTES, MAX_DESCRIPTION_BYTES};
 
-/// Validate a job request; the message names the field.
-pub fn validate(request: &JobRequest) -> Result<(), String> {
-    request.validate()
-}
-
 /// The identity key a guest's `key` becomes: in its backend's namespace,
 /// so it can never collapse another backend's job or one of the host's
 /// own (`batch:…`, `import:…`).
@@ -48,7 +43,7 @@ fn direction(function: &str) -> &'static [&'static str] {
 /// Turn a guest's job request for `backend` into what the queue stores,
 /// or say why it is refused (nothing is enqueued then).
 pub fn admit(backend: &str, grants: &Grants, request: JobRequest) -> Result<JobSpec, String> {
-    validate(&request)?;
+    request.validate()?;
     let mut request = request;
     let mut args: serde_json::Map<String, Value> =
         serde_json::from_str(&request.args).map_err(|e| format!("job args are not JSON: {e}"))?;
@@ -160,23 +155,23 @@ mod tests {
 
     #[test]
     fn bad_requests_name_the_field() {
-        assert!(validate(&req("{}")).is_ok());
-        assert!(validate(&req("[]")).unwrap_err().contains("JSON object"));
-        assert!(validate(&req("{")).unwrap_err().contains("not JSON"));
+        assert!(req("{}").validate().is_ok());
+        assert!(req("[]").validate().unwrap_err().contains("JSON object"));
+        assert!(req("{").validate().unwrap_err().contains("not JSON"));
         let mut r = req("{}");
         r.eta = Some("tomorrow".into());
-        assert!(validate(&r).unwrap_err().contains("eta"));
+        assert!(r.validate().unwrap_err().contains("eta"));
         r.eta = Some("2026-11-29T10:00:00Z".into());
-        assert!(validate(&r).is_ok());
+        assert!(r.validate().is_ok());
         r.function = "bad name".into();
-        assert!(validate(&r).unwrap_err().contains("job function"));
+        assert!(r.validate().unwrap_err().contains("job function"));
         let mut r = req("{}");
         r.channel = Some("root..shop".into());
-        assert!(validate(&r).unwrap_err().contains("channel"));
+        assert!(r.validate().unwrap_err().contains("channel"));
         let big = format!("{{\"x\":\"{}\"}}", "a".repeat(MAX_ARGS_BYTES));
-        assert!(validate(&req(&big)).unwrap_err().contains("over the limit"));
+        assert!(req(&big).validate().unwrap_err().contains("over the limit"));
         let mut r = req("{}");
         r.description = Some("d".repeat(MAX_DESCRIPTION_BYTES + 1));
-        assert!(validate(&r).unwrap_err().contains("job description"));
+        assert!(r.validate().unwrap_err().contains("job description"));
     }
 }
