@@ -60,6 +60,21 @@ pub(crate) fn free_port() -> u16 {
 
 pub(crate) struct Server(pub(crate) Child);
 
+impl Server {
+    /// Stop it with SIGTERM, as an operator would, and wait for it to exit:
+    /// its exit status and stderr.
+    pub(crate) async fn stop(mut self) -> Output {
+        signal(&self.0, "TERM");
+        tokio::task::spawn_blocking(move || {
+            // Taken out so that `Drop` has nothing left to kill.
+            let child = std::mem::replace(&mut self.0, Command::new("true").spawn().unwrap());
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -504,7 +519,6 @@ async fn serve_then_operate_it_from_the_cli() {
         config_text(port, &shop, "root:4").replace(TOKEN, "rotated-token-0123456789"),
     )
     .unwrap();
-    let mut server = server;
     signal(&server.0, "HUP");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !run(&config, &["jobs", "list"]).status.success() {
@@ -518,13 +532,7 @@ async fn serve_then_operate_it_from_the_cli() {
     assert!(!old.status.success());
     assert!(String::from_utf8_lossy(&old.stderr).contains("not the admin token"));
     // Then a clean stop on SIGTERM.
-    signal(&server.0, "TERM");
-    let out = tokio::task::spawn_blocking(move || {
-        let child = std::mem::replace(&mut server.0, Command::new("true").spawn().unwrap());
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
+    let out = server.stop().await;
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("config reloaded: "), "{err}");

@@ -6,7 +6,6 @@
 //! what it is sent with the protocol's own types.
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -16,7 +15,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
-use super::cli::{config_text, free_port, ok, run, serve, signal};
+use super::cli::{config_text, free_port, ok, run, serve};
 
 /// A span as received: its ids and its attributes as text.
 #[derive(Debug, Clone)]
@@ -146,7 +145,7 @@ async fn jobs_guest_calls_and_requests_reach_the_collector_as_nested_spans() {
         1,
     );
     std::fs::write(&config, text).unwrap();
-    let mut server = serve(&config).await;
+    let server = serve(&config).await;
     let c = config.clone();
     tokio::task::spawn_blocking(move || {
         ok(
@@ -159,13 +158,7 @@ async fn jobs_guest_calls_and_requests_reach_the_collector_as_nested_spans() {
     .await
     .unwrap();
     // A clean stop sends what is still batched.
-    signal(&server.0, "TERM");
-    let out = tokio::task::spawn_blocking(move || {
-        let child = std::mem::replace(&mut server.0, Command::new("true").spawn().unwrap());
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
+    let out = server.stop().await;
     assert!(
         out.status.success(),
         "{}",

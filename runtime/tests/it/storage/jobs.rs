@@ -2,7 +2,7 @@
 //! listing and counting by filter, the counts the database keeps, purging.
 //! Runs on SQLite and (when configured) PostgreSQL.
 
-use super::{done, job, postgres_schema, start_all, state, storages};
+use super::{done, enqueue, job, postgres_schema, start_all, state, storages};
 use junction_runtime::queue::job::{
     Completion, JobAction, JobFilter, JobState, NewJob, Outcome, Parent,
 };
@@ -86,13 +86,7 @@ async fn dependencies_chain_group_fail_and_cancel() {
         b.parents = vec![Parent::InBatch(0)];
         let mut c = job("c");
         c.parents = vec![Parent::InBatch(0), Parent::InBatch(1)];
-        let ids: Vec<i64> = s
-            .enqueue(&[job("a"), b, c], 1)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.id)
-            .collect();
+        let ids = enqueue(&*s, vec![job("a"), b, c], 1).await;
         assert_eq!(
             state(&*s, ids[1]).await,
             JobState::WaitDependencies,
@@ -130,13 +124,7 @@ async fn dependencies_chain_group_fail_and_cancel() {
         y.parents = vec![Parent::InBatch(0)];
         let mut z = job("z");
         z.parents = vec![Parent::InBatch(1)];
-        let t: Vec<i64> = s
-            .enqueue(&[job("x"), y, z], 80)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.id)
-            .collect();
+        let t = enqueue(&*s, vec![job("x"), y, z], 80).await;
         let mut cancelled = s.cancel(t[0], 90).await.unwrap();
         cancelled.sort();
         assert_eq!(cancelled, t);
@@ -145,13 +133,7 @@ async fn dependencies_chain_group_fail_and_cancel() {
         // A parent marked done by hand releases its child.
         let mut q = job("q");
         q.parents = vec![Parent::InBatch(0)];
-        let m: Vec<i64> = s
-            .enqueue(&[job("p"), q], 100)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.id)
-            .collect();
+        let m = enqueue(&*s, vec![job("p"), q], 100).await;
         s.mark_done(m[0], 110).await.unwrap();
         assert_eq!(state(&*s, m[1]).await, JobState::Pending);
         // A dependency on a job that does not exist is refused.
@@ -168,13 +150,7 @@ async fn dependencies_chain_group_fail_and_cancel() {
 async fn purge_removes_old_finished_jobs_in_batches() {
     for (name, s, _dir) in storages().await {
         let specs: Vec<NewJob> = (0..5).map(|_| job("f")).collect();
-        let ids: Vec<i64> = s
-            .enqueue(&specs, 1)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.id)
-            .collect();
+        let ids = enqueue(&*s, specs, 1).await;
         start_all(&*s, 10).await;
         s.complete(&ids.iter().map(|id| done(*id)).collect::<Vec<_>>(), &[], 50)
             .await
@@ -280,13 +256,7 @@ async fn kept_job_counts_follow_every_kind_of_change() {
         shop.backend = Some("shop".into());
         let mut waits = job("b");
         waits.parents = vec![Parent::InBatch(0)];
-        let ids: Vec<i64> = s
-            .enqueue(&[shop, waits, job("c"), job("d"), job("e")], 1)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.id)
-            .collect();
+        let ids = enqueue(s, vec![shop, waits, job("c"), job("d"), job("e")], 1).await;
         assert_eq!(kept(s).await, counted(s).await, "{name}: after enqueue");
         assert_eq!(
             kept(s).await.iter().map(|c| c.2).sum::<i64>(),
@@ -354,21 +324,17 @@ async fn the_oldest_due_job_of_each_channel_counts_pending_and_enqueued_only() {
             eta,
             ..job(function)
         };
-        let ids: Vec<i64> = s
-            .enqueue(
-                &[
-                    at("a", "root", 5),
-                    at("b", "root", 10),
-                    at("c", "root.shop", 100),
-                    at("d", "root.crm", 7),
-                ],
-                1,
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.id)
-            .collect();
+        let ids = enqueue(
+            s,
+            vec![
+                at("a", "root", 5),
+                at("b", "root", 10),
+                at("c", "root.shop", 100),
+                at("d", "root.crm", 7),
+            ],
+            1,
+        )
+        .await;
         let due = |v: Vec<(String, i64)>| {
             let mut v = v;
             v.sort();
@@ -428,15 +394,6 @@ fn done_at(id: i64, at: i64) -> Completion {
         outcome: Outcome::Done { result: None },
         ..failed_at(id, at)
     }
-}
-
-async fn enqueue(s: &dyn Storage, jobs: Vec<NewJob>, at: i64) -> Vec<i64> {
-    s.enqueue(&jobs, at)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.id)
-        .collect()
 }
 
 #[tokio::test]

@@ -93,6 +93,26 @@ pub(crate) fn job(function: &str) -> NewJob {
     }
 }
 
+/// Enqueue `jobs` at `at`; their ids, in order.
+pub(crate) async fn enqueue(s: &dyn Storage, jobs: Vec<NewJob>, at: i64) -> Vec<i64> {
+    s.enqueue(&jobs, at)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect()
+}
+
+/// The ids a claim with `req` would pick among, in claim order.
+pub(crate) async fn candidate_ids(s: &dyn Storage, req: &ClaimRequest) -> Vec<i64> {
+    s.candidates(req)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
 pub(crate) fn claim(now: i64) -> ClaimRequest {
     ClaimRequest {
         node: "node-a".into(),
@@ -108,13 +128,7 @@ pub(crate) fn claim(now: i64) -> ClaimRequest {
 }
 
 pub(crate) async fn start_all(s: &dyn Storage, now: i64) -> Vec<i64> {
-    let ids: Vec<i64> = s
-        .candidates(&claim(now))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
+    let ids = candidate_ids(s, &claim(now)).await;
     s.claim(&ids, &claim(now))
         .await
         .unwrap()

@@ -2,7 +2,7 @@
 //! dialects' batch writes), heartbeats, expired leases, release.
 //! Runs on SQLite and (when configured) PostgreSQL.
 
-use super::{claim, done, job, start_all, state, storages};
+use super::{candidate_ids, claim, done, enqueue, job, start_all, state, storages};
 use junction_runtime::capabilities::egress::AuditEntry;
 use junction_runtime::host::{LogLevel, LogLine, LogSource};
 use junction_runtime::queue::job::{Completion, JobState, NewJob, Outcome};
@@ -23,20 +23,8 @@ async fn candidates_come_in_run_order_and_respect_eta() {
         c.eta = 5;
         let mut later = job("later");
         later.eta = 1000;
-        let ids: Vec<i64> = s
-            .enqueue(&[a, b, c, later], 1)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.id)
-            .collect();
-        let got: Vec<i64> = s
-            .candidates(&claim(100))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+        let ids = enqueue(&*s, vec![a, b, c, later], 1).await;
+        let got = candidate_ids(&*s, &claim(100)).await;
         assert_eq!(got, [ids[1], ids[2], ids[0]], "{name}");
     }
 }
@@ -52,22 +40,10 @@ async fn full_and_stopped_channels_are_skipped() {
         shopping.channel = "root.shopping".into();
         let mut crm = job("d");
         crm.channel = "root.crm".into();
-        let ids: Vec<i64> = s
-            .enqueue(&[shop, orders, shopping, crm], 1)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.id)
-            .collect();
+        let ids = enqueue(&*s, vec![shop, orders, shopping, crm], 1).await;
         let mut req = claim(100);
         req.full_channels = vec!["root.shop".into()];
-        let got: Vec<i64> = s
-            .candidates(&req)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+        let got = candidate_ids(&*s, &req).await;
         assert_eq!(
             got,
             [ids[2], ids[3]],
@@ -87,13 +63,7 @@ async fn full_and_stopped_channels_are_skipped() {
         s.complete(&[c], &[], 101).await.unwrap();
         let mut req = claim(100);
         req.sequential_channels = vec!["root.crm".into()];
-        let got: Vec<i64> = s
-            .candidates(&req)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+        let got = candidate_ids(&*s, &req).await;
         assert!(
             !got.contains(&ids[3]),
             "{name}: root.crm is stopped by its failed job"
@@ -109,30 +79,20 @@ async fn backends_holding_their_share_are_left_out_of_claims() {
             j.backend = backend.map(str::to_string);
             j
         };
-        let ids: Vec<i64> = s
-            .enqueue(
-                &[
-                    of(Some("hostile")),
-                    of(Some("hostile")),
-                    of(Some("shop")),
-                    of(None),
-                ],
-                1,
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.id)
-            .collect();
+        let ids = enqueue(
+            &*s,
+            vec![
+                of(Some("hostile")),
+                of(Some("hostile")),
+                of(Some("shop")),
+                of(None),
+            ],
+            1,
+        )
+        .await;
         let mut req = claim(100);
         req.held_backends = vec!["hostile".into()];
-        let got: Vec<i64> = s
-            .candidates(&req)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+        let got = candidate_ids(&*s, &req).await;
         assert_eq!(got, [ids[2], ids[3]], "{name}: candidates");
         // The one-statement claim leaves them out as well.
         let claimed: Vec<i64> = s
@@ -171,13 +131,7 @@ async fn claims_take_only_pending_jobs() {
 #[tokio::test]
 async fn completions_record_outcomes_logs_and_audit() {
     for (name, s, _dir) in storages().await {
-        let ids: Vec<i64> = s
-            .enqueue(&[job("a"), job("b"), job("c")], 1)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.id)
-            .collect();
+        let ids = enqueue(&*s, vec![job("a"), job("b"), job("c")], 1).await;
         start_all(&*s, 10).await;
         let mut ok = done(ids[0]);
         ok.log = vec![LogLine {
@@ -280,13 +234,7 @@ async fn expired_leases_return_to_the_queue_and_count_a_try() {
     for (name, s, _dir) in storages().await {
         let mut once = job("once");
         once.max_retries = 1;
-        let ids: Vec<i64> = s
-            .enqueue(&[job("f"), once], 1)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.id)
-            .collect();
+        let ids = enqueue(&*s, vec![job("f"), once], 1).await;
         start_all(&*s, 10).await; // lease until 1010
         s.complete(&[], &[(ids[0], 11), (ids[1], 11)], 11)
             .await
@@ -340,21 +288,17 @@ async fn shared_channel_limits_hold_across_nodes() {
             channel: channel.into(),
             ..job("f")
         };
-        let ids: Vec<i64> = s
-            .enqueue(
-                &[
-                    in_channel("root.shop"),
-                    in_channel("root.shop.orders"),
-                    in_channel("root.shop"),
-                    in_channel("root.crm"),
-                ],
-                1,
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.id)
-            .collect();
+        let ids = enqueue(
+            &*s,
+            vec![
+                in_channel("root.shop"),
+                in_channel("root.shop.orders"),
+                in_channel("root.shop"),
+                in_channel("root.crm"),
+            ],
+            1,
+        )
+        .await;
         let limited = |node: &str| ClaimRequest {
             node: node.into(),
             shared_limits: vec![("root.shop".into(), 2), ("root.shop.orders".into(), 1)],
@@ -406,13 +350,7 @@ async fn a_batch_larger_than_any_chunk_is_claimed_kept_and_completed_whole() {
             limit: N as u32,
             ..claim(10)
         };
-        let ids: Vec<i64> = s
-            .candidates(&request)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+        let ids = candidate_ids(&*s, &request).await;
         assert_eq!(ids.len(), N, "{name}");
         let claimed = s.claim(&ids, &request).await.unwrap();
         assert_eq!(claimed.len(), N, "{name}: every id of the list claimed");
